@@ -1,0 +1,13 @@
+/* weft.h - the whole public API of libweft. See docs/ for one page per module. */
+#ifndef WEFT_H
+#define WEFT_H
+
+#include <weft/err.h>
+#include <weft/sys.h>
+#include <weft/buf.h>
+#include <weft/hist.h>
+#include <weft/future.h>
+#include <weft/pool.h>
+#include <weft/procpool.h>
+
+#endif /* WEFT_H */

@@ -1,0 +1,105 @@
+/* weft/pool.h - a thread pool with a bounded queue.
+ *
+ * Tasks are functions `int fn(void *arg, weft_ctx_t *ctx)` returning 0 or a negative error; a
+ * task can attach a value or a message to its future through `ctx` (weft/future.h). Submission
+ * either allocates the task record for you (weft_pool_submit, returns a future) or uses a record
+ * you own (weft_task_t, no allocation on the hot path). The queue is bounded: a full queue makes
+ * weft_pool_submit block and weft_pool_try_submit return -EAGAIN, so memory never grows without
+ * bound. Idle workers sleep; they use no CPU.
+ */
+#ifndef WEFT_POOL_H
+#define WEFT_POOL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <weft/future.h>
+
+typedef struct weft_pool weft_pool_t;
+typedef int (*weft_task_fn)(void *arg, weft_ctx_t *ctx);
+
+typedef struct weft_pool_opts {
+    int threads;           /* 0: weft_cpu_count() */
+    size_t queue_capacity; /* 0: 65536 queued tasks */
+    const char *name;      /* thread name prefix (at most 10 chars used); NULL: "weft" */
+} weft_pool_opts_t;
+
+/* A caller-owned task record. Set fn and arg with weft_task_init(); keep the record alive and
+ * unmoved until its future is DONE, then weft_future_release(&t->future) once. */
+typedef struct weft_task {
+    /* public, set by weft_task_init */
+    weft_task_fn fn;
+    void *arg;
+    /* read-only: the task's future, embedded */
+    weft_future_t future;
+    /* private */
+    struct weft_task *next_;
+    uint64_t enqueued_ns_;
+} weft_task_t;
+
+typedef enum weft_shutdown {
+    WEFT_SHUTDOWN_WAIT = 0, /* run everything already queued, then stop */
+    WEFT_SHUTDOWN_CANCEL,   /* complete queued, unstarted tasks with -ECANCELED, then stop */
+} weft_shutdown_t;
+
+typedef struct weft_pool_stats {
+    int threads;          /* current worker threads */
+    size_t queued;        /* waiting in the queue */
+    size_t running;       /* being executed now */
+    uint64_t completed;   /* finished (any status) since creation */
+    uint64_t failed;      /* finished with a negative status */
+    uint64_t cancelled;   /* skipped because cancelled before they started */
+    uint64_t wait_ns_sum; /* total time tasks spent queued, for Little's law */
+} weft_pool_stats_t;
+
+/* Creates a pool and starts its threads. `opts` may be NULL (all defaults). Returns 0, -EINVAL,
+ * -ENOMEM or the pthread error (*out = NULL on failure). Ownership: returns owned; free with
+ * weft_pool_destroy(). Thread safety: any thread. */
+int weft_pool_create(weft_pool_t **out, const weft_pool_opts_t *opts);
+
+/* Prepares a caller-owned task record. Ownership: borrows `t`. Thread safety: any thread. */
+void weft_task_init(weft_task_t *t, weft_task_fn fn, void *arg);
+
+/* Queues fn(arg), blocking while the queue is full. On success *out (if not NULL) gets a new
+ * reference to the task's future. Returns 0, -ESHUTDOWN after shutdown, or -ENOMEM.
+ * Ownership: returns an owned future reference; release it. Thread safety: any thread. */
+int weft_pool_submit(weft_pool_t *p, weft_task_fn fn, void *arg, weft_future_t **out);
+
+/* As weft_pool_submit but never blocks: -EAGAIN when the queue is full. */
+int weft_pool_try_submit(weft_pool_t *p, weft_task_fn fn, void *arg, weft_future_t **out);
+
+/* Queues a caller-owned record; blocks while the queue is full. No allocation. Returns 0 or
+ * -ESHUTDOWN. Ownership: borrows `t` until its future is DONE. Thread safety: any thread. */
+int weft_pool_submit_task(weft_pool_t *p, weft_task_t *t);
+
+/* As weft_pool_submit_task but never blocks: -EAGAIN when the queue is full. */
+int weft_pool_try_submit_task(weft_pool_t *p, weft_task_t *t);
+
+/* Queues `n` caller-owned records with one lock round per batch that fits, blocking while the
+ * queue is full. Returns 0 when all are queued; on shutdown returns -ESHUTDOWN, and the records
+ * not queued are completed with -ESHUTDOWN. Ownership: borrows. Thread safety: any thread. */
+int weft_pool_submit_tasks(weft_pool_t *p, weft_task_t *tasks, size_t n);
+
+/* Calls fn(item, arg) for each of the `n` items of `item_size` bytes in `items`, `chunksize`
+ * items per task (0: chosen for the pool size), and waits for all. fn typically writes its result
+ * into the item. Returns 0, or the error of the lowest-indexed failing item. Ownership: borrows.
+ * Thread safety: any thread except the pool's own workers (it would deadlock a full pool). */
+int weft_pool_map(weft_pool_t *p, int (*fn)(void *item, void *arg), void *items, size_t n,
+                  size_t item_size, size_t chunksize, void *arg);
+
+/* Changes the number of worker threads (1..1024). Extra threads exit after their current task.
+ * Returns 0, -EINVAL or -ESHUTDOWN. Thread safety: any thread. */
+int weft_pool_resize(weft_pool_t *p, int threads);
+
+/* Fills a snapshot of the pool's counters. Thread safety: any thread. */
+void weft_pool_stats(weft_pool_t *p, weft_pool_stats_t *out);
+
+/* Stops accepting tasks; WAIT lets queued tasks run, CANCEL completes them with -ECANCELED.
+ * Returns at once; weft_pool_destroy() joins. Calling it twice is harmless (returns -EALREADY).
+ * Thread safety: any thread. */
+int weft_pool_shutdown(weft_pool_t *p, weft_shutdown_t mode);
+
+/* Shuts down (WAIT) if not done yet, joins every thread and frees the pool. Outstanding futures
+ * stay valid. Ownership: takes `p`. Thread safety: any thread but the pool's own workers. */
+void weft_pool_destroy(weft_pool_t *p);
+
+#endif /* WEFT_POOL_H */

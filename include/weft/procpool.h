@@ -1,0 +1,78 @@
+/* weft/procpool.h - a pool of worker processes: crash isolation and hard timeouts.
+ *
+ * Workers are separate processes, started ahead of time. A task names a function registered with
+ * WEFT_PROCPOOL_FN and carries argument bytes; the function runs in a worker and its result bytes
+ * come back through a future (weft_future_value). A worker that crashes or exceeds the task's
+ * timeout is killed and replaced; only that task fails (WEFT_ECRASHED with a message naming the
+ * signal or exit status, or -ETIMEDOUT). The pool keeps working.
+ *
+ * Functions must be registered from a constructor (the WEFT_PROCPOOL_FN macro does this), because
+ * workers are fresh executions of the program (/proc/self/exe) that never run main().
+ */
+#ifndef WEFT_PROCPOOL_H
+#define WEFT_PROCPOOL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <weft/buf.h>
+#include <weft/future.h>
+#include <weft/pool.h>
+
+typedef struct weft_procpool weft_procpool_t;
+
+/* Runs in a worker process. Returns 0 and appends its result to `out`, or returns a negative
+ * error and may append a message to `out`. Must not keep pointers to `arg` after returning. */
+typedef int (*weft_proc_fn)(const void *arg, size_t len, weft_buf_t *out);
+
+/* Registers `fn` under `name` (at most 63 bytes). Call only from a constructor (see above).
+ * Returns 0, -EEXIST, -EINVAL or -ENOMEM. Thread safety: constructors only. */
+int weft_procpool_register(const char *name, weft_proc_fn fn);
+
+#define WEFT_PROCPOOL_FN(name, fn)                                                                 \
+    __attribute__((constructor(101))) static void weft__procpool_reg_##fn(void)                    \
+    {                                                                                              \
+        weft_procpool_register(name, fn);                                                          \
+    }
+
+typedef struct weft_procpool_opts {
+    int workers;             /* 0: weft_cpu_count() */
+    int max_tasks_per_child; /* 0: unlimited; else a worker is replaced after that many */
+    size_t queue_capacity;   /* 0: 65536 queued tasks; submit blocks when full */
+    size_t max_message;      /* largest argument or result in bytes; 0: 64 MiB */
+} weft_procpool_opts_t;
+
+typedef struct weft_procpool_stats {
+    int workers;
+    size_t queued, running;
+    uint64_t completed, failed, crashed, timed_out, respawned;
+} weft_procpool_stats_t;
+
+/* Starts the workers. Safe from a multi-threaded process (it never forks a copy of the caller
+ * that runs user code). Returns 0, -EINVAL, -ENOMEM or a spawn error (*out = NULL on failure).
+ * Ownership: returns owned; free with weft_procpool_destroy(). Thread safety: any thread. */
+int weft_procpool_create(weft_procpool_t **out, const weft_procpool_opts_t *opts);
+
+/* Queues fn_name(arg) with a hard timeout (0: none). The argument bytes are copied. *out gets a
+ * future whose value is the result bytes. Returns 0, WEFT_ENOFUNC, -EMSGSIZE, -ESHUTDOWN or
+ * -ENOMEM. Blocks while the queue is full. Ownership: returns an owned future reference.
+ * Thread safety: any thread. */
+int weft_procpool_submit(weft_procpool_t *pp, const char *fn_name, const void *arg, size_t len,
+                         uint64_t timeout_ns, weft_future_t **out);
+
+/* Changes the number of workers (1..256). Returns 0, -EINVAL or -ESHUTDOWN. Thread safety: any. */
+int weft_procpool_resize(weft_procpool_t *pp, int workers);
+
+/* Fills a snapshot of the counters. Thread safety: any thread. */
+void weft_procpool_stats(weft_procpool_t *pp, weft_procpool_stats_t *out);
+
+/* Stops accepting tasks (modes as for the thread pool). Returns at once. Thread safety: any. */
+int weft_procpool_shutdown(weft_procpool_t *pp, weft_shutdown_t mode);
+
+/* Shuts down (WAIT) if needed, stops and reaps every worker, unmaps shared memory and closes
+ * every descriptor. Ownership: takes `pp`. Thread safety: any thread. */
+void weft_procpool_destroy(weft_procpool_t *pp);
+
+/* The pid of the worker process running this code, or 0 in the parent. For tests and tools. */
+int weft_procpool_in_worker(void);
+
+#endif /* WEFT_PROCPOOL_H */

@@ -1,0 +1,37 @@
+/* weft/sys.h - small system services every module and tool shares: clocks, the number of CPUs
+ * this process may use, and the allocator hook.
+ */
+#ifndef WEFT_SYS_H
+#define WEFT_SYS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Monotonic time in nanoseconds (CLOCK_MONOTONIC). Thread safety: any thread,
+ * async-signal-safe. */
+uint64_t weft_now_ns(void);
+
+/* CPU time consumed by the calling thread, in nanoseconds (CLOCK_THREAD_CPUTIME_ID).
+ * Thread safety: any thread. */
+uint64_t weft_thread_cpu_ns(void);
+
+/* The number of CPUs this process can actually use: the smaller of the CPUs in its affinity
+ * mask and its cgroup v2 CPU quota (cpu.max, rounded up), at least 1. Re-read on every call,
+ * so it follows changes. Thread safety: any thread. */
+int weft_cpu_count(void);
+
+/* Resident set size of this process in bytes (from /proc/self/statm), or a negative errno.
+ * Thread safety: any thread. */
+long long weft_rss_bytes(void);
+
+/* Replaces the allocator every weft module uses (like uv_replace_allocator). All four must be
+ * given; returns -EINVAL otherwise. Call before creating any weft object, or after destroying
+ * them all: memory must be freed by the allocator that allocated it.
+ * Thread safety: not thread-safe; call while no other thread uses weft. */
+int weft_replace_allocator(void *(*malloc_fn)(size_t), void *(*calloc_fn)(size_t, size_t),
+                           void *(*realloc_fn)(void *, size_t), void (*free_fn)(void *));
+
+/* The library version, "MAJOR.MINOR.PATCH". Ownership: static. Thread safety: any thread. */
+const char *weft_version(void);
+
+#endif /* WEFT_SYS_H */

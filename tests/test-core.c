@@ -1,0 +1,102 @@
+/* Tests for the small shared pieces: errors, buffer, histogram, system helpers. */
+#include "harness.h"
+
+#include <stdlib.h>
+#include <weft/buf.h>
+#include <weft/err.h>
+#include <weft/hist.h>
+#include <weft/sys.h>
+
+TEST(strerror_covers_weft_and_errno_codes)
+{
+    CHECK_STR_EQ(weft_strerror(WEFT_ECRASHED), "worker process crashed");
+    CHECK_STR_EQ(weft_err_name(WEFT_ECYCLE), "WEFT_ECYCLE");
+    CHECK_STR_EQ(weft_err_name(-ETIMEDOUT), "ETIMEDOUT");
+    CHECK_STR_EQ(weft_strerror(-ENOMEM), "Cannot allocate memory");
+    CHECK(weft_strerror(-99999) != NULL);
+}
+
+TEST(buf_grows_and_refuses_past_max)
+{
+    weft_buf_t b;
+    weft_buf_init(&b, 10);
+    CHECK_EQ(weft_buf_append(&b, "hello", 5), 0);
+    CHECK_EQ(weft_buf_printf(&b, "%d", 1234), 0);
+    CHECK_STR_EQ(b.data, "hello1234");
+    CHECK_EQ(weft_buf_append(&b, "xy", 2), -EMSGSIZE);
+    CHECK_STR_EQ(b.data, "hello1234"); /* unchanged on failure */
+    CHECK_EQ(weft_buf_printf(&b, "%s", "ab"), -EMSGSIZE);
+    size_t n;
+    char *d = weft_buf_steal(&b, &n);
+    CHECK_EQ(n, 9);
+    CHECK_EQ(b.len, 0);
+    free(d);
+    weft_buf_free(&b);
+}
+
+TEST(hist_buckets_are_contiguous_and_within_one_percent)
+{
+    size_t prev = 0;
+    for (uint64_t v = 0; v < (1u << 20); v++) {
+        size_t i = weft_hist_bucket(v);
+        CHECK(i == prev || i == prev + 1);
+        prev = i;
+        uint64_t lo, hi;
+        weft_hist_bucket_range(i, &lo, &hi);
+        CHECK(lo <= v && v <= hi);
+        uint64_t mid = lo + (hi - lo) / 2;
+        double err = v ? (double)(mid > v ? mid - v : v - mid) / (double)v : 0;
+        CHECK_MSG(err <= 0.01, "value %llu bucket [%llu,%llu]", (unsigned long long)v,
+                  (unsigned long long)lo, (unsigned long long)hi);
+    }
+    CHECK(weft_hist_bucket(UINT64_MAX) == WEFT_HIST_BUCKETS - 1);
+}
+
+TEST(hist_quantiles_match_sorted_values_and_merge_is_order_free)
+{
+    static weft_hist_t a, b, all;
+    weft_hist_init(&a);
+    weft_hist_init(&b);
+    weft_hist_init(&all);
+    enum { N = 100000 };
+    uint64_t *vals = malloc(N * sizeof *vals);
+    srand(7);
+    for (int i = 0; i < N; i++) {
+        vals[i] = (uint64_t)rand() % 5000000;
+        weft_hist_record(i % 3 ? &a : &b, vals[i]);
+        weft_hist_record(&all, vals[i]);
+    }
+    weft_hist_merge(&a, &b);
+    CHECK(memcmp(&a, &all, sizeof a) == 0);
+    int cmp(const void *x, const void *y);
+    qsort(vals, N, sizeof *vals, cmp);
+    const double qs[] = {0.5, 0.9, 0.95, 0.99, 1.0};
+    for (size_t k = 0; k < sizeof qs / sizeof qs[0]; k++) {
+        size_t rank = (size_t)(qs[k] * N + 0.999999);
+        uint64_t exact = vals[rank - 1], got = weft_hist_quantile(&all, qs[k]);
+        double err = (double)(got > exact ? got - exact : exact - got) / (double)exact;
+        CHECK_MSG(err <= 0.01, "q=%.2f exact %llu got %llu", qs[k], (unsigned long long)exact,
+                  (unsigned long long)got);
+    }
+    CHECK_EQ(all.max, vals[N - 1]);
+    CHECK_EQ(all.min, vals[0]);
+    free(vals);
+}
+
+int cmp(const void *x, const void *y)
+{
+    uint64_t a = *(const uint64_t *)x, b = *(const uint64_t *)y;
+    return a < b ? -1 : a > b;
+}
+
+TEST(cpu_count_and_clocks_are_sane)
+{
+    int n = weft_cpu_count();
+    CHECK(n >= 1 && n <= 4096);
+    uint64_t t0 = weft_now_ns(), c0 = weft_thread_cpu_ns();
+    volatile uint64_t x = 0;
+    for (int i = 0; i < 10000000; i++) x += (uint64_t)i;
+    CHECK(weft_now_ns() > t0);
+    CHECK(weft_thread_cpu_ns() > c0);
+    CHECK(weft_rss_bytes() > 0);
+}

@@ -1,0 +1,226 @@
+/* Subcommand registry and shared terminal helpers (cli.h). */
+#include "weft/cli.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <weft/sys.h>
+
+#define MAX_CMDS 32
+static struct {
+    const char *name, *summary;
+    weft_cmd_fn fn;
+} cmds[MAX_CMDS];
+static int ncmds;
+
+void weft_cli_register(const char *name, weft_cmd_fn fn, const char *summary)
+{
+    if (ncmds == MAX_CMDS) abort();
+    cmds[ncmds].name = name;
+    cmds[ncmds].fn = fn;
+    cmds[ncmds].summary = summary;
+    ncmds++;
+}
+
+static int cmp_cmd(const void *a, const void *b)
+{
+    const char *const *x = a, *const *y = b;
+    return strcmp(*x, *y);
+}
+
+static void usage(FILE *f)
+{
+    qsort(cmds, (size_t)ncmds, sizeof cmds[0], cmp_cmd);
+    fprintf(f, "usage: weft COMMAND [ARGS...]\n\n"
+               "weft is a concurrency toolkit: threads, processes and an event loop, measured\n"
+               "side by side. Commands:\n\n");
+    for (int i = 0; i < ncmds; i++) fprintf(f, "  %-10s %s\n", cmds[i].name, cmds[i].summary);
+    fprintf(f, "\n'weft COMMAND --help' describes each one.\n"
+               "Exit codes: 0 success, 1 some work failed, 2 usage or input error, 3 internal "
+               "error.\n");
+}
+
+int weft_cli_main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return WEFT_EXIT_USAGE;
+    }
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
+        strcmp(argv[1], "help") == 0) {
+        usage(stdout);
+        return WEFT_EXIT_OK;
+    }
+    if (strcmp(argv[1], "--version") == 0) {
+        printf("weft %s\n", weft_version());
+        return WEFT_EXIT_OK;
+    }
+    for (int i = 0; i < ncmds; i++)
+        if (strcmp(cmds[i].name, argv[1]) == 0) return cmds[i].fn(argc - 1, argv + 1);
+    fprintf(stderr, "weft: unknown command '%s'\n\n", argv[1]);
+    usage(stderr);
+    return WEFT_EXIT_USAGE;
+}
+
+int weft_cli_usage_error(const char *cmd, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "weft %s: ", cmd);
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\nTry 'weft %s --help'.\n", cmd);
+    va_end(ap);
+    return WEFT_EXIT_USAGE;
+}
+
+int weft_cli_error(const char *cmd, int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "weft %s: ", cmd);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    return code;
+}
+
+int weft_cli_parse_size(const char *s, uint64_t *out)
+{
+    if (!s || !*s || *s == '-') return -EINVAL;
+    errno = 0;
+    char *end;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || end == s) return -EINVAL;
+    unsigned shift = 0;
+    switch (*end) {
+    case 'k':
+    case 'K':
+        shift = 10;
+        end++;
+        break;
+    case 'm':
+    case 'M':
+        shift = 20;
+        end++;
+        break;
+    case 'g':
+    case 'G':
+        shift = 30;
+        end++;
+        break;
+    default:
+        break;
+    }
+    if (*end == 'B' || *end == 'b') end++;
+    if (*end || (shift && v > (UINT64_MAX >> shift))) return -EINVAL;
+    *out = (uint64_t)v << shift;
+    return 0;
+}
+
+int weft_cli_parse_int(const char *s, long min, long max, long *out)
+{
+    if (!s || !*s) return -EINVAL;
+    errno = 0;
+    char *end;
+    long v = strtol(s, &end, 10);
+    if (errno || *end || end == s || v < min || v > max) return -EINVAL;
+    *out = v;
+    return 0;
+}
+
+/* Length of the valid UTF-8 sequence at s (1..4), or 0 if invalid. */
+static size_t utf8_len(const unsigned char *s)
+{
+    if (s[0] < 0x80) return 1;
+    size_t n = s[0] >= 0xF0 && s[0] <= 0xF4  ? 4
+               : s[0] >= 0xE0                ? 3
+               : s[0] >= 0xC2 && s[0] < 0xE0 ? 2
+                                             : 0;
+    for (size_t i = 1; i < n; i++)
+        if ((s[i] & 0xC0) != 0x80) return 0;
+    return n;
+}
+
+void weft_cli_put_safe(FILE *f, const char *s, size_t max_cols)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    size_t cols = 0;
+    while (*p && (!max_cols || cols < max_cols)) {
+        size_t n = utf8_len(p);
+        if (n == 0) {
+            fputs("\xEF\xBF\xBD", f); /* U+FFFD for invalid bytes */
+            p++;
+        } else if (n == 1 && (*p < 0x20 || *p == 0x7F)) {
+            fputc(' ', f);
+            p++;
+        } else if (n == 2 && p[0] == 0xC2 && p[1] < 0xA0) { /* C1 controls */
+            fputc(' ', f);
+            p += 2;
+        } else {
+            fwrite(p, 1, n, f);
+            p += n;
+        }
+        cols++;
+    }
+    if (*p) fputs("\xE2\x80\xA6", f); /* ellipsis */
+}
+
+void weft_progress_start(weft_progress_t *p, const char *label, uint64_t total)
+{
+    p->label = label;
+    p->total = total;
+    p->done = 0;
+    p->start_ns = weft_now_ns();
+    p->last_draw_ns = 0;
+    p->enabled = isatty(STDERR_FILENO) && getenv("WEFT_NO_PROGRESS") == NULL;
+}
+
+static void progress_draw(weft_progress_t *p)
+{
+    double frac = p->total ? (double)p->done / (double)p->total : 0;
+    if (frac > 1) frac = 1;
+    double secs = (double)(weft_now_ns() - p->start_ns) / 1e9;
+    fprintf(stderr, "\r%-12s ", p->label);
+    weft_cli_bar(stderr, frac, 1.0, 30);
+    fprintf(stderr, " %5.1f%%  %6.1fs", frac * 100, secs);
+    fflush(stderr);
+}
+
+void weft_progress_update(weft_progress_t *p, uint64_t done)
+{
+    p->done = done;
+    if (!p->enabled) return;
+    uint64_t now = weft_now_ns();
+    if (now - p->last_draw_ns < 100000000u) return;
+    p->last_draw_ns = now;
+    progress_draw(p);
+}
+
+void weft_progress_finish(weft_progress_t *p)
+{
+    if (!p->enabled) return;
+    p->done = p->total;
+    progress_draw(p);
+    fputs("\r\033[K", stderr);
+    fflush(stderr);
+}
+
+void weft_cli_bar(FILE *f, double value, double max, int width)
+{
+    static const char *const part[8] = {"",       "\u258F", "\u258E", "\u258D",
+                                        "\u258C", "\u258B", "\u258A", "\u2589"};
+    double cells = max > 0 ? value / max * width : 0;
+    if (cells < 0) cells = 0;
+    if (cells > width) cells = width;
+    int full = (int)cells;
+    int eighths = (int)((cells - full) * 8);
+    int used = 0;
+    for (int i = 0; i < full; i++, used++) fputs("\u2588", f);
+    if (eighths && used < width) {
+        fputs(part[eighths], f);
+        used++;
+    }
+    for (; used < width; used++) fputc(' ', f);
+}

@@ -1,0 +1,67 @@
+/* The weft command's shared pieces: the subcommand registry, exit codes and small terminal
+ * helpers every subcommand uses. Subcommands live in tools/<name>/ and use only the public API.
+ */
+#ifndef WEFT_TOOLS_CLI_H
+#define WEFT_TOOLS_CLI_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+/* Exit codes, documented in README.md and every --help. */
+enum {
+    WEFT_EXIT_OK = 0,      /* everything succeeded */
+    WEFT_EXIT_FAILED = 1,  /* the command ran, but some of its work failed */
+    WEFT_EXIT_USAGE = 2,   /* bad command line or unusable input (missing file, bad format) */
+    WEFT_EXIT_INTERNAL = 3 /* out of memory or another internal error */
+};
+
+typedef int (*weft_cmd_fn)(int argc, char **argv);
+
+/* Registers a subcommand `weft NAME`; `summary` is one line for `weft --help`. Call from a
+ * constructor (WEFT_COMMAND does). */
+void weft_cli_register(const char *name, weft_cmd_fn fn, const char *summary);
+#define WEFT_COMMAND(name, fn, summary)                                                            \
+    __attribute__((constructor)) static void weft__cmd_reg_##fn(void)                              \
+    {                                                                                              \
+        weft_cli_register(name, fn, summary);                                                      \
+    }
+
+/* Runs `weft ARGV...` as if from the shell (used by `weft demo` and tests). */
+int weft_cli_main(int argc, char **argv);
+
+/* Prints "weft CMD: message" to stderr, then "Try 'weft CMD --help'." and returns
+ * WEFT_EXIT_USAGE. */
+int weft_cli_usage_error(const char *cmd, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* Prints "weft CMD: message" to stderr and returns `code`. */
+int weft_cli_error(const char *cmd, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Parses a non-negative integer with an optional K/M/G suffix (binary: 1K = 1024).
+ * Returns 0 or -EINVAL. */
+int weft_cli_parse_size(const char *s, uint64_t *out);
+
+/* Parses a non-negative integer in [min, max]. Returns 0 or -EINVAL. */
+int weft_cli_parse_int(const char *s, long min, long max, long *out);
+
+/* Writes `s` to `f` with control characters and invalid UTF-8 replaced, so that text from
+ * untrusted sources cannot drive the terminal. At most `max_cols` code points (0: no limit). */
+void weft_cli_put_safe(FILE *f, const char *s, size_t max_cols);
+
+/* Progress bar on stderr, drawn only when stderr is a terminal. */
+typedef struct weft_progress {
+    const char *label;
+    uint64_t total, done;
+    uint64_t last_draw_ns, start_ns;
+    bool enabled;
+} weft_progress_t;
+void weft_progress_start(weft_progress_t *p, const char *label, uint64_t total);
+void weft_progress_update(weft_progress_t *p, uint64_t done); /* redraws at most 10 times/s */
+void weft_progress_finish(weft_progress_t *p);
+
+/* Draws a horizontal bar of `width` cells for value/max using block characters (UTF-8). */
+void weft_cli_bar(FILE *f, double value, double max, int width);
+
+#endif

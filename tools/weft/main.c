@@ -1,0 +1,7 @@
+/* weft: the command-line front end. Every subcommand registers itself (WEFT_COMMAND). */
+#include "weft/cli.h"
+
+int main(int argc, char **argv)
+{
+    return weft_cli_main(argc, argv);
+}
