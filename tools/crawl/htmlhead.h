@@ -1,0 +1,51 @@
+/* Extracts <title> and the meta description from the head of an HTML page, fed as it arrives.
+ *
+ * libxml2's HTML parser in push mode with SAX callbacks (no tree is built), stopped once the head
+ * is over (</head> or the start of <body>). Entities are decoded by the parser; whitespace is
+ * collapsed and each field capped at CRAWL_FIELD_MAX bytes (at a character boundary).
+ *
+ * Charset, in this order: a byte-order mark; the Content-Type header; <meta charset> or
+ * <meta http-equiv="Content-Type">; else UTF-8 if the bytes are valid UTF-8; else windows-1252.
+ * The parser always sees UTF-8: bytes are decoded with iconv first. Until an encoding is certain
+ * (BOM or header) the decoder is tentative: invalid UTF-8 switches to windows-1252, and a <meta>
+ * naming another encoding restarts the parse from the bytes kept so far (as browsers do).
+ *
+ * One extractor per thread; reuse it for page after page with crawl_head_reset().
+ */
+#ifndef WEFT_TOOLS_CRAWL_HTMLHEAD_H
+#define WEFT_TOOLS_CRAWL_HTMLHEAD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#define CRAWL_FIELD_MAX 512
+#define CRAWL_HEAD_MAX (1u << 20) /* bytes of head kept for a restart; past this, give up */
+
+typedef struct crawl_head crawl_head_t;
+
+/* Returns NULL on allocation failure. */
+crawl_head_t *crawl_head_create(void);
+void crawl_head_destroy(crawl_head_t *h);
+
+/* Starts a new page; `content_type` is the Content-Type header value or NULL. */
+void crawl_head_reset(crawl_head_t *h, const char *content_type);
+
+/* Feeds more body bytes. Returns 1 once the head is complete (further bytes are ignored), 0 if
+ * more are wanted, or -ENOMEM. */
+int crawl_head_feed(crawl_head_t *h, const char *data, size_t len);
+
+/* Ends the page (no more bytes will come). */
+void crawl_head_finish(crawl_head_t *h);
+
+/* Results, valid until the next reset: NULL when absent. The title is known once the head is
+ * done or crawl_head_finish() was called. Ownership: borrowed. */
+const char *crawl_head_title(const crawl_head_t *h);
+const char *crawl_head_description(const crawl_head_t *h);
+/* The iconv name of the encoding used, and why: "bom", "header", "meta", "utf-8" (valid UTF-8
+ * without a declaration) or "default" (windows-1252). */
+const char *crawl_head_charset(const crawl_head_t *h);
+const char *crawl_head_charset_source(const crawl_head_t *h);
+/* True once </head> or <body> was seen. */
+bool crawl_head_done(const crawl_head_t *h);
+
+#endif
