@@ -17,7 +17,11 @@
     X(WEFT_ECYCLE, -4102, "dependency cycle")                                                      \
     X(WEFT_EPARSE, -4103, "malformed input")                                                       \
     X(WEFT_ENOFUNC, -4104, "no such registered function")                                          \
-    X(WEFT_EHTTP, -4105, "HTTP error status")
+    X(WEFT_EHTTP, -4105, "HTTP error status")                                                      \
+    X(WEFT_EDNS, -4106, "could not resolve host name")                                             \
+    X(WEFT_ESLOW, -4107, "transfer too slow")                                                      \
+    X(WEFT_EREDIRECTS, -4108, "too many redirects")                                                \
+    X(WEFT_ETLS, -4109, "TLS error")
 
 enum weft_errno {
 #define WEFT__ERR_ENUM(name, value, msg) name = value,
