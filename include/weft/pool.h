@@ -24,7 +24,9 @@ typedef struct weft_pool_opts {
 } weft_pool_opts_t;
 
 /* A caller-owned task record. Set fn and arg with weft_task_init(); keep the record alive and
- * unmoved until its future is DONE, then weft_future_release(&t->future) once. */
+ * unmoved until its future is DONE, then weft_future_release(&t->future) once. Cancelling a
+ * queued record returns 0 at once, but its future becomes DONE (-ECANCELED, without running the
+ * task) when a worker reaches it or at shutdown: the pool never drops a record it still holds. */
 typedef struct weft_task {
     /* public, set by weft_task_init */
     weft_task_fn fn;
@@ -67,8 +69,10 @@ int weft_pool_submit(weft_pool_t *p, weft_task_fn fn, void *arg, weft_future_t *
 /* As weft_pool_submit but never blocks: -EAGAIN when the queue is full. */
 int weft_pool_try_submit(weft_pool_t *p, weft_task_fn fn, void *arg, weft_future_t **out);
 
-/* Queues a caller-owned record; blocks while the queue is full. No allocation. Returns 0 or
- * -ESHUTDOWN. Ownership: borrows `t` until its future is DONE. Thread safety: any thread. */
+/* Queues a caller-owned record; blocks while the queue is full. No allocation. Returns 0,
+ * -ESHUTDOWN (the record is left untouched and stays yours), or -EALREADY if its future is not
+ * PENDING (e.g. cancelled). Ownership: borrows `t` until its future is DONE. Thread safety: any
+ * thread. */
 int weft_pool_submit_task(weft_pool_t *p, weft_task_t *t);
 
 /* As weft_pool_submit_task but never blocks: -EAGAIN when the queue is full. */
@@ -76,7 +80,9 @@ int weft_pool_try_submit_task(weft_pool_t *p, weft_task_t *t);
 
 /* Queues `n` caller-owned records with one lock round per batch that fits, blocking while the
  * queue is full. Returns 0 when all are queued; on shutdown returns -ESHUTDOWN, and the records
- * not queued are completed with -ESHUTDOWN. Ownership: borrows. Thread safety: any thread. */
+ * not queued are completed with -ESHUTDOWN. Records whose future is not PENDING are skipped and
+ * make it return -EALREADY (the others are queued). Ownership: borrows. Thread safety: any
+ * thread. */
 int weft_pool_submit_tasks(weft_pool_t *p, weft_task_t *tasks, size_t n);
 
 /* Calls fn(item, arg) for each of the `n` items of `item_size` bytes in `items`, `chunksize`
