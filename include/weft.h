@@ -9,5 +9,6 @@
 #include <weft/future.h>
 #include <weft/pool.h>
 #include <weft/procpool.h>
+#include <weft/loop.h>
 
 #endif /* WEFT_H */
