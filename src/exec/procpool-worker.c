@@ -1,0 +1,405 @@
+/* The process pool's worker side, and the registry of functions workers can run.
+ *
+ * DESIGN
+ * A worker is a fresh execution of the parent's program (/proc/self/exe) with WEFT_PROCPOOL_WORKER
+ * in its environment and its shared memory at fixed descriptors (procpool-int.h). It never runs
+ * main(): the constructor below (priority 65535, so after every WEFT_PROCPOOL_FN registration at
+ * priority 101 and before the program's default-priority constructors) recognises worker mode,
+ * runs the worker loop and leaves with _exit(). The registry is therefore built by the same
+ * constructors in parent and worker; messages name a function by the 64-bit FNV-1a hash of its
+ * name, which the worker looks up in its own registry, so no table order has to agree and a
+ * function missing in the worker is reported, not mistaken for another one.
+ *
+ * Threads: the worker is single-threaded (the functions it runs may start threads of their own).
+ * It is the consumer of the task ring and the producer of the result ring; its only shared state
+ * with the parent is the control block and the rings (see procpool.c for the protocol).
+ *
+ * Per task: store start time and running_id (seq_cst: the supervisor finds deadlines by reading
+ * running_id after announcing that it sleeps), wake the parent if the task has a timeout and the
+ * parent sleeps, run the function in place on the ring bytes, write the result record, release
+ * the task record, publish the result, clear running_id. A busy worker makes no system call.
+ * Death of the parent: PR_SET_PDEATHSIG(SIGKILL) (set before checking getppid(), so a parent that
+ * died before the prctl is noticed too) and a getppid() check whenever a wait times out.
+ */
+#include "exec/procpool-int.h"
+
+#include "core/alloc.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <fcntl.h>
+#include <weft/err.h>
+#include <weft/sys.h>
+
+/* ---- registry ------------------------------------------------------------------------------ */
+
+#define MAX_FNS 1024
+
+static struct reg_entry {
+    uint64_t hash;
+    weft_proc_fn fn;
+    char name[64];
+} reg[MAX_FNS];
+/* Entries [0, nreg) are complete: written before the release store of nreg, which pairs with
+ * the acquire loads in the lookups. Entries are never changed or removed. */
+static _Atomic size_t nreg;
+static pthread_mutex_t reg_mu = PTHREAD_MUTEX_INITIALIZER;
+
+uint64_t weft__pp_hash(const char *name)
+{
+    uint64_t h = 0xcbf29ce484222325u;
+    for (const unsigned char *p = (const unsigned char *)name; *p; p++) {
+        h ^= *p;
+        h *= 0x100000001b3u;
+    }
+    return h ? h : 1;
+}
+
+int weft_procpool_register(const char *name, weft_proc_fn fn)
+{
+    if (!name || !fn) return -EINVAL;
+    size_t len = strlen(name);
+    if (len == 0 || len > 63) return -EINVAL;
+    uint64_t h = weft__pp_hash(name);
+    pthread_mutex_lock(&reg_mu);
+    size_t n = atomic_load_explicit(&nreg, memory_order_relaxed); /* writers hold reg_mu */
+    int rc = 0;
+    for (size_t i = 0; i < n && rc == 0; i++)
+        if (reg[i].hash == h) rc = -EEXIST; /* the same name (or, unheard of, the same hash) */
+    if (rc == 0 && n == MAX_FNS) rc = -ENOMEM;
+    if (rc == 0) {
+        reg[n].hash = h;
+        reg[n].fn = fn;
+        memcpy(reg[n].name, name, len + 1);
+        /* Release: pairs with the acquire loads in the lookups. */
+        atomic_store_explicit(&nreg, n + 1, memory_order_release);
+    }
+    pthread_mutex_unlock(&reg_mu);
+    return rc;
+}
+
+weft_proc_fn weft__pp_lookup(const char *name, uint64_t *hash)
+{
+    uint64_t h = weft__pp_hash(name);
+    *hash = h;
+    size_t n = atomic_load_explicit(&nreg, memory_order_acquire); /* pairs with register */
+    for (size_t i = 0; i < n; i++)
+        if (reg[i].hash == h && strcmp(reg[i].name, name) == 0) return reg[i].fn;
+    return NULL;
+}
+
+weft_proc_fn weft__pp_lookup_hash(uint64_t hash, const char **name)
+{
+    size_t n = atomic_load_explicit(&nreg, memory_order_acquire); /* pairs with register */
+    for (size_t i = 0; i < n; i++)
+        if (reg[i].hash == hash) {
+            if (name) *name = reg[i].name;
+            return reg[i].fn;
+        }
+    return NULL;
+}
+
+/* ---- the worker ---------------------------------------------------------------------------- */
+
+/* How long an idle worker polls its task ring before it sleeps on the futex. Short: on a small
+ * machine a spinning worker takes the CPU the parent needs to produce work. */
+#define SPIN_NS 20000
+/* Sleeps are bounded so that a worker re-checks that its parent is alive. */
+#define IDLE_CHECK_NS 1000000000
+
+typedef struct wk {
+    weft__pp_ctrl_t *ctrl;
+    weft_shmring_t tq; /* consumer */
+    weft_shmring_t rq; /* producer */
+    pid_t ppid;
+    uint64_t big_out_end; /* result ring position after the last big result (0: none yet) */
+    uint64_t done;
+} wk_t;
+
+static int worker_pid;
+
+int weft_procpool_in_worker(void)
+{
+    return worker_pid;
+}
+
+static _Noreturn void die(const char *what)
+{
+    fprintf(stderr, "weft procpool worker %d: %s\n", (int)getpid(), what);
+    _exit(125);
+}
+
+static _Noreturn void finish(void)
+{
+    fflush(NULL);
+    _exit(0);
+}
+
+static void check_parent(const wk_t *w)
+{
+    if (getppid() != w->ppid) _exit(0);
+}
+
+static void wake_parent(void)
+{
+    uint64_t one = 1;
+    ssize_t n;
+    do n = write(WEFT__PP_FD_WAKE, &one, sizeof one);
+    while (n < 0 && errno == EINTR);
+}
+
+/* Maps the control block and both rings from the inherited memfd. Returns 0 or -1 (with a
+ * reason) if the descriptors are not what a parent pool set up. */
+static int attach(wk_t *w, pid_t ppid, const char **why)
+{
+    struct stat st;
+    if (fstat(WEFT__PP_FD_SHM, &st) < 0 || (size_t)st.st_size < sizeof(weft__pp_ctrl_t)) {
+        *why = "no shared memory at descriptor 3";
+        return -1;
+    }
+    size_t size = (size_t)st.st_size;
+    weft__pp_ctrl_t *c = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, WEFT__PP_FD_SHM, 0);
+    if (c == MAP_FAILED) {
+        *why = "cannot map the shared memory";
+        return -1;
+    }
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    if (c->magic != WEFT__PP_MAGIC || c->version != WEFT__PP_VERSION || c->parent_pid != ppid ||
+        c->shm_size != size || c->task_off % page || c->result_off % page ||
+        c->task_off < sizeof *c || c->task_size > size || c->result_size > size ||
+        c->task_off > size - c->task_size || c->result_off > size - c->result_size) {
+        munmap(c, size);
+        *why = "the shared memory does not hold a process pool control block";
+        return -1;
+    }
+    void *td, *rd;
+    if (weft__shmring_map(WEFT__PP_FD_SHM, (off_t)c->task_off, c->task_size, &td) < 0) {
+        *why = "cannot map the task ring";
+        return -1;
+    }
+    if (weft__shmring_map(WEFT__PP_FD_SHM, (off_t)c->result_off, c->result_size, &rd) < 0) {
+        *why = "cannot map the result ring";
+        return -1;
+    }
+    if (weft__shmring_attach(&w->tq, &c->task_ring, td, c->task_size, false) < 0 ||
+        weft__shmring_attach(&w->rq, &c->result_ring, rd, c->result_size, true) < 0) {
+        *why = "corrupt ring headers";
+        return -1;
+    }
+    w->ctrl = c;
+    w->ppid = ppid;
+    return 0;
+}
+
+static void wait_for_task(wk_t *w)
+{
+    uint64_t t0 = weft_now_ns();
+    while (weft_now_ns() - t0 < SPIN_NS) {
+        if (!weft__shmring_empty(&w->tq)) return;
+        weft__cpu_relax();
+    }
+    uint32_t seq;
+    if (!weft__shmring_consumer_prepare(&w->tq, &seq)) return;
+    int rc = weft__shmring_consumer_sleep(&w->tq, seq, IDLE_CHECK_NS);
+    weft__shmring_consumer_unprepare(&w->tq);
+    if (rc == -ETIMEDOUT) check_parent(w);
+}
+
+/* Waits until the parent has released the result ring up to `want_tail`. */
+static void wait_result_tail(wk_t *w, uint64_t want_tail)
+{
+    uint32_t seq;
+    while (weft__shmring_producer_prepare(&w->rq, want_tail, &seq)) {
+        if (weft__shmring_producer_sleep(&w->rq, seq, IDLE_CHECK_NS) == -ETIMEDOUT) check_parent(w);
+    }
+}
+
+static int pread_all(int fd, void *buf, size_t len)
+{
+    size_t done = 0;
+    while (done < len) {
+        ssize_t n = pread(fd, (char *)buf + done, len - done, (off_t)done);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) return n < 0 ? -errno : -EIO;
+        done += (size_t)n;
+    }
+    return 0;
+}
+
+static int pwrite_all(int fd, const void *buf, size_t len)
+{
+    size_t done = 0;
+    while (done < len) {
+        ssize_t n = pwrite(fd, (const char *)buf + done, len - done, (off_t)done);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) return n < 0 ? -errno : -EIO;
+        done += (size_t)n;
+    }
+    return 0;
+}
+
+/* Writes the result record (waiting for room if the parent is behind). Not yet published. */
+static void put_result(wk_t *w, uint64_t id, int status, uint64_t run_ns, const void *data,
+                       size_t len)
+{
+    weft__pp_result_msg_t m = {WEFT__PP_RESULT, status, id, run_ns, len};
+    weft_buf_t err;
+    weft_buf_init(&err, 256);
+    if (len > w->ctrl->big_threshold) {
+        /* The overflow memfd holds one result at a time: wait until the parent has consumed
+         * the previous one (it truncates the file before it releases that record). */
+        if (w->big_out_end) wait_result_tail(w, w->big_out_end);
+        int rc = pwrite_all(WEFT__PP_FD_OVF_OUT, data, len);
+        if (rc < 0) {
+            weft_buf_printf(&err, "cannot pass a %zu-byte result: %s", len, strerror(-rc));
+            m.status = rc;
+            m.len = err.len;
+            data = err.data;
+            len = err.len;
+        } else {
+            m.kind = WEFT__PP_RESULT_BIG;
+            len = 0;
+        }
+    }
+    size_t plen = sizeof m + len;
+    unsigned char *p;
+    while (!(p = weft__shmring_reserve(&w->rq, plen)))
+        wait_result_tail(w, weft__shmring_tail_for(&w->rq, plen));
+    memcpy(p, &m, sizeof m);
+    if (len) memcpy(p + sizeof m, data, len);
+    if (m.kind == WEFT__PP_RESULT_BIG) w->big_out_end = weft__shmring_wpos(&w->rq);
+    weft_buf_free(&err);
+}
+
+static void run_task(wk_t *w, const weft__pp_task_msg_t *m, const unsigned char *payload,
+                     size_t avail, weft_buf_t *out)
+{
+    weft__pp_ctrl_t *c = w->ctrl;
+    /* Release: start_ns is never seen newer than the running_id read before it (the
+     * supervisor reads id, start, id; see procpool.c). */
+    atomic_store_explicit(&c->start_ns, weft_now_ns(), memory_order_release);
+    /* seq_cst: the first half of the Dekker pair against the supervisor, which stores its
+     * "waiting" flag and then reads running_id to find the next deadline. */
+    atomic_store_explicit(&c->running_id, m->id, memory_order_seq_cst);
+    if (m->timeout_ns && weft__shmring_claim_consumer_wake(&w->rq)) wake_parent();
+
+    const void *arg = payload;
+    size_t len = (size_t)m->len;
+    void *big = NULL;
+    int status = 0;
+    weft_buf_reset(out);
+    if (m->kind == WEFT__PP_TASK_BIG) {
+        if (m->len > c->max_message) die("oversized argument");
+        big = weft__malloc(len ? len : 1);
+        if (!big) {
+            status = -ENOMEM;
+            weft_buf_printf(out, "out of memory for a %zu-byte argument", len);
+        } else if ((status = pread_all(WEFT__PP_FD_OVF_IN, big, len)) < 0) {
+            weft_buf_printf(out, "cannot read the argument: %s", strerror(-status));
+        }
+        /* Free the memfd's pages; the parent writes the next big argument only after this
+         * task's record is released. */
+        if (ftruncate(WEFT__PP_FD_OVF_IN, 0) < 0) die("cannot truncate the argument memfd");
+        arg = big;
+    } else if (m->len > avail) {
+        die("corrupt task message");
+    }
+
+    uint64_t run_ns = 0;
+    if (status == 0) {
+        const char *name = NULL;
+        weft_proc_fn fn = weft__pp_lookup_hash(m->fn_hash, &name);
+        if (!fn) {
+            status = WEFT_ENOFUNC;
+            weft_buf_printf(out,
+                            "function %016llx is not registered in the worker (registrations "
+                            "must run in constructors; see docs/procpool.md)",
+                            (unsigned long long)m->fn_hash);
+        } else {
+            uint64_t t0 = weft_now_ns();
+            status = fn(arg, len, out);
+            run_ns = weft_now_ns() - t0;
+            if (status > 0) status = 0;
+        }
+    }
+    weft__free(big);
+
+    put_result(w, m->id, status, run_ns, out->data, out->len);
+    weft__shmring_next(&w->tq);
+    weft__shmring_release(&w->tq); /* the parent never sleeps waiting for task space */
+    if (weft__shmring_publish(&w->rq)) wake_parent();
+    /* Release: pairs with the supervisor's loads (nothing depends on it but the deadline). */
+    atomic_store_explicit(&c->running_id, 0, memory_order_release);
+    if (out->cap > (1u << 20)) { /* do not keep a huge buffer for the next small result */
+        size_t max = out->max;
+        weft_buf_free(out);
+        weft_buf_init(out, max);
+    }
+}
+
+static _Noreturn void worker_loop(wk_t *w)
+{
+    weft__pp_ctrl_t *c = w->ctrl;
+    worker_pid = (int)getpid();
+    atomic_store_explicit(&c->worker_pid, worker_pid, memory_order_relaxed);
+    /* Release: pairs with the supervisor's acquire load of ready. */
+    atomic_store_explicit(&c->ready, 1, memory_order_release);
+    wake_parent();
+
+    weft_buf_t out;
+    weft_buf_init(&out, (size_t)c->max_message);
+    for (;;) {
+        void *p;
+        size_t n;
+        int rc = weft__shmring_peek(&w->tq, &p, &n);
+        if (rc < 0) die("corrupt task ring");
+        if (rc == 0) {
+            wait_for_task(w);
+            continue;
+        }
+        weft__pp_task_msg_t m;
+        if (n < sizeof m) die("short task message");
+        memcpy(&m, p, sizeof m);
+        if (m.kind == WEFT__PP_QUIT) finish();
+        if (m.kind != WEFT__PP_TASK && m.kind != WEFT__PP_TASK_BIG) die("unknown message");
+        run_task(w, &m, (const unsigned char *)p + sizeof m, n - sizeof m, &out);
+        if (c->max_tasks && ++w->done >= c->max_tasks) finish();
+    }
+}
+
+/* Priority 65535: after the WEFT_PROCPOOL_FN registrations (101), before default ones. */
+__attribute__((constructor(65535))) static void weft__pp_worker_entry(void)
+{
+    const char *env = getenv(WEFT__PP_ENV);
+    if (!env) return;
+    unsigned ver = 0;
+    int ppid = 0;
+    char extra;
+    int fields = sscanf(env, "%u:%d%c", &ver, &ppid, &extra);
+    unsetenv(WEFT__PP_ENV); /* programs our functions start are not workers */
+    if (fields != 2 || ver != WEFT__PP_VERSION || ppid <= 0) {
+        fprintf(stderr, "weft: ignoring malformed %s\n", WEFT__PP_ENV);
+        return;
+    }
+    static wk_t w;
+    const char *why = NULL;
+    if (attach(&w, (pid_t)ppid, &why) < 0) {
+        fprintf(stderr, "weft: ignoring %s: %s\n", WEFT__PP_ENV, why);
+        return;
+    }
+    /* Die with the parent (the supervisor thread that spawned us). Check getppid() after the
+     * prctl: a parent that died before it would not trigger the signal. */
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    check_parent(&w);
+    for (int fd = WEFT__PP_FD_SHM; fd < WEFT__PP_FD_FIRST_FREE; fd++)
+        fcntl(fd, F_SETFD, FD_CLOEXEC); /* programs our functions start inherit none */
+    worker_loop(&w);
+}
