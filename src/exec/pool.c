@@ -1,4 +1,4 @@
-/* The thread pool (weft/pool.h): worker threads, a bounded FIFO of task records, batching,
+/* The thread pool (weft/pool.h): worker threads, a bounded queue of task records, batching,
  * map, live resizing and shutdown.
  *
  * DESIGN
@@ -6,31 +6,49 @@
  * a thread calling resize/destroy. Workers run user tasks and completion callbacks (through
  * weft__ctx_finish) with no lock held.
  *
- * State under p->mu: the queue (an intrusive singly-linked FIFO through weft_task_t.next_),
- * count, shutdown, target, slot states and the statistics. p->resize_mu serializes resize and
- * destroy, which start and join threads. Lock order: resize_mu -> mu. No user code runs under
- * either, and no future's stripe lock is taken while p->mu is held except through
- * weft__future_hold, which takes none (it is one CAS).
+ * Submission takes no lock in the common case (measured: with a mutex-protected queue, the
+ * submitter and two workers on two CPUs spent most of their time in futex calls, ~1.4 M/s):
+ *   1. reserve room: a CAS on `count` (records reserved or queued), never above `capacity`;
+ *   2. check `shutdown` (seq_cst, after the reservation: see below);
+ *   3. push the record (or a pre-linked batch) on `inbox`, a lock-free LIFO stack of records
+ *      linked through weft_task_t.next_ (one CAS; pushes have no ABA problem and the only pop is
+ *      an exchange of the whole stack);
+ *   4. if `idle` > 0, take mu and signal one sleeping worker.
+ * Workers take mu, move the whole inbox (exchange with NULL, reversed into arrival order) to
+ * the tail of the FIFO head..tail that mu protects, and pop one record at a time from it, so
+ * ordering is FIFO per submitter and work is shared one task at a time between workers.
  *
- * Invariants:
- *   - count <= capacity; submitters wait on space_cv (blocking submit) or get -EAGAIN.
- *   - No lost wake-up: a worker decides to sleep while holding mu and with the queue empty;
- *     `idle` counts sleepers not yet signalled, `signals` signals sent and not yet consumed;
- *     every sleeper is in one of the two, and a submitter signals only when idle > 0, moving one
- *     from idle to signals. A woken worker consumes a signal (or, if none is pending, its own
- *     idle count: a spurious or broadcast wake-up) and then drains the queue before it sleeps
- *     again. So no syscall is made while all workers are busy, and none is needed. Signals are
- *     sent after unlocking so that the woken thread does not block on mu at once.
- *   - Caller-owned records are HELD (weft__future_hold) while queued: cancelling one only
- *     records the request, and the worker that dequeues it completes it with -ECANCELED without
- *     running it. A queue therefore never holds a DONE caller-owned record that its owner may
- *     have freed already. Records made by weft_pool_submit are heap futures on which the pool
- *     holds one reference until a worker (or shutdown) is done with them; cancelling them
- *     completes them at once, and the worker just drops them.
- *   - A worker reads everything it needs from a caller-owned record before completing its
- *     future, and never touches it afterwards.
- *   - A worker leaves when its slot index >= target (resize) or when shutdown is set and the
- *     queue is empty; it marks its slot EXITED and resize/destroy join it.
+ * No lost wake-up: a worker decides to sleep under mu by incrementing `idle` (seq_cst) and then
+ * re-reading `inbox` (seq_cst); a submitter pushes (seq_cst) and then reads `idle` (seq_cst).
+ * In the single total order of seq_cst operations one of the two sees the other: either the
+ * worker sees the record, or the submitter sees idle > 0 and signals under mu, which it can only
+ * take once the worker is inside pthread_cond_wait. `idle` counts sleepers not yet signalled and
+ * `signals` signals not yet consumed; a submitter moves one from idle to signals (under mu), and
+ * a woken worker consumes a signal, or its own idle count if none is pending (a spurious or
+ * broadcast wake-up). So no syscall is made while every worker is busy.
+ *
+ * Shutdown: `shutdown` is set under mu (seq_cst). A submitter reserves (seq_cst RMW on count)
+ * before it reads `shutdown`, and a worker only exits on shutdown when it sees count == 0, so a
+ * record whose submitter saw shutdown == false is always taken by a worker; a submitter that
+ * sees shutdown == true gives its reservation back and wakes the workers. WAIT runs every
+ * accepted record; CANCEL completes the queued ones with -ECANCELED at once, and workers settle
+ * records that arrive later (reserved before the shutdown) the same way.
+ *
+ * Backpressure: a blocked submitter increments space_waiters and re-checks count under mu
+ * before sleeping on space_cv; every decrement of count is made under mu (workers) or followed
+ * by taking mu (a reservation given back), so it cannot miss the wake-up.
+ *
+ * Records: caller-owned records are HELD (weft__future_hold) while queued: cancelling one only
+ * records the request, and the worker that dequeues it completes it with -ECANCELED without
+ * running it, so the pool never holds a DONE caller-owned record that its owner may have freed.
+ * Records made by weft_pool_submit are heap futures on which the pool holds one reference until
+ * a worker (or shutdown) is done with them; cancelling those completes them at once. A worker
+ * reads everything it needs from a caller-owned record before completing its future and never
+ * touches it afterwards.
+ *
+ * Lock order: resize_mu -> mu. resize_mu serializes resize and destroy (they start and join
+ * threads). No user code runs under either; no future stripe lock is taken under mu
+ * (weft__future_hold is one CAS).
  */
 #include "exec/future-int.h"
 
@@ -58,13 +76,21 @@ struct slot {
 };
 
 struct weft_pool {
-    pthread_mutex_t mu;
+    /* Submission side: one cache line that every submit touches. */
+    _Alignas(64) _Atomic(weft_task_t *) inbox; /* newest first */
+    atomic_size_t count;                       /* reserved + queued records */
+    atomic_int idle;                           /* sleeping workers not yet signalled */
+    atomic_int space_waiters;                  /* submitters blocked on a full queue */
+    atomic_bool shutdown;
+    size_t capacity;
+
+    /* Worker side, under mu. */
+    _Alignas(64) pthread_mutex_t mu;
     pthread_cond_t work_cv;  /* workers sleep here */
     pthread_cond_t space_cv; /* blocked submitters sleep here */
     weft_task_t *head, *tail;
-    size_t count, capacity;
-    int idle, signals, space_waiters;
-    bool shutdown;
+    int signals;
+    bool cancel_all; /* shutdown CANCEL: settle whatever is dequeued from now on */
     int target, live;
     size_t running;
     uint64_t completed, failed, cancelled, wait_ns_sum;
@@ -72,6 +98,7 @@ struct weft_pool {
     pthread_mutex_t resize_mu;
     struct slot *slots; /* MAX_THREADS */
     char name[11];
+    void *raw; /* what weft__malloc returned; the pool is aligned to 64 inside it */
 };
 
 /* ---- records ----------------------------------------------------------------------------- */
@@ -104,15 +131,19 @@ static bool record_is_heap(const weft_task_t *t)
 
 enum outcome { OUT_OK, OUT_FAILED, OUT_CANCELLED };
 
-/* Runs one dequeued record. Touches a caller-owned record only before completing it. */
-static enum outcome run_record(weft_task_t *t)
+/* Runs one dequeued record, or settles it with -ECANCELED if `cancel`. Touches a caller-owned
+ * record only before completing it. */
+static enum outcome run_record(weft_task_t *t, bool cancel)
 {
     weft_future_t *f = &t->future;
     bool heap = record_is_heap(t);
     weft_task_fn fn = t->fn;
     void *arg = t->arg;
     enum outcome out;
-    if (weft_future_start(f) != 0) { /* cancelled (start settled a held record) */
+    if (cancel) {
+        weft__future_settle(f, -ECANCELED, NULL, 0, NULL, NULL);
+        out = OUT_CANCELLED;
+    } else if (weft_future_start(f) != 0) { /* cancelled (start settled a held record) */
         out = OUT_CANCELLED;
     } else {
         weft_ctx_t ctx;
@@ -125,7 +156,7 @@ static enum outcome run_record(weft_task_t *t)
     return out;
 }
 
-/* Completes records that will never run with `status`; returns how many it settled. */
+/* Completes records that will never run with `status`; returns how many. */
 static uint64_t settle_list(weft_task_t *t, int status)
 {
     uint64_t n = 0;
@@ -133,11 +164,40 @@ static uint64_t settle_list(weft_task_t *t, int status)
         weft_task_t *next = t->next_;
         bool heap = record_is_heap(t);
         weft_future_t *f = &t->future;
-        if (weft__future_settle(f, status, NULL, 0, NULL, NULL) == 0 || heap) n++;
+        weft__future_settle(f, status, NULL, 0, NULL, NULL);
         if (heap) weft_future_release(f);
+        n++;
         t = next;
     }
     return n;
+}
+
+/* Takes the whole inbox (newest first) and returns it oldest first; *last gets its tail. */
+static weft_task_t *take_inbox(weft_pool_t *p, weft_task_t **last)
+{
+    /* Acquire pairs with the pushers' release half: the records' fields are visible. */
+    weft_task_t *t = atomic_exchange_explicit(&p->inbox, NULL, memory_order_acquire);
+    weft_task_t *fifo = NULL;
+    *last = t;
+    while (t) {
+        weft_task_t *next = t->next_;
+        t->next_ = fifo;
+        fifo = t;
+        t = next;
+    }
+    return fifo;
+}
+
+/* Appends the inbox to the FIFO. Called with mu held. */
+static void drain_inbox_locked(weft_pool_t *p)
+{
+    weft_task_t *last, *first = take_inbox(p, &last);
+    if (!first) return;
+    if (p->tail)
+        p->tail->next_ = first;
+    else
+        p->head = first;
+    p->tail = last;
 }
 
 static void *worker_main(void *arg)
@@ -151,27 +211,36 @@ static void *worker_main(void *arg)
     pthread_mutex_lock(&p->mu);
     for (;;) {
         if (sl->index >= p->target) break;
+        if (!p->head) drain_inbox_locked(p);
         weft_task_t *t = p->head;
         if (!t) {
-            if (p->shutdown) break;
-            p->idle++;
+            /* seq_cst: pairs with the reservation before a submitter reads `shutdown`. */
+            if (atomic_load(&p->shutdown) && atomic_load(&p->count) == 0) break;
+            /* seq_cst increment, then re-read inbox: pairs with push-then-read-idle. */
+            atomic_fetch_add(&p->idle, 1);
+            if (atomic_load(&p->inbox) != NULL) {
+                atomic_fetch_sub(&p->idle, 1); /* nobody claimed it: claims need mu */
+                continue;
+            }
             pthread_cond_wait(&p->work_cv, &p->mu);
             if (p->signals > 0)
                 p->signals--;
             else
-                p->idle--;
+                atomic_fetch_sub_explicit(&p->idle, 1, memory_order_relaxed); /* under mu */
             continue;
         }
         p->head = t->next_;
         if (!p->head) p->tail = NULL;
-        p->count--;
-        bool wake_submitter = p->space_waiters > 0;
+        /* Under mu, so a submitter about to sleep for room re-checks after this. */
+        atomic_fetch_sub_explicit(&p->count, 1, memory_order_relaxed);
+        bool wake_submitter = atomic_load_explicit(&p->space_waiters, memory_order_relaxed) > 0;
+        bool cancel = p->cancel_all;
         p->running++;
         pthread_mutex_unlock(&p->mu);
         if (wake_submitter) pthread_cond_signal(&p->space_cv);
 
         uint64_t waited = weft_now_ns() - t->enqueued_ns_;
-        enum outcome out = run_record(t); /* t may be gone now */
+        enum outcome out = run_record(t, cancel); /* t may be gone now */
 
         pthread_mutex_lock(&p->mu);
         p->running--;
@@ -221,7 +290,7 @@ static int reconcile_threads(weft_pool_t *p)
     for (int i = 0; i < MAX_THREADS; i++) {
         pthread_mutex_lock(&p->mu);
         int state = p->slots[i].state, target = p->target;
-        bool stopping = p->shutdown;
+        bool stopping = atomic_load_explicit(&p->shutdown, memory_order_relaxed);
         pthread_mutex_unlock(&p->mu);
         if (state == SLOT_EXITED) {
             pthread_join(p->slots[i].tid, NULL);
@@ -235,8 +304,8 @@ static int reconcile_threads(weft_pool_t *p)
             if (rc < 0) {
                 pthread_mutex_lock(&p->mu);
                 p->target = i > 0 ? i : 1;
-                pthread_cond_broadcast(&p->work_cv);
                 pthread_mutex_unlock(&p->mu);
+                pthread_cond_broadcast(&p->work_cv);
                 return rc;
             }
         }
@@ -253,7 +322,7 @@ static void pool_free(weft_pool_t *p)
     pthread_cond_destroy(&p->work_cv);
     pthread_cond_destroy(&p->space_cv);
     weft__free(p->slots);
-    weft__free(p);
+    weft__free(p->raw);
 }
 
 int weft_pool_create(weft_pool_t **out, const weft_pool_opts_t *opts)
@@ -266,13 +335,23 @@ int weft_pool_create(weft_pool_t **out, const weft_pool_opts_t *opts)
     if (o.threads > MAX_THREADS) o.threads = MAX_THREADS;
     if (o.queue_capacity == 0) o.queue_capacity = DEFAULT_CAPACITY;
 
-    weft_pool_t *p = weft__calloc(1, sizeof *p);
+    /* Aligned for the cache-line layout above. */
+    weft_pool_t *p = weft__malloc(sizeof *p + 64);
     if (!p) return -ENOMEM;
+    void *raw = p;
+    p = (weft_pool_t *)(((uintptr_t)raw + 63) & ~(uintptr_t)63);
+    memset(p, 0, sizeof *p);
+    p->raw = raw;
     p->slots = weft__calloc(MAX_THREADS, sizeof *p->slots);
     if (!p->slots) {
-        weft__free(p);
+        weft__free(raw);
         return -ENOMEM;
     }
+    atomic_init(&p->inbox, NULL);
+    atomic_init(&p->count, 0);
+    atomic_init(&p->idle, 0);
+    atomic_init(&p->space_waiters, 0);
+    atomic_init(&p->shutdown, false);
     pthread_mutex_init(&p->mu, NULL);
     pthread_mutex_init(&p->resize_mu, NULL);
     pthread_cond_init(&p->work_cv, NULL);
@@ -295,16 +374,20 @@ int weft_pool_create(weft_pool_t **out, const weft_pool_opts_t *opts)
 int weft_pool_shutdown(weft_pool_t *p, weft_shutdown_t mode)
 {
     pthread_mutex_lock(&p->mu);
-    if (p->shutdown) {
+    if (atomic_load_explicit(&p->shutdown, memory_order_relaxed)) {
         pthread_mutex_unlock(&p->mu);
         return -EALREADY;
     }
-    p->shutdown = true;
+    atomic_store(&p->shutdown, true); /* seq_cst: see DESIGN (reserve, then read shutdown) */
     weft_task_t *drop = NULL;
     if (mode == WEFT_SHUTDOWN_CANCEL) {
+        p->cancel_all = true;
+        drain_inbox_locked(p);
         drop = p->head;
         p->head = p->tail = NULL;
-        p->count = 0;
+        size_t n = 0;
+        for (weft_task_t *t = drop; t; t = t->next_) n++;
+        atomic_fetch_sub_explicit(&p->count, n, memory_order_relaxed);
     }
     pthread_mutex_unlock(&p->mu);
     pthread_cond_broadcast(&p->work_cv);
@@ -331,6 +414,7 @@ void weft_pool_destroy(weft_pool_t *p)
     }
     pthread_mutex_unlock(&p->resize_mu);
     /* Only if no worker could ever start (creation failed): nothing may stay PENDING. */
+    drain_inbox_locked(p);
     settle_list(p->head, -ECANCELED);
     pool_free(p);
 }
@@ -340,7 +424,7 @@ int weft_pool_resize(weft_pool_t *p, int threads)
     if (threads < 1 || threads > MAX_THREADS) return -EINVAL;
     pthread_mutex_lock(&p->resize_mu);
     pthread_mutex_lock(&p->mu);
-    if (p->shutdown) {
+    if (atomic_load_explicit(&p->shutdown, memory_order_relaxed)) {
         pthread_mutex_unlock(&p->mu);
         pthread_mutex_unlock(&p->resize_mu);
         return -ESHUTDOWN;
@@ -358,7 +442,7 @@ void weft_pool_stats(weft_pool_t *p, weft_pool_stats_t *out)
 {
     pthread_mutex_lock(&p->mu);
     out->threads = p->live;
-    out->queued = p->count;
+    out->queued = atomic_load_explicit(&p->count, memory_order_relaxed);
     out->running = p->running;
     out->completed = p->completed;
     out->failed = p->failed;
@@ -369,56 +453,88 @@ void weft_pool_stats(weft_pool_t *p, weft_pool_stats_t *out)
 
 /* ---- submission -------------------------------------------------------------------------- */
 
-/* Moves up to n sleeping workers from idle to signals; the caller signals after unlocking. */
-static int claim_wakeups(weft_pool_t *p, size_t n)
+/* Wakes up to n sleeping workers. */
+static void wake_workers(weft_pool_t *p, size_t n)
 {
+    pthread_mutex_lock(&p->mu);
     int k = 0;
-    while ((size_t)k < n && p->idle > 0) {
-        p->idle--;
+    while ((size_t)k < n && atomic_load_explicit(&p->idle, memory_order_relaxed) > 0) {
+        atomic_fetch_sub_explicit(&p->idle, 1, memory_order_relaxed); /* under mu */
         p->signals++;
         k++;
     }
-    return k;
+    pthread_mutex_unlock(&p->mu);
+    while (k-- > 0) pthread_cond_signal(&p->work_cv);
 }
 
-static void send_wakeups(weft_pool_t *p, int k)
+/* Gives back `n` reserved slots that will not be used. */
+static void unreserve(weft_pool_t *p, size_t n)
 {
-    while (k-- > 0) pthread_cond_signal(&p->work_cv);
+    if (n == 0) return;
+    atomic_fetch_sub(&p->count, n);
+    /* Rare path: wake blocked submitters (room) and, after shutdown, workers waiting for
+     * count to reach 0. Taking mu orders this with their check-then-sleep. */
+    pthread_mutex_lock(&p->mu);
+    pthread_mutex_unlock(&p->mu);
+    pthread_cond_broadcast(&p->space_cv);
+    if (atomic_load(&p->shutdown)) pthread_cond_broadcast(&p->work_cv);
+}
+
+/* Reserves between 1 and `want` slots (*got). Blocks for room if `block`. Returns 0,
+ * -EAGAIN or -ESHUTDOWN. */
+static int reserve(weft_pool_t *p, size_t want, bool block, size_t *got)
+{
+    for (;;) {
+        size_t c = atomic_load_explicit(&p->count, memory_order_relaxed);
+        while (c < p->capacity) {
+            size_t k = p->capacity - c < want ? p->capacity - c : want;
+            /* seq_cst: ordered before the read of `shutdown` below (see DESIGN). */
+            if (atomic_compare_exchange_weak(&p->count, &c, c + k)) {
+                if (atomic_load(&p->shutdown)) {
+                    unreserve(p, k);
+                    return -ESHUTDOWN;
+                }
+                *got = k;
+                return 0;
+            }
+        }
+        if (atomic_load(&p->shutdown)) return -ESHUTDOWN;
+        if (!block) return -EAGAIN;
+        pthread_mutex_lock(&p->mu);
+        atomic_fetch_add_explicit(&p->space_waiters, 1, memory_order_relaxed);
+        while (!atomic_load(&p->shutdown) &&
+               atomic_load_explicit(&p->count, memory_order_relaxed) >= p->capacity)
+            pthread_cond_wait(&p->space_cv, &p->mu);
+        atomic_fetch_sub_explicit(&p->space_waiters, 1, memory_order_relaxed);
+        pthread_mutex_unlock(&p->mu);
+    }
+}
+
+/* Pushes a chain linked newest -> oldest through next_ (newest first) onto the inbox and wakes
+ * up to n sleeping workers. */
+static void push_chain(weft_pool_t *p, weft_task_t *newest, weft_task_t *oldest, size_t n)
+{
+    weft_task_t *h = atomic_load_explicit(&p->inbox, memory_order_relaxed);
+    do {
+        oldest->next_ = h;
+        /* seq_cst: releases the records to take_inbox's acquire, and is ordered before the
+         * read of `idle` (pairs with a worker's increment-then-reread, see DESIGN). */
+    } while (!atomic_compare_exchange_weak(&p->inbox, &h, newest));
+    if (atomic_load(&p->idle) > 0) wake_workers(p, n);
 }
 
 /* Queues one record. `hold`: caller-owned (see DESIGN). */
 static int enqueue(weft_pool_t *p, weft_task_t *t, bool block, bool hold)
 {
-    t->enqueued_ns_ = weft_now_ns();
-    t->next_ = NULL;
-    pthread_mutex_lock(&p->mu);
-    for (;;) {
-        if (p->shutdown) {
-            pthread_mutex_unlock(&p->mu);
-            return -ESHUTDOWN;
-        }
-        if (p->count < p->capacity) break;
-        if (!block) {
-            pthread_mutex_unlock(&p->mu);
-            return -EAGAIN;
-        }
-        p->space_waiters++;
-        pthread_cond_wait(&p->space_cv, &p->mu);
-        p->space_waiters--;
-    }
+    size_t got;
+    int rc = reserve(p, 1, block, &got);
+    if (rc < 0) return rc;
     if (hold && weft__future_hold(&t->future) != 0) {
-        pthread_mutex_unlock(&p->mu);
+        unreserve(p, 1);
         return -EALREADY;
     }
-    if (p->tail)
-        p->tail->next_ = t;
-    else
-        p->head = t;
-    p->tail = t;
-    p->count++;
-    int k = claim_wakeups(p, 1);
-    pthread_mutex_unlock(&p->mu);
-    send_wakeups(p, k);
+    t->enqueued_ns_ = weft_now_ns();
+    push_chain(p, t, t, 1);
     return 0;
 }
 
@@ -463,50 +579,32 @@ int weft_pool_submit_tasks(weft_pool_t *p, weft_task_t *tasks, size_t n)
     uint64_t now = weft_now_ns();
     size_t i = 0;
     bool skipped = false;
-    pthread_mutex_lock(&p->mu);
-    while (i < n && !p->shutdown) {
-        size_t room = p->capacity - p->count;
-        if (room == 0) {
-            p->space_waiters++;
-            pthread_cond_wait(&p->space_cv, &p->mu);
-            p->space_waiters--;
-            continue;
-        }
-        weft_task_t *first = NULL, *last = NULL;
+    int rc = 0;
+    while (i < n) {
+        size_t got;
+        rc = reserve(p, n - i, true, &got);
+        if (rc < 0) break;
+        /* Link the next `got` holdable records newest first, as the inbox wants them. */
+        weft_task_t *newest = NULL, *oldest = NULL;
         size_t queued = 0;
-        for (; i < n && queued < room; i++) {
+        for (; i < n && queued < got; i++) {
             weft_task_t *t = &tasks[i];
             if (weft__future_hold(&t->future) != 0) {
                 skipped = true; /* not PENDING: never queue a record that may be gone */
                 continue;
             }
             t->enqueued_ns_ = now;
-            t->next_ = NULL;
-            if (last)
-                last->next_ = t;
-            else
-                first = t;
-            last = t;
+            t->next_ = newest;
+            newest = t;
+            if (!oldest) oldest = t;
             queued++;
         }
-        if (!first) continue;
-        if (p->tail)
-            p->tail->next_ = first;
-        else
-            p->head = first;
-        p->tail = last;
-        p->count += queued;
-        int k = claim_wakeups(p, queued);
-        /* Wake sleepers now even if more of the batch must wait for room. */
-        pthread_mutex_unlock(&p->mu);
-        send_wakeups(p, k);
-        pthread_mutex_lock(&p->mu);
+        unreserve(p, got - queued);
+        if (queued) push_chain(p, newest, oldest, queued);
     }
-    bool stopped = i < n;
-    pthread_mutex_unlock(&p->mu);
-    if (stopped) {
-        for (; i < n; i++) weft__future_settle(&tasks[i].future, -ESHUTDOWN, NULL, 0, NULL, NULL);
-        return -ESHUTDOWN;
+    if (rc < 0) {
+        for (; i < n; i++) weft__future_settle(&tasks[i].future, rc, NULL, 0, NULL, NULL);
+        return rc;
     }
     return skipped ? -EALREADY : 0;
 }
