@@ -32,7 +32,10 @@ void weft_demo_register(const char *name, int order, weft_demo_fn fn, const char
 
 void weft_demo_heading(const char *title)
 {
-    printf("\n\033[1m== %s ==\033[0m\n\n", title);
+    if (isatty(STDOUT_FILENO))
+        printf("\n\033[1m== %s ==\033[0m\n\n", title);
+    else
+        printf("\n== %s ==\n\n", title);
     fflush(stdout);
 }
 
