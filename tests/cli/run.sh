@@ -5,6 +5,7 @@
 #   ? N                     expected exit code
 #   > EXPECTED LINE         expected stdout lines (exact); omit to not check stdout
 #   ! SUBSTRING             stderr must contain it (any number)
+#   ~ SUBSTRING             stdout must contain it (any number)
 # Cases are separated by blank lines.
 set -uo pipefail
 bin=$1
@@ -26,12 +27,15 @@ run_case() { # file, line number of the case
   while IFS= read -r s; do
     grep -qF -- "$s" "$tmp/err" || { echo "  stderr lacks: $s"; echo "  stderr was:"; sed 's/^/    /' "$tmp/err"; ok=0; }
   done <"$tmp/want_err"
+  while IFS= read -r s; do
+    grep -qF -- "$s" "$tmp/out" || { echo "  stdout lacks: $s"; echo "  stdout was:"; sed 's/^/    /' "$tmp/out"; ok=0; }
+  done <"$tmp/want_has"
   if [ $ok = 1 ]; then pass=$((pass+1)); else echo "FAIL $src: $cmd"; fail=$((fail+1)); fi
 }
 
 for t in "$dir"/*.t; do
   n=0; cmd=""; rc=0; start=0
-  : >"$tmp/in"; rm -f "$tmp/want_out"; : >"$tmp/want_err"
+  : >"$tmp/in"; rm -f "$tmp/want_out"; : >"$tmp/want_err"; : >"$tmp/want_has"
   while IFS= read -r line || [ -n "$line" ]; do
     n=$((n+1))
     case "$line" in
@@ -40,8 +44,9 @@ for t in "$dir"/*.t; do
       '? '*) rc=${line#\? } ;;
       '> '*|'>') printf '%s\n' "${line#>}" | sed 's/^ //' >>"$tmp/want_out" ;;
       '! '*) printf '%s\n' "${line#! }" >>"$tmp/want_err" ;;
+      '~ '*) printf '%s\n' "${line#\~ }" >>"$tmp/want_has" ;;
       '') if [ -n "$cmd" ]; then run_case "$cmd" "$rc" "$(basename "$t"):$start"; fi
-          cmd=""; rc=0; : >"$tmp/in"; rm -f "$tmp/want_out"; : >"$tmp/want_err" ;;
+          cmd=""; rc=0; : >"$tmp/in"; rm -f "$tmp/want_out"; : >"$tmp/want_err"; : >"$tmp/want_has" ;;
       '#'*) ;;
     esac
   done <"$t"
