@@ -87,8 +87,9 @@ int weft_future_on_complete(weft_future_t *f, weft_future_cb cb, void *arg);
 
 /* Cancels work that has not started: the future completes with -ECANCELED and the executor skips
  * the work. Returns 0 if it cancelled, -EBUSY if the work is running (a cancel request is
- * recorded, which the work can see with weft_ctx_cancelled()), -EALREADY if DONE.
- * Thread safety: any thread. */
+ * recorded, which the work can see with weft_ctx_cancelled()), -EALREADY if DONE. For a
+ * caller-owned record still in an executor's queue (weft_task_t), 0 means the work will not run
+ * and the future completes when the executor reaches the record. Thread safety: any thread. */
 int weft_future_cancel(weft_future_t *f);
 
 /* True if cancellation was requested (by weft_future_cancel on a running future or by an
