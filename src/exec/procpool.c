@@ -644,6 +644,20 @@ static bool drain(weft_procpool_t *pp, worker_t *w)
     return true;
 }
 
+/* Fills the header of a queued record field by field: assigning a whole pending_t would also
+ * write its trailing padding, which overlaps data[]. */
+static void pending_init(pending_t *t, weft_future_t *f, uint64_t id, uint64_t fn_hash,
+                         uint64_t timeout_ns, size_t len, bool started)
+{
+    t->next = NULL;
+    t->f = f;
+    t->id = id;
+    t->fn_hash = fn_hash;
+    t->timeout_ns = timeout_ns;
+    t->len = len;
+    t->started = started;
+}
+
 /* Under mu: a copy of an in-flight task of a dead worker, read back from its ring. */
 static pending_t *requeue_copy(worker_t *w, const inflight_t *r)
 {
@@ -655,7 +669,7 @@ static pending_t *requeue_copy(worker_t *w, const inflight_t *r)
     if (m.id != r->id || (!r->big && plen - sizeof m < r->len)) return NULL;
     pending_t *t = weft__malloc(sizeof *t + r->len);
     if (!t) return NULL;
-    *t = (pending_t){NULL, r->f, r->id, r->fn_hash, r->timeout_ns, r->len, true};
+    pending_init(t, r->f, r->id, r->fn_hash, r->timeout_ns, r->len, true);
     if (r->big ? pread_all(w->ovf_in, t->data, r->len) < 0
                : (memcpy(t->data, p + sizeof m, r->len), 0)) {
         weft__free(t);
@@ -1214,7 +1228,7 @@ int weft_procpool_submit(weft_procpool_t *pp, const char *fn_name, const void *a
             }
             continue;
         }
-        *rec = (pending_t){NULL, f, pp->next_id++, hash, timeout_ns, len, false};
+        pending_init(rec, f, pp->next_id++, hash, timeout_ns, len, false);
         if (pp->qtail)
             pp->qtail->next = rec;
         else
