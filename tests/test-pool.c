@@ -582,18 +582,6 @@ struct stress {
     atomic_bool stop;
 };
 
-struct stress_item {
-    struct stress *s;
-    long id;
-};
-
-static int mark_task(void *arg, weft_ctx_t *ctx)
-{
-    struct stress_item *it = arg;
-    atomic_fetch_add(&it->s->ran[it->id], 1);
-    return 0;
-}
-
 static int mark_id_task(void *arg, weft_ctx_t *ctx)
 {
     atomic_fetch_add((atomic_uchar *)arg, 1);
