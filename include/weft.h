@@ -10,5 +10,6 @@
 #include <weft/pool.h>
 #include <weft/procpool.h>
 #include <weft/loop.h>
+#include <weft/sched.h>
 
 #endif /* WEFT_H */
