@@ -1,0 +1,330 @@
+/* The dispatch window: per-host queues, in-flight limits and token buckets (hosts.h).
+ *
+ * Hosts live in a chained hash table keyed by host key. Hosts with queued items are also on a
+ * circular "ring" that dispatch walks round robin from a cursor; a host leaves the ring when its
+ * queue empties and the table when it is idle (nothing queued or in flight) and its bucket is
+ * full again, so that memory follows the window, not the input.
+ */
+#include "crawl/hosts.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <weft/sys.h>
+
+struct crawl_host {
+    char *key;
+    uint32_t hash;
+    crawl_host_t *chain;                 /* hash bucket */
+    crawl_host_t *ring_prev, *ring_next; /* non-NULL while queued items exist */
+    crawl_item_t *qhead, *qtail;
+    int inflight;
+    size_t refs;      /* items of this host in the window: queued, delayed or in flight */
+    uint64_t next_ns; /* earliest next start (token bucket) */
+};
+
+struct crawl_dispatch {
+    const crawl_opts_t *o;
+    crawl_input_t *in;
+    size_t window, in_window;
+    bool eof;
+    int error;
+    uint64_t interval_ns; /* 1/rate, 0: no rate limit */
+    crawl_host_t **buckets;
+    size_t nbuckets, nhosts;
+    crawl_host_t *cursor;    /* ring position */
+    crawl_item_t *immediate; /* invalid lines, LIFO is fine: they finish at once */
+    crawl_item_t *delayed;   /* retries, sorted by not_before_ns */
+};
+
+static uint32_t hash_str(const char *s)
+{
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (; *s; s++) h = (h ^ (unsigned char)*s) * 16777619u;
+    return h;
+}
+
+int crawl_dispatch_create(crawl_dispatch_t **out, const crawl_opts_t *o, crawl_input_t *in,
+                          size_t window)
+{
+    *out = NULL;
+    crawl_dispatch_t *d = calloc(1, sizeof *d);
+    if (!d) return -ENOMEM;
+    d->o = o;
+    d->in = in;
+    d->window = window ? window : 1;
+    d->interval_ns = o->rate > 0 ? (uint64_t)(1e9 / o->rate) : 0;
+    d->nbuckets = 64;
+    d->buckets = calloc(d->nbuckets, sizeof *d->buckets);
+    if (!d->buckets) {
+        free(d);
+        return -ENOMEM;
+    }
+    *out = d;
+    return 0;
+}
+
+static void free_item(crawl_item_t *it)
+{
+    crawl_result_free(&it->res);
+    free(it->retry_after);
+    free(it);
+}
+
+static void free_host(crawl_host_t *h)
+{
+    for (crawl_item_t *it = h->qhead, *next; it; it = next) {
+        next = it->next;
+        free_item(it);
+    }
+    free(h->key);
+    free(h);
+}
+
+void crawl_dispatch_destroy(crawl_dispatch_t *d)
+{
+    if (!d) return;
+    for (size_t b = 0; b < d->nbuckets; b++)
+        for (crawl_host_t *h = d->buckets[b], *next; h; h = next) {
+            next = h->chain;
+            free_host(h);
+        }
+    for (crawl_item_t *lists[2] = {d->immediate, d->delayed}, **l = lists; l < lists + 2; l++)
+        for (crawl_item_t *it = *l, *next; it; it = next) {
+            next = it->next;
+            free_item(it);
+        }
+    free(d->buckets);
+    free(d);
+}
+
+/* ---- the host table ---- */
+
+static crawl_host_t *host_get(crawl_dispatch_t *d, const char *key)
+{
+    uint32_t h = hash_str(key);
+    for (crawl_host_t *x = d->buckets[h & (d->nbuckets - 1)]; x; x = x->chain)
+        if (x->hash == h && strcmp(x->key, key) == 0) return x;
+    if (d->nhosts >= 2 * d->nbuckets) { /* grow */
+        size_t nb = d->nbuckets * 2;
+        crawl_host_t **b = calloc(nb, sizeof *b);
+        if (b) {
+            for (size_t i = 0; i < d->nbuckets; i++)
+                for (crawl_host_t *x = d->buckets[i], *next; x; x = next) {
+                    next = x->chain;
+                    x->chain = b[x->hash & (nb - 1)];
+                    b[x->hash & (nb - 1)] = x;
+                }
+            free(d->buckets);
+            d->buckets = b;
+            d->nbuckets = nb;
+        }
+    }
+    crawl_host_t *x = calloc(1, sizeof *x);
+    if (!x || !(x->key = strdup(key))) {
+        free(x);
+        return NULL;
+    }
+    x->hash = h;
+    x->chain = d->buckets[h & (d->nbuckets - 1)];
+    d->buckets[h & (d->nbuckets - 1)] = x;
+    d->nhosts++;
+    return x;
+}
+
+/* Frees `x` if no item refers to it and forgetting it changes nothing (its bucket is full
+ * again, so a fresh entry would behave the same). */
+static void host_maybe_free(crawl_dispatch_t *d, crawl_host_t *x, uint64_t now)
+{
+    if (x->refs || x->ring_next || x->next_ns > now) return;
+    crawl_host_t **pp = &d->buckets[x->hash & (d->nbuckets - 1)];
+    while (*pp != x) pp = &(*pp)->chain;
+    *pp = x->chain;
+    d->nhosts--;
+    free(x->key);
+    free(x);
+}
+
+/* Frees every idle host whose bucket is full: called when many distinct hosts accumulate. */
+static void sweep(crawl_dispatch_t *d, uint64_t now)
+{
+    for (size_t b = 0; b < d->nbuckets; b++)
+        for (crawl_host_t *x = d->buckets[b], *next; x; x = next) {
+            next = x->chain;
+            host_maybe_free(d, x, now);
+        }
+}
+
+/* ---- the ring of hosts with queued items ---- */
+
+static void ring_add(crawl_dispatch_t *d, crawl_host_t *x)
+{
+    if (x->ring_next) return;
+    if (!d->cursor) {
+        x->ring_next = x->ring_prev = x;
+        d->cursor = x;
+        return;
+    }
+    /* Insert just before the cursor: the new host's turn comes after the others'. */
+    crawl_host_t *c = d->cursor;
+    x->ring_next = c;
+    x->ring_prev = c->ring_prev;
+    c->ring_prev->ring_next = x;
+    c->ring_prev = x;
+}
+
+static void ring_remove(crawl_dispatch_t *d, crawl_host_t *x)
+{
+    if (!x->ring_next) return;
+    if (x->ring_next == x) {
+        d->cursor = NULL;
+    } else {
+        x->ring_prev->ring_next = x->ring_next;
+        x->ring_next->ring_prev = x->ring_prev;
+        if (d->cursor == x) d->cursor = x->ring_next;
+    }
+    x->ring_next = x->ring_prev = NULL;
+}
+
+static void enqueue(crawl_dispatch_t *d, crawl_host_t *x, crawl_item_t *it, bool front)
+{
+    it->next = NULL;
+    if (front) {
+        it->next = x->qhead;
+        x->qhead = it;
+        if (!x->qtail) x->qtail = it;
+    } else {
+        if (x->qtail)
+            x->qtail->next = it;
+        else
+            x->qhead = it;
+        x->qtail = it;
+    }
+    ring_add(d, x);
+}
+
+/* ---- reading ahead ---- */
+
+static void refill(crawl_dispatch_t *d, uint64_t now)
+{
+    while (!d->eof && !d->error && d->in_window < d->window) {
+        crawl_line_t l;
+        int rc = crawl_input_next(d->in, &l);
+        if (rc <= 0) {
+            d->eof = true;
+            d->error = rc;
+            break;
+        }
+        crawl_item_t *it = calloc(1, sizeof *it);
+        if (!it) {
+            free(l.url);
+            d->error = -ENOMEM;
+            break;
+        }
+        it->res.line = l.line;
+        it->res.url = l.url;
+        it->ready_ns = now;
+        d->in_window++;
+        if (l.invalid) {
+            it->invalid = l.invalid;
+            it->next = d->immediate;
+            d->immediate = it;
+            continue;
+        }
+        if (d->nhosts > 4 * d->window + 1024) sweep(d, now);
+        it->host = host_get(d, l.host);
+        if (it->host) it->host->refs++;
+        if (!it->host) {
+            it->invalid = "out of memory";
+            it->next = d->immediate;
+            d->immediate = it;
+            continue;
+        }
+        enqueue(d, it->host, it, false);
+    }
+}
+
+/* ---- dispatch ---- */
+
+static bool host_ready(const crawl_dispatch_t *d, const crawl_host_t *x, uint64_t now)
+{
+    if (d->o->per_host > 0 && x->inflight >= d->o->per_host) return false;
+    return x->next_ns <= now;
+}
+
+crawl_item_t *crawl_dispatch_next(crawl_dispatch_t *d, uint64_t now, uint64_t *wake_ns)
+{
+    *wake_ns = UINT64_MAX;
+    refill(d, now);
+    if (d->immediate) {
+        crawl_item_t *it = d->immediate;
+        d->immediate = it->next;
+        it->next = NULL;
+        return it;
+    }
+    while (d->delayed && d->delayed->not_before_ns <= now) { /* due retries go first */
+        crawl_item_t *it = d->delayed;
+        d->delayed = it->next;
+        it->ready_ns = it->not_before_ns;
+        enqueue(d, it->host, it, true);
+    }
+    if (d->delayed) *wake_ns = d->delayed->not_before_ns;
+    crawl_host_t *start = d->cursor;
+    if (start) {
+        crawl_host_t *x = start;
+        do {
+            if (host_ready(d, x, now)) {
+                crawl_item_t *it = x->qhead;
+                x->qhead = it->next;
+                if (!x->qhead) x->qtail = NULL;
+                it->next = NULL;
+                x->inflight++;
+                if (d->interval_ns) x->next_ns = now + d->interval_ns;
+                d->cursor = x->ring_next; /* the next host's turn */
+                if (!x->qhead) ring_remove(d, x);
+                return it;
+            }
+            bool capped = d->o->per_host > 0 && x->inflight >= d->o->per_host;
+            if (!capped && x->next_ns < *wake_ns) *wake_ns = x->next_ns;
+            x = x->ring_next;
+        } while (x != start);
+    }
+    return NULL;
+}
+
+void crawl_dispatch_attempt_done(crawl_dispatch_t *d, crawl_item_t *it)
+{
+    it->host->inflight--;
+}
+
+void crawl_dispatch_retry(crawl_dispatch_t *d, crawl_item_t *it, uint64_t due_ns)
+{
+    it->not_before_ns = due_ns;
+    crawl_item_t **pp = &d->delayed;
+    while (*pp && (*pp)->not_before_ns <= due_ns) pp = &(*pp)->next;
+    it->next = *pp;
+    *pp = it;
+}
+
+void crawl_dispatch_release(crawl_dispatch_t *d, crawl_item_t *it)
+{
+    crawl_host_t *x = it->host;
+    free_item(it);
+    d->in_window--;
+    if (x && --x->refs == 0) host_maybe_free(d, x, weft_now_ns());
+}
+
+bool crawl_dispatch_idle(const crawl_dispatch_t *d)
+{
+    return d->eof && d->in_window == 0;
+}
+
+int crawl_dispatch_error(const crawl_dispatch_t *d)
+{
+    return d->error;
+}
+
+uint64_t crawl_dispatch_input_offset(const crawl_dispatch_t *d)
+{
+    return crawl_input_offset(d->in);
+}

@@ -1,0 +1,69 @@
+/* The dispatch window, shared by all three modes: which URL may start now.
+ *
+ * A bounded window of URLs is read ahead from the input and queued per host (scheme://host:port).
+ * A URL may start when its host has fewer than --per-host transfers in flight and the host's
+ * token bucket holds a token. The bucket has depth one and refills every 1/R seconds, so two
+ * starts on one host are always at least 1/R apart: no window of one second ever holds more than
+ * R starts (for integer R; ceil(R) otherwise). Hosts take turns (round robin). Retries wait in a
+ * delayed list until their time, then go to the front of their host's queue. Every attempt takes
+ * a token, retries included; redirects followed inside one transfer do not.
+ *
+ * One thread uses a dispatcher (the mode's scheduler thread); no locks.
+ */
+#ifndef WEFT_TOOLS_CRAWL_HOSTS_H
+#define WEFT_TOOLS_CRAWL_HOSTS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "crawl/crawl.h"
+#include "crawl/input.h"
+
+typedef struct crawl_host crawl_host_t;
+
+/* One URL while it is in the window. */
+typedef struct crawl_item {
+    crawl_result_t res;      /* res.url and res.line set from the input */
+    const char *invalid;     /* the line is not a usable URL: finish it at once */
+    crawl_host_t *host;      /* NULL if invalid */
+    struct crawl_item *next; /* host queue or delayed list */
+    uint64_t ready_ns;       /* waiting to start since */
+    uint64_t not_before_ns;  /* a retry's time */
+    uint64_t attempt_start_ns;
+    char *retry_after; /* Retry-After of the last attempt, or NULL */
+    void *run;         /* the run it belongs to */
+    void *slot;        /* the mode's per-attempt state */
+} crawl_item_t;
+
+typedef struct crawl_dispatch crawl_dispatch_t;
+
+/* `window` URLs at most are read ahead (in queues, delayed or in flight). Returns 0 or -ENOMEM. */
+int crawl_dispatch_create(crawl_dispatch_t **out, const crawl_opts_t *o, crawl_input_t *in,
+                          size_t window);
+void crawl_dispatch_destroy(crawl_dispatch_t *d);
+
+/* The next item to start at time `now` (weft_now_ns clock): its host's in-flight count is raised
+ * and a token taken. Invalid lines come back too (it->invalid set; nothing taken). Returns NULL
+ * when nothing may start now; then *wake_ns is the earliest time something may (UINT64_MAX if
+ * only a completion can help, or nothing is left). */
+crawl_item_t *crawl_dispatch_next(crawl_dispatch_t *d, uint64_t now, uint64_t *wake_ns);
+
+/* An attempt of `it` ended (lowers its host's in-flight count). */
+void crawl_dispatch_attempt_done(crawl_dispatch_t *d, crawl_item_t *it);
+
+/* Puts `it` back to be tried again at `due_ns`. */
+void crawl_dispatch_retry(crawl_dispatch_t *d, crawl_item_t *it, uint64_t due_ns);
+
+/* `it` is finished: frees it and its result. */
+void crawl_dispatch_release(crawl_dispatch_t *d, crawl_item_t *it);
+
+/* True once the input is exhausted and no item is left in the window. */
+bool crawl_dispatch_idle(const crawl_dispatch_t *d);
+
+/* A read error of the input (-EIO, -ENOMEM) or 0. */
+int crawl_dispatch_error(const crawl_dispatch_t *d);
+
+/* Bytes of input consumed (for progress). */
+uint64_t crawl_dispatch_input_offset(const crawl_dispatch_t *d);
+
+#endif

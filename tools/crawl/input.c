@@ -1,0 +1,101 @@
+/* URL input streaming and validation (input.h). */
+#include "crawl/input.h"
+
+#include <ctype.h>
+#include <curl/curl.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct crawl_input {
+    FILE *f;
+    char *buf;
+    size_t cap;
+    uint64_t line, offset;
+};
+
+int crawl_input_open(crawl_input_t **out, FILE *f)
+{
+    *out = NULL;
+    crawl_input_t *in = calloc(1, sizeof *in);
+    if (!in) return -ENOMEM;
+    in->f = f;
+    *out = in;
+    return 0;
+}
+
+void crawl_input_close(crawl_input_t *in)
+{
+    if (!in) return;
+    free(in->buf);
+    free(in);
+}
+
+uint64_t crawl_input_offset(const crawl_input_t *in)
+{
+    return in->offset;
+}
+
+const char *crawl_url_check(const char *url, char host[CRAWL_HOSTKEY_MAX])
+{
+    host[0] = '\0';
+    for (const unsigned char *p = (const unsigned char *)url; *p; p++)
+        if (*p <= ' ' || *p == 0x7F) return "URL contains a space or control character";
+    CURLU *u = curl_url();
+    if (!u) return "out of memory";
+    const char *why = NULL;
+    char *scheme = NULL, *h = NULL, *port = NULL;
+    CURLUcode rc = curl_url_set(u, CURLUPART_URL, url, 0);
+    if (rc != CURLUE_OK) {
+        why = rc == CURLUE_BAD_SCHEME || rc == CURLUE_UNSUPPORTED_SCHEME
+                  ? "not an http:// or https:// URL"
+                  : "malformed URL";
+    } else if (curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
+               (strcmp(scheme, "http") != 0 && strcmp(scheme, "https") != 0)) {
+        why = "not an http:// or https:// URL";
+    } else if (curl_url_get(u, CURLUPART_HOST, &h, 0) != CURLUE_OK || !*h) {
+        why = "URL has no host";
+    } else if (curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT) != CURLUE_OK) {
+        why = "URL has a bad port";
+    } else if (strlen(scheme) + strlen(h) + strlen(port) + 5 >= CRAWL_HOSTKEY_MAX) {
+        why = "host name too long";
+    } else {
+        snprintf(host, CRAWL_HOSTKEY_MAX, "%s://%s:%s", scheme, h, port);
+        for (char *p = host; *p; p++) *p = (char)tolower((unsigned char)*p);
+    }
+    curl_free(scheme);
+    curl_free(h);
+    curl_free(port);
+    curl_url_cleanup(u);
+    return why;
+}
+
+int crawl_input_next(crawl_input_t *in, crawl_line_t *out)
+{
+    for (;;) {
+        errno = 0;
+        ssize_t n = getline(&in->buf, &in->cap, in->f);
+        if (n < 0) {
+            if (ferror(in->f)) return -EIO;
+            return 0;
+        }
+        in->line++;
+        in->offset += (uint64_t)n;
+        char *s = in->buf, *e = in->buf + n;
+        while (s < e && isspace((unsigned char)*s)) s++;
+        while (e > s && isspace((unsigned char)e[-1])) e--;
+        *e = '\0';
+        if (s == e || *s == '#') continue;
+        memset(out, 0, sizeof *out);
+        out->line = in->line;
+        if ((size_t)(e - s) >= CRAWL_URL_MAX) {
+            s[CRAWL_URL_MAX - 1] = '\0'; /* keep the beginning, for the error message */
+            s[64] = '\0';
+            out->invalid = "line too long";
+        }
+        out->url = strdup(s);
+        if (!out->url) return -ENOMEM;
+        if (!out->invalid) out->invalid = crawl_url_check(out->url, out->host);
+        return 1;
+    }
+}

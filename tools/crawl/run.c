@@ -1,0 +1,221 @@
+/* The crawl engine: one mode over the input, with the dispatch window, retries and statistics
+ * every mode shares. The modes differ only in how an attempt runs (mode-*.c).
+ *
+ * Threads: the scheduler (dispatch, retry decisions, statistics, output) runs on one thread: the
+ * caller in seq mode, the caller inside weft_loop_run in threads and async modes. Attempts run on
+ * that same thread (seq), on pool workers (threads; results come back through weft_loop_await),
+ * or as transfers on the loop (async). So none of the state here needs a lock.
+ */
+#include "crawl/run.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <weft/err.h>
+#include <weft/sys.h>
+
+#include "crawl/fetch.h"
+#include "crawl/retry.h"
+
+const char *crawl_mode_name(crawl_mode_t m)
+{
+    static const char *const names[] = {"seq", "threads", "async"};
+    return m < CRAWL_NMODES ? names[m] : "?";
+}
+
+void crawl_opts_default(crawl_opts_t *o)
+{
+    memset(o, 0, sizeof *o);
+    o->input = "-";
+    o->modes = 1u << CRAWL_ASYNC;
+    o->threads = 5;
+    o->concurrency = 100;
+    o->attempts = 3;
+    o->connect_timeout_ms = 10000;
+    o->timeout_ms = 30000;
+    o->low_speed_limit = 100;
+    o->low_speed_time_s = 15;
+    o->max_body = 4u << 20;
+    o->backoff_base_ms = 500;
+    o->backoff_max_ms = 10000;
+    o->retry_after_max_ms = 60000;
+    o->table = true;
+    o->summary = true;
+    o->progress = true;
+}
+
+static void count_kind(crawl_stats_t *st, const char *kind)
+{
+    for (size_t i = 0; i < st->nkinds; i++)
+        if (strcmp(st->kinds[i], kind) == 0) {
+            st->kind_count[i]++;
+            return;
+        }
+    if (st->nkinds < CRAWL_MAX_KINDS) {
+        st->kinds[st->nkinds] = kind;
+        st->kind_count[st->nkinds++] = 1;
+    }
+}
+
+void crawl__attempt_begin(crawl_run_t *r, crawl_item_t *it, uint64_t now)
+{
+    it->run = r;
+    it->attempt_start_ns = now;
+    if (now > it->ready_ns) it->res.queued_ms += (double)(now - it->ready_ns) / 1e6;
+    if (it->res.attempts == 0) it->res.start_ms = (double)(now - r->t0) / 1e6;
+    it->res.attempts++;
+}
+
+void crawl__finish(crawl_run_t *r, crawl_item_t *it)
+{
+    crawl_stats_t *st = r->st;
+    crawl_result_t *res = &it->res;
+    if (it->invalid) {
+        res->error = -EINVAL;
+        res->error_kind = "invalid-url";
+        snprintf(res->error_msg, sizeof res->error_msg, "%s", it->invalid);
+    }
+    st->pages++;
+    if (res->error) {
+        st->failed++;
+        count_kind(st, res->error_kind ? res->error_kind : "other");
+    } else {
+        st->ok++;
+    }
+    st->bytes += res->bytes;
+    if (!it->invalid && res->attempts > 0) {
+        weft_hist_record(&st->latency_us, (uint64_t)(res->ms * 1000));
+        weft_hist_record(&st->queued_us, (uint64_t)(res->queued_ms * 1000));
+    }
+    if (r->fn) r->fn(r->fn_arg, r->mode, res);
+    crawl_dispatch_release(r->d, it);
+    weft_progress_update(&r->progress, crawl_dispatch_input_offset(r->d));
+}
+
+void crawl__attempt_end(crawl_run_t *r, crawl_item_t *it)
+{
+    crawl_dispatch_attempt_done(r->d, it);
+    uint64_t delay;
+    char why[160];
+    switch (crawl_retry_decide(r->o, &it->res, it->retry_after, &r->rng, &delay, why, sizeof why)) {
+    case CRAWL_RETRY_YES:
+        r->st->retries++;
+        crawl_dispatch_retry(r->d, it, weft_now_ns() + delay);
+        return;
+    case CRAWL_RETRY_GIVE_UP:
+        it->res.error_kind = "retry-after-cap";
+        snprintf(it->res.error_msg, sizeof it->res.error_msg, "%s", why);
+        break;
+    case CRAWL_RETRY_NO:
+        break;
+    }
+    crawl__finish(r, it);
+}
+
+/* ---- loop-driven modes ---- */
+
+static void on_wake(weft_loop_timer_t *t, void *arg)
+{
+    crawl__pump(arg);
+}
+
+void crawl__pump(crawl_run_t *r)
+{
+    uint64_t wake = UINT64_MAX;
+    while (!r->error && r->inflight < (size_t)r->limit) {
+        uint64_t now = weft_now_ns(); /* fresh each time: the rate limiter spaces real starts */
+        crawl_item_t *it = crawl_dispatch_next(r->d, now, &wake);
+        if (!it) break;
+        if (it->invalid) {
+            crawl__finish(r, it);
+            continue;
+        }
+        crawl__attempt_begin(r, it, now);
+        int rc = r->start(r, it);
+        if (rc < 0) { /* could not even start: a failed attempt, never retried */
+            it->res.error = rc;
+            it->res.error_kind = "other";
+            snprintf(it->res.error_msg, sizeof it->res.error_msg, "%s", weft_strerror(rc));
+            crawl_dispatch_attempt_done(r->d, it);
+            crawl__finish(r, it);
+            continue;
+        }
+        r->inflight++;
+        if (r->inflight > r->st->max_inflight) r->st->max_inflight = r->inflight;
+    }
+    if (crawl_dispatch_error(r->d) && !r->error) r->error = crawl_dispatch_error(r->d);
+    if (r->inflight == 0 && (r->error || crawl_dispatch_idle(r->d))) {
+        weft_loop_stop(r->loop);
+        return;
+    }
+    if (r->inflight < (size_t)r->limit && wake != UINT64_MAX) {
+        uint64_t now = weft_now_ns();
+        uint64_t ms = wake > now ? (wake - now + 999999) / 1000000 : 0;
+        weft_loop_timer_start(r->timer, ms, 0);
+    }
+}
+
+/* Sets up the loop and its wake-up timer for threads and async modes. */
+static int loop_setup(crawl_run_t *r, int max_connections)
+{
+    weft_loop_opts_t lo = {.max_connections = max_connections};
+    int rc = weft_loop_create(&r->loop, &lo);
+    if (rc < 0) return rc;
+    rc = weft_loop_timer_create(r->loop, on_wake, r, &r->timer);
+    if (rc < 0) {
+        weft_loop_destroy(r->loop);
+        r->loop = NULL;
+    }
+    return rc;
+}
+
+int crawl_run_mode(const crawl_opts_t *o, crawl_mode_t mode, FILE *input, crawl_result_fn fn,
+                   void *arg, crawl_stats_t *st)
+{
+    memset(st, 0, sizeof *st);
+    weft_hist_init(&st->latency_us);
+    weft_hist_init(&st->queued_us);
+    st->mode = mode;
+    st->parallelism = mode == CRAWL_SEQ ? 1 : mode == CRAWL_THREADS ? o->threads : o->concurrency;
+    crawl_run_t r = {.o = o, .mode = mode, .fn = fn, .fn_arg = arg, .st = st};
+    r.limit = st->parallelism;
+    r.rng = o->seed ? o->seed : weft_now_ns() ^ (uint64_t)(uintptr_t)&r;
+    if (fseeko(input, 0, SEEK_SET) != 0 && mode != CRAWL_SEQ) {
+        /* not seekable (a pipe): fine for the first and only mode */
+    }
+    clearerr(input);
+    crawl_input_t *in;
+    int rc = crawl_input_open(&in, input);
+    if (rc < 0) return rc;
+    size_t window = o->window ? o->window : (size_t)(4 * r.limit > 256 ? 4 * r.limit : 256);
+    rc = crawl_dispatch_create(&r.d, o, in, window);
+    if (rc < 0) {
+        crawl_input_close(in);
+        return rc;
+    }
+    struct stat sb;
+    uint64_t size =
+        fstat(fileno(input), &sb) == 0 && S_ISREG(sb.st_mode) ? (uint64_t)sb.st_size : 0;
+    static char label[16];
+    snprintf(label, sizeof label, "%s", crawl_mode_name(mode));
+    weft_progress_start(&r.progress, label, size);
+    if (!o->progress) r.progress.enabled = false;
+
+    r.t0 = weft_now_ns();
+    if (mode == CRAWL_SEQ) {
+        rc = crawl__mode_seq(&r);
+    } else {
+        rc = loop_setup(&r, mode == CRAWL_ASYNC ? o->concurrency + 16 : 16);
+        if (rc == 0) {
+            rc = mode == CRAWL_THREADS ? crawl__mode_threads(&r) : crawl__mode_async(&r);
+            weft_loop_destroy(r.loop);
+        }
+    }
+    st->wall_s = (double)(weft_now_ns() - r.t0) / 1e9;
+    weft_progress_finish(&r.progress);
+    if (rc == 0) rc = r.error ? r.error : crawl_dispatch_error(r.d);
+    crawl_dispatch_destroy(r.d);
+    crawl_input_close(in);
+    return rc;
+}
