@@ -16,20 +16,6 @@
 
 #define MS 1000000LL
 
-#ifdef WEFT_TSAN
-/* ThreadSanitizer starts a background thread at the first pthread_create; start it before the
- * harness counts threads, or every test that makes a thread would "leak" one. */
-static void *tsan_nop(void *arg)
-{
-    return arg;
-}
-__attribute__((constructor)) static void tsan_warm_up(void)
-{
-    pthread_t t;
-    if (pthread_create(&t, NULL, tsan_nop, NULL) == 0) pthread_join(t, NULL);
-}
-#endif
-
 static char *xstrdup(const char *s)
 {
     char *d = strdup(s);

@@ -13,20 +13,6 @@
 #include <weft/pool.h>
 #include <weft/sys.h>
 
-#ifdef WEFT_TSAN
-/* ThreadSanitizer starts a background thread at the first pthread_create; start it before the
- * harness counts threads, or every test that makes a thread would "leak" one. */
-static void *tsan_nop(void *arg)
-{
-    return arg;
-}
-__attribute__((constructor)) static void tsan_warm_up(void)
-{
-    pthread_t t;
-    if (pthread_create(&t, NULL, tsan_nop, NULL) == 0) pthread_join(t, NULL);
-}
-#endif
-
 static weft_pool_t *make_pool(int threads, size_t capacity, const char *name)
 {
     weft_pool_opts_t o = {.threads = threads, .queue_capacity = capacity, .name = name};

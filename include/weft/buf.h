@@ -28,7 +28,8 @@ int weft_buf_append(weft_buf_t *b, const void *data, size_t len);
 
 /* Appends printf-style formatted text. Returns 0, -EMSGSIZE or -ENOMEM. */
 int weft_buf_printf(weft_buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-int weft_buf_vprintf(weft_buf_t *b, const char *fmt, va_list ap);
+int weft_buf_vprintf(weft_buf_t *b, const char *fmt, va_list ap)
+    __attribute__((format(printf, 2, 0)));
 
 /* Empties the buffer, keeping its memory. */
 void weft_buf_reset(weft_buf_t *b);
