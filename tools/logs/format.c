@@ -1,0 +1,729 @@
+/* weft logs: format compilation, detection and the line parser (format.h).
+ *
+ * A log_format string is split into literals and variables. Each variable becomes one
+ * operation; the byte that follows it in the format (the first byte of the next literal) is its
+ * delimiter, and a variable written between double quotes is scanned as a quoted string, so
+ * that `"$http_user_agent"` may contain spaces and backslash-escaped quotes. The parser is a
+ * loop over these few operations per line; each one reads only the bytes it needs.
+ */
+#include "logs/format.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+enum op_kind {
+    OP_LIT,        /* the literal must follow here */
+    OP_IP,         /* $remote_addr: IPv4 dotted quad or IPv6 text */
+    OP_SKIP,       /* any other variable: up to the delimiter or the closing quote */
+    OP_TIME_LOCAL, /* $time_local: 15/Jan/2025:10:30:45 +0800 */
+    OP_TIME_ISO,   /* $time_iso8601: 2025-01-15T10:30:45+08:00 */
+    OP_REQUEST,    /* $request: "METHOD TARGET PROTOCOL" (quoted) */
+    OP_URI,        /* $request_uri or $uri: the target alone */
+    OP_STATUS,     /* $status: three digits */
+    OP_BYTES,      /* $body_bytes_sent (or $bytes_sent): digits or "-" */
+    OP_RT,         /* $request_time: seconds with a decimal fraction, or "-" */
+};
+
+const char *const weft_logs_preset_names[] = {"default", "common", "combined", "combined-rt", NULL};
+
+/* The presets as nginx log_format strings. $ident is weft's name for the Common Log Format's
+ * second field (identd user), which nginx always writes as "-". */
+#define CLF "$remote_addr $ident $remote_user [$time_local] \"$request\" $status $body_bytes_sent"
+static const struct {
+    const char *name, *spec;
+} presets[] = {
+    {"default", CLF " $request_time"},
+    {"common", CLF},
+    {"combined", CLF " \"$http_referer\" \"$http_user_agent\""},
+    {"combined-rt", CLF " \"$http_referer\" \"$http_user_agent\" $request_time"},
+};
+#define NPRESETS (sizeof presets / sizeof presets[0])
+
+static bool is_name_char(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
+}
+
+static int fail(char *err, size_t errlen, const char *msg, const char *detail)
+{
+    if (err && errlen) snprintf(err, errlen, "%s%s", msg, detail ? detail : "");
+    return -EINVAL;
+}
+
+static int var_kind(const char *name, size_t n)
+{
+#define IS(s) (n == sizeof(s) - 1 && memcmp(name, s, n) == 0)
+    if (IS("remote_addr")) return OP_IP;
+    if (IS("time_local")) return OP_TIME_LOCAL;
+    if (IS("time_iso8601")) return OP_TIME_ISO;
+    if (IS("request")) return OP_REQUEST;
+    if (IS("request_uri") || IS("uri")) return OP_URI;
+    if (IS("status")) return OP_STATUS;
+    if (IS("body_bytes_sent") || IS("bytes_sent")) return OP_BYTES;
+    if (IS("request_time")) return OP_RT;
+    return OP_SKIP;
+#undef IS
+}
+
+static int compile_nginx(const char *s, weft_logs_format_t *f, char *err, size_t errlen)
+{
+    size_t slen = strlen(s);
+    if (slen == 0) return fail(err, errlen, "empty log format", NULL);
+    if (slen >= sizeof f->spec) return fail(err, errlen, "log format too long", NULL);
+    if (strpbrk(s, "\r\n"))
+        return fail(err, errlen, "log format cannot contain a line break", NULL);
+    memcpy(f->spec, s, slen + 1);
+
+    /* Pass 1: tokens. A literal is stored in lits[]; a variable records its kind. */
+    struct tok {
+        bool var;
+        int kind;
+        size_t off, len;
+    } toks[WEFT_LOGS_MAX_OPS];
+    int nt = 0;
+    size_t nlits = 0;
+    bool prefer_body_bytes = strstr(s, "$body_bytes_sent") || strstr(s, "${body_bytes_sent}");
+    for (size_t i = 0; i < slen;) {
+        if (nt == WEFT_LOGS_MAX_OPS)
+            return fail(err, errlen, "log format has too many parts", NULL);
+        const char *name = NULL;
+        size_t nlen = 0, adv = 0;
+        if (s[i] == '$' && i + 1 < slen && s[i + 1] == '{') {
+            const char *close = strchr(s + i + 2, '}');
+            if (!close) return fail(err, errlen, "unterminated ${ in log format", NULL);
+            name = s + i + 2;
+            nlen = (size_t)(close - name);
+            adv = nlen + 3;
+        } else if (s[i] == '$' && i + 1 < slen && is_name_char(s[i + 1])) {
+            name = s + i + 1;
+            while (name + nlen < s + slen && is_name_char(name[nlen])) nlen++;
+            adv = nlen + 1;
+        }
+        if (name) {
+            if (nlen == 0) return fail(err, errlen, "empty variable name in log format", NULL);
+            for (size_t k = 0; k < nlen; k++)
+                if (!is_name_char(name[k]))
+                    return fail(err, errlen, "bad variable name in log format", NULL);
+            if (nt > 0 && toks[nt - 1].var)
+                return fail(err, errlen, "variables must be separated by literal text: $", name);
+            int kind = var_kind(name, nlen);
+            if (kind == OP_BYTES && prefer_body_bytes && nlen == strlen("bytes_sent"))
+                kind = OP_SKIP;
+            toks[nt++] = (struct tok){.var = true, .kind = kind};
+            i += adv;
+        } else {
+            if (nt == 0 || toks[nt - 1].var) toks[nt++] = (struct tok){.off = nlits};
+            f->lits[nlits++] = s[i++];
+            toks[nt - 1].len++;
+        }
+    }
+
+    /* Pass 2: operations, with delimiters; the first variable of each typed kind wins. */
+    bool seen[OP_RT + 1] = {false};
+    f->nops = 0;
+    for (int t = 0; t < nt; t++) {
+        weft_logs_op_t *op = &f->ops[f->nops++];
+        memset(op, 0, sizeof *op);
+        if (!toks[t].var) {
+            if (toks[t].len > UINT16_MAX) return fail(err, errlen, "literal too long", NULL);
+            op->kind = OP_LIT;
+            op->off = (uint16_t)toks[t].off;
+            op->len = (uint16_t)toks[t].len;
+            continue;
+        }
+        int kind = toks[t].kind;
+        if (kind == OP_URI && seen[OP_REQUEST]) kind = OP_SKIP;
+        if (kind == OP_REQUEST && seen[OP_URI]) kind = OP_SKIP;
+        if ((kind == OP_TIME_LOCAL && seen[OP_TIME_ISO]) ||
+            (kind == OP_TIME_ISO && seen[OP_TIME_LOCAL]))
+            kind = OP_SKIP;
+        if (kind != OP_SKIP && seen[kind]) kind = OP_SKIP;
+        seen[kind] = true;
+        op->kind = (uint8_t)kind;
+        bool before_quote = t > 0 && f->lits[toks[t - 1].off + toks[t - 1].len - 1] == '"';
+        bool after_quote = t + 1 < nt && f->lits[toks[t + 1].off] == '"';
+        op->quoted = before_quote && after_quote;
+        op->delim = t + 1 < nt ? (uint8_t)f->lits[toks[t + 1].off] : 0;
+        if (kind == OP_REQUEST && !op->quoted)
+            return fail(err, errlen, "$request must be written between double quotes", NULL);
+    }
+    if (!seen[OP_IP]) return fail(err, errlen, "log format lacks $remote_addr", NULL);
+    if (!seen[OP_TIME_LOCAL] && !seen[OP_TIME_ISO])
+        return fail(err, errlen, "log format lacks $time_local or $time_iso8601", NULL);
+    if (!seen[OP_STATUS]) return fail(err, errlen, "log format lacks $status", NULL);
+    f->has_rt = seen[OP_RT];
+    f->has_bytes = seen[OP_BYTES];
+    f->has_path = seen[OP_REQUEST] || seen[OP_URI];
+    f->fast = 0;
+    for (size_t i = 0; i < NPRESETS; i++)
+        if (strcmp(s, presets[i].spec) == 0) f->fast = (int)i + 1;
+    return 0;
+}
+
+int weft_logs_format_compile(const char *spec, weft_logs_format_t *out, char *err, size_t errlen)
+{
+    memset(out, 0, sizeof *out);
+    for (size_t i = 0; i < NPRESETS; i++) {
+        if (strcmp(spec, presets[i].name) == 0) {
+            int rc = compile_nginx(presets[i].spec, out, err, errlen);
+            snprintf(out->name, sizeof out->name, "%s", presets[i].name);
+            return rc;
+        }
+    }
+    if (strcmp(spec, "common-rt") == 0)
+        return weft_logs_format_compile("default", out, err, errlen);
+    const char *s = spec;
+    if (strncmp(s, "nginx:", 6) == 0)
+        s += 6;
+    else if (!strchr(s, '$'))
+        return fail(err, errlen, "unknown log format: ", spec);
+    int rc = compile_nginx(s, out, err, errlen);
+    snprintf(out->name, sizeof out->name, "nginx");
+    return rc;
+}
+
+int weft_logs_format_detect(const char *data, size_t len, weft_logs_format_t *out)
+{
+    /* More specific presets first, so that a tie goes to them. */
+    static const int order[] = {3, 2, 0, 1};
+    weft_logs_format_t f;
+    int best = -1, best_n = 0;
+    if (len > 65536) len = 65536;
+    for (size_t k = 0; k < sizeof order / sizeof order[0]; k++) {
+        char err[8];
+        if (weft_logs_format_compile(presets[order[k]].name, &f, err, sizeof err) != 0) continue;
+        int n = 0, seen = 0;
+        const char *p = data, *end = data + len;
+        while (p < end && seen < 50) {
+            const char *nl = memchr(p, '\n', (size_t)(end - p));
+            const char *le = nl ? nl : end;
+            const char *next = nl ? nl + 1 : end;
+            if (le > p && le[-1] == '\r') le--;
+            if (le > p) {
+                weft_logs_rec_t r;
+                seen++;
+                n += weft_logs_parse_line(&f, p, le, &r);
+            }
+            p = next;
+        }
+        if (n > best_n) {
+            best_n = n;
+            best = order[k];
+        }
+    }
+    char err[8];
+    weft_logs_format_compile(presets[best >= 0 ? best : 0].name, out, err, sizeof err);
+    return best >= 0 ? 0 : -ENOENT;
+}
+
+/* ---- the line parser ---------------------------------------------------------------------- */
+
+/* Every scan below stops at '\n' as well as at its target, so a field can never run into the
+ * next line: the parser may be given the rest of the chunk as its bound and still never reads
+ * past the end of the current line's text. */
+
+static inline bool is_digit(char c)
+{
+    return (unsigned char)(c - '0') <= 9;
+}
+
+static inline bool is_ip6_char(char c)
+{
+    return is_digit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F') || c == ':' || c == '.';
+}
+
+#define ONES UINT64_C(0x0101010101010101)
+#define HIGHS UINT64_C(0x8080808080808080)
+
+static inline uint64_t load8(const char *p)
+{
+    uint64_t w;
+    memcpy(&w, p, 8);
+#if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    w = __builtin_bswap64(w);
+#endif
+    return w;
+}
+
+/* Non-zero in the high bit of each byte of w equal to the byte replicated in m. The lowest such
+ * bit is exact (borrows only create false hits above a true one), which is all we use. */
+static inline uint64_t eq_bytes(uint64_t w, uint64_t m)
+{
+    uint64_t x = w ^ m;
+    return (x - ONES) & ~x & HIGHS;
+}
+
+/* The first byte in [p, end) equal to a or b, eight bytes at a time; end if none. */
+static inline const char *find2(const char *p, const char *end, char a, char b)
+{
+    uint64_t ma = ONES * (unsigned char)a, mb = ONES * (unsigned char)b;
+    while (end - p >= 8) {
+        uint64_t w = load8(p);
+        uint64_t t = eq_bytes(w, ma) | eq_bytes(w, mb);
+        if (t) return p + (__builtin_ctzll(t) >> 3);
+        p += 8;
+    }
+    while (p < end && *p != a && *p != b) p++;
+    return p;
+}
+
+/* The first byte in [p, end) that is ' ', '?', '"' or '\n'; end if none. */
+static inline const char *find_path_end(const char *p, const char *end)
+{
+    while (end - p >= 8) {
+        uint64_t w = load8(p);
+        uint64_t t = eq_bytes(w, ONES * ' ') | eq_bytes(w, ONES * '?') | eq_bytes(w, ONES * '"') |
+                     eq_bytes(w, ONES * '\n');
+        if (t) return p + (__builtin_ctzll(t) >> 3);
+        p += 8;
+    }
+    while (p < end && *p != ' ' && *p != '?' && *p != '"' && *p != '\n') p++;
+    return p;
+}
+
+/* The number of leading ASCII digits among the 8 bytes of w (8 if all are). */
+static inline int digit_run(uint64_t w)
+{
+    uint64_t nd = ((w - ONES * '0') | (w + ONES * 0x46) | w) & HIGHS;
+    return nd ? __builtin_ctzll(nd) >> 3 : 8;
+}
+
+/* The value of the first k (1..8) digits of w, without a branch: the digits are shifted to the
+ * top (zeros come in as leading zeros) and combined pairwise, then by fours, then by eights. */
+static inline uint64_t digits_value(uint64_t w, int k)
+{
+    w &= UINT64_C(0x0F0F0F0F0F0F0F0F);
+    w <<= 8 * (8 - k);
+    w = (w * 10 + (w >> 8)) & UINT64_C(0x00FF00FF00FF00FF);
+    w = (w * 100 + (w >> 16)) & UINT64_C(0x0000FFFF0000FFFF);
+    return (w * 10000 + (w >> 32)) & UINT64_C(0xFFFFFFFF);
+}
+
+static const char *parse_ip6(const char *p, const char *end, weft_logs_rec_t *r)
+{
+    char buf[48];
+    size_t n = 0;
+    bool colon = false;
+    while (p + n < end && is_ip6_char(p[n])) {
+        if (n == 45) return NULL;
+        colon |= p[n] == ':';
+        buf[n] = p[n];
+        n++;
+    }
+    if (!colon) return NULL;
+    buf[n] = '\0';
+    if (inet_pton(AF_INET6, buf, r->ip6) != 1) return NULL;
+    static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    if (memcmp(r->ip6, mapped, 12) == 0) { /* ::ffff:a.b.c.d counts as the IPv4 client */
+        r->family = 4;
+        r->ip4 = (uint32_t)r->ip6[12] << 24 | (uint32_t)r->ip6[13] << 16 |
+                 (uint32_t)r->ip6[14] << 8 | r->ip6[15];
+    } else {
+        r->family = 6;
+    }
+    return p + n;
+}
+
+/* Dotted-quad IPv4 exactly as inet_pton accepts it (no leading zeros); anything else is tried
+ * as IPv6. */
+static inline const char *parse_ip(const char *p, const char *end, weft_logs_rec_t *r)
+{
+    const char *s = p;
+    uint32_t ip = 0;
+    if (end - p >= 24) { /* eight bytes at a time: no branch depends on the octets' lengths */
+        for (int part = 0; part < 4; part++) {
+            uint64_t w = load8(p);
+            int k = digit_run(w);
+            if (k == 0 || k > 3 || (k > 1 && *p == '0')) return parse_ip6(s, end, r);
+            uint64_t v = digits_value(w, k);
+            if (v > 255) return parse_ip6(s, end, r);
+            ip = ip << 8 | (uint32_t)v;
+            p += k;
+            if (part < 3 && *p++ != '.') return parse_ip6(s, end, r);
+        }
+        if (is_ip6_char(*p)) return parse_ip6(s, end, r);
+        r->family = 4;
+        r->ip4 = ip;
+        return p;
+    }
+    for (int part = 0;; part++) {
+        if (p == end || !is_digit(*p)) return parse_ip6(s, end, r);
+        unsigned v = (unsigned)(*p++ - '0');
+        if (p < end && is_digit(*p)) {
+            if (v == 0) return parse_ip6(s, end, r);
+            v = v * 10 + (unsigned)(*p++ - '0');
+            if (p < end && is_digit(*p)) {
+                v = v * 10 + (unsigned)(*p++ - '0');
+                if (v > 255) return parse_ip6(s, end, r);
+            }
+        }
+        ip = ip << 8 | v;
+        if (part == 3) break;
+        if (p == end || *p != '.') return parse_ip6(s, end, r);
+        p++;
+    }
+    if (p < end && is_ip6_char(*p)) return parse_ip6(s, end, r);
+    r->family = 4;
+    r->ip4 = ip;
+    return p;
+}
+
+/* The closing double quote of a field starting at `p`, skipping backslash-escaped quotes;
+ * NULL if the line ends first. */
+static inline const char *find_quote(const char *start, const char *p, const char *end)
+{
+    for (;;) {
+        const char *q = find2(p, end, '"', '\n');
+        if (q == end || *q == '\n') return NULL;
+        size_t bs = 0;
+        while (q - bs > start && q[-1 - (ptrdiff_t)bs] == '\\') bs++;
+        if (!(bs & 1)) return q;
+        p = q + 1;
+    }
+}
+
+/* The end of a variable's text: the closing quote, the delimiter, or the end of the line (then
+ * without a '\r' that ends it). NULL when the line ends before the delimiter. */
+static inline const char *field_end(const weft_logs_op_t *op, const char *p, const char *end)
+{
+    if (op->quoted) return find_quote(p, p, end);
+    if (!op->delim) {
+        const char *e = find2(p, end, '\n', '\n');
+        if (e > p && e[-1] == '\r') e--;
+        return e;
+    }
+    const char *e = find2(p, end, (char)op->delim, '\n');
+    return e < end && *e == (char)op->delim ? e : NULL;
+}
+
+static inline void set_path(weft_logs_rec_t *r, const char *t, const char *te)
+{
+    if (te <= t) return;
+    const char *q = memchr(t, '?', (size_t)(te - t));
+    if (q) te = q;
+    if (te > t) {
+        r->path = t;
+        r->path_len = (size_t)(te - t);
+    }
+}
+
+static inline int two(const char *p)
+{
+    return (p[0] - '0') * 10 + (p[1] - '0');
+}
+
+/* The month name at p (3 bytes) is valid. */
+static inline bool is_month(const char *p)
+{
+    switch ((uint32_t)(unsigned char)p[0] << 16 | (uint32_t)(unsigned char)p[1] << 8 |
+            (unsigned char)p[2]) {
+    case 'J' << 16 | 'a' << 8 | 'n':
+    case 'F' << 16 | 'e' << 8 | 'b':
+    case 'M' << 16 | 'a' << 8 | 'r':
+    case 'A' << 16 | 'p' << 8 | 'r':
+    case 'M' << 16 | 'a' << 8 | 'y':
+    case 'J' << 16 | 'u' << 8 | 'n':
+    case 'J' << 16 | 'u' << 8 | 'l':
+    case 'A' << 16 | 'u' << 8 | 'g':
+    case 'S' << 16 | 'e' << 8 | 'p':
+    case 'O' << 16 | 'c' << 8 | 't':
+    case 'N' << 16 | 'o' << 8 | 'v':
+    case 'D' << 16 | 'e' << 8 | 'c':
+        return true;
+    default:
+        return false;
+    }
+}
+
+/* True if every byte of w selected by `digits` is an ASCII digit (SWAR: a byte b is a digit iff
+ * neither b - '0' nor b + 0x46 sets its high bit; unselected bytes are forced to '0'). */
+static inline bool digits_at(uint64_t w, uint64_t digits)
+{
+    w = (w & digits) | (UINT64_C(0x3030303030303030) & ~digits);
+    return (((w - UINT64_C(0x3030303030303030)) | (w + UINT64_C(0x4646464646464646)) | w) &
+            HIGHS) == 0;
+}
+
+#define B(i, c) ((uint64_t)(unsigned char)(c) << (8 * (i)))
+#define M(i) B(i, 0xff)
+
+/* The same check as parse_time_local, on eight bytes at a time. */
+static inline const char *parse_time_local_swar(const char *p, const char *end, int *hour)
+{
+    if (end - p < 26) return NULL;
+    uint64_t a = load8(p), b = load8(p + 8), c = load8(p + 16), d = load8(p + 18);
+    /* 15/Jan/2 | 025:10:3 | 0:45 +08 | 45 +0800 */
+    if ((a & (M(2) | M(6))) != (B(2, '/') | B(6, '/')) ||
+        (b & (M(3) | M(6))) != (B(3, ':') | B(6, ':')) ||
+        (c & (M(1) | M(4))) != (B(1, ':') | B(4, ' ')) || (p[21] != '+' && p[21] != '-'))
+        return NULL;
+    if (!digits_at(a, M(0) | M(1) | M(7)) ||
+        !digits_at(b, M(0) | M(1) | M(2) | M(4) | M(5) | M(7)) ||
+        !digits_at(c, M(0) | M(2) | M(3) | M(6) | M(7)) || !digits_at(d, M(6) | M(7)))
+        return NULL;
+    int day = two(p), h = two(p + 12);
+    if (!is_month(p + 3) || day < 1 || day > 31 || h > 23 || two(p + 15) > 59 || two(p + 18) > 60)
+        return NULL;
+    *hour = h;
+    return p + 26;
+}
+
+/* 15/Jan/2025:10:30:45 +0800 */
+static inline const char *parse_time_local(const char *p, const char *end, int *hour)
+{
+    if (end - p < 26) return NULL;
+    if (p[2] != '/' || p[6] != '/' || p[11] != ':' || p[14] != ':' || p[17] != ':' ||
+        p[20] != ' ' || (p[21] != '+' && p[21] != '-'))
+        return NULL;
+    static const int digits[] = {0, 1, 7, 8, 9, 10, 12, 13, 15, 16, 18, 19, 22, 23, 24, 25};
+    for (size_t i = 0; i < sizeof digits / sizeof digits[0]; i++)
+        if (!is_digit(p[digits[i]])) return NULL;
+    static const char months[] = "JanFebMarAprMayJunJulAugSepOctNovDec";
+    bool month = false;
+    for (int m = 0; m < 12 && !month; m++)
+        month = p[3] == months[3 * m] && p[4] == months[3 * m + 1] && p[5] == months[3 * m + 2];
+    int day = two(p), h = two(p + 12);
+    if (!month || day < 1 || day > 31 || h > 23 || two(p + 15) > 59 || two(p + 18) > 60)
+        return NULL;
+    *hour = h;
+    return p + 26;
+}
+
+/* 2025-01-15T10:30:45+08:00 */
+static inline const char *parse_time_iso(const char *p, const char *end, int *hour)
+{
+    if (end - p < 25) return NULL;
+    if (p[4] != '-' || p[7] != '-' || p[10] != 'T' || p[13] != ':' || p[16] != ':' ||
+        (p[19] != '+' && p[19] != '-') || p[22] != ':')
+        return NULL;
+    static const int digits[] = {0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18, 20, 21, 23, 24};
+    for (size_t i = 0; i < sizeof digits / sizeof digits[0]; i++)
+        if (!is_digit(p[digits[i]])) return NULL;
+    int mon = two(p + 5), day = two(p + 8), h = two(p + 11);
+    if (mon < 1 || mon > 12 || day < 1 || day > 31 || h > 23 || two(p + 14) > 59 ||
+        two(p + 17) > 60)
+        return NULL;
+    *hour = h;
+    return p + 25;
+}
+
+/* Seconds as written by nginx ("0.052", "12", "3.000123"): integer microseconds, extra
+ * fraction digits truncated. At most 6 integer digits. "-" means no value. */
+static inline const char *parse_rt(const char *p, const char *end, int64_t *us)
+{
+    if (p < end && *p == '-') {
+        *us = -1;
+        return p + 1;
+    }
+    int64_t s = 0;
+    int n = 0;
+    while (p < end && is_digit(*p)) {
+        if (++n > 6) return NULL;
+        s = s * 10 + (*p++ - '0');
+    }
+    if (n == 0) return NULL;
+    int64_t frac = 0;
+    int fd = 0;
+    if (p < end && *p == '.') {
+        p++;
+        while (p < end && is_digit(*p)) {
+            if (fd < 6) frac = frac * 10 + (*p - '0');
+            fd++;
+            p++;
+        }
+        if (fd == 0) return NULL;
+    }
+    static const int64_t scale[] = {1000000, 100000, 10000, 1000, 100, 10, 1};
+    *us = s * 1000000 + frac * scale[fd < 6 ? fd : 6];
+    return p;
+}
+
+/* The presets, in straight-line code: the same checks as the interpreter performs for their
+ * operation lists (the fuzz target compares the two), without the dispatch. */
+static const char *parse_fast(const weft_logs_format_t *f, const char *p, const char *end,
+                              weft_logs_rec_t *r)
+{
+    r->path = NULL;
+    r->path_len = 0;
+    r->rt_us = -1;
+    r->bytes = 0;
+    p = parse_ip(p, end, r);
+    if (!p || p == end || *p != ' ') return NULL;
+    p++;
+    for (int k = 0; k < 2; k++) { /* $ident $remote_user, usually "-" */
+        if (end - p >= 2 && p[0] == '-' && p[1] == ' ') {
+            p += 2;
+            continue;
+        }
+        p = find2(p, end, ' ', '\n');
+        if (p == end || *p != ' ') return NULL;
+        p++;
+    }
+    if (p == end || *p != '[') return NULL;
+    p = parse_time_local_swar(p + 1, end, &r->hour);
+    if (!p || end - p < 3 || p[0] != ']' || p[1] != ' ' || p[2] != '"') return NULL;
+    p += 3;
+    const char *s = p, *m = p;
+    uint64_t hit = end - p >= 8 ? eq_bytes(load8(p), ONES * ' ') | eq_bytes(load8(p), ONES * '"') |
+                                      eq_bytes(load8(p), ONES * '\n')
+                                : 0;
+    if (hit)
+        m = p + (__builtin_ctzll(hit) >> 3);
+    else
+        while (m < end && *m != ' ' && *m != '"' && *m != '\n') m++;
+    if (m < end && *m == ' ') {
+        const char *t = m + 1, *te = find_path_end(t, end);
+        if (te > t) {
+            r->path = t;
+            r->path_len = (size_t)(te - t);
+        }
+        m = te;
+    }
+    p = find_quote(s, m, end);
+    if (!p || end - p < 6 || p[1] != ' ') return NULL;
+    p += 2;
+    if (p[0] < '1' || p[0] > '9' || !is_digit(p[1]) || !is_digit(p[2]) || p[3] != ' ') return NULL;
+    r->status = (p[0] - '0') * 100 + (p[1] - '0') * 10 + (p[2] - '0');
+    p += 4;
+    int k;
+    if (p < end && *p == '-') {
+        p++;
+    } else if (end - p >= 8 && (k = digit_run(load8(p))) < 8) {
+        if (k == 0) return NULL;
+        r->bytes = digits_value(load8(p), k);
+        p += k;
+    } else {
+        uint64_t v = 0;
+        int n = 0;
+        while (p < end && is_digit(*p)) {
+            if (++n > 19) return NULL;
+            v = v * 10 + (uint64_t)(*p++ - '0');
+        }
+        if (n == 0) return NULL;
+        r->bytes = v;
+    }
+    if (f->fast >= 3) { /* combined: "$http_referer" "$http_user_agent" */
+        if (end - p < 2 || p[0] != ' ' || p[1] != '"') return NULL;
+        p = find_quote(p + 2, p + 2, end);
+        if (!p || end - p < 3 || p[1] != ' ' || p[2] != '"') return NULL;
+        p = find_quote(p + 3, p + 3, end);
+        if (!p) return NULL;
+        p++;
+    }
+    if (f->fast != 2 && f->fast != 3) { /* $request_time */
+        if (p == end || *p != ' ') return NULL;
+        p++;
+        int ki, kf;
+        if (end - p >= 16 && (ki = digit_run(load8(p))) >= 1 && ki <= 6 && p[ki] == '.' &&
+            (kf = digit_run(load8(p + ki + 1))) >= 1 && kf <= 6) { /* the usual 0.052 */
+            static const int64_t scale[] = {1, 100000, 10000, 1000, 100, 10, 1};
+            r->rt_us = (int64_t)digits_value(load8(p), ki) * 1000000 +
+                       (int64_t)digits_value(load8(p + ki + 1), kf) * scale[kf];
+            p += ki + 1 + kf;
+        } else if (!(p = parse_rt(p, end, &r->rt_us))) {
+            return NULL;
+        }
+    }
+    while (p < end && (*p == ' ' || *p == '\t')) p++;
+    if (p == end || *p == '\n' || (*p == '\r' && (p + 1 == end || p[1] == '\n'))) return p;
+    return NULL;
+}
+
+const char *weft_logs_parse(const weft_logs_format_t *f, const char *p, const char *end,
+                            weft_logs_rec_t *r)
+{
+    if (f->fast) return parse_fast(f, p, end, r);
+    r->path = NULL;
+    r->path_len = 0;
+    r->rt_us = -1;
+    r->bytes = 0;
+    const weft_logs_op_t *op = f->ops, *last = f->ops + f->nops;
+    for (; op < last; op++) {
+        switch (op->kind) {
+        case OP_LIT: {
+            if ((size_t)(end - p) < op->len) return NULL;
+            const char *l = f->lits + op->off;
+            for (uint16_t k = 0; k < op->len; k++)
+                if (p[k] != l[k]) return NULL;
+            p += op->len;
+            break;
+        }
+        case OP_IP:
+            p = parse_ip(p, end, r);
+            if (!p) return NULL;
+            break;
+        case OP_SKIP:
+            p = field_end(op, p, end);
+            if (!p) return NULL;
+            break;
+        case OP_TIME_LOCAL:
+            p = parse_time_local(p, end, &r->hour);
+            if (!p) return NULL;
+            break;
+        case OP_TIME_ISO:
+            p = parse_time_iso(p, end, &r->hour);
+            if (!p) return NULL;
+            break;
+        case OP_REQUEST: {
+            /* METHOD SP TARGET [SP PROTOCOL]: the path is TARGET up to '?' */
+            const char *s = p, *m = p;
+            while (m < end && *m != ' ' && *m != '"' && *m != '\n') m++;
+            if (m < end && *m == ' ') {
+                const char *t = m + 1, *te = find_path_end(t, end);
+                if (te > t) {
+                    r->path = t;
+                    r->path_len = (size_t)(te - t);
+                }
+                m = te;
+            }
+            p = find_quote(s, m, end);
+            if (!p) return NULL;
+            break;
+        }
+        case OP_URI: {
+            const char *e = field_end(op, p, end);
+            if (!e) return NULL;
+            set_path(r, p, e);
+            p = e;
+            break;
+        }
+        case OP_STATUS:
+            if (end - p < 3 || p[0] < '1' || p[0] > '9' || !is_digit(p[1]) || !is_digit(p[2]))
+                return NULL;
+            r->status = (p[0] - '0') * 100 + (p[1] - '0') * 10 + (p[2] - '0');
+            p += 3;
+            break;
+        case OP_BYTES:
+            if (p < end && *p == '-') {
+                p++;
+            } else {
+                uint64_t v = 0;
+                int n = 0;
+                while (p < end && is_digit(*p)) {
+                    if (++n > 19) return NULL;
+                    v = v * 10 + (uint64_t)(*p++ - '0');
+                }
+                if (n == 0) return NULL;
+                r->bytes = v;
+            }
+            break;
+        case OP_RT:
+            p = parse_rt(p, end, &r->rt_us);
+            if (!p) return NULL;
+            break;
+        default:
+            return NULL;
+        }
+    }
+    while (p < end && (*p == ' ' || *p == '\t')) p++;
+    if (p == end || *p == '\n' || (*p == '\r' && (p + 1 == end || p[1] == '\n'))) return p;
+    return NULL;
+}
+
+bool weft_logs_parse_line(const weft_logs_format_t *f, const char *p, const char *end,
+                          weft_logs_rec_t *r)
+{
+    return weft_logs_parse(f, p, end, r) == end;
+}

@@ -1,0 +1,79 @@
+/* weft logs: log formats and the single-pass line parser.
+ *
+ * A format is compiled once from nginx `log_format` syntax into a short list of operations
+ * (match this literal, parse an address up to the next delimiter, skip a quoted string, ...).
+ * The presets are themselves nginx-style strings. The parser then walks one line with that list:
+ * no regex, no sscanf, no allocation, and it extracts only what the statistics need (the hour
+ * digits of the timestamp, the status as three digits, the response time as integer
+ * microseconds, the client address as 32 or 128 bits).
+ */
+#ifndef WEFT_TOOLS_LOGS_FORMAT_H
+#define WEFT_TOOLS_LOGS_FORMAT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define WEFT_LOGS_MAX_OPS 64
+#define WEFT_LOGS_SPEC_MAX 1024
+
+/* One parsed line. `path` points into the line (borrowed). */
+typedef struct weft_logs_rec {
+    int family;       /* 4 or 6 */
+    uint32_t ip4;     /* host byte order, when family == 4 */
+    uint8_t ip6[16];  /* network byte order, when family == 6 */
+    int hour;         /* 0..23, as written in the log (the UTC offset is not applied) */
+    int status;       /* 100..999 */
+    uint64_t bytes;   /* response body bytes; 0 for "-" or when the format has none */
+    int64_t rt_us;    /* response time in microseconds; -1 when absent or "-" */
+    const char *path; /* request path without the query string; NULL when none */
+    size_t path_len;
+} weft_logs_rec_t;
+
+typedef struct weft_logs_op {
+    uint8_t kind;   /* private: enum in format.c */
+    uint8_t delim;  /* the byte that ends a skipped field (0: end of line) */
+    uint8_t quoted; /* the field sits between double quotes (backslash escapes honoured) */
+    uint16_t len;   /* literal length */
+    uint16_t off;   /* literal offset in lits[] */
+} weft_logs_op_t;
+
+/* A compiled format. Plain data (no pointers): it may be copied, and sent to a worker process
+ * as its spec string. */
+typedef struct weft_logs_format {
+    char name[32];                 /* "default", "common", "combined", "combined-rt", "nginx" */
+    char spec[WEFT_LOGS_SPEC_MAX]; /* the nginx-style string it was compiled from */
+    int nops;
+    weft_logs_op_t ops[WEFT_LOGS_MAX_OPS];
+    char lits[WEFT_LOGS_SPEC_MAX];
+    bool has_rt, has_path, has_bytes;
+    int fast; /* 0: interpreted; 1..4: a preset, parsed by straight-line code (same result) */
+} weft_logs_format_t;
+
+/* Compiles `spec`: a preset name ("default", "common", "combined", "combined-rt"), "nginx:" plus
+ * a log_format string, or a bare log_format string (anything containing '$'). Returns 0, or
+ * -EINVAL with a one-line reason in `err`. Ownership: borrows. Thread safety: any thread. */
+int weft_logs_format_compile(const char *spec, weft_logs_format_t *out, char *err, size_t errlen);
+
+/* Picks the preset that parses most of the first lines of `data` (at most 64 KiB and 50 lines
+ * are looked at; ties go to the more specific preset). Returns 0, or -ENOENT when no preset
+ * parses any of them (then *out is "default"). Thread safety: any thread. */
+int weft_logs_format_detect(const char *data, size_t len, weft_logs_format_t *out);
+
+/* The parser proper: parses the line starting at `p`, where `end` bounds the whole buffer (the
+ * scan stops at the line's '\n'). Returns the end of the line's text (its '\n', the '\r' of a
+ * final CR LF, or `end`) and fills *r, or NULL for a malformed line. Never reads at or past
+ * `end`. Ownership: borrows; r->path points into the buffer. Thread safety: any thread. */
+const char *weft_logs_parse(const weft_logs_format_t *f, const char *p, const char *end,
+                            weft_logs_rec_t *r);
+
+/* Parses one line [p, end) (no newline; a trailing '\r' must already be removed). Returns true
+ * and fills *r, or false for a malformed line (*r is then unspecified). Never reads outside
+ * [p, end). Ownership: borrows; r->path points into the line. Thread safety: any thread. */
+bool weft_logs_parse_line(const weft_logs_format_t *f, const char *p, const char *end,
+                          weft_logs_rec_t *r);
+
+/* The preset names, for --help and detection, NULL-terminated. */
+extern const char *const weft_logs_preset_names[];
+
+#endif

@@ -1,0 +1,384 @@
+/* weft logs: terminal, JSON and HTML reports (report.h). Numbers are printed from integers;
+ * shares and bar lengths are derived from them at print time, so they too are identical for
+ * identical statistics. */
+#include "logs/report.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <string.h>
+
+#include "weft/cli.h"
+
+void weft_logs_secs(char *buf, size_t len, uint64_t us)
+{
+    int n = snprintf(buf, len, "%" PRIu64 ".%06" PRIu64, us / 1000000, us % 1000000);
+    if (n <= 0 || (size_t)n >= len) return;
+    char *e = buf + n - 1;
+    while (*e == '0') *e-- = '\0';
+    if (*e == '.') *e = '\0';
+}
+
+/* 1234567 -> "1,234,567" */
+static const char *grouped(char *buf, size_t len, uint64_t v)
+{
+    char tmp[32];
+    int n = snprintf(tmp, sizeof tmp, "%" PRIu64, v);
+    size_t o = 0;
+    for (int i = 0; i < n && o + 2 < len; i++) {
+        if (i && (n - i) % 3 == 0) buf[o++] = ',';
+        buf[o++] = tmp[i];
+    }
+    buf[o] = '\0';
+    return buf;
+}
+
+static const char *human_bytes(char *buf, size_t len, uint64_t v)
+{
+    static const char *const unit[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB"};
+    double d = (double)v;
+    int u = 0;
+    while (d >= 1024 && u < 5) {
+        d /= 1024;
+        u++;
+    }
+    snprintf(buf, len, u ? "%.1f %s" : "%.0f %s", d, unit[u]);
+    return buf;
+}
+
+static double pct(uint64_t part, uint64_t whole)
+{
+    return whole ? 100.0 * (double)part / (double)whole : 0.0;
+}
+
+void weft_logs_print_text(FILE *f, const weft_logs_report_t *r, const weft_logs_meta_t *m)
+{
+    char a[32], b[32], c[32];
+    if (m && m->inputs)
+        fprintf(f, "Access log report: %s%s%s%s\n\n", m->inputs, m->formats ? " (format: " : "",
+                m->formats ? m->formats : "", m->formats ? ")" : "");
+    fprintf(f, "  Lines          %s   parsed %s   malformed %s\n", grouped(a, sizeof a, r->lines),
+            grouped(b, sizeof b, r->parsed), grouped(c, sizeof c, r->malformed));
+    fprintf(f, "  Clients        %s distinct IPs\n", grouped(a, sizeof a, r->distinct_ips));
+    fprintf(f, "  Bytes sent     %s (%s)\n", human_bytes(a, sizeof a, r->bytes),
+            grouped(b, sizeof b, r->bytes));
+    if (r->rt_count) {
+        char v[7][24];
+        uint64_t us[7] = {r->rt_avg, r->rt_min, r->rt_max, r->rt_p50,
+                          r->rt_p90, r->rt_p95, r->rt_p99};
+        for (int i = 0; i < 7; i++) weft_logs_secs(v[i], sizeof v[i], us[i]);
+        fprintf(f, "  Response time  avg %s s   min %s   max %s\n", v[0], v[1], v[2]);
+        fprintf(f, "                 p50 %s   p90 %s   p95 %s   p99 %s   (%s timed)\n", v[3], v[4],
+                v[5], v[6], grouped(a, sizeof a, r->rt_count));
+    } else {
+        fprintf(f, "  Response time  (none in this log format)\n");
+    }
+
+    uint64_t hmax = 0;
+    for (int h = 0; h < 24; h++)
+        if (r->hourly[h] > hmax) hmax = r->hourly[h];
+    fprintf(f, "\nRequests per hour of day (as written in the log; UTC offset not applied)\n");
+    for (int h = 0; h < 24; h++) {
+        fprintf(f, "  %02d  ", h);
+        weft_cli_bar(f, (double)r->hourly[h], (double)hmax, 40);
+        fprintf(f, " %5.1f%%  %s\n", pct(r->hourly[h], r->parsed),
+                grouped(a, sizeof a, r->hourly[h]));
+    }
+
+    fprintf(f, "\nStatus codes\n");
+    uint64_t cls[10] = {0};
+    for (int s = 100; s < WEFT_LOGS_STATUS_MAX; s++) cls[s / 100] += r->status[s];
+    for (int k = 1; k <= 9; k++) {
+        if (!cls[k] && k > 5) continue;
+        fprintf(f, "  %dxx  ", k);
+        weft_cli_bar(f, (double)cls[k], (double)r->parsed, 40);
+        fprintf(f, " %5.1f%%  %s\n", pct(cls[k], r->parsed), grouped(a, sizeof a, cls[k]));
+    }
+    fprintf(f, "\n");
+    for (int s = 100; s < WEFT_LOGS_STATUS_MAX; s++) {
+        if (!r->status[s]) continue;
+        fprintf(f, "  %d  ", s);
+        weft_cli_bar(f, (double)r->status[s], (double)r->parsed, 40);
+        fprintf(f, " %5.1f%%  %s\n", pct(r->status[s], r->parsed),
+                grouped(a, sizeof a, r->status[s]));
+    }
+
+    fprintf(f, "\nTop %zu client IPs (of %s)\n", r->ntop, grouped(a, sizeof a, r->distinct_ips));
+    for (size_t i = 0; i < r->ntop; i++) {
+        char ip[64];
+        weft_logs_ip_text(&r->top[i], ip, sizeof ip);
+        fprintf(f, "  %3zu  %-39s %12s  %5.2f%%  ", i + 1, ip,
+                grouped(a, sizeof a, r->top[i].count), pct(r->top[i].count, r->parsed));
+        weft_cli_bar(f, (double)r->top[i].count, (double)r->top[0].count, 20);
+        fputc('\n', f);
+    }
+
+    if (r->paths_overflow) {
+        fprintf(f, "\nTop paths: not computed (more than %d distinct paths)\n",
+                WEFT_LOGS_MAX_PATHS);
+    } else if (r->npaths) {
+        fprintf(f, "\nTop %zu paths (of %s; query strings dropped)\n", r->npaths,
+                grouped(a, sizeof a, r->distinct_paths));
+        for (size_t i = 0; i < r->npaths; i++) {
+            fprintf(f, "  %3zu  %12s  %5.2f%%  ", i + 1,
+                    grouped(a, sizeof a, r->top_paths[i].count),
+                    pct(r->top_paths[i].count, r->parsed));
+            weft_cli_put_safe(f, r->top_paths[i].path, 60);
+            fputc('\n', f);
+        }
+    }
+}
+
+/* ---- JSON ---------------------------------------------------------------------------------- */
+
+/* Appends s as a JSON string: quotes, backslashes and control characters escaped, invalid
+ * UTF-8 replaced by U+FFFD. */
+static int json_str(weft_buf_t *b, const char *s)
+{
+    int rc = weft_buf_append(b, "\"", 1);
+    const unsigned char *p = (const unsigned char *)s;
+    while (*p && !rc) {
+        unsigned char ch = *p;
+        size_t n = ch < 0x80                  ? 1
+                   : ch >= 0xC2 && ch < 0xE0  ? 2
+                   : ch >= 0xE0 && ch < 0xF0  ? 3
+                   : ch >= 0xF0 && ch <= 0xF4 ? 4
+                                              : 0;
+        for (size_t i = 1; i < n; i++)
+            if ((p[i] & 0xC0) != 0x80) n = 0;
+        if (n == 0) {
+            rc = weft_buf_append(b, "\\ufffd", 6);
+            p++;
+        } else if (ch == '"' || ch == '\\') {
+            char e[2] = {'\\', (char)ch};
+            rc = weft_buf_append(b, e, 2);
+            p++;
+        } else if (ch < 0x20 || ch == 0x7f) {
+            rc = weft_buf_printf(b, "\\u%04x", ch);
+            p++;
+        } else {
+            rc = weft_buf_append(b, p, n);
+            p += n;
+        }
+    }
+    return rc ? rc : weft_buf_append(b, "\"", 1);
+}
+
+int weft_logs_write_json(weft_buf_t *b, const weft_logs_report_t *r)
+{
+    int rc = weft_buf_printf(
+        b, "{\"lines\":%" PRIu64 ",\"parsed\":%" PRIu64 ",\"malformed\":%" PRIu64 ",\"hourly\":[",
+        r->lines, r->parsed, r->malformed);
+    for (int h = 0; h < 24; h++) rc |= weft_buf_printf(b, "%s%" PRIu64, h ? "," : "", r->hourly[h]);
+    rc |= weft_buf_printf(b, "],\"status\":{");
+    bool first = true;
+    for (int s = 0; s < WEFT_LOGS_STATUS_MAX; s++) {
+        if (!r->status[s]) continue;
+        rc |= weft_buf_printf(b, "%s\"%d\":%" PRIu64, first ? "" : ",", s, r->status[s]);
+        first = false;
+    }
+    rc |= weft_buf_printf(b, "},\"top_ips\":[");
+    for (size_t i = 0; i < r->ntop; i++) {
+        char ip[64];
+        weft_logs_ip_text(&r->top[i], ip, sizeof ip);
+        rc |= weft_buf_printf(b, "%s{\"ip\":\"%s\",\"count\":%" PRIu64 "}", i ? "," : "", ip,
+                              r->top[i].count);
+    }
+    char v[7][24];
+    uint64_t us[7] = {r->rt_avg, r->rt_min, r->rt_max, r->rt_p50, r->rt_p90, r->rt_p95, r->rt_p99};
+    for (int i = 0; i < 7; i++) weft_logs_secs(v[i], sizeof v[i], us[i]);
+    rc |= weft_buf_printf(b,
+                          "],\"distinct_ips\":%" PRIu64 ",\"bytes\":%" PRIu64
+                          ",\"response_time\":{\"avg\":%s,\"min\":%s,\"max\":%s,\"p50\":%s,"
+                          "\"p90\":%s,\"p95\":%s,\"p99\":%s,\"count\":%" PRIu64 "}",
+                          r->distinct_ips, r->bytes, v[0], v[1], v[2], v[3], v[4], v[5], v[6],
+                          r->rt_count);
+    uint64_t cls[10] = {0};
+    for (int s = 100; s < WEFT_LOGS_STATUS_MAX; s++) cls[s / 100] += r->status[s];
+    rc |= weft_buf_printf(
+        b,
+        ",\"status_classes\":{\"1xx\":%" PRIu64 ",\"2xx\":%" PRIu64 ",\"3xx\":%" PRIu64
+        ",\"4xx\":%" PRIu64 ",\"5xx\":%" PRIu64 ",\"other\":%" PRIu64 "}",
+        cls[1], cls[2], cls[3], cls[4], cls[5], cls[6] + cls[7] + cls[8] + cls[9]);
+    if (r->paths_overflow) {
+        rc |= weft_buf_printf(b, ",\"top_paths\":null,\"distinct_paths\":null}\n");
+        return rc ? -ENOMEM : 0;
+    }
+    rc |= weft_buf_printf(b, ",\"top_paths\":[");
+    for (size_t i = 0; i < r->npaths && !rc; i++) {
+        rc |= weft_buf_printf(b, "%s{\"path\":", i ? "," : "");
+        rc |= json_str(b, r->top_paths[i].path);
+        rc |= weft_buf_printf(b, ",\"count\":%" PRIu64 "}", r->top_paths[i].count);
+    }
+    rc |= weft_buf_printf(b, "],\"distinct_paths\":%" PRIu64 "}\n", r->distinct_paths);
+    return rc ? -ENOMEM : 0;
+}
+
+/* ---- HTML ---------------------------------------------------------------------------------- */
+
+static int html_str(weft_buf_t *b, const char *s)
+{
+    int rc = 0;
+    const unsigned char *p = (const unsigned char *)s;
+    while (*p && !rc) {
+        unsigned char ch = *p;
+        size_t n = ch < 0x80                  ? 1
+                   : ch >= 0xC2 && ch < 0xE0  ? 2
+                   : ch >= 0xE0 && ch < 0xF0  ? 3
+                   : ch >= 0xF0 && ch <= 0xF4 ? 4
+                                              : 0;
+        for (size_t i = 1; i < n; i++)
+            if ((p[i] & 0xC0) != 0x80) n = 0;
+        const char *rep = NULL;
+        if (n == 0)
+            rep = "&#xFFFD;";
+        else if (ch == '&')
+            rep = "&amp;";
+        else if (ch == '<')
+            rep = "&lt;";
+        else if (ch == '>')
+            rep = "&gt;";
+        else if (ch == '"')
+            rep = "&quot;";
+        else if (ch == '\'')
+            rep = "&#39;";
+        else if (ch < 0x20 || ch == 0x7f)
+            rep = " ";
+        if (rep) {
+            rc = weft_buf_append(b, rep, strlen(rep));
+            p++;
+        } else {
+            rc = weft_buf_append(b, p, n);
+            p += n;
+        }
+    }
+    return rc;
+}
+
+/* A vertical bar chart as inline SVG. */
+static int svg_bars(weft_buf_t *b, const uint64_t *v, const char *const *labels, int n, int w,
+                    int h)
+{
+    uint64_t max = 1;
+    for (int i = 0; i < n; i++)
+        if (v[i] > max) max = v[i];
+    int bw = w / n;
+    int rc = weft_buf_printf(b,
+                             "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" "
+                             "role=\"img\">",
+                             w, h + 20);
+    for (int i = 0; i < n; i++) {
+        int bh = (int)((double)v[i] / (double)max * h);
+        rc |= weft_buf_printf(b,
+                              "<rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" fill=\"#3b7dd8\">"
+                              "<title>%s: %" PRIu64 "</title></rect>"
+                              "<text x=\"%d\" y=\"%d\" font-size=\"10\" text-anchor=\"middle\">"
+                              "%s</text>",
+                              i * bw + 2, h - bh, bw - 4, bh, labels[i], v[i], i * bw + bw / 2,
+                              h + 14, labels[i]);
+    }
+    return rc | weft_buf_printf(b, "</svg>\n");
+}
+
+static int hbar(weft_buf_t *b, uint64_t v, uint64_t max)
+{
+    int w = max ? (int)((double)v / (double)max * 300) : 0;
+    return weft_buf_printf(b,
+                           "<svg width=\"300\" height=\"12\"><rect width=\"%d\" height=\"12\" "
+                           "fill=\"#3b7dd8\"/></svg>",
+                           w);
+}
+
+int weft_logs_write_html(weft_buf_t *b, const weft_logs_report_t *r, const weft_logs_meta_t *m)
+{
+    char a[32], c[32];
+    int rc =
+        weft_buf_printf(b, "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+                           "<title>weft logs report</title><style>"
+                           "body{font-family:system-ui,sans-serif;margin:2em;color:#222}"
+                           "table{border-collapse:collapse}td,th{padding:2px 10px;text-align:left}"
+                           "td.n{text-align:right;font-variant-numeric:tabular-nums}"
+                           "h2{margin-top:1.5em;border-bottom:1px solid #ccc}"
+                           "</style></head><body>\n<h1>Access log report</h1>\n");
+    if (m && m->inputs) {
+        rc |= weft_buf_printf(b, "<p>Input: ");
+        rc |= html_str(b, m->inputs);
+        if (m->formats) {
+            rc |= weft_buf_printf(b, " (format: ");
+            rc |= html_str(b, m->formats);
+            rc |= weft_buf_printf(b, ")");
+        }
+        rc |= weft_buf_printf(b, "</p>\n");
+    }
+    char v[7][24];
+    uint64_t us[7] = {r->rt_avg, r->rt_min, r->rt_max, r->rt_p50, r->rt_p90, r->rt_p95, r->rt_p99};
+    for (int i = 0; i < 7; i++) weft_logs_secs(v[i], sizeof v[i], us[i]);
+    rc |= weft_buf_printf(b, "<h2>Summary</h2><table>");
+    rc |= weft_buf_printf(b, "<tr><th>Lines</th><td class=n>%s</td></tr>",
+                          grouped(a, sizeof a, r->lines));
+    rc |= weft_buf_printf(b, "<tr><th>Parsed</th><td class=n>%s</td></tr>",
+                          grouped(a, sizeof a, r->parsed));
+    rc |= weft_buf_printf(b, "<tr><th>Malformed</th><td class=n>%s</td></tr>",
+                          grouped(a, sizeof a, r->malformed));
+    rc |= weft_buf_printf(b, "<tr><th>Distinct client IPs</th><td class=n>%s</td></tr>",
+                          grouped(a, sizeof a, r->distinct_ips));
+    rc |= weft_buf_printf(b, "<tr><th>Bytes sent</th><td class=n>%s</td></tr>",
+                          grouped(a, sizeof a, r->bytes));
+    rc |= weft_buf_printf(b,
+                          "<tr><th>Response time (s)</th><td class=n>avg %s, min %s, max %s, "
+                          "p50 %s, p90 %s, p95 %s, p99 %s (%s timed)</td></tr></table>\n",
+                          v[0], v[1], v[2], v[3], v[4], v[5], v[6],
+                          grouped(a, sizeof a, r->rt_count));
+
+    static const char *const hours[24] = {"00", "01", "02", "03", "04", "05", "06", "07",
+                                          "08", "09", "10", "11", "12", "13", "14", "15",
+                                          "16", "17", "18", "19", "20", "21", "22", "23"};
+    rc |= weft_buf_printf(b, "<h2>Requests per hour of day</h2><p>The hour as written in the log "
+                             "(UTC offset not applied).</p>\n");
+    rc |= svg_bars(b, r->hourly, hours, 24, 720, 160);
+
+    uint64_t cls[6] = {0};
+    for (int s = 100; s < WEFT_LOGS_STATUS_MAX; s++) cls[s < 600 ? s / 100 : 0] += r->status[s];
+    static const char *const cl[6] = {"other", "1xx", "2xx", "3xx", "4xx", "5xx"};
+    rc |= weft_buf_printf(b, "<h2>Status codes</h2>\n");
+    rc |= svg_bars(b, cls, cl, 6, 360, 120);
+    rc |= weft_buf_printf(b, "<table><tr><th>Status</th><th>Requests</th><th>Share</th><th>"
+                             "</th></tr>");
+    for (int s = 100; s < WEFT_LOGS_STATUS_MAX; s++) {
+        if (!r->status[s]) continue;
+        rc |= weft_buf_printf(b, "<tr><td>%d</td><td class=n>%s</td><td class=n>%.2f%%</td><td>", s,
+                              grouped(a, sizeof a, r->status[s]), pct(r->status[s], r->parsed));
+        rc |= hbar(b, r->status[s], r->parsed) | weft_buf_printf(b, "</td></tr>");
+    }
+    rc |= weft_buf_printf(b, "</table>\n<h2>Top client IPs</h2><table><tr><th>#</th><th>IP</th>"
+                             "<th>Requests</th><th>Share</th><th></th></tr>");
+    for (size_t i = 0; i < r->ntop; i++) {
+        char ip[64];
+        weft_logs_ip_text(&r->top[i], ip, sizeof ip);
+        rc |= weft_buf_printf(b, "<tr><td class=n>%zu</td><td>", i + 1);
+        rc |= html_str(b, ip);
+        rc |=
+            weft_buf_printf(b, "</td><td class=n>%s</td><td class=n>%.2f%%</td><td>",
+                            grouped(a, sizeof a, r->top[i].count), pct(r->top[i].count, r->parsed));
+        rc |= hbar(b, r->top[i].count, r->top[0].count) | weft_buf_printf(b, "</td></tr>");
+    }
+    rc |= weft_buf_printf(b, "</table>\n<h2>Top paths</h2>");
+    if (r->paths_overflow) {
+        rc |= weft_buf_printf(b, "<p>Not computed: more than %d distinct paths.</p>\n",
+                              WEFT_LOGS_MAX_PATHS);
+    } else {
+        rc |= weft_buf_printf(b,
+                              "<p>%s distinct paths (query strings dropped).</p><table><tr>"
+                              "<th>#</th><th>Path</th><th>Requests</th><th>Share</th></tr>",
+                              grouped(c, sizeof c, r->distinct_paths));
+        for (size_t i = 0; i < r->npaths; i++) {
+            rc |= weft_buf_printf(b, "<tr><td class=n>%zu</td><td>", i + 1);
+            rc |= html_str(b, r->top_paths[i].path);
+            rc |= weft_buf_printf(b, "</td><td class=n>%s</td><td class=n>%.2f%%</td></tr>",
+                                  grouped(a, sizeof a, r->top_paths[i].count),
+                                  pct(r->top_paths[i].count, r->parsed));
+        }
+        rc |= weft_buf_printf(b, "</table>\n");
+    }
+    rc |= weft_buf_printf(b, "<p><small>Generated by weft logs.</small></p></body></html>\n");
+    return rc ? -ENOMEM : 0;
+}

@@ -1,0 +1,68 @@
+/* weft logs: inputs, chunking and the parallel run (threads or processes).
+ *
+ * Regular files are cut into byte ranges; each range is widened to whole lines by whoever
+ * processes it (weft_logs_chunk_bounds), which reads it with pread into a small per-worker
+ * buffer or, with use_mmap, from a memory mapping. Standard input and gzip files are streamed:
+ * one reader cuts them into line-aligned blocks for the workers.
+ */
+#ifndef WEFT_TOOLS_LOGS_RUN_H
+#define WEFT_TOOLS_LOGS_RUN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "logs/stats.h"
+
+#define WEFT_LOGS_CHUNK_DEFAULT (8u << 20)       /* mapped files, threads */
+#define WEFT_LOGS_CHUNK_PROC_DEFAULT (32u << 20) /* mapped files, processes */
+#define WEFT_LOGS_BLOCK_DEFAULT (4u << 20)       /* streams */
+#define WEFT_LOGS_READ_BUF (1u << 20)            /* per-worker pread buffer */
+
+typedef enum weft_logs_mode { WEFT_LOGS_THREADS = 0, WEFT_LOGS_PROCESSES } weft_logs_mode_t;
+
+typedef struct weft_logs_run_opts {
+    const char *const *files; /* "-" is standard input */
+    size_t nfiles;
+    int jobs; /* >= 1 */
+    weft_logs_mode_t mode;
+    uint64_t chunk_size; /* 0: the defaults above */
+    const char *format;  /* NULL or "auto": detect per file */
+    bool use_mmap;       /* map files instead of pread into per-worker buffers */
+    bool progress;       /* draw a progress bar when stderr is a terminal */
+} weft_logs_run_opts_t;
+
+typedef struct weft_logs_badline {
+    size_t file; /* index into opts.files */
+    uint64_t line;
+    uint32_t len;
+    char text[WEFT_LOGS_BAD_TEXT];
+} weft_logs_badline_t;
+
+typedef struct weft_logs_run_result {
+    weft_logs_part_t *part; /* owned: free with weft_logs_part_destroy */
+    size_t nbad;            /* the first malformed lines, by file then line number */
+    weft_logs_badline_t bad[WEFT_LOGS_BAD_KEEP];
+    char format_names[256]; /* the format used for each file, comma-separated */
+    size_t nchunks;
+    uint64_t input_bytes;
+    uint64_t scan_ns, merge_ns; /* the parallel pass and the final merge */
+} weft_logs_run_result_t;
+
+/* Widens the byte range [start, end) of a mapping of `size` bytes to whole lines: the chunk owns
+ * every line that starts inside the range. Sets [*s, *e), which is empty when no line starts in
+ * the range (a line longer than the chunk). Thread safety: any thread. */
+void weft_logs_chunk_bounds(const char *map, uint64_t size, uint64_t start, uint64_t end,
+                            uint64_t *s, uint64_t *e);
+
+/* Runs the analysis. Returns a weft exit code (0; WEFT_EXIT_USAGE for a missing, unreadable or
+ * non-regular file or a bad format; WEFT_EXIT_FAILED when a worker failed; WEFT_EXIT_INTERNAL)
+ * with a one-line message in `err` on failure (then res->part is NULL). Ownership: borrows opts;
+ * res is filled and owned by the caller. Thread safety: any thread. */
+int weft_logs_run(const weft_logs_run_opts_t *o, weft_logs_run_result_t *res, char *err,
+                  size_t errlen);
+
+/* Frees what weft_logs_run put into `res`. */
+void weft_logs_run_result_free(weft_logs_run_result_t *res);
+
+#endif

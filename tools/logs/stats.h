@@ -1,0 +1,185 @@
+/* weft logs: partial statistics, their merge and their compact serialized form.
+ *
+ * A part (weft_logs_part_t) holds everything one worker has counted so far: plain integer
+ * counters, the response-time histogram (weft_hist_t), and three hash tables: IPv4 clients,
+ * IPv6 clients and request paths. Every statistic is an integer sum, so merging parts in any
+ * grouping gives the same totals; the report then sorts with total orders (count descending,
+ * then the key ascending), so the output does not depend on the number of workers or chunks.
+ *
+ * The tables are specialised here rather than built on a generic map: an IPv4 entry is 8 bytes
+ * (a 32-bit key and a 32-bit count, empty when the count is 0), which keeps 1 M distinct
+ * clients in 16 MB per worker and the hot probe in one cache line; a generic map with pointer
+ * keys or 64-bit values would double that and add an indirection per line. The IPv4 table is
+ * split into 16 partitions by hash so that growth never copies more than 1/16 of it and the
+ * final merge runs one task per partition.
+ */
+#ifndef WEFT_TOOLS_LOGS_STATS_H
+#define WEFT_TOOLS_LOGS_STATS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <weft/buf.h>
+#include <weft/hist.h>
+
+#include "logs/format.h"
+
+#define WEFT_LOGS_PARTS 16
+#define WEFT_LOGS_MAX_PATHS 65536 /* distinct paths tracked; beyond, the panel is dropped */
+#define WEFT_LOGS_PATH_KEEP 256   /* bytes of each path kept for display */
+#define WEFT_LOGS_STATUS_MAX 1000
+
+typedef struct weft_logs_e4 {
+    uint32_t key, count; /* count 0: empty slot */
+} weft_logs_e4_t;
+
+/* Carries of a count that reached 2^32 - 1 (moved here so the 32-bit slot never wraps). */
+typedef struct weft_logs_spill {
+    uint32_t key;
+    uint64_t carry;
+} weft_logs_spill_t;
+
+typedef struct weft_logs_t4 {
+    weft_logs_e4_t *slots;
+    uint32_t mask, used, limit;
+    uint32_t nspill, capspill;
+    weft_logs_spill_t *spill;
+} weft_logs_t4_t;
+
+typedef struct weft_logs_e6 {
+    uint8_t addr[16];
+    uint64_t count; /* 0: empty */
+} weft_logs_e6_t;
+
+typedef struct weft_logs_t6 {
+    weft_logs_e6_t *slots;
+    size_t mask, used;
+} weft_logs_t6_t;
+
+typedef struct weft_logs_ep {
+    uint64_t hash, count; /* count 0: empty */
+    uint32_t off, len;    /* the first-seen text, in the arena */
+} weft_logs_ep_t;
+
+typedef struct weft_logs_tp {
+    weft_logs_ep_t *slots;
+    size_t mask, used;
+    char *arena;
+    size_t alen, acap;
+    bool overflow; /* more than WEFT_LOGS_MAX_PATHS distinct paths were seen */
+} weft_logs_tp_t;
+
+typedef struct weft_logs_part {
+    uint64_t lines, parsed, malformed, bytes;
+    uint64_t hourly[24];
+    uint64_t status[WEFT_LOGS_STATUS_MAX];
+    weft_hist_t rt; /* response times in microseconds */
+    weft_logs_t4_t ip4[WEFT_LOGS_PARTS];
+    weft_logs_t6_t ip6;
+    weft_logs_tp_t paths;
+    int oom; /* an allocation failed: the part is incomplete (-ENOMEM) */
+} weft_logs_part_t;
+
+/* Allocates an empty part. Returns NULL when out of memory. Ownership: returns owned; free with
+ * weft_logs_part_destroy(). Thread safety: a part is used by one thread at a time. */
+weft_logs_part_t *weft_logs_part_create(void);
+void weft_logs_part_destroy(weft_logs_part_t *p);
+
+/* Records one parsed line. Out of memory sets p->oom (checked by the caller at the end). */
+void weft_logs_part_record(weft_logs_part_t *p, const weft_logs_rec_t *r);
+
+/* Adds every count of `src` to `dst` (src is unchanged). Returns 0 or -ENOMEM. */
+int weft_logs_part_merge(weft_logs_part_t *dst, const weft_logs_part_t *src);
+
+/* The merge in pieces, for running it on several threads: the IPv4 partition `k` (0..15) of
+ * each of the `n` sources into dst, and everything else. Pieces touch disjoint memory. */
+int weft_logs_part_merge_ip4(weft_logs_part_t *dst, weft_logs_part_t *const *src, size_t n, int k);
+int weft_logs_part_merge_rest(weft_logs_part_t *dst, weft_logs_part_t *const *src, size_t n);
+
+/* Total count of one IPv4 key, including spilled carries (0 if absent). For tests. */
+uint64_t weft_logs_part_ip4_count(const weft_logs_part_t *p, uint32_t key);
+
+/* Adds `n` to an IPv4 key. For the merge and for tests of the 32-bit carry. */
+void weft_logs_t4_add(weft_logs_t4_t *t, uint32_t key, uint64_t n, int *oom);
+
+/* Serialized form: "WEFTLOGP", version, flags, payload length, CRC-32 of the payload, then the
+ * payload of little-endian varints. `sorted` orders the table entries by key so that equal parts
+ * give equal bytes (for --save-partial); unsorted is faster (for process-pool results).
+ * Returns 0, -ENOMEM or -EMSGSIZE. Ownership: appends to the caller's buffer. */
+int weft_logs_part_serialize(const weft_logs_part_t *p, weft_buf_t *out, bool sorted);
+
+/* Checks a serialized part completely (magic, version, checksum, bounds, and that its totals
+ * agree with each other), then adds it to `dst`. On failure dst is unchanged and `err` says
+ * what is wrong. Returns 0, WEFT_EPARSE or -ENOMEM. Ownership: borrows. */
+int weft_logs_part_merge_bytes(weft_logs_part_t *dst, const void *data, size_t len, char *err,
+                               size_t errlen);
+
+/* ---- the chunk core ------------------------------------------------------------------------ */
+
+#define WEFT_LOGS_BAD_KEEP 5   /* malformed lines remembered per chunk (and shown in all) */
+#define WEFT_LOGS_BAD_TEXT 120 /* bytes of each one kept */
+
+typedef struct weft_logs_bad {
+    uint64_t line; /* 1-based within the chunk; made file-relative when chunks are combined */
+    uint32_t len;
+    char text[WEFT_LOGS_BAD_TEXT];
+} weft_logs_bad_t;
+
+typedef struct weft_logs_chunkres {
+    uint64_t lines;
+    uint32_t nbad;
+    weft_logs_bad_t bad[WEFT_LOGS_BAD_KEEP];
+} weft_logs_chunkres_t;
+
+/* analyze(chunk) -> partial stats: parses every line of [data, data + len) (whole lines; the
+ * last one may lack its newline; a '\r' before the newline is dropped) and adds it to `acc`.
+ * Adds the lines to res->lines and appends the first malformed lines to res->bad, numbered
+ * from res->lines as it was (zero `res` before the first piece of a chunk; a chunk read in
+ * several pieces keeps counting). Ownership: borrows. Thread safety: any thread; `acc` and
+ * `res` belong to the caller. */
+void weft_logs_analyze(const weft_logs_format_t *f, const char *data, size_t len,
+                       weft_logs_part_t *acc, weft_logs_chunkres_t *res);
+
+/* ---- the final report ---------------------------------------------------------------------- */
+
+typedef struct weft_logs_ipcount {
+    int family;       /* 4 or 6 */
+    uint8_t addr[16]; /* network byte order; IPv4 in the first 4 bytes */
+    uint64_t count;
+} weft_logs_ipcount_t;
+
+typedef struct weft_logs_pathcount {
+    char *path; /* owned; at most WEFT_LOGS_PATH_KEEP bytes, then "..." */
+    uint64_t count;
+} weft_logs_pathcount_t;
+
+typedef struct weft_logs_report {
+    uint64_t lines, parsed, malformed, bytes;
+    uint64_t hourly[24];
+    uint64_t status[WEFT_LOGS_STATUS_MAX];
+    uint64_t distinct_ips;
+    size_t ntop;
+    weft_logs_ipcount_t *top; /* owned; ntop entries, best first */
+    /* response times in microseconds (0 when count is 0) */
+    uint64_t rt_count, rt_sum, rt_min, rt_max, rt_avg, rt_p50, rt_p90, rt_p95, rt_p99;
+    bool paths_overflow;
+    uint64_t distinct_paths;
+    size_t npaths;
+    weft_logs_pathcount_t *top_paths; /* owned */
+} weft_logs_report_t;
+
+/* Builds the report: top `top_n` IPs (count descending, then IPv4 before IPv6, then address
+ * ascending), top `top_paths` paths (count descending, then text ascending), percentiles.
+ * Returns 0 or -ENOMEM. Ownership: free with weft_logs_report_free(). */
+int weft_logs_report_build(const weft_logs_part_t *p, size_t top_n, size_t top_paths,
+                           weft_logs_report_t *out);
+void weft_logs_report_free(weft_logs_report_t *r);
+
+/* Orders two IP counts as the report does: negative if `a` ranks first. */
+int weft_logs_ipcount_cmp(const weft_logs_ipcount_t *a, const weft_logs_ipcount_t *b);
+
+/* Formats an address as text (inet_ntop). `buf` holds at least 46 bytes. */
+void weft_logs_ip_text(const weft_logs_ipcount_t *ip, char *buf, size_t len);
+
+#endif
