@@ -29,21 +29,6 @@
 
 #define SEC 1000000000LL
 
-#ifdef WEFT_TSAN
-/* ThreadSanitizer starts a background thread at the first pthread_create; start it before the
- * harness counts threads, or every test that makes a thread would "leak" one. (Workers never run
- * this: they enter worker mode from an earlier constructor.) */
-static void *tsan_nop(void *arg)
-{
-    return arg;
-}
-__attribute__((constructor)) static void tsan_warm_up(void)
-{
-    pthread_t t;
-    if (pthread_create(&t, NULL, tsan_nop, NULL) == 0) pthread_join(t, NULL);
-}
-#endif
-
 /* ---- functions run by the workers ---------------------------------------------------------- */
 
 static int fn_echo(const void *arg, size_t len, weft_buf_t *out)

@@ -842,8 +842,8 @@ static uint64_t check_deadlines(weft_procpool_t *pp, uint64_t now)
         pp->failed++;
         pp->timed_out++;
         add_compl(pp, r->f, -ETIMEDOUT, NULL, 0,
-                  fmt_text("task timed out after %.3f s; worker %d was killed",
-                           (double)r->timeout_ns / 1e9, (int)w->pid));
+                  fmt_text("worker %d killed: task timed out after %.3f s", (int)w->pid,
+                           (double)r->timeout_ns / 1e9));
     }
     return next;
 }
