@@ -1,0 +1,73 @@
+# weft logs: the command line.
+$ weft logs --help
+? 0
+
+$ weft logs gen --help
+? 0
+
+$ weft logs no-such-file.log
+? 2
+! weft logs: cannot open no-such-file.log: No such file or directory
+
+$ weft logs .
+? 2
+! weft logs: .: not a regular file
+
+$ weft logs --frobnicate x.log
+? 2
+! weft logs: unknown option '--frobnicate'
+
+$ weft logs -j 0 x.log
+? 2
+! bad --jobs '0'
+
+$ weft logs --mode fibers x.log
+? 2
+! bad --mode 'fibers'
+
+$ weft logs --format apache x.log
+? 2
+! unknown log format: apache
+
+$ weft logs --log-format '$remote_addr [$time_local]' x.log
+? 2
+! log format lacks $status
+
+$ weft logs --chunk-size 0 x.log
+? 2
+! bad --chunk-size '0'
+
+$ weft logs merge
+? 2
+! no partial files given
+
+$ printf 'garbage' > p.bin && weft logs merge p.bin
+? 2
+! corrupt partial: not a weft logs partial (bad magic)
+
+$ weft logs gen --size 1K --seed 1 --malformed-rate 2
+? 2
+! bad --malformed-rate '2'
+
+# A small log on standard input: the JSON report, and the malformed line on stderr.
+$ weft logs --json -j 2
+< 10.0.0.1 - - [15/Jan/2025:10:30:45 +0800] "GET /a?q=1 HTTP/1.1" 200 100 0.052
+< 10.0.0.2 - - [15/Jan/2025:11:00:00 +0800] "GET /a HTTP/1.1" 404 - 0.25
+< not a log line
+< 10.0.0.1 - - [15/Jan/2025:23:59:59 +0800] "POST /b HTTP/1.1" 500 7 1
+? 0
+> {"lines":4,"parsed":3,"malformed":1,"hourly":[0,0,0,0,0,0,0,0,0,0,1,1,0,0,0,0,0,0,0,0,0,0,0,1],"status":{"200":1,"404":1,"500":1},"top_ips":[{"ip":"10.0.0.1","count":2},{"ip":"10.0.0.2","count":1}],"distinct_ips":2,"bytes":107,"response_time":{"avg":0.434,"min":0.052,"max":1,"p50":0.250367,"p90":1,"p95":1,"p99":1,"count":3},"status_classes":{"1xx":0,"2xx":1,"3xx":0,"4xx":1,"5xx":1,"other":0},"top_paths":[{"path":"/a","count":2},{"path":"/b","count":1}],"distinct_paths":2}
+! weft logs: (stdin):3: malformed line: not a log line
+
+# Generated input, saved partials merged, processes mode: all the same JSON.
+$ weft logs gen --size 200K --seed 7 -o a.log && weft logs gen --size 100K --seed 8 -o b.log && weft logs --json a.log b.log > all.json && weft logs --json --save-partial pa.bin a.log > /dev/null && weft logs --json --save-partial pb.bin --mode processes -j 2 b.log > /dev/null && weft logs merge --json pa.bin pb.bin > merged.json && cmp all.json merged.json && weft logs --json --mode processes -j 3 --chunk-size 9999 a.log b.log | cmp - all.json && gzip -c a.log > a.log.gz && weft logs --json a.log.gz - < b.log | cmp - all.json && echo same
+? 0
+> same
+
+$ weft logs gen --size 50K -o c.log && weft logs --html r.html c.log > /dev/null && grep -q "<svg" r.html && ! grep -q "<script" r.html && echo ok
+? 0
+> ok
+
+$ weft logs gen --size 50K -o c.log && head -c 300 c.log > d.bin && weft logs --save-partial p.bin c.log > /dev/null && head -c 100 p.bin > t.bin && weft logs merge t.bin
+? 2
+! corrupt partial
