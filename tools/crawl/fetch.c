@@ -142,7 +142,7 @@ void crawl_fetch_finish(crawl_item_t *it, crawl_fetcher_t *f, weft_http_resp_t *
     r->truncated = false;
     r->error = resp->error;
     r->error_msg[0] = '\0';
-    if (r->error == -EMSGSIZE && f->html && crawl_head_done(f->head)) {
+    if (r->error == -EMSGSIZE && f->html && crawl_head_complete(f->head)) {
         r->error = 0; /* the head was complete: a long page is not a failed one */
         r->truncated = true;
     }

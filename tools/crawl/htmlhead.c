@@ -32,6 +32,7 @@ struct crawl_head {
 
     /* SAX state */
     bool in_title, title_seen, done, restart;
+    bool finishing, complete; /* complete: </head> or <body> seen in the data, not implied at EOF */
     const char *meta_enc;
     weft_buf_t title_raw;
     char title[CRAWL_FIELD_MAX + 4], desc[CRAWL_FIELD_MAX + 4], og[CRAWL_FIELD_MAX + 4];
@@ -89,6 +90,7 @@ static void finalize(crawl_head_t *h)
 static void head_over(crawl_head_t *h)
 {
     h->done = true;
+    if (!h->finishing) h->complete = true;
     finalize(h);
     xmlStopParser(h->ctxt);
 }
@@ -218,6 +220,7 @@ void crawl_head_destroy(crawl_head_t *h)
 static void clear_fields(crawl_head_t *h)
 {
     h->in_title = h->title_seen = h->done = h->restart = false;
+    h->finishing = h->complete = false;
     h->has_title = h->has_desc = h->has_og = h->finalized = false;
     h->meta_enc = NULL;
     weft_buf_reset(&h->title_raw);
@@ -296,13 +299,21 @@ static int parse_bytes(crawl_head_t *h, const char *p, size_t n, bool last)
     return 0;
 }
 
-/* Feeds `n` new bytes (already appended to raw if keep_raw), handling restarts. */
+/* Feeds `n` new bytes (already appended to raw if keep_raw), handling restarts. The bytes go in
+ * slices, so that a page whose whole body arrives at once is decoded only as far as its head. */
 static int process(crawl_head_t *h, const char *p, size_t n, bool last)
 {
-    for (int restarts = 0;; restarts++) {
-        int rc = parse_bytes(h, p, n, last);
+    const size_t slice = 2048;
+    for (int restarts = 0;;) {
+        int rc = 0;
+        size_t off = 0;
+        do {
+            size_t k = n - off < slice ? n - off : slice;
+            rc = parse_bytes(h, p + off, k, last && off + k == n);
+            off += k;
+        } while (rc == 0 && off < n && !h->done);
         if (rc <= 0) return rc;
-        if (restarts == 3 || h->raw.len < h->skip) return 0;
+        if (++restarts > 3 || h->raw.len < h->skip) return 0;
         /* Start again from the first byte with the new encoding. */
         if ((rc = open_parser(h)) < 0) return rc;
         p = h->raw.data + h->skip;
@@ -342,6 +353,7 @@ int crawl_head_feed(crawl_head_t *h, const char *data, size_t len)
 
 void crawl_head_finish(crawl_head_t *h)
 {
+    h->finishing = true;
     if (!h->done) {
         if (!h->decided) {
             decide(h);
@@ -379,4 +391,9 @@ const char *crawl_head_charset_source(const crawl_head_t *h)
 bool crawl_head_done(const crawl_head_t *h)
 {
     return h->done;
+}
+
+bool crawl_head_complete(const crawl_head_t *h)
+{
+    return h->complete;
 }

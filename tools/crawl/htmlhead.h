@@ -45,7 +45,12 @@ const char *crawl_head_description(const crawl_head_t *h);
  * without a declaration) or "default" (windows-1252). */
 const char *crawl_head_charset(const crawl_head_t *h);
 const char *crawl_head_charset_source(const crawl_head_t *h);
-/* True once </head> or <body> was seen. */
+/* True once no more bytes are wanted: the head is over, the head grew past CRAWL_HEAD_MAX, or
+ * the page ended. */
 bool crawl_head_done(const crawl_head_t *h);
+
+/* True if </head> or <body> (written or implied by the content) was seen in the bytes fed, not
+ * just implied by the end of the page. */
+bool crawl_head_complete(const crawl_head_t *h);
 
 #endif

@@ -220,7 +220,6 @@ static double q_ms(const weft_hist_t *h, double q)
 void crawl_out_summary(crawl_out_t *out, const crawl_stats_t *s, const crawl_stats_t *seq)
 {
     if (!out->o->summary) return;
-    if (!out->o->table) crawl_out_mode_begin(out, s->mode, s->parallelism);
     const weft_hist_t *h = &s->latency_us;
     double mean = h->count ? (double)h->sum / (double)h->count / 1000.0 : 0;
     const weft_hist_t *qh = &s->queued_us;

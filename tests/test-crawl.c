@@ -1,0 +1,506 @@
+/* Tests for `weft crawl` against the fixture server (started in-process): charsets, entities,
+ * missing titles, redirects, retries and Retry-After, the rate limiter and per-host limit,
+ * timeouts, the body cap, invalid lines, identical fields in the three modes, the output files
+ * and the HTML report's escaping; and the head extractor on its own. */
+#include "harness.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <weft/err.h>
+#include <weft/loop.h>
+#include <weft/sys.h>
+
+#include "crawl/crawl.h"
+#include "crawl/htmlhead.h"
+#include "crawl/input.h"
+#include "crawl/retry.h"
+#include "fixture/fixture.h"
+
+/* libuv's process-wide signal pipe and ThreadSanitizer's background thread appear at the first
+ * loop and the first thread: create both before the harness counts descriptors and threads. */
+__attribute__((constructor)) static void warm_up(void)
+{
+    weft_loop_opts_t o = {.own_thread = true};
+    weft_loop_t *loop;
+    if (weft_loop_create(&loop, &o) == 0) weft_loop_destroy(loop);
+}
+
+/* ---- helpers ---- */
+
+#define MAX_LINES 64
+
+typedef struct got {
+    int n;
+    crawl_result_t r[MAX_LINES + 1]; /* by input line; strings copied */
+} got_t;
+
+static char *dup0(const char *s)
+{
+    return s ? strdup(s) : NULL;
+}
+
+static void collect(void *arg, crawl_mode_t mode, const crawl_result_t *r)
+{
+    got_t *g = arg;
+    CHECK(r->line <= MAX_LINES);
+    crawl_result_t *d = &g->r[r->line];
+    CHECK_MSG(d->url == NULL, "line %llu reported twice", (unsigned long long)r->line);
+    *d = *r;
+    d->url = dup0(r->url);
+    d->final_url = dup0(r->final_url);
+    d->title = dup0(r->title);
+    d->description = dup0(r->description);
+    g->n++;
+}
+
+static void got_free(got_t *g)
+{
+    for (int i = 0; i <= MAX_LINES; i++) crawl_result_free(&g->r[i]);
+    memset(g, 0, sizeof *g);
+}
+
+static weft_fixture_t *fixture(void)
+{
+    weft_fixture_t *fx;
+    CHECK_EQ(weft_fixture_start(&fx, &(weft_fixture_opts_t){.port = 0}), 0);
+    return fx;
+}
+
+/* Writes one URL per path (paths starting with '/' get the fixture's base) to a file. */
+static FILE *url_file(weft_fixture_t *fx, const char *const *paths, size_t n)
+{
+    char name[512];
+    snprintf(name, sizeof name, "%s/urls.txt", weft_test_tmpdir());
+    FILE *f = fopen(name, "w+");
+    CHECK(f);
+    for (size_t i = 0; i < n; i++)
+        fprintf(f, "%s%s\n", paths[i][0] == '/' ? weft_fixture_url(fx) : "", paths[i]);
+    fflush(f);
+    return f;
+}
+
+static void quick_opts(crawl_opts_t *o)
+{
+    crawl_opts_default(o);
+    o->table = o->summary = o->progress = false;
+    o->backoff_base_ms = 20;
+    o->backoff_max_ms = 100;
+    o->seed = 42;
+    o->timeout_ms = 20000;
+}
+
+static const crawl_result_t *run1(got_t *g, const crawl_opts_t *o, crawl_mode_t m, FILE *f,
+                                  crawl_stats_t *st)
+{
+    got_free(g);
+    CHECK_EQ(crawl_run_mode(o, m, f, collect, g, st), 0);
+    return g->r;
+}
+
+/* ---- the head extractor on its own ---- */
+
+static void parse_in_chunks(crawl_head_t *h, const char *ct, const char *html, size_t chunk)
+{
+    crawl_head_reset(h, ct);
+    size_t n = strlen(html);
+    for (size_t i = 0; i < n; i += chunk)
+        if (crawl_head_feed(h, html + i, n - i < chunk ? n - i : chunk) == 1) break;
+    crawl_head_finish(h);
+}
+
+TEST(head_extractor)
+{
+    crawl_head_t *h = crawl_head_create();
+    CHECK(h);
+    static const char page[] =
+        "<!doctype html><HTML><Head><TITLE>  Hello\n\t  world &amp; &#x263A; </TITLE>"
+        "<meta property=\"og:description\" content=\"og text\">"
+        "<META NAME=\"DESCRIPTION\" CONTENT=\" the  real\n one \"></head><body>"
+        "<title>not this</title><meta name=description content=\"nor this\">";
+    for (size_t chunk = 1; chunk <= sizeof page; chunk = chunk * 3 + 1) {
+        parse_in_chunks(h, "text/html", page, chunk);
+        CHECK_STR_EQ(crawl_head_title(h), "Hello world & \xE2\x98\xBA");
+        CHECK_STR_EQ(crawl_head_description(h), "the real one");
+        CHECK(crawl_head_done(h));
+    }
+    /* og:description is the fallback; no title is NULL, an empty one "". */
+    parse_in_chunks(h, NULL, "<head><meta property='og:description' content='og'></head>", 5);
+    CHECK(crawl_head_title(h) == NULL);
+    CHECK_STR_EQ(crawl_head_description(h), "og");
+    parse_in_chunks(h, NULL, "<title></title>", 100);
+    CHECK_STR_EQ(crawl_head_title(h), "");
+    /* Capped at CRAWL_FIELD_MAX bytes, never inside a character. */
+    char big[4096] = "<title>";
+    for (int i = 0; i < 1000; i++) strcat(big, "\xC3\xA9");
+    strcat(big, "</title>");
+    parse_in_chunks(h, "text/html; charset=utf-8", big, 7);
+    CHECK(strlen(crawl_head_title(h)) <= CRAWL_FIELD_MAX);
+    CHECK_EQ(strlen(crawl_head_title(h)) % 2, 0);
+    /* Stops at <body> even if the head is not closed; no title in the body counts. */
+    parse_in_chunks(h, NULL, "<html><body><title>late</title>", 3);
+    CHECK(crawl_head_title(h) == NULL);
+    /* Invalid UTF-8 with nothing declared: windows-1252. */
+    parse_in_chunks(h, NULL, "<title>caf\xE9</title>", 2);
+    CHECK_STR_EQ(crawl_head_title(h), "caf\xC3\xA9");
+    CHECK_STR_EQ(crawl_head_charset_source(h), "default");
+    /* Garbage does not crash and yields nothing. */
+    parse_in_chunks(h, "text/html; charset=nonsense", "\xFF\xFE\x00<\x01>&#;<<<", 1);
+    crawl_head_destroy(h);
+}
+
+TEST(url_check)
+{
+    char host[CRAWL_HOSTKEY_MAX];
+    CHECK(crawl_url_check("http://Example.COM/x", host) == NULL);
+    CHECK_STR_EQ(host, "http://example.com:80");
+    CHECK(crawl_url_check("https://a.b:8443", host) == NULL);
+    CHECK_STR_EQ(host, "https://a.b:8443");
+    CHECK(crawl_url_check("ftp://a/b", host) != NULL);
+    CHECK(crawl_url_check("http://", host) != NULL);
+    CHECK(crawl_url_check("http://a b/", host) != NULL);
+    CHECK(crawl_url_check("nonsense", host) != NULL);
+    CHECK(crawl_url_check("http://x:99999/", host) != NULL);
+}
+
+TEST(retry_after_parsing)
+{
+    uint64_t ms;
+    CHECK(crawl_retry_after_ms("120", 1000, &ms) && ms == 120000);
+    CHECK(crawl_retry_after_ms(" 0 ", 1000, &ms) && ms == 0);
+    /* Sun, 06 Nov 1994 08:49:37 GMT is 784111777. */
+    CHECK(crawl_retry_after_ms("Sun, 06 Nov 1994 08:49:37 GMT", 784111770, &ms) && ms == 7000);
+    CHECK(crawl_retry_after_ms("Sun, 06 Nov 1994 08:49:37 GMT", 784111999, &ms) && ms == 0);
+    CHECK(!crawl_retry_after_ms("soon", 0, &ms));
+    CHECK(!crawl_retry_after_ms("12abc", 0, &ms));
+    /* Full jitter stays within its cap. */
+    crawl_opts_t o;
+    crawl_opts_default(&o);
+    crawl_result_t r = {.error = WEFT_EHTTP, .status = 503, .attempts = 2};
+    uint64_t rng = 7, delay;
+    char why[100];
+    for (int i = 0; i < 1000; i++) {
+        CHECK_EQ(crawl_retry_decide(&o, &r, NULL, &rng, &delay, why, sizeof why), CRAWL_RETRY_YES);
+        CHECK(delay <= 1000 * 1000000ull); /* min(10000, 500 * 2^1) ms */
+    }
+    r.status = 404;
+    CHECK_EQ(crawl_retry_decide(&o, &r, NULL, &rng, &delay, why, sizeof why), CRAWL_RETRY_NO);
+    r.status = 503;
+    r.attempts = 3;
+    CHECK_EQ(crawl_retry_decide(&o, &r, NULL, &rng, &delay, why, sizeof why), CRAWL_RETRY_NO);
+}
+
+/* ---- against the fixture ---- */
+
+TEST_T(charsets_and_fields_same_in_every_mode, 120)
+{
+    weft_fixture_t *fx = fixture();
+    const char *paths[32];
+    size_t n = 0;
+    char buf[32][64];
+    for (const char *const *c = weft_fixture_charset_cases; *c; c++) {
+        snprintf(buf[n], sizeof buf[n], "/charset/%s", *c);
+        paths[n] = buf[n];
+        n++;
+    }
+    size_t ncs = n;
+    const char *extra[] = {"/entities", "/og", "/notitle", "/xss", "/gzip", "/page/12"};
+    for (size_t i = 0; i < 6; i++) paths[n++] = extra[i];
+    FILE *f = url_file(fx, paths, n);
+    crawl_opts_t o;
+    quick_opts(&o);
+    got_t g[CRAWL_NMODES] = {0};
+    crawl_stats_t st;
+    for (int m = 0; m < CRAWL_NMODES; m++) {
+        run1(&g[m], &o, (crawl_mode_t)m, f, &st);
+        CHECK_EQ(g[m].n, (long)n);
+        CHECK_EQ(st.failed, 0);
+        for (size_t i = 0; i < ncs; i++) {
+            const crawl_result_t *r = &g[m].r[i + 1];
+            const char *want = weft_fixture_charset_title(weft_fixture_charset_cases[i]);
+            CHECK_MSG(r->title && strcmp(r->title, want) == 0, "%s in %s mode: got \"%s\"",
+                      weft_fixture_charset_cases[i], crawl_mode_name((crawl_mode_t)m),
+                      r->title ? r->title : "(null)");
+        }
+        const crawl_result_t *r = &g[m].r[ncs + 1];
+        CHECK_STR_EQ(r->title, "Caf\xC3\xA9 & cr\xC3\xA8me \xE2\x80\x93 \xE4\xB8\xAD\xE6\x96\x87 "
+                               "<b>\xC2\xA0\"q\"");
+        CHECK_STR_EQ(r->description, "Fish & chips, \xC2\xA9 2024");
+        CHECK_STR_EQ(g[m].r[ncs + 2].description, "From og:description.");
+        CHECK(g[m].r[ncs + 3].title == NULL);
+        CHECK_STR_EQ(g[m].r[ncs + 3].description, "No title here.");
+        CHECK_STR_EQ(g[m].r[ncs + 4].title, "<script>alert(1)</script>");
+        CHECK(strncmp(g[m].r[ncs + 5].title, "Compressed 1:", 13) == 0);
+        CHECK(strncmp(g[m].r[ncs + 6].title, "Page 12:", 8) == 0);
+    }
+    /* Identical fields in the three modes. */
+    for (size_t i = 1; i <= n; i++)
+        for (int m = 1; m < CRAWL_NMODES; m++) {
+            const crawl_result_t *a = &g[0].r[i], *b = &g[m].r[i];
+            CHECK_EQ(a->status, b->status);
+            CHECK_EQ(a->bytes, b->bytes);
+            CHECK((!a->title && !b->title) ||
+                  (a->title && b->title && !strcmp(a->title, b->title)));
+            CHECK((!a->description && !b->description) ||
+                  (a->description && b->description && !strcmp(a->description, b->description)));
+        }
+    for (int m = 0; m < CRAWL_NMODES; m++) got_free(&g[m]);
+    fclose(f);
+    weft_fixture_stop(fx);
+}
+
+TEST_T(redirects_timeouts_body_cap_invalid, 120)
+{
+    weft_fixture_t *fx = fixture();
+    const char *paths[] = {
+        "/redirect/3", "/redirect-loop", "/delay/5000",         "/drip/200/300",
+        "/huge/8",     "/bighead/600",   "not a url",           "ftp://x/y",
+        "/status/404", "/status/204",    "http://127.0.0.1:1/",
+    };
+    FILE *f = url_file(fx, paths, sizeof paths / sizeof paths[0]);
+    /* A comment and a blank line do not count as lines with URLs, but do count in numbering. */
+    fprintf(f, "# comment\n\n%s/page/1\n", weft_fixture_url(fx));
+    fflush(f);
+    crawl_opts_t o;
+    quick_opts(&o);
+    o.attempts = 1;
+    o.timeout_ms = 600;
+    o.low_speed_limit = 100;
+    o.low_speed_time_s = 1;
+    o.max_body = 256 * 1024;
+    got_t g = {0};
+    crawl_stats_t st;
+    for (int m = 0; m < CRAWL_NMODES; m++) {
+        const crawl_result_t *r = run1(&g, &o, (crawl_mode_t)m, f, &st);
+        CHECK_EQ(g.n, 12);
+        CHECK_EQ(r[1].status, 200);
+        CHECK_EQ(r[1].redirects, 3);
+        CHECK(strstr(r[1].final_url, "/redirect/0"));
+        CHECK_STR_EQ(r[2].error_kind, "redirects");
+        CHECK_STR_EQ(r[3].error_kind, "timeout");
+        CHECK_EQ(r[3].status, 0);
+        CHECK(r[4].error_kind &&
+              (!strcmp(r[4].error_kind, "too-slow") || !strcmp(r[4].error_kind, "timeout")));
+        CHECK_EQ(r[5].error, 0); /* the head was complete: kept, truncated */
+        CHECK(r[5].truncated);
+        CHECK_EQ(r[5].bytes, 256 * 1024);
+        CHECK_STR_EQ(r[5].title, "Huge 8 MiB");
+        CHECK_STR_EQ(r[6].error_kind, "body-cap");
+        CHECK_STR_EQ(r[7].error_kind, "invalid-url");
+        CHECK_EQ(r[7].attempts, 0);
+        CHECK_STR_EQ(r[8].error_kind, "invalid-url");
+        CHECK_STR_EQ(r[9].error_kind, "http-4xx");
+        CHECK_EQ(r[9].status, 404);
+        CHECK_EQ(r[10].error, 0);
+        CHECK_EQ(r[10].status, 204);
+        CHECK_STR_EQ(r[11].error_kind, "connect");
+        CHECK_EQ(r[14].status, 200); /* line 14: after the comment and the blank line */
+        CHECK_EQ(st.failed, 8);
+        CHECK_EQ(st.ok, 4);
+    }
+    got_free(&g);
+    fclose(f);
+    weft_fixture_stop(fx);
+}
+
+TEST_T(retries_and_retry_after, 120)
+{
+    weft_fixture_t *fx = fixture();
+    for (int m = 0; m < CRAWL_NMODES; m++) {
+        char p[8][96];
+        snprintf(p[0], 96, "/flaky/2/a%d", m);          /* 2 failures, then fine */
+        snprintf(p[1], 96, "/flaky/5/b%d", m);          /* fails every attempt */
+        snprintf(p[2], 96, "/flaky/1/c%d?code=404", m); /* 404: never retried */
+        snprintf(p[3], 96, "/flaky/1/d%d?code=429", m); /* 429 without Retry-After */
+        snprintf(p[4], 96, "/retry-after/1/e%d", m);    /* Retry-After: 1 */
+        snprintf(p[5], 96, "/retry-date/2/f%d", m);     /* an HTTP date 2 s ahead */
+        snprintf(p[6], 96, "/retry-after/3600/g%d", m); /* beyond the cap: give up */
+        snprintf(p[7], 96, "/flaky/1/h%d?code=408", m); /* 408: retried */
+        const char *paths[8];
+        for (int i = 0; i < 8; i++) paths[i] = p[i];
+        FILE *f = url_file(fx, paths, 8);
+        crawl_opts_t o;
+        quick_opts(&o);
+        o.retry_after_max_ms = 5000;
+        got_t g = {0};
+        crawl_stats_t st;
+        const crawl_result_t *r = run1(&g, &o, (crawl_mode_t)m, f, &st);
+        CHECK_EQ(r[1].attempts, 3);
+        CHECK_EQ(r[1].error, 0);
+        CHECK_EQ(r[2].attempts, 3);
+        CHECK_STR_EQ(r[2].error_kind, "http-5xx");
+        CHECK_EQ(r[3].attempts, 1);
+        CHECK_EQ(r[3].status, 404);
+        CHECK_EQ(r[4].attempts, 2);
+        CHECK_EQ(r[4].error, 0);
+        CHECK_EQ(r[5].attempts, 2);
+        CHECK_EQ(r[6].attempts, 2);
+        CHECK_EQ(r[6].error, 0);
+        CHECK_EQ(r[7].attempts, 1);
+        CHECK_STR_EQ(r[7].error_kind, "retry-after-cap");
+        CHECK(strstr(r[7].error_msg, "3600"));
+        CHECK_EQ(r[8].attempts, 2);
+        /* The server saw exactly the attempts we report ... */
+        char tok[16];
+        const char *letters = "abcdefgh";
+        int want_hits[8] = {3, 3, 1, 2, 2, 2, 1, 2};
+        for (int i = 0; i < 8; i++) {
+            snprintf(tok, sizeof tok, "%c%d", letters[i], m);
+            CHECK_MSG(weft_fixture_hits(fx, tok, NULL, 0) == (size_t)want_hits[i], "%s: %zu hits",
+                      tok, weft_fixture_hits(fx, tok, NULL, 0));
+        }
+        /* ... and the Retry-After waits were respected (a lower bound; never checked above). */
+        uint64_t t[2];
+        snprintf(tok, sizeof tok, "e%d", m);
+        CHECK_EQ(weft_fixture_hits(fx, tok, t, 2), 2);
+        CHECK_MSG(t[1] - t[0] >= 1000000000ull, "Retry-After 1: retried after %.3f s",
+                  (double)(t[1] - t[0]) / 1e9);
+        snprintf(tok, sizeof tok, "f%d", m);
+        CHECK_EQ(weft_fixture_hits(fx, tok, t, 2), 2);
+        CHECK_MSG(t[1] - t[0] >= 990000000ull, "Retry-After date: retried after %.3f s",
+                  (double)(t[1] - t[0]) / 1e9);
+        CHECK_EQ(st.retries, 2 + 2 + 1 + 1 + 1 + 1);
+        got_free(&g);
+        fclose(f);
+    }
+    weft_fixture_stop(fx);
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+TEST_T(rate_limit_and_per_host, 120)
+{
+    weft_fixture_t *fx = fixture();
+    enum { N = 8, RATE = 5 };
+    for (int m = 0; m < CRAWL_NMODES; m++) {
+        char p[N][64];
+        const char *paths[N];
+        for (int i = 0; i < N; i++) {
+            snprintf(p[i], sizeof p[i], "/page/%d?token=rate%d", i, m);
+            paths[i] = p[i];
+        }
+        FILE *f = url_file(fx, paths, N);
+        crawl_opts_t o;
+        quick_opts(&o);
+        o.rate = RATE;
+        o.concurrency = 20;
+        o.threads = 5;
+        got_t g = {0};
+        crawl_stats_t st;
+        const crawl_result_t *r = run1(&g, &o, (crawl_mode_t)m, f, &st);
+        CHECK_EQ(st.ok, N);
+        /* Client side, exactly: starts on one host are >= 1/R apart, so any R + 1 consecutive
+         * starts span at least one second. */
+        double s[N];
+        for (int i = 0; i < N; i++) s[i] = r[i + 1].start_ms;
+        for (int i = 0; i < N; i++)
+            for (int k = i + 1; k < N; k++)
+                if (s[k] < s[i]) {
+                    double x = s[i];
+                    s[i] = s[k];
+                    s[k] = x;
+                }
+        for (int i = 0; i + RATE < N; i++)
+            CHECK_MSG(s[i + RATE] - s[i] >= 1000.0 - 0.01, "%d starts within %.1f ms", RATE + 1,
+                      s[i + RATE] - s[i]);
+        /* Server side, as the fixture saw the requests arrive: no window of one second holds
+         * more than R (with 100 ms allowed for delivery jitter on a loaded machine). */
+        uint64_t t[N];
+        char tok[16];
+        snprintf(tok, sizeof tok, "rate%d", m);
+        CHECK_EQ(weft_fixture_hits(fx, tok, t, N), N);
+        qsort(t, N, sizeof t[0], cmp_u64);
+        for (int i = 0; i + RATE < N; i++)
+            CHECK_MSG(t[i + RATE] - t[i] >= 900000000ull, "%d arrivals within %.3f s", RATE + 1,
+                      (double)(t[i + RATE] - t[i]) / 1e9);
+        got_free(&g);
+        fclose(f);
+    }
+    /* --per-host 2: never more than two in flight on the one host, in any mode. */
+    const char *delays[10];
+    for (int i = 0; i < 10; i++) delays[i] = "/delay/100";
+    FILE *f = url_file(fx, delays, 10);
+    crawl_opts_t o;
+    quick_opts(&o);
+    o.per_host = 2;
+    o.concurrency = 10;
+    for (int m = 1; m < CRAWL_NMODES; m++) {
+        got_t g = {0};
+        crawl_stats_t st;
+        run1(&g, &o, (crawl_mode_t)m, f, &st);
+        CHECK_EQ(st.ok, 10);
+        CHECK_EQ(st.max_inflight, 2);
+        got_free(&g);
+    }
+    fclose(f);
+    weft_fixture_stop(fx);
+}
+
+/* ---- the command: output files and the report ---- */
+
+static char *slurp(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    CHECK(f);
+    static char buf[1 << 20];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    buf[n] = '\0';
+    fclose(f);
+    return buf;
+}
+
+TEST_T(command_outputs_and_report, 120)
+{
+    weft_fixture_t *fx = fixture();
+    const char *paths[] = {"/xss", "/page/3", "/status/500", "bad url"};
+    FILE *f = url_file(fx, paths, 4);
+    fclose(f);
+    char urls[512], jsonl[512], csv[512], report[512];
+    snprintf(urls, sizeof urls, "%s/urls.txt", weft_test_tmpdir());
+    snprintf(jsonl, sizeof jsonl, "%s/out.jsonl", weft_test_tmpdir());
+    snprintf(csv, sizeof csv, "%s/out.csv", weft_test_tmpdir());
+    snprintf(report, sizeof report, "%s/report.html", weft_test_tmpdir());
+    char *argv[] = {"crawl",      "--mode", "all",     "-q",  "--no-summary", "--no-progress",
+                    "--attempts", "1",      "--jsonl", jsonl, "--csv",        csv,
+                    "--report",   report,   urls,      NULL};
+    fflush(stdout);
+    CHECK_EQ(crawl_cmd(14 + 1, argv), 1); /* some pages failed */
+
+    /* JSON Lines: one record per URL and mode, with the documented fields. */
+    json_error_t err;
+    FILE *jf = fopen(jsonl, "r");
+    CHECK(jf);
+    char line[8192];
+    int records = 0, xss = 0;
+    while (fgets(line, sizeof line, jf)) {
+        json_t *j = json_loads(line, 0, &err);
+        CHECK_MSG(j, "bad JSON: %s", err.text);
+        static const char *const fields[] = {"url",   "final_url", "status", "title", "description",
+                                             "bytes", "attempts",  "ms",     "error"};
+        for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++)
+            CHECK_MSG(json_object_get(j, fields[i]), "no field %s", fields[i]);
+        const char *t = json_string_value(json_object_get(j, "title"));
+        if (t && strcmp(t, "<script>alert(1)</script>") == 0) xss++;
+        json_decref(j);
+        records++;
+    }
+    fclose(jf);
+    CHECK_EQ(records, 12);
+    CHECK_EQ(xss, 3);
+    char *c = slurp(csv);
+    static const char header[] = "mode,line,url,final_url,status,title,description,bytes,"
+                                 "attempts,ms,queued_ms,error\n";
+    CHECK(strncmp(c, header, strlen(header)) == 0);
+    /* The report escapes the title: no live markup from a page. */
+    char *h = slurp(report);
+    CHECK(strstr(h, "<svg") != NULL);
+    CHECK(strstr(h, "<script") == NULL);
+    CHECK(strstr(h, "&lt;script&gt;alert(1)&lt;/script&gt;") != NULL);
+    CHECK(strstr(h, "onerror") == NULL || strstr(h, "<img") == NULL);
+    weft_fixture_stop(fx);
+}
