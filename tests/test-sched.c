@@ -80,6 +80,13 @@ TEST(aging_key_lets_a_long_wait_beat_a_higher_priority)
     CHECK(weft__sched_key(3, 10, aging) > weft__sched_key(3, 11, aging));
 }
 
+static const char *why(const weft__route_cfg_t *cfg, const weft__class_t *c)
+{
+    static char buf[256];
+    weft__route_why(cfg, c, buf, sizeof buf);
+    return buf;
+}
+
 TEST(routing_by_type_with_fake_clock)
 {
     weft__route_cfg_t cfg;
@@ -90,13 +97,13 @@ TEST(routing_by_type_with_fake_clock)
     bool probe;
     unsigned all = WEFT__FORM_THREAD | WEFT__FORM_PROC | WEFT__FORM_ASYNC;
     CHECK_EQ(weft__route_pick(&cfg, &c, WEFT_SCHED_CPU, all, 0, 0, &probe), WEFT_ROUTE_PROCS);
-    CHECK(strstr(c.why, "processes") != NULL);
+    CHECK(strstr(why(&cfg, &c), "processes") != NULL);
     CHECK_EQ(weft__route_pick(&cfg, &c, WEFT_SCHED_CPU, WEFT__FORM_THREAD, 0, 0, &probe),
              WEFT_ROUTE_THREADS);
     /* IO: threads while few are in flight, the loop from the threshold on. */
     CHECK_EQ(weft__route_pick(&cfg, &c, WEFT_SCHED_IO, all, 7, 0, &probe), WEFT_ROUTE_THREADS);
     CHECK_EQ(weft__route_pick(&cfg, &c, WEFT_SCHED_IO, all, 8, 0, &probe), WEFT_ROUTE_LOOP);
-    CHECK(strstr(c.why, "8 in flight") != NULL);
+    CHECK(strstr(why(&cfg, &c), "8 in flight") != NULL);
     /* No async form: threads however many are in flight. */
     CHECK_EQ(weft__route_pick(&cfg, &c, WEFT_SCHED_IO, WEFT__FORM_THREAD | WEFT__FORM_PROC, 100, 0,
                               &probe),
@@ -121,14 +128,14 @@ TEST(routing_auto_follows_measurements_with_hysteresis_and_reprobes)
         CHECK_EQ(weft__route_pick(&cfg, &c, WEFT_SCHED_AUTO, forms, 0, now, &probe),
                  WEFT_ROUTE_THREADS);
         CHECK(probe);
-        CHECK(strstr(c.why, "measuring") != NULL);
+        CHECK(strstr(why(&cfg, &c), "measuring") != NULL);
         weft__route_sample(&cfg, &c, 95 * MS, 100 * MS, now); /* CPU-bound: 0.95 */
         now += 10 * MS;
     }
     CHECK_EQ(c.mode, WEFT__MODE_CPU);
     CHECK_EQ(weft__route_pick(&cfg, &c, WEFT_SCHED_AUTO, forms, 0, now, &probe), WEFT_ROUTE_PROCS);
     CHECK(!probe);
-    CHECK(strstr(c.why, "cpu-bound") != NULL);
+    CHECK(strstr(why(&cfg, &c), "cpu-bound") != NULL);
     /* Re-probe every probe_every tasks sent elsewhere (one was just sent). */
     int probes = 0;
     for (uint32_t i = 2; i < cfg.probe_every; i++) {
@@ -159,7 +166,7 @@ TEST(routing_auto_follows_measurements_with_hysteresis_and_reprobes)
     CHECK_EQ(c.mode, WEFT__MODE_IO);
     CHECK_EQ(weft__route_pick(&cfg, &c, WEFT_SCHED_AUTO, forms, 0, now, &probe),
              WEFT_ROUTE_THREADS);
-    CHECK(strstr(c.why, "io-bound") != NULL);
+    CHECK(strstr(why(&cfg, &c), "io-bound") != NULL);
     /* Fixed routes: AUTO stays on threads whatever was measured. */
     cfg.fixed = true;
     c.mode = WEFT__MODE_CPU;

@@ -56,26 +56,49 @@ struct rec {
     uint64_t t_enq; /* entered its queue, ns since s->t0 */
     uint64_t timeout_ns;
     uint32_t plen;
-    uint32_t gen;        /* bumped on every reuse of the slot: ids are (gen << 32) | (idx + 1) */
-    uint32_t deps_left;  /* unfinished dependencies (+1 guard while submitting) */
+    uint32_t gen; /* bumped on every reuse of the slot: ids are (gen << 32) | (idx + 1) */
+    union {
+        uint32_t deps_left; /* WAITING: unfinished dependencies (+1 guard while submitting) */
+        uint32_t qnext;     /* QUEUED: next in its priority level's FIFO */
+    };
     uint32_t dependents; /* head of an edge list, or WEFT__NIL */
     uint32_t link;       /* free list / retire list */
     int32_t prio;
     int32_t status; /* final status while R_RETIRING */
     uint16_t cls, policy, pfn;
     uint8_t type, route, state, attempts;
+    uint8_t probe; /* measure the next attempt to (re)classify its class */
+};
+
+/* A ready queue: one FIFO per priority level (through rec->qnext) and a max-heap of the
+ * non-empty levels keyed by their head's aging key (sched-int.h). Within a level keys only
+ * decrease (later enqueue), so the best task overall is the best level's head: push and pop are
+ * O(log levels), and a queued task costs no memory beyond its record. */
+struct pqlevel {
+    int32_t prio;
+    uint32_t head, tail; /* WEFT__NIL when empty */
+    uint32_t hpos;       /* position in heap, or WEFT__NIL when empty */
+};
+
+struct pq {
+    struct pqlevel *lv;
+    size_t nlv, caplv;
+    uint32_t *heap; /* level indexes */
+    size_t nheap;
+    uint32_t *map; /* open addressing on prio: level index + 1, 0 empty */
+    size_t nmap;
+    size_t n; /* tasks queued */
 };
 
 struct edge {
     uint32_t idx, gen, next;
 };
 
-/* One attempt out on an executor. Thread attempts embed the pool's task record, made a heap
- * record so that the pool frees the attempt after completing it (pool.c: heap records). */
+/* One attempt out on an executor. */
 enum { A_MEASURE = 1, A_PROBE = 2, A_ABANDONED = 4, A_CANCEL_SENT = 8 };
 struct att {
-    weft_task_t task;        /* threads: the pool's record (a heap record: see sched.c launch) */
-    weft_sched_aop_t aop;    /* loop */
+    weft_future_t cfut;   /* threads: the cancel token its weft_ctx_t points at (never settled) */
+    weft_sched_aop_t aop; /* loop */
     struct att *next, *prev; /* the running list */
     struct att *lnext;       /* a todo's launch list */
     weft_sched_t *s;
@@ -172,7 +195,7 @@ struct weft_sched {
     size_t nedges, capedges;
     uint32_t free_edge;
 
-    weft__rq_t rq[WEFT_ROUTE_COUNT];
+    struct pq rq[WEFT_ROUTE_COUNT];
     weft__rq_t timers; /* key = -deadline (ns since t0); idx, aux = kind | attempt | gen */
     struct exec ex[WEFT_ROUTE_COUNT];
     struct att *running; /* list of attempts out */
@@ -181,6 +204,11 @@ struct weft_sched {
 
     /* classes, process function names, policies */
     struct strtab cls_names, pfn_names;
+    struct {
+        weft_task_fn fn;
+        weft_sched_async_fn afn;
+        int idx; /* class index + 1; 0 empty */
+    } fn_cache[16];
     weft__class_t *classes;
     size_t classes_cap;
     struct policy *policies;

@@ -167,44 +167,68 @@ static unsigned route_form(weft_sched_route_t r)
                                      : WEFT__FORM_ASYNC;
 }
 
+/* Why a route was picked, kept as codes and formatted only when asked (weft__route_why): picking
+ * is on the hot path of every task. */
+enum {
+    TAIL_PROCS_CPU = 1,  /* processes, one per usable CPU */
+    TAIL_THREADS_NOPROC, /* threads (no process form) */
+    TAIL_LOOP_ONLY,      /* the event loop (its only form) */
+    TAIL_LOOP_MANY,      /* n in flight on threads >= threshold */
+    TAIL_THREADS_FEW,    /* n in flight on threads < threshold */
+    TAIL_THREADS_NOASYNC,
+    TAIL_PROCS_ONLY,
+    TAIL_THREADS_MIXED,
+    TAIL_THREADS_PLAIN,
+    TAIL_NOEXEC,
+};
+enum { LEAD_CPU = 1, LEAD_IO, LEAD_FIXED, LEAD_NOTHREAD, LEAD_MEASURING, LEAD_MEASURED };
+
 /* IO: threads while few are in flight, the loop when many are and an async form exists. */
 static weft_sched_route_t io_route(const weft__route_cfg_t *cfg, unsigned avail, size_t io_inflight,
-                                   char *why, size_t n, const char *lead)
+                                   weft__class_t *c)
 {
     if ((avail & WEFT__FORM_ASYNC) && (avail & WEFT__FORM_THREAD)) {
+        c->why_n = io_inflight;
         if (io_inflight >= cfg->io_loop_threshold) {
-            snprintf(why, n, "%s: %zu in flight on threads >= %zu, so the event loop", lead,
-                     io_inflight, cfg->io_loop_threshold);
+            c->why_tail = TAIL_LOOP_MANY;
             return WEFT_ROUTE_LOOP;
         }
-        snprintf(why, n, "%s: %zu in flight on threads < %zu, so threads", lead, io_inflight,
-                 cfg->io_loop_threshold);
+        c->why_tail = TAIL_THREADS_FEW;
         return WEFT_ROUTE_THREADS;
     }
     if (avail & WEFT__FORM_THREAD) {
-        snprintf(why, n, "%s: threads (no async form for the loop)", lead);
+        c->why_tail = TAIL_THREADS_NOASYNC;
         return WEFT_ROUTE_THREADS;
     }
     if (avail & WEFT__FORM_ASYNC) {
-        snprintf(why, n, "%s: the event loop (its only I/O form)", lead);
+        c->why_tail = TAIL_LOOP_ONLY;
         return WEFT_ROUTE_LOOP;
     }
-    snprintf(why, n, "%s: processes (its only form)", lead);
+    c->why_tail = TAIL_PROCS_ONLY;
     return WEFT_ROUTE_PROCS;
 }
 
-static weft_sched_route_t cpu_route(unsigned avail, char *why, size_t n, const char *lead)
+static weft_sched_route_t cpu_route(unsigned avail, weft__class_t *c)
 {
     if (avail & WEFT__FORM_PROC) {
-        snprintf(why, n, "%s: processes, one per usable CPU", lead);
+        c->why_tail = TAIL_PROCS_CPU;
         return WEFT_ROUTE_PROCS;
     }
     if (avail & WEFT__FORM_THREAD) {
-        snprintf(why, n, "%s: threads (no process form)", lead);
+        c->why_tail = TAIL_THREADS_NOPROC;
         return WEFT_ROUTE_THREADS;
     }
-    snprintf(why, n, "%s: the event loop (its only form)", lead);
+    c->why_tail = TAIL_LOOP_ONLY;
     return WEFT_ROUTE_LOOP;
+}
+
+/* A probe when the class was not measured for probe_every of its tasks or for probe_ns. */
+static bool probe_due(const weft__route_cfg_t *cfg, weft__class_t *c, uint64_t now)
+{
+    c->since_probe++;
+    if (c->since_probe < cfg->probe_every && now - c->last_sample_ns < cfg->probe_ns) return false;
+    c->since_probe = 0;
+    return true;
 }
 
 weft_sched_route_t weft__route_pick(const weft__route_cfg_t *cfg, weft__class_t *c,
@@ -216,68 +240,136 @@ weft_sched_route_t weft__route_pick(const weft__route_cfg_t *cfg, weft__class_t 
     for (int r = 0; r < WEFT_ROUTE_COUNT; r++)
         if (cfg->has[r]) avail |= route_form((weft_sched_route_t)r) & forms;
     weft_sched_route_t r;
-    char lead[128];
     c->last_type = type;
+    c->why_reprobe = false;
     if (avail == 0) {
-        snprintf(c->why, sizeof c->why, "no executor for any of the task's forms");
+        c->why_lead = 0;
+        c->why_tail = TAIL_NOEXEC;
         return WEFT_ROUTE_NONE;
     }
     switch (type) {
     case WEFT_SCHED_CPU:
-        r = cpu_route(avail, c->why, sizeof c->why, "CPU task");
+        c->why_lead = LEAD_CPU;
+        r = cpu_route(avail, c);
         break;
     case WEFT_SCHED_IO:
-        r = io_route(cfg, avail, io_inflight, c->why, sizeof c->why, "IO task");
+        c->why_lead = LEAD_IO;
+        r = io_route(cfg, avail, io_inflight, c);
         break;
-    default: {
-        const char *tn = type == WEFT_SCHED_MIXED ? "MIXED" : "AUTO";
-        bool can_probe = (avail & WEFT__FORM_THREAD) != 0;
-        if (cfg->fixed || !can_probe) {
-            snprintf(lead, sizeof lead, "%s task, %s", tn,
-                     cfg->fixed ? "fixed routes" : "no thread form to measure on");
-            r = (avail & WEFT__FORM_THREAD) ? WEFT_ROUTE_THREADS
-                                            : cpu_route(avail, c->why, sizeof c->why, lead);
-            if (r == WEFT_ROUTE_THREADS) snprintf(c->why, sizeof c->why, "%s: threads", lead);
+    default:
+        if (cfg->fixed || !(avail & WEFT__FORM_THREAD)) {
+            c->why_lead = cfg->fixed ? LEAD_FIXED : LEAD_NOTHREAD;
+            if (avail & WEFT__FORM_THREAD) {
+                c->why_tail = TAIL_THREADS_PLAIN;
+                r = WEFT_ROUTE_THREADS;
+            } else {
+                r = cpu_route(avail, c);
+            }
             break;
         }
         if (c->mode == WEFT__MODE_UNKNOWN) {
+            /* Every task is measured until the class is classified. */
             *probe = true;
-            snprintf(c->why, sizeof c->why,
-                     "%s task, measuring CPU/wall on threads (%" PRIu64 " of %u samples)", tn,
-                     c->samples, cfg->min_samples);
+            c->why_lead = LEAD_MEASURING;
+            c->why_tail = TAIL_THREADS_PLAIN;
             r = WEFT_ROUTE_THREADS;
             break;
         }
-        snprintf(lead, sizeof lead, "%s task measured %s (CPU/wall %.2f over %" PRIu64 " runs)", tn,
-                 weft__mode_name(c->mode), c->ratio, c->samples);
+        c->why_lead = LEAD_MEASURED;
         if (c->mode == WEFT__MODE_CPU)
-            r = cpu_route(avail, c->why, sizeof c->why, lead);
+            r = cpu_route(avail, c);
         else if (c->mode == WEFT__MODE_IO)
-            r = io_route(cfg, avail, io_inflight, c->why, sizeof c->why, lead);
+            r = io_route(cfg, avail, io_inflight, c);
         else {
-            snprintf(c->why, sizeof c->why, "%s: threads, which run computation and blocking I/O",
-                     lead);
+            c->why_tail = TAIL_THREADS_MIXED;
             r = WEFT_ROUTE_THREADS;
         }
-        if (r != WEFT_ROUTE_THREADS) {
-            /* Re-probe: the class may have changed; only a thread run can be measured. */
-            c->since_probe++;
-            if (c->since_probe >= cfg->probe_every || now - c->last_sample_ns >= cfg->probe_ns) {
-                c->since_probe = 0;
-                *probe = true;
-                size_t len = strlen(c->why);
-                snprintf(c->why + len, sizeof c->why - len, "; this one re-probes on threads");
-                r = WEFT_ROUTE_THREADS;
-            }
-        } else {
-            *probe = true; /* measured anyway: it is on threads */
+        /* Re-probe: the class may have changed, and only a run on a thread can be measured.
+         * Tasks on threads are measured now and then too. */
+        if (probe_due(cfg, c, now)) {
+            *probe = true;
+            c->why_reprobe = r != WEFT_ROUTE_THREADS;
+            r = WEFT_ROUTE_THREADS;
         }
         break;
-    }
     }
     c->last_route = r;
     c->routed[r]++;
     return r;
+}
+
+void weft__route_why(const weft__route_cfg_t *cfg, const weft__class_t *c, char *buf, size_t n)
+{
+    char lead[160];
+    const char *tn = c->last_type == WEFT_SCHED_MIXED ? "MIXED" : "AUTO";
+    switch (c->why_lead) {
+    case LEAD_CPU:
+        snprintf(lead, sizeof lead, "CPU task");
+        break;
+    case LEAD_IO:
+        snprintf(lead, sizeof lead, "IO task");
+        break;
+    case LEAD_FIXED:
+        snprintf(lead, sizeof lead, "%s task, fixed routes", tn);
+        break;
+    case LEAD_NOTHREAD:
+        snprintf(lead, sizeof lead, "%s task, no thread form to measure on", tn);
+        break;
+    case LEAD_MEASURING:
+        snprintf(lead, sizeof lead,
+                 "%s task, measuring CPU/wall on threads (%" PRIu64 " of %u samples)", tn,
+                 c->samples, cfg->min_samples);
+        break;
+    case LEAD_MEASURED:
+        snprintf(lead, sizeof lead, "%s task measured %s (CPU/wall %.2f over %" PRIu64 " runs)", tn,
+                 weft__mode_name(c->mode), c->ratio, c->samples);
+        break;
+    default:
+        lead[0] = '\0';
+        break;
+    }
+    const char *sep = lead[0] ? ": " : "";
+    switch (c->why_tail) {
+    case TAIL_PROCS_CPU:
+        snprintf(buf, n, "%s%sprocesses, one per usable CPU", lead, sep);
+        break;
+    case TAIL_THREADS_NOPROC:
+        snprintf(buf, n, "%s%sthreads (no process form)", lead, sep);
+        break;
+    case TAIL_LOOP_ONLY:
+        snprintf(buf, n, "%s%sthe event loop (its only form)", lead, sep);
+        break;
+    case TAIL_LOOP_MANY:
+        snprintf(buf, n, "%s%s%zu in flight on threads >= %zu, so the event loop", lead, sep,
+                 c->why_n, cfg->io_loop_threshold);
+        break;
+    case TAIL_THREADS_FEW:
+        snprintf(buf, n, "%s%s%zu in flight on threads < %zu, so threads", lead, sep, c->why_n,
+                 cfg->io_loop_threshold);
+        break;
+    case TAIL_THREADS_NOASYNC:
+        snprintf(buf, n, "%s%sthreads (no async form for the loop)", lead, sep);
+        break;
+    case TAIL_PROCS_ONLY:
+        snprintf(buf, n, "%s%sprocesses (its only form)", lead, sep);
+        break;
+    case TAIL_THREADS_MIXED:
+        snprintf(buf, n, "%s%sthreads, which run computation and blocking I/O", lead, sep);
+        break;
+    case TAIL_THREADS_PLAIN:
+        snprintf(buf, n, "%s%sthreads", lead, sep);
+        break;
+    case TAIL_NOEXEC:
+        snprintf(buf, n, "no executor for any of the task's forms");
+        break;
+    default:
+        snprintf(buf, n, "(no task routed yet)");
+        break;
+    }
+    if (c->why_reprobe) {
+        size_t len = strlen(buf);
+        if (len < n) snprintf(buf + len, n - len, "; this one re-probes on threads");
+    }
 }
 
 bool weft__route_sample(const weft__route_cfg_t *cfg, weft__class_t *c, uint64_t cpu_ns,

@@ -92,7 +92,10 @@ typedef struct weft__class {
     weft_sched_type_t last_type;
     uint64_t routed[WEFT_ROUTE_COUNT];
     uint64_t runs, run_wall_ns; /* finished attempts and their wall time, for stats */
-    char why[200];              /* why last_route, in words */
+    /* why last_route: codes, put in words by weft__route_why */
+    uint8_t why_lead, why_tail;
+    bool why_reprobe;
+    size_t why_n;
 } weft__class_t;
 
 /* Initialises a class record. */
@@ -105,6 +108,9 @@ void weft__class_init(weft__class_t *c, const char *name);
 weft_sched_route_t weft__route_pick(const weft__route_cfg_t *cfg, weft__class_t *c,
                                     weft_sched_type_t type, unsigned forms, size_t io_inflight,
                                     uint64_t now, bool *probe);
+
+/* Puts the reason for c's last route in words. */
+void weft__route_why(const weft__route_cfg_t *cfg, const weft__class_t *c, char *buf, size_t n);
 
 /* Feeds one measurement (CPU time and wall time of a run on a thread) into the class; may change
  * its mode. Returns true if the mode changed. */

@@ -277,6 +277,154 @@ static void edge_add(weft_sched_t *s, struct rec *dep, uint32_t idx, uint32_t ge
     dep->dependents = e;
 }
 
+/* ---- ready queues (struct pq, core-int.h) ------------------------------------------------ */
+
+static int64_t level_key(weft_sched_t *s, const struct pqlevel *l)
+{
+    return weft__sched_key(l->prio, weft__rec(s, l->head)->t_enq, s->opts.aging_ns);
+}
+
+static void heap_set(struct pq *q, size_t pos, uint32_t lvi)
+{
+    q->heap[pos] = lvi;
+    q->lv[lvi].hpos = (uint32_t)pos;
+}
+
+static void level_up(weft_sched_t *s, struct pq *q, size_t pos)
+{
+    uint32_t lvi = q->heap[pos];
+    int64_t k = level_key(s, &q->lv[lvi]);
+    while (pos > 0) {
+        size_t p = (pos - 1) / 2;
+        if (level_key(s, &q->lv[q->heap[p]]) >= k) break;
+        heap_set(q, pos, q->heap[p]);
+        pos = p;
+    }
+    heap_set(q, pos, lvi);
+}
+
+static void level_down(weft_sched_t *s, struct pq *q, size_t pos)
+{
+    uint32_t lvi = q->heap[pos];
+    int64_t k = level_key(s, &q->lv[lvi]);
+    for (;;) {
+        size_t l = 2 * pos + 1, r = l + 1, m = pos;
+        int64_t mk = k;
+        if (l < q->nheap) {
+            int64_t lk = level_key(s, &q->lv[q->heap[l]]);
+            if (lk > mk) {
+                m = l;
+                mk = lk;
+            }
+        }
+        if (r < q->nheap && level_key(s, &q->lv[q->heap[r]]) > mk) m = r;
+        if (m == pos) break;
+        heap_set(q, pos, q->heap[m]);
+        pos = m;
+    }
+    heap_set(q, pos, lvi);
+}
+
+/* The level of `prio`, created if needed (-ENOMEM). */
+static int pq_level(struct pq *q, int32_t prio)
+{
+    uint32_t h = (uint32_t)prio * 2654435761u;
+    if (q->nmap)
+        for (size_t i = h & (q->nmap - 1);; i = (i + 1) & (q->nmap - 1)) {
+            uint32_t v = q->map[i];
+            if (!v) break;
+            if (q->lv[v - 1].prio == prio) return (int)(v - 1);
+        }
+    if (q->nlv == q->caplv) {
+        size_t cap = q->caplv ? q->caplv * 2 : 8;
+        struct pqlevel *a = weft__realloc(q->lv, cap * sizeof *a);
+        uint32_t *hp = a ? weft__realloc(q->heap, cap * sizeof *hp) : NULL;
+        if (a) q->lv = a;
+        if (!hp) return -ENOMEM;
+        q->heap = hp;
+        q->caplv = cap;
+    }
+    if ((q->nlv + 1) * 2 > q->nmap) {
+        size_t nm = q->nmap ? q->nmap * 2 : 16;
+        uint32_t *m = weft__calloc(nm, sizeof *m);
+        if (!m) return -ENOMEM;
+        for (size_t k = 0; k < q->nlv; k++) {
+            size_t i = ((uint32_t)q->lv[k].prio * 2654435761u) & (nm - 1);
+            while (m[i]) i = (i + 1) & (nm - 1);
+            m[i] = (uint32_t)k + 1;
+        }
+        weft__free(q->map);
+        q->map = m;
+        q->nmap = nm;
+    }
+    size_t i = h & (q->nmap - 1);
+    while (q->map[i]) i = (i + 1) & (q->nmap - 1);
+    q->lv[q->nlv] = (struct pqlevel){prio, WEFT__NIL, WEFT__NIL, WEFT__NIL};
+    q->map[i] = (uint32_t)++q->nlv;
+    return (int)(q->nlv - 1);
+}
+
+/* Appends record idx (t_enq set, not earlier than the level's tail's) to its level. */
+static int pq_push(weft_sched_t *s, struct pq *q, uint32_t idx)
+{
+    struct rec *r = weft__rec(s, idx);
+    int lvi = pq_level(q, r->prio);
+    if (lvi < 0) return lvi;
+    struct pqlevel *l = &q->lv[lvi];
+    r->qnext = WEFT__NIL;
+    if (l->tail != WEFT__NIL) {
+        weft__rec(s, l->tail)->qnext = idx;
+        l->tail = idx;
+    } else {
+        l->head = l->tail = idx;
+        heap_set(q, q->nheap++, (uint32_t)lvi);
+        level_up(s, q, q->nheap - 1);
+    }
+    q->n++;
+    return 0;
+}
+
+/* Removes and returns the best task, or WEFT__NIL. */
+static uint32_t pq_pop(weft_sched_t *s, struct pq *q)
+{
+    if (q->nheap == 0) return WEFT__NIL;
+    uint32_t lvi = q->heap[0];
+    struct pqlevel *l = &q->lv[lvi];
+    uint32_t idx = l->head;
+    l->head = weft__rec(s, idx)->qnext;
+    q->n--;
+    if (l->head == WEFT__NIL) {
+        l->tail = WEFT__NIL;
+        l->hpos = WEFT__NIL;
+        if (--q->nheap > 0) {
+            heap_set(q, 0, q->heap[q->nheap]);
+            level_down(s, q, 0);
+        }
+    } else if (q->nheap > 1) {
+        level_down(s, q, 0); /* its key went down */
+    }
+    return idx;
+}
+
+/* Empties the queue without looking at the records (shutdown retires them itself). */
+static void pq_clear(struct pq *q)
+{
+    for (size_t i = 0; i < q->nlv; i++) {
+        q->lv[i].head = q->lv[i].tail = WEFT__NIL;
+        q->lv[i].hpos = WEFT__NIL;
+    }
+    q->nheap = 0;
+    q->n = 0;
+}
+
+static void pq_free(struct pq *q)
+{
+    weft__free(q->lv);
+    weft__free(q->heap);
+    weft__free(q->map);
+    memset(q, 0, sizeof *q);
+}
+
 /* ---- the todo: what a locked section leaves for after the unlock ------------------------- */
 
 struct todo {
@@ -288,7 +436,16 @@ struct todo {
     uint32_t retire;                  /* records whose futures to settle, via rec->link */
     uint32_t prop;                    /* retired records whose dependents to walk, via deps_left */
     int resize[WEFT_ROUTE_COUNT];     /* new sizes, 0: none */
+    uint64_t now;                     /* ns since t0, read once per locked section; 0: not yet */
+    struct att *spare;                /* a finished attempt's memory for dispatch to reuse */
 };
+
+/* The time of this locked section: one clock read serves every decision in it. */
+static uint64_t tnow(weft_sched_t *s, struct todo *t)
+{
+    if (!t->now) t->now = weft_now_ns() - s->t0;
+    return t->now;
+}
 
 /* Result of an attempt, carried in the attempt itself until delivered. */
 struct result {
@@ -370,19 +527,19 @@ static void make_ready(weft_sched_t *s, struct todo *t, uint32_t idx)
     struct rec *r = weft__rec(s, idx);
     weft__class_t *c = &s->classes[r->cls];
     size_t io = s->rq[WEFT_ROUTE_THREADS].n + s->ex[WEFT_ROUTE_THREADS].running;
+    uint64_t now = tnow(s, t);
     bool probe;
-    weft_sched_route_t route = weft__route_pick(&s->rcfg, c, (weft_sched_type_t)r->type,
-                                                forms_of(r), io, now_rel(s), &probe);
+    weft_sched_route_t route =
+        weft__route_pick(&s->rcfg, c, (weft_sched_type_t)r->type, forms_of(r), io, now, &probe);
     if (route == WEFT_ROUTE_NONE) {
         retire(s, t, idx, WEFT_TASK_FAILED, -EINVAL,
                weft__strdup("no executor can run any of the task's forms"));
         return;
     }
     r->route = (uint8_t)route;
-    if (probe) r->link = 1; /* reuse: "measure this one" until dispatched */
-    r->t_enq = now_rel(s);
-    if (weft__rq_push(&s->rq[route], weft__sched_key(r->prio, r->t_enq, s->opts.aging_ns), idx,
-                      r->gen) < 0) {
+    r->probe = probe;
+    r->t_enq = now;
+    if (pq_push(s, &s->rq[route], idx) < 0) {
         retire(s, t, idx, WEFT_TASK_FAILED, -ENOMEM, NULL);
         return;
     }
@@ -396,24 +553,25 @@ static void dispatch(weft_sched_t *s, struct todo *t)
     for (int ri = 0; ri < WEFT_ROUTE_COUNT; ri++) {
         struct exec *e = &s->ex[ri];
         while (e->running < (size_t)e->workers && s->rq[ri].n > 0) {
-            weft__rq_ent_t ent;
-            weft__rq_pop(&s->rq[ri], &ent);
-            struct rec *r = weft__rec(s, ent.idx);
-            if (r->gen != ent.aux || r->state != R_QUEUED) continue; /* stale */
-            struct attx *ax = weft__calloc(1, sizeof *ax);
-            if (!ax) { /* leave it queued; a later completion or tick retries */
-                weft__rq_push(&s->rq[ri], ent.key, ent.idx, ent.aux);
-                return;
+            struct attx *ax;
+            if (t->spare) {
+                ax = X(t->spare);
+                t->spare = NULL;
+                memset(ax, 0, sizeof *ax);
+            } else if (!(ax = weft__calloc(1, sizeof *ax))) {
+                return; /* the tasks stay queued; a later completion or tick retries */
             }
+            uint32_t idx = pq_pop(s, &s->rq[ri]);
+            struct rec *r = weft__rec(s, idx);
             struct att *a = &ax->a;
-            uint64_t now = now_rel(s);
+            uint64_t now = tnow(s, t);
             a->s = s;
-            a->idx = ent.idx;
+            a->idx = idx;
             a->gen = r->gen;
             a->route = (uint8_t)ri;
             a->no = ++r->attempts;
             a->cls = r->cls;
-            a->t_start = weft_now_ns();
+            a->t_start = s->t0 + now;
             a->timeout_ns = r->timeout_ns;
             a->fn = r->fn;
             a->arg = r->arg;
@@ -425,12 +583,13 @@ static void dispatch(weft_sched_t *s, struct todo *t)
             a->ufut = r->fut;
             uint32_t fl = 0;
             if (ri == WEFT_ROUTE_THREADS) {
-                if (r->link == 1) fl |= A_PROBE | A_MEASURE;
+                if (r->probe) fl |= A_PROBE | A_MEASURE;
                 if ((++s->measure_ctr & 31) == 0) fl |= A_MEASURE;
             }
-            r->link = WEFT__NIL;
+            r->probe = 0;
             atomic_init(&a->flags, fl);
             atomic_init(&a->started, 0);
+            if (ri == WEFT_ROUTE_THREADS) weft_future_init(&a->cfut);
             r->att = a;
             r->state = R_RUNNING;
             e->running++;
@@ -446,20 +605,25 @@ static void dispatch(weft_sched_t *s, struct todo *t)
                 info_update(s, r, WEFT_TASK_RUNNING);
             }
             if (r->timeout_ns && ri != WEFT_ROUTE_PROCS) /* the process pool times out itself */
-                weft__rq_push(&s->timers, -(int64_t)(now + r->timeout_ns), ent.idx,
+                weft__rq_push(&s->timers, -(int64_t)(now + r->timeout_ns), idx,
                               (r->gen << 10) | ((uint32_t)a->no << 2) | TIMER_TIMEOUT);
             todo_launch(t, a);
         }
-        weft__rq_trim(&s->rq[ri]);
     }
 }
 
+/* The outcome of finished task `id`, if still remembered: indexed by record slot, so that the
+ * store touches memory near the record (a hashed index would miss the cache every time). */
+static struct ring_ent *ring_of(weft_sched_t *s, weft_sched_id_t id)
+{
+    return &s->ring[((id & 0xffffffffu) - 1) & s->ring_mask];
+}
+
 static void ring_store(weft_sched_t *s, uint32_t idx, struct rec *r, weft_sched_state_t st,
-                       int status)
+                       int status, uint64_t now)
 {
     weft_sched_id_t id = make_id(idx, r->gen);
-    uint64_t h = id * UINT64_C(0x9E3779B97F4A7C15);
-    struct ring_ent *e = &s->ring[(h >> 20) & s->ring_mask];
+    struct ring_ent *e = ring_of(s, id);
     e->id = id;
     e->status = status;
     e->state = (uint8_t)st;
@@ -467,7 +631,7 @@ static void ring_store(weft_sched_t *s, uint32_t idx, struct rec *r, weft_sched_
     e->route = r->route;
     e->nerr = r->x ? (uint8_t)r->x->nerrors : 0;
     e->t_sub = r->t_sub;
-    e->t_fin = now_rel(s);
+    e->t_fin = now;
 }
 
 static void count_final(weft_sched_t *s, weft_sched_state_t st)
@@ -508,14 +672,14 @@ static void detach_extdeps(weft_sched_t *s, struct rec *r)
 }
 
 /* Marks the task finished for the books: counters, ring, info, live count. */
-static void book_final(weft_sched_t *s, uint32_t idx, struct rec *r, weft_sched_state_t st,
-                       int status)
+static void book_final(weft_sched_t *s, struct todo *t, uint32_t idx, struct rec *r,
+                       weft_sched_state_t st, int status)
 {
     count_final(s, st);
-    ring_store(s, idx, r, st, status);
+    ring_store(s, idx, r, st, status, tnow(s, t));
     if (r->x && r->x->info) {
         r->x->info->status = status;
-        r->x->info->finished_ns = weft_now_ns();
+        r->x->info->finished_ns = s->t0 + tnow(s, t);
         info_update(s, r, st);
     }
     if (r->state == R_WAITING) s->waiting--;
@@ -595,7 +759,7 @@ static void retire(weft_sched_t *s, struct todo *t, uint32_t idx, weft_sched_sta
         weft__free(msg);
         return;
     }
-    book_final(s, idx, r, st, status);
+    book_final(s, t, idx, r, st, status);
     struct extra *x = extra_of(r);
     if (x) {
         weft__free(x->msg);
@@ -620,7 +784,7 @@ static void finish_from_attempt(weft_sched_t *s, struct todo *t, struct att *a, 
                                 weft_sched_state_t st, int status)
 {
     uint32_t idx = a->idx;
-    book_final(s, idx, r, st, status);
+    book_final(s, t, idx, r, st, status);
     struct attx *ax = X(a);
     ax->ends_task = true;
     if (r->fut) {
@@ -679,7 +843,7 @@ static void attempt_failed(weft_sched_t *s, struct todo *t, uint32_t idx, struct
         s->ex[r->route].retried++;
         r->state = R_BACKOFF;
         s->backoff++;
-        weft__rq_push(&s->timers, -(int64_t)(now_rel(s) + delay), idx,
+        weft__rq_push(&s->timers, -(int64_t)(tnow(s, t) + delay), idx,
                       (r->gen << 10) | ((uint32_t)r->attempts << 2) | TIMER_RETRY);
         pthread_cond_signal(&s->timer_cv);
         if (x) {
@@ -717,7 +881,7 @@ static void attempt_done_locked(weft_sched_t *s, struct todo *t, struct att *a, 
     if (a->next) a->next->prev = a->prev;
     struct exec *e = &s->ex[a->route];
     e->running--;
-    uint64_t run = weft_now_ns() - a->t_start;
+    uint64_t run = s->t0 + tnow(s, t) - a->t_start;
     weft_hist_record(&e->run, run);
     e->w_busy += run;
     uint32_t fl = atomic_load_explicit(&a->flags, memory_order_relaxed); /* written under mu */
@@ -727,7 +891,7 @@ static void attempt_done_locked(weft_sched_t *s, struct todo *t, struct att *a, 
     if (measured) {
         e->w_cpu += cpu;
         e->w_wall += wall;
-        if ((fl & A_PROBE) && weft__route_sample(&s->rcfg, c, cpu, wall, now_rel(s)))
+        if ((fl & A_PROBE) && weft__route_sample(&s->rcfg, c, cpu, wall, tnow(s, t)))
             weft__sched_event(s, "class '%s' is now %s (CPU/wall %.2f over %" PRIu64 " runs)",
                               c->name, weft__mode_name(c->mode), c->ratio, c->samples);
     }
@@ -760,7 +924,7 @@ static void run_todo(weft_sched_t *s, struct todo *t);
     }
 
 /* Called by an executor (no lock held) when attempt `a` finished with X(a)->res. The caller
- * frees `a` afterwards (thread attempts: the pool does, after thread_entry returns). */
+ * frees `a` afterwards. */
 static void attempt_finished(weft_sched_t *s, struct att *a, uint64_t cpu, uint64_t wall,
                              bool measured)
 {
@@ -787,54 +951,109 @@ static void unsettle(weft_sched_t *s, size_t n)
 
 /* ---- executors --------------------------------------------------------------------------- */
 
-static int thread_entry(void *arg, weft_ctx_t *ctx)
+/* Checks, just before an attempt starts, that its task was not cancelled; starts the user's
+ * future on the first attempt. Returns 0 or -ECANCELED with *msg set. */
+static int pre_start(struct att *a, char **msg)
 {
-    struct att *a = arg;
+    if (!a->ufut) return 0;
+    if (a->no == 1) {
+        if (weft_future_start(a->ufut) != -ECANCELED) return 0;
+        *msg = weft__strdup("cancelled before it started");
+    } else {
+        if (!weft_future_cancel_requested(a->ufut)) return 0;
+        *msg = weft__strdup("cancelled before retry");
+    }
+    return -ECANCELED;
+}
+
+/* Runs a thread attempt on the calling pool worker, with its own context whose cancel token is
+ * a->cfut, and stores the result in X(a)->res. Returns the measurements. */
+static bool run_on_thread(struct att *a, uint64_t *cpu, uint64_t *wall)
+{
     struct attx *ax = X(a);
-    weft_sched_t *s = a->s;
     /* seq_cst pair with the timer's store of A_ABANDONED then load of started: at least one of
      * the two sees the other, so a timed-out task either never starts or is asked to cancel. */
     atomic_store(&a->started, 1);
     uint32_t fl = atomic_load(&a->flags);
-    uint64_t cpu = 0, wall = 0;
-    bool measured = false;
-    int rc;
-    if (fl & A_ABANDONED) {
-        rc = -ETIMEDOUT;
-    } else {
-        uint64_t c0 = 0, q0 = 0, w0 = 0;
-        if (fl & A_PROBE)
-            weft__thread_times(&c0, &q0);
-        else if (fl & A_MEASURE)
-            c0 = weft_thread_cpu_ns();
-        if (fl & A_MEASURE) w0 = weft_now_ns();
-        rc = a->fn(a->arg, ctx);
-        if (fl & A_MEASURE) {
-            uint64_t c1, q1 = 0;
-            if (fl & A_PROBE)
-                weft__thread_times(&c1, &q1);
-            else
-                c1 = weft_thread_cpu_ns();
-            wall = weft_now_ns() - w0;
-            uint64_t q = q1 - q0; /* time runnable but waiting for a CPU is not the task's */
-            wall = wall > q ? wall - q : 0;
-            cpu = c1 - c0;
-            measured = true;
-        }
+    char *msg = NULL;
+    int rc = (fl & A_ABANDONED) ? -ETIMEDOUT : pre_start(a, &msg);
+    if (rc < 0) {
+        ax->res.status = rc;
+        ax->res.msg = msg;
+        return false;
     }
-    /* Take the value and message the task attached (future-int.h: the pool's context). */
+    weft_ctx_t ctx;
+    weft__ctx_init(&ctx, &a->cfut);
+    uint64_t c0 = 0, q0 = 0, w0 = 0;
+    if (fl & A_PROBE)
+        weft__thread_times(&c0, &q0);
+    else if (fl & A_MEASURE)
+        c0 = weft_thread_cpu_ns();
+    if (fl & A_MEASURE) w0 = weft_now_ns();
+    rc = a->fn(a->arg, &ctx);
+    bool measured = false;
+    if (fl & A_MEASURE) {
+        uint64_t c1, q1 = 0;
+        if (fl & A_PROBE)
+            weft__thread_times(&c1, &q1);
+        else
+            c1 = weft_thread_cpu_ns();
+        uint64_t w = weft_now_ns() - w0, q = q1 - q0;
+        *wall = w > q ? w - q : 0; /* time runnable but waiting for a CPU is not the task's */
+        *cpu = c1 - c0;
+        measured = true;
+    }
+    /* The value and message the task attached (future-int.h: weft_ctx_t). */
     ax->res.status = rc;
-    ax->res.value = ctx->value;
-    ax->res.size = ctx->size;
-    ax->res.free_fn = ctx->free_fn;
-    ax->res.msg = rc < 0 ? ctx->message : NULL;
-    if (rc >= 0) weft__free(ctx->message);
-    ctx->value = NULL;
-    ctx->free_fn = NULL;
-    ctx->size = 0;
-    ctx->message = NULL;
-    attempt_finished(s, a, cpu, wall, measured);
-    return rc; /* the pool completes its record with no value and frees the attempt */
+    ax->res.value = ctx.value;
+    ax->res.size = ctx.size;
+    ax->res.free_fn = ctx.free_fn;
+    ax->res.msg = rc < 0 ? ctx.message : NULL;
+    if (rc >= 0) weft__free(ctx.message);
+    return measured;
+}
+
+/* A pool worker's share of the threads route. It runs its first attempt, then, while the
+ * scheduler has tasks for threads and a free slot (running < workers), takes the next one
+ * itself instead of sending it through the pool's queue: still never more than one task per
+ * busy worker, and no queueing, future or clock cost of the pool per task. */
+struct runner {
+    weft_task_t task; /* the pool's record: a heap record, freed by the pool when done */
+    weft_sched_t *s;
+    struct att *first;
+};
+
+static int runner_entry(void *arg, weft_ctx_t *pctx)
+{
+    struct runner *rn = arg;
+    weft_sched_t *s = rn->s;
+    struct att *a = rn->first, *spare = NULL;
+    (void)pctx;
+    while (a) {
+        uint64_t cpu = 0, wall = 0;
+        bool measured = run_on_thread(a, &cpu, &wall);
+        struct todo t = TODO_INIT;
+        t.spare = spare; /* dispatch reuses it for the next attempt */
+        pthread_mutex_lock(&s->mu);
+        attempt_done_locked(s, &t, a, cpu, wall, measured);
+        drain_props(s, &t);
+        dispatch(s, &t);
+        struct att *next = NULL;
+        for (struct att **p = &t.launch, *prev = NULL; *p; prev = *p, p = &(*p)->lnext)
+            if ((*p)->route == WEFT_ROUTE_THREADS) { /* keep one for this worker */
+                next = *p;
+                *p = next->lnext;
+                if (t.launch_tail == next) t.launch_tail = prev;
+                break;
+            }
+        pthread_mutex_unlock(&s->mu);
+        run_todo(s, &t); /* delivers a's result, launches the rest */
+        weft__free(t.spare ? X(t.spare) : NULL);
+        spare = a; /* delivered: its memory serves the next dispatch */
+        a = next;
+    }
+    weft__free(spare ? X(spare) : NULL);
+    return 0; /* the pool completes and frees the runner's record */
 }
 
 static void proc_done(weft_future_t *f, void *arg)
@@ -876,28 +1095,25 @@ static void launch(weft_sched_t *s, struct todo *t, struct att *a)
     struct attx *ax = X(a);
     int rc;
     char *msg = NULL;
-    if (a->ufut) {
-        if (a->no == 1) {
-            if (weft_future_start(a->ufut) == -ECANCELED) {
-                rc = -ECANCELED;
-                msg = weft__strdup("cancelled before it started");
-                goto failed;
-            }
-        } else if (weft_future_cancel_requested(a->ufut)) {
-            rc = -ECANCELED;
-            msg = weft__strdup("cancelled before retry");
-            goto failed;
-        }
-    }
+    if (a->route != WEFT_ROUTE_THREADS && (rc = pre_start(a, &msg)) < 0) goto failed;
     switch ((weft_sched_route_t)a->route) {
-    case WEFT_ROUTE_THREADS:
+    case WEFT_ROUTE_THREADS: {
         /* A heap record: the pool drops the last reference after completing it, which frees
-         * the whole attempt (pool.c DESIGN; future-int.h weft__future_init_heap). */
-        weft_task_init(&a->task, thread_entry, a);
-        weft__future_init_heap(&a->task.future, offsetof(struct attx, a.task.future));
-        rc = weft_pool_submit_task(s->tp, &a->task);
+         * the runner (pool.c DESIGN; future-int.h weft__future_init_heap). */
+        struct runner *rn = weft__malloc(sizeof *rn);
+        if (!rn) {
+            rc = -ENOMEM;
+            break;
+        }
+        rn->s = s;
+        rn->first = a;
+        weft_task_init(&rn->task, runner_entry, rn);
+        weft__future_init_heap(&rn->task.future, offsetof(struct runner, task.future));
+        rc = weft_pool_submit_task(s->tp, &rn->task);
         if (rc == 0) return;
+        weft_future_release(&rn->task.future); /* never queued: frees it */
         break;
+    }
     case WEFT_ROUTE_PROCS: {
         weft_future_t *f = NULL;
         rc = weft_procpool_submit(s->pp, a->pfn_name, a->parg, a->plen, a->timeout_ns, &f);
@@ -940,9 +1156,7 @@ failed:
 
 static void att_free(struct att *a)
 {
-    if (a->route == WEFT_ROUTE_THREADS && (a->task.future.flags_ & 1u))
-        weft_future_release(&a->task.future); /* never reached the pool: frees the attempt */
-    else if (a->route == WEFT_ROUTE_LOOP && atomic_load(&X(a)->lrefs) > 0)
+    if (a->route == WEFT_ROUTE_LOOP && atomic_load(&X(a)->lrefs) > 0)
         loop_unref(a);
     else
         weft__free(X(a));
@@ -1230,6 +1444,26 @@ static void class_name_of(const weft_sched_task_t *t, char *buf, size_t n)
         snprintf(buf, n, "async@%p", (void *)(uintptr_t)t->async_fn);
 }
 
+/* The class of a task. Tasks named by their function (no cls, no proc_fn) hit a small cache
+ * keyed by the function pointers, so the common repeated submit does no formatting. */
+static int class_of(weft_sched_t *s, const weft_sched_task_t *t)
+{
+    bool by_fn = !t->cls && !t->proc_fn;
+    size_t slot = (((uintptr_t)t->fn ^ (uintptr_t)t->async_fn) >> 4) & 15;
+    if (by_fn && s->fn_cache[slot].idx > 0 && s->fn_cache[slot].fn == t->fn &&
+        s->fn_cache[slot].afn == t->async_fn)
+        return s->fn_cache[slot].idx - 1;
+    char cname[64];
+    class_name_of(t, cname, sizeof cname);
+    int c = intern_class(s, cname);
+    if (by_fn && c >= 0) {
+        s->fn_cache[slot].fn = t->fn;
+        s->fn_cache[slot].afn = t->async_fn;
+        s->fn_cache[slot].idx = c + 1;
+    }
+    return c;
+}
+
 int weft__sched_submit_batch(weft_sched_t *s, size_t n, const weft_sched_task_t *tasks,
                              const char *const *names, bool borrow_names,
                              weft_sched_info_t *const *infos, const int *const *local,
@@ -1247,11 +1481,13 @@ int weft__sched_submit_batch(weft_sched_t *s, size_t n, const weft_sched_task_t 
     for (size_t i = 0; i < n; i++) {
         const weft_sched_task_t *t = &tasks[i];
         const char *nm = names && names[i] ? names[i] : NULL;
-        char label[300];
-        if (nm)
-            snprintf(label, sizeof label, "'%s'", nm);
-        else
-            snprintf(label, sizeof label, "#%zu", i);
+        char label[300] = "";
+        if (why) { /* only messages need it */
+            if (nm)
+                snprintf(label, sizeof label, "'%s'", nm);
+            else
+                snprintf(label, sizeof label, "#%zu", i);
+        }
         if (nm && bad_name(nm)) {
             why_printf(why, "task %s: a name is 1..255 bytes without control characters", label);
             return -EINVAL;
@@ -1271,8 +1507,24 @@ int weft__sched_submit_batch(weft_sched_t *s, size_t n, const weft_sched_task_t 
         void *parg;
         struct extra *x;
         struct extdep *ext;
-    } *prep = weft__calloc(n, sizeof *prep);
-    if (!prep) return -ENOMEM;
+    } prep_small[4], *prep = prep_small;
+    uint32_t ix_small[4], *ix = ix_small;
+    uint16_t cls_small[12], *cls = cls_small, *pfn, *pol;
+    if (n <= 4) { /* the common single submit allocates nothing here */
+        memset(prep_small, 0, sizeof prep_small);
+    } else {
+        prep = weft__calloc(n, sizeof *prep);
+        ix = weft__malloc(n * sizeof *ix);
+        cls = weft__malloc(n * 3 * sizeof *cls);
+        if (!prep || !ix || !cls) {
+            weft__free(prep);
+            weft__free(ix);
+            weft__free(cls);
+            return -ENOMEM;
+        }
+    }
+    pfn = cls + n;
+    pol = cls + 2 * n;
     int rc = 0;
     for (size_t i = 0; i < n && rc == 0; i++) {
         const weft_sched_task_t *t = &tasks[i];
@@ -1307,8 +1559,6 @@ int weft__sched_submit_batch(weft_sched_t *s, size_t n, const weft_sched_task_t 
             p->ext = d;
         }
     }
-    uint32_t *ix = weft__malloc(n * sizeof *ix);
-    if (!ix) rc = -ENOMEM;
     struct todo td = TODO_INIT;
     pthread_mutex_lock(&s->mu);
     if (rc == 0 && s->shutdown) {
@@ -1322,8 +1572,7 @@ int weft__sched_submit_batch(weft_sched_t *s, size_t n, const weft_sched_task_t 
         for (size_t k = 0; k < tasks[i].ndeps; k++) {
             weft_sched_id_t id = tasks[i].deps[k];
             if (lookup(s, id, NULL)) continue;
-            uint64_t h = id * UINT64_C(0x9E3779B97F4A7C15);
-            if (s->ring[(h >> 20) & s->ring_mask].id == id) continue;
+            if (id != 0 && ring_of(s, id)->id == id) continue;
             why_printf(why,
                        "task %zu depends on task #%" PRIu64 ", which is unknown or finished "
                        "too long ago (depend on its future instead)",
@@ -1332,17 +1581,8 @@ int weft__sched_submit_batch(weft_sched_t *s, size_t n, const weft_sched_task_t 
             break;
         }
     /* Names and policies are interned first; they may stay interned if a later step fails. */
-    uint16_t *cls = NULL, *pfn = NULL, *pol = NULL;
-    if (rc == 0) {
-        cls = weft__malloc(n * 3 * sizeof *cls);
-        if (!cls) rc = -ENOMEM;
-        pfn = cls + n;
-        pol = cls + 2 * n;
-    }
     for (size_t i = 0; i < n && rc == 0; i++) {
-        char cname[64];
-        class_name_of(&tasks[i], cname, sizeof cname);
-        int c = intern_class(s, cname);
+        int c = class_of(s, &tasks[i]);
         int pf = 0;
         if (c >= 0 && tasks[i].proc_fn) {
             bool added;
@@ -1361,8 +1601,6 @@ int weft__sched_submit_batch(weft_sched_t *s, size_t n, const weft_sched_task_t 
     }
     if (rc < 0) {
         pthread_mutex_unlock(&s->mu);
-        weft__free(cls);
-        weft__free(ix);
         for (size_t i = 0; i < n; i++) {
             weft_future_release(prep[i].fut);
             weft__free(prep[i].parg);
@@ -1373,11 +1611,15 @@ int weft__sched_submit_batch(weft_sched_t *s, size_t n, const weft_sched_task_t 
                 weft__free(d);
             }
         }
-        weft__free(prep);
+        if (prep != prep_small) {
+            weft__free(prep);
+            weft__free(ix);
+            weft__free(cls);
+        }
         return rc;
     }
     /* From here on nothing fails. Records first, so that local edges can point at them. */
-    uint64_t now = now_rel(s);
+    uint64_t now = tnow(s, &td);
     for (size_t i = 0; i < n; i++) {
         const weft_sched_task_t *t = &tasks[i];
         uint32_t idx = rec_alloc(s);
@@ -1427,8 +1669,7 @@ int weft__sched_submit_batch(weft_sched_t *s, size_t n, const weft_sched_task_t 
                 r->deps_left++;
                 continue;
             }
-            uint64_t h = t->deps[k] * UINT64_C(0x9E3779B97F4A7C15);
-            struct ring_ent *e = &s->ring[(h >> 20) & s->ring_mask];
+            struct ring_ent *e = ring_of(s, t->deps[k]);
             if (e->status < 0 && r->state == R_WAITING) {
                 char msg[200];
                 snprintf(msg, sizeof msg, "skipped: dependency #%" PRIu64 " %s: %s", t->deps[k],
@@ -1482,9 +1723,11 @@ int weft__sched_submit_batch(weft_sched_t *s, size_t n, const weft_sched_task_t 
     drain_props(s, &td);
     dispatch(s, &td);
     pthread_mutex_unlock(&s->mu);
-    weft__free(cls);
-    weft__free(ix);
-    weft__free(prep);
+    if (prep != prep_small) {
+        weft__free(prep);
+        weft__free(ix);
+        weft__free(cls);
+    }
     run_todo(s, &td);
     return 0;
 }
@@ -1524,7 +1767,7 @@ static void timer_fire(weft_sched_t *s, struct todo *t, const weft__rq_ent_t *en
     atomic_fetch_or(&a->flags, A_ABANDONED);
     if (a->route == WEFT_ROUTE_THREADS) {
         e->stuck++;
-        if (atomic_load(&a->started)) weft__future_request_cancel(&a->task.future);
+        if (atomic_load(&a->started)) weft__future_request_cancel(&a->cfut);
     } else if (a->route == WEFT_ROUTE_LOOP) {
         atomic_fetch_add_explicit(&X(a)->lrefs, 1, memory_order_relaxed); /* held: a is live */
         X(a)->cnext = t->loop_cancel;
@@ -1555,7 +1798,7 @@ static void propagate_cancels(weft_sched_t *s, struct todo *t)
         if (!s->cancel_all && !(a->ufut && weft_future_cancel_requested(a->ufut))) continue;
         if (a->route == WEFT_ROUTE_THREADS) {
             if (!atomic_load(&a->started)) continue; /* next tick */
-            weft__future_request_cancel(&a->task.future);
+            weft__future_request_cancel(&a->cfut);
         } else if (a->route == WEFT_ROUTE_PROCS) {
             if (!a->xfut) continue;
             weft__future_request_cancel(a->xfut);
@@ -1638,6 +1881,7 @@ static void *timer_main(void *arg)
         uint64_t now = now_rel(s);
         const weft__rq_ent_t *top = weft__rq_top(&s->timers);
         struct todo t = TODO_INIT;
+        t.now = now;
         if (top && (uint64_t)-top->key <= now) {
             weft__rq_ent_t ent;
             weft__rq_pop(&s->timers, &ent);
@@ -1667,7 +1911,7 @@ static void *timer_main(void *arg)
 
 static void sched_free(weft_sched_t *s)
 {
-    for (int r = 0; r < WEFT_ROUTE_COUNT; r++) weft__rq_free(&s->rq[r]);
+    for (int r = 0; r < WEFT_ROUTE_COUNT; r++) pq_free(&s->rq[r]);
     weft__rq_free(&s->timers);
     if (s->chunks)
         for (size_t i = 0; i < s->nchunks; i++) {
@@ -1721,7 +1965,13 @@ int weft_sched_create(weft_sched_t **out, const weft_sched_opts_t *opts)
     s->free_head = s->free_edge = WEFT__NIL;
     s->threads_min = o.threads_min;
     s->threads_max = o.threads_max;
-    pthread_mutex_init(&s->mu, NULL);
+    /* Adaptive: critical sections are short, and a brief spin beats a futex sleep when the
+     * submitter and the workers meet on it. */
+    pthread_mutexattr_t ma;
+    pthread_mutexattr_init(&ma);
+    pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_ADAPTIVE_NP);
+    pthread_mutex_init(&s->mu, &ma);
+    pthread_mutexattr_destroy(&ma);
     pthread_cond_init(&s->idle_cv, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
@@ -1794,6 +2044,7 @@ int weft_sched_shutdown(weft_sched_t *s, weft_shutdown_t mode)
     s->shutdown = true;
     if (mode == WEFT_SHUTDOWN_CANCEL) {
         s->cancel_all = true;
+        for (int r = 0; r < WEFT_ROUTE_COUNT; r++) pq_clear(&s->rq[r]); /* all retired below */
         for (size_t i = 0; i < s->nrecs; i++) {
             struct rec *r = weft__rec(s, (uint32_t)i);
             if (r->state == R_WAITING || r->state == R_QUEUED || r->state == R_BACKOFF)
@@ -1930,8 +2181,7 @@ int weft_sched_info(weft_sched_t *s, weft_sched_id_t id, weft_sched_info_t *out)
         pthread_mutex_unlock(&s->mu);
         return 0;
     }
-    uint64_t h = id * UINT64_C(0x9E3779B97F4A7C15);
-    struct ring_ent *e = &s->ring[(h >> 20) & s->ring_mask];
+    struct ring_ent *e = ring_of(s, id);
     int rc = -ENOENT;
     if (id != 0 && e->id == id) {
         out->state = (weft_sched_state_t)e->state;

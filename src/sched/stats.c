@@ -28,7 +28,8 @@ static double per_s(const struct exec *e)
 static size_t task_bytes(const weft_sched_t *s)
 {
     size_t b = s->nchunks * WEFT__CHUNK * sizeof(struct rec);
-    for (int r = 0; r < WEFT_ROUTE_COUNT; r++) b += s->rq[r].cap * sizeof(weft__rq_ent_t);
+    for (int r = 0; r < WEFT_ROUTE_COUNT; r++)
+        b += s->rq[r].caplv * (sizeof(struct pqlevel) + 4) + s->rq[r].nmap * 4;
     b += s->timers.cap * sizeof(weft__rq_ent_t);
     b += s->capedges * sizeof(struct edge);
     b += s->futures * 64; /* a future is 56 bytes, 64 with the allocator's header */
@@ -87,6 +88,7 @@ struct view {
     size_t nclasses;
     struct event events[WEFT__EVENTS];
     size_t nevents, first;
+    weft__route_cfg_t rcfg;
 };
 
 static int view_take(weft_sched_t *s, struct view *v)
@@ -94,6 +96,7 @@ static int view_take(weft_sched_t *s, struct view *v)
     memset(v, 0, sizeof *v);
     pthread_mutex_lock(&s->mu);
     snapshot_locked(s, &v->st);
+    v->rcfg = s->rcfg;
     v->nclasses = s->cls_names.n;
     if (v->nclasses) {
         v->classes = weft__malloc(v->nclasses * sizeof *v->classes);
@@ -163,11 +166,13 @@ int weft_sched_stats_text(weft_sched_t *s, weft_buf_t *out)
     if (v.nclasses) P("classes (route: why):\n");
     for (size_t i = 0; i < v.nclasses; i++) {
         const weft__class_t *c = &v.classes[i];
+        char why[256];
+        weft__route_why(&v.rcfg, c, why, sizeof why);
         P("  %s [%s, %s; %" PRIu64 " runs, mean %.2f ms; to processes/threads/loop "
           "%" PRIu64 "/%" PRIu64 "/%" PRIu64 "]\n    -> %s: %s\n",
           c->name, weft_sched_type_name(c->last_type), weft__mode_name(c->mode), c->runs,
           c->runs ? ms(c->run_wall_ns) / (double)c->runs : 0.0, c->routed[0], c->routed[1],
-          c->routed[2], weft_sched_route_name(c->last_route), c->why[0] ? c->why : "(none yet)");
+          c->routed[2], weft_sched_route_name(c->last_route), why);
     }
     if (v.nevents) P("events (sizing and routing):\n");
     for (size_t i = 0; i < v.nevents; i++)
@@ -229,7 +234,9 @@ int weft_sched_stats_json(weft_sched_t *s, weft_buf_t *out)
           ",\"threads\":%" PRIu64 ",\"loop\":%" PRIu64 "},\"why\":",
           weft_sched_type_name(c->last_type), weft__mode_name(c->mode), c->ratio, c->samples,
           c->runs, weft_sched_route_name(c->last_route), c->routed[0], c->routed[1], c->routed[2]);
-        err |= json_str(&b, c->why);
+        char why[256];
+        weft__route_why(&v.rcfg, c, why, sizeof why);
+        err |= json_str(&b, why);
         P("}");
     }
     P("],\"events\":[");
