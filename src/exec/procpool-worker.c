@@ -10,6 +10,11 @@
  * name, which the worker looks up in its own registry, so no table order has to agree and a
  * function missing in the worker is reported, not mistaken for another one.
  *
+ * This needs libweft linked into the program (libweft.a, as every weft program is): with a
+ * shared libweft.so, its constructors - including the one below - run before the program's own,
+ * so a worker would start before the program's functions are registered. The parent detects
+ * that case (weft__pp_workers_see_registry) and weft_procpool_create fails with -ENOEXEC.
+ *
  * Threads: the worker is single-threaded (the functions it runs may start threads of their own).
  * It is the consumer of the task ring and the producer of the result ring; its only shared state
  * with the parent is the control block and the rings (see procpool.c for the protocol).
@@ -26,6 +31,7 @@
 #include "core/alloc.h"
 
 #include <errno.h>
+#include <link.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -46,12 +52,44 @@
 static struct reg_entry {
     uint64_t hash;
     weft_proc_fn fn;
+    bool foreign; /* registered from another module than libweft's own (see below) */
     char name[64];
 } reg[MAX_FNS];
 /* Entries [0, nreg) are complete: written before the release store of nreg, which pairs with
  * the acquire loads in the lookups. Entries are never changed or removed. */
 static _Atomic size_t nreg;
 static pthread_mutex_t reg_mu = PTHREAD_MUTEX_INITIALIZER;
+
+/* Which loaded object holds `addr`: its load base, or 0. dl_iterate_phdr reports the main program
+ * first; it works in static programs too. */
+struct find_module {
+    uintptr_t addr, base;
+    int index, found;
+};
+
+static int find_module_cb(struct dl_phdr_info *info, size_t size, void *arg)
+{
+    struct find_module *fm = arg;
+    for (int i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        uintptr_t lo = info->dlpi_addr + ph->p_vaddr;
+        if (ph->p_type == PT_LOAD && fm->addr >= lo && fm->addr - lo < ph->p_memsz) {
+            fm->base = info->dlpi_addr;
+            fm->found = fm->index;
+            return 1;
+        }
+    }
+    fm->index++;
+    return 0;
+}
+
+/* Returns the module index of `addr` (0: the main program) or -1. */
+static int module_of(const void *addr)
+{
+    struct find_module fm = {(uintptr_t)addr, 0, 0, -1};
+    dl_iterate_phdr(find_module_cb, &fm);
+    return fm.found;
+}
 
 uint64_t weft__pp_hash(const char *name)
 {
@@ -65,6 +103,8 @@ uint64_t weft__pp_hash(const char *name)
 
 int weft_procpool_register(const char *name, weft_proc_fn fn)
 {
+    /* The caller: the constructor WEFT_PROCPOOL_FN generated, in the module that registers. */
+    const void *caller = __builtin_return_address(0);
     if (!name || !fn) return -EINVAL;
     size_t len = strlen(name);
     if (len == 0 || len > 63) return -EINVAL;
@@ -78,12 +118,22 @@ int weft_procpool_register(const char *name, weft_proc_fn fn)
     if (rc == 0) {
         reg[n].hash = h;
         reg[n].fn = fn;
+        reg[n].foreign = module_of(caller) != module_of((const void *)&nreg);
         memcpy(reg[n].name, name, len + 1);
         /* Release: pairs with the acquire loads in the lookups. */
         atomic_store_explicit(&nreg, n + 1, memory_order_release);
     }
     pthread_mutex_unlock(&reg_mu);
     return rc;
+}
+
+bool weft__pp_workers_see_registry(void)
+{
+    if (module_of((const void *)&nreg) == 0) return true;         /* linked in */
+    size_t n = atomic_load_explicit(&nreg, memory_order_acquire); /* pairs with register */
+    for (size_t i = 0; i < n; i++)
+        if (reg[i].foreign) return false;
+    return true;
 }
 
 weft_proc_fn weft__pp_lookup(const char *name, uint64_t *hash)

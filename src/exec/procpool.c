@@ -12,16 +12,20 @@
  *     fork of the caller, so creating a pool is safe in a process that already runs threads (a
  *     forked copy of a multi-threaded program may find malloc's or any other lock held forever).
  *
- * Why spawn and not a fork server (measured on the 2-core development machine, release build,
- *   test-procpool binary, which links libcurl, libuv and friends):
- *     posix_spawn of /proc/self/exe until the worker is ready: about 1.3 ms per worker
- *     fork() of a small single-threaded fork server, child ready: about 0.25 ms
- *   Spawning costs ~1 ms more per worker, paid only when the pool starts or replaces a worker.
- *   A fork server would have to be forked before the program starts any thread, i.e. from a
- *   constructor of every program that links libweft (whether or not it ever uses a pool), and
- *   its children would still be copies of a half-initialised program; sanitizer runtimes start
- *   threads before constructors run. Spawning needs no early process, works the same in every
- *   program and under ASan/TSan, and gives each worker a pristine address space.
+ * Why spawn and not a fork server. Measured on the 2-vCPU development VM (other jobs running, so
+ *   +-50%), time until a new process can take work:
+ *     fork() of a small single-threaded server, child reports ready:            1 - 3 ms
+ *     posix_spawn of /proc/self/exe, worker ready, program with 3 shared libs:   3 - 4 ms
+ *     the same, program linked like `weft` (44 shared libs: libcurl, TLS, ICU): ~37 ms
+ *   The difference is the dynamic loader and the libraries' constructors running again in each
+ *   worker (an empty main() linked with those 44 libraries takes as long to exec). We spawn
+ *   anyway: a fork server has to be forked before the program starts any thread, i.e. from a
+ *   constructor of every program that links libweft, pool or no pool (an extra process per
+ *   program), it runs in a half-initialised copy of the program, and sanitizer runtimes already
+ *   have threads by then. Spawning needs no early process, is safe from any thread, gives each
+ *   worker a pristine address space and works the same under ASan and TSan. The cost is paid
+ *   when the pool starts (workers start in parallel: posix_spawn returns as soon as the child
+ *   has exec'd) and when a worker is replaced, while the other workers keep running.
  *
  * Data path (per worker): one memfd holds a control block and two SPSC rings (shmring.h): tasks
  *   parent -> worker and results worker -> parent. A message larger than big_threshold goes
@@ -1112,6 +1116,7 @@ int weft_procpool_create(weft_procpool_t **out, const weft_procpool_opts_t *opts
     if (o.queue_capacity == 0) o.queue_capacity = 65536;
     if (o.max_message == 0) o.max_message = 64u << 20;
     if (o.max_message > (SIZE_MAX >> 2)) return -EINVAL;
+    if (!weft__pp_workers_see_registry()) return -ENOEXEC; /* see procpool-worker.c */
 
     weft_procpool_t *pp = weft__calloc(1, sizeof *pp);
     if (!pp) return -ENOMEM;
