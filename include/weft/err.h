@@ -21,7 +21,9 @@
     X(WEFT_EDNS, -4106, "could not resolve host name")                                             \
     X(WEFT_ESLOW, -4107, "transfer too slow")                                                      \
     X(WEFT_EREDIRECTS, -4108, "too many redirects")                                                \
-    X(WEFT_ETLS, -4109, "TLS error")
+    X(WEFT_ETLS, -4109, "TLS error")                                                               \
+    X(WEFT_EEXIT, -4110, "command exited with a non-zero status")                                  \
+    X(WEFT_ESIGNAL, -4111, "command killed by a signal")
 
 enum weft_errno {
 #define WEFT__ERR_ENUM(name, value, msg) name = value,
