@@ -2,6 +2,7 @@
 #include "crawl/charset.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <string.h>
 #include <strings.h>
@@ -199,6 +200,23 @@ size_t crawl_utf8_valid_prefix(const unsigned char *p, size_t n, bool last)
     return n;
 }
 
+static pthread_mutex_t iconv_mu = PTHREAD_MUTEX_INITIALIZER;
+
+iconv_t crawl_iconv_open(const char *to, const char *from)
+{
+    pthread_mutex_lock(&iconv_mu);
+    iconv_t cd = iconv_open(to, from);
+    pthread_mutex_unlock(&iconv_mu);
+    return cd;
+}
+
+void crawl_iconv_close(iconv_t cd)
+{
+    pthread_mutex_lock(&iconv_mu);
+    iconv_close(cd);
+    pthread_mutex_unlock(&iconv_mu);
+}
+
 int crawl_decoder_open(crawl_decoder_t *d, const char *enc)
 {
     memset(d, 0, sizeof *d);
@@ -208,7 +226,7 @@ int crawl_decoder_open(crawl_decoder_t *d, const char *enc)
         d->utf8 = true;
         return 0;
     }
-    d->cd = iconv_open("UTF-8", enc);
+    d->cd = crawl_iconv_open("UTF-8", enc);
     return d->cd == (iconv_t)-1 ? -EINVAL : 0;
 }
 
@@ -310,6 +328,6 @@ int crawl_decoder_feed(crawl_decoder_t *d, const char *in, size_t n, bool last, 
 
 void crawl_decoder_close(crawl_decoder_t *d)
 {
-    if (d->cd != (iconv_t)-1) iconv_close(d->cd);
+    if (d->cd != (iconv_t)-1) crawl_iconv_close(d->cd);
     d->cd = (iconv_t)-1;
 }
