@@ -261,6 +261,13 @@ static int cmd_logs(int argc, char **argv)
             files[ro.nfiles++] = a;
             continue;
         }
+        if (strncmp(a, "-j", 2) == 0 && a[2]) { /* -jN */
+            long n;
+            if (weft_cli_parse_int(a + 2, 1, 256, &n) != 0)
+                code = weft_cli_usage_error(cmd, "bad --jobs '%s' (1..256)", a + 2);
+            ro.jobs = (int)n;
+            continue;
+        }
         bool known = strcmp(a, "-j") == 0 || strcmp(a, "--jobs") == 0 || strcmp(a, "--mode") == 0 ||
                      strcmp(a, "-f") == 0 || strcmp(a, "--format") == 0 ||
                      strcmp(a, "--log-format") == 0 || strcmp(a, "--chunk-size") == 0 ||
