@@ -32,9 +32,9 @@ struct crawl_dispatch {
     uint64_t interval_ns; /* 1/rate, 0: no rate limit */
     crawl_host_t **buckets;
     size_t nbuckets, nhosts;
-    crawl_host_t *cursor;    /* ring position */
-    crawl_item_t *immediate; /* invalid lines, LIFO is fine: they finish at once */
-    crawl_item_t *delayed;   /* retries, sorted by not_before_ns */
+    crawl_host_t *cursor;                     /* ring position */
+    crawl_item_t *immediate, *immediate_tail; /* invalid lines, in input order */
+    crawl_item_t *delayed;                    /* retries, sorted by not_before_ns */
 };
 
 static uint32_t hash_str(const char *s)
@@ -205,6 +205,16 @@ static void enqueue(crawl_dispatch_t *d, crawl_host_t *x, crawl_item_t *it, bool
 
 /* ---- reading ahead ---- */
 
+static void push_immediate(crawl_dispatch_t *d, crawl_item_t *it)
+{
+    it->next = NULL;
+    if (d->immediate_tail)
+        d->immediate_tail->next = it;
+    else
+        d->immediate = it;
+    d->immediate_tail = it;
+}
+
 static void refill(crawl_dispatch_t *d, uint64_t now)
 {
     while (!d->eof && !d->error && d->in_window < d->window) {
@@ -227,8 +237,7 @@ static void refill(crawl_dispatch_t *d, uint64_t now)
         d->in_window++;
         if (l.invalid) {
             it->invalid = l.invalid;
-            it->next = d->immediate;
-            d->immediate = it;
+            push_immediate(d, it);
             continue;
         }
         if (d->nhosts > 4 * d->window + 1024) sweep(d, now);
@@ -236,8 +245,7 @@ static void refill(crawl_dispatch_t *d, uint64_t now)
         if (it->host) it->host->refs++;
         if (!it->host) {
             it->invalid = "out of memory";
-            it->next = d->immediate;
-            d->immediate = it;
+            push_immediate(d, it);
             continue;
         }
         enqueue(d, it->host, it, false);
@@ -259,6 +267,7 @@ crawl_item_t *crawl_dispatch_next(crawl_dispatch_t *d, uint64_t now, uint64_t *w
     if (d->immediate) {
         crawl_item_t *it = d->immediate;
         d->immediate = it->next;
+        if (!d->immediate) d->immediate_tail = NULL;
         it->next = NULL;
         return it;
     }
