@@ -862,3 +862,69 @@ TEST(nothing_leaks_after_crashes_timeouts_and_destroy)
     errno = 0;
     CHECK(waitpid(-1, NULL, WNOHANG) < 0 && errno == ECHILD);
 }
+
+/* The allocation that fails: 1 = the next one; <= 0 none. Counts every thread of this process
+ * (the supervisor too); workers are other programs with the ordinary allocator. */
+static atomic_long alloc_countdown;
+
+static bool should_fail(void)
+{
+    return atomic_fetch_sub(&alloc_countdown, 1) == 1;
+}
+static void *fail_malloc(size_t n)
+{
+    return should_fail() ? NULL : malloc(n);
+}
+static void *fail_calloc(size_t c, size_t n)
+{
+    return should_fail() ? NULL : calloc(c, n);
+}
+static void *fail_realloc(void *q, size_t n)
+{
+    return should_fail() ? NULL : realloc(q, n);
+}
+
+TEST(allocation_failure_in_create_and_submit)
+{
+    CHECK_EQ(weft_replace_allocator(fail_malloc, fail_calloc, fail_realloc, free), 0);
+    int create_failures = 0, task_failures = 0;
+    for (long nth = 1;; nth++) {
+        atomic_store(&alloc_countdown, nth);
+        weft_procpool_t *pp = (weft_procpool_t *)&pp;
+        weft_procpool_opts_t o = {.workers = 1};
+        int rc = weft_procpool_create(&pp, &o);
+        if (rc != 0) {
+            CHECK_EQ(rc, -ENOMEM);
+            CHECK(pp == NULL);
+            create_failures++;
+            continue;
+        }
+        weft_future_t *fs[3];
+        for (int i = 0; i < 3; i++) {
+            rc = weft_procpool_submit(pp, "echo", "abc", 3, 0, &fs[i]);
+            if (rc != 0) {
+                CHECK_EQ(rc, -ENOMEM);
+                CHECK(fs[i] == NULL);
+                task_failures++;
+            }
+        }
+        for (int i = 0; i < 3; i++) {
+            if (!fs[i]) continue;
+            wait_done(fs[i]);
+            int st = weft_future_status(fs[i]);
+            CHECK_MSG(st == 0 || st == -ENOMEM, "status %s", weft_err_name(st));
+            if (st == 0)
+                CHECK_STR_EQ(weft_future_value(fs[i], NULL), "abc");
+            else
+                task_failures++;
+        }
+        weft_procpool_destroy(pp);
+        for (int i = 0; i < 3; i++) weft_future_release(fs[i]);
+        if (atomic_load(&alloc_countdown) > 0) break; /* the Nth allocation never came: done */
+        CHECK(nth < 5000);
+    }
+    atomic_store(&alloc_countdown, 0);
+    CHECK_EQ(weft_replace_allocator(malloc, calloc, realloc, free), 0);
+    CHECK(create_failures > 0);
+    CHECK(task_failures > 0);
+}
