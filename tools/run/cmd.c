@@ -1,0 +1,534 @@
+/* `weft run JOBFILE`: runs a DAG of jobs (shell commands or built-in kinds) on the hybrid
+ * scheduler (weft/sched.h). The job file is checked whole before anything runs; each job's output
+ * goes to its own log file; a terminal gets a live display, anything else plain line logs; the
+ * outcome of every job can be saved and a failed run resumed. See docs/run.md.
+ *
+ * Threads: the main thread reads the job file, submits the graph and then only watches: every
+ * 100 ms it reads each job's state (weft_sched_graph_info), prints what changed, redraws the live
+ * display and writes --stats-json snapshots. Jobs run on the scheduler's executors.
+ */
+#include "run/run.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <weft/err.h>
+#include <weft/sys.h>
+
+#include "weft/cli.h"
+
+static volatile sig_atomic_t interrupted;
+
+static void on_sigint(int sig)
+{
+    (void)sig;
+    interrupted++;
+}
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: weft run [OPTIONS] JOBFILE\n\n"
+            "Runs the jobs of a YAML job file (a DAG of shell commands and built-in kinds) on the\n"
+            "hybrid scheduler: CPU jobs on processes, I/O jobs on threads or the event loop,\n"
+            "AUTO jobs where their measured CPU time says. The whole file is checked before\n"
+            "anything runs. Each job's output goes to LOGDIR/NAME.log.\n\n"
+            "Options:\n"
+            "  -n, --dry-run        print the plan (dependencies first) and exit\n"
+            "  -j N                 N worker processes and N threads (overrides 'pools')\n"
+            "      --procs N        worker processes (default: usable CPUs, adaptive)\n"
+            "      --threads N      threads (default: adaptive, CPUs..64)\n"
+            "      --log-dir DIR    where job logs go (default: weft-run.logs)\n"
+            "      --state FILE     write every job's outcome to FILE at the end\n"
+            "      --resume STATE   rerun only the jobs that did not succeed in STATE (then\n"
+            "                       STATE is updated, unless --state names another file)\n"
+            "      --stats-json F   append a JSON snapshot of the scheduler to F every second\n"
+            "      --plain          line logs even on a terminal\n"
+            "  -h, --help           this text\n\n"
+            "Job file (see docs/run.md):\n"
+            "  defaults: {type: auto, retries: 1, timeout: 10m}   # optional\n"
+            "  pools: {processes: 2, threads: 16}                  # optional\n"
+            "  jobs:\n"
+            "    fetch: {kind: http-get, url: 'http://127.0.0.1:8080/', type: io}\n"
+            "    build: {run: 'make -j2', type: cpu, deps: [fetch], timeout: 5m}\n"
+            "    test:  {run: 'make test', deps: build, retries: 2, retry-on: [exit]}\n"
+            "  Job keys: run, kind (shell, sleep, cpu-burn, http-get), type (cpu, io, mixed,\n"
+            "  auto), deps, priority, retries, retry-on (timeout, crash, signal, exit, http, io,\n"
+            "  refused, reset, dns, slow), backoff, timeout, duration, url, cwd, env, class.\n\n"
+            "Exit status: 0 every job succeeded (or had succeeded before --resume), 1 some job\n"
+            "failed, was skipped or cancelled, 2 bad command line or job file (nothing ran),\n"
+            "3 internal error.\n");
+}
+
+struct run {
+    struct jobfile jf;
+    struct job_exec *x;
+    weft_sched_t *s;
+    weft_sched_graph_t *g;
+    weft_sched_info_t *last; /* what was last reported per job */
+    bool *reported;          /* final state printed */
+    bool tty;
+    FILE *ev; /* where event lines go */
+    int live_lines;
+    uint64_t t0;
+    const char *log_dir;
+};
+
+static double since(const struct run *r)
+{
+    return (double)(weft_now_ns() - r->t0) / 1e9;
+}
+
+static int read_file(const char *path, char **text, size_t *len)
+{
+    FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "re");
+    if (!f) return -errno;
+    weft_buf_t b;
+    weft_buf_init(&b, 16u << 20);
+    char chunk[65536];
+    size_t n;
+    int rc = 0;
+    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
+        if ((rc = weft_buf_append(&b, chunk, n)) < 0) break;
+    if (ferror(f)) rc = -EIO;
+    if (f != stdin) fclose(f);
+    if (rc < 0) {
+        weft_buf_free(&b);
+        return rc;
+    }
+    *text = weft_buf_steal(&b, len);
+    if (!*text) *text = strdup("");
+    weft_buf_free(&b);
+    return *text ? 0 : -ENOMEM;
+}
+
+static int mkdir_p(const char *dir)
+{
+    char p[4096];
+    snprintf(p, sizeof p, "%s", dir);
+    for (char *s = p + 1; *s; s++)
+        if (*s == '/') {
+            *s = '\0';
+            if (mkdir(p, 0755) < 0 && errno != EEXIST) return -errno;
+            *s = '/';
+        }
+    if (mkdir(p, 0755) < 0 && errno != EEXIST) return -errno;
+    return 0;
+}
+
+/* The last line of a job's log, for the live display. */
+static void log_tail(const char *path, char *out, size_t n)
+{
+    out[0] = '\0';
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return;
+    char buf[512];
+    off_t end = lseek(fd, 0, SEEK_END);
+    off_t from = end > (off_t)sizeof buf - 1 ? end - (off_t)sizeof buf + 1 : 0;
+    ssize_t got = pread(fd, buf, sizeof buf - 1, from);
+    close(fd);
+    if (got <= 0) return;
+    buf[got] = '\0';
+    while (got > 0 && (buf[got - 1] == '\n' || buf[got - 1] == '\r')) buf[--got] = '\0';
+    const char *nl = strrchr(buf, '\n'), *src = nl ? nl + 1 : buf;
+    if (strncmp(src, "== weft run", 11) == 0) return; /* our own header: nothing printed yet */
+    size_t l = strlen(src);
+    if (l >= n) l = n - 1;
+    memcpy(out, src, l);
+    out[l] = '\0';
+}
+
+static const char *short_state(weft_sched_state_t st)
+{
+    switch (st) {
+    case WEFT_TASK_DONE:
+        return "ok";
+    case WEFT_TASK_FAILED:
+        return "FAILED";
+    case WEFT_TASK_SKIPPED:
+        return "skipped";
+    case WEFT_TASK_CANCELLED:
+        return "cancelled";
+    case WEFT_TASK_RESUMED:
+        return "resumed";
+    default:
+        return weft_sched_state_name(st);
+    }
+}
+
+static bool final_state(weft_sched_state_t st)
+{
+    return st >= WEFT_TASK_DONE;
+}
+
+static void clear_live(struct run *r)
+{
+    if (!r->tty || r->live_lines == 0) return;
+    fprintf(stderr, "\033[%dF\033[J", r->live_lines);
+    r->live_lines = 0;
+}
+
+/* Prints what changed since the last look: starts, retries and outcomes. */
+static void report_changes(struct run *r)
+{
+    size_t n = r->jf.n;
+    for (size_t i = 0; i < n; i++) {
+        weft_sched_info_t in;
+        weft_sched_graph_info(r->g, (int)i, &in);
+        weft_sched_info_t *old = &r->last[i];
+        const struct job *j = &r->jf.jobs[i];
+        if (in.attempts > old->attempts && in.state == WEFT_TASK_RUNNING && !r->tty)
+            fprintf(r->ev, "[%7.2fs] start    %s (%s on %s%s)\n", since(r), j->name,
+                    weft_sched_type_name(j->type), weft_sched_route_name(in.route),
+                    in.attempts > 1 ? ", again" : "");
+        if (in.state == WEFT_TASK_BACKOFF && old->state != WEFT_TASK_BACKOFF) {
+            clear_live(r);
+            fprintf(r->ev, "[%7.2fs] retry    %s: attempt %d failed (%s); %d left\n", since(r),
+                    j->name, in.attempts,
+                    in.nerrors ? weft_err_name(in.errors[in.nerrors - 1]) : "?",
+                    j->retries + 1 - in.attempts);
+        }
+        if (final_state(in.state) && !r->reported[i]) {
+            r->reported[i] = true;
+            clear_live(r);
+            weft_future_t *f = weft_sched_graph_future(r->g, (int)i);
+            const char *m = f ? weft_future_message(f) : NULL;
+            double took = in.finished_ns > in.started_ns && in.started_ns
+                              ? (double)(in.finished_ns - in.started_ns) / 1e9
+                              : 0;
+            if (in.state == WEFT_TASK_DONE)
+                fprintf(r->ev, "[%7.2fs] ok       %s (%.2f s%s)\n", since(r), j->name, took,
+                        in.attempts > 1 ? ", after a retry" : "");
+            else if (in.state == WEFT_TASK_RESUMED)
+                fprintf(r->ev, "[%7.2fs] resumed  %s (succeeded in the earlier run)\n", since(r),
+                        j->name);
+            else {
+                fprintf(r->ev, "[%7.2fs] %-8s %s: ", since(r), short_state(in.state), j->name);
+                if (m && in.state == WEFT_TASK_SKIPPED && strncmp(m, "skipped: ", 9) == 0) m += 9;
+                weft_cli_put_safe(r->ev, m ? m : weft_strerror(in.status), 300);
+                if (in.state == WEFT_TASK_FAILED) fprintf(r->ev, " (log: %s)", r->x[i].log_path);
+                fputc('\n', r->ev);
+            }
+        }
+        *old = in;
+    }
+    fflush(r->ev);
+}
+
+static void draw_live(struct run *r)
+{
+    if (!r->tty) return;
+    clear_live(r);
+    struct winsize ws = {0};
+    int rows = 24, cols = 100;
+    if (ioctl(STDERR_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_row > 4) {
+        rows = ws.ws_row;
+        cols = ws.ws_col;
+    }
+    size_t counts[WEFT_TASK_STATE_COUNT] = {0};
+    for (size_t i = 0; i < r->jf.n; i++) counts[r->last[i].state]++;
+    size_t finished = counts[WEFT_TASK_DONE] + counts[WEFT_TASK_FAILED] +
+                      counts[WEFT_TASK_SKIPPED] + counts[WEFT_TASK_CANCELLED] +
+                      counts[WEFT_TASK_RESUMED];
+    double t = since(r);
+    weft_sched_stats_t st;
+    weft_sched_stats(r->s, &st);
+    int lines = 0;
+    fprintf(stderr, "\033[1mweft run\033[0m %zu/%zu  ", finished, r->jf.n);
+    weft_cli_bar(stderr, (double)finished, (double)r->jf.n, 20);
+    fprintf(stderr,
+            "  ok %zu  failed %zu  skipped %zu  running %zu  waiting %zu  %.1f jobs/s  %.1f s\n",
+            counts[WEFT_TASK_DONE] + counts[WEFT_TASK_RESUMED], counts[WEFT_TASK_FAILED],
+            counts[WEFT_TASK_SKIPPED] + counts[WEFT_TASK_CANCELLED], counts[WEFT_TASK_RUNNING],
+            counts[WEFT_TASK_WAITING] + counts[WEFT_TASK_QUEUED] + counts[WEFT_TASK_BACKOFF],
+            t > 0 ? (double)finished / t : 0.0, t);
+    lines++;
+    fprintf(stderr, "processes %zu/%d busy   threads %zu/%d busy   loop %zu in flight\n",
+            st.exec[WEFT_ROUTE_PROCS].running, st.exec[WEFT_ROUTE_PROCS].workers,
+            st.exec[WEFT_ROUTE_THREADS].running, st.exec[WEFT_ROUTE_THREADS].workers,
+            st.exec[WEFT_ROUTE_LOOP].running);
+    lines++;
+    uint64_t now = weft_now_ns();
+    for (size_t i = 0; i < r->jf.n && lines < rows - 2; i++) {
+        const weft_sched_info_t *in = &r->last[i];
+        if (in->state != WEFT_TASK_RUNNING) continue;
+        const struct job *j = &r->jf.jobs[i];
+        double el = in->started_ns ? (double)(now - in->started_ns) / 1e9 : 0;
+        fprintf(stderr, " %-16.16s %-9s ", j->name, weft_sched_route_name(in->route));
+        uint64_t total = j->duration_ns ? j->duration_ns : j->timeout_ns;
+        if (total) {
+            weft_cli_bar(stderr, el, (double)total / 1e9, 12);
+            fprintf(stderr, " %6.1fs/%-5.1fs ", el, (double)total / 1e9);
+        } else {
+            static const char spin[] = "|/-\\";
+            fprintf(stderr, "%c %6.1fs        ", spin[(now / 100000000u) % 4], el);
+        }
+        char tail[256];
+        log_tail(r->x[i].log_path, tail, sizeof tail);
+        int room = cols - 58;
+        if (room > 8 && tail[0]) weft_cli_put_safe(stderr, tail, (size_t)room);
+        fputc('\n', stderr);
+        lines++;
+    }
+    r->live_lines = lines;
+    fflush(stderr);
+}
+
+static void stats_snapshot(struct run *r, const char *path)
+{
+    weft_buf_t b;
+    weft_buf_init(&b, 0);
+    size_t counts[WEFT_TASK_STATE_COUNT] = {0};
+    for (size_t i = 0; i < r->jf.n; i++) counts[r->last[i].state]++;
+    weft_buf_printf(&b, "{\"t_s\":%.3f,\"jobs\":{", since(r));
+    for (int st = 0; st < WEFT_TASK_STATE_COUNT; st++)
+        weft_buf_printf(&b, "%s\"%s\":%zu", st ? "," : "",
+                        weft_sched_state_name((weft_sched_state_t)st), counts[st]);
+    weft_buf_printf(&b, "},\"scheduler\":");
+    int rc = weft_sched_stats_json(r->s, &b);
+    if (rc == 0) rc = weft_buf_printf(&b, "}\n");
+    FILE *f = rc == 0 ? fopen(path, "ae") : NULL;
+    if (f) {
+        fwrite(b.data, 1, b.len, f);
+        fclose(f);
+    }
+    weft_buf_free(&b);
+}
+
+static void dry_run(struct run *r)
+{
+    size_t n = r->jf.n;
+    int *order = malloc(n * sizeof *order);
+    if (!order || weft_sched_graph_order(r->g, order, NULL, NULL, NULL) != 0) {
+        free(order);
+        return;
+    }
+    printf("plan for %s: %zu jobs, dependencies first\n", r->jf.path, n);
+    for (size_t k = 0; k < n; k++) {
+        int i = order[k];
+        const struct job *j = &r->jf.jobs[i];
+        weft_sched_info_t in;
+        weft_sched_graph_info(r->g, i, &in);
+        static const char *const kinds[] = {"shell", "sleep", "cpu-burn", "http-get"};
+        printf("%4zu  %-20s %-8s %-5s prio %-3d", k + 1, j->name, kinds[j->kind],
+               weft_sched_type_name(j->type), j->priority);
+        if (j->ndeps) {
+            printf(" after ");
+            for (size_t d = 0; d < j->ndeps; d++) printf("%s%s", d ? "," : "", j->deps[d]);
+        }
+        if (j->kind == JOB_SHELL) {
+            printf("  $ ");
+            weft_cli_put_safe(stdout, j->run, 60);
+        }
+        putchar('\n');
+    }
+    free(order);
+}
+
+static int cmd_run(int argc, char **argv)
+{
+    const char *file = NULL, *state_out = NULL, *resume = NULL, *stats_json = NULL;
+    const char *log_dir = "weft-run.logs";
+    bool dry = false, plain = false;
+    long procs = 0, threads = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+            usage(stdout);
+            return WEFT_EXIT_OK;
+        } else if (strcmp(a, "-n") == 0 || strcmp(a, "--dry-run") == 0) {
+            dry = true;
+        } else if (strcmp(a, "--plain") == 0) {
+            plain = true;
+        } else if (strcmp(a, "-j") == 0 || strcmp(a, "--procs") == 0 ||
+                   strcmp(a, "--threads") == 0) {
+            long n;
+            if (!v || weft_cli_parse_int(v, 1, 256, &n) < 0)
+                return weft_cli_usage_error("run", "bad %s '%s' (1..256)", a, v ? v : "");
+            if (a[1] != '-' || strcmp(a, "--procs") == 0) procs = n;
+            if (a[1] != '-' || strcmp(a, "--threads") == 0) threads = n;
+            i++;
+        } else if (strcmp(a, "--log-dir") == 0 || strcmp(a, "--state") == 0 ||
+                   strcmp(a, "--resume") == 0 || strcmp(a, "--stats-json") == 0) {
+            if (!v || !*v) return weft_cli_usage_error("run", "%s needs a value", a);
+            if (strcmp(a, "--log-dir") == 0) log_dir = v;
+            if (strcmp(a, "--state") == 0) state_out = v;
+            if (strcmp(a, "--resume") == 0) resume = v;
+            if (strcmp(a, "--stats-json") == 0) stats_json = v;
+            i++;
+        } else if (a[0] == '-' && a[1] != '\0') {
+            return weft_cli_usage_error("run", "unknown option '%s'", a);
+        } else if (file) {
+            return weft_cli_usage_error("run", "one job file at a time ('%s' and '%s')", file, a);
+        } else {
+            file = a;
+        }
+    }
+    if (!file) return weft_cli_usage_error("run", "no job file given");
+    if (resume && !state_out) state_out = resume;
+
+    struct run r;
+    memset(&r, 0, sizeof r);
+    r.log_dir = log_dir;
+    char *text = NULL;
+    size_t len = 0;
+    int rc = read_file(file, &text, &len);
+    if (rc < 0)
+        return weft_cli_error("run", WEFT_EXIT_USAGE, "cannot read %s: %s", file, strerror(-rc));
+    weft_buf_t err;
+    weft_buf_init(&err, 0);
+    rc = jobfile_parse(file, text, len, &r.jf, &err);
+    free(text);
+    if (rc < 0) {
+        int code = rc == WEFT_EPARSE ? WEFT_EXIT_USAGE : WEFT_EXIT_INTERNAL;
+        weft_cli_error("run", code, "%s", err.data ? err.data : weft_strerror(rc));
+        weft_buf_free(&err);
+        return code;
+    }
+    weft_buf_free(&err);
+
+    int exit_code = WEFT_EXIT_INTERNAL;
+    size_t n = r.jf.n;
+    r.x = calloc(n, sizeof *r.x);
+    r.last = calloc(n, sizeof *r.last);
+    r.reported = calloc(n, sizeof *r.reported);
+    if (!r.x || !r.last || !r.reported || weft_sched_graph_create(&r.g) < 0) goto out;
+    char cancel_path[4200];
+    snprintf(cancel_path, sizeof cancel_path, "%s/.cancel", log_dir);
+    for (size_t i = 0; i < n; i++) {
+        struct job_exec *x = &r.x[i];
+        x->job = &r.jf.jobs[i];
+        size_t plen = strlen(log_dir) + strlen(x->job->name) + 8;
+        x->log_path = malloc(plen);
+        x->cancel_path = strdup(cancel_path);
+        if (!x->log_path || !x->cancel_path) goto out;
+        snprintf(x->log_path, plen, "%s/%s.log", log_dir, x->job->name);
+        weft_sched_task_t t;
+        if (job_exec_task(x, &t) < 0 || weft_sched_graph_add(r.g, x->job->name, &t) < 0) goto out;
+    }
+    for (size_t i = 0; i < n; i++)
+        for (size_t d = 0; d < r.jf.jobs[i].ndeps; d++)
+            weft_sched_graph_depend(r.g, (int)i, weft_sched_graph_find(r.g, r.jf.jobs[i].deps[d]));
+    if (resume) {
+        weft_buf_t why;
+        weft_buf_init(&why, 0);
+        rc = weft_sched_graph_resume(r.g, resume, &why);
+        if (rc < 0) {
+            exit_code = weft_cli_error("run", WEFT_EXIT_USAGE, "--resume: %s", why.data);
+            weft_buf_free(&why);
+            goto out;
+        }
+        weft_buf_free(&why);
+    }
+    if (dry) {
+        dry_run(&r);
+        exit_code = WEFT_EXIT_OK;
+        goto out;
+    }
+    if ((rc = mkdir_p(log_dir)) < 0) {
+        exit_code = weft_cli_error("run", WEFT_EXIT_USAGE, "cannot create log directory %s: %s",
+                                   log_dir, strerror(-rc));
+        goto out;
+    }
+    unlink(cancel_path);
+    for (size_t i = 0; i < n; i++) unlink(r.x[i].log_path); /* each run's logs are its own */
+
+    weft_sched_opts_t so = {.name = "run"};
+    if (!procs) procs = r.jf.procs;
+    if (!threads) threads = r.jf.threads;
+    so.procs = (int)procs;
+    if (threads) so.threads_min = so.threads_max = (int)threads;
+    rc = weft_sched_create(&r.s, &so);
+    if (rc < 0) {
+        exit_code = weft_cli_error("run", WEFT_EXIT_INTERNAL, "cannot start the scheduler: %s",
+                                   weft_strerror(rc));
+        goto out;
+    }
+    r.tty = !plain && isatty(STDERR_FILENO) && getenv("WEFT_NO_PROGRESS") == NULL;
+    r.ev = r.tty ? stderr : stdout;
+    struct sigaction sa = {.sa_handler = on_sigint}, old_int, old_term;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, &old_int);
+    sigaction(SIGTERM, &sa, &old_term);
+    r.t0 = weft_now_ns();
+    for (size_t i = 0; i < n; i++) r.last[i].state = WEFT_TASK_WAITING;
+    weft_buf_t why;
+    weft_buf_init(&why, 0);
+    rc = weft_sched_graph_submit(r.s, r.g, &why);
+    if (rc < 0) {
+        exit_code = weft_cli_error("run", WEFT_EXIT_INTERNAL, "cannot submit: %s",
+                                   why.data ? why.data : weft_strerror(rc));
+        weft_buf_free(&why);
+        goto restore;
+    }
+    weft_buf_free(&why);
+    uint64_t next_stats = 0;
+    bool cancelled = false;
+    for (;;) {
+        int w = weft_sched_graph_wait(r.g, 100000000);
+        if (interrupted && !cancelled) {
+            cancelled = true;
+            clear_live(&r);
+            fprintf(stderr, "weft run: interrupted: stopping the running jobs\n");
+            int fd = open(cancel_path, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+            if (fd >= 0) close(fd);
+            weft_sched_shutdown(r.s, WEFT_SHUTDOWN_CANCEL);
+        }
+        report_changes(&r);
+        if (stats_json && weft_now_ns() >= next_stats) {
+            stats_snapshot(&r, stats_json);
+            next_stats = weft_now_ns() + 1000000000u;
+        }
+        if (w != -ETIMEDOUT) break;
+        draw_live(&r);
+    }
+    clear_live(&r);
+    if (stats_json) stats_snapshot(&r, stats_json);
+    size_t counts[WEFT_TASK_STATE_COUNT] = {0};
+    for (size_t i = 0; i < n; i++) counts[r.last[i].state]++;
+    double t = since(&r);
+    size_t ok = counts[WEFT_TASK_DONE] + counts[WEFT_TASK_RESUMED];
+    printf("weft run: %zu jobs: %zu ok", n, ok);
+    if (counts[WEFT_TASK_RESUMED]) printf(" (%zu from the earlier run)", counts[WEFT_TASK_RESUMED]);
+    printf(", %zu failed, %zu skipped, %zu cancelled in %.2f s (%.1f jobs/s)\n",
+           counts[WEFT_TASK_FAILED], counts[WEFT_TASK_SKIPPED], counts[WEFT_TASK_CANCELLED], t,
+           t > 0 ? (double)(n - counts[WEFT_TASK_RESUMED]) / t : 0.0);
+    if (ok < n) printf("logs: %s/\n", log_dir);
+    exit_code = ok == n ? WEFT_EXIT_OK : WEFT_EXIT_FAILED;
+    if (state_out) {
+        rc = weft_sched_graph_save(r.g, state_out);
+        if (rc < 0) {
+            weft_cli_error("run", WEFT_EXIT_INTERNAL, "cannot write state %s: %s", state_out,
+                           strerror(-rc));
+            exit_code = WEFT_EXIT_INTERNAL;
+        } else if (ok < n) {
+            printf("state: %s (rerun the rest with: weft run --resume %s %s)\n", state_out,
+                   state_out, file);
+        }
+    }
+    unlink(cancel_path);
+restore:
+    sigaction(SIGINT, &old_int, NULL);
+    sigaction(SIGTERM, &old_term, NULL);
+out:
+    weft_sched_graph_destroy(r.g); /* waits for its jobs, if submitted */
+    weft_sched_destroy(r.s);
+    if (r.x)
+        for (size_t i = 0; i < n; i++) job_exec_free(&r.x[i]);
+    free(r.x);
+    free(r.last);
+    free(r.reported);
+    jobfile_free(&r.jf);
+    return exit_code;
+}
+
+WEFT_COMMAND("run", cmd_run, "run a DAG of jobs (YAML) on the hybrid scheduler, with live display")

@@ -1,0 +1,79 @@
+/* `weft run`: the job file (YAML), the jobs' executors and the command. See docs/run.md. */
+#ifndef WEFT_TOOLS_RUN_H
+#define WEFT_TOOLS_RUN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <weft/buf.h>
+#include <weft/sched.h>
+
+enum job_kind { JOB_SHELL = 0, JOB_SLEEP, JOB_CPU_BURN, JOB_HTTP_GET };
+
+struct job {
+    char *name;
+    int line; /* of the job's name in the file */
+    enum job_kind kind;
+    char *run;  /* shell command (JOB_SHELL) */
+    char *url;  /* JOB_HTTP_GET */
+    char *cwd;  /* NULL: the current directory */
+    char **env; /* "NAME=value" added to the environment */
+    size_t nenv;
+    char *cls;            /* NULL: the kind's name */
+    uint64_t duration_ns; /* JOB_SLEEP, JOB_CPU_BURN */
+    weft_sched_type_t type;
+    int priority;
+    int retries;      /* extra attempts */
+    int retry_on[16]; /* statuses; n_retry_on == 0: every failure */
+    size_t n_retry_on;
+    uint64_t backoff_ns;
+    uint64_t timeout_ns; /* 0: none */
+    char **deps;
+    int *dep_lines;
+    size_t ndeps;
+};
+
+struct jobfile {
+    char *path;
+    struct job *jobs;
+    size_t n;
+    int procs, threads; /* pools: 0 = default */
+};
+
+/* Parses a job file's text. On failure appends "PATH:LINE: reason" to `err` and returns
+ * WEFT_EPARSE (or -ENOMEM); `out` is then empty. Checks everything that can be checked before
+ * running: YAML syntax, unknown keys, missing commands, bad values, unknown dependencies and
+ * cycles (named). Ownership: fills `out`; free with jobfile_free. */
+int jobfile_parse(const char *path, const char *text, size_t len, struct jobfile *out,
+                  weft_buf_t *err);
+void jobfile_free(struct jobfile *jf);
+
+/* Parses "250ms", "2s", "1.5m", "1h", "100us" or a bare number of seconds. Returns 0 or -EINVAL. */
+int run_parse_duration(const char *s, uint64_t *ns);
+
+/* ---- executing jobs (exec.c) ---- */
+
+/* What a job attempt needs, owned by the command for the whole run. */
+struct job_exec {
+    const struct job *job;
+    char *log_path;
+    char *cancel_path; /* exists once the run is cancelled (Ctrl-C): commands are stopped */
+    void *proc_arg;    /* serialized for the process form */
+    size_t proc_len;
+    _Atomic int attempts; /* started so far (thread form; for the log header) */
+};
+
+/* Fills t with the forms of job x: thread form always; a process form for cpu-typed shell and
+ * cpu-burn jobs; an async (loop) form for sleep and http-get. Returns 0 or -ENOMEM. */
+int job_exec_task(struct job_exec *x, weft_sched_task_t *t);
+void job_exec_free(struct job_exec *x);
+
+/* Runs `command` with /bin/sh -c, in its own process group, output appended to `log_path`,
+ * killing the group at `timeout_ns` (0: never) or when cancelled() returns true. Returns 0,
+ * WEFT_EEXIT, WEFT_ESIGNAL, -ETIMEDOUT, -ECANCELED or a spawn error, with a one-line message in
+ * msg. *cpu_ns gets the command's CPU time (rusage of the process group's leader). */
+int run_shell(const char *command, const char *cwd, char *const *env, size_t nenv,
+              const char *log_path, uint64_t timeout_ns, bool (*cancelled)(void *), void *carg,
+              char *msg, size_t msglen, uint64_t *cpu_ns);
+
+#endif
