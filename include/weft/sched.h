@@ -128,6 +128,11 @@ typedef struct weft_sched_task {
     uint64_t timeout_ns;             /* per attempt; 0: none */
 } weft_sched_task_t;
 
+/* Adds CPU time that a thread task spent in helper processes (a child's rusage, say) to its
+ * measurement, so that a task that waits on a CPU-heavy child is not mistaken for I/O.
+ * Ignored outside a scheduler thread task. Thread safety: the task's own thread. */
+void weft_sched_add_cpu(weft_ctx_t *ctx, uint64_t cpu_ns);
+
 /* ---- the scheduler ---- */
 
 typedef struct weft_sched_opts {

@@ -966,6 +966,15 @@ static int pre_start(struct att *a, char **msg)
     return -ECANCELED;
 }
 
+/* The attempt running on this thread, for weft_sched_add_cpu. */
+static _Thread_local struct att *cur_att;
+static _Thread_local uint64_t cur_extra_cpu;
+
+void weft_sched_add_cpu(weft_ctx_t *ctx, uint64_t cpu_ns)
+{
+    if (cur_att && ctx && ctx->future == &cur_att->cfut) cur_extra_cpu += cpu_ns;
+}
+
 /* Runs a thread attempt on the calling pool worker, with its own context whose cancel token is
  * a->cfut, and stores the result in X(a)->res. Returns the measurements. */
 static bool run_on_thread(struct att *a, uint64_t *cpu, uint64_t *wall)
@@ -990,7 +999,10 @@ static bool run_on_thread(struct att *a, uint64_t *cpu, uint64_t *wall)
     else if (fl & A_MEASURE)
         c0 = weft_thread_cpu_ns();
     if (fl & A_MEASURE) w0 = weft_now_ns();
+    cur_att = a;
+    cur_extra_cpu = 0;
     rc = a->fn(a->arg, &ctx);
+    cur_att = NULL;
     bool measured = false;
     if (fl & A_MEASURE) {
         uint64_t c1, q1 = 0;
@@ -1000,7 +1012,7 @@ static bool run_on_thread(struct att *a, uint64_t *cpu, uint64_t *wall)
             c1 = weft_thread_cpu_ns();
         uint64_t w = weft_now_ns() - w0, q = q1 - q0;
         *wall = w > q ? w - q : 0; /* time runnable but waiting for a CPU is not the task's */
-        *cpu = c1 - c0;
+        *cpu = c1 - c0 + cur_extra_cpu;
         measured = true;
     }
     /* The value and message the task attached (future-int.h: weft_ctx_t). */
