@@ -1,0 +1,90 @@
+# weft run: job-file errors fail before anything runs (exit 2, file:line: reason), the plan,
+# outcomes and exit codes, and resuming a failed run.
+$ weft run --help
+? 0
+~ usage: weft run [OPTIONS] JOBFILE
+~ --resume STATE
+
+$ weft run
+? 2
+! weft run: no job file given
+
+$ weft run --bogus jobs.yaml
+? 2
+! unknown option '--bogus'
+
+$ weft run no-such-file.yaml
+? 2
+! weft run: cannot read no-such-file.yaml
+
+$ printf 'jobs:\n  build:\n    run: make\n    retires: 3\n' > j.yaml; weft run j.yaml
+? 2
+! weft run: j.yaml:4: unknown key 'retires' in job 'build' (did you mean 'retries'?)
+
+$ printf 'jobs:\n  a:\n    run: "true"\n    deps: [b]\n  b:\n    run: "true"\n    deps: c\n  c:\n    run: "true"\n    deps: a\n' > j.yaml; cd "$(mktemp -d -p .)"; weft run ../j.yaml; r=$?; test ! -e weft-run.logs && exit $r
+? 2
+! weft run: ../j.yaml:2: dependency cycle: a -> b -> c -> a
+
+$ printf 'jobs:\n  a:\n    deps: [b]\n  b:\n    run: "true"\n' > j.yaml; weft run j.yaml
+? 2
+! j.yaml:2: job 'a' has no 'run' command
+
+$ printf 'jobs:\n  a:\n    run: "true"\n    deps: [bb]\n  b:\n    run: "true"\n' > j.yaml; weft run j.yaml
+? 2
+! j.yaml:4: job 'a' depends on unknown job 'bb'
+
+$ printf 'jobs:\n  a:\n    run: "true"\n    timeout: soon\n' > j.yaml; weft run j.yaml
+? 2
+! j.yaml:4: bad timeout 'soon' in job 'a'
+
+$ printf 'jobs:\n  a:\n    run: "true"\n    type: gpu\n' > j.yaml; weft run j.yaml
+? 2
+! j.yaml:4: bad type 'gpu'
+
+$ printf 'jobs:\n  a:\n    run: x\n   deps: [b\n' > j.yaml; weft run j.yaml
+? 2
+! j.yaml:4: YAML error
+
+$ printf 'jobz:\n  a: {run: x}\n' > j.yaml; weft run j.yaml
+? 2
+! j.yaml:1: unknown key 'jobz' at the top level (did you mean 'jobs'?)
+
+$ printf 'jobs:\n  a: {run: x}\n  a: {run: y}\n' > j.yaml; weft run j.yaml
+? 2
+! j.yaml:3: duplicate job 'a' (first at line 2)
+
+$ printf 'jobs:\n  "bad name": {run: x}\n' > j.yaml; weft run j.yaml
+? 2
+! bad job name 'bad name'
+
+$ cd "$(mktemp -d -p .)"; printf 'jobs:\n  deploy: {run: "echo d", deps: [test]}\n  test: {run: "echo t", deps: build}\n  build: {run: "echo b", type: cpu}\n' > j.yaml; weft run --dry-run j.yaml; test ! -e weft-run.logs
+? 0
+~ plan for j.yaml: 3 jobs, dependencies first
+~    1  build
+~    2  test
+~    3  deploy
+
+$ cd "$(mktemp -d -p .)"; printf 'jobs:\n  a: {run: "echo hello-a"}\n  b: {run: "echo out; exit 3", deps: [a]}\n  c: {run: "echo c", deps: [b]}\n  d: {kind: sleep, duration: 10ms}\n' > j.yaml; weft run j.yaml --state st; r=$?; cat weft-run.logs/a.log weft-run.logs/b.log st; exit $r
+? 1
+~ ok       a
+~ FAILED   b: exit status 3 (log: weft-run.logs/b.log)
+~ skipped  c: dependency 'b' failed: exit status 3
+~ weft run: 4 jobs: 2 ok, 1 failed, 1 skipped, 0 cancelled
+~ hello-a
+~ == weft run: exit status 3
+~ failed	-4110	1	b
+~ skipped	-4101	0	c
+
+$ cd "$(mktemp -d -p .)"; printf 'jobs:\n  a: {run: "echo a >> runs"}\n  b: {run: "test -e fixed", deps: [a]}\n  c: {run: "echo c >> runs", deps: [b]}\n' > j.yaml; weft run j.yaml --state st >/dev/null; touch fixed; weft run --resume st j.yaml; r=$?; echo "runs: $(tr '\n' ' ' < runs)"; exit $r
+? 0
+~ resumed  a (succeeded in the earlier run)
+~ ok       b
+~ ok       c
+~ 3 ok (1 from the earlier run)
+~ runs: a c
+
+$ cd "$(mktemp -d -p .)"; printf 'jobs:\n  slow: {run: "sleep 30", timeout: 200ms}\n  r: {run: "exit 1", retries: 2, backoff: 1ms}\n' > j.yaml; weft run j.yaml; r=$?; grep -c "weft run" weft-run.logs/r.log; exit $r
+? 1
+~ FAILED   slow: timed out after 0.2 s; its process group was killed
+~ FAILED   r: exit status 1 (after 3 attempts: WEFT_EEXIT, WEFT_EEXIT, WEFT_EEXIT)
+~ 6
