@@ -37,6 +37,11 @@ struct weft__loop_http {
     size_t nactive;
     CURL **free_easy;
     size_t nfree;
+    /* Poll handles by socket, kept (stopped) after libcurl removes a socket: an idle connection
+     * comes back on the next transfer, and reusing its handle saves an allocation and the
+     * uv_poll_init system calls per request. */
+    struct sock_ctx **socks;
+    size_t nsocks;
 };
 
 struct weft_http {
@@ -90,28 +95,48 @@ static void free_sock(uv_handle_t *h)
     weft__free(h->data);
 }
 
+/* The cached handle for socket `s`, or a new one. NULL on allocation failure. */
+static sock_ctx_t *sock_get(weft_loop_t *loop, curl_socket_t s)
+{
+    weft__loop_http_t *h = loop->http;
+    if ((size_t)s < h->nsocks && h->socks[s]) return h->socks[s];
+    if ((size_t)s >= h->nsocks) {
+        size_t n = h->nsocks ? h->nsocks : 64;
+        while (n <= (size_t)s) n *= 2;
+        sock_ctx_t **t = weft__realloc(h->socks, n * sizeof *t);
+        if (!t) return NULL;
+        memset(t + h->nsocks, 0, (n - h->nsocks) * sizeof *t);
+        h->socks = t;
+        h->nsocks = n;
+    }
+    sock_ctx_t *c = weft__calloc(1, sizeof *c);
+    if (!c) return NULL;
+    if (uv_poll_init_socket(&loop->uv, &c->poll, s) < 0) {
+        weft__free(c);
+        return NULL;
+    }
+    c->poll.data = c;
+    c->fd = s;
+    c->loop = loop;
+    h->socks[s] = c;
+    return c;
+}
+
 static int socket_cb(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
 {
     weft_loop_t *loop = userp;
     sock_ctx_t *c = socketp;
     if (what == CURL_POLL_REMOVE) {
+        /* Stop watching (libcurl may close the socket next), but keep the handle: libuv forgets
+         * the descriptor on stop, and a new socket with the same number may reuse it. */
         if (c) {
             uv_poll_stop(&c->poll);
             curl_multi_assign(loop->http->multi, s, NULL);
-            uv_close((uv_handle_t *)&c->poll, free_sock);
         }
         return 0;
     }
     if (!c) {
-        c = weft__calloc(1, sizeof *c);
-        if (!c) return -1;
-        if (uv_poll_init_socket(&loop->uv, &c->poll, s) < 0) {
-            weft__free(c);
-            return -1;
-        }
-        c->poll.data = c;
-        c->fd = s;
-        c->loop = loop;
+        if (!(c = sock_get(loop, s))) return -1;
         curl_multi_assign(loop->http->multi, s, c);
     }
     int events = 0;
@@ -436,9 +461,12 @@ void weft__loop_http_close(weft_loop_t *loop)
 {
     weft__loop_http_t *h = loop->http;
     if (!h) return;
-    curl_multi_cleanup(h->multi); /* closes connections; socket_cb closes their polls */
+    curl_multi_cleanup(h->multi); /* closes connections; socket_cb stops their polls */
     for (size_t i = 0; i < h->nfree; i++) curl_easy_cleanup(h->free_easy[i]);
     weft__free(h->free_easy);
+    for (size_t i = 0; i < h->nsocks; i++)
+        if (h->socks[i]) uv_close((uv_handle_t *)&h->socks[i]->poll, free_sock);
+    weft__free(h->socks);
     /* The timers are embedded in h: h is freed by the second close callback, whichever order
      * libuv runs them in. */
     h->timer.data = h->cancel_watch.data = h;
