@@ -46,7 +46,7 @@ typedef struct weft_logs_run_result {
     char format_names[256]; /* the format used for each file, comma-separated */
     size_t nchunks;
     uint64_t input_bytes;
-    uint64_t scan_ns, merge_ns; /* the parallel pass and the final merge */
+    uint64_t scan_ns, merge_ns; /* the parallel pass; the merge (processes: of all results) */
 } weft_logs_run_result_t;
 
 /* Widens the byte range [start, end) of a mapping of `size` bytes to whole lines: the chunk owns

@@ -10,8 +10,9 @@
  * (a 32-bit key and a 32-bit count, empty when the count is 0), which keeps 1 M distinct
  * clients in 16 MB per worker and the hot probe in one cache line; a generic map with pointer
  * keys or 64-bit values would double that and add an indirection per line. The IPv4 table is
- * split into 16 partitions by hash so that growth never copies more than 1/16 of it and the
- * final merge runs one task per partition.
+ * split into 4 partitions by hash so that growth never copies more than a quarter of it and
+ * the final merge runs one task per partition (4 MB each at 1 M clients: large enough for
+ * huge pages, see stats.c).
  */
 #ifndef WEFT_TOOLS_LOGS_STATS_H
 #define WEFT_TOOLS_LOGS_STATS_H
@@ -25,7 +26,7 @@
 
 #include "logs/format.h"
 
-#define WEFT_LOGS_PARTS 16
+#define WEFT_LOGS_PARTS 4
 #define WEFT_LOGS_MAX_PATHS 65536 /* distinct paths tracked; beyond, the panel is dropped */
 #define WEFT_LOGS_PATH_KEEP 256   /* bytes of each path kept for display */
 #define WEFT_LOGS_STATUS_MAX 1000
@@ -96,6 +97,9 @@ int weft_logs_part_merge(weft_logs_part_t *dst, const weft_logs_part_t *src);
  * each of the `n` sources into dst, and everything else. Pieces touch disjoint memory. */
 int weft_logs_part_merge_ip4(weft_logs_part_t *dst, weft_logs_part_t *const *src, size_t n, int k);
 int weft_logs_part_merge_rest(weft_logs_part_t *dst, weft_logs_part_t *const *src, size_t n);
+
+/* The IPv4 partition (0..WEFT_LOGS_PARTS-1) a key belongs to. For tests. */
+int weft_logs_ip4_partition(uint32_t key);
 
 /* Total count of one IPv4 key, including spilled carries (0 if absent). For tests. */
 uint64_t weft_logs_part_ip4_count(const weft_logs_part_t *p, uint32_t key);
