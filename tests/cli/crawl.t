@@ -65,3 +65,7 @@ $ weft fixture run --port 0
 
 $ weft fixture run --port 0 -- false
 ? 1
+
+$ weft crawl /
+? 2
+! weft crawl: / is a directory

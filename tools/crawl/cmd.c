@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <weft/err.h>
 
 #include "crawl/crawl.h"
@@ -342,6 +343,12 @@ int crawl_cmd(int argc, char **argv)
     } else if (!(in = fopen(input, "r"))) {
         return weft_cli_error("crawl", WEFT_EXIT_USAGE, "cannot open %s: %s", input,
                               strerror(errno));
+    } else {
+        struct stat sb;
+        if (fstat(fileno(in), &sb) == 0 && S_ISDIR(sb.st_mode)) {
+            fclose(in);
+            return weft_cli_error("crawl", WEFT_EXIT_USAGE, "%s is a directory", input);
+        }
     }
 
     sink_t k = {.want_notes = o.report != NULL};
