@@ -475,11 +475,24 @@ static void check_deps(struct ctx *c, struct jobfile *jf)
     weft_sched_graph_destroy(g);
 }
 
+/* Error messages quote the file's values: keep them one printable line of sane length. */
+static void sanitize(weft_buf_t *err, size_t from)
+{
+    if (!err->data) return;
+    for (size_t i = from; i < err->len; i++)
+        if ((unsigned char)err->data[i] < 0x20 || err->data[i] == 0x7f) err->data[i] = '?';
+    if (err->len - from > 400) {
+        memcpy(err->data + from + 396, "...", 4);
+        err->len = from + 399;
+    }
+}
+
 int jobfile_parse(const char *path, const char *text, size_t len, struct jobfile *out,
                   weft_buf_t *err)
 {
     memset(out, 0, sizeof *out);
     struct ctx c = {.path = path, .err = err};
+    size_t err_start = err->len;
     if (len > MAX_TEXT) {
         weft_buf_printf(err, "%s: larger than %u MiB", path, MAX_TEXT >> 20);
         return WEFT_EPARSE;
@@ -493,6 +506,7 @@ int jobfile_parse(const char *path, const char *text, size_t len, struct jobfile
                         parser.problem ? parser.problem : "malformed", parser.context ? " " : "",
                         parser.context ? parser.context : "");
         yaml_parser_delete(&parser);
+        sanitize(err, err_start);
         return WEFT_EPARSE;
     }
     c.doc = &doc;
@@ -612,6 +626,7 @@ out:
     yaml_parser_delete(&parser);
     if (c.failed) {
         jobfile_free(out);
+        sanitize(err, err_start);
         return WEFT_EPARSE;
     }
     return 0;
