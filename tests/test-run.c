@@ -1,0 +1,218 @@
+/* Tests for `weft run` (tools/run/): the job-file parser's results and errors, and the shell
+ * runner: output captured, exit statuses, and a timeout or cancel that kills the whole process
+ * group (no process left behind, no zombie). The command itself is tested as data in
+ * tests/cli/run.t. */
+#include "harness.h"
+
+#include "run/run.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <weft/err.h>
+#include <weft/sys.h>
+
+static int parse(const char *text, struct jobfile *jf, char *err, size_t n)
+{
+    weft_buf_t b;
+    weft_buf_init(&b, 0);
+    int rc = jobfile_parse("t.yaml", text, strlen(text), jf, &b);
+    snprintf(err, n, "%s", b.data ? b.data : "");
+    weft_buf_free(&b);
+    return rc;
+}
+
+TEST(jobfile_reads_jobs_defaults_and_pools)
+{
+    const char *text = "defaults:\n"
+                       "  retries: 2\n"
+                       "  timeout: 1m\n"
+                       "pools: {processes: 3, threads: 9}\n"
+                       "jobs:\n"
+                       "  a:\n"
+                       "    run: echo a\n"
+                       "    env: {X: '1'}\n"
+                       "  b:\n"
+                       "    kind: cpu-burn\n"
+                       "    duration: 250ms\n"
+                       "    deps: a\n"
+                       "    retries: 0\n"
+                       "    priority: -4\n"
+                       "  c:\n"
+                       "    kind: http-get\n"
+                       "    url: http://127.0.0.1:1/\n"
+                       "    deps: [a, b]\n"
+                       "    retry-on: [timeout, http]\n";
+    struct jobfile jf;
+    char err[512];
+    CHECK_MSG(parse(text, &jf, err, sizeof err) == 0, "%s", err);
+    CHECK_EQ(jf.n, 3);
+    CHECK_EQ(jf.procs, 3);
+    CHECK_EQ(jf.threads, 9);
+    CHECK_STR_EQ(jf.jobs[0].name, "a");
+    CHECK_EQ(jf.jobs[0].line, 6);
+    CHECK_EQ(jf.jobs[0].retries, 2);
+    CHECK_EQ(jf.jobs[0].timeout_ns, 60000000000ull);
+    CHECK_STR_EQ(jf.jobs[0].env[0], "X=1");
+    CHECK_EQ(jf.jobs[0].type, WEFT_SCHED_AUTO);
+    CHECK_EQ(jf.jobs[1].kind, JOB_CPU_BURN);
+    CHECK_EQ(jf.jobs[1].type, WEFT_SCHED_CPU);
+    CHECK_EQ(jf.jobs[1].duration_ns, 250000000ull);
+    CHECK_EQ(jf.jobs[1].retries, 0);
+    CHECK_EQ(jf.jobs[1].priority, -4);
+    CHECK_EQ(jf.jobs[1].ndeps, 1);
+    CHECK_EQ(jf.jobs[2].type, WEFT_SCHED_IO);
+    CHECK_EQ(jf.jobs[2].ndeps, 2);
+    CHECK_EQ(jf.jobs[2].n_retry_on, 2);
+    CHECK_EQ(jf.jobs[2].retry_on[1], WEFT_EHTTP);
+    jobfile_free(&jf);
+}
+
+TEST(jobfile_errors_name_the_line)
+{
+    static const struct {
+        const char *text, *want;
+    } cases[] = {
+        {"jobs:\n  a:\n    run: x\n    retires: 1\n",
+         "t.yaml:4: unknown key 'retires' in job 'a' (did you mean 'retries'?)"},
+        {"jobs:\n  a: {run: x, deps: [z]}\n", "t.yaml:2: job 'a' depends on unknown job 'z'"},
+        {"jobs:\n  a: {run: x, deps: [b]}\n  b: {run: y, deps: [a]}\n",
+         "t.yaml:2: dependency cycle: a -> b -> a"},
+        {"jobs:\n  a: {run: x, deps: a}\n", "t.yaml:2: job 'a' depends on itself"},
+        {"jobs:\n  a: {kind: sleep}\n", "t.yaml:2: job 'a' (kind sleep) needs a 'duration'"},
+        {"jobs:\n  a: {kind: fly}\n", "t.yaml:2: unknown kind 'fly' in job 'a'"},
+        {"jobs:\n  a: {run: x, priority: high}\n", "t.yaml:2: bad priority 'high'"},
+        {"jobs:\n  a: {run: x, retries: 99}\n", "t.yaml:2: bad retries '99'"},
+        {"jobs: {}\n", "t.yaml:1: 'jobs' is empty"},
+        {"", "t.yaml:1: expected a map with a 'jobs' key"},
+        {"pools: {processes: 0}\njobs:\n  a: {run: x}\n", "t.yaml:1: bad processes count"},
+        {"jobs:\n  a: [1, 2]\n", "t.yaml:2: job 'a' must be a map"},
+        {"jobs:\n  a: {run: x, run: y}\n", "t.yaml:2: key 'run' given twice in job 'a'"},
+        {"jobs:\n  a:\n    run: \"x\n", "t.yaml:4: YAML error"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct jobfile jf;
+        char err[512];
+        CHECK_EQ(parse(cases[i].text, &jf, err, sizeof err), WEFT_EPARSE);
+        CHECK_MSG(strncmp(err, cases[i].want, strlen(cases[i].want)) == 0,
+                  "case %zu: got \"%s\", want \"%s...\"", i, err, cases[i].want);
+        CHECK_EQ(jf.n, 0);
+    }
+}
+
+TEST(durations)
+{
+    uint64_t ns;
+    CHECK_EQ(run_parse_duration("250ms", &ns), 0);
+    CHECK_EQ(ns, 250000000ull);
+    CHECK_EQ(run_parse_duration("1.5", &ns), 0);
+    CHECK_EQ(ns, 1500000000ull);
+    CHECK_EQ(run_parse_duration("2m", &ns), 0);
+    CHECK_EQ(ns, 120000000000ull);
+    CHECK_EQ(run_parse_duration("-1s", &ns), -EINVAL);
+    CHECK_EQ(run_parse_duration("5 parsecs", &ns), -EINVAL);
+    CHECK_EQ(run_parse_duration("", &ns), -EINVAL);
+}
+
+static char *slurp(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) return NULL;
+    static char buf[8192];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    buf[n] = '\0';
+    fclose(f);
+    return buf;
+}
+
+TEST(shell_output_goes_to_the_log_with_exit_status)
+{
+    char log[600], msg[256];
+    snprintf(log, sizeof log, "%s/a.log", weft_test_tmpdir());
+    uint64_t cpu;
+    char *env[] = {"WEFT_T=xyz"};
+    CHECK_EQ(run_shell("echo out $WEFT_T; echo err >&2; exit 4", NULL, env, 1, log, 0, NULL, NULL,
+                       msg, sizeof msg, &cpu),
+             WEFT_EEXIT);
+    CHECK_STR_EQ(msg, "exit status 4");
+    char *text = slurp(log);
+    CHECK(text && strstr(text, "out xyz\n") && strstr(text, "err\n"));
+    CHECK(strstr(text, "== weft run: exit status 4") != NULL);
+    CHECK_EQ(run_shell("kill -SEGV $$", NULL, NULL, 0, log, 0, NULL, NULL, msg, sizeof msg, &cpu),
+             WEFT_ESIGNAL);
+    CHECK(strstr(msg, "signal 11") != NULL);
+    CHECK_EQ(run_shell("true", "/", NULL, 0, log, 0, NULL, NULL, msg, sizeof msg, &cpu), 0);
+}
+
+static bool pid_alive(pid_t pid)
+{
+    char p[64];
+    snprintf(p, sizeof p, "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(p, "r");
+    if (!f) return false;
+    char buf[512] = "";
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    const char *st = strrchr(buf, ')');
+    return !(st && st[1] == ' ' && st[2] == 'Z'); /* a zombie is as good as gone to its group */
+}
+
+static pid_t read_pid(const char *path)
+{
+    for (int i = 0; i < 300; i++) {
+        FILE *f = fopen(path, "r");
+        int pid = 0;
+        if (f) {
+            if (fscanf(f, "%d", &pid) != 1) pid = 0;
+            fclose(f);
+        }
+        if (pid > 0) return pid;
+        struct timespec ts = {0, 10000000};
+        nanosleep(&ts, NULL);
+    }
+    return 0;
+}
+
+TEST(timeout_kills_the_whole_process_group)
+{
+    char log[600], pidf[600], cmd[1400], msg[256];
+    snprintf(log, sizeof log, "%s/t.log", weft_test_tmpdir());
+    snprintf(pidf, sizeof pidf, "%s/grandchild", weft_test_tmpdir());
+    /* A grandchild in the background that would outlive a plain kill of the shell. */
+    snprintf(cmd, sizeof cmd, "sleep 60 & echo $! > %s; wait", pidf);
+    uint64_t cpu, t0 = weft_now_ns();
+    CHECK_EQ(run_shell(cmd, NULL, NULL, 0, log, 200000000u, NULL, NULL, msg, sizeof msg, &cpu),
+             -ETIMEDOUT);
+    CHECK(weft_now_ns() - t0 < 5000000000ull);
+    CHECK(strstr(msg, "timed out") != NULL);
+    pid_t gc = read_pid(pidf);
+    CHECK(gc > 0);
+    bool gone = false;
+    for (int i = 0; i < 300 && !gone; i++) {
+        gone = !pid_alive(gc);
+        struct timespec ts = {0, 10000000};
+        if (!gone) nanosleep(&ts, NULL);
+    }
+    CHECK_MSG(gone, "grandchild %d survived the timeout", (int)gc);
+}
+
+static bool after_100ms(void *arg)
+{
+    return weft_now_ns() > *(uint64_t *)arg;
+}
+
+TEST(cancel_stops_the_command)
+{
+    char log[600], msg[256];
+    snprintf(log, sizeof log, "%s/c.log", weft_test_tmpdir());
+    uint64_t cpu, when = weft_now_ns() + 100000000u;
+    CHECK_EQ(
+        run_shell("sleep 60", NULL, NULL, 0, log, 0, after_100ms, &when, msg, sizeof msg, &cpu),
+        -ECANCELED);
+    CHECK(weft_now_ns() - when < 5000000000ull);
+}
