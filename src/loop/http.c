@@ -22,9 +22,11 @@
 
 static pthread_once_t global_once = PTHREAD_ONCE_INIT;
 static int global_rc;
+static char default_ua[32]; /* written once, under global_once */
 
 static void global_init(void)
 {
+    snprintf(default_ua, sizeof default_ua, "weft/%s", weft_version());
     global_rc = curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK ? 0 : -ENOMEM;
 }
 
@@ -145,9 +147,6 @@ int weft__xfer_setup(CURL *e, weft__xfer_t *x, const weft_http_opts_t *opts, wef
     if (x->o.max_redirects == 0) x->o.max_redirects = 10;
     if (x->o.max_body == 0) x->o.max_body = 8u << 20;
     weft_buf_init(&resp->body, x->o.max_body);
-
-    static char default_ua[32];
-    if (!default_ua[0]) snprintf(default_ua, sizeof default_ua, "weft/%s", weft_version());
 
     curl_easy_reset(e);
     CURLcode c = CURLE_OK;
