@@ -61,8 +61,10 @@ time_it() {
     /usr/bin/time -f %M -o "$tmp/rss" "$@" > "$tmp/out.$label" 2>"$tmp/err" || {
       echo "bench-logs: '$label' failed:" >&2; tail -3 "$tmp/err" >&2; return 1; }
     t1=$(date +%s.%N)
-    local s; s=$(echo "$t1 - $t0" | bc -l)
-    if [ -z "$best" ] || (( $(echo "$s < $best" | bc -l) )); then best=$s; rss=$(tail -1 "$tmp/rss"); fi
+    local s; s=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')
+    if [ -z "$best" ] || awk -v s="$s" -v b="$best" 'BEGIN { exit !(s < b) }'; then
+      best=$s; rss=$(tail -1 "$tmp/rss")
+    fi
   done
   printf '%s %s %s %s\n' "$label" "$best" "$nbytes" "$rss" >> "$tmp/rows"
   printf '  %-34s %8.3f s\n' "$label" "$best" >&2
@@ -97,7 +99,7 @@ while read -r line; do
   rss=${!#}; nb=${@: -2:1}; s=${@: -3:1}; label=${line% * * *}
   awk -v l="$label" -v s="$s" -v b="$nb" -v r="$rss" -v ref="$ref" 'BEGIN {
     gbs = b / 1e9 / s; ratio = (b / s) / ref
-    printf "%-34s %9.3f %8.2f %11.2fx %7.0f MB\n", l, s, gbs, ratio, r / 1024 }'
+    printf "%-34s %9.3f %8.3f %11.3fx %7.0f MB\n", l, s, gbs, ratio, r / 1024 }'
 done < "$tmp/rows"
 echo "(vs weft -j2: throughput relative to weft logs -j2; below 1 is slower)"
 
