@@ -191,9 +191,7 @@ crawl_head_t *crawl_head_create(void)
     weft_buf_init(&h->raw, CRAWL_HEAD_MAX);
     weft_buf_init(&h->conv, 0);
     weft_buf_init(&h->title_raw, 4 * CRAWL_FIELD_MAX);
-    /* Messages libxml2 sends outside the SAX handler go nowhere (a per-thread setting). */
-    xmlSetGenericErrorFunc(NULL, quiet);
-    xmlSetStructuredErrorFunc(NULL, quiet_structured);
+    xmlInitParser(); /* once per process; libxml2 wants it before threads parse */
     crawl_head_reset(h, NULL);
     return h;
 }
@@ -229,6 +227,11 @@ static void clear_fields(crawl_head_t *h)
 
 void crawl_head_reset(crawl_head_t *h, const char *content_type)
 {
+    /* Messages libxml2 sends outside the SAX handler go nowhere. The setting is per thread and
+     * an extractor may move between threads (a pool worker takes any free one), so set it on
+     * every page: it is one thread-local write. */
+    xmlSetGenericErrorFunc(NULL, quiet);
+    xmlSetStructuredErrorFunc(NULL, quiet_structured);
     free_parser(h);
     clear_fields(h);
     weft_buf_reset(&h->raw);

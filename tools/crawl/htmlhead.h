@@ -10,7 +10,9 @@
  * (BOM or header) the decoder is tentative: invalid UTF-8 switches to windows-1252, and a <meta>
  * naming another encoding restarts the parse from the bytes kept so far (as browsers do).
  *
- * One extractor per thread; reuse it for page after page with crawl_head_reset().
+ * An extractor is used by one thread at a time (it may move between threads); reuse it for page
+ * after page with crawl_head_reset(). Create the first one before other threads parse (it
+ * initialises libxml2).
  */
 #ifndef WEFT_TOOLS_CRAWL_HTMLHEAD_H
 #define WEFT_TOOLS_CRAWL_HTMLHEAD_H
