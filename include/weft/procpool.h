@@ -28,10 +28,21 @@ typedef int (*weft_proc_fn)(const void *arg, size_t len, weft_buf_t *out);
  * Returns 0, -EEXIST, -EINVAL or -ENOMEM. Thread safety: constructors only. */
 int weft_procpool_register(const char *name, weft_proc_fn fn);
 
+/* Internal, for WEFT_PROCPOOL_FN: the marker a registering module defines, and the entry its late
+ * constructor calls. They let workers start after the program's registrations even when libweft
+ * is a shared library (see src/exec/procpool-worker.c). Thread safety: constructors only. */
+extern int weft__procpool_late_entry;
+void weft__procpool_enter_worker(void (*self)(void));
+
 #define WEFT_PROCPOOL_FN(name, fn)                                                                 \
+    __attribute__((weak, visibility("default"))) int weft__procpool_late_entry;                    \
     __attribute__((constructor(101))) static void weft__procpool_reg_##fn(void)                    \
     {                                                                                              \
         weft_procpool_register(name, fn);                                                          \
+    }                                                                                              \
+    __attribute__((constructor(65535))) static void weft__procpool_late_##fn(void)                 \
+    {                                                                                              \
+        weft__procpool_enter_worker(weft__procpool_late_##fn);                                     \
     }
 
 typedef struct weft_procpool_opts {

@@ -86,9 +86,4 @@ uint64_t weft__pp_hash(const char *name);
 weft_proc_fn weft__pp_lookup(const char *name, uint64_t *hash);
 weft_proc_fn weft__pp_lookup_hash(uint64_t hash, const char **name);
 
-/* False if workers would miss registered functions: libweft is a shared object, whose
- * constructors (and so the worker's start) run before those of the modules that use it, and some
- * function was registered from such a module. Thread safety: any thread. */
-bool weft__pp_workers_see_registry(void);
-
 #endif /* WEFT_EXEC_PROCPOOL_INT_H */

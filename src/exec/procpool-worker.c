@@ -3,17 +3,31 @@
  * DESIGN
  * A worker is a fresh execution of the parent's program (/proc/self/exe) with WEFT_PROCPOOL_WORKER
  * in its environment and its shared memory at fixed descriptors (procpool-int.h). It never runs
- * main(): the constructor below (priority 65535, so after every WEFT_PROCPOOL_FN registration at
- * priority 101 and before the program's default-priority constructors) recognises worker mode,
- * runs the worker loop and leaves with _exit(). The registry is therefore built by the same
- * constructors in parent and worker; messages name a function by the 64-bit FNV-1a hash of its
- * name, which the worker looks up in its own registry, so no table order has to agree and a
- * function missing in the worker is reported, not mistaken for another one.
+ * main(): a constructor recognises worker mode, runs the worker loop and leaves with _exit(). The
+ * registry is therefore built by the same constructors in parent and worker; messages name a
+ * function by the 64-bit FNV-1a hash of its name, which the worker looks up in its own registry,
+ * so no table order has to agree and a function missing in the worker is reported, not mistaken
+ * for another one.
  *
- * This needs libweft linked into the program (libweft.a, as every weft program is): with a
- * shared libweft.so, its constructors - including the one below - run before the program's own,
- * so a worker would start before the program's functions are registered. The parent detects
- * that case (weft__pp_workers_see_registry) and weft_procpool_create fails with -ENOEXEC.
+ * Which constructor enters worker mode. It must run after every WEFT_PROCPOOL_FN registration
+ * (priority 101). Two candidates, both at the lowest priority (65535):
+ *   - libweft's own (weft__pp_worker_entry, below). With libweft.a linked into the program, all
+ *     constructors sit in one table sorted by priority, so it runs after every registration.
+ *     With a shared libweft.so it runs before any constructor of the program, as the loader
+ *     initialises a library before the objects that depend on it: too early.
+ *   - the late constructor each WEFT_PROCPOOL_FN also defines in the registering module, which
+ *     calls weft__procpool_enter_worker(). It runs after that module's registrations.
+ *   The macro also defines the weak marker weft__procpool_late_entry in the registering module;
+ *   libweft refers to it weakly, which makes the linker export the program's definition. The
+ *   module that holds the marker as the dynamic loader resolves it (the program, searched first;
+ *   else the first loaded library that defines it) is the one that enters worker mode. If that is
+ *   libweft's own module (static linking, or registrations only inside libweft.so) or nobody
+ *   defines the marker (no registrations outside libweft), libweft's constructor enters; otherwise
+ *   that module's late constructor does, after its registrations and those of every library it
+ *   depends on. The program's constructors run last of all, so a program that registers
+ *   functions sees every registration in its workers. Not covered: registrations split between
+ *   several shared libraries other than libweft while the program registers none (only the first
+ *   library's late constructor is chosen). Worker mode is entered at most once (`entered`).
  *
  * Threads: the worker is single-threaded (the functions it runs may start threads of their own).
  * It is the consumer of the task ring and the producer of the result ring; its only shared state
@@ -52,7 +66,6 @@
 static struct reg_entry {
     uint64_t hash;
     weft_proc_fn fn;
-    bool foreign; /* registered from another module than libweft's own (see below) */
     char name[64];
 } reg[MAX_FNS];
 /* Entries [0, nreg) are complete: written before the release store of nreg, which pairs with
@@ -60,10 +73,10 @@ static struct reg_entry {
 static _Atomic size_t nreg;
 static pthread_mutex_t reg_mu = PTHREAD_MUTEX_INITIALIZER;
 
-/* Which loaded object holds `addr`: its load base, or 0. dl_iterate_phdr reports the main program
- * first; it works in static programs too. */
+/* Which loaded object holds `addr`. dl_iterate_phdr reports the main program first; it works in
+ * static programs too. */
 struct find_module {
-    uintptr_t addr, base;
+    uintptr_t addr;
     int index, found;
 };
 
@@ -74,7 +87,6 @@ static int find_module_cb(struct dl_phdr_info *info, size_t size, void *arg)
         const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
         uintptr_t lo = info->dlpi_addr + ph->p_vaddr;
         if (ph->p_type == PT_LOAD && fm->addr >= lo && fm->addr - lo < ph->p_memsz) {
-            fm->base = info->dlpi_addr;
             fm->found = fm->index;
             return 1;
         }
@@ -84,9 +96,9 @@ static int find_module_cb(struct dl_phdr_info *info, size_t size, void *arg)
 }
 
 /* Returns the module index of `addr` (0: the main program) or -1. */
-static int module_of(const void *addr)
+static int module_of(uintptr_t addr)
 {
-    struct find_module fm = {(uintptr_t)addr, 0, 0, -1};
+    struct find_module fm = {addr, 0, -1};
     dl_iterate_phdr(find_module_cb, &fm);
     return fm.found;
 }
@@ -103,8 +115,6 @@ uint64_t weft__pp_hash(const char *name)
 
 int weft_procpool_register(const char *name, weft_proc_fn fn)
 {
-    /* The caller: the constructor WEFT_PROCPOOL_FN generated, in the module that registers. */
-    const void *caller = __builtin_return_address(0);
     if (!name || !fn) return -EINVAL;
     size_t len = strlen(name);
     if (len == 0 || len > 63) return -EINVAL;
@@ -118,22 +128,12 @@ int weft_procpool_register(const char *name, weft_proc_fn fn)
     if (rc == 0) {
         reg[n].hash = h;
         reg[n].fn = fn;
-        reg[n].foreign = module_of(caller) != module_of((const void *)&nreg);
         memcpy(reg[n].name, name, len + 1);
         /* Release: pairs with the acquire loads in the lookups. */
         atomic_store_explicit(&nreg, n + 1, memory_order_release);
     }
     pthread_mutex_unlock(&reg_mu);
     return rc;
-}
-
-bool weft__pp_workers_see_registry(void)
-{
-    if (module_of((const void *)&nreg) == 0) return true;         /* linked in */
-    size_t n = atomic_load_explicit(&nreg, memory_order_acquire); /* pairs with register */
-    for (size_t i = 0; i < n; i++)
-        if (reg[i].foreign) return false;
-    return true;
 }
 
 weft_proc_fn weft__pp_lookup(const char *name, uint64_t *hash)
@@ -425,11 +425,13 @@ static _Noreturn void worker_loop(wk_t *w)
     }
 }
 
-/* Priority 65535: after the WEFT_PROCPOOL_FN registrations (101), before default ones. */
-__attribute__((constructor(65535))) static void weft__pp_worker_entry(void)
+/* Set by the one constructor that enters worker mode. Relaxed: constructors run on one thread. */
+static atomic_bool entered;
+
+static void enter_worker(void)
 {
+    if (atomic_exchange_explicit(&entered, true, memory_order_relaxed)) return;
     const char *env = getenv(WEFT__PP_ENV);
-    if (!env) return;
     unsigned ver = 0;
     int ppid = 0;
     char extra;
@@ -452,4 +454,29 @@ __attribute__((constructor(65535))) static void weft__pp_worker_entry(void)
     for (int fd = WEFT__PP_FD_SHM; fd < WEFT__PP_FD_FIRST_FREE; fd++)
         fcntl(fd, F_SETFD, FD_CLOEXEC); /* programs our functions start inherit none */
     worker_loop(&w);
+}
+
+/* Defined by WEFT_PROCPOOL_FN in each module that registers functions (see DESIGN). */
+extern int weft__procpool_late_entry __attribute__((weak));
+
+/* The module whose late constructor enters worker mode, or -1 if libweft's own does. */
+static int late_entry_module(void)
+{
+    if (!&weft__procpool_late_entry) return -1;
+    int m = module_of((uintptr_t)&weft__procpool_late_entry);
+    return m == module_of((uintptr_t)&nreg) ? -1 : m;
+}
+
+void weft__procpool_enter_worker(void (*self)(void))
+{
+    if (!getenv(WEFT__PP_ENV)) return; /* the parent (or worker mode was refused) */
+    int m = late_entry_module();
+    if (m >= 0 && m == module_of((uintptr_t)self)) enter_worker();
+}
+
+/* The lowest priority: after every WEFT_PROCPOOL_FN registration (101) linked into the same
+ * table. */
+__attribute__((constructor(65535))) static void weft__pp_worker_entry(void)
+{
+    if (getenv(WEFT__PP_ENV) && late_entry_module() < 0) enter_worker();
 }

@@ -1116,7 +1116,6 @@ int weft_procpool_create(weft_procpool_t **out, const weft_procpool_opts_t *opts
     if (o.queue_capacity == 0) o.queue_capacity = 65536;
     if (o.max_message == 0) o.max_message = 64u << 20;
     if (o.max_message > (SIZE_MAX >> 2)) return -EINVAL;
-    if (!weft__pp_workers_see_registry()) return -ENOEXEC; /* see procpool-worker.c */
 
     weft_procpool_t *pp = weft__calloc(1, sizeof *pp);
     if (!pp) return -ENOMEM;
