@@ -284,7 +284,7 @@ static inline const char *find_path_end(const char *p, const char *end)
 }
 
 /* The number of leading ASCII digits among the 8 bytes of w (8 if all are). */
-static inline int digit_run(uint64_t w)
+static inline __attribute__((always_inline)) int digit_run(uint64_t w)
 {
     uint64_t nd = ((w - ONES * '0') | (w + ONES * 0x46) | w) & HIGHS;
     return nd ? __builtin_ctzll(nd) >> 3 : 8;
@@ -292,7 +292,7 @@ static inline int digit_run(uint64_t w)
 
 /* The value of the first k (1..8) digits of w, without a branch: the digits are shifted to the
  * top (zeros come in as leading zeros) and combined pairwise, then by fours, then by eights. */
-static inline uint64_t digits_value(uint64_t w, int k)
+static inline __attribute__((always_inline)) uint64_t digits_value(uint64_t w, int k)
 {
     w &= UINT64_C(0x0F0F0F0F0F0F0F0F);
     w <<= 8 * (8 - k);
@@ -328,7 +328,8 @@ static const char *parse_ip6(const char *p, const char *end, weft_logs_rec_t *r)
 
 /* Dotted-quad IPv4 exactly as inet_pton accepts it (no leading zeros); anything else is tried
  * as IPv6. */
-static inline const char *parse_ip(const char *p, const char *end, weft_logs_rec_t *r)
+static inline __attribute__((always_inline)) const char *parse_ip(const char *p, const char *end,
+                                                                  weft_logs_rec_t *r)
 {
     const char *s = p;
     uint32_t ip = 0;
@@ -450,7 +451,8 @@ static inline bool digits_at(uint64_t w, uint64_t digits)
 #define M(i) B(i, 0xff)
 
 /* The same check as parse_time_local, on eight bytes at a time. */
-static inline const char *parse_time_local_swar(const char *p, const char *end, int *hour)
+static inline __attribute__((always_inline)) const char *
+parse_time_local_swar(const char *p, const char *end, int *hour)
 {
     if (end - p < 26) return NULL;
     uint64_t a = load8(p), b = load8(p + 8), c = load8(p + 16), d = load8(p + 18);
