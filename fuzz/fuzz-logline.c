@@ -52,8 +52,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             if (ea != eb) abort();
             if (ea && (a.family != b.family || a.hour != b.hour || a.status != b.status ||
                        a.bytes != b.bytes || a.rt_us != b.rt_us || a.path != b.path ||
-                       a.path_len != b.path_len ||
-                       (a.family == 4 && a.ip4 != b.ip4) ||
+                       a.path_len != b.path_len || (a.family == 4 && a.ip4 != b.ip4) ||
                        (a.family == 6 && memcmp(a.ip6, b.ip6, 16) != 0)))
                 abort();
             const char *nl = memchr(p, '\n', (size_t)(end - p));
