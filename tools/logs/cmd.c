@@ -47,7 +47,7 @@ static void usage(FILE *f)
         "  --save-partial FILE   also write the partial statistics to FILE, for 'merge'\n"
         "  --chunk-size SIZE     bytes per chunk (K/M/G; default 8M; with processes two chunks\n"
         "                        per worker, at least 32M; 4M blocks for streams); results\n"
-        "                        never depend on it\n"
+        "                        never depend on it (at most 1 M chunks per run)\n"
         "  --io METHOD           read (default: pread into a small buffer per worker) or\n"
         "                        mmap (map the files); results never depend on it\n"
         "  --timing              print the time taken and the throughput on stderr\n"

@@ -980,6 +980,10 @@ int weft_logs_run(const weft_logs_run_opts_t *o, weft_logs_run_result_t *res, ch
         uint64_t want = (mapped + 2 * (uint64_t)o->jobs - 1) / (2 * (uint64_t)o->jobs);
         csize = want > WEFT_LOGS_CHUNK_PROC_DEFAULT ? want : WEFT_LOGS_CHUNK_PROC_DEFAULT;
     }
+    uint64_t mapped_total = 0;
+    for (size_t i = 0; i < r.nin; i++) mapped_total += r.in[i].stream ? 0 : r.in[i].size;
+    if (mapped_total / csize > WEFT_LOGS_MAX_CHUNKS) /* a tiny --chunk-size on a big input */
+        csize = (mapped_total + WEFT_LOGS_MAX_CHUNKS - 1) / WEFT_LOGS_MAX_CHUNKS;
     if (!code) code = make_chunks(&r, csize);
     uint64_t total = 0;
     for (size_t i = 0; i < r.nin; i++)
