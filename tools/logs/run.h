@@ -17,7 +17,7 @@
 #define WEFT_LOGS_CHUNK_DEFAULT (8u << 20)       /* mapped files, threads */
 #define WEFT_LOGS_CHUNK_PROC_DEFAULT (32u << 20) /* mapped files, processes */
 #define WEFT_LOGS_BLOCK_DEFAULT (4u << 20)       /* streams */
-#define WEFT_LOGS_MAX_CHUNKS (1u << 22)          /* a smaller chunk size is raised */
+#define WEFT_LOGS_MAX_CHUNKS (1u << 20)          /* a smaller chunk size is raised */
 #define WEFT_LOGS_READ_BUF (1u << 20)            /* per-worker pread buffer */
 
 typedef enum weft_logs_mode { WEFT_LOGS_THREADS = 0, WEFT_LOGS_PROCESSES } weft_logs_mode_t;
