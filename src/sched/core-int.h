@@ -8,6 +8,7 @@
 #include "sched/sched-int.h"
 
 #include <pthread.h>
+#include <time.h>
 #include <stdatomic.h>
 #include <weft/hist.h>
 #include <weft/pool.h>
@@ -105,9 +106,12 @@ struct att {
     uint32_t idx, gen;
     uint8_t route, no;
     uint16_t cls;
-    _Atomic uint32_t flags; /* A_*; A_ABANDONED written under s->mu, read by the executor */
-    _Atomic int started;    /* threads: set when thread_entry begins (pairs with the timer) */
-    uint64_t t_start;       /* weft_now_ns() at launch */
+    _Atomic uint32_t flags;    /* A_*; A_ABANDONED written under s->mu, read by the executor */
+    _Atomic int started;       /* threads: set when run_on_thread begins (pairs with the timer) */
+    clockid_t cpuclk;          /* threads: the CPU clock of the thread running it (set before
+                                  started; read by the tick for the live blocking ratio) */
+    uint64_t tick_cpu, tick_t; /* threads: that clock and the time at the previous tick */
+    uint64_t t_start;          /* weft_now_ns() at launch */
     uint64_t timeout_ns;
     /* copied from the record at dispatch, so the executor never reads the record */
     weft_task_fn fn;
@@ -145,7 +149,7 @@ struct exec {
     uint64_t done, failed, retried, timed_out;
     weft_hist_t wait, run;
     /* window for adaptive sizing, reset every tick */
-    uint64_t w_cpu, w_wall, w_busy, w_wait, w_waits;
+    uint64_t w_cpu, w_wall, w_busy, w_wait, w_waits, w_meas;
     int low_ticks;
     /* throughput: done counts at the last ticks */
     uint64_t tick_done[12];

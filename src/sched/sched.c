@@ -584,7 +584,9 @@ static void dispatch(weft_sched_t *s, struct todo *t)
             uint32_t fl = 0;
             if (ri == WEFT_ROUTE_THREADS) {
                 if (r->probe) fl |= A_PROBE | A_MEASURE;
-                if ((++s->measure_ctr & 31) == 0) fl |= A_MEASURE;
+                /* Measured now and then, and the first few of each tick (sizing needs them). */
+                if ((++s->measure_ctr & 31) == 0 || e->w_meas < 4) fl |= A_MEASURE;
+                if (fl & A_MEASURE) e->w_meas++;
             }
             r->probe = 0;
             atomic_init(&a->flags, fl);
@@ -883,7 +885,10 @@ static void attempt_done_locked(weft_sched_t *s, struct todo *t, struct att *a, 
     e->running--;
     uint64_t run = s->t0 + tnow(s, t) - a->t_start;
     weft_hist_record(&e->run, run);
-    e->w_busy += run;
+    /* Busy time inside the current window only (a long task is counted by the tick's live
+     * sampling while it runs). */
+    uint64_t in_window = a->tick_t ? s->t0 + tnow(s, t) - (s->t0 + a->tick_t) : run;
+    e->w_busy += in_window < s->opts.tick_ns ? in_window : s->opts.tick_ns;
     uint32_t fl = atomic_load_explicit(&a->flags, memory_order_relaxed); /* written under mu */
     weft__class_t *c = &s->classes[a->cls];
     c->runs++;
@@ -982,6 +987,7 @@ static bool run_on_thread(struct att *a, uint64_t *cpu, uint64_t *wall)
     struct attx *ax = X(a);
     /* seq_cst pair with the timer's store of A_ABANDONED then load of started: at least one of
      * the two sees the other, so a timed-out task either never starts or is asked to cancel. */
+    if (pthread_getcpuclockid(pthread_self(), &a->cpuclk) != 0) a->cpuclk = (clockid_t)-1;
     atomic_store(&a->started, 1);
     uint32_t fl = atomic_load(&a->flags);
     char *msg = NULL;
@@ -1823,6 +1829,15 @@ static void propagate_cancels(weft_sched_t *s, struct todo *t)
     }
 }
 
+/* IO tasks that can run on the loop go there once no thread is free: the threshold follows the
+ * thread pool's current size (and the user's cap). */
+static void loop_threshold(weft_sched_t *s)
+{
+    size_t w = (size_t)s->ex[WEFT_ROUTE_THREADS].workers;
+    size_t cap = (size_t)s->opts.io_loop_threshold;
+    s->rcfg.io_loop_threshold = w < cap ? w : cap;
+}
+
 static void tick(weft_sched_t *s, struct todo *t, uint64_t now)
 {
     uint64_t dt = s->opts.tick_ns;
@@ -1837,6 +1852,28 @@ static void tick(weft_sched_t *s, struct todo *t, uint64_t now)
     int cpus = weft_cpu_count();
     char why[256];
     struct exec *te = &s->ex[WEFT_ROUTE_THREADS];
+    /* Live view of the thread tasks in flight: each running thread's CPU clock since the last
+     * tick against the time passed, so that the blocking ratio is known while long I/O tasks
+     * still run, not only after they finish. */
+    uint64_t live_cpu = 0, live_wall = 0;
+    for (struct att *a = s->running; a; a = a->next) {
+        if (a->route != WEFT_ROUTE_THREADS || !atomic_load(&a->started) ||
+            (atomic_load_explicit(&a->flags, memory_order_relaxed) & A_ABANDONED) ||
+            a->cpuclk == (clockid_t)-1)
+            continue;
+        struct timespec ts;
+        if (clock_gettime(a->cpuclk, &ts) != 0) continue;
+        uint64_t c = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+        if (a->tick_t && c >= a->tick_cpu) {
+            live_cpu += c - a->tick_cpu;
+            live_wall += now - a->tick_t;
+        }
+        a->tick_cpu = c;
+        a->tick_t = now;
+    }
+    te->w_cpu += live_cpu;
+    te->w_wall += live_wall;
+    te->w_busy += live_wall;
     if (te->present && te->adaptive && !s->manual[WEFT_ROUTE_THREADS]) {
         weft__tsize_in_t in = {
             .current = te->workers,
@@ -1857,6 +1894,7 @@ static void tick(weft_sched_t *s, struct todo *t, uint64_t now)
             weft__sched_event(s, "threads %d -> %d: %s", te->workers, n, why);
             te->workers = n;
             t->resize[WEFT_ROUTE_THREADS] = n;
+            loop_threshold(s);
         }
     }
     struct exec *pe = &s->ex[WEFT_ROUTE_PROCS];
@@ -1877,7 +1915,7 @@ static void tick(weft_sched_t *s, struct todo *t, uint64_t now)
     }
     for (int ri = 0; ri < WEFT_ROUTE_COUNT; ri++) {
         struct exec *e = &s->ex[ri];
-        e->w_cpu = e->w_wall = e->w_busy = e->w_wait = e->w_waits = 0;
+        e->w_cpu = e->w_wall = e->w_busy = e->w_wait = e->w_waits = e->w_meas = 0;
     }
     weft__rq_trim(&s->timers);
 }
@@ -2000,7 +2038,7 @@ int weft_sched_create(weft_sched_t **out, const weft_sched_opts_t *opts)
 
     weft__route_cfg_default(&s->rcfg);
     s->rcfg.fixed = o.fixed_routes;
-    s->rcfg.io_loop_threshold = (size_t)o.io_loop_threshold;
+    s->rcfg.io_loop_threshold = (size_t)o.io_loop_threshold; /* see loop_threshold */
     for (int r = 0; r < WEFT_ROUTE_COUNT; r++) {
         weft_hist_init(&s->ex[r].wait);
         weft_hist_init(&s->ex[r].run);
@@ -2029,6 +2067,7 @@ int weft_sched_create(weft_sched_t **out, const weft_sched_opts_t *opts)
     }
     s->ex[WEFT_ROUTE_LOOP].workers = o.loop_max > 0 ? o.loop_max : 0;
     for (int r = 0; r < WEFT_ROUTE_COUNT; r++) s->rcfg.has[r] = s->ex[r].present;
+    loop_threshold(s);
     if (rc == 0) {
         s->next_tick = o.tick_ns;
         rc = -pthread_create(&s->timer, NULL, timer_main, s);
@@ -2146,6 +2185,7 @@ int weft_sched_resize(weft_sched_t *s, int procs, int threads)
         weft__sched_event(s, "threads %d -> %d: set by hand", s->ex[WEFT_ROUTE_THREADS].workers,
                           threads);
         s->ex[WEFT_ROUTE_THREADS].workers = threads;
+        loop_threshold(s);
         t.resize[WEFT_ROUTE_THREADS] = threads;
     }
     if (threads) s->manual[WEFT_ROUTE_THREADS] = true;
