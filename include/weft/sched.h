@@ -211,8 +211,9 @@ typedef struct weft_sched_info {
     uint64_t submitted_ns, started_ns, finished_ns; /* weft_now_ns() clock; 0: not yet */
 } weft_sched_info_t;
 
-/* Fills what is known about task `id`. Finished tasks stay known for the last opts.remember
- * finished tasks (their state and status only). Returns 0 or -ENOENT. Thread safety: any. */
+/* Fills what is known about task `id`. Finished tasks stay known for about the last
+ * opts.remember finished tasks, with their state, status, attempts and only the first and last
+ * failed attempts' errors (errors[0], errors[1]). Returns 0 or -ENOENT. Thread safety: any. */
 int weft_sched_info(weft_sched_t *s, weft_sched_id_t id, weft_sched_info_t *out);
 
 /* "waiting", "queued", ... Ownership: static. */

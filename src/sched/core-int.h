@@ -171,6 +171,7 @@ struct strtab {
 struct ring_ent {
     uint64_t id;
     int32_t status;
+    int32_t err_first, err_last; /* the first and last failed attempts' statuses */
     uint8_t state, attempts, route, nerr;
     uint64_t t_sub, t_fin;
 };

@@ -632,6 +632,8 @@ static void ring_store(weft_sched_t *s, uint32_t idx, struct rec *r, weft_sched_
     e->attempts = r->attempts;
     e->route = r->route;
     e->nerr = r->x ? (uint8_t)r->x->nerrors : 0;
+    e->err_first = e->nerr ? r->x->errors[0] : 0;
+    e->err_last = e->nerr ? r->x->errors[e->nerr - 1] : 0;
     e->t_sub = r->t_sub;
     e->t_fin = now;
 }
@@ -2240,7 +2242,10 @@ int weft_sched_info(weft_sched_t *s, weft_sched_id_t id, weft_sched_info_t *out)
         out->route = e->route < WEFT_ROUTE_COUNT ? (weft_sched_route_t)e->route : WEFT_ROUTE_NONE;
         out->attempts = e->attempts;
         out->status = e->status;
-        out->nerrors = e->nerr;
+        /* Only the first and last errors outlive the task. */
+        out->nerrors = e->nerr > 2 ? 2 : e->nerr;
+        if (e->nerr) out->errors[0] = e->err_first;
+        if (e->nerr > 1) out->errors[1] = e->err_last;
         out->submitted_ns = s->t0 + e->t_sub;
         out->finished_ns = s->t0 + e->t_fin;
         rc = 0;
