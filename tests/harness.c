@@ -5,12 +5,14 @@
 #include <pthread.h>
 #include <errno.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#include <weft/sys.h>
 
 #define MAX_TESTS 512
 
@@ -63,6 +65,42 @@ void weft_test_no_leak_check(void)
 const char *weft_test_tmpdir(void)
 {
     return tmpdir;
+}
+
+static atomic_long alloc_countdown; /* the allocation that fails: 1 = the next one */
+
+static bool should_fail(void)
+{
+    return atomic_fetch_sub(&alloc_countdown, 1) == 1;
+}
+static void *fail_malloc(size_t n)
+{
+    return should_fail() ? NULL : malloc(n);
+}
+static void *fail_calloc(size_t c, size_t n)
+{
+    return should_fail() ? NULL : calloc(c, n);
+}
+static void *fail_realloc(void *p, size_t n)
+{
+    return should_fail() ? NULL : realloc(p, n);
+}
+
+void weft_test_fail_alloc(long nth)
+{
+    atomic_store(&alloc_countdown, nth);
+    weft_replace_allocator(fail_malloc, fail_calloc, fail_realloc, free);
+}
+
+bool weft_test_alloc_failure_pending(void)
+{
+    return atomic_load(&alloc_countdown) > 0;
+}
+
+void weft_test_restore_alloc(void)
+{
+    atomic_store(&alloc_countdown, 0);
+    weft_replace_allocator(malloc, calloc, realloc, free);
 }
 
 static int count_dir(const char *path)

@@ -24,6 +24,13 @@ void weft_test_fail(const char *file, int line, const char *fmt, ...)
 long weft_test_scale(long n);
 /* Skip the leak check for this test (for tests that deliberately leave state, e.g. forks). */
 void weft_test_no_leak_check(void);
+/* Fault injection: installs (weft_replace_allocator) an allocator whose nth allocation from now
+ * fails, counted across all threads (1 = the next one; <= 0: none fails). */
+void weft_test_fail_alloc(long nth);
+/* True while the failing allocation set by weft_test_fail_alloc has not happened yet. */
+bool weft_test_alloc_failure_pending(void);
+/* Reinstalls the C library's allocator. */
+void weft_test_restore_alloc(void);
 /* A fresh empty directory for this test, removed afterwards (by the parent). */
 const char *weft_test_tmpdir(void);
 

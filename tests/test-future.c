@@ -558,25 +558,6 @@ TEST(stress_wait_any_and_as_completed_racing_completion)
 
 /* ---- allocation failure ---- */
 
-static atomic_long alloc_countdown; /* the allocation that fails: 1 = the next one */
-
-static bool should_fail(void)
-{
-    return atomic_fetch_sub(&alloc_countdown, 1) == 1;
-}
-static void *fail_malloc(size_t n)
-{
-    return should_fail() ? NULL : malloc(n);
-}
-static void *fail_calloc(size_t c, size_t n)
-{
-    return should_fail() ? NULL : calloc(c, n);
-}
-static void *fail_realloc(void *p, size_t n)
-{
-    return should_fail() ? NULL : realloc(p, n);
-}
-
 static int never_cb_calls;
 static void never_cb(weft_future_t *f, void *arg)
 {
@@ -585,27 +566,26 @@ static void never_cb(weft_future_t *f, void *arg)
 
 TEST(allocation_failures_return_enomem_cleanly)
 {
-    CHECK_EQ(weft_replace_allocator(fail_malloc, fail_calloc, fail_realloc, free), 0);
-    atomic_store(&alloc_countdown, 1);
+    weft_test_fail_alloc(1);
     CHECK(weft_future_create() == NULL);
     weft_future_t *fs[2];
-    atomic_store(&alloc_countdown, 1000);
+    weft_test_fail_alloc(1000);
     make_futures(fs, 2);
-    atomic_store(&alloc_countdown, 1);
+    weft_test_fail_alloc(1);
     CHECK_EQ(weft_future_on_complete(fs[0], never_cb, NULL), -ENOMEM);
-    atomic_store(&alloc_countdown, 1);
+    weft_test_fail_alloc(1);
     size_t idx;
     CHECK_EQ(weft_future_wait_any(fs, 2, 1 * MS, &idx), -ENOMEM);
     weft_future_iter_t *it = (weft_future_iter_t *)fs;
-    atomic_store(&alloc_countdown, 1);
+    weft_test_fail_alloc(1);
     CHECK_EQ(weft_future_as_completed(fs, 2, &it), -ENOMEM);
     CHECK(it == NULL);
-    atomic_store(&alloc_countdown, 1);
+    weft_test_fail_alloc(1);
     CHECK_EQ(weft_future_fail(fs[0], -EIO, "no memory for this"), 0);
     CHECK(weft_future_message(fs[0]) == NULL);
     CHECK_EQ(weft_future_status(fs[0]), -EIO);
     weft_future_complete(fs[1], 0, NULL, 0, NULL);
     CHECK_EQ(never_cb_calls, 0);
     release_futures(fs, 2);
-    CHECK_EQ(weft_replace_allocator(malloc, calloc, realloc, free), 0);
+    weft_test_restore_alloc();
 }

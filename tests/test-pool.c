@@ -832,25 +832,6 @@ TEST(stress_resize_under_load)
 
 /* ---- allocation failure ---- */
 
-static atomic_long alloc_countdown; /* the allocation that fails: 1 = the next one; <= 0 none */
-
-static bool should_fail(void)
-{
-    return atomic_fetch_sub(&alloc_countdown, 1) == 1;
-}
-static void *fail_malloc(size_t n)
-{
-    return should_fail() ? NULL : malloc(n);
-}
-static void *fail_calloc(size_t c, size_t n)
-{
-    return should_fail() ? NULL : calloc(c, n);
-}
-static void *fail_realloc(void *q, size_t n)
-{
-    return should_fail() ? NULL : realloc(q, n);
-}
-
 static int items_double(void *item, void *arg)
 {
     *(int *)item *= 2;
@@ -859,10 +840,9 @@ static int items_double(void *item, void *arg)
 
 TEST(allocation_failure_in_create_submit_and_map)
 {
-    CHECK_EQ(weft_replace_allocator(fail_malloc, fail_calloc, fail_realloc, free), 0);
     int failures = 0;
     for (long nth = 1;; nth++) {
-        atomic_store(&alloc_countdown, nth);
+        weft_test_fail_alloc(nth);
         weft_pool_t *p = (weft_pool_t *)&p;
         int rc = weft_pool_create(&p, &(weft_pool_opts_t){.threads = 2});
         bool failed_here = rc != 0;
@@ -902,7 +882,6 @@ TEST(allocation_failure_in_create_submit_and_map)
         if (!failed_here) break; /* the Nth allocation is past the last one: done */
         CHECK(nth < 100);
     }
-    atomic_store(&alloc_countdown, 0);
-    CHECK_EQ(weft_replace_allocator(malloc, calloc, realloc, free), 0);
+    weft_test_restore_alloc();
     CHECK(failures >= 3);
 }

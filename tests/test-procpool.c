@@ -863,33 +863,11 @@ TEST(nothing_leaks_after_crashes_timeouts_and_destroy)
     CHECK(waitpid(-1, NULL, WNOHANG) < 0 && errno == ECHILD);
 }
 
-/* The allocation that fails: 1 = the next one; <= 0 none. Counts every thread of this process
- * (the supervisor too); workers are other programs with the ordinary allocator. */
-static atomic_long alloc_countdown;
-
-static bool should_fail(void)
-{
-    return atomic_fetch_sub(&alloc_countdown, 1) == 1;
-}
-static void *fail_malloc(size_t n)
-{
-    return should_fail() ? NULL : malloc(n);
-}
-static void *fail_calloc(size_t c, size_t n)
-{
-    return should_fail() ? NULL : calloc(c, n);
-}
-static void *fail_realloc(void *q, size_t n)
-{
-    return should_fail() ? NULL : realloc(q, n);
-}
-
 TEST(allocation_failure_in_create_and_submit)
 {
-    CHECK_EQ(weft_replace_allocator(fail_malloc, fail_calloc, fail_realloc, free), 0);
     int create_failures = 0, task_failures = 0;
     for (long nth = 1;; nth++) {
-        atomic_store(&alloc_countdown, nth);
+        weft_test_fail_alloc(nth);
         weft_procpool_t *pp = (weft_procpool_t *)&pp;
         weft_procpool_opts_t o = {.workers = 1};
         int rc = weft_procpool_create(&pp, &o);
@@ -920,11 +898,10 @@ TEST(allocation_failure_in_create_and_submit)
         }
         weft_procpool_destroy(pp);
         for (int i = 0; i < 3; i++) weft_future_release(fs[i]);
-        if (atomic_load(&alloc_countdown) > 0) break; /* the Nth allocation never came: done */
+        if (weft_test_alloc_failure_pending()) break; /* the Nth allocation never came: done */
         CHECK(nth < 5000);
     }
-    atomic_store(&alloc_countdown, 0);
-    CHECK_EQ(weft_replace_allocator(malloc, calloc, realloc, free), 0);
+    weft_test_restore_alloc();
     CHECK(create_failures > 0);
     CHECK(task_failures > 0);
 }
