@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "peer.h"
 #include <weft/hist.h>
 #include <weft/pool.h>
 #include <weft/sys.h>
@@ -176,21 +177,9 @@ static void run_memory(int threads, long pending)
 /* Runs the Python peer; returns its tasks/s or 0. */
 static double run_peer(long n, int threads)
 {
-    const char *py = getenv("PYTHON");
-    if (!py) py = "/usr/bin/python3";
-    char script[4096];
-    const char *src = getenv("WEFT_SRC");
-    if (src) {
-        snprintf(script, sizeof script, "%s/bench/pool_peer.py", src);
-    } else { /* beside this file */
-        snprintf(script, sizeof script, "%s", __FILE__);
-        char *slash = strrchr(script, '/');
-        snprintf(slash ? slash + 1 : script,
-                 sizeof script - (size_t)(slash ? slash + 1 - script : 0), "pool_peer.py");
-    }
-    char cmd[8300];
-    snprintf(cmd, sizeof cmd, "'%s' '%s' %ld %d", py, script, n, threads);
-    FILE *f = popen(cmd, "r");
+    char args[64];
+    snprintf(args, sizeof args, "%ld %d", n, threads);
+    FILE *f = bench_peer_open("pool_peer.py", args);
     if (!f) return 0;
     char line[512];
     double rate = 0;
@@ -200,7 +189,7 @@ static double run_peer(long n, int threads)
         char *r = strstr(line, "tasks_per_s=");
         if (r) rate = atof(r + strlen("tasks_per_s="));
     }
-    if (pclose(f) != 0) fprintf(stderr, "bench-pool: peer failed: %s\n", cmd);
+    bench_peer_close(f, "pool_peer.py");
     return rate;
 }
 

@@ -26,6 +26,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <unistd.h>
+#include "peer.h"
 #include <weft/err.h>
 #include <weft/hist.h>
 #include <weft/procpool.h>
@@ -190,21 +191,9 @@ static void run_timeouts(int kills, uint64_t timeout_ns)
 static void run_peer(long n, int workers, double *noop, double *arg4k)
 {
     *noop = *arg4k = 0;
-    const char *py = getenv("PYTHON");
-    if (!py) py = "/usr/bin/python3";
-    char script[4096];
-    const char *src = getenv("WEFT_SRC");
-    if (src) {
-        snprintf(script, sizeof script, "%s/bench/procpool_peer.py", src);
-    } else { /* beside this file */
-        snprintf(script, sizeof script, "%s", __FILE__);
-        char *slash = strrchr(script, '/');
-        snprintf(slash ? slash + 1 : script,
-                 sizeof script - (size_t)(slash ? slash + 1 - script : 0), "procpool_peer.py");
-    }
-    char cmd[8300];
-    snprintf(cmd, sizeof cmd, "'%s' '%s' %ld %d %d", py, script, n, workers, WINDOW);
-    FILE *f = popen(cmd, "r");
+    char args[96];
+    snprintf(args, sizeof args, "%ld %d %d", n, workers, WINDOW);
+    FILE *f = bench_peer_open("procpool_peer.py", args);
     if (!f) return;
     char line[512];
     while (fgets(line, sizeof line, f)) {
@@ -212,7 +201,7 @@ static void run_peer(long n, int workers, double *noop, double *arg4k)
         if (sscanf(line, "noop %lf", &r) == 1) *noop = r;
         if (sscanf(line, "arg4k %lf", &r) == 1) *arg4k = r;
     }
-    if (pclose(f) != 0) fprintf(stderr, "bench-procpool: peer failed: %s\n", cmd);
+    bench_peer_close(f, "procpool_peer.py");
 }
 
 int main(int argc, char **argv)
