@@ -162,6 +162,54 @@ static double via_sched(long n, int route, int threads, int procs, bool futures)
     return r;
 }
 
+/* Batches of 64: the raw pool's weft_pool_submit_tasks (caller-owned records, each with its
+ * future) against weft_sched_submit_many with a future per task. */
+static double raw_threads_batched(long n, int threads)
+{
+    weft_pool_t *p;
+    weft_pool_opts_t o = {.threads = threads, .queue_capacity = WINDOW};
+    int rc = weft_pool_create(&p, &o);
+    if (rc < 0) die("pool", rc);
+    weft_task_t *ts = malloc(WINDOW * sizeof *ts);
+    if (!ts) die("malloc", -ENOMEM);
+    double t0 = now_s();
+    for (long d = 0; d < n; d += WINDOW) {
+        long k = n - d < WINDOW ? n - d : WINDOW;
+        for (long i = 0; i < k; i++) weft_task_init(&ts[i], nop, NULL);
+        for (long i = 0; i < k; i += 64)
+            weft_pool_submit_tasks(p, &ts[i], (size_t)(k - i < 64 ? k - i : 64));
+        for (long i = 0; i < k; i++) {
+            weft_future_wait(&ts[i].future, -1);
+            weft_future_release(&ts[i].future);
+        }
+    }
+    double r = (double)n / (now_s() - t0);
+    weft_pool_destroy(p);
+    free(ts);
+    return r;
+}
+
+static double sched_batched(long n, int threads)
+{
+    weft_sched_t *s;
+    weft_sched_opts_t o = {
+        .procs = -1, .threads_min = threads, .threads_max = threads, .loop_max = -1};
+    int rc = weft_sched_create(&s, &o);
+    if (rc < 0) die("sched", rc);
+    weft_sched_task_t ts[64];
+    for (int i = 0; i < 64; i++) ts[i] = (weft_sched_task_t){.type = WEFT_SCHED_IO, .fn = nop};
+    double t0 = now_s();
+    for (long d = 0; d < n; d += WINDOW) {
+        long k = n - d < WINDOW ? n - d : WINDOW;
+        for (long i = 0; i < k; i += 64)
+            weft_sched_submit_many(s, ts, (size_t)(k - i < 64 ? k - i : 64), NULL, &fs[i]);
+        wait_release(k);
+    }
+    double r = (double)n / (now_s() - t0);
+    weft_sched_destroy(s);
+    return r;
+}
+
 static double best3(double a, double b, double c)
 {
     double m = a > b ? a : b;
@@ -446,6 +494,11 @@ int main(int argc, char **argv)
     printf("threads   raw pool %6.2f M/s   scheduler %6.2f M/s (%3.0f %%)   scheduler without "
            "futures %6.2f M/s (%3.0f %%)\n",
            rt / 1e6, st / 1e6, 100 * st / rt, st0 / 1e6, 100 * st0 / rt);
+    double rb =
+        best3(raw_threads_batched(n, 2), raw_threads_batched(n, 2), raw_threads_batched(n, 2));
+    double sb = best3(sched_batched(n, 2), sched_batched(n, 2), sched_batched(n, 2));
+    printf("threads   batches of 64: raw pool %6.2f M/s   scheduler %6.2f M/s (%3.0f %%)\n",
+           rb / 1e6, sb / 1e6, 100 * sb / rb);
     long pn = n / 4;
     double rp = best3(raw_procs(pn, cpus), raw_procs(pn, cpus), raw_procs(pn, cpus));
     double sp = best3(via_sched(pn, WEFT_ROUTE_PROCS, 1, cpus, true),

@@ -166,6 +166,12 @@ int weft_sched_create(weft_sched_t **out, const weft_sched_opts_t *opts);
 int weft_sched_submit(weft_sched_t *s, const weft_sched_task_t *t, weft_sched_id_t *id,
                       weft_future_t **out);
 
+/* Submits n tasks under one lock round: all or nothing. ids and futs (n entries each) may be
+ * NULL; futs NULL allocates no futures. Names given in tasks[i].name are kept. Returns as
+ * weft_sched_submit. Ownership and thread safety: as weft_sched_submit. */
+int weft_sched_submit_many(weft_sched_t *s, const weft_sched_task_t *tasks, size_t n,
+                           weft_sched_id_t *ids, weft_future_t **futs);
+
 /* Waits until no task is queued, waiting for dependencies, backing off or running (timeout_ns
  * < 0: forever). Returns 0 or -ETIMEDOUT. Thread safety: any thread but the executors' own. */
 int weft_sched_wait_idle(weft_sched_t *s, int64_t timeout_ns);

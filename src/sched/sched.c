@@ -839,7 +839,8 @@ static void attempt_failed(weft_sched_t *s, struct todo *t, uint32_t idx, struct
     struct extra *x = extra_of(r);
     if (x && x->nerrors < WEFT_SCHED_KEPT_ERRORS) x->errors[x->nerrors++] = status;
     const struct policy *p = r->policy ? &s->policies[r->policy] : NULL;
-    bool cancelled = status == -ECANCELED && r->fut && weft_future_cancel_requested(r->fut);
+    bool cancelled =
+        status == -ECANCELED && (s->cancel_all || (r->fut && weft_future_cancel_requested(r->fut)));
     if (p && r->attempts < p->p.attempts && !cancelled && !s->cancel_all &&
         weft__retry_on(p->on, p->p.n_on, status)) {
         uint64_t delay =
@@ -1750,6 +1751,20 @@ int weft__sched_submit_batch(weft_sched_t *s, size_t n, const weft_sched_task_t 
     }
     run_todo(s, &td);
     return 0;
+}
+
+int weft_sched_submit_many(weft_sched_t *s, const weft_sched_task_t *tasks, size_t n,
+                           weft_sched_id_t *ids, weft_future_t **futs)
+{
+    if (!s || (!tasks && n)) return -EINVAL;
+    const char *small[16], **names = n <= 16 ? small : weft__malloc(n * sizeof *names);
+    if (!names) return -ENOMEM;
+    bool any = false;
+    for (size_t i = 0; i < n; i++) any |= (names[i] = tasks[i].name) != NULL;
+    int rc = weft__sched_submit_batch(s, n, tasks, any ? names : NULL, false, NULL, NULL, NULL,
+                                      NULL, futs, ids, NULL);
+    if (names != small) weft__free((void *)names);
+    return rc;
 }
 
 int weft_sched_submit(weft_sched_t *s, const weft_sched_task_t *t, weft_sched_id_t *id,
