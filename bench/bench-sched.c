@@ -29,6 +29,8 @@
 #include <weft/sched.h>
 #include <weft/sys.h>
 
+#include "peer.h"
+
 #define WINDOW 65536
 #define PWINDOW 4096
 
@@ -448,18 +450,13 @@ static double mixed(int forms, const weft_sched_opts_t *o, int n)
 static void run_peer(int n)
 {
     if (getenv("WEFT_BENCH_NO_PEER")) return;
-    const char *src = getenv("WEFT_SRC"), *py = getenv("PYTHON");
-    char script[4096], cmd[4400];
-    if (src)
-        snprintf(script, sizeof script, "%s/bench/sched_peer.py", src);
-    else
-        snprintf(script, sizeof script, "%s", "bench/sched_peer.py");
-    snprintf(cmd, sizeof cmd, "'%s' '%s' %d", py ? py : "/usr/bin/python3", script, n);
-    FILE *f = popen(cmd, "r");
+    char args[32];
+    snprintf(args, sizeof args, "%d", n);
+    FILE *f = bench_peer_open("sched_peer.py", args);
     if (!f) return;
     char line[512];
     while (fgets(line, sizeof line, f)) printf("peer    %s", line);
-    if (pclose(f) != 0) printf("peer    (failed: %s)\n", cmd);
+    bench_peer_close(f, "sched_peer.py");
 }
 
 int main(int argc, char **argv)
