@@ -23,6 +23,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include "peer.h"
 #include <weft/loop.h>
 #include <weft/pool.h>
 #include <weft/procpool.h>
