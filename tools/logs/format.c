@@ -633,10 +633,266 @@ static const char *parse_fast(const weft_logs_format_t *f, const char *p, const 
     return NULL;
 }
 
+/* ---- the presets with AVX2 ---------------------------------------------------------------------
+ *
+ * The common case of a preset line, 32 bytes at a time: the address from its dot positions (a
+ * shuffle table puts each octet's digits in a 32-bit lane, one multiply-add per lane), the
+ * timestamp checked against a template in one compare, the request's fields found with byte
+ * masks, the numbers with the SWAR helpers. It only accepts: on anything unusual (IPv6, a long
+ * user name, escapes, a number of unusual length, trailing blanks) or within 64 bytes of `end`
+ * it returns NULL and parse_fast() decides, so a line it accepts gets exactly parse_fast()'s
+ * result (the fuzz target compares both with the interpreter). Selected at run time. */
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+
+#define HAVE_AVX2 1
+#define AVX2 __attribute__((target("avx2,bmi,bmi2")))
+#define AVX2_INLINE static inline __attribute__((target("avx2,bmi,bmi2"), always_inline))
+
+static bool use_avx2; /* written once by a constructor, before any thread exists */
+
+__attribute__((constructor)) static void detect_avx2(void)
+{
+    __builtin_cpu_init();
+    use_avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("bmi") &&
+               __builtin_cpu_supports("bmi2");
+}
+
+/* Shuffle controls for an address whose octets have 1..3 digits: lane i (4 bytes) receives
+ * octet i right-aligned after a zero byte, e.g. "10.0.0.1" -> 0 0 '1' '0' | 0 0 0 '0' | ... */
+#define IP_LANE(s, k) 0x80, (k) >= 3 ? (s) : 0x80, (k) >= 2 ? (s) + (k)-2 : 0x80, (s) + (k)-1
+#define IP_SHUF(a, b, c, d)                                                                        \
+    {                                                                                              \
+        IP_LANE(0, a), IP_LANE((a) + 1, b), IP_LANE((a) + (b) + 2, c),                             \
+            IP_LANE((a) + (b) + (c) + 3, d)                                                        \
+    }
+#define IP_SHUF3(a, b, c) IP_SHUF(a, b, c, 1), IP_SHUF(a, b, c, 2), IP_SHUF(a, b, c, 3)
+#define IP_SHUF2(a, b) IP_SHUF3(a, b, 1), IP_SHUF3(a, b, 2), IP_SHUF3(a, b, 3)
+#define IP_SHUF1(a) IP_SHUF2(a, 1), IP_SHUF2(a, 2), IP_SHUF2(a, 3)
+static const uint8_t ip_shuf[81][16]
+    __attribute__((aligned(16))) = {IP_SHUF1(1), IP_SHUF1(2), IP_SHUF1(3)};
+
+/* The valid dot patterns of an address: bit i set for a dot at i and for the space that ends it,
+ * hashed perfectly into 256 slots (the multiplier was found by search; a collision would be a
+ * duplicate initializer, which -Woverride-init reports). Each slot holds its pattern and the
+ * index of its shuffle control. */
+#define IP_PAT(a, b, c, d)                                                                         \
+    (1u << (a) | 1u << ((a) + (b) + 1) | 1u << ((a) + (b) + (c) + 2) |                             \
+     1u << ((a) + (b) + (c) + (d) + 3))
+#define IP_HASH(pat) ((uint32_t)((pat)*9279515u) >> 24)
+#define IP_ENTRY(a, b, c, d)                                                                       \
+    [IP_HASH(IP_PAT(a, b, c, d))] = {IP_PAT(a, b, c, d),                                           \
+                                     ((a)-1) * 27 + ((b)-1) * 9 + ((c)-1) * 3 + (d)-1}
+#define IP_ENTRY3(a, b, c) IP_ENTRY(a, b, c, 1), IP_ENTRY(a, b, c, 2), IP_ENTRY(a, b, c, 3)
+#define IP_ENTRY2(a, b) IP_ENTRY3(a, b, 1), IP_ENTRY3(a, b, 2), IP_ENTRY3(a, b, 3)
+#define IP_ENTRY1(a) IP_ENTRY2(a, 1), IP_ENTRY2(a, 2), IP_ENTRY2(a, 3)
+static const struct {
+    uint16_t pat;
+    uint8_t shuf;
+} ip_pats[256] = {IP_ENTRY1(1), IP_ENTRY1(2), IP_ENTRY1(3)};
+
+#define BC(c) (long long)(UINT64_C(0x0101010101010101) * (unsigned char)(c))
+#define BCAST(c)                                                                                   \
+    {                                                                                              \
+        BC(c), BC(c), BC(c), BC(c)                                                                 \
+    }
+/* For one shuffle: the byte whose low nibble is the index, among ' ', '"', '\n' and '?' (whose
+ * low nibbles differ); v equals its lookup exactly when v is one of them. */
+#define STOPS                                                                                      \
+    (long long)(' ' | '"' << 16 | UINT64_C(0) << 32), (long long)('\n' << 16 | (uint64_t)'?' << 56)
+static const struct avx2_consts {
+    __m256i sp, qt, nl, dot, zero, nine, stops;
+} avx2_consts = {BCAST(' '), BCAST('"'), BCAST('\n'),   BCAST('.'),
+                 BCAST('0'), BCAST(9),   {STOPS, STOPS}};
+
+/* "/Mon" as a little-endian 32-bit word, and a perfect hash of the twelve into 16 slots. */
+#define MON(a, b, c)                                                                               \
+    ((uint32_t)'/' | (uint32_t)(a) << 8 | (uint32_t)(b) << 16 | (uint32_t)(c) << 24)
+#define MON_SLOT(w) ((uint32_t)((w)*727u) >> 28)
+#define MON_ENTRY(a, b, c) [MON_SLOT(MON(a, b, c))] = MON(a, b, c)
+static const uint32_t months[16] = {
+    MON_ENTRY('J', 'a', 'n'), MON_ENTRY('F', 'e', 'b'), MON_ENTRY('M', 'a', 'r'),
+    MON_ENTRY('A', 'p', 'r'), MON_ENTRY('M', 'a', 'y'), MON_ENTRY('J', 'u', 'n'),
+    MON_ENTRY('J', 'u', 'l'), MON_ENTRY('A', 'u', 'g'), MON_ENTRY('S', 'e', 'p'),
+    MON_ENTRY('O', 'c', 't'), MON_ENTRY('N', 'o', 'v'), MON_ENTRY('D', 'e', 'c'),
+};
+
+AVX2_INLINE __m256i load32(const char *p)
+{
+    return _mm256_loadu_si256((const __m256i *)(const void *)p);
+}
+
+AVX2_INLINE uint32_t eq32(__m256i v, __m256i c)
+{
+    return (uint32_t)_mm256_movemask_epi8(_mm256_cmpeq_epi8(v, c));
+}
+
+AVX2_INLINE uint64_t eq64(__m256i lo, __m256i hi, __m256i clo, __m256i chi)
+{
+    return eq32(lo, clo) | (uint64_t)eq32(hi, chi) << 32;
+}
+
+/* The bytes of v that are ASCII digits, given '0' and 9 broadcast. */
+AVX2_INLINE uint32_t digits32(__m256i v, __m256i zero, __m256i nine)
+{
+    __m256i x = _mm256_sub_epi8(v, zero);
+    return eq32(_mm256_min_epu8(x, nine), x);
+}
+
+AVX2_INLINE uint32_t be16(const char *p)
+{
+    return (uint32_t)(unsigned char)p[0] << 8 | (unsigned char)p[1];
+}
+
+AVX2_INLINE int dig(char c)
+{
+    return c - '0';
+}
+
+/* The first '"' or '\n' at or after q, 32 bytes at a time; NULL when the search would come
+ * within 32 bytes of end. */
+AVX2_INLINE const char *find_quote_nl(const char *q, const char *end, __m256i qt, __m256i nl)
+{
+    for (; end - q >= 32; q += 32) {
+        __m256i v = load32(q);
+        uint32_t m = (uint32_t)_mm256_movemask_epi8(
+            _mm256_or_si256(_mm256_cmpeq_epi8(v, qt), _mm256_cmpeq_epi8(v, nl)));
+        if (m) return q + _tzcnt_u32(m);
+    }
+    return NULL;
+}
+
+/* The closing quote of a quoted field, when no backslash precedes it; NULL otherwise. */
+AVX2_INLINE const char *quote_avx2(const char *q, const char *end, __m256i qt, __m256i nl)
+{
+    const char *e = find_quote_nl(q, end, qt, nl);
+    return e && *e == '"' && e[-1] != '\\' ? e : NULL;
+}
+
+static AVX2 const char *parse_avx2(const weft_logs_format_t *f, const char *p, const char *end,
+                                   weft_logs_rec_t *r)
+{
+    /* The constants through an opaque pointer: as memory operands, not rebuilt at each use. */
+    const struct avx2_consts *K = &avx2_consts;
+    __asm__("" : "+r"(K));
+    if (end - p < 64) return NULL;
+
+    /* The address: 7..15 digits and dots up to the first space, the dots in a valid pattern. */
+    __m256i a = load32(p);
+    uint32_t sp = eq32(a, K->sp);
+    unsigned n = _tzcnt_u32(sp);
+    if (n > 15) return NULL;
+    uint32_t low = (1u << n) - 1, dots = eq32(a, K->dot) & low;
+    uint32_t dg = digits32(a, K->zero, K->nine), pat = dots | 1u << n;
+    if (((dots | dg) & low) != low || ip_pats[IP_HASH(pat)].pat != pat) return NULL;
+    if (eq32(a, K->zero) & (dots << 1 | 1) & dg >> 1) return NULL; /* a leading zero */
+    __m128i d = _mm_sub_epi8(_mm256_castsi256_si128(a), _mm256_castsi256_si128(K->zero));
+    d = _mm_shuffle_epi8(
+        d, _mm_load_si128((const __m128i *)(const void *)ip_shuf[ip_pats[IP_HASH(pat)].shuf]));
+    d = _mm_madd_epi16(_mm_maddubs_epi16(d, _mm_set1_epi32(0x010A6400)), _mm_set1_epi16(1));
+    if (_mm_movemask_epi8(_mm_cmpgt_epi32(d, _mm_set1_epi32(255)))) return NULL;
+    d = _mm_shuffle_epi8(
+        d, _mm_setr_epi8(12, 8, 4, 0, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1));
+    r->family = 4;
+    r->ip4 = (uint32_t)_mm_cvtsi128_si32(d);
+
+    /* $ident $remote_user: up to the next two spaces, no newline before them. */
+    uint32_t s = _blsr_u32(_blsr_u32(sp));
+    if (!s || (eq32(a, K->nl) & _blsmsk_u32(s))) return NULL;
+    const char *b = p + _tzcnt_u32(s) + 1; /* '[' */
+
+    /* [15/Jan/2025:10:30:45 +0800] " against a template; the fields' ranges as text. */
+    __m256i v = load32(b);
+    const __m256i plus =
+        _mm256_setr_epi8('[', 0, 0, '/', 0, 0, 0, '/', 0, 0, 0, 0, ':', 0, 0, ':', 0, 0, ':', 0, 0,
+                         ' ', '+', 0, 0, 0, 0, ']', ' ', '"', 0, 0);
+    const __m256i minus =
+        _mm256_setr_epi8('[', 0, 0, '/', 0, 0, 0, '/', 0, 0, 0, 0, ':', 0, 0, ':', 0, 0, ':', 0, 0,
+                         ' ', '-', 0, 0, 0, 0, ']', ' ', '"', 0, 0);
+    uint32_t lit = (uint32_t)_mm256_movemask_epi8(
+        _mm256_or_si256(_mm256_cmpeq_epi8(v, plus), _mm256_cmpeq_epi8(v, minus)));
+    const uint32_t litm = 1u << 0 | 1u << 3 | 1u << 7 | 1u << 12 | 1u << 15 | 1u << 18 | 1u << 21 |
+                          1u << 22 | 1u << 27 | 1u << 28 | 1u << 29;
+    const uint32_t digm = 3u << 1 | 15u << 8 | 3u << 13 | 3u << 16 | 3u << 19 | 15u << 23;
+    uint32_t mon;
+    memcpy(&mon, b + 3, 4);
+    if (((lit & litm) | (digits32(v, K->zero, K->nine) & digm)) != (litm | digm) ||
+        months[MON_SLOT(mon)] != mon || be16(b + 1) - 0x3031 > 0x300 || be16(b + 13) > 0x3233 ||
+        be16(b + 16) > 0x3539 || be16(b + 19) > 0x3630)
+        return NULL;
+    r->hour = dig(b[13]) * 10 + dig(b[14]);
+
+    /* "METHOD PATH[?QUERY] PROTOCOL": the method and the path within the next 64 bytes. */
+    const char *rq = b + 30;
+    if (end - rq < 64) return NULL;
+    __m256i r0 = load32(rq), r1 = load32(rq + 32);
+    uint64_t stop = eq64(r0, r1, _mm256_shuffle_epi8(K->stops, r0),
+                         _mm256_shuffle_epi8(K->stops, r1)); /* ' ', '"', '\n', '?' */
+    unsigned m = (unsigned)_tzcnt_u64(stop);
+    if (m > 62 || rq[m] != ' ') return NULL;
+    unsigned pe = (unsigned)_tzcnt_u64(stop & ~UINT64_C(1) << m);
+    if (pe == m + 1 || pe == 64) return NULL;
+    r->path = rq + m + 1;
+    r->path_len = pe - m - 1;
+    uint64_t qn = (eq64(r0, r1, K->qt, K->qt) | eq64(r0, r1, K->nl, K->nl)) & ~UINT64_C(0) << pe;
+    const char *q = qn ? rq + _tzcnt_u64(qn) : find_quote_nl(rq + 64, end, K->qt, K->nl);
+    if (!q || *q != '"' || q[-1] == '\\') return NULL;
+
+    /* " 200 1234" */
+    if (end - q < 32) return NULL;
+    uint32_t qd = digits32(load32(q), K->zero, K->nine);
+    if (q[1] != ' ' || q[2] == '0' || (~qd & 7u << 2) || q[5] != ' ') return NULL;
+    r->status = dig(q[2]) * 100 + dig(q[3]) * 10 + dig(q[4]);
+    if (q[6] == '-') {
+        r->bytes = 0;
+        q += 7;
+    } else {
+        unsigned k = _tzcnt_u32(~(qd >> 6));
+        if (k - 1 > 7) return NULL;
+        r->bytes = digits_value(load8(q + 6), (int)k);
+        q += 6 + k;
+    }
+    if (f->fast >= 3) { /* "referer" "user agent" */
+        if (q[0] != ' ' || q[1] != '"' || !(q = quote_avx2(q + 2, end, K->qt, K->nl)) ||
+            q[1] != ' ' || q[2] != '"' || !(q = quote_avx2(q + 3, end, K->qt, K->nl)))
+            return NULL;
+        if (end - ++q < 32) return NULL;
+    }
+    r->rt_us = -1;
+    if (f->fast != 2 && f->fast != 3) { /* " 0.052": seconds, 1..6 digits each side */
+        if (end - q < 32) return NULL;
+        uint32_t td = digits32(load32(q), K->zero, K->nine);
+        unsigned ki = _tzcnt_u32(~(td >> 1)), kf;
+        if (q[0] != ' ' || ki - 1 > 5 || q[1 + ki] != '.' ||
+            (kf = _tzcnt_u32(~(td >> (2 + ki)))) - 1 > 5)
+            return NULL;
+        if (ki == 1 && kf == 3) { /* nginx writes milliseconds */
+            r->rt_us = dig(q[1]) * 1000000 +
+                       (dig(q[3]) * 100 + dig(q[4]) * 10 + dig(q[5])) * (int64_t)1000;
+        } else {
+            static const int64_t scale[] = {1, 100000, 10000, 1000, 100, 10, 1};
+            r->rt_us = (int64_t)digits_value(load8(q + 1), (int)ki) * 1000000 +
+                       (int64_t)digits_value(load8(q + 2 + ki), (int)kf) * scale[kf];
+        }
+        q += 2 + ki + kf;
+    }
+    if (q[0] == '\n' || (q[0] == '\r' && q[1] == '\n')) return q;
+    return NULL;
+}
+#endif
+
 const char *weft_logs_parse(const weft_logs_format_t *f, const char *p, const char *end,
                             weft_logs_rec_t *r)
 {
-    if (f->fast) return parse_fast(f, p, end, r);
+    if (f->fast) {
+#ifdef HAVE_AVX2
+        if (use_avx2) {
+            const char *e = parse_avx2(f, p, end, r);
+            if (e) return e;
+        }
+#endif
+        return parse_fast(f, p, end, r);
+    }
     r->path = NULL;
     r->path_len = 0;
     r->rt_us = -1;
