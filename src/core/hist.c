@@ -15,12 +15,18 @@ void weft_hist_init(weft_hist_t *h)
     h->min = UINT64_MAX;
 }
 
-size_t weft_hist_bucket(uint64_t v)
+/* Inlined into weft_hist_record, which `weft logs` calls once per line. */
+static inline size_t bucket(uint64_t v)
 {
     if (v > VMAX) v = VMAX;
     if (v < (UINT64_C(1) << (SUB + 1))) return (size_t)v;
     int e = 63 - __builtin_clzll(v);
     return (size_t)(e - SUB) * (1u << SUB) + (size_t)(v >> (e - SUB));
+}
+
+size_t weft_hist_bucket(uint64_t v)
+{
+    return bucket(v);
 }
 
 void weft_hist_bucket_range(size_t idx, uint64_t *lo, uint64_t *hi)
@@ -37,7 +43,7 @@ void weft_hist_bucket_range(size_t idx, uint64_t *lo, uint64_t *hi)
 
 void weft_hist_record(weft_hist_t *h, uint64_t v)
 {
-    h->buckets[weft_hist_bucket(v)]++;
+    h->buckets[bucket(v)]++;
     h->count++;
     h->sum += v;
     if (v < h->min) h->min = v;

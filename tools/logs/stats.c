@@ -248,8 +248,10 @@ static inline uint64_t load_le64(const char *s)
     return w;
 }
 
-/* A word-at-a-time hash of a path; the same on every machine, since partials travel. */
-static inline uint64_t path_hash(const char *s, size_t n)
+/* A word-at-a-time hash of a path; the same on every machine, since partials travel. The last
+ * partial word is read with one load and masked when the buffer holds 8 bytes from it (the path
+ * is followed by the rest of its line), else copied. */
+static inline uint64_t path_hash(const char *s, size_t n, const char *limit)
 {
     uint64_t h = UINT64_C(0x243F6A8885A308D3) ^ ((uint64_t)n * PHI);
     while (n >= 8) {
@@ -259,9 +261,15 @@ static inline uint64_t path_hash(const char *s, size_t n)
         n -= 8;
     }
     if (n) {
-        char tail[8] = {0};
-        memcpy(tail, s, n);
-        h = (h ^ load_le64(tail)) * PHI;
+        uint64_t w;
+        if (limit - s >= 8) {
+            w = load_le64(s) & (~UINT64_C(0) >> (64 - 8 * n));
+        } else {
+            char tail[8] = {0};
+            memcpy(tail, s, n);
+            w = load_le64(tail);
+        }
+        h = (h ^ w) * PHI;
         h ^= h >> 29;
     }
     h *= UINT64_C(0xBF58476D1CE4E5B9);
@@ -365,7 +373,9 @@ typedef struct item {
     uint64_t h4, hp;
 } item_t;
 
-static inline void prepare(weft_logs_part_t *p, item_t *it)
+/* `limit`: the end of the buffer holding the line (the path hash may read up to it). */
+static inline __attribute__((always_inline)) void prepare(weft_logs_part_t *p, item_t *it,
+                                                          const char *limit)
 {
     const weft_logs_rec_t *r = &it->r;
     if (r->family == 4) {
@@ -374,12 +384,12 @@ static inline void prepare(weft_logs_part_t *p, item_t *it)
         __builtin_prefetch(&t->slots[slot4(it->h4) & t->mask]);
     }
     if (r->path && !p->paths.overflow) {
-        it->hp = path_hash(r->path, r->path_len);
+        it->hp = path_hash(r->path, r->path_len, limit);
         __builtin_prefetch(&p->paths.slots[it->hp & p->paths.mask]);
     }
 }
 
-static inline void record(weft_logs_part_t *p, const item_t *it)
+static inline __attribute__((always_inline)) void record(weft_logs_part_t *p, const item_t *it)
 {
     const weft_logs_rec_t *r = &it->r;
     p->parsed++;
@@ -400,15 +410,22 @@ static inline void record(weft_logs_part_t *p, const item_t *it)
         p->oom = -ENOMEM;
     }
     if (r->path && !p->paths.overflow) {
-        uint32_t len = r->path_len > UINT32_MAX ? UINT32_MAX : (uint32_t)r->path_len;
-        if (tp_add(&p->paths, it->hp, r->path, len, path_keep(len), 1)) p->oom = -ENOMEM;
+        weft_logs_tp_t *t = &p->paths;
+        size_t i = it->hp & t->mask;
+        while (t->slots[i].count && t->slots[i].hash != it->hp) i = (i + 1) & t->mask;
+        if (t->slots[i].count) { /* a path seen before: the usual case, done here */
+            t->slots[i].count++;
+        } else {
+            uint32_t len = r->path_len > UINT32_MAX ? UINT32_MAX : (uint32_t)r->path_len;
+            if (tp_add(t, it->hp, r->path, len, path_keep(len), 1)) p->oom = -ENOMEM;
+        }
     }
 }
 
 void weft_logs_part_record(weft_logs_part_t *p, const weft_logs_rec_t *r)
 {
     item_t it = {.r = *r};
-    prepare(p, &it);
+    prepare(p, &it, r->path ? r->path + r->path_len : NULL);
     record(p, &it);
 }
 
@@ -429,7 +446,7 @@ void weft_logs_analyze(const weft_logs_format_t *f, const char *data, size_t len
             lines++;
             const char *e = weft_logs_parse(f, p, end, &items[n].r);
             if (__builtin_expect(e != NULL, 1)) {
-                prepare(acc, &items[n++]);
+                prepare(acc, &items[n++], end);
                 if (e < end && *e == '\r') e++;
                 p = e < end ? e + 1 : end;
                 continue;
