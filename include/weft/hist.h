@@ -39,6 +39,20 @@ uint64_t weft_hist_quantile(const weft_hist_t *h, double q);
 size_t weft_hist_bucket(uint64_t v);
 void weft_hist_bucket_range(size_t idx, uint64_t *lo, uint64_t *hi);
 
+/* For serialisation: the number of records in bucket `idx` (0 when idx >= WEFT_HIST_BUCKETS).
+ * Ownership: borrows. */
+uint64_t weft_hist_bucket_count(const weft_hist_t *h, size_t idx);
+
+/* For deserialisation: adds `count` records whose values lie in bucket `idx`, without the values
+ * themselves: the bucket and `count` grow, sum/min/max do not (add them with
+ * weft_hist_add_totals once the buckets are in). Returns 0, or -EINVAL and changes nothing when
+ * idx >= WEFT_HIST_BUCKETS. Ownership: borrows. */
+int weft_hist_add_bucket(weft_hist_t *h, size_t idx, uint64_t count);
+
+/* For deserialisation: adds the exact sum of the values added with weft_hist_add_bucket and
+ * widens [min, max] to include [min, max] given. Ownership: borrows. */
+void weft_hist_add_totals(weft_hist_t *h, uint64_t sum, uint64_t min, uint64_t max);
+
 /* Thread safety of every function above: one thread at a time per histogram; merge per-thread
  * histograms at the end. */
 

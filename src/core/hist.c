@@ -2,6 +2,7 @@
  * with top bit e maps to (e - SUB_BITS) * 2^SUB_BITS + (v >> (e - SUB_BITS)), whose second term
  * lies in [2^SUB_BITS, 2^(SUB_BITS+1)), so indexes are contiguous and each bucket spans 1/128 of
  * its power of two. */
+#include <errno.h>
 #include <stdint.h>
 #include <string.h>
 #include <weft/hist.h>
@@ -48,6 +49,26 @@ void weft_hist_record(weft_hist_t *h, uint64_t v)
     h->sum += v;
     if (v < h->min) h->min = v;
     if (v > h->max) h->max = v;
+}
+
+uint64_t weft_hist_bucket_count(const weft_hist_t *h, size_t idx)
+{
+    return idx < WEFT_HIST_BUCKETS ? h->buckets[idx] : 0;
+}
+
+int weft_hist_add_bucket(weft_hist_t *h, size_t idx, uint64_t count)
+{
+    if (idx >= WEFT_HIST_BUCKETS) return -EINVAL;
+    h->buckets[idx] += count;
+    h->count += count;
+    return 0;
+}
+
+void weft_hist_add_totals(weft_hist_t *h, uint64_t sum, uint64_t min, uint64_t max)
+{
+    h->sum += sum;
+    if (min < h->min) h->min = min;
+    if (max > h->max) h->max = max;
 }
 
 void weft_hist_merge(weft_hist_t *dst, const weft_hist_t *src)

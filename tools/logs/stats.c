@@ -579,20 +579,20 @@ static int cmp_ep(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-/* The histogram's buckets are read and (in decode) written directly: weft/hist.h offers
- * bucket_range for serialisation but no setter, and recording a bucket's count one value at a
- * time would be far too slow. */
+/* The histogram: count, sum, min, max, then its non-empty buckets (index deltas and counts);
+ * decode() restores them with weft_hist_add_bucket() and weft_hist_add_totals(). */
 static int put_hist(weft_buf_t *b, const weft_hist_t *h)
 {
     int rc = put_varint(b, h->count) | put_varint(b, h->sum);
     if (h->count) rc |= put_varint(b, h->min) | put_varint(b, h->max);
     size_t nb = 0;
-    for (size_t i = 0; i < WEFT_HIST_BUCKETS; i++) nb += h->buckets[i] != 0;
+    for (size_t i = 0; i < WEFT_HIST_BUCKETS; i++) nb += weft_hist_bucket_count(h, i) != 0;
     rc |= put_varint(b, nb);
     size_t prev = 0;
     for (size_t i = 0; i < WEFT_HIST_BUCKETS; i++) {
-        if (!h->buckets[i]) continue;
-        rc |= put_varint(b, i - prev) | put_varint(b, h->buckets[i]);
+        uint64_t n = weft_hist_bucket_count(h, i);
+        if (!n) continue;
+        rc |= put_varint(b, i - prev) | put_varint(b, n);
         prev = i;
     }
     return rc;
@@ -798,7 +798,7 @@ static bool decode(weft_logs_part_t *dst, rd_t *r, uint32_t flags, bool apply, i
             return bad(r, "bad histogram bucket");
         idx += (size_t)d;
         if (!add_ok(&sum, c)) return bad(r, "histogram counts overflow");
-        if (apply) dst->rt.buckets[idx] += c;
+        if (apply) weft_hist_add_bucket(&dst->rt, idx, c); /* idx < WEFT_HIST_BUCKETS: checked */
     }
     if (!r->what && sum != hc) return bad(r, "histogram counts do not add up");
 
@@ -866,12 +866,7 @@ static bool decode(weft_logs_part_t *dst, rd_t *r, uint32_t flags, bool apply, i
         dst->malformed += malformed;
         dst->bytes += bytes;
         for (int h = 0; h < 24; h++) dst->hourly[h] += hourly[h];
-        if (hc) {
-            dst->rt.count += hc;
-            dst->rt.sum += hsum;
-            if (hmin < dst->rt.min) dst->rt.min = hmin;
-            if (hmax > dst->rt.max) dst->rt.max = hmax;
-        }
+        if (hc) weft_hist_add_totals(&dst->rt, hsum, hmin, hmax); /* the buckets added hc */
         if (flags & FLAG_PATHS_OVERFLOW) dst->paths.overflow = true;
     }
     return true;
