@@ -762,11 +762,12 @@ AVX2_INLINE const char *find_quote_nl(const char *q, const char *end, __m256i qt
     return NULL;
 }
 
-/* The closing quote of a quoted field, when no backslash precedes it; NULL otherwise. */
+/* The closing quote of a quoted field, when no backslash precedes it and 32 bytes follow it (so
+ * that the caller may read on); NULL otherwise. */
 AVX2_INLINE const char *quote_avx2(const char *q, const char *end, __m256i qt, __m256i nl)
 {
     const char *e = find_quote_nl(q, end, qt, nl);
-    return e && *e == '"' && e[-1] != '\\' ? e : NULL;
+    return e && *e == '"' && e[-1] != '\\' && end - e >= 32 ? e : NULL;
 }
 
 static AVX2 const char *parse_avx2(const weft_logs_format_t *f, const char *p, const char *end,
