@@ -770,12 +770,9 @@ AVX2_INLINE const char *quote_avx2(const char *q, const char *end, __m256i qt, _
     return e && *e == '"' && e[-1] != '\\' && end - e >= 32 ? e : NULL;
 }
 
-static AVX2 const char *parse_avx2(const weft_logs_format_t *f, const char *p, const char *end,
-                                   weft_logs_rec_t *r)
+AVX2_INLINE const char *parse_avx2(const weft_logs_format_t *f, const char *p, const char *end,
+                                   weft_logs_rec_t *r, const struct avx2_consts *K)
 {
-    /* The constants through an opaque pointer: as memory operands, not rebuilt at each use. */
-    const struct avx2_consts *K = &avx2_consts;
-    __asm__("" : "+r"(K));
     if (end - p < 64) return NULL;
 
     /* The address: 7..15 digits and dots up to the first space, the dots in a valid pattern. */
@@ -880,6 +877,36 @@ static AVX2 const char *parse_avx2(const weft_logs_format_t *f, const char *p, c
     if (q[0] == '\n' || (q[0] == '\r' && q[1] == '\n')) return q;
     return NULL;
 }
+
+/* The constants through an opaque pointer: gcc then uses them as memory operands instead of
+ * rebuilding each broadcast at every use. */
+#define AVX2_CONSTS(K)                                                                             \
+    const struct avx2_consts *K = &avx2_consts;                                                    \
+    __asm__("" : "+r"(K))
+
+static AVX2 const char *parse_one_avx2(const weft_logs_format_t *f, const char *p, const char *end,
+                                       weft_logs_rec_t *r)
+{
+    AVX2_CONSTS(K);
+    const char *e = parse_avx2(f, p, end, r, K);
+    return e ? e : parse_fast(f, p, end, r);
+}
+
+static AVX2 size_t parse_lines_avx2(const weft_logs_format_t *f, const char **pp, const char *end,
+                                    weft_logs_rec_t *out, size_t n)
+{
+    AVX2_CONSTS(K);
+    const char *p = *pp;
+    size_t i = 0;
+    for (; i < n && p < end; i++) {
+        const char *e = parse_avx2(f, p, end, &out[i], K);
+        if (__builtin_expect(!e, 0) && !(e = parse_fast(f, p, end, &out[i]))) break;
+        if (e < end && *e == '\r') e++;
+        p = e < end ? e + 1 : end;
+    }
+    *pp = p;
+    return i;
+}
 #endif
 
 const char *weft_logs_parse(const weft_logs_format_t *f, const char *p, const char *end,
@@ -887,10 +914,7 @@ const char *weft_logs_parse(const weft_logs_format_t *f, const char *p, const ch
 {
     if (f->fast) {
 #ifdef HAVE_AVX2
-        if (use_avx2) {
-            const char *e = parse_avx2(f, p, end, r);
-            if (e) return e;
-        }
+        if (use_avx2) return parse_one_avx2(f, p, end, r);
 #endif
         return parse_fast(f, p, end, r);
     }
@@ -979,6 +1003,24 @@ const char *weft_logs_parse(const weft_logs_format_t *f, const char *p, const ch
     while (p < end && (*p == ' ' || *p == '\t')) p++;
     if (p == end || *p == '\n' || (*p == '\r' && (p + 1 == end || p[1] == '\n'))) return p;
     return NULL;
+}
+
+size_t weft_logs_parse_lines(const weft_logs_format_t *f, const char **pp, const char *end,
+                             weft_logs_rec_t *out, size_t n)
+{
+#ifdef HAVE_AVX2
+    if (f->fast && use_avx2) return parse_lines_avx2(f, pp, end, out, n);
+#endif
+    const char *p = *pp;
+    size_t i = 0;
+    for (; i < n && p < end; i++) {
+        const char *e = weft_logs_parse(f, p, end, &out[i]);
+        if (!e) break;
+        if (e < end && *e == '\r') e++;
+        p = e < end ? e + 1 : end;
+    }
+    *pp = p;
+    return i;
 }
 
 bool weft_logs_parse_line(const weft_logs_format_t *f, const char *p, const char *end,

@@ -67,6 +67,14 @@ int weft_logs_format_detect(const char *data, size_t len, weft_logs_format_t *ou
 const char *weft_logs_parse(const weft_logs_format_t *f, const char *p, const char *end,
                             weft_logs_rec_t *r);
 
+/* Parses consecutive lines from *pp into out[0..n): stops after n lines, at `end`, or at the
+ * first malformed line. Returns the number parsed and moves *pp past them (past each one's
+ * newline), so that *pp is then `end` or the start of a malformed line when fewer than n were
+ * parsed. Same results as weft_logs_parse() line by line, without a call per line. Ownership:
+ * borrows; paths point into the buffer. Thread safety: any thread. */
+size_t weft_logs_parse_lines(const weft_logs_format_t *f, const char **pp, const char *end,
+                             weft_logs_rec_t *out, size_t n);
+
 /* Parses one line [p, end) (no newline; a trailing '\r' must already be removed). Returns true
  * and fills *r, or false for a malformed line (*r is then unspecified). Never reads outside
  * [p, end). Ownership: borrows; r->path points into the line. Thread safety: any thread. */

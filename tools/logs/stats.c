@@ -1,7 +1,7 @@
 /* weft logs: the chunk core, the per-worker tables and the merge (stats.h).
  *
- * Hot path: weft_logs_analyze() walks a chunk line by line (memchr for the newline), calls the
- * parser and records the line with no allocation except table growth. The IPv4 table uses
+ * Hot path: weft_logs_analyze() has the parser read a batch of lines (weft_logs_parse_lines),
+ * then records each line with no allocation except table growth. The IPv4 table uses
  * Fibonacci hashing (multiply by 2^64/phi): the top 2 bits pick the partition, the next bits the
  * slot, with linear probing. Counts are 32-bit; a count about to reach 2^32 - 1 moves its
  * carry to a small per-partition spill list, so no input can wrap a counter.
@@ -367,66 +367,77 @@ void weft_logs_part_destroy(weft_logs_part_t *p)
     free(p);
 }
 
-/* One parsed line with its hashes, computed (and the slots prefetched) ahead of recording. */
-typedef struct item {
-    weft_logs_rec_t r;
+/* A parsed line's hashes are computed (and its table slots prefetched) ahead of recording it. */
+typedef struct hashes {
     uint64_t h4, hp;
-} item_t;
+} hashes_t;
 
 /* `limit`: the end of the buffer holding the line (the path hash may read up to it). */
-static inline __attribute__((always_inline)) void prepare(weft_logs_part_t *p, item_t *it,
-                                                          const char *limit)
+static inline __attribute__((always_inline)) void
+prepare(weft_logs_part_t *p, const weft_logs_rec_t *r, hashes_t *hs, const char *limit)
 {
-    const weft_logs_rec_t *r = &it->r;
     if (r->family == 4) {
-        it->h4 = hash4(r->ip4);
-        const weft_logs_t4_t *t = &p->ip4[it->h4 >> PART_SHIFT];
-        __builtin_prefetch(&t->slots[slot4(it->h4) & t->mask]);
+        hs->h4 = hash4(r->ip4);
+        const weft_logs_t4_t *t = &p->ip4[hs->h4 >> PART_SHIFT];
+        __builtin_prefetch(&t->slots[slot4(hs->h4) & t->mask]);
     }
     if (r->path && !p->paths.overflow) {
-        it->hp = path_hash(r->path, r->path_len, limit);
-        __builtin_prefetch(&p->paths.slots[it->hp & p->paths.mask]);
+        hs->hp = path_hash(r->path, r->path_len, limit);
+        __builtin_prefetch(&p->paths.slots[hs->hp & p->paths.mask]);
     }
 }
 
-static inline __attribute__((always_inline)) void record(weft_logs_part_t *p, const item_t *it)
+/* Counting a client, the rare cases: a new address (perhaps growing the table), or a count
+ * reaching 2^32 - 1. */
+static __attribute__((noinline)) void t4_count_slow(weft_logs_part_t *p, weft_logs_t4_t *t,
+                                                    uint32_t key, uint64_t h)
 {
-    const weft_logs_rec_t *r = &it->r;
+    weft_logs_e4_t *e = t4_slot(t, key, h);
+    if (!e) {
+        p->oom = -ENOMEM;
+    } else if (++e->count == UINT32_MAX) {
+        e->count = 1;
+        spill_add(t, key, UINT32_MAX - 1, &p->oom);
+    }
+}
+
+static inline __attribute__((always_inline)) void
+record(weft_logs_part_t *p, const weft_logs_rec_t *r, const hashes_t *hs)
+{
     p->parsed++;
     p->hourly[r->hour]++;
     p->status[r->status]++;
     p->bytes += r->bytes;
     if (r->rt_us >= 0) weft_hist_record(&p->rt, (uint64_t)r->rt_us);
-    if (r->family == 4) {
-        weft_logs_t4_t *t = &p->ip4[it->h4 >> PART_SHIFT];
-        weft_logs_e4_t *e = t4_slot(t, r->ip4, it->h4);
-        if (!e)
-            p->oom = -ENOMEM;
-        else if (__builtin_expect(++e->count == UINT32_MAX, 0)) {
-            e->count = 1;
-            spill_add(t, r->ip4, UINT32_MAX - 1, &p->oom);
-        }
+    if (r->family == 4) { /* the usual case inline: an address seen before */
+        weft_logs_t4_t *t = &p->ip4[hs->h4 >> PART_SHIFT];
+        uint32_t i = slot4(hs->h4) & t->mask;
+        while (t->slots[i].count && t->slots[i].key != r->ip4) i = (i + 1) & t->mask;
+        if (__builtin_expect(t->slots[i].count && t->slots[i].count < UINT32_MAX - 1, 1))
+            t->slots[i].count++;
+        else
+            t4_count_slow(p, t, r->ip4, hs->h4);
     } else if (t6_add(&p->ip6, r->ip6, 1) != 0) {
         p->oom = -ENOMEM;
     }
     if (r->path && !p->paths.overflow) {
         weft_logs_tp_t *t = &p->paths;
-        size_t i = it->hp & t->mask;
-        while (t->slots[i].count && t->slots[i].hash != it->hp) i = (i + 1) & t->mask;
+        size_t i = hs->hp & t->mask;
+        while (t->slots[i].count && t->slots[i].hash != hs->hp) i = (i + 1) & t->mask;
         if (t->slots[i].count) { /* a path seen before: the usual case, done here */
             t->slots[i].count++;
         } else {
             uint32_t len = r->path_len > UINT32_MAX ? UINT32_MAX : (uint32_t)r->path_len;
-            if (tp_add(t, it->hp, r->path, len, path_keep(len), 1)) p->oom = -ENOMEM;
+            if (tp_add(t, hs->hp, r->path, len, path_keep(len), 1)) p->oom = -ENOMEM;
         }
     }
 }
 
 void weft_logs_part_record(weft_logs_part_t *p, const weft_logs_rec_t *r)
 {
-    item_t it = {.r = *r};
-    prepare(p, &it, r->path ? r->path + r->path_len : NULL);
-    record(p, &it);
+    hashes_t hs = {0, 0};
+    prepare(p, r, &hs, r->path ? r->path + r->path_len : NULL);
+    record(p, r, &hs);
 }
 
 /* Lines are parsed in batches: parsing a batch computes each line's table slots and prefetches
@@ -439,21 +450,17 @@ void weft_logs_analyze(const weft_logs_format_t *f, const char *data, size_t len
 {
     const char *p = data, *end = data + len;
     uint64_t lines = res->lines, bad = 0;
-    item_t items[BATCH];
+    weft_logs_rec_t recs[BATCH];
+    hashes_t hs[BATCH];
     while (p < end) {
-        int n = 0;
-        while (n < BATCH && p < end) {
-            lines++;
-            const char *e = weft_logs_parse(f, p, end, &items[n].r);
-            if (__builtin_expect(e != NULL, 1)) {
-                prepare(acc, &items[n++], end);
-                if (e < end && *e == '\r') e++;
-                p = e < end ? e + 1 : end;
-                continue;
-            }
+        size_t n = weft_logs_parse_lines(f, &p, end, recs, BATCH);
+        for (size_t i = 0; i < n; i++) prepare(acc, &recs[i], &hs[i], end);
+        lines += n;
+        if (n < BATCH && p < end) { /* p is at a malformed line */
             const char *nl = memchr(p, '\n', (size_t)(end - p));
             const char *le = nl ? nl : end;
             if (le > p && le[-1] == '\r') le--;
+            lines++;
             bad++;
             if (res->nbad < WEFT_LOGS_BAD_KEEP) {
                 weft_logs_bad_t *b = &res->bad[res->nbad++];
@@ -464,7 +471,7 @@ void weft_logs_analyze(const weft_logs_format_t *f, const char *data, size_t len
             }
             p = nl ? nl + 1 : end;
         }
-        for (int i = 0; i < n; i++) record(acc, &items[i]);
+        for (size_t i = 0; i < n; i++) record(acc, &recs[i], &hs[i]);
     }
     acc->lines += lines - res->lines;
     acc->malformed += bad;
