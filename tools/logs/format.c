@@ -700,10 +700,37 @@ static const struct {
  * low nibbles differ); v equals its lookup exactly when v is one of them. */
 #define STOPS                                                                                      \
     (long long)(' ' | '"' << 16 | UINT64_C(0) << 32), (long long)('\n' << 16 | (uint64_t)'?' << 56)
+/* The numbers after the request, from the status's first digit: " 200 1234 0.052" is at
+ * 0..2 (status), 4..3+k (size, k digits, or "-" as k = 0) and 5+L, 7+L..9+L (the response time
+ * when it is "D.DDD"; L = max(k, 1)). One shuffle puts the size right-aligned in bytes 0..7,
+ * the status in 9..11 and the time's four digits in 12..15: multiply-adds by 10 then 100 give
+ * the size's two halves, the status and the time in milliseconds. For k <= 6. */
+#define TS_A(k, j) ((j) >= 8 - (k) ? 4 + (j) - (8 - (k)) : 0x80)
+#define TS(k, L)                                                                                   \
+    {                                                                                              \
+        TS_A(k, 0), TS_A(k, 1), TS_A(k, 2), TS_A(k, 3), TS_A(k, 4), TS_A(k, 5), TS_A(k, 6),        \
+            TS_A(k, 7), 0x80, 0, 1, 2, 5 + (L), 7 + (L), 8 + (L), 9 + (L)                          \
+    }
+static const uint8_t tail_shuf[7][16] __attribute__((aligned(16))) = {
+    TS(0, 1), TS(1, 1), TS(2, 2), TS(3, 3), TS(4, 4), TS(5, 5), TS(6, 6)};
+
+#define BC32(x) (long long)((uint64_t)(uint32_t)(x) << 32 | (uint32_t)(x))
 static const struct avx2_consts {
     __m256i sp, qt, nl, dot, zero, nine, stops;
-} avx2_consts = {BCAST(' '), BCAST('"'), BCAST('\n'),   BCAST('.'),
-                 BCAST('0'), BCAST(9),   {STOPS, STOPS}};
+    __m128i ip_weights, ones16, ip_pack; /* see the address below */
+    __m128i tens, hundreds;              /* byte pairs (10, 1), word pairs (100, 1) */
+} avx2_consts = {BCAST(' '),
+                 BCAST('"'),
+                 BCAST('\n'),
+                 BCAST('.'),
+                 BCAST('0'),
+                 BCAST(9),
+                 {STOPS, STOPS},
+                 {BC32(0x010A6400), BC32(0x010A6400)},
+                 {BC32(0x00010001), BC32(0x00010001)},
+                 {(long long)0xFFFFFFFF0004080CULL, -1},
+                 {0x010A010A010A010ALL, 0x010A010A010A010ALL},
+                 {BC32(0x00010064), BC32(0x00010064)}};
 
 /* "/Mon" as a little-endian 32-bit word, and a perfect hash of the twelve into 16 slots. */
 #define MON(a, b, c)                                                                               \
@@ -787,10 +814,11 @@ AVX2_INLINE const char *parse_avx2(const weft_logs_format_t *f, const char *p, c
     __m128i d = _mm_sub_epi8(_mm256_castsi256_si128(a), _mm256_castsi256_si128(K->zero));
     d = _mm_shuffle_epi8(
         d, _mm_load_si128((const __m128i *)(const void *)ip_shuf[ip_pats[IP_HASH(pat)].shuf]));
-    d = _mm_madd_epi16(_mm_maddubs_epi16(d, _mm_set1_epi32(0x010A6400)), _mm_set1_epi16(1));
-    if (_mm_movemask_epi8(_mm_cmpgt_epi32(d, _mm_set1_epi32(255)))) return NULL;
-    d = _mm_shuffle_epi8(
-        d, _mm_setr_epi8(12, 8, 4, 0, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1));
+    /* per lane 0*0 + 100*h | 10*t + u, then the two halves added; above 255 is refused */
+    d = _mm_madd_epi16(_mm_maddubs_epi16(d, K->ip_weights), K->ones16);
+    __m128i over = _mm_srli_epi32(d, 8);
+    if (!_mm_testz_si128(over, over)) return NULL;
+    d = _mm_shuffle_epi8(d, K->ip_pack); /* the four octets, first one highest */
     r->family = 4;
     r->ip4 = (uint32_t)_mm_cvtsi128_si32(d);
 
@@ -836,37 +864,46 @@ AVX2_INLINE const char *parse_avx2(const weft_logs_format_t *f, const char *p, c
     const char *q = qn ? rq + _tzcnt_u64(qn) : find_quote_nl(rq + 64, end, K->qt, K->nl);
     if (!q || *q != '"' || q[-1] == '\\') return NULL;
 
-    /* " 200 1234" */
+    /* " 200 1234", in a window w whose digit mask wd also serves the response time */
     if (end - q < 32) return NULL;
-    uint32_t qd = digits32(load32(q), K->zero, K->nine);
+    const char *w = q;
+    uint32_t qd = digits32(load32(q), K->zero, K->nine), wd = qd;
     if (q[1] != ' ' || q[2] == '0' || (~qd & 7u << 2) || q[5] != ' ') return NULL;
-    r->status = dig(q[2]) * 100 + dig(q[3]) * 10 + dig(q[4]);
-    if (q[6] == '-') {
-        r->bytes = 0;
-        q += 7;
+    unsigned k = _tzcnt_u32(~(qd >> 6)); /* the size's digits; 0 for "-" */
+    if (k == 0 && q[6] != '-') return NULL;
+    uint32_t ms = UINT32_MAX; /* the default format's "D.DDD" in milliseconds, when known */
+    if (k <= 6) {             /* the three numbers at once, see tail_shuf */
+        __m128i x = _mm_sub_epi8(_mm_loadu_si128((const __m128i *)(const void *)(q + 2)),
+                                 _mm256_castsi256_si128(K->zero));
+        x = _mm_shuffle_epi8(x, _mm_load_si128((const __m128i *)(const void *)tail_shuf[k]));
+        x = _mm_madd_epi16(_mm_maddubs_epi16(x, K->tens), K->hundreds);
+        r->status = _mm_extract_epi32(x, 2);
+        r->bytes =
+            (uint64_t)(uint32_t)_mm_cvtsi128_si32(x) * 10000 + (uint32_t)_mm_extract_epi32(x, 1);
+        ms = (uint32_t)_mm_extract_epi32(x, 3);
     } else {
-        unsigned k = _tzcnt_u32(~(qd >> 6));
-        if (k - 1 > 7) return NULL;
+        if (k > 8) return NULL;
+        r->status = dig(q[2]) * 100 + dig(q[3]) * 10 + dig(q[4]);
         r->bytes = digits_value(load8(q + 6), (int)k);
-        q += 6 + k;
     }
+    q += 6 + (k ? k : 1);
     if (f->fast >= 3) { /* "referer" "user agent" */
         if (q[0] != ' ' || q[1] != '"' || !(q = quote_avx2(q + 2, end, K->qt, K->nl)) ||
             q[1] != ' ' || q[2] != '"' || !(q = quote_avx2(q + 3, end, K->qt, K->nl)))
             return NULL;
         if (end - ++q < 32) return NULL;
+        w = q;
+        wd = f->fast == 4 ? digits32(load32(q), K->zero, K->nine) : 0;
     }
     r->rt_us = -1;
     if (f->fast != 2 && f->fast != 3) { /* " 0.052": seconds, 1..6 digits each side */
-        if (end - q < 32) return NULL;
-        uint32_t td = digits32(load32(q), K->zero, K->nine);
+        uint32_t td = wd >> (q - w);    /* q - w <= 14 */
         unsigned ki = _tzcnt_u32(~(td >> 1)), kf;
         if (q[0] != ' ' || ki - 1 > 5 || q[1 + ki] != '.' ||
             (kf = _tzcnt_u32(~(td >> (2 + ki)))) - 1 > 5)
             return NULL;
-        if (ki == 1 && kf == 3) { /* nginx writes milliseconds */
-            r->rt_us = dig(q[1]) * 1000000 +
-                       (dig(q[3]) * 100 + dig(q[4]) * 10 + dig(q[5])) * (int64_t)1000;
+        if (ki == 1 && kf == 3 && f->fast == 1 && ms != UINT32_MAX) { /* nginx writes ms */
+            r->rt_us = (int64_t)ms * 1000;
         } else {
             static const int64_t scale[] = {1, 100000, 10000, 1000, 100, 10, 1};
             r->rt_us = (int64_t)digits_value(load8(q + 1), (int)ki) * 1000000 +
