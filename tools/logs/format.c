@@ -797,30 +797,43 @@ AVX2_INLINE const char *quote_avx2(const char *q, const char *end, __m256i qt, _
     return e && *e == '"' && e[-1] != '\\' && end - e >= 32 ? e : NULL;
 }
 
-AVX2_INLINE const char *parse_avx2(const weft_logs_format_t *f, const char *p, const char *end,
-                                   weft_logs_rec_t *r, const struct avx2_consts *K)
+/* An IPv4 address at p (a: its first 32 bytes, sp: their spaces): 7..15 digits and dots up to
+ * the first space, the dots in a valid pattern, no leading zero, no octet above 255. */
+AVX2_INLINE bool ip4_avx2(__m256i a, uint32_t sp, weft_logs_rec_t *r, const struct avx2_consts *K)
 {
-    if (end - p < 64) return NULL;
-
-    /* The address: 7..15 digits and dots up to the first space, the dots in a valid pattern. */
-    __m256i a = load32(p);
-    uint32_t sp = eq32(a, K->sp);
     unsigned n = _tzcnt_u32(sp);
-    if (n > 15) return NULL;
+    if (n > 15) return false;
     uint32_t low = (1u << n) - 1, dots = eq32(a, K->dot) & low;
     uint32_t dg = digits32(a, K->zero, K->nine), pat = dots | 1u << n;
-    if (((dots | dg) & low) != low || ip_pats[IP_HASH(pat)].pat != pat) return NULL;
-    if (eq32(a, K->zero) & (dots << 1 | 1) & dg >> 1) return NULL; /* a leading zero */
+    if (((dots | dg) & low) != low || ip_pats[IP_HASH(pat)].pat != pat) return false;
+    if (eq32(a, K->zero) & (dots << 1 | 1) & dg >> 1) return false; /* a leading zero */
     __m128i d = _mm_sub_epi8(_mm256_castsi256_si128(a), _mm256_castsi256_si128(K->zero));
     d = _mm_shuffle_epi8(
         d, _mm_load_si128((const __m128i *)(const void *)ip_shuf[ip_pats[IP_HASH(pat)].shuf]));
     /* per lane 0*0 + 100*h | 10*t + u, then the two halves added; above 255 is refused */
     d = _mm_madd_epi16(_mm_maddubs_epi16(d, K->ip_weights), K->ones16);
     __m128i over = _mm_srli_epi32(d, 8);
-    if (!_mm_testz_si128(over, over)) return NULL;
+    if (!_mm_testz_si128(over, over)) return false;
     d = _mm_shuffle_epi8(d, K->ip_pack); /* the four octets, first one highest */
     r->family = 4;
     r->ip4 = (uint32_t)_mm_cvtsi128_si32(d);
+    return true;
+}
+
+AVX2_INLINE const char *parse_avx2(const weft_logs_format_t *f, const char *p, const char *end,
+                                   weft_logs_rec_t *r, const struct avx2_consts *K)
+{
+    if (end - p < 64) return NULL;
+    __m256i a = load32(p);
+    uint32_t sp = eq32(a, K->sp);
+    if (__builtin_expect(!ip4_avx2(a, sp, r, K), 0)) {
+        /* Anything else is what parse_ip() would then try: IPv6 (also ::ffff:a.b.c.d). */
+        const char *e = parse_ip6(p, end, r);
+        if (!e || end - e < 64 || *e != ' ') return NULL;
+        p = e; /* sp then has the space after the address in bit 0, as below */
+        a = load32(p);
+        sp = eq32(a, K->sp);
+    }
 
     /* $ident $remote_user: up to the next two spaces, no newline before them. */
     uint32_t s = _blsr_u32(_blsr_u32(sp));

@@ -251,9 +251,23 @@ static inline uint64_t load_le64(const char *s)
 /* A word-at-a-time hash of a path; the same on every machine, since partials travel. The last
  * partial word is read with one load and masked when the buffer holds 8 bytes from it (the path
  * is followed by the rest of its line), else copied. */
+static inline uint64_t path_mix(uint64_t h, uint64_t w)
+{
+    h = (h ^ w) * PHI;
+    return h ^ (h >> 29);
+}
+
 static inline uint64_t path_hash(const char *s, size_t n, const char *limit)
 {
     uint64_t h = UINT64_C(0x243F6A8885A308D3) ^ ((uint64_t)n * PHI);
+    if (n <= 16 && limit - s >= 16) { /* the usual short path: its one or two words, no branch */
+        unsigned b0 = n >= 8 ? 64 : 8 * (unsigned)n, b1 = n > 8 ? 8 * (unsigned)(n - 8) : 8;
+        uint64_t h1 = path_mix(h, load_le64(s) & (~UINT64_C(0) >> (64 - b0)));
+        uint64_t h2 = path_mix(h1, load_le64(s + 8) & (~UINT64_C(0) >> (64 - b1)));
+        h = n > 8 ? h2 : h1;
+        h *= UINT64_C(0xBF58476D1CE4E5B9);
+        return h ^ (h >> 31);
+    }
     while (n >= 8) {
         h = (h ^ load_le64(s)) * PHI;
         h ^= h >> 29;
