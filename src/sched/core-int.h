@@ -121,7 +121,8 @@ struct att {
     const char *pfn_name;
     const void *parg;
     size_t plen;
-    weft_future_t *ufut; /* borrowed: the record's reference outlives the attempt's use */
+    weft_future_t *ufut; /* the user's future: borrowed from the record, except that a thread
+                            attempt holds a reference of its own until it has started it */
     weft_future_t *xfut; /* procs: the process pool's future (owned) */
     int loop_state;      /* loop: 0 posted, 1 started, 2 done */
 };

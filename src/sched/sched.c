@@ -581,6 +581,10 @@ static void dispatch(weft_sched_t *s, struct todo *t)
             a->parg = r->parg;
             a->plen = r->plen;
             a->ufut = r->fut;
+            /* A thread attempt holds its own reference until run_on_thread has started the
+             * future: a timeout may settle the task and drop the record's reference before the
+             * thread gets there (a use after free TSan caught). One atomic increment. */
+            if (ri == WEFT_ROUTE_THREADS && a->ufut) weft_future_retain(a->ufut);
             uint32_t fl = 0;
             if (ri == WEFT_ROUTE_THREADS) {
                 if (r->probe) fl |= A_PROBE | A_MEASURE;
@@ -995,6 +999,9 @@ static bool run_on_thread(struct att *a, uint64_t *cpu, uint64_t *wall)
     uint32_t fl = atomic_load(&a->flags);
     char *msg = NULL;
     int rc = (fl & A_ABANDONED) ? -ETIMEDOUT : pre_start(a, &msg);
+    /* dispatch's reference; a->ufut stays readable under s->mu while the attempt is not
+     * abandoned (the record's reference), which is all propagate_cancels needs. */
+    weft_future_release(a->ufut);
     if (rc < 0) {
         ax->res.status = rc;
         ax->res.msg = msg;
@@ -1161,6 +1168,7 @@ static void launch(weft_sched_t *s, struct todo *t, struct att *a)
         break;
     }
 failed:
+    if (a->route == WEFT_ROUTE_THREADS) weft_future_release(a->ufut); /* never ran: dispatch's */
     if (!msg) msg = weft__strdup(weft_strerror(rc));
     ax->res.status = rc;
     ax->res.msg = msg;
