@@ -676,7 +676,7 @@ TEST_T(presets_equal_the_interpreter_on_mutated_lines, 60)
     const char *names[] = {"default", "common", "combined", "combined-rt"};
     char err[160];
     uint64_t rng = 12345;
-    long rounds = weft_test_scale(4000);
+    long rounds = weft_test_scale(1000);
     size_t checked = 0, accepted = 0;
     for (int fi = 0; fi < 4; fi++) {
         weft_logs_format_t fast, slow;
