@@ -454,9 +454,10 @@ void weft_logs_part_record(weft_logs_part_t *p, const weft_logs_rec_t *r)
     record(p, r, &hs);
 }
 
-/* Lines are parsed in batches: parsing a batch computes each line's table slots and prefetches
- * them, so that by the time the batch is recorded the cache misses of a large client table
- * (1 M addresses: 16 MB) have been overlapped with the parsing instead of stalling on each. */
+/* Lines are parsed in batches, and each batch is recorded only after the next one is parsed:
+ * parsing a batch computes each line's table slots and prefetches them, so that the cache
+ * misses of a large client table (1 M addresses: 16 MB) overlap with a whole batch of parsing
+ * instead of stalling the recording. */
 #define BATCH 16
 
 void weft_logs_analyze(const weft_logs_format_t *f, const char *data, size_t len,
@@ -464,11 +465,12 @@ void weft_logs_analyze(const weft_logs_format_t *f, const char *data, size_t len
 {
     const char *p = data, *end = data + len;
     uint64_t lines = res->lines, bad = 0;
-    weft_logs_rec_t recs[BATCH];
-    hashes_t hs[BATCH];
-    while (p < end) {
-        size_t n = weft_logs_parse_lines(f, &p, end, recs, BATCH);
-        for (size_t i = 0; i < n; i++) prepare(acc, &recs[i], &hs[i], end);
+    weft_logs_rec_t recs[2][BATCH];
+    hashes_t hs[2][BATCH];
+    size_t cnt[2] = {0, 0};
+    for (int cur = 0; p < end || cnt[cur ^ 1]; cur ^= 1) {
+        size_t n = p < end ? weft_logs_parse_lines(f, &p, end, recs[cur], BATCH) : 0;
+        for (size_t i = 0; i < n; i++) prepare(acc, &recs[cur][i], &hs[cur][i], end);
         lines += n;
         if (n < BATCH && p < end) { /* p is at a malformed line */
             const char *nl = memchr(p, '\n', (size_t)(end - p));
@@ -485,7 +487,10 @@ void weft_logs_analyze(const weft_logs_format_t *f, const char *data, size_t len
             }
             p = nl ? nl + 1 : end;
         }
-        for (size_t i = 0; i < n; i++) record(acc, &recs[i], &hs[i]);
+        cnt[cur] = n;
+        int prev = cur ^ 1; /* parsed one round ago: its slots have had time to arrive */
+        for (size_t i = 0; i < cnt[prev]; i++) record(acc, &recs[prev][i], &hs[prev][i]);
+        cnt[prev] = 0;
     }
     acc->lines += lines - res->lines;
     acc->malformed += bad;
