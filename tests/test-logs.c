@@ -722,6 +722,34 @@ TEST_T(presets_equal_the_interpreter_on_mutated_lines, 60)
         free(data);
     }
     CHECK(accepted > checked / 2 && accepted < checked);
+    /* the timestamp's fields at and past their bounds, the size at the fast path's limits */
+    weft_logs_format_t fast, slow;
+    CHECK_EQ(weft_logs_format_compile("default", &fast, err, sizeof err), 0);
+    slow = fast;
+    slow.fast = 0;
+    const char *stamps[] = {"00/Jan/2025:10:30:45", "01/Jan/2025:23:59:60", "31/Dec/2025:00:00:00",
+                            "32/Jan/2025:10:30:45", "15/Jan/2025:24:30:45", "15/Jan/2025:20:60:45",
+                            "15/Jan/2025:20:30:61", "19/Jan/2025:09:09:09", "29/Feb/2025:19:59:59",
+                            "15/Jam/2025:10:30:45", "3a/Jan/2025:10:30:45"};
+    const char *sizes[] = {"0", "-", "999999", "1000000", "99999999", "123456789", "00", "-1", ""};
+    char text[8192];
+    for (size_t i = 0; i < sizeof stamps / sizeof stamps[0]; i++) {
+        for (size_t j = 0; j < sizeof sizes / sizeof sizes[0]; j++) {
+            int n = 0;
+            for (int rep = 0; rep < 3; rep++) /* the first lines have the fast path's margin */
+                n += snprintf(text + n, sizeof text - (size_t)n,
+                              "10.1.2.3 - - [%s +0100] \"GET /x HTTP/1.1\" 200 %s 0.052\n",
+                              stamps[i], sizes[j]);
+            char *exact = malloc((size_t)n);
+            CHECK(exact != NULL);
+            memcpy(exact, text, (size_t)n);
+            weft_logs_rec_t a, b;
+            const char *ea = weft_logs_parse(&fast, exact, exact + n, &a);
+            const char *eb = weft_logs_parse(&slow, exact, exact + n, &b);
+            CHECK_MSG(ea == eb && (!ea || same_rec(&a, &b)), "%s, size %s", stamps[i], sizes[j]);
+            free(exact);
+        }
+    }
 }
 
 TEST(partials_merge_to_the_single_run_and_corruption_is_refused)

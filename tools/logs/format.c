@@ -719,18 +719,28 @@ static const struct avx2_consts {
     __m256i sp, qt, nl, dot, zero, nine, stops;
     __m128i ip_weights, ones16, ip_pack; /* see the address below */
     __m128i tens, hundreds;              /* byte pairs (10, 1), word pairs (100, 1) */
-} avx2_consts = {BCAST(' '),
-                 BCAST('"'),
-                 BCAST('\n'),
-                 BCAST('.'),
-                 BCAST('0'),
-                 BCAST(9),
-                 {STOPS, STOPS},
-                 {BC32(0x010A6400), BC32(0x010A6400)},
-                 {BC32(0x00010001), BC32(0x00010001)},
-                 {(long long)0xFFFFFFFF0004080CULL, -1},
-                 {0x010A010A010A010ALL, 0x010A010A010A010ALL},
-                 {BC32(0x00010064), BC32(0x00010064)}};
+    /* the timestamp's two-digit fields as 16-bit lanes (see below): upper bounds, lower bound */
+    __m256i tens256, ts_max1, ts_max2, ts_min2;
+} avx2_consts = {
+    BCAST(' '),
+    BCAST('"'),
+    BCAST('\n'),
+    BCAST('.'),
+    BCAST('0'),
+    BCAST(9),
+    {STOPS, STOPS},
+    {BC32(0x010A6400), BC32(0x010A6400)},
+    {BC32(0x00010001), BC32(0x00010001)},
+    {(long long)0xFFFFFFFF0004080CULL, -1},
+    {0x010A010A010A010ALL, 0x010A010A010A010ALL},
+    {BC32(0x00010064), BC32(0x00010064)},
+    {0x010A010A010A010ALL, 0x010A010A010A010ALL, 0x010A010A010A010ALL, 0x010A010A010A010ALL},
+    /* minutes <= 59 (lane 8); day <= 31 (lane 0), hour <= 23 (6), second <= 60
+     * (9); day >= 1 (lane 0); the other lanes never compare */
+    {0x7FFF7FFF7FFF7FFFLL, 0x7FFF7FFF7FFF7FFFLL, 0x7FFF7FFF7FFF003BLL, 0x7FFF7FFF7FFF7FFFLL},
+    {0x7FFF7FFF7FFF001FLL, 0x7FFF00177FFF7FFFLL, 0x7FFF7FFF003C7FFFLL, 0x7FFF7FFF7FFF7FFFLL},
+    {(long long)0x8000800080000001ULL, (long long)0x8000800080008000ULL,
+     (long long)0x8000800080008000ULL, (long long)0x8000800080008000ULL}};
 
 /* "/Mon" as a little-endian 32-bit word, and a perfect hash of the twelve into 16 slots. */
 #define MON(a, b, c)                                                                               \
@@ -855,11 +865,19 @@ AVX2_INLINE const char *parse_avx2(const weft_logs_format_t *f, const char *p, c
     const uint32_t digm = 3u << 1 | 15u << 8 | 3u << 13 | 3u << 16 | 3u << 19 | 15u << 23;
     uint32_t mon;
     memcpy(&mon, b + 3, 4);
-    if (((lit & litm) | (digits32(v, K->zero, K->nine) & digm)) != (litm | digm) ||
-        months[MON_SLOT(mon)] != mon || be16(b + 1) - 0x3031 > 0x300 || be16(b + 13) > 0x3233 ||
-        be16(b + 16) > 0x3539 || be16(b + 19) > 0x3630)
+    __m256i tx = _mm256_sub_epi8(v, K->zero);
+    uint32_t dg = eq32(_mm256_min_epu8(tx, K->nine), tx);
+    /* Each field as 10 * tens + units in a 16-bit lane: pairs at even offsets (the minutes, at
+     * 16) directly, those at odd ones (day 1, hour 13, second 19) after a one-byte shift. */
+    __m256i m1 = _mm256_maddubs_epi16(tx, K->tens256);
+    __m256i m2 = _mm256_maddubs_epi16(_mm256_srli_si256(tx, 1), K->tens256);
+    __m256i out = _mm256_or_si256(
+        _mm256_or_si256(_mm256_cmpgt_epi16(m1, K->ts_max1), _mm256_cmpgt_epi16(m2, K->ts_max2)),
+        _mm256_cmpgt_epi16(K->ts_min2, m2));
+    if (((lit & litm) | (dg & digm)) != (litm | digm) || months[MON_SLOT(mon)] != mon ||
+        !_mm256_testz_si256(out, out))
         return NULL;
-    r->hour = dig(b[13]) * 10 + dig(b[14]);
+    r->hour = _mm256_extract_epi16(m2, 6);
 
     /* "METHOD PATH[?QUERY] PROTOCOL": the method and the path within the next 64 bytes. */
     const char *rq = b + 30;
