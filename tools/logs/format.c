@@ -830,8 +830,9 @@ AVX2_INLINE bool ip4_avx2(__m256i a, uint32_t sp, weft_logs_rec_t *r, const stru
     return true;
 }
 
-AVX2_INLINE const char *parse_avx2(const weft_logs_format_t *f, const char *p, const char *end,
-                                   weft_logs_rec_t *r, const struct avx2_consts *K)
+/* `fast`: fast, passed separately so that each preset gets its own copy of this code. */
+AVX2_INLINE const char *parse_avx2(int fast, const char *p, const char *end, weft_logs_rec_t *r,
+                                   const struct avx2_consts *K)
 {
     if (end - p < 64) return NULL;
     __m256i a = load32(p);
@@ -918,22 +919,22 @@ AVX2_INLINE const char *parse_avx2(const weft_logs_format_t *f, const char *p, c
         r->bytes = digits_value(load8(q + 6), (int)k);
     }
     q += 6 + (k ? k : 1);
-    if (f->fast >= 3) { /* "referer" "user agent" */
+    if (fast >= 3) { /* "referer" "user agent" */
         if (q[0] != ' ' || q[1] != '"' || !(q = quote_avx2(q + 2, end, K->qt, K->nl)) ||
             q[1] != ' ' || q[2] != '"' || !(q = quote_avx2(q + 3, end, K->qt, K->nl)))
             return NULL;
         if (end - ++q < 32) return NULL;
         w = q;
-        wd = f->fast == 4 ? digits32(load32(q), K->zero, K->nine) : 0;
+        wd = fast == 4 ? digits32(load32(q), K->zero, K->nine) : 0;
     }
     r->rt_us = -1;
-    if (f->fast != 2 && f->fast != 3) { /* " 0.052": seconds, 1..6 digits each side */
-        uint32_t td = wd >> (q - w);    /* q - w <= 14 */
+    if (fast != 2 && fast != 3) {    /* " 0.052": seconds, 1..6 digits each side */
+        uint32_t td = wd >> (q - w); /* q - w <= 14 */
         unsigned ki = _tzcnt_u32(~(td >> 1)), kf;
         if (q[0] != ' ' || ki - 1 > 5 || q[1 + ki] != '.' ||
             (kf = _tzcnt_u32(~(td >> (2 + ki)))) - 1 > 5)
             return NULL;
-        if (ki == 1 && kf == 3 && f->fast == 1 && ms != UINT32_MAX) { /* nginx writes ms */
+        if (ki == 1 && kf == 3 && fast == 1 && ms != UINT32_MAX) { /* nginx writes ms */
             r->rt_us = (int64_t)ms * 1000;
         } else {
             static const int64_t scale[] = {1, 100000, 10000, 1000, 100, 10, 1};
@@ -956,24 +957,39 @@ static AVX2 const char *parse_one_avx2(const weft_logs_format_t *f, const char *
                                        weft_logs_rec_t *r)
 {
     AVX2_CONSTS(K);
-    const char *e = parse_avx2(f, p, end, r, K);
+    const char *e = parse_avx2(f->fast, p, end, r, K);
     return e ? e : parse_fast(f, p, end, r);
 }
 
-static AVX2 size_t parse_lines_avx2(const weft_logs_format_t *f, const char **pp, const char *end,
-                                    weft_logs_rec_t *out, size_t n)
+AVX2_INLINE size_t lines_avx2(int fast, const weft_logs_format_t *f, const char **pp,
+                              const char *end, weft_logs_rec_t *out, size_t n)
 {
     AVX2_CONSTS(K);
     const char *p = *pp;
     size_t i = 0;
     for (; i < n && p < end; i++) {
-        const char *e = parse_avx2(f, p, end, &out[i], K);
+        const char *e = parse_avx2(fast, p, end, &out[i], K);
         if (__builtin_expect(!e, 0) && !(e = parse_fast(f, p, end, &out[i]))) break;
         if (e < end && *e == '\r') e++;
         p = e < end ? e + 1 : end;
     }
     *pp = p;
     return i;
+}
+
+static AVX2 size_t parse_lines_avx2(const weft_logs_format_t *f, const char **pp, const char *end,
+                                    weft_logs_rec_t *out, size_t n)
+{
+    switch (f->fast) { /* one copy per preset, its choices folded */
+    case 1:
+        return lines_avx2(1, f, pp, end, out, n);
+    case 2:
+        return lines_avx2(2, f, pp, end, out, n);
+    case 3:
+        return lines_avx2(3, f, pp, end, out, n);
+    default:
+        return lines_avx2(4, f, pp, end, out, n);
+    }
 }
 #endif
 
