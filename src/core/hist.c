@@ -44,9 +44,9 @@ void weft_hist_bucket_range(size_t idx, uint64_t *lo, uint64_t *hi)
 
 void weft_hist_record(weft_hist_t *h, uint64_t v)
 {
+    h->sum += v;
     h->buckets[bucket(v)]++;
     h->count++;
-    h->sum += v;
     if (v < h->min) h->min = v;
     if (v > h->max) h->max = v;
 }
