@@ -776,11 +776,6 @@ AVX2_INLINE uint32_t digits32(__m256i v, __m256i zero, __m256i nine)
     return eq32(_mm256_min_epu8(x, nine), x);
 }
 
-AVX2_INLINE uint32_t be16(const char *p)
-{
-    return (uint32_t)(unsigned char)p[0] << 8 | (unsigned char)p[1];
-}
-
 AVX2_INLINE int dig(char c)
 {
     return c - '0';
