@@ -404,9 +404,17 @@ prepare(weft_logs_part_t *p, const weft_logs_rec_t *r, hashes_t *hs, const char 
 /* Counting a client, the rare cases: a new address (perhaps growing the table), or a count
  * reaching 2^32 - 1. */
 static __attribute__((noinline)) void t4_count_slow(weft_logs_part_t *p, weft_logs_t4_t *t,
-                                                    uint32_t key, uint64_t h)
+                                                    uint32_t key, uint64_t h, uint32_t i)
 {
-    weft_logs_e4_t *e = t4_slot(t, key, h);
+    weft_logs_e4_t *e = &t->slots[i]; /* the key's slot, or the empty one that ended the probe */
+    if (!e->count) {
+        if (t->used < t->limit) {
+            t->used++;
+            e->key = key;
+        } else {
+            e = t4_slot(t, key, h); /* grows the table */
+        }
+    }
     if (!e) {
         p->oom = -ENOMEM;
     } else if (++e->count == UINT32_MAX) {
@@ -430,7 +438,7 @@ record(weft_logs_part_t *p, const weft_logs_rec_t *r, const hashes_t *hs)
         if (__builtin_expect(t->slots[i].count && t->slots[i].count < UINT32_MAX - 1, 1))
             t->slots[i].count++;
         else
-            t4_count_slow(p, t, r->ip4, hs->h4);
+            t4_count_slow(p, t, r->ip4, hs->h4, i);
     } else if (t6_add(&p->ip6, r->ip6, 1) != 0) {
         p->oom = -ENOMEM;
     }
