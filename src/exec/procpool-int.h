@@ -86,4 +86,9 @@ uint64_t weft__pp_hash(const char *name);
 weft_proc_fn weft__pp_lookup(const char *name, uint64_t *hash);
 weft_proc_fn weft__pp_lookup_hash(uint64_t hash, const char **name);
 
+/* Whole-buffer pread/pwrite at offset 0 of an overflow memfd (large arguments and results), for
+ * both sides. Return 0 or a negative errno (-EIO on a short file). */
+int weft__pp_pread_all(int fd, void *buf, size_t len);
+int weft__pp_pwrite_all(int fd, const void *buf, size_t len);
+
 #endif /* WEFT_EXEC_PROCPOOL_INT_H */

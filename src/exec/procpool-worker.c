@@ -272,7 +272,7 @@ static void wait_result_tail(wk_t *w, uint64_t want_tail)
     }
 }
 
-static int pread_all(int fd, void *buf, size_t len)
+int weft__pp_pread_all(int fd, void *buf, size_t len)
 {
     size_t done = 0;
     while (done < len) {
@@ -284,7 +284,7 @@ static int pread_all(int fd, void *buf, size_t len)
     return 0;
 }
 
-static int pwrite_all(int fd, const void *buf, size_t len)
+int weft__pp_pwrite_all(int fd, const void *buf, size_t len)
 {
     size_t done = 0;
     while (done < len) {
@@ -307,7 +307,7 @@ static void put_result(wk_t *w, uint64_t id, int status, uint64_t run_ns, const 
         /* The overflow memfd holds one result at a time: wait until the parent has consumed
          * the previous one (it truncates the file before it releases that record). */
         if (w->big_out_end) wait_result_tail(w, w->big_out_end);
-        int rc = pwrite_all(WEFT__PP_FD_OVF_OUT, data, len);
+        int rc = weft__pp_pwrite_all(WEFT__PP_FD_OVF_OUT, data, len);
         if (rc < 0) {
             weft_buf_printf(&err, "cannot pass a %zu-byte result: %s", len, strerror(-rc));
             m.status = rc;
@@ -352,7 +352,7 @@ static void run_task(wk_t *w, const weft__pp_task_msg_t *m, const unsigned char 
         if (!big) {
             status = -ENOMEM;
             weft_buf_printf(out, "out of memory for a %zu-byte argument", len);
-        } else if ((status = pread_all(WEFT__PP_FD_OVF_IN, big, len)) < 0) {
+        } else if ((status = weft__pp_pread_all(WEFT__PP_FD_OVF_IN, big, len)) < 0) {
             weft_buf_printf(out, "cannot read the argument: %s", strerror(-status));
         }
         /* Free the memfd's pages; the parent writes the next big argument only after this

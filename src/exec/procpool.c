@@ -208,30 +208,6 @@ static int move_high(int fd)
     return nfd < 0 ? -e : nfd;
 }
 
-static int pwrite_all(int fd, const void *buf, size_t len)
-{
-    size_t done = 0;
-    while (done < len) {
-        ssize_t n = pwrite(fd, (const char *)buf + done, len - done, (off_t)done);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) return n < 0 ? -errno : -EIO;
-        done += (size_t)n;
-    }
-    return 0;
-}
-
-static int pread_all(int fd, void *buf, size_t len)
-{
-    size_t done = 0;
-    while (done < len) {
-        ssize_t n = pread(fd, (char *)buf + done, len - done, (off_t)done);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) return n < 0 ? -errno : -EIO;
-        done += (size_t)n;
-    }
-    return 0;
-}
-
 static char *dup_text(const char *s, size_t n)
 {
     if (n > MAX_MESSAGE_TEXT) n = MAX_MESSAGE_TEXT;
@@ -462,7 +438,7 @@ static int dispatch(weft_procpool_t *pp, uint64_t id, uint64_t fn_hash, uint64_t
         if (!best) return DISPATCH_NONE;
         worker_t *w = best;
         if (big) {
-            int rc = pwrite_all(w->ovf_in, data, len);
+            int rc = weft__pp_pwrite_all(w->ovf_in, data, len);
             if (rc < 0) return rc;
         }
         uint64_t pos = weft__shmring_wpos(&w->tq);
@@ -591,7 +567,7 @@ static bool drain(weft_procpool_t *pp, worker_t *w)
             g->value = weft__malloc(blen + 1);
             int rc2 = !g->value ? -ENOMEM
                       : bytes   ? (memcpy(g->value, bytes, blen), 0)
-                                : pread_all(w->ovf_out, g->value, blen);
+                                : weft__pp_pread_all(w->ovf_out, g->value, blen);
             if (rc2 < 0) {
                 weft__free(g->value);
                 g->value = NULL;
@@ -607,7 +583,7 @@ static bool drain(weft_procpool_t *pp, worker_t *w)
             } else {
                 char buf[MAX_MESSAGE_TEXT];
                 size_t k = blen < sizeof buf ? blen : sizeof buf;
-                g->msg = pread_all(w->ovf_out, buf, k) == 0 ? dup_text(buf, k) : NULL;
+                g->msg = weft__pp_pread_all(w->ovf_out, buf, k) == 0 ? dup_text(buf, k) : NULL;
             }
         }
         if (!bytes && ftruncate(w->ovf_out, 0) < 0) { /* frees the pages; nothing to undo */
@@ -674,7 +650,7 @@ static pending_t *requeue_copy(worker_t *w, const inflight_t *r)
     pending_t *t = weft__malloc(sizeof *t + r->len);
     if (!t) return NULL;
     pending_init(t, r->f, r->id, r->fn_hash, r->timeout_ns, r->len, true);
-    if (r->big ? pread_all(w->ovf_in, t->data, r->len) < 0
+    if (r->big ? weft__pp_pread_all(w->ovf_in, t->data, r->len) < 0
                : (memcpy(t->data, p + sizeof m, r->len), 0)) {
         weft__free(t);
         return NULL;
