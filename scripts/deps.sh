@@ -5,7 +5,7 @@
 set -euo pipefail
 
 build_pkgs=(
-  build-essential cmake pkg-config clang llvm libclang-rt-14-dev clang-format
+  build-essential cmake pkg-config git clang llvm libclang-rt-14-dev clang-format
   libuv1-dev libcurl4-openssl-dev libxml2-dev libjansson-dev libmicrohttpd-dev
   zlib1g-dev libyaml-dev
 )
