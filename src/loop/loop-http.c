@@ -95,7 +95,7 @@ static void free_sock(uv_handle_t *h)
     weft__free(h->data);
 }
 
-/* The cached handle for socket `s`, or a new one. NULL on allocation failure. */
+/* The handle watching socket `s`, made on first interest. NULL on allocation failure. */
 static sock_ctx_t *sock_get(weft_loop_t *loop, curl_socket_t s)
 {
     weft__loop_http_t *h = loop->http;
@@ -127,11 +127,13 @@ static int socket_cb(CURL *easy, curl_socket_t s, int what, void *userp, void *s
     weft_loop_t *loop = userp;
     sock_ctx_t *c = socketp;
     if (what == CURL_POLL_REMOVE) {
-        /* Stop watching (libcurl may close the socket next), but keep the handle: libuv forgets
-         * the descriptor on stop, and a new socket with the same number may reuse it. */
+        /* Close the handle now, while the descriptor is still curl's: libcurl may close it next,
+         * and a handle kept for later would make libuv touch a number that may by then belong to
+         * someone else (found by TSan with a server in the same process). */
         if (c) {
-            uv_poll_stop(&c->poll);
             curl_multi_assign(loop->http->multi, s, NULL);
+            loop->http->socks[s] = NULL;
+            uv_close((uv_handle_t *)&c->poll, free_sock);
         }
         return 0;
     }
