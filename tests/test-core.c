@@ -133,3 +133,23 @@ TEST(cpu_count_and_clocks_are_sane)
     CHECK(weft_thread_cpu_ns() > c0);
     CHECK(weft_rss_bytes() > 0);
 }
+
+TEST(backoff_stays_within_its_doubling_cap_without_overflow)
+{
+    uint64_t rng = 0; /* a zero state must not stick at zero */
+    CHECK(weft_rand(&rng) != 0 && rng != 0);
+    uint64_t seen_max = 0;
+    for (int failures = -1; failures <= 200; failures++) {
+        uint64_t cap = failures <= 1 ? 100 : failures >= 8 ? 10000 : 100u << (failures - 1);
+        if (cap > 10000) cap = 10000;
+        for (int k = 0; k < 200; k++) {
+            uint64_t d = weft_backoff(100, 10000, failures, &rng);
+            CHECK_MSG(d <= cap, "failures %d: %llu > %llu", failures, (unsigned long long)d,
+                      (unsigned long long)cap);
+            if (d > seen_max) seen_max = d;
+        }
+    }
+    CHECK(seen_max > 5000); /* the jitter reaches the upper range */
+    CHECK_EQ(weft_backoff(0, 10000, 5, &rng), 0);
+    CHECK(weft_backoff(UINT64_MAX / 2, UINT64_MAX, 70, &rng) <= UINT64_MAX);
+}

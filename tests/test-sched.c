@@ -55,7 +55,7 @@ TEST(ready_queue_pops_highest_key_first)
     long n = weft_test_scale(20000);
     uint64_t rng = 12345;
     for (long i = 0; i < n; i++)
-        CHECK_EQ(weft__rq_push(&q, (int64_t)(weft__rand(&rng) % 1000) - 500, (uint32_t)i, 0), 0);
+        CHECK_EQ(weft__rq_push(&q, (int64_t)(weft_rand(&rng) % 1000) - 500, (uint32_t)i, 0), 0);
     int64_t last = INT64_MAX;
     weft__rq_ent_t e;
     long popped = 0;
@@ -182,7 +182,7 @@ TEST(backoff_is_full_jitter_within_bounds)
         if (cap > max) cap = max;
         uint64_t lo = UINT64_MAX, hi = 0;
         for (int i = 0; i < 2000; i++) {
-            uint64_t d = weft__backoff_ns(base, max, k, &rng);
+            uint64_t d = weft_backoff(base, max, k, &rng);
             CHECK_MSG(d <= cap, "attempt %d: %llu > cap %llu", k, (unsigned long long)d,
                       (unsigned long long)cap);
             if (d < lo) lo = d;
@@ -192,7 +192,7 @@ TEST(backoff_is_full_jitter_within_bounds)
         CHECK(lo < cap / 10);
         CHECK(hi > cap - cap / 10);
     }
-    CHECK_EQ(weft__backoff_ns(0, max, 3, &rng), 0);
+    CHECK_EQ(weft_backoff(0, max, 3, &rng), 0);
 }
 
 TEST(retry_only_on_listed_errors)

@@ -24,6 +24,16 @@ int weft_cpu_count(void);
  * Thread safety: any thread. */
 long long weft_rss_bytes(void);
 
+/* A pseudo-random number from a xorshift* generator whose 64-bit state the caller owns (any
+ * value; 0 is replaced by a fixed seed). Not for cryptography. Thread safety: one state per
+ * thread. */
+uint64_t weft_rand(uint64_t *state);
+
+/* Full-jitter exponential backoff (the retry delay of the scheduler and the crawler): a uniform
+ * random value in [0, min(max, base * 2^(failures - 1))], in the unit of `base` and `max`;
+ * failures < 1 counts as 1. Thread safety: as weft_rand. */
+uint64_t weft_backoff(uint64_t base, uint64_t max, int failures, uint64_t *rng);
+
 /* Replaces the allocator every weft module uses (like uv_replace_allocator). All four must be
  * given; returns -EINVAL otherwise. Call before creating any weft object, or after destroying
  * them all: memory must be freed by the allocator that allocated it.

@@ -105,6 +105,26 @@ long long weft_rss_bytes(void)
     return rss * sysconf(_SC_PAGESIZE);
 }
 
+uint64_t weft_rand(uint64_t *state)
+{
+    uint64_t x = *state ? *state : UINT64_C(0x9E3779B97F4A7C15);
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    *state = x;
+    return x * UINT64_C(0x2545F4914F6CDD1D);
+}
+
+uint64_t weft_backoff(uint64_t base, uint64_t max, int failures, uint64_t *rng)
+{
+    uint64_t cap = base;
+    for (int i = 1; i < failures && cap < max; i++) cap = cap > max / 2 ? max : cap * 2;
+    if (cap > max) cap = max;
+    if (cap == 0) return 0;
+    uint64_t r = weft_rand(rng);
+    return cap == UINT64_MAX ? r : r % (cap + 1); /* cap + 1 would wrap to 0 */
+}
+
 const char *weft_version(void)
 {
     return "0.1.0";

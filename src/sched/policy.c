@@ -85,26 +85,6 @@ void weft__rq_trim(weft__rq_t *q)
 
 /* ---- retries ----------------------------------------------------------------------------- */
 
-uint64_t weft__rand(uint64_t *state)
-{
-    uint64_t x = *state;
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    *state = x;
-    return x * UINT64_C(0x2545F4914F6CDD1D);
-}
-
-uint64_t weft__backoff_ns(uint64_t base_ns, uint64_t max_ns, int failures, uint64_t *rng)
-{
-    if (failures < 1) failures = 1;
-    uint64_t cap = base_ns;
-    for (int i = 1; i < failures && cap < max_ns; i++) cap = cap > max_ns / 2 ? max_ns : cap * 2;
-    if (cap > max_ns) cap = max_ns;
-    if (cap == 0) return 0;
-    return weft__rand(rng) % (cap + 1);
-}
-
 bool weft__retry_on(const int *on, size_t n_on, int status)
 {
     static const int transient[] = {-ETIMEDOUT,  WEFT_ECRASHED, -EAGAIN, -EIO,

@@ -40,14 +40,7 @@ static inline int64_t weft__sched_key(int prio, uint64_t enq_ns, uint64_t aging_
     return (int64_t)prio * (int64_t)aging_ns - (int64_t)enq_ns;
 }
 
-/* ---- retry backoff ---- */
-
-/* A small xorshift generator; state must not be 0. */
-uint64_t weft__rand(uint64_t *state);
-
-/* Delay before the attempt following `failures` (>= 1) failed ones: uniform in
- * [0, min(max_ns, base_ns * 2^(failures-1))] (full jitter). */
-uint64_t weft__backoff_ns(uint64_t base_ns, uint64_t max_ns, int failures, uint64_t *rng);
+/* ---- retries (the backoff itself is weft_backoff, weft/sys.h) ---- */
 
 /* True if `status` is one the policy retries on (n_on == 0: the transient set). */
 bool weft__retry_on(const int *on, size_t n_on, int status);

@@ -847,8 +847,7 @@ static void attempt_failed(weft_sched_t *s, struct todo *t, uint32_t idx, struct
         status == -ECANCELED && (s->cancel_all || (r->fut && weft_future_cancel_requested(r->fut)));
     if (p && r->attempts < p->p.attempts && !cancelled && !s->cancel_all &&
         weft__retry_on(p->on, p->p.n_on, status)) {
-        uint64_t delay =
-            weft__backoff_ns(p->p.backoff_ns, p->p.backoff_max_ns, r->attempts, &s->rng);
+        uint64_t delay = weft_backoff(p->p.backoff_ns, p->p.backoff_max_ns, r->attempts, &s->rng);
         s->ex[r->route].retried++;
         r->state = R_BACKOFF;
         s->backoff++;

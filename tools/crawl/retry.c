@@ -1,23 +1,14 @@
 /* Retry policy (retry.h). */
 #include "crawl/retry.h"
 
+#include <weft/sys.h>
+
 #include <ctype.h>
 #include <curl/curl.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <weft/err.h>
-
-uint64_t crawl_random(uint64_t *s, uint64_t n)
-{
-    uint64_t x = *s ? *s : 0x9E3779B97F4A7C15u;
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    *s = x;
-    uint64_t r = x * 0x2545F4914F6CDD1Du;
-    return n == UINT64_MAX ? r : r % (n + 1);
-}
 
 bool crawl_retryable(const crawl_result_t *r)
 {
@@ -59,10 +50,7 @@ crawl_retry_t crawl_retry_decide(const crawl_opts_t *o, const crawl_result_t *r,
 {
     *delay_ns = 0;
     if (!crawl_retryable(r) || r->attempts >= o->attempts) return CRAWL_RETRY_NO;
-    int n = r->attempts > 30 ? 30 : r->attempts;
-    uint64_t cap = o->backoff_base_ms << (n - 1);
-    if (cap > o->backoff_max_ms || cap < o->backoff_base_ms) cap = o->backoff_max_ms;
-    uint64_t ms = crawl_random(rng, cap);
+    uint64_t ms = weft_backoff(o->backoff_base_ms, o->backoff_max_ms, r->attempts, rng);
     uint64_t ra;
     if (crawl_retry_after_ms(retry_after, time(NULL), &ra)) {
         if (ra > o->retry_after_max_ms) {

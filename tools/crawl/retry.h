@@ -32,7 +32,4 @@ crawl_retry_t crawl_retry_decide(const crawl_opts_t *o, const crawl_result_t *r,
                                  const char *retry_after, uint64_t *rng, uint64_t *delay_ns,
                                  char *why, size_t why_size);
 
-/* A uniform random number in [0, n] (xorshift64*). */
-uint64_t crawl_random(uint64_t *state, uint64_t n);
-
 #endif
