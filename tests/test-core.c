@@ -1,10 +1,13 @@
-/* Tests for the small shared pieces: errors, buffer, histogram, system helpers. */
+/* Tests for the small shared pieces: errors, buffer, histogram, hash, hash table, system helpers.
+ */
 #include "harness.h"
 
 #include <stdlib.h>
 #include <weft/buf.h>
 #include <weft/err.h>
+#include <weft/hash.h>
 #include <weft/hist.h>
+#include <weft/htab.h>
 #include <weft/sys.h>
 
 TEST(strerror_covers_weft_and_errno_codes)
@@ -152,4 +155,76 @@ TEST(backoff_stays_within_its_doubling_cap_without_overflow)
     CHECK(seen_max > 5000); /* the jitter reaches the upper range */
     CHECK_EQ(weft_backoff(0, 10000, 5, &rng), 0);
     CHECK(weft_backoff(UINT64_MAX / 2, UINT64_MAX, 70, &rng) <= UINT64_MAX);
+}
+
+static bool u64_eq(uint64_t val, const void *key, const void *ctx)
+{
+    (void)ctx;
+    return val == *(const uint64_t *)key;
+}
+
+TEST(hash_is_stable_and_never_zero)
+{
+    CHECK(weft_hash("abc", 3) == weft_hash_str("abc"));
+    CHECK(weft_hash(NULL, 0) == weft_hash_str(""));
+    CHECK(weft_hash("abc", 3) != weft_hash("abd", 3));
+    CHECK(weft_hash_str("") != 0);
+}
+
+/* The table against a reference array, with colliding hashes (low bits equal, so every entry
+ * shares a run), removals in the middle of runs and wrap-around at the end of the array. */
+TEST(htab_matches_a_reference_under_inserts_and_removals)
+{
+    enum { N = 4096 };
+    static bool in[N];
+    memset(in, 0, sizeof in);
+    weft_htab_t t = WEFT_HTAB_INIT;
+    uint64_t rng = 7;
+    for (int round = 0; round < 200000; round++) {
+        uint64_t k = weft_rand(&rng) % N;
+        /* Few distinct low bits: long runs, and the probe wraps past the last slot. */
+        uint64_t h = ((k % 7) + 1) | (k << 40) | (UINT64_C(0xF) << 3);
+        if (weft_rand(&rng) % 3 == 0) {
+            uint64_t v = 0;
+            bool had = weft_htab_remove(&t, h, u64_eq, &k, NULL, &v);
+            CHECK_EQ(had, in[k]);
+            if (had) CHECK_EQ(v, k);
+            in[k] = false;
+        } else {
+            bool added;
+            uint64_t *v = weft_htab_put(&t, h, u64_eq, &k, NULL, &added);
+            CHECK(v != NULL);
+            CHECK_EQ(added, !in[k]);
+            if (added) *v = k;
+            CHECK_EQ(*v, k);
+            in[k] = true;
+        }
+    }
+    size_t n = 0, pos = 0;
+    for (weft_htab_slot_t *s; (s = weft_htab_next(&t, &pos));) {
+        CHECK(in[s->val]);
+        n++;
+    }
+    size_t want = 0;
+    for (int k = 0; k < N; k++) {
+        want += in[k];
+        uint64_t kk = (uint64_t)k, h = ((kk % 7) + 1) | (kk << 40) | (UINT64_C(0xF) << 3);
+        CHECK_EQ(weft_htab_find(&t, h, u64_eq, &kk, NULL) != NULL, in[k]);
+    }
+    CHECK_EQ(n, want);
+    CHECK_EQ(t.len, want);
+    weft_htab_free(&t);
+}
+
+TEST(htab_put_fails_cleanly_when_allocation_fails)
+{
+    weft_htab_t t = WEFT_HTAB_INIT;
+    bool added;
+    uint64_t k = 1;
+    weft_test_fail_alloc(1);
+    CHECK(weft_htab_put(&t, 5, u64_eq, &k, NULL, &added) == NULL);
+    weft_test_restore_alloc();
+    CHECK_EQ(t.len, 0);
+    CHECK(weft_htab_put(&t, 5, u64_eq, &k, NULL, &added) != NULL && added);
+    weft_htab_free(&t);
 }
