@@ -8,9 +8,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <weft/err.h>
 #include <weft/loop.h>
 #include <weft/sys.h>
+#include <weft/utf8.h>
 
 #include "crawl/crawl.h"
 #include "crawl/htmlhead.h"
@@ -503,4 +505,71 @@ TEST_T(command_outputs_and_report, 120)
     CHECK(strstr(h, "&lt;script&gt;alert(1)&lt;/script&gt;") != NULL);
     CHECK(strstr(h, "onerror") == NULL || strstr(h, "<img") == NULL);
     weft_fixture_stop(fx);
+}
+
+/* ---- the table on hostile text ---- */
+
+/* Display column at which `mark` starts in `line`. */
+static size_t col_of(const char *line, const char *mark)
+{
+    const char *end = strstr(line, mark);
+    CHECK(end);
+    return weft_utf8_width(line, (size_t)(end - line));
+}
+
+/* The URL column is padded by counting what weft_cli_put_safe printed: the titles line up
+ * whatever bytes the URL holds (bad leads 0xF5.., overlongs, surrogates, truncated tails, wide
+ * and combining characters, a long wide URL cut at the column's edge). */
+TEST(table_aligns_on_invalid_utf8)
+{
+    static const char *const urls[] = {
+        "http://a/plain",
+        "http://a/\xF5\x80\x80\x80",
+        "http://a/\xE0\x80\x80x",
+        "http://a/\xED\xA0\x80",
+        "http://a/\xF0\x90\x80",
+        "http://a/\xC0\xAF\xFF",
+        "http://a/\xE6\x97\xA5\xE6\x9C\xAC",
+        "http://a/e\xCC\x81",
+        "http://a/\xE6\x97\xA5\xE6\x97\xA5\xE6\x97\xA5\xE6\x97\xA5\xE6\x97\xA5\xE6\x97\xA5"
+        "\xE6\x97\xA5\xE6\x97\xA5\xE6\x97\xA5\xE6\x97\xA5\xE6\x97\xA5\xE6\x97\xA5"
+        "\xE6\x97\xA5\xE6\x97\xA5\xE6\x97\xA5\xE6\x97\xA5\xE6\x97\xA5",
+    };
+    enum { N = sizeof urls / sizeof urls[0] };
+    char name[512];
+    snprintf(name, sizeof name, "%s/table.txt", weft_test_tmpdir());
+    fflush(stdout);
+    int saved = dup(1);
+    FILE *f = fopen(name, "w+");
+    CHECK(f && saved >= 0);
+    CHECK(dup2(fileno(f), 1) == 1);
+    crawl_opts_t o;
+    quick_opts(&o);
+    o.table = true;
+    crawl_out_t *out;
+    CHECK_EQ(crawl_out_open(&out, &o), 0);
+    for (int i = 0; i < N; i++) {
+        crawl_result_t r = {.line = (uint64_t)i + 1,
+                            .url = (char *)urls[i],
+                            .status = 200,
+                            .title = "TITLE",
+                            .attempts = 1};
+        crawl_out_result(out, CRAWL_SEQ, &r);
+    }
+    CHECK_EQ(crawl_out_close(out), 0);
+    fflush(stdout);
+    CHECK(dup2(saved, 1) == 1);
+    close(saved);
+    rewind(f);
+    char line[1024];
+    size_t want = 0;
+    int rows = 0;
+    while (fgets(line, sizeof line, f)) {
+        if (!strstr(line, "TITLE")) continue;
+        size_t c = col_of(line, "TITLE");
+        if (rows++ == 0) want = c;
+        CHECK_MSG(c == want, "row %d: title at column %zu, want %zu: %s", rows, c, want, line);
+    }
+    CHECK_EQ(rows, N);
+    fclose(f);
 }

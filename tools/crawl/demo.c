@@ -15,6 +15,7 @@
 #include <weft/loop.h>
 #include <weft/pool.h>
 #include <weft/sys.h>
+#include <weft/utf8.h>
 
 #include "crawl/crawl.h"
 #include "demo/demo.h"
@@ -110,10 +111,15 @@ static int demo_fetch(int argc, char **argv)
 
 /* ---- titles ---- */
 
+/* Characters (code points) in `s`; each invalid byte counts as one. */
 static size_t code_points(const char *s)
 {
-    size_t n = 0;
-    for (; *s; s++) n += ((unsigned char)*s & 0xC0) != 0x80;
+    size_t n = 0, len = strlen(s);
+    for (size_t i = 0; i < len; n++) {
+        uint32_t cp;
+        int l = weft_utf8_decode(s + i, len - i, &cp);
+        i += l > 0 ? (size_t)l : 1;
+    }
     return n;
 }
 

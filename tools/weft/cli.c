@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <weft/sys.h>
+#include <weft/utf8.h>
 
 #define MAX_CMDS 32
 static struct {
@@ -130,41 +131,30 @@ int weft_cli_parse_int(const char *s, long min, long max, long *out)
     return 0;
 }
 
-/* Length of the valid UTF-8 sequence at s (1..4), or 0 if invalid. */
-static size_t utf8_len(const unsigned char *s)
+size_t weft_cli_put_safe(FILE *f, const char *s, size_t max_cols)
 {
-    if (s[0] < 0x80) return 1;
-    size_t n = s[0] >= 0xF0 && s[0] <= 0xF4  ? 4
-               : s[0] >= 0xE0                ? 3
-               : s[0] >= 0xC2 && s[0] < 0xE0 ? 2
-                                             : 0;
-    for (size_t i = 1; i < n; i++)
-        if ((s[i] & 0xC0) != 0x80) return 0;
-    return n;
-}
-
-void weft_cli_put_safe(FILE *f, const char *s, size_t max_cols)
-{
-    const unsigned char *p = (const unsigned char *)s;
-    size_t cols = 0;
-    while (*p && (!max_cols || cols < max_cols)) {
-        size_t n = utf8_len(p);
-        if (n == 0) {
-            fputs("\xEF\xBF\xBD", f); /* U+FFFD for invalid bytes */
-            p++;
-        } else if (n == 1 && (*p < 0x20 || *p == 0x7F)) {
-            fputc(' ', f);
-            p++;
-        } else if (n == 2 && p[0] == 0xC2 && p[1] < 0xA0) { /* C1 controls */
-            fputc(' ', f);
-            p += 2;
+    size_t n = strlen(s), cols = 0, i = 0;
+    while (i < n) {
+        uint32_t cp;
+        int l = weft_utf8_decode(s + i, n - i, &cp);
+        size_t w = (size_t)weft_utf8_cp_width(cp);
+        if (max_cols && cols + w > max_cols) break;
+        if (l < 0) {
+            fputs("\xEF\xBF\xBD", f); /* U+FFFD for each invalid byte */
+            l = 1;
+        } else if (cp < 0x20 || (cp >= 0x7F && cp < 0xA0)) {
+            fputc(' ', f); /* C0 and C1 controls, DEL */
         } else {
-            fwrite(p, 1, n, f);
-            p += n;
+            fwrite(s + i, 1, (size_t)l, f);
         }
+        cols += w;
+        i += (size_t)l;
+    }
+    if (i < n) {
+        fputs("\xE2\x80\xA6", f); /* ellipsis */
         cols++;
     }
-    if (*p) fputs("\xE2\x80\xA6", f); /* ellipsis */
+    return cols;
 }
 
 void weft_progress_start(weft_progress_t *p, const char *label, uint64_t total)

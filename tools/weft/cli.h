@@ -46,9 +46,11 @@ int weft_cli_parse_size(const char *s, uint64_t *out);
 /* Parses a non-negative integer in [min, max]. Returns 0 or -EINVAL. */
 int weft_cli_parse_int(const char *s, long min, long max, long *out);
 
-/* Writes `s` to `f` with control characters and invalid UTF-8 replaced, so that text from
- * untrusted sources cannot drive the terminal. At most `max_cols` code points (0: no limit). */
-void weft_cli_put_safe(FILE *f, const char *s, size_t max_cols);
+/* Writes `s` to `f` with control characters (as a space) and invalid bytes (as U+FFFD) replaced,
+ * so that text from untrusted sources cannot drive the terminal. At most `max_cols` columns of
+ * text (0: no limit; widths from weft_utf8_width), then an ellipsis if text was left out.
+ * Returns the columns written, the ellipsis included. */
+size_t weft_cli_put_safe(FILE *f, const char *s, size_t max_cols);
 
 /* Progress bar on stderr, drawn only when stderr is a terminal. */
 typedef struct weft_progress {
