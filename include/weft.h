@@ -6,6 +6,9 @@
 #include <weft/sys.h>
 #include <weft/buf.h>
 #include <weft/hist.h>
+#include <weft/hash.h>
+#include <weft/htab.h>
+#include <weft/utf8.h>
 #include <weft/future.h>
 #include <weft/pool.h>
 #include <weft/procpool.h>

@@ -2,11 +2,12 @@
 #include "crawl/charset.h"
 
 #include <errno.h>
-#include <pthread.h>
 #include <stdint.h>
 #include <string.h>
 #include <strings.h>
 #include <weft/utf8.h>
+
+#include "common/iconv-int.h"
 
 /* Label -> iconv name. The WHATWG table maps many labels; these are the ones seen in practice. */
 static const struct {
@@ -152,23 +153,6 @@ const char *crawl_charset_bom(const unsigned char *p, size_t n, size_t *bom_len)
     return NULL;
 }
 
-static pthread_mutex_t iconv_mu = PTHREAD_MUTEX_INITIALIZER;
-
-iconv_t crawl_iconv_open(const char *to, const char *from)
-{
-    pthread_mutex_lock(&iconv_mu);
-    iconv_t cd = iconv_open(to, from);
-    pthread_mutex_unlock(&iconv_mu);
-    return cd;
-}
-
-void crawl_iconv_close(iconv_t cd)
-{
-    pthread_mutex_lock(&iconv_mu);
-    iconv_close(cd);
-    pthread_mutex_unlock(&iconv_mu);
-}
-
 int crawl_decoder_open(crawl_decoder_t *d, const char *enc)
 {
     memset(d, 0, sizeof *d);
@@ -178,7 +162,7 @@ int crawl_decoder_open(crawl_decoder_t *d, const char *enc)
         d->utf8 = true;
         return 0;
     }
-    d->cd = crawl_iconv_open("UTF-8", enc);
+    d->cd = tools_iconv_open("UTF-8", enc);
     return d->cd == (iconv_t)-1 ? -EINVAL : 0;
 }
 
@@ -272,6 +256,6 @@ int crawl_decoder_feed(crawl_decoder_t *d, const char *in, size_t n, bool last, 
 
 void crawl_decoder_close(crawl_decoder_t *d)
 {
-    if (d->cd != (iconv_t)-1) crawl_iconv_close(d->cd);
+    if (d->cd != (iconv_t)-1) tools_iconv_close(d->cd);
     d->cd = (iconv_t)-1;
 }

@@ -6,7 +6,7 @@
 #include <weft/err.h>
 
 #include "crawl/crawl.h"
-#include "weft/cli.h"
+#include "common/cli-int.h"
 
 static void usage(FILE *f)
 {

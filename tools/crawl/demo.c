@@ -20,7 +20,7 @@
 #include "crawl/crawl.h"
 #include "demo/demo.h"
 #include "fixture/fixture.h"
-#include "weft/cli.h"
+#include "common/cli-int.h"
 
 static int start_fixture(const char *demo, weft_fixture_t **fx)
 {

@@ -8,7 +8,7 @@
 #include <weft/utf8.h>
 
 #include "crawl/crawl.h"
-#include "weft/cli.h"
+#include "common/cli-int.h"
 
 struct crawl_out {
     const crawl_opts_t *o;

@@ -8,7 +8,7 @@
 #include <string.h>
 #include <weft/utf8.h>
 
-#include "weft/cli.h"
+#include "common/cli-int.h"
 
 void weft_logs_secs(char *buf, size_t len, uint64_t us)
 {

@@ -43,7 +43,7 @@
 #include <weft/sys.h>
 #include <zlib.h>
 
-#include "weft/cli.h"
+#include "common/cli-int.h"
 
 #define PROC_FN "weft_logs_chunk"
 

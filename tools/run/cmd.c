@@ -23,7 +23,7 @@
 #include <weft/err.h>
 #include <weft/sys.h>
 
-#include "weft/cli.h"
+#include "common/cli-int.h"
 
 static volatile sig_atomic_t interrupted;
 

@@ -36,7 +36,7 @@
 #include <weft/sched.h>
 #include <weft/sys.h>
 
-#include "weft/cli.h"
+#include "common/cli-int.h"
 
 /* ---- the HTTP sink ----------------------------------------------------------------------- */
 

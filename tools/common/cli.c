@@ -1,5 +1,5 @@
-/* Subcommand registry and shared terminal helpers (cli.h). */
-#include "weft/cli.h"
+/* Subcommand registry and shared terminal helpers (common/cli-int.h). */
+#include "common/cli-int.h"
 
 #include <errno.h>
 #include <stdarg.h>

@@ -1,8 +1,9 @@
 /* The weft command's shared pieces: the subcommand registry, exit codes and small terminal
- * helpers every subcommand uses. Subcommands live in tools/<name>/ and use only the public API.
+ * helpers every subcommand uses. Internal to tools/ (not a libweft header, hence -int.h).
+ * Subcommands live in tools/<name>/ and use only the public API plus tools/common/.
  */
-#ifndef WEFT_TOOLS_CLI_H
-#define WEFT_TOOLS_CLI_H
+#ifndef WEFT_TOOLS_COMMON_CLI_INT_H
+#define WEFT_TOOLS_COMMON_CLI_INT_H
 
 #include <stdbool.h>
 #include <stdint.h>
