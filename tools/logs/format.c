@@ -13,6 +13,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "common/bytes-int.h"
+
 enum op_kind {
     OP_LIT,        /* the literal must follow here */
     OP_IP,         /* $remote_addr: IPv4 dotted quad or IPv6 text */
@@ -237,16 +239,6 @@ static inline bool is_ip6_char(char c)
 #define ONES UINT64_C(0x0101010101010101)
 #define HIGHS UINT64_C(0x8080808080808080)
 
-static inline uint64_t load8(const char *p)
-{
-    uint64_t w;
-    memcpy(&w, p, 8);
-#if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
-    w = __builtin_bswap64(w);
-#endif
-    return w;
-}
-
 /* Non-zero in the high bit of each byte of w equal to the byte replicated in m. The lowest such
  * bit is exact (borrows only create false hits above a true one), which is all we use. */
 static inline uint64_t eq_bytes(uint64_t w, uint64_t m)
@@ -260,7 +252,7 @@ static inline const char *find2(const char *p, const char *end, char a, char b)
 {
     uint64_t ma = ONES * (unsigned char)a, mb = ONES * (unsigned char)b;
     while (end - p >= 8) {
-        uint64_t w = load8(p);
+        uint64_t w = tools_load_le64(p);
         uint64_t t = eq_bytes(w, ma) | eq_bytes(w, mb);
         if (t) return p + (__builtin_ctzll(t) >> 3);
         p += 8;
@@ -273,7 +265,7 @@ static inline const char *find2(const char *p, const char *end, char a, char b)
 static inline const char *find_path_end(const char *p, const char *end)
 {
     while (end - p >= 8) {
-        uint64_t w = load8(p);
+        uint64_t w = tools_load_le64(p);
         uint64_t t = eq_bytes(w, ONES * ' ') | eq_bytes(w, ONES * '?') | eq_bytes(w, ONES * '"') |
                      eq_bytes(w, ONES * '\n');
         if (t) return p + (__builtin_ctzll(t) >> 3);
@@ -335,7 +327,7 @@ static inline __attribute__((always_inline)) const char *parse_ip(const char *p,
     uint32_t ip = 0;
     if (end - p >= 24) { /* eight bytes at a time: no branch depends on the octets' lengths */
         for (int part = 0; part < 4; part++) {
-            uint64_t w = load8(p);
+            uint64_t w = tools_load_le64(p);
             int k = digit_run(w);
             if (k == 0 || k > 3 || (k > 1 && *p == '0')) return parse_ip6(s, end, r);
             uint64_t v = digits_value(w, k);
@@ -455,7 +447,8 @@ static inline __attribute__((always_inline)) const char *
 parse_time_local_swar(const char *p, const char *end, int *hour)
 {
     if (end - p < 26) return NULL;
-    uint64_t a = load8(p), b = load8(p + 8), c = load8(p + 16), d = load8(p + 18);
+    uint64_t a = tools_load_le64(p), b = tools_load_le64(p + 8), c = tools_load_le64(p + 16),
+             d = tools_load_le64(p + 18);
     /* 15/Jan/2 | 025:10:3 | 0:45 +08 | 45 +0800 */
     if ((a & (M(2) | M(6))) != (B(2, '/') | B(6, '/')) ||
         (b & (M(3) | M(6))) != (B(3, ':') | B(6, ':')) ||
@@ -568,8 +561,9 @@ static const char *parse_fast(const weft_logs_format_t *f, const char *p, const 
     if (!p || end - p < 3 || p[0] != ']' || p[1] != ' ' || p[2] != '"') return NULL;
     p += 3;
     const char *s = p, *m = p;
-    uint64_t hit = end - p >= 8 ? eq_bytes(load8(p), ONES * ' ') | eq_bytes(load8(p), ONES * '"') |
-                                      eq_bytes(load8(p), ONES * '\n')
+    uint64_t hit = end - p >= 8 ? eq_bytes(tools_load_le64(p), ONES * ' ') |
+                                      eq_bytes(tools_load_le64(p), ONES * '"') |
+                                      eq_bytes(tools_load_le64(p), ONES * '\n')
                                 : 0;
     if (hit)
         m = p + (__builtin_ctzll(hit) >> 3);
@@ -592,9 +586,9 @@ static const char *parse_fast(const weft_logs_format_t *f, const char *p, const 
     int k;
     if (p < end && *p == '-') {
         p++;
-    } else if (end - p >= 8 && (k = digit_run(load8(p))) < 8) {
+    } else if (end - p >= 8 && (k = digit_run(tools_load_le64(p))) < 8) {
         if (k == 0) return NULL;
-        r->bytes = digits_value(load8(p), k);
+        r->bytes = digits_value(tools_load_le64(p), k);
         p += k;
     } else {
         uint64_t v = 0;
@@ -618,11 +612,11 @@ static const char *parse_fast(const weft_logs_format_t *f, const char *p, const 
         if (p == end || *p != ' ') return NULL;
         p++;
         int ki, kf;
-        if (end - p >= 16 && (ki = digit_run(load8(p))) >= 1 && ki <= 6 && p[ki] == '.' &&
-            (kf = digit_run(load8(p + ki + 1))) >= 1 && kf <= 6) { /* the usual 0.052 */
+        if (end - p >= 16 && (ki = digit_run(tools_load_le64(p))) >= 1 && ki <= 6 && p[ki] == '.' &&
+            (kf = digit_run(tools_load_le64(p + ki + 1))) >= 1 && kf <= 6) { /* the usual 0.052 */
             static const int64_t scale[] = {1, 100000, 10000, 1000, 100, 10, 1};
-            r->rt_us = (int64_t)digits_value(load8(p), ki) * 1000000 +
-                       (int64_t)digits_value(load8(p + ki + 1), kf) * scale[kf];
+            r->rt_us = (int64_t)digits_value(tools_load_le64(p), ki) * 1000000 +
+                       (int64_t)digits_value(tools_load_le64(p + ki + 1), kf) * scale[kf];
             p += ki + 1 + kf;
         } else if (!(p = parse_rt(p, end, &r->rt_us))) {
             return NULL;
@@ -911,7 +905,7 @@ AVX2_INLINE const char *parse_avx2(int fast, const char *p, const char *end, wef
     } else {
         if (k > 8) return NULL;
         r->status = dig(q[2]) * 100 + dig(q[3]) * 10 + dig(q[4]);
-        r->bytes = digits_value(load8(q + 6), (int)k);
+        r->bytes = digits_value(tools_load_le64(q + 6), (int)k);
     }
     q += 6 + (k ? k : 1);
     if (fast >= 3) { /* "referer" "user agent" */
@@ -933,8 +927,8 @@ AVX2_INLINE const char *parse_avx2(int fast, const char *p, const char *end, wef
             r->rt_us = (int64_t)ms * 1000;
         } else {
             static const int64_t scale[] = {1, 100000, 10000, 1000, 100, 10, 1};
-            r->rt_us = (int64_t)digits_value(load8(q + 1), (int)ki) * 1000000 +
-                       (int64_t)digits_value(load8(q + 2 + ki), (int)kf) * scale[kf];
+            r->rt_us = (int64_t)digits_value(tools_load_le64(q + 1), (int)ki) * 1000000 +
+                       (int64_t)digits_value(tools_load_le64(q + 2 + ki), (int)kf) * scale[kf];
         }
         q += 2 + ki + kf;
     }

@@ -24,6 +24,8 @@
 #include <weft/err.h>
 #include <zlib.h>
 
+#include "common/bytes-int.h"
+
 #define PHI UINT64_C(0x9E3779B97F4A7C15)
 #define T4_INIT 1024 /* slots per partition at start */
 #define HUGE (UINT64_C(2) << 20)
@@ -263,16 +265,6 @@ static int t6_add(weft_logs_t6_t *t, const uint8_t *addr, uint64_t n)
 
 /* ---- path table ---------------------------------------------------------------------------- */
 
-static inline uint64_t load_le64(const char *s)
-{
-    uint64_t w;
-    memcpy(&w, s, 8);
-#if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
-    w = __builtin_bswap64(w);
-#endif
-    return w;
-}
-
 /* A word-at-a-time hash of a path; the same on every machine, since partials travel. The last
  * partial word is read with one load and masked when the buffer holds 8 bytes from it (the path
  * is followed by the rest of its line), else copied. */
@@ -287,14 +279,14 @@ static inline uint64_t path_hash(const char *s, size_t n, const char *limit)
     uint64_t h = UINT64_C(0x243F6A8885A308D3) ^ ((uint64_t)n * PHI);
     if (n <= 16 && limit - s >= 16) { /* the usual short path: its one or two words, no branch */
         unsigned b0 = n >= 8 ? 64 : 8 * (unsigned)n, b1 = n > 8 ? 8 * (unsigned)(n - 8) : 8;
-        uint64_t h1 = path_mix(h, load_le64(s) & (~UINT64_C(0) >> (64 - b0)));
-        uint64_t h2 = path_mix(h1, load_le64(s + 8) & (~UINT64_C(0) >> (64 - b1)));
+        uint64_t h1 = path_mix(h, tools_load_le64(s) & (~UINT64_C(0) >> (64 - b0)));
+        uint64_t h2 = path_mix(h1, tools_load_le64(s + 8) & (~UINT64_C(0) >> (64 - b1)));
         h = n > 8 ? h2 : h1;
         h *= UINT64_C(0xBF58476D1CE4E5B9);
         return h ^ (h >> 31);
     }
     while (n >= 8) {
-        h = (h ^ load_le64(s)) * PHI;
+        h = (h ^ tools_load_le64(s)) * PHI;
         h ^= h >> 29;
         s += 8;
         n -= 8;
@@ -302,11 +294,11 @@ static inline uint64_t path_hash(const char *s, size_t n, const char *limit)
     if (n) {
         uint64_t w;
         if (limit - s >= 8) {
-            w = load_le64(s) & (~UINT64_C(0) >> (64 - 8 * n));
+            w = tools_load_le64(s) & (~UINT64_C(0) >> (64 - 8 * n));
         } else {
             char tail[8] = {0};
             memcpy(tail, s, n);
-            w = load_le64(tail);
+            w = tools_load_le64(tail);
         }
         h = (h ^ w) * PHI;
         h ^= h >> 29;
@@ -612,16 +604,6 @@ static int put_varint(weft_buf_t *b, uint64_t v)
     return weft_buf_append(b, tmp, n);
 }
 
-static void le32(uint8_t *d, uint32_t v)
-{
-    for (int i = 0; i < 4; i++) d[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void le64(uint8_t *d, uint64_t v)
-{
-    for (int i = 0; i < 8; i++) d[i] = (uint8_t)(v >> (8 * i));
-}
-
 typedef struct {
     uint32_t key;
     uint64_t count;
@@ -700,7 +682,7 @@ int weft_logs_part_serialize(const weft_logs_part_t *p, weft_buf_t *out, bool so
                 kv[m++] = (kv4_t){e->key, c};
             } else {
                 uint8_t key[4];
-                le32(key, e->key);
+                tools_store_le32(key, e->key);
                 rc = weft_buf_append(out, key, 4) | put_varint(out, c);
             }
         }
@@ -709,7 +691,7 @@ int weft_logs_part_serialize(const weft_logs_part_t *p, weft_buf_t *out, bool so
         qsort(kv, m, sizeof *kv, cmp_kv4);
         for (size_t i = 0; i < m && !rc; i++) {
             uint8_t key[4];
-            le32(key, kv[i].key);
+            tools_store_le32(key, kv[i].key);
             rc = weft_buf_append(out, key, 4) | put_varint(out, kv[i].count);
         }
         free(kv);
@@ -737,7 +719,7 @@ int weft_logs_part_serialize(const weft_logs_part_t *p, weft_buf_t *out, bool so
     rc |= put_varint(out, np);
     for (size_t i = 0; i < np && !rc; i++) {
         uint8_t h[8];
-        le64(h, ep[i].hash);
+        tools_store_le64(h, ep[i].hash);
         rc = weft_buf_append(out, h, 8) | put_varint(out, *tp_find(&p->paths, ep[i].hash)) |
              put_varint(out, ep[i].len) |
              weft_buf_append(out, p->paths.arena + ep[i].off, path_keep(ep[i].len));
@@ -749,16 +731,16 @@ int weft_logs_part_serialize(const weft_logs_part_t *p, weft_buf_t *out, bool so
     uint8_t *h = (uint8_t *)out->data + start;
     size_t plen = out->len - start - HEADER;
     memcpy(h, MAGIC, 8);
-    le32(h + 8, VERSION);
-    le32(h + 12, p->paths.overflow ? FLAG_PATHS_OVERFLOW : 0);
-    le64(h + 16, plen);
+    tools_store_le32(h + 8, VERSION);
+    tools_store_le32(h + 12, p->paths.overflow ? FLAG_PATHS_OVERFLOW : 0);
+    tools_store_le64(h + 16, plen);
     uLong crc = crc32(0L, Z_NULL, 0);
     for (size_t off = 0; off < plen;) { /* crc32 takes a uInt length */
         size_t n = plen - off > (1u << 30) ? (1u << 30) : plen - off;
         crc = crc32(crc, h + HEADER + off, (uInt)n);
         off += n;
     }
-    le32(h + 24, (uint32_t)crc);
+    tools_store_le32(h + 24, (uint32_t)crc);
     return 0;
 }
 
@@ -805,18 +787,6 @@ static bool bad(rd_t *r, const char *what)
 static bool add_ok(uint64_t *acc, uint64_t v)
 {
     return !__builtin_add_overflow(*acc, v, acc);
-}
-
-static uint64_t rd64(const uint8_t *s)
-{
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--) v = v << 8 | s[i];
-    return v;
-}
-
-static uint32_t rd32(const uint8_t *s)
-{
-    return (uint32_t)s[0] | (uint32_t)s[1] << 8 | (uint32_t)s[2] << 16 | (uint32_t)s[3] << 24;
 }
 
 /* One pass over the payload: checks everything when apply is false, adds to dst when true. */
@@ -879,7 +849,7 @@ static bool decode(weft_logs_part_t *dst, rd_t *r, uint32_t flags, bool apply, i
         if (!k || !c) return bad(r, "bad IPv4 entry");
         if (!add_ok(&ipsum, c)) return bad(r, "IPv4 counts overflow");
         if (apply) {
-            uint32_t key = rd32(k);
+            uint32_t key = tools_load_le32(k);
             uint64_t h = hash4(key);
             const weft_logs_t4_t *t = &dst->ip4[h >> PART_SHIFT];
             __builtin_prefetch(&t->slots[slot4(h) & t->mask]);
@@ -915,7 +885,7 @@ static bool decode(weft_logs_part_t *dst, rd_t *r, uint32_t flags, bool apply, i
         if (!text) return false;
         if (!add_ok(&sum, c)) return bad(r, "path counts overflow");
         if (apply && !dst->paths.overflow &&
-            tp_add(&dst->paths, rd64(h), (const char *)text, (uint32_t)len,
+            tp_add(&dst->paths, tools_load_le64(h), (const char *)text, (uint32_t)len,
                    path_keep((uint32_t)len), c) != 0)
             *oom = -ENOMEM;
     }
@@ -943,11 +913,11 @@ int weft_logs_part_merge_bytes(weft_logs_part_t *dst, const void *data, size_t l
     uint32_t flags = 0;
     if (len < HEADER || memcmp(d, MAGIC, 8) != 0) {
         what = "not a weft logs partial (bad magic)";
-    } else if (rd32(d + 8) != VERSION) {
+    } else if (tools_load_le32(d + 8) != VERSION) {
         what = "unsupported partial version";
-    } else if ((flags = rd32(d + 12)) & ~FLAG_PATHS_OVERFLOW) {
+    } else if ((flags = tools_load_le32(d + 12)) & ~FLAG_PATHS_OVERFLOW) {
         what = "unknown flags";
-    } else if (rd64(d + 16) != len - HEADER) {
+    } else if (tools_load_le64(d + 16) != len - HEADER) {
         what = "truncated or extended (length mismatch)";
     } else {
         uLong crc = crc32(0L, Z_NULL, 0);
@@ -956,7 +926,7 @@ int weft_logs_part_merge_bytes(weft_logs_part_t *dst, const void *data, size_t l
             crc = crc32(crc, d + off, (uInt)n);
             off += n;
         }
-        if ((uint32_t)crc != rd32(d + 24)) what = "checksum mismatch";
+        if ((uint32_t)crc != tools_load_le32(d + 24)) what = "checksum mismatch";
     }
     int oom = 0;
     if (!what) {
