@@ -196,6 +196,20 @@ static inline void set_path(weft_logs_rec_t *r, const char *t, const char *te)
     }
 }
 
+/* In a request "METHOD SP TARGET [SP PROTOCOL]", `m` is just past METHOD: when a space follows,
+ * records TARGET up to '?' (find_path_end) as the path and returns its end, else returns m. */
+static inline __attribute__((always_inline)) const char *
+request_target(const char *m, const char *end, weft_logs_rec_t *r)
+{
+    if (m == end || *m != ' ') return m;
+    const char *t = m + 1, *te = find_path_end(t, end);
+    if (te > t) {
+        r->path = t;
+        r->path_len = (size_t)(te - t);
+    }
+    return te;
+}
+
 static inline int two(const char *p)
 {
     return (p[0] - '0') * 10 + (p[1] - '0');
@@ -363,14 +377,7 @@ static const char *parse_fast(const weft_logs_format_t *f, const char *p, const 
         m = p + (__builtin_ctzll(hit) >> 3);
     else
         while (m < end && *m != ' ' && *m != '"' && *m != '\n') m++;
-    if (m < end && *m == ' ') {
-        const char *t = m + 1, *te = find_path_end(t, end);
-        if (te > t) {
-            r->path = t;
-            r->path_len = (size_t)(te - t);
-        }
-        m = te;
-    }
+    m = request_target(m, end, r);
     p = find_quote(s, m, end);
     if (!p || end - p < 6 || p[1] != ' ') return NULL;
     p += 2;
@@ -820,14 +827,7 @@ const char *weft_logs_parse(const weft_logs_format_t *f, const char *p, const ch
             /* METHOD SP TARGET [SP PROTOCOL]: the path is TARGET up to '?' */
             const char *s = p, *m = p;
             while (m < end && *m != ' ' && *m != '"' && *m != '\n') m++;
-            if (m < end && *m == ' ') {
-                const char *t = m + 1, *te = find_path_end(t, end);
-                if (te > t) {
-                    r->path = t;
-                    r->path_len = (size_t)(te - t);
-                }
-                m = te;
-            }
+            m = request_target(m, end, r);
             p = find_quote(s, m, end);
             if (!p) return NULL;
             break;
