@@ -15,6 +15,7 @@
 #include <weft/utf8.h>
 
 #include "crawl/crawl.h"
+#include "crawl/hosts.h"
 #include "crawl/htmlhead.h"
 #include "crawl/input.h"
 #include "crawl/retry.h"
@@ -571,5 +572,41 @@ TEST(table_aligns_on_invalid_utf8)
         CHECK_MSG(c == want, "row %d: title at column %zu, want %zu: %s", rows, c, want, line);
     }
     CHECK_EQ(rows, N);
+    fclose(f);
+}
+
+/* ---- the host table ---- */
+
+/* Thousands of distinct hosts through a small window: the idle ones are swept from the host
+ * table (a weft_htab) while it is in use, and every URL comes out once, in input order. */
+TEST(dispatch_sweeps_idle_hosts_and_keeps_order)
+{
+    enum { N = 3000 };
+    FILE *f = tmpfile();
+    CHECK(f);
+    for (int i = 0; i < N; i++) fprintf(f, "http://h%d.test:%d/p%d\n", i % 2000, 80 + i % 3, i);
+    rewind(f);
+    crawl_opts_t o;
+    quick_opts(&o);
+    o.per_host = 1;
+    crawl_input_t *in;
+    CHECK_EQ(crawl_input_open(&in, f), 0);
+    crawl_dispatch_t *d;
+    CHECK_EQ(crawl_dispatch_create(&d, &o, in, 4), 0);
+    uint64_t line = 0, now = weft_now_ns();
+    while (!crawl_dispatch_idle(d)) {
+        uint64_t wake;
+        crawl_item_t *it = crawl_dispatch_next(d, now, &wake);
+        CHECK_MSG(it != NULL, "stalled after line %llu", (unsigned long long)line);
+        CHECK(it->invalid == NULL);
+        CHECK_EQ(it->res.line, line + 1);
+        line = it->res.line;
+        crawl_dispatch_attempt_done(d, it);
+        crawl_dispatch_release(d, it);
+    }
+    CHECK_EQ(line, N);
+    CHECK_EQ(crawl_dispatch_error(d), 0);
+    crawl_dispatch_destroy(d);
+    crawl_input_close(in);
     fclose(f);
 }
