@@ -352,6 +352,37 @@ TEST(as_completed_holds_references_and_destroys_while_pending)
     weft_future_iter_destroy(NULL);
 }
 
+/* Issue 8, bug 2: a caller-owned (embedded) future given to as_completed is the caller's again
+ * once the iterator has yielded it (docs/lifetime.md); the iterator must not touch it afterwards,
+ * not even in iter_destroy (it used to hold a reference and detach a node: use-after-free). */
+TEST(as_completed_embedded_future_freed_once_yielded)
+{
+    enum { N = 4 };
+    weft_future_t *fs[N];
+    for (int i = 0; i < N; i++) {
+        fs[i] = malloc(sizeof *fs[i]);
+        CHECK(fs[i]);
+        weft_future_init(fs[i]);
+    }
+    CHECK_EQ(weft_future_complete(fs[2], 0, xstrdup("early"), 6, free), 0);
+    weft_future_iter_t *it;
+    CHECK_EQ(weft_future_as_completed(fs, N, &it), 0);
+    CHECK_EQ(weft_future_complete(fs[0], 0, xstrdup("a"), 2, free), 0);
+    CHECK_EQ(weft_future_complete(fs[3], 0, xstrdup("b"), 2, free), 0);
+    for (int k = 0; k < 3; k++) {
+        weft_future_t *g;
+        CHECK_EQ(weft_future_iter_next(it, -1, &g), 0);
+        CHECK(g == fs[2] || g == fs[0] || g == fs[3]);
+        CHECK(weft_future_value(g, NULL) != NULL);
+        weft_future_release(g); /* frees the value: no reference held by the iterator */
+        free(g);
+    }
+    weft_future_iter_destroy(it); /* fs[1] still pending: detached, not yielded */
+    CHECK_EQ(weft_future_complete(fs[1], 0, NULL, 0, NULL), 0); /* no stale callback */
+    weft_future_release(fs[1]);
+    free(fs[1]);
+}
+
 /* ---- stress ---- */
 
 /* Every waiter frees its heap record as soon as wait returns; the completer must not touch the

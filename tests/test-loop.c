@@ -390,6 +390,83 @@ TEST(await_pending_at_destroy)
     weft_future_release(done);
 }
 
+/* Issue 8, bug 2: an awaited caller-owned record is the caller's again inside the await
+ * callback (docs/lifetime.md), so the callback may release its future and free it; the loop
+ * must not touch the record afterwards (it used to drop a reference on it: use-after-free). */
+typedef struct embedded_state {
+    weft_loop_t *loop;
+    long calls, ok, stop_after;
+} embedded_state_t;
+
+typedef struct owned_task {
+    weft_task_t t;
+    embedded_state_t *s;
+} owned_task_t;
+
+static void free_in_callback(weft_future_t *f, void *arg, int status)
+{
+    owned_task_t *ot = arg;
+    embedded_state_t *s = ot->s;
+    CHECK(f == &ot->t.future);
+    if (status == 0 && weft_future_status(f) == 0) {
+        int *v = weft_future_value(f, NULL);
+        if (v && *v == 49) s->ok++;
+    }
+    weft_future_release(f); /* frees the value */
+    free(ot);               /* the record is ours again here */
+    if (++s->calls == s->stop_after) weft_loop_stop(s->loop);
+}
+
+TEST(await_embedded_record_freed_in_callback)
+{
+    weft_loop_t *loop;
+    CHECK_EQ(weft_loop_create(&loop, NULL), 0);
+    weft_pool_t *pool;
+    weft_pool_opts_t po = {.threads = 2};
+    CHECK_EQ(weft_pool_create(&pool, &po), 0);
+    long n = weft_test_scale(500);
+    embedded_state_t s = {.loop = loop, .stop_after = n + 1};
+    for (long i = 0; i < n; i++) {
+        owned_task_t *ot = malloc(sizeof *ot);
+        CHECK(ot);
+        ot->s = &s;
+        weft_task_init(&ot->t, square_task, (void *)(intptr_t)7);
+        CHECK_EQ(weft_pool_submit_task(pool, &ot->t), 0);
+        CHECK_EQ(weft_loop_await(loop, &ot->t.future, free_in_callback, ot), 0);
+    }
+    /* And one completed by hand before the await. */
+    owned_task_t *ot = malloc(sizeof *ot);
+    CHECK(ot);
+    ot->s = &s;
+    weft_task_init(&ot->t, square_task, NULL);
+    int *v = malloc(sizeof *v);
+    CHECK(v);
+    *v = 49;
+    CHECK_EQ(weft_future_complete(&ot->t.future, 0, v, sizeof *v, free), 0);
+    CHECK_EQ(weft_loop_await(loop, &ot->t.future, free_in_callback, ot), 0);
+    CHECK_EQ(weft_loop_run(loop), 0);
+    CHECK_EQ(s.calls, n + 1);
+    CHECK_EQ(s.ok, n + 1);
+    weft_pool_destroy(pool);
+    weft_loop_destroy(loop);
+}
+
+/* The same at destroy: a pending embedded future's await is called with -ECANCELED, and the
+ * callback may free the record then (the future stays PENDING and is never completed). */
+TEST(await_embedded_pending_at_destroy_freed_in_callback)
+{
+    weft_loop_t *loop;
+    CHECK_EQ(weft_loop_create(&loop, NULL), 0);
+    embedded_state_t s = {.loop = loop};
+    owned_task_t *ot = malloc(sizeof *ot);
+    CHECK(ot);
+    ot->s = &s;
+    weft_task_init(&ot->t, square_task, NULL);
+    CHECK_EQ(weft_loop_await(loop, &ot->t.future, free_in_callback, ot), 0);
+    weft_loop_destroy(loop);
+    CHECK_EQ(s.calls, 1);
+}
+
 /* Completers race with destroy: every await is called exactly once, nothing after destroy. */
 typedef struct race_arg {
     weft_future_t **fs;

@@ -108,9 +108,12 @@ int weft_future_wait_any(weft_future_t *const *fs, size_t n, int64_t timeout_ns,
 /* as_completed: yields each of `n` futures once, in the order they complete. */
 typedef struct weft_future_iter weft_future_iter_t;
 
-/* Creates the iterator; it holds a reference to each future until destroyed. Returns 0 or
- * -ENOMEM (*out = NULL). Ownership: returns owned; free with weft_future_iter_destroy().
- * Thread safety: any thread; the iterator itself is for one thread at a time. */
+/* Creates the iterator; it holds a reference to each heap future until destroyed. An embedded
+ * (caller-owned) future is borrowed until the iterator yields it or is destroyed, whichever
+ * comes first: that is its release event (docs/lifetime.md), and the iterator never touches it
+ * afterwards. Returns 0 or -ENOMEM (*out = NULL). Ownership: returns owned; free with
+ * weft_future_iter_destroy(). Thread safety: any thread; the iterator itself is for one thread
+ * at a time. */
 int weft_future_as_completed(weft_future_t *const *fs, size_t n, weft_future_iter_t **out);
 
 /* Sets *out to the next DONE future (borrowed from the iterator). Returns 0, -ETIMEDOUT, or

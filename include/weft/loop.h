@@ -99,8 +99,11 @@ typedef void (*weft_loop_await_cb)(weft_future_t *f, void *arg, int status);
 
 /* Calls cb(f, arg, 0) on the loop thread once `f` is DONE (at the loop's next wake-up if it
  * already is). The completing thread only queues the call, so cb never runs on a pool worker.
- * Returns 0, -ENOMEM or -ESHUTDOWN (then cb is never called). Ownership: holds a reference to f
- * until cb has returned. Thread safety: any thread. */
+ * Returns 0, -ENOMEM or -ESHUTDOWN (then cb is never called). Ownership (docs/lifetime.md): a
+ * heap future is kept alive by a reference of the await's own until cb has returned; an embedded
+ * (caller-owned) future is borrowed until cb is called, and cb is its release event: inside cb
+ * it is yours again (release it and free its record there if you like), not when it turns DONE.
+ * Thread safety: any thread. */
 int weft_loop_await(weft_loop_t *loop, weft_future_t *f, weft_loop_await_cb cb, void *arg);
 
 /* ---- timers ---- */

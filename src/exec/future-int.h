@@ -48,6 +48,11 @@ void weft__future_request_cancel(weft_future_t *f);
  * weft_future_init(), before `f` is shared. */
 void weft__future_init_heap(weft_future_t *f, size_t offset);
 
+/* True for a heap future (weft_future_create, or weft__future_init_heap): the only kind the
+ * library may hold a reference to. An embedded (caller-owned) future is borrowed until its
+ * release event instead (docs/lifetime.md), and never retained by an internal user. */
+bool weft__future_is_heap(const weft_future_t *f);
+
 /* A completion callback node that the caller owns, so that it can be removed again (wait_any,
  * as_completed, an event loop's await that gets cancelled). Fields are private to future.c. */
 typedef struct weft__cbnode {

@@ -165,6 +165,11 @@ weft_future_t *weft_future_create(void)
     return f;
 }
 
+bool weft__future_is_heap(const weft_future_t *f)
+{
+    return f->flags_ & FL_HEAP; /* written before f is shared */
+}
+
 weft_future_t *weft_future_retain(weft_future_t *f)
 {
     /* Relaxed: a new reference is made from an existing one, which already orders access. */
@@ -622,18 +627,23 @@ struct waitset {
         weft__cbnode_t node;
         struct waitset *ws;
         size_t index;
-        bool attached; /* registered and not yet known to be removed */
+        bool attached;  /* registered and not yet known to be removed */
+        bool has_fired; /* its callback ran (under mu): the future may be yielded, so never
+                           touch it again (an embedded one may be freed once yielded) */
+        bool heap;      /* as_completed holds a reference (heap futures only) */
     } * nodes;
 };
 
 static void waitset_cb(weft_future_t *f, void *arg)
 {
+    (void)f; /* never touched: once it is yielded, its owner may free it */
     struct wnode *wn = arg;
     struct waitset *ws = wn->ws;
     size_t index = wn->index;
     pthread_mutex_lock(&ws->mu);
     if (ws->ready) ws->ready[ws->tail++] = index;
     ws->fired++;
+    wn->has_fired = true;
     pthread_cond_broadcast(&ws->cv);
     pthread_mutex_unlock(&ws->mu);
 }
@@ -661,19 +671,33 @@ static bool waitset_attach(struct waitset *ws, weft_future_t *f, size_t i)
     wn->node.heap = 0;
     wn->ws = ws;
     wn->index = i;
+    wn->has_fired = false;
     wn->attached = weft__future_add_node(f, &wn->node) == 0;
     return wn->attached;
 }
 
-/* Detaches every node and waits until no callback can still touch the waitset. */
+/* Detaches every node and waits until no callback can still touch the waitset. A future whose
+ * node has fired is not touched at all: as_completed may have yielded it, and an embedded
+ * future is its owner's again once yielded (docs/lifetime.md). */
 static void waitset_destroy(struct waitset *ws, weft_future_t *const *fs, size_t n)
 {
-    size_t detached_by_completer = 0;
-    for (size_t i = 0; i < n; i++)
-        if (ws->nodes[i].attached && !weft__future_remove_node(fs[i], &ws->nodes[i].node))
-            detached_by_completer++;
+    bool must_wait = false;
+    for (size_t i = 0; i < n; i++) {
+        struct wnode *wn = &ws->nodes[i];
+        if (!wn->attached) continue;
+        pthread_mutex_lock(&ws->mu);
+        bool fired = wn->has_fired;
+        pthread_mutex_unlock(&ws->mu);
+        /* Not fired: not yielded either, so fs[i] is still borrowed and may be touched. */
+        if (fired || weft__future_remove_node(fs[i], &wn->node))
+            wn->attached = false;
+        else
+            must_wait = true; /* its completer detached it: the callback is on its way */
+    }
     pthread_mutex_lock(&ws->mu);
-    while (ws->fired < detached_by_completer) pthread_cond_wait(&ws->cv, &ws->mu);
+    for (size_t i = 0; must_wait && i < n; i++)
+        while (ws->nodes[i].attached && !ws->nodes[i].has_fired)
+            pthread_cond_wait(&ws->cv, &ws->mu);
     pthread_mutex_unlock(&ws->mu);
     pthread_cond_destroy(&ws->cv);
     pthread_mutex_destroy(&ws->mu);
@@ -735,7 +759,10 @@ int weft_future_as_completed(weft_future_t *const *fs, size_t n, weft_future_ite
     size_t *ready = (size_t *)(nodes + n);
     waitset_init(&it->ws, nodes, ready);
     for (size_t i = 0; i < n; i++) {
-        it->fs[i] = weft_future_retain(fs[i]);
+        /* A reference on heap futures only: an embedded one is borrowed until it is yielded
+         * (or the iterator destroyed), and is never touched after it was yielded. */
+        nodes[i].heap = weft__future_is_heap(fs[i]);
+        it->fs[i] = nodes[i].heap ? weft_future_retain(fs[i]) : fs[i];
         if (!waitset_attach(&it->ws, fs[i], i)) {
             pthread_mutex_lock(&it->ws.mu);
             it->ws.ready[it->ws.tail++] = i;
@@ -771,6 +798,8 @@ void weft_future_iter_destroy(weft_future_iter_t *it)
 {
     if (!it) return;
     waitset_destroy(&it->ws, it->fs, it->n);
-    for (size_t i = 0; i < it->n; i++) weft_future_release(it->fs[i]);
+    /* The heap bit was read at creation: a yielded embedded future may be gone by now. */
+    for (size_t i = 0; i < it->n; i++)
+        if (it->ws.nodes[i].heap) weft_future_release(it->fs[i]);
     weft__free(it);
 }

@@ -40,7 +40,8 @@ struct await_node {
     weft__cbnode_t cbn;    /* attached to the future */
     weft_loop_work_t work; /* queued on the loop */
     weft_loop_t *loop;
-    weft_future_t *f;
+    weft_future_t *f; /* a reference if heap; borrowed until cb is called if embedded */
+    bool heap;
     weft_loop_await_cb cb;
     void *arg;
     await_node_t *prev, *next; /* in loop->awaits */
@@ -145,12 +146,19 @@ int weft_loop_post(weft_loop_t *loop, weft_loop_fn fn, void *arg)
 
 /* ---- awaiting futures ---- */
 
+/* Calls the await's callback last: inside it an embedded future is its owner's again (it may
+ * be released and freed there), so nothing here touches it afterwards. A heap future is kept
+ * alive by the await's reference until the callback has returned. */
 static void await_run(void *arg, int status)
 {
     await_node_t *n = arg;
-    n->cb(n->f, n->arg, status);
-    weft_future_release(n->f);
+    weft_future_t *f = n->f;
+    weft_loop_await_cb cb = n->cb;
+    void *cb_arg = n->arg;
+    bool heap = n->heap;
     weft__free(n);
+    cb(f, cb_arg, status);
+    if (heap) weft_future_release(f);
 }
 
 /* mu held. */
@@ -189,13 +197,14 @@ int weft_loop_await(weft_loop_t *loop, weft_future_t *f, weft_loop_await_cb cb, 
     n->work.fn = await_run;
     n->work.arg = n;
     n->loop = loop;
-    n->f = weft_future_retain(f);
+    n->heap = weft__future_is_heap(f);
+    n->f = n->heap ? weft_future_retain(f) : f;
     n->cb = cb;
     n->arg = arg;
     pthread_mutex_lock(&loop->mu);
     if (loop->closed) {
         pthread_mutex_unlock(&loop->mu);
-        weft_future_release(f);
+        if (n->heap) weft_future_release(f);
         weft__free(n);
         return -ESHUTDOWN;
     }
