@@ -309,6 +309,84 @@ TEST(stop_and_run_again)
     weft_loop_destroy(loop);
 }
 
+/* Loop-thread-only calls from another thread used to run (a data race on libuv's state) and
+ * return 0; now they return -EPERM and do nothing (issue 8, bug 6). */
+typedef struct other_thread_calls {
+    weft_loop_t *loop;
+    weft_loop_timer_t *timer;
+    int create_rc, start_rc, stop_rc, destroy_rc, http_rc;
+    weft_loop_timer_t *created;
+    weft_http_t *h;
+} other_thread_calls_t;
+
+static void never_timer(weft_loop_timer_t *t, void *arg)
+{
+    (void)t;
+    (void)arg;
+}
+
+static void never_http(weft_http_t *h, weft_http_resp_t *resp, void *arg)
+{
+    (void)h;
+    (void)resp;
+    (void)arg;
+}
+
+static void *call_from_other_thread(void *arg)
+{
+    other_thread_calls_t *c = arg;
+    c->created = (weft_loop_timer_t *)1;
+    c->create_rc = weft_loop_timer_create(c->loop, never_timer, NULL, &c->created);
+    if (c->timer) {
+        c->start_rc = weft_loop_timer_start(c->timer, 1, 0);
+        c->stop_rc = weft_loop_timer_stop(c->timer);
+        c->destroy_rc = weft_loop_timer_destroy(c->timer);
+    }
+    weft_http_opts_t o = {.url = "http://127.0.0.1:1/"};
+    c->h = (weft_http_t *)1;
+    c->http_rc = weft_loop_http_start(c->loop, &o, never_http, NULL, &c->h);
+    return NULL;
+}
+
+static void run_other_thread(other_thread_calls_t *c)
+{
+    pthread_t th;
+    CHECK_EQ(pthread_create(&th, NULL, call_from_other_thread, c), 0);
+    CHECK_EQ(pthread_join(th, NULL), 0);
+    CHECK_EQ(c->create_rc, -EPERM);
+    CHECK(c->created == NULL);
+    CHECK_EQ(c->http_rc, -EPERM);
+    CHECK(c->h == NULL);
+}
+
+TEST(loop_thread_only_calls_from_another_thread_return_eperm)
+{
+    /* A caller-driven loop: its creator may use it while it is stopped, nobody else may. */
+    weft_loop_t *loop;
+    CHECK_EQ(weft_loop_create(&loop, NULL), 0);
+    weft_loop_timer_t *t;
+    CHECK_EQ(weft_loop_timer_create(loop, never_timer, NULL, &t), 0);
+    other_thread_calls_t c = {.loop = loop, .timer = t};
+    run_other_thread(&c);
+    CHECK_EQ(c.start_rc, -EPERM);
+    CHECK_EQ(c.stop_rc, -EPERM);
+    CHECK_EQ(c.destroy_rc, -EPERM);
+    CHECK_EQ(weft_loop_timer_start(t, 1000, 0), 0);
+    CHECK_EQ(weft_loop_timer_stop(t), 0);
+    CHECK_EQ(weft_loop_timer_destroy(t), 0);
+    weft_loop_destroy(loop);
+
+    /* An own-thread loop: only its thread. */
+    weft_loop_opts_t o = {.own_thread = true};
+    CHECK_EQ(weft_loop_create(&loop, &o), 0);
+    other_thread_calls_t c2 = {.loop = loop};
+    run_other_thread(&c2);
+    weft_loop_timer_t *t2 = (weft_loop_timer_t *)1;
+    CHECK_EQ(weft_loop_timer_create(loop, never_timer, NULL, &t2), -EPERM); /* the creator too */
+    CHECK(t2 == NULL);
+    weft_loop_destroy(loop);
+}
+
 /* ---- awaiting futures ---- */
 
 typedef struct await_state {

@@ -7,7 +7,9 @@
  * the functions marked "any thread": weft_loop_post() hands it a function to run, and
  * weft_loop_await() runs a callback there when a future completes (a pool worker's result, for
  * instance). Functions marked "loop thread only" may also be called by the thread that created a
- * caller-driven loop while it is not running.
+ * caller-driven loop while it is not running; from any other thread they return -EPERM and do
+ * nothing (the two that cannot return an error, weft_loop_now_ms and weft_loop_http_active,
+ * abort with a message instead).
  *
  * Callback contract: a function that takes a callback and fails never calls it; one that succeeds
  * calls it exactly once. Callbacks run with no weft lock held. When a loop is destroyed, work
@@ -65,7 +67,7 @@ void weft_loop_destroy(weft_loop_t *loop);
 bool weft_loop_on_loop_thread(const weft_loop_t *loop);
 
 /* Milliseconds of the loop's cached clock (libuv's uv_now), the base of timer timeouts.
- * Thread safety: loop thread only. */
+ * Thread safety: loop thread only (aborts with a message otherwise). */
 uint64_t weft_loop_now_ms(const weft_loop_t *loop);
 
 /* ---- the handoff queue: any thread -> loop thread ---- */
@@ -111,22 +113,26 @@ int weft_loop_await(weft_loop_t *loop, weft_future_t *f, weft_loop_await_cb cb, 
 typedef struct weft_loop_timer weft_loop_timer_t;
 typedef void (*weft_loop_timer_cb)(weft_loop_timer_t *t, void *arg);
 
-/* Creates a stopped timer. Returns 0 or -ENOMEM (*out = NULL). Ownership: returns owned; free
- * with weft_loop_timer_destroy() (or the loop's destroy). Thread safety: loop thread only. */
+/* Creates a stopped timer. Returns 0, -ENOMEM, -EINVAL (NULL loop or cb) or -EPERM (not the
+ * loop thread); *out = NULL on failure. Ownership: returns owned; free with
+ * weft_loop_timer_destroy() (or the loop's destroy). Thread safety: loop thread only. */
 int weft_loop_timer_create(weft_loop_t *loop, weft_loop_timer_cb cb, void *arg,
                            weft_loop_timer_t **out);
 
 /* (Re)starts the timer: cb runs after timeout_ms, then every repeat_ms if repeat_ms > 0. Starting
- * a running timer restarts it. Returns 0. Thread safety: loop thread only. */
+ * a running timer restarts it. Returns 0, or -EPERM (not the loop thread). Thread safety: loop
+ * thread only. */
 int weft_loop_timer_start(weft_loop_timer_t *t, uint64_t timeout_ms, uint64_t repeat_ms);
 
-/* Stops the timer; cb will not run until it is started again. Thread safety: loop thread only,
- * including from its own callback. */
-void weft_loop_timer_stop(weft_loop_timer_t *t);
+/* Stops the timer; cb will not run until it is started again. Returns 0, or -EPERM (not the
+ * loop thread). Thread safety: loop thread only, including from its own callback. */
+int weft_loop_timer_stop(weft_loop_timer_t *t);
 
-/* Stops and frees the timer (its memory goes at the loop's next iteration). Thread safety: loop
- * thread only, including from its own callback. NULL is ignored. */
-void weft_loop_timer_destroy(weft_loop_timer_t *t);
+/* Stops and frees the timer (its memory goes at the loop's next iteration). Returns 0, or -EPERM
+ * (not the loop thread: the timer stays as it was). Ownership: takes `t`; no callback of it runs
+ * after this returns 0 (docs/lifetime.md). Thread safety: loop thread only, including from its
+ * own callback. NULL is ignored (returns 0). */
+int weft_loop_timer_destroy(weft_loop_timer_t *t);
 
 /* ---- HTTP ---- */
 

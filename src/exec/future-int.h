@@ -35,7 +35,8 @@ int weft__future_settle(weft_future_t *f, int status, void *value, size_t size,
 /* Marks a PENDING future as held by an executor's queue: from now on weft_future_cancel() only
  * records the request (and returns 0) and the executor completes the future with -ECANCELED
  * when weft_future_start() reports it, so a queue never holds a DONE caller-owned record that
- * its owner may already have freed. Returns 0, or -EALREADY if the future is not PENDING.
+ * its owner may already have freed. Returns 0, -EBUSY if it is already held (the record is
+ * still in a queue: submitted twice), or -EALREADY if the future is not PENDING.
  * Thread safety: any thread. */
 int weft__future_hold(weft_future_t *f);
 

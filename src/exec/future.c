@@ -479,6 +479,7 @@ int weft__future_hold(weft_future_t *f)
     uint32_t s = atomic_load_explicit(&f->state_, memory_order_relaxed);
     for (;;) {
         if ((s & PH_MASK) != PH_PENDING) return -EALREADY;
+        if (s & F_HELD) return -EBUSY; /* already queued: a second link would make a cycle */
         /* Relaxed: the executor's queue lock orders the record's publication. */
         if (atomic_compare_exchange_weak_explicit(&f->state_, &s, s | F_HELD, memory_order_relaxed,
                                                   memory_order_relaxed))

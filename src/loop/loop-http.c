@@ -322,6 +322,9 @@ fail:
 int weft_loop_http_start(weft_loop_t *loop, const weft_http_opts_t *opts, weft_http_cb cb,
                          void *arg, weft_http_t **out)
 {
+    if (out) *out = NULL;
+    if (!loop || !cb) return -EINVAL;
+    if (!weft__loop_thread_ok(loop)) return -EPERM;
     return start(loop, opts, cb, arg, NULL, out);
 }
 
@@ -332,6 +335,8 @@ static void deliver_deferred(void *arg, int status)
 
 int weft_loop_http_cancel(weft_http_t *t)
 {
+    if (!t) return -EINVAL;
+    if (!weft__loop_thread_ok(t->loop)) return -EPERM;
     if (t->finished) return -EALREADY;
     end_transfer(t, CURLE_ABORTED_BY_CALLBACK);
     t->resp.error = -ECANCELED;
@@ -344,6 +349,7 @@ int weft_loop_http_cancel(weft_http_t *t)
 
 size_t weft_loop_http_active(const weft_loop_t *loop)
 {
+    weft__loop_thread_check(loop, "weft_loop_http_active");
     return loop->http ? loop->http->nactive : 0;
 }
 

@@ -34,6 +34,7 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 struct await_node {
@@ -54,6 +55,24 @@ struct weft_loop_timer {
     void *arg;
     struct weft_loop_timer *prev, *next;
 };
+
+/* The loop the calling thread is running, if any: how weft_loop_on_loop_thread knows. */
+static _Thread_local weft_loop_t *current_loop;
+
+bool weft__loop_thread_ok(const weft_loop_t *loop)
+{
+    if (current_loop == loop) return true;
+    /* Acquire pairs with weft_loop_run's release store: the last run happened before this. */
+    return !loop->own_thread && pthread_equal(loop->creator, pthread_self()) &&
+           !atomic_load_explicit(&loop->running, memory_order_acquire);
+}
+
+void weft__loop_thread_check(const weft_loop_t *loop, const char *fn)
+{
+    if (weft__loop_thread_ok(loop)) return;
+    fprintf(stderr, "weft: %s called from a thread that is not the loop thread\n", fn);
+    abort();
+}
 
 /* ---- the handoff queue ---- */
 
@@ -231,7 +250,10 @@ static void on_timer(uv_timer_t *h)
 int weft_loop_timer_create(weft_loop_t *loop, weft_loop_timer_cb cb, void *arg,
                            weft_loop_timer_t **out)
 {
+    if (!out) return -EINVAL;
     *out = NULL;
+    if (!loop || !cb) return -EINVAL;
+    if (!weft__loop_thread_ok(loop)) return -EPERM;
     weft_loop_timer_t *t = weft__calloc(1, sizeof *t);
     if (!t) return -ENOMEM;
     uv_timer_init(&loop->uv, &t->h);
@@ -248,12 +270,17 @@ int weft_loop_timer_create(weft_loop_t *loop, weft_loop_timer_cb cb, void *arg,
 
 int weft_loop_timer_start(weft_loop_timer_t *t, uint64_t timeout_ms, uint64_t repeat_ms)
 {
+    if (!t) return -EINVAL;
+    if (!weft__loop_thread_ok(t->loop)) return -EPERM;
     return uv_timer_start(&t->h, on_timer, timeout_ms, repeat_ms);
 }
 
-void weft_loop_timer_stop(weft_loop_timer_t *t)
+int weft_loop_timer_stop(weft_loop_timer_t *t)
 {
+    if (!t) return -EINVAL;
+    if (!weft__loop_thread_ok(t->loop)) return -EPERM;
     uv_timer_stop(&t->h);
+    return 0;
 }
 
 static void free_timer(uv_handle_t *h)
@@ -261,22 +288,21 @@ static void free_timer(uv_handle_t *h)
     weft__free(h->data);
 }
 
-void weft_loop_timer_destroy(weft_loop_timer_t *t)
+int weft_loop_timer_destroy(weft_loop_timer_t *t)
 {
-    if (!t) return;
+    if (!t) return 0;
     weft_loop_t *loop = t->loop;
+    if (!weft__loop_thread_ok(loop)) return -EPERM;
     if (t->prev)
         t->prev->next = t->next;
     else
         loop->timers = t->next;
     if (t->next) t->next->prev = t->prev;
     uv_close((uv_handle_t *)&t->h, free_timer);
+    return 0;
 }
 
 /* ---- lifecycle ---- */
-
-/* The loop the calling thread is running, if any: how weft_loop_on_loop_thread knows. */
-static _Thread_local weft_loop_t *current_loop;
 
 static void run_here(weft_loop_t *loop)
 {
@@ -312,6 +338,7 @@ int weft_loop_create(weft_loop_t **out, const weft_loop_opts_t *opts)
     pthread_mutex_init(&loop->mu, NULL);
     pthread_cond_init(&loop->cv, NULL);
     loop->own_thread = o.own_thread;
+    loop->creator = pthread_self();
     loop->max_connections = o.max_connections ? o.max_connections : 256;
     snprintf(loop->name, sizeof loop->name, "%s", o.name ? o.name : "weft-loop");
     if (o.own_thread) {
@@ -367,6 +394,7 @@ bool weft_loop_on_loop_thread(const weft_loop_t *loop)
 
 uint64_t weft_loop_now_ms(const weft_loop_t *loop)
 {
+    weft__loop_thread_check(loop, "weft_loop_now_ms");
     return uv_now(&loop->uv);
 }
 
