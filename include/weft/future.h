@@ -6,10 +6,11 @@
  * it, attach completion callbacks or cancel it; the event loop awaits it with weft_loop_await()
  * (weft/loop.h), which is a completion callback that hands over to the loop thread.
  *
- * Futures are reference-counted. weft_future_create() makes a heap future (freed when the last
- * reference goes); weft_future_init() prepares one embedded in a caller-owned record (a
- * weft_task_t), which the caller keeps alive until it is DONE and then releases once to free
- * its value and message.
+ * Lifetime (docs/lifetime.md, the one rule for every module): weft_future_create() makes a heap
+ * future, reference-counted and freed when the last reference goes; weft_future_init() prepares
+ * one embedded in a caller-owned record (a weft_task_t), which weft never reference-counts: it is
+ * borrowed until its release event (DONE, or the final callback of an await or iterator it was
+ * handed to), and then released once by its owner to free its value and message.
  */
 #ifndef WEFT_FUTURE_H
 #define WEFT_FUTURE_H
@@ -44,8 +45,9 @@ struct weft_future {
  * Ownership: returns owned; drop with weft_future_release(). Thread safety: any thread. */
 weft_future_t *weft_future_create(void);
 
-/* Prepares an embedded future (one reference, never freed by weft). Ownership: borrows `f`,
- * which must outlive every use; call weft_future_release() once it is DONE to free its value and
+/* Prepares an embedded future (never freed, never reference-counted by weft). Ownership: `f` is
+ * yours; whatever you hand it to borrows it until that operation's release event
+ * (docs/lifetime.md); after the last one, call weft_future_release() once to free its value and
  * message. Thread safety: any thread, before `f` is shared. */
 void weft_future_init(weft_future_t *f);
 
@@ -53,8 +55,10 @@ void weft_future_init(weft_future_t *f);
 weft_future_t *weft_future_retain(weft_future_t *f);
 
 /* Drops a reference; the last one frees the value (with its free function), the message and, for
- * heap futures, the future. Releasing a PENDING future is allowed: the executor holds its own
- * reference. Thread safety: any thread. NULL is ignored. */
+ * heap futures, the future. Releasing a PENDING heap future is allowed: the executor holds its
+ * own reference. An embedded future is released exactly once, after its release event
+ * (docs/lifetime.md); releasing it again aborts with a message. Thread safety: any thread. NULL
+ * is ignored. */
 void weft_future_release(weft_future_t *f);
 
 /* ---- consumer side ---- */

@@ -76,7 +76,8 @@ uint64_t weft_loop_now_ms(const weft_loop_t *loop);
 typedef void (*weft_loop_fn)(void *arg, int status);
 
 /* A caller-owned queue record, so that posting does not allocate. Keep it alive and unmoved
- * until its function has been called. */
+ * until its function is called: that call is its release event (docs/lifetime.md), and the
+ * function may free or re-post the record. */
 typedef struct weft_loop_work {
     weft_loop_fn fn;              /* public */
     void *arg;                    /* public */
@@ -85,8 +86,8 @@ typedef struct weft_loop_work {
 
 /* Queues fn(arg, 0) to run on the loop thread, in FIFO order with other posts. Wake-ups
  * coalesce; the loop drains the whole queue each time it wakes. Returns 0, -ENOMEM, or
- * -ESHUTDOWN once destroy has begun (then fn is never called). Ownership: `arg` stays the
- * caller's. Thread safety: any thread. */
+ * -ESHUTDOWN once destroy has begun (then fn is never called). Ownership: `arg` is borrowed
+ * until fn is called (docs/lifetime.md). Thread safety: any thread. */
 int weft_loop_post(weft_loop_t *loop, weft_loop_fn fn, void *arg);
 
 /* As weft_loop_post with a caller-owned record (fn and arg set by the caller). No allocation.
@@ -113,7 +114,8 @@ int weft_loop_await(weft_loop_t *loop, weft_future_t *f, weft_loop_await_cb cb, 
 typedef struct weft_loop_timer weft_loop_timer_t;
 typedef void (*weft_loop_timer_cb)(weft_loop_timer_t *t, void *arg);
 
-/* Creates a stopped timer. Returns 0, -ENOMEM, -EINVAL (NULL loop or cb) or -EPERM (not the
+/* Creates a stopped timer; `arg` is borrowed until the timer is destroyed (docs/lifetime.md).
+ * Returns 0, -ENOMEM, -EINVAL (NULL loop or cb) or -EPERM (not the
  * loop thread); *out = NULL on failure. Ownership: returns owned; free with
  * weft_loop_timer_destroy() (or the loop's destroy). Thread safety: loop thread only. */
 int weft_loop_timer_create(weft_loop_t *loop, weft_loop_timer_cb cb, void *arg,

@@ -24,9 +24,11 @@ typedef struct weft_pool_opts {
 } weft_pool_opts_t;
 
 /* A caller-owned task record. Set fn and arg with weft_task_init(); keep the record alive and
- * unmoved until its future is DONE, then weft_future_release(&t->future) once. Cancelling a
- * queued record returns 0 at once, but its future becomes DONE (-ECANCELED, without running the
- * task) when a worker reaches it or at shutdown: the pool never drops a record it still holds. */
+ * unmoved until its release event (docs/lifetime.md): its future turning DONE, or, if you also
+ * handed the future to weft_loop_await or an as_completed iterator, that one's event. Then
+ * weft_future_release(&t->future) once. Cancelling a queued record returns 0 at once, but its
+ * future becomes DONE (-ECANCELED, without running the task) when a worker reaches it or at
+ * shutdown: the pool never drops a record it still holds. */
 typedef struct weft_task {
     /* public, set by weft_task_init */
     weft_task_fn fn;
@@ -62,7 +64,8 @@ int weft_pool_create(weft_pool_t **out, const weft_pool_opts_t *opts);
 void weft_task_init(weft_task_t *t, weft_task_fn fn, void *arg);
 
 /* Queues fn(arg), blocking while the queue is full. On success *out (if not NULL) gets a new
- * reference to the task's future. Returns 0, -ESHUTDOWN after shutdown, -ENOMEM, or -EINVAL
+ * reference to the task's future (a heap future); `arg` is borrowed until it is DONE
+ * (docs/lifetime.md). Returns 0, -ESHUTDOWN after shutdown, -ENOMEM, or -EINVAL
  * (NULL pool or fn).
  * Ownership: returns an owned future reference; release it. Thread safety: any thread. */
 int weft_pool_submit(weft_pool_t *p, weft_task_fn fn, void *arg, weft_future_t **out);
