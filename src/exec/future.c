@@ -50,6 +50,7 @@
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <weft/sys.h>
@@ -189,7 +190,15 @@ void weft_future_release(weft_future_t *f)
     /* acq_rel: the release half pairs with the acquire half of the decrement that drops the
      * last reference, so every use of the future happens before it is freed. (Not release plus
      * an acquire fence: ThreadSanitizer does not model fences, and on x86 both cost the same.) */
-    if (atomic_fetch_sub_explicit(&f->refs_, 1, memory_order_acq_rel) != 1) return;
+    uint32_t refs = atomic_fetch_sub_explicit(&f->refs_, 1, memory_order_acq_rel);
+    if (refs == 0) { /* only an embedded future can be seen here: a heap one would be freed */
+        fprintf(stderr,
+                "weft: weft_future_release: future %p released more often than once "
+                "(docs/lifetime.md)\n",
+                (void *)f);
+        abort();
+    }
+    if (refs != 1) return;
     free_result(f->value_, f->free_value_, f->message_);
     f->value_ = NULL;
     f->message_ = NULL;
