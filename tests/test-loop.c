@@ -5,6 +5,7 @@
 #include "harness.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <fcntl.h>
 #include <libgen.h>
 #include <pthread.h>

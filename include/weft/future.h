@@ -16,20 +16,30 @@
 #define WEFT_FUTURE_H
 
 #include <stdarg.h>
-#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#ifndef __cplusplus
+/* Not needed by this header (it has no atomics): kept for C files that still get <stdatomic.h>
+ * through it (src/exec/procpool*.c, shmring.c, src/sched/sched.c, tools/run); remove once they
+ * include it themselves. */
+#include <stdatomic.h>
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
 
 typedef struct weft_future weft_future_t;
 typedef void (*weft_future_cb)(weft_future_t *f, void *arg);
 typedef void (*weft_free_fn)(void *value);
 
 /* Layout is public only so that futures can be embedded in caller-owned records; every field is
- * private. */
+ * private. state_ and refs_ are accessed only as atomics, inside the library (plain storage here
+ * so that this header compiles as C++). */
 struct weft_future {
-    _Atomic uint32_t state_;
-    _Atomic uint32_t refs_;
+    uint32_t state_;
+    uint32_t refs_;
     int status_;
     uint32_t flags_;
     void *value_;
@@ -166,5 +176,9 @@ bool weft_ctx_cancelled(const weft_ctx_t *ctx);
 
 /* The future the task will complete. Ownership: borrowed. */
 weft_future_t *weft_ctx_future(const weft_ctx_t *ctx);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif /* WEFT_FUTURE_H */

@@ -14,6 +14,10 @@
 #include <stdint.h>
 #include <weft/future.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef struct weft_pool weft_pool_t;
 typedef int (*weft_task_fn)(void *arg, weft_ctx_t *ctx);
 
@@ -118,5 +122,9 @@ int weft_pool_shutdown(weft_pool_t *p, weft_shutdown_t mode);
  * cannot join itself; the pool is left untouched). NULL is ignored (returns 0). Ownership: takes
  * `p` when it returns 0. Thread safety: any thread but the pool's own workers. */
 int weft_pool_destroy(weft_pool_t *p);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif /* WEFT_POOL_H */

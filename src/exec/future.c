@@ -49,6 +49,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -72,6 +73,14 @@ enum {
 #define FL_OFFSET_SHIFT 8
 
 _Static_assert(sizeof(weft_future_t) <= 64, "a future fits in a cache line");
+
+/* The public struct keeps state_ and refs_ as plain uint32_t, so that weft/future.h has no
+ * _Atomic and compiles as C++; they are only ever accessed as atomics, through these. */
+_Static_assert(sizeof(_Atomic uint32_t) == sizeof(uint32_t) &&
+                   _Alignof(_Atomic uint32_t) == _Alignof(uint32_t),
+               "an atomic uint32_t is a plain uint32_t in memory");
+#define STATE(f) ((_Atomic uint32_t *)&(f)->state_)
+#define REFS(f) ((_Atomic uint32_t *)&(f)->refs_)
 
 /* ---- stripes ----------------------------------------------------------------------------- */
 
@@ -141,8 +150,8 @@ static bool cond_wait_until(pthread_cond_t *cv, pthread_mutex_t *mu, uint64_t de
 
 void weft_future_init(weft_future_t *f)
 {
-    atomic_init(&f->state_, PH_PENDING);
-    atomic_init(&f->refs_, 1);
+    atomic_init(STATE(f), PH_PENDING);
+    atomic_init(REFS(f), 1);
     f->status_ = -EINPROGRESS;
     f->flags_ = 0;
     f->value_ = NULL;
@@ -174,7 +183,7 @@ bool weft__future_is_heap(const weft_future_t *f)
 weft_future_t *weft_future_retain(weft_future_t *f)
 {
     /* Relaxed: a new reference is made from an existing one, which already orders access. */
-    atomic_fetch_add_explicit(&f->refs_, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(REFS(f), 1, memory_order_relaxed);
     return f;
 }
 
@@ -190,7 +199,7 @@ void weft_future_release(weft_future_t *f)
     /* acq_rel: the release half pairs with the acquire half of the decrement that drops the
      * last reference, so every use of the future happens before it is freed. (Not release plus
      * an acquire fence: ThreadSanitizer does not model fences, and on x86 both cost the same.) */
-    uint32_t refs = atomic_fetch_sub_explicit(&f->refs_, 1, memory_order_acq_rel);
+    uint32_t refs = atomic_fetch_sub_explicit(REFS(f), 1, memory_order_acq_rel);
     if (refs == 0) { /* only an embedded future can be seen here: a heap one would be freed */
         fprintf(stderr,
                 "weft: weft_future_release: future %p released more often than once "
@@ -217,7 +226,7 @@ static uint32_t load_state(const weft_future_t *f)
 {
     /* Acquire pairs with the release that publishes DONE in publish(): after seeing DONE, the
      * result fields are visible. The cast drops const only for the atomic load. */
-    return atomic_load_explicit((_Atomic uint32_t *)&f->state_, memory_order_acquire);
+    return atomic_load_explicit(STATE(f), memory_order_acquire);
 }
 
 bool weft_future_done(const weft_future_t *f)
@@ -255,12 +264,12 @@ bool weft_future_cancel_requested(const weft_future_t *f)
 /* Sets `flag` under the stripe lock unless the future is DONE. Returns false if DONE. */
 static bool set_flag_unless_done(weft_future_t *f, uint32_t flag)
 {
-    uint32_t s = atomic_load_explicit(&f->state_, memory_order_acquire);
+    uint32_t s = atomic_load_explicit(STATE(f), memory_order_acquire);
     for (;;) {
         if ((s & PH_MASK) == PH_DONE) return false;
         if (s & flag) return true;
         /* Acquire on failure pairs with publish()'s release (we may then read the result). */
-        if (atomic_compare_exchange_weak_explicit(&f->state_, &s, s | flag, memory_order_acq_rel,
+        if (atomic_compare_exchange_weak_explicit(STATE(f), &s, s | flag, memory_order_acq_rel,
                                                   memory_order_acquire))
             return true;
     }
@@ -393,13 +402,13 @@ static void run_callbacks(weft_future_t *f, weft__cbnode_t *list)
  * phase was not in `from`. */
 static uint32_t claim(weft_future_t *f, unsigned from, uint32_t extra)
 {
-    uint32_t s = atomic_load_explicit(&f->state_, memory_order_relaxed);
+    uint32_t s = atomic_load_explicit(STATE(f), memory_order_relaxed);
     for (;;) {
         if (!(from & (1u << (s & PH_MASK)))) return 0;
         uint32_t n = (s & ~(uint32_t)PH_MASK) | PH_COMPLETING | extra;
         /* Acquire pairs with the release in init/hold/start by other threads: we then own the
          * result fields. */
-        if (atomic_compare_exchange_weak_explicit(&f->state_, &s, n, memory_order_acquire,
+        if (atomic_compare_exchange_weak_explicit(STATE(f), &s, n, memory_order_acquire,
                                                   memory_order_relaxed))
             return n;
     }
@@ -411,8 +420,7 @@ static void publish(weft_future_t *f, uint32_t s)
 {
     while (!(s & (F_WAITERS | F_CALLBACKS))) {
         /* Release pairs with the acquire in load_state(): the result is visible with DONE. */
-        if (atomic_compare_exchange_weak_explicit(&f->state_, &s,
-                                                  (s & ~(uint32_t)PH_MASK) | PH_DONE,
+        if (atomic_compare_exchange_weak_explicit(STATE(f), &s, (s & ~(uint32_t)PH_MASK) | PH_DONE,
                                                   memory_order_release, memory_order_relaxed))
             return;
     }
@@ -421,7 +429,7 @@ static void publish(weft_future_t *f, uint32_t s)
     weft__cbnode_t *list = f->callbacks_;
     f->callbacks_ = NULL;
     /* COMPLETING (2) + 1 = DONE (3), keeping every flag; release as above. */
-    uint32_t old = atomic_fetch_add_explicit(&f->state_, 1, memory_order_release);
+    uint32_t old = atomic_fetch_add_explicit(STATE(f), 1, memory_order_release);
     pthread_mutex_unlock(&st->mu);
     if (old & F_WAITERS) pthread_cond_broadcast(&st->cv);
     run_callbacks(f, list);
@@ -485,12 +493,12 @@ int weft_future_fail(weft_future_t *f, int status, const char *fmt, ...)
 
 int weft__future_hold(weft_future_t *f)
 {
-    uint32_t s = atomic_load_explicit(&f->state_, memory_order_relaxed);
+    uint32_t s = atomic_load_explicit(STATE(f), memory_order_relaxed);
     for (;;) {
         if ((s & PH_MASK) != PH_PENDING) return -EALREADY;
         if (s & F_HELD) return -EBUSY; /* already queued: a second link would make a cycle */
         /* Relaxed: the executor's queue lock orders the record's publication. */
-        if (atomic_compare_exchange_weak_explicit(&f->state_, &s, s | F_HELD, memory_order_relaxed,
+        if (atomic_compare_exchange_weak_explicit(STATE(f), &s, s | F_HELD, memory_order_relaxed,
                                                   memory_order_relaxed))
             return 0;
     }
@@ -498,7 +506,7 @@ int weft__future_hold(weft_future_t *f)
 
 int weft_future_start(weft_future_t *f)
 {
-    uint32_t s = atomic_load_explicit(&f->state_, memory_order_acquire);
+    uint32_t s = atomic_load_explicit(STATE(f), memory_order_acquire);
     for (;;) {
         switch (s & PH_MASK) {
         case PH_PENDING:
@@ -508,7 +516,7 @@ int weft_future_start(weft_future_t *f)
             }
             /* Acquire pairs with the release of whoever prepared the work (a CAS in hold or
              * the queue lock in practice); relaxed would do, acquire costs nothing on x86. */
-            if (atomic_compare_exchange_weak_explicit(&f->state_, &s,
+            if (atomic_compare_exchange_weak_explicit(STATE(f), &s,
                                                       (s & ~(uint32_t)PH_MASK) | PH_RUNNING,
                                                       memory_order_acquire, memory_order_acquire))
                 return 0;
@@ -523,33 +531,33 @@ int weft_future_start(weft_future_t *f)
 
 void weft__future_request_cancel(weft_future_t *f)
 {
-    uint32_t s = atomic_load_explicit(&f->state_, memory_order_relaxed);
+    uint32_t s = atomic_load_explicit(STATE(f), memory_order_relaxed);
     /* CAS, never a blind fetch_or: once DONE the record may be freed. */
     while ((s & PH_MASK) < PH_COMPLETING &&
-           !atomic_compare_exchange_weak_explicit(&f->state_, &s, s | F_CANCEL,
-                                                  memory_order_relaxed, memory_order_relaxed)) {
+           !atomic_compare_exchange_weak_explicit(STATE(f), &s, s | F_CANCEL, memory_order_relaxed,
+                                                  memory_order_relaxed)) {
     }
 }
 
 int weft_future_cancel(weft_future_t *f)
 {
-    uint32_t s = atomic_load_explicit(&f->state_, memory_order_relaxed);
+    uint32_t s = atomic_load_explicit(STATE(f), memory_order_relaxed);
     for (;;) {
         switch (s & PH_MASK) {
         case PH_PENDING:
             if (!(s & F_HELD)) {
                 if (settle_from(f, FROM_PENDING, F_CANCEL, -ECANCELED, NULL, 0, NULL, NULL) == 0)
                     return 0;
-                s = atomic_load_explicit(&f->state_, memory_order_relaxed);
+                s = atomic_load_explicit(STATE(f), memory_order_relaxed);
                 continue; /* it started or completed meanwhile */
             }
             /* Held by a queue: record the request; the executor settles it (see hold). */
-            if (atomic_compare_exchange_weak_explicit(&f->state_, &s, s | F_CANCEL,
+            if (atomic_compare_exchange_weak_explicit(STATE(f), &s, s | F_CANCEL,
                                                       memory_order_relaxed, memory_order_relaxed))
                 return 0;
             break;
         case PH_RUNNING:
-            if (atomic_compare_exchange_weak_explicit(&f->state_, &s, s | F_CANCEL,
+            if (atomic_compare_exchange_weak_explicit(STATE(f), &s, s | F_CANCEL,
                                                       memory_order_relaxed, memory_order_relaxed))
                 return -EBUSY;
             break;

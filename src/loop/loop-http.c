@@ -21,6 +21,7 @@
 #include "exec/future-int.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <weft/err.h>
