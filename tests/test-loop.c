@@ -17,6 +17,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 #include <weft/err.h>
+#include <weft/http.h>
 #include <weft/loop.h>
 #include <weft/pool.h>
 #include <weft/sys.h>
@@ -345,7 +346,7 @@ static void *call_from_other_thread(void *arg)
     }
     weft_http_opts_t o = {.url = "http://127.0.0.1:1/"};
     c->h = (weft_http_t *)1;
-    c->http_rc = weft_loop_http_start(c->loop, &o, never_http, NULL, &c->h);
+    c->http_rc = weft_http_start(c->loop, &o, never_http, NULL, &c->h);
     return NULL;
 }
 
@@ -633,7 +634,7 @@ TEST_T(http_on_loop, 60)
     char url[256];
     url_of(url, sizeof url, &fx, "/redirect/3");
     weft_http_opts_t o = {.url = url, .keep_body = true};
-    CHECK_EQ(weft_loop_http_start(loop, &o, on_http, &s, NULL), 0);
+    CHECK_EQ(weft_http_start(loop, &o, on_http, &s, NULL), 0);
     CHECK_EQ(weft_loop_run(loop), 0);
     CHECK_EQ(s.last.error, 0);
     CHECK_EQ(s.last.status, 200);
@@ -649,13 +650,13 @@ TEST_T(http_on_loop, 60)
     s.expected = 100;
     url_of(url, sizeof url, &fx, "/delay/300");
     uint64_t t0 = weft_now_ns();
-    for (int i = 0; i < 100; i++) CHECK_EQ(weft_loop_http_start(loop, &o, on_http, &s, NULL), 0);
-    CHECK_EQ(weft_loop_http_active(loop), 100);
+    for (int i = 0; i < 100; i++) CHECK_EQ(weft_http_start(loop, &o, on_http, &s, NULL), 0);
+    CHECK_EQ(weft_http_active(loop), 100);
     CHECK_EQ(weft_loop_run(loop), 0);
     double secs = (double)(weft_now_ns() - t0) / 1e9;
     CHECK_EQ(s.done, 100);
     CHECK_MSG(secs < 15, "100 concurrent 300 ms requests took %.1f s (sequential: 30 s)", secs);
-    CHECK_EQ(weft_loop_http_active(loop), 0);
+    CHECK_EQ(weft_http_active(loop), 0);
     weft_http_resp_free(&s.last);
     weft_loop_destroy(loop);
     fixture_stop(&fx);
@@ -664,7 +665,7 @@ TEST_T(http_on_loop, 60)
 static void cancel_timer(weft_loop_timer_t *t, void *arg)
 {
     http_state_t *s = arg;
-    CHECK_EQ(weft_loop_http_cancel(s->to_cancel), 0);
+    CHECK_EQ(weft_http_cancel(s->to_cancel), 0);
     weft_loop_timer_destroy(t);
 }
 
@@ -690,7 +691,7 @@ TEST_T(http_errors_and_cancel, 60)
         {.url = u[4]},
         {.url = u[5]},
     };
-    for (int i = 0; i < 6; i++) CHECK_EQ(weft_loop_http_start(loop, &o[i], on_http, &s, NULL), 0);
+    for (int i = 0; i < 6; i++) CHECK_EQ(weft_http_start(loop, &o[i], on_http, &s, NULL), 0);
     s.expected = 6;
     CHECK_EQ(weft_loop_run(loop), 0);
     int want[6] = {WEFT_EREDIRECTS, -EMSGSIZE, -ETIMEDOUT, 0, -ECONNREFUSED, -EINVAL};
@@ -704,7 +705,7 @@ TEST_T(http_errors_and_cancel, 60)
     /* Retry-After is captured raw. */
     s = (http_state_t){.loop = loop, .expected = 1};
     url_of(u[3], sizeof u[3], &fx, "/retry-after/9/loop-test2");
-    CHECK_EQ(weft_loop_http_start(loop, &o[3], on_http, &s, NULL), 0);
+    CHECK_EQ(weft_http_start(loop, &o[3], on_http, &s, NULL), 0);
     CHECK_EQ(weft_loop_run(loop), 0);
     CHECK_EQ(s.last.status, 429);
     CHECK_STR_EQ(s.last.retry_after, "9");
@@ -713,7 +714,7 @@ TEST_T(http_errors_and_cancel, 60)
     /* Cancel a transfer from a timer: its callback runs once, with -ECANCELED. */
     s = (http_state_t){.loop = loop, .expected = 1};
     weft_http_opts_t slow = {.url = u[2]};
-    CHECK_EQ(weft_loop_http_start(loop, &slow, on_http, &s, &s.to_cancel), 0);
+    CHECK_EQ(weft_http_start(loop, &slow, on_http, &s, &s.to_cancel), 0);
     weft_loop_timer_t *t;
     CHECK_EQ(weft_loop_timer_create(loop, cancel_timer, &s, &t), 0);
     CHECK_EQ(weft_loop_timer_start(t, 50, 0), 0);
@@ -724,7 +725,7 @@ TEST_T(http_errors_and_cancel, 60)
 
     /* Destroy with transfers in flight: each callback runs once, with -ECANCELED. */
     s = (http_state_t){.loop = loop, .expected = 100};
-    for (int i = 0; i < 3; i++) CHECK_EQ(weft_loop_http_start(loop, &slow, on_http, &s, NULL), 0);
+    for (int i = 0; i < 3; i++) CHECK_EQ(weft_http_start(loop, &slow, on_http, &s, NULL), 0);
     weft_loop_destroy(loop);
     CHECK_EQ(s.done, 3);
     for (int i = 0; i < 3; i++) CHECK_EQ(s.errors[i], -ECANCELED);
@@ -743,7 +744,7 @@ TEST_T(http_fetch_future, 60)
     url_of(url, sizeof url, &fx, "/page/7");
     weft_http_opts_t o = {.url = url, .keep_body = true};
     weft_future_t *f;
-    CHECK_EQ(weft_loop_http_fetch(loop, &o, &f), 0);
+    CHECK_EQ(weft_http_fetch(loop, &o, &f), 0);
     CHECK_EQ(weft_future_wait(f, -1), 0);
     CHECK_EQ(weft_future_status(f), 0);
     weft_http_resp_t *r = weft_future_value(f, NULL);
@@ -752,7 +753,7 @@ TEST_T(http_fetch_future, 60)
 
     /* Cancelling the future aborts the running transfer. */
     url_of(url, sizeof url, &fx, "/delay/20000");
-    CHECK_EQ(weft_loop_http_fetch(loop, &o, &f), 0);
+    CHECK_EQ(weft_http_fetch(loop, &o, &f), 0);
     usleep(100000);
     int rc = weft_future_cancel(f);
     CHECK(rc == -EBUSY || rc == 0);
@@ -761,7 +762,7 @@ TEST_T(http_fetch_future, 60)
     weft_future_release(f);
 
     /* A fetch still running at destroy completes with -ECANCELED. */
-    CHECK_EQ(weft_loop_http_fetch(loop, &o, &f), 0);
+    CHECK_EQ(weft_http_fetch(loop, &o, &f), 0);
     weft_loop_destroy(loop);
     CHECK(weft_future_done(f));
     CHECK_EQ(weft_future_status(f), -ECANCELED);

@@ -8,7 +8,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <uv.h>
-#include <weft/loop.h>
+#include <weft/http.h>
 
 typedef struct await_node await_node_t;
 typedef struct weft__loop_http weft__loop_http_t;
