@@ -389,6 +389,139 @@ TEST(loop_thread_only_calls_from_another_thread_return_eperm)
     weft_loop_destroy(loop);
 }
 
+/* weft_loop_destroy from one of the loop's own callbacks used to free the loop under uv_run
+ * (use-after-free; an own-thread loop also joined itself). Now it returns -EDEADLK. */
+typedef struct destroy_inside {
+    weft_loop_t *loop;
+    int rc;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool done;
+} destroy_inside_t;
+
+static void destroy_from_callback(void *arg, int status)
+{
+    destroy_inside_t *d = arg;
+    if (status < 0) return;
+    int rc = weft_loop_destroy(d->loop);
+    pthread_mutex_lock(&d->mu);
+    d->rc = rc;
+    d->done = true;
+    pthread_cond_signal(&d->cv);
+    pthread_mutex_unlock(&d->mu);
+    if (!weft_loop_on_loop_thread(d->loop)) return;
+    weft_loop_stop(d->loop); /* -EINVAL for an own-thread loop: harmless */
+}
+
+static void no_op_work(void *arg, int status)
+{
+    (void)arg;
+    (void)status;
+}
+
+static void no_op_await(weft_future_t *f, void *arg, int status)
+{
+    (void)f;
+    (void)arg;
+    (void)status;
+}
+
+TEST(loop_destroy_from_its_own_callback_returns_edeadlk)
+{
+    for (int own = 0; own < 2; own++) {
+        weft_loop_opts_t o = {.own_thread = own};
+        destroy_inside_t d = {.rc = 1};
+        pthread_mutex_init(&d.mu, NULL);
+        pthread_cond_init(&d.cv, NULL);
+        CHECK_EQ(weft_loop_create(&d.loop, &o), 0);
+        CHECK_EQ(weft_loop_post(d.loop, destroy_from_callback, &d), 0);
+        if (!own) CHECK_EQ(weft_loop_run(d.loop), 0);
+        pthread_mutex_lock(&d.mu);
+        while (!d.done) pthread_cond_wait(&d.cv, &d.mu);
+        pthread_mutex_unlock(&d.mu);
+        CHECK_EQ(d.rc, -EDEADLK);
+        CHECK_EQ(weft_loop_destroy(d.loop), 0); /* from outside: fine */
+        pthread_mutex_destroy(&d.mu);
+        pthread_cond_destroy(&d.cv);
+    }
+    CHECK_EQ(weft_loop_destroy(NULL), 0);
+}
+
+/* A caller-driven loop that another thread is running cannot be destroyed: -EBUSY. */
+typedef struct runner {
+    weft_loop_t *loop;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool running;
+} runner_t;
+
+static void mark_running(void *arg, int status)
+{
+    runner_t *r = arg;
+    if (status < 0) return;
+    pthread_mutex_lock(&r->mu);
+    r->running = true;
+    pthread_cond_signal(&r->cv);
+    pthread_mutex_unlock(&r->mu);
+}
+
+static void *run_loop_thread(void *arg)
+{
+    runner_t *r = arg;
+    weft_loop_run(r->loop);
+    return NULL;
+}
+
+TEST(loop_destroy_while_another_thread_runs_it_returns_ebusy)
+{
+    runner_t r = {.running = false};
+    pthread_mutex_init(&r.mu, NULL);
+    pthread_cond_init(&r.cv, NULL);
+    CHECK_EQ(weft_loop_create(&r.loop, NULL), 0);
+    CHECK_EQ(weft_loop_post(r.loop, mark_running, &r), 0);
+    pthread_t th;
+    CHECK_EQ(pthread_create(&th, NULL, run_loop_thread, &r), 0);
+    pthread_mutex_lock(&r.mu);
+    while (!r.running) pthread_cond_wait(&r.cv, &r.mu);
+    pthread_mutex_unlock(&r.mu);
+    CHECK_EQ(weft_loop_destroy(r.loop), -EBUSY);
+    CHECK_EQ(weft_loop_stop(r.loop), 0);
+    CHECK_EQ(pthread_join(th, NULL), 0);
+    CHECK_EQ(weft_loop_destroy(r.loop), 0);
+    pthread_mutex_destroy(&r.mu);
+    pthread_cond_destroy(&r.cv);
+}
+
+TEST(loop_null_arguments_return_einval)
+{
+    weft_loop_t *loop;
+    CHECK_EQ(weft_loop_create(&loop, NULL), 0);
+    CHECK_EQ(weft_loop_post(NULL, no_op_work, NULL), -EINVAL);
+    CHECK_EQ(weft_loop_post(loop, NULL, NULL), -EINVAL);
+    weft_loop_work_t w = {.fn = NULL};
+    CHECK_EQ(weft_loop_post_work(loop, &w), -EINVAL);
+    CHECK_EQ(weft_loop_post_work(loop, NULL), -EINVAL);
+    weft_future_t *f = weft_future_create();
+    CHECK(f);
+    CHECK_EQ(weft_loop_await(NULL, f, no_op_await, NULL), -EINVAL);
+    CHECK_EQ(weft_loop_await(loop, NULL, no_op_await, NULL), -EINVAL);
+    CHECK_EQ(weft_loop_await(loop, f, NULL, NULL), -EINVAL);
+    weft_loop_timer_t *t = (weft_loop_timer_t *)1;
+    CHECK_EQ(weft_loop_timer_create(loop, NULL, NULL, &t), -EINVAL);
+    CHECK(t == NULL);
+    CHECK_EQ(weft_loop_timer_start(NULL, 1, 0), -EINVAL);
+    CHECK_EQ(weft_loop_timer_stop(NULL), -EINVAL);
+    CHECK_EQ(weft_loop_timer_destroy(NULL), 0);
+    weft_http_opts_t ho = {.url = "http://127.0.0.1:1/"};
+    CHECK_EQ(weft_http_start(loop, &ho, NULL, NULL, NULL), -EINVAL);
+    CHECK_EQ(weft_http_cancel(NULL), -EINVAL);
+    weft_future_t *hf = (weft_future_t *)1;
+    CHECK_EQ(weft_http_fetch(NULL, &ho, &hf), -EINVAL);
+    CHECK(hf == NULL);
+    weft_future_release(f);
+    CHECK_EQ(weft_loop_destroy(loop), 0);
+}
+
 /* ---- awaiting futures ---- */
 
 typedef struct await_state {

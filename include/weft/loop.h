@@ -59,9 +59,12 @@ int weft_loop_stop(weft_loop_t *loop);
 
 /* Stops the loop (joining its thread), cancels HTTP transfers, closes timers, and calls every
  * callback still owed with status -ECANCELED on the calling thread; then frees the loop. Handles
- * (timers, transfers) become invalid. Ownership: takes `loop`. Thread safety: any thread except
- * the loop thread while the loop runs; no other thread may use the loop once this is called. */
-void weft_loop_destroy(weft_loop_t *loop);
+ * (timers, transfers) become invalid. Returns 0; -EDEADLK from a callback of this loop, or
+ * -EBUSY while another thread runs this caller-driven loop (stop it and let weft_loop_run
+ * return first); the loop is left untouched then. NULL is ignored (returns 0). Ownership: takes
+ * `loop` when it returns 0. Thread safety: any thread except the loop thread while the loop
+ * runs; no other thread may use the loop once this is called. */
+int weft_loop_destroy(weft_loop_t *loop);
 
 /* True if the calling thread is the one running the loop now. Thread safety: any thread. */
 bool weft_loop_on_loop_thread(const weft_loop_t *loop);
@@ -85,13 +88,14 @@ typedef struct weft_loop_work {
 } weft_loop_work_t;
 
 /* Queues fn(arg, 0) to run on the loop thread, in FIFO order with other posts. Wake-ups
- * coalesce; the loop drains the whole queue each time it wakes. Returns 0, -ENOMEM, or
- * -ESHUTDOWN once destroy has begun (then fn is never called). Ownership: `arg` is borrowed
- * until fn is called (docs/lifetime.md). Thread safety: any thread. */
+ * coalesce; the loop drains the whole queue each time it wakes. Returns 0, -ENOMEM, -EINVAL
+ * (NULL loop or fn), or -ESHUTDOWN once destroy has begun (then fn is never called). Ownership:
+ * `arg` is borrowed until fn is called (docs/lifetime.md). Thread safety: any thread. */
 int weft_loop_post(weft_loop_t *loop, weft_loop_fn fn, void *arg);
 
 /* As weft_loop_post with a caller-owned record (fn and arg set by the caller). No allocation.
- * Returns 0 or -ESHUTDOWN. Ownership: borrows `w` until w->fn is called. Thread safety: any. */
+ * Returns 0, -EINVAL (NULL loop, w or w->fn) or -ESHUTDOWN. Ownership: borrows `w` until w->fn
+ * is called. Thread safety: any. */
 int weft_loop_post_work(weft_loop_t *loop, weft_loop_work_t *w);
 
 /* ---- futures ---- */
@@ -102,7 +106,8 @@ typedef void (*weft_loop_await_cb)(weft_future_t *f, void *arg, int status);
 
 /* Calls cb(f, arg, 0) on the loop thread once `f` is DONE (at the loop's next wake-up if it
  * already is). The completing thread only queues the call, so cb never runs on a pool worker.
- * Returns 0, -ENOMEM or -ESHUTDOWN (then cb is never called). Ownership (docs/lifetime.md): a
+ * Returns 0, -ENOMEM, -EINVAL (NULL loop, f or cb) or -ESHUTDOWN (then cb is never called).
+ * Ownership (docs/lifetime.md): a
  * heap future is kept alive by a reference of the await's own until cb has returned; an embedded
  * (caller-owned) future is borrowed until cb is called, and cb is its release event: inside cb
  * it is yours again (release it and free its record there if you like), not when it turns DONE.

@@ -417,8 +417,9 @@ static void fetch_start(void *arg, int status)
 
 int weft_http_fetch(weft_loop_t *loop, const weft_http_opts_t *opts, weft_future_t **out)
 {
+    if (!out) return -EINVAL;
     *out = NULL;
-    if (!opts || !opts->url) return -EINVAL;
+    if (!loop || !opts || !opts->url) return -EINVAL;
     fetch_req_t *r = weft__calloc(1, sizeof *r);
     if (!r) return -ENOMEM;
     bool fail = false;

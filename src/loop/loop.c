@@ -117,6 +117,7 @@ static void on_async(uv_async_t *a)
 
 int weft_loop_post_work(weft_loop_t *loop, weft_loop_work_t *w)
 {
+    if (!loop || !w || !w->fn) return -EINVAL;
     pthread_mutex_lock(&loop->mu);
     if (loop->closed) {
         pthread_mutex_unlock(&loop->mu);
@@ -153,6 +154,7 @@ static void posted_run(void *arg, int status)
 
 int weft_loop_post(weft_loop_t *loop, weft_loop_fn fn, void *arg)
 {
+    if (!loop || !fn) return -EINVAL;
     posted_t *p = weft__malloc(sizeof *p);
     if (!p) return -ENOMEM;
     p->w.fn = posted_run;
@@ -210,6 +212,7 @@ static void on_future_done(weft_future_t *f, void *arg)
 
 int weft_loop_await(weft_loop_t *loop, weft_future_t *f, weft_loop_await_cb cb, void *arg)
 {
+    if (!loop || !f || !cb) return -EINVAL;
     await_node_t *n = weft__calloc(1, sizeof *n);
     if (!n) return -ENOMEM;
     n->cbn.cb = on_future_done;
@@ -412,9 +415,14 @@ static void walk_close(uv_handle_t *h, void *arg)
     if (!uv_is_closing(h)) uv_close(h, h->type == UV_POLL ? free_data : NULL);
 }
 
-void weft_loop_destroy(weft_loop_t *loop)
+int weft_loop_destroy(weft_loop_t *loop)
 {
-    if (!loop) return;
+    if (!loop) return 0;
+    /* From a callback of this loop: it would free the loop under uv_run (or join itself). */
+    if (current_loop == loop) return -EDEADLK;
+    /* A caller-driven loop that another thread is running: stop it and wait for run first. */
+    if (!loop->own_thread && atomic_load_explicit(&loop->running, memory_order_acquire))
+        return -EBUSY;
     if (loop->own_thread) {
         atomic_store_explicit(&loop->stop_req, true, memory_order_release);
         pthread_mutex_lock(&loop->mu);
@@ -454,4 +462,5 @@ void weft_loop_destroy(weft_loop_t *loop)
     pthread_mutex_destroy(&loop->mu);
     pthread_cond_destroy(&loop->cv);
     weft__free(loop);
+    return 0;
 }
