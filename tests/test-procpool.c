@@ -175,6 +175,39 @@ static int fn_fds(const void *arg, size_t len, weft_buf_t *out)
     return 0;
 }
 
+/* Writes `text` to the file `path` atomically (a temporary file, then rename). */
+static int write_file(const char *path, const char *text)
+{
+    char tmp[600];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) return -errno;
+    size_t n = strlen(text);
+    ssize_t w = write(fd, text, n);
+    close(fd);
+    if (w != (ssize_t)n) return -EIO;
+    return rename(tmp, path) < 0 ? -errno : 0;
+}
+
+/* arg = a directory. Forks a grandchild that sleeps forever, writes its pid to DIR/grandchild,
+ * writes the worker's pid to DIR/started, then hangs. */
+static int fn_fork_hang(const void *arg, size_t len, weft_buf_t *out)
+{
+    char path[512], text[32];
+    pid_t gc = fork();
+    if (gc < 0) return -errno;
+    if (gc == 0)
+        for (;;) pause();
+    snprintf(path, sizeof path, "%.*s/grandchild", (int)len, (const char *)arg);
+    snprintf(text, sizeof text, "%d", (int)gc);
+    if (write_file(path, text) < 0) return -EIO;
+    snprintf(path, sizeof path, "%.*s/started", (int)len, (const char *)arg);
+    snprintf(text, sizeof text, "%d", (int)getpid());
+    if (write_file(path, text) < 0) return -EIO;
+    for (;;) pause();
+    return 0;
+}
+
 WEFT_PROCPOOL_FN("echo", fn_echo)
 WEFT_PROCPOOL_FN("noop", fn_noop)
 WEFT_PROCPOOL_FN("pid", fn_pid)
@@ -190,6 +223,7 @@ WEFT_PROCPOOL_FN("append", fn_append)
 WEFT_PROCPOOL_FN("sum", fn_sum)
 WEFT_PROCPOOL_FN("big", fn_big)
 WEFT_PROCPOOL_FN("fds", fn_fds)
+WEFT_PROCPOOL_FN("fork_hang", fn_fork_hang)
 
 /* ---- helpers ------------------------------------------------------------------------------- */
 
@@ -477,6 +511,45 @@ TEST(large_argument_and_result_bigger_than_the_ring)
     weft_procpool_destroy(pp);
 }
 
+TEST(oversized_result_fails_with_emsgsize_and_says_why)
+{
+    /* Big results (overflow memfd) and small ones (in the ring), each just over the limit. */
+    size_t maxes[] = {1u << 20, 1000};
+    for (int k = 0; k < 2; k++) {
+        weft_procpool_opts_t o = {.workers = 1, .max_message = maxes[k]};
+        weft_procpool_t *pp;
+        CHECK_EQ(weft_procpool_create(&pp, &o), 0);
+        char arg[32], want[128];
+        snprintf(arg, sizeof arg, "%zu", maxes[k] + 1);
+        weft_future_t *f = sub(pp, "big", arg, 0);
+        snprintf(want, sizeof want, "result of %zu bytes exceeds max_message %zu", maxes[k] + 1,
+                 maxes[k]);
+        check_failed(f, -EMSGSIZE, want);
+        CHECK_STR_EQ(weft_future_message(f), want);
+        CHECK(weft_future_value(f, NULL) == NULL);
+        weft_future_release(f);
+        snprintf(arg, sizeof arg, "%zu", 3 * maxes[k]);
+        f = sub(pp, "big", arg, 0);
+        snprintf(want, sizeof want, "result of %zu bytes exceeds max_message %zu", 3 * maxes[k],
+                 maxes[k]);
+        check_failed(f, -EMSGSIZE, want);
+        weft_future_release(f);
+        /* Exactly max_message bytes is fine, and the worker was not replaced for it. */
+        snprintf(arg, sizeof arg, "%zu", maxes[k]);
+        f = sub(pp, "big", arg, 0);
+        size_t size = 0;
+        ok_value(f);
+        weft_future_value(f, &size);
+        CHECK_EQ(size, maxes[k]);
+        weft_future_release(f);
+        weft_procpool_stats_t st;
+        weft_procpool_stats(pp, &st);
+        CHECK_EQ(st.crashed, 0);
+        CHECK_EQ(st.respawned, 0);
+        weft_procpool_destroy(pp);
+    }
+}
+
 TEST(crash_fails_only_its_task_and_the_pool_recovers)
 {
     weft_procpool_t *pp = make_pool(2, 0);
@@ -548,6 +621,68 @@ TEST(timeout_kills_the_worker_and_fails_with_etimedout)
     ok_value(f);
     weft_future_release(f);
     weft_future_release(hang);
+    weft_procpool_destroy(pp);
+}
+
+/* Reads a pid written by fn_fork_hang to DIR/name; 0 if the file is not there. */
+static pid_t read_pid(const char *dir, const char *name)
+{
+    char path[600], text[32] = "";
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *in = fopen(path, "re");
+    if (!in) return 0;
+    if (!fgets(text, sizeof text, in)) text[0] = '\0';
+    fclose(in);
+    return (pid_t)atoi(text);
+}
+
+/* Waits (bounded) until fn_fork_hang has written DIR/started; returns the worker's pid. */
+__attribute__((unused)) static pid_t wait_started(const char *dir)
+{
+    for (int i = 0; i < 3000; i++) {
+        pid_t p = read_pid(dir, "started");
+        if (p > 0) return p;
+        usleep(10000);
+    }
+    CHECK_MSG(0, "the task never started");
+    return 0;
+}
+
+/* Checks that the grandchild fn_fork_hang forked was killed with the worker. Kills it if not,
+ * so that a failure leaves nothing behind. */
+static void check_grandchild_gone(pid_t gc)
+{
+    CHECK(gc > 0);
+    bool ok = gone(gc);
+    if (!ok) kill(gc, SIGKILL);
+    CHECK_MSG(ok, "grandchild %d survived its worker", (int)gc);
+}
+
+TEST(timeout_kills_what_the_worker_forked)
+{
+    weft_procpool_t *pp = make_pool(1, 0);
+    /* The task must reach its fork before the deadline; on a loaded machine it may not, so the
+     * timeout grows until it does (the grandchild's pid is written before `started`). */
+    for (int64_t timeout = 500 * 1000000LL;; timeout *= 2) {
+        const char *dir = weft_test_tmpdir();
+        char path[600];
+        snprintf(path, sizeof path, "%s/started", dir);
+        unlink(path);
+        weft_future_t *f = sub(pp, "fork_hang", dir, timeout);
+        check_failed(f, -ETIMEDOUT, "timed out");
+        weft_future_release(f);
+        pid_t worker = read_pid(dir, "started");
+        if (worker <= 0) {
+            CHECK(timeout < 30 * SEC);
+            continue;
+        }
+        CHECK_MSG(gone(worker), "worker %d was not reaped", (int)worker);
+        check_grandchild_gone(read_pid(dir, "grandchild"));
+        break;
+    }
+    weft_future_t *f = sub(pp, "echo", "after", 0);
+    CHECK_STR_EQ(ok_value(f), "after");
+    weft_future_release(f);
     weft_procpool_destroy(pp);
 }
 

@@ -50,6 +50,9 @@ typedef struct weft__pp_ctrl {
     _Atomic uint64_t start_ns;
 } weft__pp_ctrl_t;
 
+/* The longest failure message kept (bytes); a worker sends no more. */
+#define WEFT__PP_MAX_TEXT 4096
+
 /* Messages. Every ring record is one message; payload bytes follow the header. */
 enum {
     WEFT__PP_TASK = 1,       /* argument bytes follow */

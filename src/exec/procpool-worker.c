@@ -381,6 +381,18 @@ static void run_task(wk_t *w, const weft__pp_task_msg_t *m, const unsigned char 
         }
     }
     weft__free(big);
+    if (status >= 0 && out->len > c->max_message) {
+        /* `out` has no limit of its own (see worker_loop), so N is the size the function
+         * really produced. */
+        size_t n = out->len;
+        weft_buf_reset(out);
+        weft_buf_printf(out, "result of %zu bytes exceeds max_message %llu", n,
+                        (unsigned long long)c->max_message);
+        status = -EMSGSIZE;
+    } else if (status < 0 && out->len > WEFT__PP_MAX_TEXT) {
+        out->len = WEFT__PP_MAX_TEXT; /* the parent keeps no more of a message */
+        out->data[out->len] = '\0';
+    }
 
     put_result(w, m->id, status, run_ns, out->data, out->len);
     weft__shmring_next(&w->tq);
@@ -404,8 +416,11 @@ static _Noreturn void worker_loop(wk_t *w)
     atomic_store_explicit(&c->ready, 1, memory_order_release);
     wake_parent();
 
+    /* No limit on the result buffer: a function that produces more than max_message bytes fails
+     * with a message that says how many it produced (run_task), which a buffer limited to
+     * max_message could not tell. The memory is the worker's own. */
     weft_buf_t out;
-    weft_buf_init(&out, (size_t)c->max_message);
+    weft_buf_init(&out, 0);
     for (;;) {
         void *p;
         size_t n;

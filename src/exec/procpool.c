@@ -99,7 +99,7 @@ extern char **environ;
 #define STARTUP_FAILURES_MAX 3 /* consecutive workers dying before ready: pool broken */
 #define POLL_NS 200000u        /* a busy supervisor still polls epoll this often */
 #define SUP_SPIN_NS 10000u     /* an idle supervisor polls the rings this long */
-#define MAX_MESSAGE_TEXT 4096
+#define MAX_MESSAGE_TEXT WEFT__PP_MAX_TEXT
 #define BATCH 256
 #define COMPLS_CAP 2048
 
@@ -140,6 +140,7 @@ typedef struct worker {
     uint64_t quit_ns;
     int kill_reason;
     bool ready, retiring, self_exit, quit_sent, dying, dirty;
+    bool reaped; /* its pid may be reused: never signal its process group again */
 } worker_t;
 
 typedef struct compl
@@ -361,7 +362,11 @@ static int spawn_worker(weft_procpool_t *pp, worker_t **out)
     sigemptyset(&none);
     posix_spawnattr_setsigdefault(&attr, &def);
     posix_spawnattr_setsigmask(&attr, &none);
-    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
+    /* Its own process group (pgid = its pid), so that killing the group also kills what its
+     * functions forked (kill_worker, handle_exit). */
+    posix_spawnattr_setpgroup(&attr, 0);
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK |
+                                        POSIX_SPAWN_SETPGROUP);
     char *argv[] = {pp->argv0, NULL};
     pid_t pid;
     int src = posix_spawn(&pid, "/proc/self/exe", &fa, &attr, argv, pp->envp);
@@ -393,13 +398,17 @@ fail:
     return rc;
 }
 
-/* Under mu: SIGKILL through the pidfd; the exit is handled when the pidfd reports it. */
+/* Under mu: SIGKILL through the pidfd, and to the worker's process group (processes its
+ * functions forked); the exit is handled when the pidfd reports it. The group id is the worker's
+ * pid, which cannot be reused before handle_exit reaps the worker, and handle_exit sets `reaped`
+ * (under mu) before it does. */
 static void kill_worker(worker_t *w, int reason)
 {
     if (w->dying) return;
     w->dying = true;
     w->kill_reason = reason;
     syscall(SYS_pidfd_send_signal, w->pidfd, SIGKILL, NULL, 0);
+    if (!w->reaped) kill(-w->pid, SIGKILL);
 }
 
 /* ---- dispatch (under mu) ------------------------------------------------------------------- */
@@ -556,14 +565,20 @@ static bool drain(weft_procpool_t *pp, worker_t *w)
                 proto = true;
                 break;
             }
-        } else if (m.kind == WEFT__PP_RESULT_BIG && m.len <= pp->max_message) {
+        } else if (m.kind == WEFT__PP_RESULT_BIG) {
             bytes = NULL;
         } else {
             proto = true;
             break;
         }
         size_t blen = (size_t)m.len;
-        if (g->status >= 0 && blen) {
+        if (g->status >= 0 && m.len > pp->max_message) {
+            /* The worker checks this itself (run_task); a second check keeps the parent's
+             * memory bounded whatever the worker does. */
+            g->status = -EMSGSIZE;
+            g->msg = fmt_text("result of %llu bytes exceeds max_message %zu",
+                              (unsigned long long)m.len, pp->max_message);
+        } else if (g->status >= 0 && blen) {
             g->value = weft__malloc(blen + 1);
             int rc2 = !g->value ? -ENOMEM
                       : bytes   ? (memcpy(g->value, bytes, blen), 0)
@@ -708,8 +723,16 @@ static void handle_exit(weft_procpool_t *pp, worker_t *w)
 {
     siginfo_t si;
     memset(&si, 0, sizeof si);
-    int rc = waitid(P_PIDFD, (id_t)w->pidfd, &si, WEXITED | WNOHANG);
+    int rc = waitid(P_PIDFD, (id_t)w->pidfd, &si, WEXITED | WNOHANG | WNOWAIT);
     if (rc == 0 && si.si_pid == 0) return; /* not yet */
+    pthread_mutex_lock(&pp->mu);
+    w->reaped = true; /* kill_worker no longer signals its group: the pid is about to be freed */
+    pthread_mutex_unlock(&pp->mu);
+    /* The worker is a zombie we have not reaped, so its pid is still its process group's id:
+     * kill what its functions forked and left behind, however it ended (crash, timeout, quit). */
+    if (rc == 0) kill(-w->pid, SIGKILL);
+    memset(&si, 0, sizeof si);
+    rc = waitid(P_PIDFD, (id_t)w->pidfd, &si, WEXITED | WNOHANG);
     char why[160];
     describe_exit(why, sizeof why, w->pid, rc, &si);
     bool clean = rc == 0 && si.si_code == CLD_EXITED && si.si_status == 0;
