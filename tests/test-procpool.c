@@ -637,7 +637,7 @@ static pid_t read_pid(const char *dir, const char *name)
 }
 
 /* Waits (bounded) until fn_fork_hang has written DIR/started; returns the worker's pid. */
-__attribute__((unused)) static pid_t wait_started(const char *dir)
+static pid_t wait_started(const char *dir)
 {
     for (int i = 0; i < 3000; i++) {
         pid_t p = read_pid(dir, "started");
@@ -683,6 +683,68 @@ TEST(timeout_kills_what_the_worker_forked)
     weft_future_t *f = sub(pp, "echo", "after", 0);
     CHECK_STR_EQ(ok_value(f), "after");
     weft_future_release(f);
+    weft_procpool_destroy(pp);
+}
+
+TEST(forced_cancel_kills_a_running_task_and_the_pool_goes_on)
+{
+    weft_procpool_t *pp = make_pool(1, 0);
+    weft_future_t *f = sub(pp, "pid", "", 0);
+    pid_t victim = (pid_t)atoi(ok_value(f));
+    weft_future_release(f);
+    const char *dir = weft_test_tmpdir();
+    char log[300], arg[400];
+    snprintf(log, sizeof log, "%s/log", dir);
+    weft_future_t *hang = sub(pp, "fork_hang", dir, 0); /* no timeout: only a cancel ends it */
+    snprintf(arg, sizeof arg, "%s\na", log);
+    weft_future_t *a = sub(pp, "append", arg, 0);
+    snprintf(arg, sizeof arg, "%s\nb", log);
+    weft_future_t *b = sub(pp, "append", arg, 0);
+    weft_future_t *c = sub(pp, "pid", "", 0);
+    /* After one short task the worker holds two tasks at a time: `hang` and `a` are in its
+     * ring, `b` and `c` in the pool's queue. */
+    weft_procpool_stats_t st;
+    weft_procpool_stats(pp, &st);
+    CHECK_EQ(st.running, 2);
+    CHECK_EQ(wait_started(dir), victim);
+
+    /* Handed to the worker but not started: cancelled without force, and it never runs. */
+    CHECK_EQ(weft_procpool_cancel(pp, a, false), 0);
+    CHECK(weft_future_done(a));
+    CHECK_EQ(weft_future_status(a), -ECANCELED);
+    CHECK_EQ(weft_procpool_cancel(pp, a, true), -EALREADY);
+    /* Running: refused without force, killed with it; DONE when the call returns. */
+    CHECK_EQ(weft_procpool_cancel(pp, hang, false), -EBUSY);
+    CHECK(!weft_future_done(hang));
+    CHECK_EQ(weft_procpool_cancel(pp, hang, true), 0);
+    CHECK(weft_future_done(hang));
+    check_failed(hang, -ECANCELED, "cancelled");
+    CHECK_EQ(weft_procpool_cancel(pp, hang, true), -EALREADY);
+    CHECK_EQ(weft_procpool_cancel(NULL, hang, true), -EINVAL);
+    CHECK_EQ(weft_procpool_cancel(pp, NULL, true), -EINVAL);
+    /* The worker and what it forked are gone; the queued tasks run on its replacement. */
+    CHECK_MSG(gone(victim), "worker %d was not reaped", (int)victim);
+    check_grandchild_gone(read_pid(dir, "grandchild"));
+    ok_value(b);
+    CHECK(atoi(ok_value(c)) != victim);
+    f = sub(pp, "echo", "next", 0);
+    CHECK_STR_EQ(ok_value(f), "next");
+    weft_future_release(f);
+    char text[64] = "";
+    FILE *in = fopen(log, "re");
+    CHECK(in != NULL);
+    size_t n = fread(text, 1, sizeof text - 1, in);
+    fclose(in);
+    text[n] = '\0';
+    CHECK_STR_EQ(text, "b\n");
+    weft_procpool_stats(pp, &st);
+    CHECK_EQ(st.crashed, 0);
+    CHECK_EQ(st.failed, 2);
+    CHECK(st.respawned >= 1);
+    weft_future_release(hang);
+    weft_future_release(a);
+    weft_future_release(b);
+    weft_future_release(c);
     weft_procpool_destroy(pp);
 }
 

@@ -12,6 +12,7 @@
 #ifndef WEFT_PROCPOOL_H
 #define WEFT_PROCPOOL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <weft/buf.h>
@@ -69,6 +70,15 @@ int weft_procpool_create(weft_procpool_t **out, const weft_procpool_opts_t *opts
  * Thread safety: any thread. */
 int weft_procpool_submit(weft_procpool_t *pp, const char *fn_name, const void *arg, size_t len,
                          uint64_t timeout_ns, weft_future_t **out);
+
+/* Cancels the task of `f` (a future this pool's submit returned). A task still queued, or handed
+ * to a worker that has not started it, never runs. A running task is killed only with `force`
+ * (as Ray's cancel(force=True)): its worker and the worker's process group get SIGKILL, a
+ * replacement starts, and the other tasks that worker held run elsewhere. In every case f is
+ * DONE with -ECANCELED when this returns 0. Returns 0, -EBUSY (running and !force; nothing
+ * changes), -EALREADY (finished, or finishing: its result is being delivered), -EINVAL.
+ * Ownership: borrows `f`. Thread safety: any thread, also from a completion callback. */
+int weft_procpool_cancel(weft_procpool_t *pp, weft_future_t *f, bool force);
 
 /* Changes the number of workers (1..256). Returns 0, -EINVAL or -ESHUTDOWN. Thread safety: any. */
 int weft_procpool_resize(weft_procpool_t *pp, int workers);

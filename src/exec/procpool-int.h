@@ -15,8 +15,14 @@
  * value is "<protocol version>:<parent pid>". The worker removes it at once, so that programs
  * the worker's functions start are not confused. */
 #define WEFT__PP_ENV "WEFT_PROCPOOL_WORKER"
-#define WEFT__PP_VERSION 1u
+#define WEFT__PP_VERSION 2u
 #define WEFT__PP_MAGIC 0x57665070u /* "pPfW" */
+
+/* The most tasks in flight (handed to a worker, not answered) per worker. */
+#define WEFT__PP_MAX_DEPTH 128u
+
+/* Marks a claim word as "cancelled by the parent" (task ids stay below 2^63). */
+#define WEFT__PP_CANCELLED (UINT64_C(1) << 63)
 
 /* Descriptors a worker inherits, at fixed numbers; everything from FD_FIRST_FREE up is closed. */
 enum {
@@ -48,6 +54,13 @@ typedef struct weft__pp_ctrl {
      * start_ns is stored before running_id; the supervisor reads id, start, id again. */
     _Alignas(64) _Atomic uint64_t running_id;
     _Atomic uint64_t start_ns;
+    /* Who decides whether an in-flight task runs, one word per in-flight slot (the task
+     * message's `slot`): the worker exchanges in the task's id just before it runs it; the
+     * parent cancels a task that has not started by a compare-and-swap of any other value to
+     * id | WEFT__PP_CANCELLED. Both are read-modify-writes of one word, so exactly one of them
+     * wins: the worker skips a task it finds cancelled (answering -ECANCELED), and the parent
+     * that finds the id knows the task is running. */
+    _Alignas(64) _Atomic uint64_t claim[WEFT__PP_MAX_DEPTH];
 } weft__pp_ctrl_t;
 
 /* The longest failure message kept (bytes); a worker sends no more. */
@@ -69,8 +82,8 @@ typedef struct weft__pp_task_msg {
     uint64_t fn_hash;    /* weft__pp_hash(name) */
     uint64_t timeout_ns; /* 0: none (the worker tells the parent when a timed task starts) */
     uint64_t len;        /* argument bytes */
-    uint64_t reserved;
-} weft__pp_task_msg_t; /* 48 bytes: the argument stays 16-byte aligned */
+    uint64_t slot;       /* its claim word: ctrl->claim[slot], below WEFT__PP_MAX_DEPTH */
+} weft__pp_task_msg_t;   /* 48 bytes: the argument stays 16-byte aligned */
 
 typedef struct weft__pp_result_msg {
     uint32_t kind;

@@ -329,10 +329,30 @@ static void put_result(wk_t *w, uint64_t id, int status, uint64_t run_ns, const 
     weft_buf_free(&err);
 }
 
+/* Answers a task without running it and gives its record back. */
+static void finish_task(wk_t *w, uint64_t id, int status, uint64_t run_ns, const weft_buf_t *out)
+{
+    put_result(w, id, status, run_ns, out->data, out->len);
+    weft__shmring_next(&w->tq);
+    weft__shmring_release(&w->tq); /* the parent never sleeps waiting for task space */
+    if (weft__shmring_publish(&w->rq)) wake_parent();
+}
+
 static void run_task(wk_t *w, const weft__pp_task_msg_t *m, const unsigned char *payload,
                      size_t avail, weft_buf_t *out)
 {
     weft__pp_ctrl_t *c = w->ctrl;
+    weft_buf_reset(out);
+    if (m->slot >= WEFT__PP_MAX_DEPTH) die("corrupt task message");
+    /* seq_cst: the read-modify-write that decides against the parent's cancel (a CAS on the
+     * same word; see claim in procpool-int.h). */
+    uint64_t old = atomic_exchange_explicit(&c->claim[m->slot], m->id, memory_order_seq_cst);
+    if (old == (m->id | WEFT__PP_CANCELLED)) {
+        if (m->kind == WEFT__PP_TASK_BIG && ftruncate(WEFT__PP_FD_OVF_IN, 0) < 0)
+            die("cannot truncate the argument memfd");
+        finish_task(w, m->id, -ECANCELED, 0, out);
+        return;
+    }
     /* Release: start_ns is never seen newer than the running_id read before it (the
      * supervisor reads id, start, id; see procpool.c). */
     atomic_store_explicit(&c->start_ns, weft_now_ns(), memory_order_release);
@@ -345,7 +365,6 @@ static void run_task(wk_t *w, const weft__pp_task_msg_t *m, const unsigned char 
     size_t len = (size_t)m->len;
     void *big = NULL;
     int status = 0;
-    weft_buf_reset(out);
     if (m->kind == WEFT__PP_TASK_BIG) {
         if (m->len > c->max_message) die("oversized argument");
         big = weft__malloc(len ? len : 1);
@@ -394,10 +413,7 @@ static void run_task(wk_t *w, const weft__pp_task_msg_t *m, const unsigned char 
         out->data[out->len] = '\0';
     }
 
-    put_result(w, m->id, status, run_ns, out->data, out->len);
-    weft__shmring_next(&w->tq);
-    weft__shmring_release(&w->tq); /* the parent never sleeps waiting for task space */
-    if (weft__shmring_publish(&w->rq)) wake_parent();
+    finish_task(w, m->id, status, run_ns, out);
     /* Release: pairs with the supervisor's loads (nothing depends on it but the deadline). */
     atomic_store_explicit(&c->running_id, 0, memory_order_release);
     if (out->cap > (1u << 20)) { /* do not keep a huge buffer for the next small result */

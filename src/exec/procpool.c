@@ -40,7 +40,9 @@
  *   (tasks in flight per worker) follows a moving average of the functions' run time: about 2 ms
  *   of work per worker, between 1 and MAX_DEPTH, so no-op tasks are pipelined deeply while long
  *   tasks are handed out one by one and stay cancellable in the queue. Futures are started
- *   (RUNNING) when a task enters a ring: from then on it cannot be cancelled.
+ *   (RUNNING) when a task enters a ring: from then on weft_future_cancel cannot cancel it, but
+ *   weft_procpool_cancel can: a task not yet started through its claim word (procpool-int.h),
+ *   a running one by killing its worker (force).
  *
  * Invariants (all under mu):
  *   - A worker runs the tasks of its ring in order and answers each with exactly one result, so
@@ -89,7 +91,7 @@
 extern char **environ;
 
 #define MAX_WORKERS 256
-#define MAX_DEPTH 128u
+#define MAX_DEPTH WEFT__PP_MAX_DEPTH
 #define DEPTH_NS 2000000u         /* aim for ~2 ms of queued work per worker */
 #define RING_BYTES (1u << 20)     /* each direction, per worker */
 #define BIG_THRESHOLD (64u << 10) /* larger payloads go through the overflow memfds */
@@ -121,7 +123,7 @@ typedef struct inflight {
     bool done; /* already completed (timed out); drop its result */
 } inflight_t;
 
-enum { KILL_NONE = 0, KILL_TIMEOUT, KILL_PROTO, KILL_QUIT_LATE, KILL_TEARDOWN };
+enum { KILL_NONE = 0, KILL_TIMEOUT, KILL_CANCEL, KILL_PROTO, KILL_QUIT_LATE, KILL_TEARDOWN };
 
 typedef struct worker {
     uint32_t serial;
@@ -336,6 +338,7 @@ static int spawn_worker(weft_procpool_t *pp, worker_t **out)
     atomic_init(&c->ready, 0);
     atomic_init(&c->running_id, 0);
     atomic_init(&c->start_ns, 0);
+    for (unsigned i = 0; i < MAX_DEPTH; i++) atomic_init(&c->claim[i], 0);
     if ((rc = weft__shmring_map(w->shm_fd, (off_t)c->task_off, w->tsize, &w->tdata)) < 0 ||
         (rc = weft__shmring_map(w->shm_fd, (off_t)c->result_off, w->rsize, &w->rdata)) < 0)
         goto fail;
@@ -451,8 +454,10 @@ static int dispatch(weft_procpool_t *pp, uint64_t id, uint64_t fn_hash, uint64_t
             if (rc < 0) return rc;
         }
         uint64_t pos = weft__shmring_wpos(&w->tq);
+        /* Its in-flight slot names its claim word too (see weft_procpool_cancel). */
+        unsigned slot = (w->fl_head + w->fl_count) % MAX_DEPTH;
         weft__pp_task_msg_t m = {
-            big ? WEFT__PP_TASK_BIG : WEFT__PP_TASK, 0, id, fn_hash, timeout_ns, len, 0};
+            big ? WEFT__PP_TASK_BIG : WEFT__PP_TASK, 0, id, fn_hash, timeout_ns, len, slot};
         unsigned char *p = weft__shmring_reserve(&w->tq, sizeof m + (big ? 0 : len));
         if (!p) {
             w->skip_round = pp->round; /* its ring is full; try the others */
@@ -752,8 +757,8 @@ static void handle_exit(weft_procpool_t *pp, worker_t *w)
         w->fl_count--;
         pp->running--;
         if (r.done) continue;
-        bool guilty =
-            r.id == running && w->kill_reason != KILL_TIMEOUT && w->kill_reason != KILL_TEARDOWN;
+        bool guilty = r.id == running && w->kill_reason != KILL_TIMEOUT &&
+                      w->kill_reason != KILL_CANCEL && w->kill_reason != KILL_TEARDOWN;
         pending_t *t = guilty ? NULL : requeue_copy(w, &r);
         if (t) {
             *tailp = t;
@@ -778,8 +783,8 @@ static void handle_exit(weft_procpool_t *pp, worker_t *w)
         pp->nqueued += requeued;
     }
     bool expected = clean && (w->quit_sent || w->self_exit);
-    bool ours = w->kill_reason == KILL_TIMEOUT || w->kill_reason == KILL_QUIT_LATE ||
-                w->kill_reason == KILL_TEARDOWN;
+    bool ours = w->kill_reason == KILL_TIMEOUT || w->kill_reason == KILL_CANCEL ||
+                w->kill_reason == KILL_QUIT_LATE || w->kill_reason == KILL_TEARDOWN;
     if (!expected && !ours) pp->crashed++;
     if (!w->retiring && !w->quit_sent) pp->replace_owed++;
     if (!w->ready && !pp->teardown) {
@@ -1261,6 +1266,90 @@ int weft_procpool_submit(weft_procpool_t *pp, const char *fn_name, const void *a
     }
     *out = f;
     return 0;
+}
+
+/* Under mu: finds the in-flight task of `f` that no one has completed yet. */
+static inflight_t *find_inflight(weft_procpool_t *pp, const weft_future_t *f, worker_t **wp)
+{
+    for (int i = 0; i < pp->nw; i++) {
+        worker_t *w = pp->w[i];
+        for (unsigned k = 0; k < w->fl_count; k++) {
+            inflight_t *r = fl_at(w, k);
+            if (r->f == f && !r->done) {
+                *wp = w;
+                return r;
+            }
+        }
+    }
+    return NULL;
+}
+
+/* Under mu: unlinks the queued record of a RUNNING future `f` (a task re-queued from a dead
+ * worker), or returns NULL. */
+static pending_t *unlink_started(weft_procpool_t *pp, const weft_future_t *f)
+{
+    for (pending_t **pt = &pp->qhead, *prev = NULL; *pt; prev = *pt, pt = &(*pt)->next) {
+        pending_t *t = *pt;
+        if (t->f != f || !t->started) continue;
+        *pt = t->next;
+        if (pp->qtail == t) pp->qtail = prev;
+        pp->nqueued--;
+        if (pp->space_waiters) pthread_cond_broadcast(&pp->space_cv);
+        return t;
+    }
+    return NULL;
+}
+
+int weft_procpool_cancel(weft_procpool_t *pp, weft_future_t *f, bool force)
+{
+    if (!pp || !f) return -EINVAL;
+    /* A task in the queue is PENDING: this completes it, and dispatch drops it. */
+    int rc = weft_future_cancel(f);
+    if (rc != -EBUSY) return rc;
+    char *msg = NULL;
+    pthread_mutex_lock(&pp->mu);
+    worker_t *w = NULL;
+    inflight_t *r = find_inflight(pp, f, &w);
+    pending_t *t = r ? NULL : unlink_started(pp, f);
+    rc = r || t ? 0 : -EALREADY; /* finished, or finishing (its result is being delivered) */
+    if (r && !w->dying) {
+        /* Decide with the worker: exactly one of its exchange and our CAS wins (claim in
+         * procpool-int.h). seq_cst: pairs with the worker's exchange. */
+        _Atomic uint64_t *word = &w->ctrl->claim[r - w->fl]; /* its slot (see dispatch) */
+        uint64_t v = atomic_load_explicit(word, memory_order_seq_cst);
+        while (v != r->id &&
+               !atomic_compare_exchange_weak_explicit(word, &v, r->id | WEFT__PP_CANCELLED,
+                                                      memory_order_seq_cst, memory_order_seq_cst)) {
+        }
+        if (v != r->id) {
+            msg = fmt_text("task cancelled before it started");
+        } else if (!force) {
+            rc = -EBUSY;
+        } else {
+            msg = fmt_text("worker %d killed: task cancelled", (int)w->pid);
+            kill_worker(w, KILL_CANCEL);
+        }
+    } else if (r) {
+        msg = fmt_text("task cancelled"); /* its worker is dying: the task will not run again */
+    } else if (t) {
+        msg = fmt_text("task cancelled before it started");
+    }
+    if (rc == 0) {
+        if (r) {
+            r->done = true; /* its result, if one comes, is dropped */
+        }
+        pp->completed++;
+        pp->failed++;
+    }
+    pthread_mutex_unlock(&pp->mu);
+    if (rc == 0) {
+        compl_t c = {f, -ECANCELED, NULL, 0, msg};
+        settle(&c); /* drops the pool's reference */
+    } else {
+        weft__free(msg);
+    }
+    weft__free(t);
+    return rc;
 }
 
 int weft_procpool_resize(weft_procpool_t *pp, int workers)
