@@ -24,6 +24,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <weft/err.h>
+#include <weft/hash.h>
 #include <weft/procpool.h>
 #include <weft/sys.h>
 
@@ -129,9 +130,7 @@ static int fn_append(const void *arg, size_t len, weft_buf_t *out)
 
 static uint64_t checksum(const unsigned char *p, size_t n)
 {
-    uint64_t h = 1469598103934665603u;
-    for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 1099511628211u;
-    return h;
+    return weft_hash(p, n);
 }
 
 static int fn_sum(const void *arg, size_t len, weft_buf_t *out)

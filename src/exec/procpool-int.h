@@ -79,7 +79,7 @@ typedef struct weft__pp_task_msg {
     uint32_t kind;
     uint32_t flags;
     uint64_t id;         /* task id, unique within the pool, never 0 */
-    uint64_t fn_hash;    /* weft__pp_hash(name) */
+    uint64_t fn_hash;    /* weft_hash_str(name) */
     uint64_t timeout_ns; /* 0: none (the worker tells the parent when a timed task starts) */
     uint64_t len;        /* argument bytes */
     uint64_t slot;       /* its claim word: ctrl->claim[slot], below WEFT__PP_MAX_DEPTH */
@@ -93,12 +93,10 @@ typedef struct weft__pp_result_msg {
     uint64_t len;
 } weft__pp_result_msg_t; /* 32 bytes */
 
-/* 64-bit FNV-1a of a registered function's name: the message names the function by this hash,
- * and the worker finds it in its own registry (built by the same constructors). */
-uint64_t weft__pp_hash(const char *name);
-
-/* Looks a function up by name or by hash. Returns NULL if it is not registered. Thread safety:
- * any thread. */
+/* Messages name a function by weft_hash_str(name) (weft/hash.h: never 0, and the same in parent
+ * and worker, which run the same binary); the worker finds it in its own registry, built by the
+ * same constructors. Looks a function up by name or by hash. Returns NULL if it is not registered.
+ * Thread safety: any thread. */
 weft_proc_fn weft__pp_lookup(const char *name, uint64_t *hash);
 weft_proc_fn weft__pp_lookup_hash(uint64_t hash, const char **name);
 

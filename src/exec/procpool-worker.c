@@ -5,9 +5,10 @@
  * in its environment and its shared memory at fixed descriptors (procpool-int.h). It never runs
  * main(): a constructor recognises worker mode, runs the worker loop and leaves with _exit(). The
  * registry is therefore built by the same constructors in parent and worker; messages name a
- * function by the 64-bit FNV-1a hash of its name, which the worker looks up in its own registry,
- * so no table order has to agree and a function missing in the worker is reported, not mistaken
- * for another one.
+ * function by the hash of its name (weft_hash_str: XXH3, the same in every process, never 0), which
+ * the worker looks up in its own registry, so no table order has to agree and a function missing
+ * in the worker is reported, not mistaken for another one. Parent and worker run the same binary,
+ * so they always hash alike.
  *
  * Which constructor enters worker mode. It must run after every WEFT_PROCPOOL_FN registration
  * (priority 101). Two candidates, both at the lowest priority (65535):
@@ -43,6 +44,7 @@
 #include "exec/procpool-int.h"
 
 #include "core/alloc.h"
+#include "core/cpu.h"
 
 #include <errno.h>
 #include <link.h>
@@ -57,6 +59,7 @@
 #include <unistd.h>
 #include <fcntl.h>
 #include <weft/err.h>
+#include <weft/hash.h>
 #include <weft/sys.h>
 
 /* ---- registry ------------------------------------------------------------------------------ */
@@ -103,22 +106,12 @@ static int module_of(uintptr_t addr)
     return fm.found;
 }
 
-uint64_t weft__pp_hash(const char *name)
-{
-    uint64_t h = 0xcbf29ce484222325u;
-    for (const unsigned char *p = (const unsigned char *)name; *p; p++) {
-        h ^= *p;
-        h *= 0x100000001b3u;
-    }
-    return h ? h : 1;
-}
-
 int weft_procpool_register(const char *name, weft_proc_fn fn)
 {
     if (!name || !fn) return -EINVAL;
     size_t len = strlen(name);
     if (len == 0 || len > 63) return -EINVAL;
-    uint64_t h = weft__pp_hash(name);
+    uint64_t h = weft_hash_str(name);
     pthread_mutex_lock(&reg_mu);
     size_t n = atomic_load_explicit(&nreg, memory_order_relaxed); /* writers hold reg_mu */
     int rc = 0;
@@ -138,7 +131,7 @@ int weft_procpool_register(const char *name, weft_proc_fn fn)
 
 weft_proc_fn weft__pp_lookup(const char *name, uint64_t *hash)
 {
-    uint64_t h = weft__pp_hash(name);
+    uint64_t h = weft_hash_str(name);
     *hash = h;
     size_t n = atomic_load_explicit(&nreg, memory_order_acquire); /* pairs with register */
     for (size_t i = 0; i < n; i++)

@@ -64,6 +64,7 @@
 #include "exec/procpool-int.h"
 
 #include "core/alloc.h"
+#include "core/cpu.h"
 
 #include <errno.h>
 #include <fcntl.h>
