@@ -815,6 +815,42 @@ TEST(workers_die_with_their_parent)
     }
 }
 
+static void destroy_cb(weft_future_t *f, void *arg)
+{
+    weft_procpool_destroy(arg);
+}
+
+TEST(destroy_from_a_completion_callback_aborts_with_a_message)
+{
+    int p[2];
+    CHECK(pipe(p) == 0);
+    pid_t child = fork();
+    CHECK(child >= 0);
+    if (child == 0) {
+        dup2(p[1], 2);
+        close(p[0]);
+        signal(SIGABRT, SIG_DFL);
+        weft_procpool_t *pp = make_pool(1, 0);
+        weft_future_t *f = sub(pp, "sleep", "20", 0);
+        weft_future_on_complete(f, destroy_cb, pp);
+        weft_future_wait(f, 30 * SEC);
+        sleep(30); /* the supervisor aborts the process */
+        _exit(0);
+    }
+    close(p[1]);
+    char text[4096] = "";
+    size_t n = 0;
+    ssize_t k;
+    while (n < sizeof text - 1 && (k = read(p[0], text + n, sizeof text - 1 - n)) > 0)
+        n += (size_t)k;
+    close(p[0]);
+    int st;
+    CHECK_EQ(waitpid(child, &st, 0), child);
+    CHECK_MSG(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT, "status %#x: %s", st, text);
+    CHECK_MSG(strstr(text, "weft_procpool_destroy called from the pool's own thread"), "stderr: %s",
+              text);
+}
+
 TEST(cancel_skips_queued_tasks)
 {
     weft_procpool_t *pp = make_pool(1, 0);

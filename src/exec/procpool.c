@@ -1406,6 +1406,12 @@ int weft_procpool_shutdown(weft_procpool_t *pp, weft_shutdown_t mode)
 void weft_procpool_destroy(weft_procpool_t *pp)
 {
     if (!pp) return;
+    if (pthread_equal(pthread_self(), pp->sup)) {
+        /* From a completion callback: the supervisor would wait for itself. */
+        fprintf(stderr, "weft: weft_procpool_destroy called from the pool's own thread (a "
+                        "completion callback); destroy it from another thread\n");
+        abort();
+    }
     weft_procpool_shutdown(pp, WEFT_SHUTDOWN_WAIT);
     pthread_mutex_lock(&pp->mu);
     pp->destroying = true;
