@@ -688,6 +688,8 @@ TEST(timeout_kills_what_the_worker_forked)
 TEST(forced_cancel_kills_a_running_task_and_the_pool_goes_on)
 {
     weft_procpool_t *pp = make_pool(1, 0);
+    /* Short tasks first: the pool then hands the worker many tasks at a time. */
+    for (int i = 0; i < 300; i++) weft_future_release(sub(pp, "noop", "", 0));
     weft_future_t *f = sub(pp, "pid", "", 0);
     pid_t victim = (pid_t)atoi(ok_value(f));
     weft_future_release(f);
@@ -700,11 +702,10 @@ TEST(forced_cancel_kills_a_running_task_and_the_pool_goes_on)
     snprintf(arg, sizeof arg, "%s\nb", log);
     weft_future_t *b = sub(pp, "append", arg, 0);
     weft_future_t *c = sub(pp, "pid", "", 0);
-    /* After one short task the worker holds two tasks at a time: `hang` and `a` are in its
-     * ring, `b` and `c` in the pool's queue. */
+    /* `hang` and `a` at least are in the worker's ring (b and c too, or in the pool's queue). */
     weft_procpool_stats_t st;
     weft_procpool_stats(pp, &st);
-    CHECK_EQ(st.running, 2);
+    CHECK(st.running >= 2);
     CHECK_EQ(wait_started(dir), victim);
 
     /* Handed to the worker but not started: cancelled without force, and it never runs. */
@@ -721,7 +722,7 @@ TEST(forced_cancel_kills_a_running_task_and_the_pool_goes_on)
     CHECK_EQ(weft_procpool_cancel(pp, hang, true), -EALREADY);
     CHECK_EQ(weft_procpool_cancel(NULL, hang, true), -EINVAL);
     CHECK_EQ(weft_procpool_cancel(pp, NULL, true), -EINVAL);
-    /* The worker and what it forked are gone; the queued tasks run on its replacement. */
+    /* The worker and what it forked are gone; the tasks it held run on its replacement. */
     CHECK_MSG(gone(victim), "worker %d was not reaped", (int)victim);
     check_grandchild_gone(read_pid(dir, "grandchild"));
     ok_value(b);
@@ -865,7 +866,8 @@ TEST(cancel_skips_queued_tasks)
         fs[i] = sub(pp, "append", arg, 0);
     }
     /* Long tasks are handed to a worker one or two at a time; the rest wait in the queue. */
-    for (int i = 5; i < N; i++) CHECK_EQ(weft_future_cancel(fs[i]), 0);
+    for (int i = 5; i < N; i++)
+        CHECK_EQ(i % 2 ? weft_future_cancel(fs[i]) : weft_procpool_cancel(pp, fs[i], false), 0);
     weft_procpool_stats_t st;
     weft_procpool_stats(pp, &st);
     CHECK(st.queued >= 1);
