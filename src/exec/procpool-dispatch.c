@@ -452,15 +452,13 @@ int weft_procpool_cancel(weft_procpool_t *pp, weft_future_t *f, bool force)
             weft__pp_kill_worker(w, WEFT__PP_KILL_CANCEL);
         }
     } else if (r) {
-        msg = weft__pp_fmt_text(
-            "task cancelled"); /* its worker is dying: the task will not run again */
+        /* Its worker is dying: the task will not run again (handle_exit skips `done`). */
+        msg = weft__pp_fmt_text("task cancelled");
     } else if (t) {
         msg = weft__pp_fmt_text("task cancelled before it started");
     }
     if (rc == 0) {
-        if (r) {
-            r->done = true; /* its result, if one comes, is dropped */
-        }
+        if (r) r->done = true; /* its result, if one comes, is dropped */
         pp->completed++;
         pp->failed++;
     }

@@ -3,7 +3,7 @@
  *
  * DESIGN
  * Processes and threads
- *   - API threads (any number) call submit/resize/stats/shutdown/destroy.
+ *   - API threads (any number) call submit/cancel/resize/stats/shutdown/destroy.
  *   - One supervisor thread per pool spawns, watches, kills and reaps the workers, reads every
  *     result and completes the futures. It spawns the workers itself because PR_SET_PDEATHSIG
  *     (which kills a worker when its parent dies) fires when the *thread* that created the
@@ -50,11 +50,14 @@
  *     not match the head is a protocol error and the worker is killed.
  *   - The task a worker is running is ctrl->running_id. When a worker dies, tasks whose result
  *     arrived are completed; the one it was running fails (WEFT_ECRASHED, naming the signal or
- *     exit status) unless we killed it for another task's timeout; every other in-flight task
- *     is re-queued at the front of the queue with its argument read back from the dead ring.
+ *     exit status) unless the pool killed it (timeout, forced cancel, teardown); every other
+ *     in-flight task is re-queued at the front of the queue with its argument read back from
+ *     the dead ring. A record completed early (timed out, cancelled) is marked `done`.
+ *   - Each worker leads its own process group; the group is SIGKILLed with the worker and again
+ *     when its exit is seen (before it is reaped), so what a function forked dies with it.
  *   - Deadlines count from the moment the worker starts the task (start_ns). The supervisor
- *     fails the future with -ETIMEDOUT and SIGKILLs the worker through its pidfd as soon as the
- *     deadline passes; it sleeps no longer than the nearest deadline (epoll_pwait2, ns).
+ *     fails the future with -ETIMEDOUT and SIGKILLs the worker (pidfd) and its group as soon as
+ *     the deadline passes; it sleeps no longer than the nearest deadline (epoll_pwait2, ns).
  *   - The worker table (pp->w, pp->nw) and every worker's result ring are changed only by the
  *     supervisor, so it may read them without mu; everything else about a worker is under mu.
  *
