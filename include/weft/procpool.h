@@ -26,6 +26,10 @@
 #include <weft/future.h>
 #include <weft/pool.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef struct weft_procpool weft_procpool_t;
 
 /* Runs in a worker process. Returns 0 and appends its result to `out`, or returns a negative
@@ -109,5 +113,9 @@ void weft_procpool_destroy(weft_procpool_t *pp);
 
 /* The pid of the worker process running this code, or 0 in the parent. For tests and tools. */
 int weft_procpool_in_worker(void);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif /* WEFT_PROCPOOL_H */
