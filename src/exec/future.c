@@ -45,6 +45,7 @@
 #include "exec/future-int.h"
 
 #include "core/alloc.h"
+#include "core/cpu.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -282,22 +283,13 @@ static bool set_flag_unless_done(weft_future_t *f, uint32_t flag)
  * there. */
 #define WAIT_SPIN_NS 10000
 
-static inline void cpu_relax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#elif defined(__aarch64__)
-    __asm__ __volatile__("yield");
-#endif
-}
-
 int weft_future_wait(weft_future_t *f, int64_t timeout_ns)
 {
     if (weft_future_done(f)) return 0;
     if (timeout_ns == 0) return -ETIMEDOUT;
     uint64_t spin_start = 0;
     for (unsigned i = 1;; i++) {
-        cpu_relax();
+        weft__cpu_relax();
         if (weft_future_done(f)) return 0;
         if ((i & 63) == 0) {
             uint64_t now = weft_now_ns();
