@@ -6,7 +6,7 @@
 #ifndef WEFT_TOOLS_ORDERS_H
 #define WEFT_TOOLS_ORDERS_H
 
-#include "weft/cli.h"
+#include "common/cli-int.h"
 
 /* Registers `weft orders NAME`; call from a constructor (WEFT_ORDERS_COMMAND does). `fn` gets
  * argv[0] = NAME. */
