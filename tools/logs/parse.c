@@ -196,6 +196,20 @@ static inline void set_path(weft_logs_rec_t *r, const char *t, const char *te)
     }
 }
 
+/* 1 to 19 decimal digits at p: stores their value and returns their end, else NULL. */
+static inline const char *parse_count(const char *p, const char *end, uint64_t *out)
+{
+    uint64_t v = 0;
+    int n = 0;
+    while (p < end && is_digit(*p)) {
+        if (++n > 19) return NULL;
+        v = v * 10 + (uint64_t)(*p++ - '0');
+    }
+    if (n == 0) return NULL;
+    *out = v;
+    return p;
+}
+
 /* In a request "METHOD SP TARGET [SP PROTOCOL]", `m` is just past METHOD: when a space follows,
  * records TARGET up to '?' (find_path_end) as the path and returns its end, else returns m. */
 static inline __attribute__((always_inline)) const char *
@@ -391,15 +405,8 @@ static const char *parse_fast(const weft_logs_format_t *f, const char *p, const 
         if (k == 0) return NULL;
         r->bytes = digits_value(tools_load_le64(p), k);
         p += k;
-    } else {
-        uint64_t v = 0;
-        int n = 0;
-        while (p < end && is_digit(*p)) {
-            if (++n > 19) return NULL;
-            v = v * 10 + (uint64_t)(*p++ - '0');
-        }
-        if (n == 0) return NULL;
-        r->bytes = v;
+    } else if (!(p = parse_count(p, end, &r->bytes))) {
+        return NULL;
     }
     if (f->fast >= 3) { /* combined: "$http_referer" "$http_user_agent" */
         if (end - p < 2 || p[0] != ' ' || p[1] != '"') return NULL;
@@ -846,18 +853,10 @@ const char *weft_logs_parse(const weft_logs_format_t *f, const char *p, const ch
             p += 3;
             break;
         case OP_BYTES:
-            if (p < end && *p == '-') {
+            if (p < end && *p == '-')
                 p++;
-            } else {
-                uint64_t v = 0;
-                int n = 0;
-                while (p < end && is_digit(*p)) {
-                    if (++n > 19) return NULL;
-                    v = v * 10 + (uint64_t)(*p++ - '0');
-                }
-                if (n == 0) return NULL;
-                r->bytes = v;
-            }
+            else if (!(p = parse_count(p, end, &r->bytes)))
+                return NULL;
             break;
         case OP_RT:
             p = parse_rt(p, end, &r->rt_us);
