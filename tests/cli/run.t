@@ -88,3 +88,27 @@ $ cd "$(mktemp -d -p .)"; printf 'jobs:\n  slow: {run: "sleep 30", timeout: 200m
 ~ FAILED   slow: timed out after 0.2 s; its process group was killed
 ~ FAILED   r: exit status 1 (after 3 attempts: WEFT_EEXIT, WEFT_EEXIT, WEFT_EEXIT)
 ~ 6
+
+# getopt_long forms: -j2, --procs=2, --threads=2, options after the job file
+$ cd "$(mktemp -d -p .)"; printf 'jobs:\n  a: {run: "true"}\n' > j.yaml; weft run -j2 j.yaml --procs=2 --threads=3 --log-dir=L --plain
+? 0
+~ weft run: 1 jobs: 1 ok
+
+$ weft run -j0 j.yaml
+? 2
+! weft run: bad -j '0' (1..256)
+
+$ weft run --state
+? 2
+! weft run: --state needs a value
+
+$ weft run /tmp
+? 2
+! weft run: /tmp: is a directory
+
+# Ctrl-C: the running command is stopped (its process is gone when weft run returns), exit 130
+$ cd "$(mktemp -d -p .)"; printf 'jobs:\n  a: {run: "echo $$ > pid; exec sleep 30"}\n  b: {run: "sleep 30"}\n' > j.yaml; weft run j.yaml >out 2>err & p=$!; while ! test -s pid; do sleep 0.02; done; kill -INT $p; wait $p; r=$?; kill -0 "$(cat pid)" 2>/dev/null || echo gone; cat out err; exit $r
+? 130
+~ gone
+~ cancelled
+~ interrupted: stopping the running jobs

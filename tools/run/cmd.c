@@ -11,6 +11,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <getopt.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
@@ -29,43 +30,43 @@ static volatile sig_atomic_t interrupted;
 
 static void on_sigint(int sig)
 {
-    (void)sig;
-    interrupted++;
+    interrupted = sig; /* the exit status is then 128 + sig, as make and the shells give */
 }
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "usage: weft run [OPTIONS] JOBFILE\n\n"
-            "Runs the jobs of a YAML job file (a DAG of shell commands and built-in kinds) on the\n"
-            "hybrid scheduler: CPU jobs on processes, I/O jobs on threads or the event loop,\n"
-            "AUTO jobs where their measured CPU time says. The whole file is checked before\n"
-            "anything runs. Each job's output goes to LOGDIR/NAME.log.\n\n"
-            "Options:\n"
-            "  -n, --dry-run        print the plan (dependencies first) and exit\n"
-            "  -j N                 N worker processes and N threads (overrides 'pools')\n"
-            "      --procs N        worker processes (default: usable CPUs, adaptive)\n"
-            "      --threads N      threads (default: adaptive, CPUs..64)\n"
-            "      --log-dir DIR    where job logs go (default: weft-run.logs)\n"
-            "      --state FILE     write every job's outcome to FILE at the end\n"
-            "      --resume STATE   rerun only the jobs that did not succeed in STATE (then\n"
-            "                       STATE is updated, unless --state names another file)\n"
-            "      --stats-json F   append a JSON snapshot of the scheduler to F every second\n"
-            "      --plain          line logs even on a terminal\n"
-            "  -h, --help           this text\n\n"
-            "Job file (see docs/run.md):\n"
-            "  defaults: {type: auto, retries: 1, timeout: 10m}   # optional\n"
-            "  pools: {processes: 2, threads: 16}                  # optional\n"
-            "  jobs:\n"
-            "    fetch: {kind: http-get, url: 'http://127.0.0.1:8080/', type: io}\n"
-            "    build: {run: 'make -j2', type: cpu, deps: [fetch], timeout: 5m}\n"
-            "    test:  {run: 'make test', deps: build, retries: 2, retry-on: [exit]}\n"
-            "  Job keys: run, kind (shell, sleep, cpu-burn, http-get), type (cpu, io, mixed,\n"
-            "  auto), deps, priority, retries, retry-on (timeout, crash, signal, exit, http, io,\n"
-            "  refused, reset, dns, slow), backoff, timeout, duration, url, cwd, env, class.\n\n"
-            "Exit status: 0 every job succeeded (or had succeeded before --resume), 1 some job\n"
-            "failed, was skipped or cancelled, 2 bad command line or job file (nothing ran),\n"
-            "3 internal error.\n");
+    fprintf(
+        f, "usage: weft run [OPTIONS] JOBFILE\n\n"
+           "Runs the jobs of a YAML job file (a DAG of shell commands and built-in kinds) on the\n"
+           "hybrid scheduler: CPU jobs on processes, I/O jobs on threads or the event loop,\n"
+           "AUTO jobs where their measured CPU time says. The whole file is checked before\n"
+           "anything runs. Each job's output goes to LOGDIR/NAME.log.\n\n"
+           "Options:\n"
+           "  -n, --dry-run        print the plan (dependencies first) and exit\n"
+           "  -j N, -jN            N worker processes and N threads (overrides 'pools')\n"
+           "      --procs=N        worker processes (default: usable CPUs, adaptive)\n"
+           "      --threads=N      threads (default: adaptive, CPUs..64)\n"
+           "      --log-dir DIR    where job logs go (default: weft-run.logs)\n"
+           "      --state FILE     write every job's outcome to FILE at the end\n"
+           "      --resume STATE   rerun only the jobs that did not succeed in STATE (then\n"
+           "                       STATE is updated, unless --state names another file)\n"
+           "      --stats-json F   append a JSON snapshot of the scheduler to F every second\n"
+           "      --plain          line logs even on a terminal\n"
+           "  -h, --help           this text\n\n"
+           "Job file (see docs/run.md):\n"
+           "  defaults: {type: auto, retries: 1, timeout: 10m}   # optional\n"
+           "  pools: {processes: 2, threads: 16}                  # optional\n"
+           "  jobs:\n"
+           "    fetch: {kind: http-get, url: 'http://127.0.0.1:8080/', type: io}\n"
+           "    build: {run: 'make -j2', type: cpu, deps: [fetch], timeout: 5m}\n"
+           "    test:  {run: 'make test', deps: build, retries: 2, retry-on: [exit]}\n"
+           "  Job keys: run, kind (shell, sleep, cpu-burn, http-get), type (cpu, io, mixed,\n"
+           "  auto), deps, priority, retries, retry-on (timeout, crash, signal, exit, http, io,\n"
+           "  refused, reset, dns, slow), backoff, timeout, duration, url, cwd, env, class.\n\n"
+           "Exit status: 0 every job succeeded (or had succeeded before --resume), 1 some job\n"
+           "failed, was skipped or cancelled, 2 bad command line or job file (nothing ran),\n"
+           "3 internal error, 130 interrupted by Ctrl-C (143 by SIGTERM) after stopping the jobs.\n"
+           "Options take their value as '--opt VALUE' or '--opt=VALUE', and may follow JOBFILE.\n");
 }
 
 struct run {
@@ -91,6 +92,11 @@ static int read_file(const char *path, char **text, size_t *len)
 {
     FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "re");
     if (!f) return -errno;
+    struct stat st;
+    if (fstat(fileno(f), &st) == 0 && S_ISDIR(st.st_mode)) {
+        if (f != stdin) fclose(f);
+        return -EISDIR; /* fopen succeeds on a directory; reading it would say "I/O error" */
+    }
     weft_buf_t b;
     weft_buf_init(&b, 16u << 20);
     char chunk[65536];
@@ -98,7 +104,7 @@ static int read_file(const char *path, char **text, size_t *len)
     int rc = 0;
     while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
         if ((rc = weft_buf_append(&b, chunk, n)) < 0) break;
-    if (ferror(f)) rc = -EIO;
+    if (ferror(f)) rc = errno ? -errno : -EIO;
     if (f != stdin) fclose(f);
     if (rc < 0) {
         weft_buf_free(&b);
@@ -339,39 +345,68 @@ static int cmd_run(int argc, char **argv)
     const char *log_dir = "weft-run.logs";
     bool dry = false, plain = false;
     long procs = 0, threads = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+    enum { OPT_PROCS = 256, OPT_THREADS, OPT_LOG_DIR, OPT_STATE, OPT_RESUME, OPT_STATS, OPT_PLAIN };
+    static const struct option longs[] = {{"help", no_argument, NULL, 'h'},
+                                          {"dry-run", no_argument, NULL, 'n'},
+                                          {"procs", required_argument, NULL, OPT_PROCS},
+                                          {"threads", required_argument, NULL, OPT_THREADS},
+                                          {"log-dir", required_argument, NULL, OPT_LOG_DIR},
+                                          {"state", required_argument, NULL, OPT_STATE},
+                                          {"resume", required_argument, NULL, OPT_RESUME},
+                                          {"stats-json", required_argument, NULL, OPT_STATS},
+                                          {"plain", no_argument, NULL, OPT_PLAIN},
+                                          {NULL, 0, NULL, 0}};
+    /* getopt_long: "-j2", "-j 2", "--procs=2" and "--procs 2" all work, options may follow the
+     * job file, and "--" ends the options. */
+    optind = 0; /* a full reset (glibc), in case a caller parsed before us */
+    opterr = 0;
+    int o, li;
+    while ((o = getopt_long(argc, argv, ":hnj:", longs, &li)) != -1) {
+        const char *a = argv[optind - 1];
+        switch (o) {
+        case 'h':
             usage(stdout);
             return WEFT_EXIT_OK;
-        } else if (strcmp(a, "-n") == 0 || strcmp(a, "--dry-run") == 0) {
+        case 'n':
             dry = true;
-        } else if (strcmp(a, "--plain") == 0) {
+            break;
+        case OPT_PLAIN:
             plain = true;
-        } else if (strcmp(a, "-j") == 0 || strcmp(a, "--procs") == 0 ||
-                   strcmp(a, "--threads") == 0) {
+            break;
+        case 'j':
+        case OPT_PROCS:
+        case OPT_THREADS: {
             long n;
-            if (!v || weft_cli_parse_int(v, 1, 256, &n) < 0)
-                return weft_cli_usage_error("run", "bad %s '%s' (1..256)", a, v ? v : "");
-            if (a[1] != '-' || strcmp(a, "--procs") == 0) procs = n;
-            if (a[1] != '-' || strcmp(a, "--threads") == 0) threads = n;
-            i++;
-        } else if (strcmp(a, "--log-dir") == 0 || strcmp(a, "--state") == 0 ||
-                   strcmp(a, "--resume") == 0 || strcmp(a, "--stats-json") == 0) {
-            if (!v || !*v) return weft_cli_usage_error("run", "%s needs a value", a);
-            if (strcmp(a, "--log-dir") == 0) log_dir = v;
-            if (strcmp(a, "--state") == 0) state_out = v;
-            if (strcmp(a, "--resume") == 0) resume = v;
-            if (strcmp(a, "--stats-json") == 0) stats_json = v;
-            i++;
-        } else if (a[0] == '-' && a[1] != '\0') {
-            return weft_cli_usage_error("run", "unknown option '%s'", a);
-        } else if (file) {
-            return weft_cli_usage_error("run", "one job file at a time ('%s' and '%s')", file, a);
-        } else {
-            file = a;
+            const char *name = o == 'j' ? "-j" : o == OPT_PROCS ? "--procs" : "--threads";
+            if (weft_cli_parse_int(optarg, 1, 256, &n) < 0)
+                return weft_cli_usage_error("run", "bad %s '%s' (1..256)", name, optarg);
+            if (o != OPT_THREADS) procs = n;
+            if (o != OPT_PROCS) threads = n;
+            break;
         }
+        case OPT_LOG_DIR:
+        case OPT_STATE:
+        case OPT_RESUME:
+        case OPT_STATS:
+            if (!*optarg) return weft_cli_usage_error("run", "--%s needs a value", longs[li].name);
+            if (o == OPT_LOG_DIR) log_dir = optarg;
+            if (o == OPT_STATE) state_out = optarg;
+            if (o == OPT_RESUME) resume = optarg;
+            if (o == OPT_STATS) stats_json = optarg;
+            break;
+        case ':':
+            return weft_cli_usage_error("run", "%s needs a value", a);
+        default:
+            if (optopt && optopt < 256)
+                return weft_cli_usage_error("run", "unknown option '-%c'", optopt);
+            return weft_cli_usage_error("run", "unknown option '%s'", a);
+        }
+    }
+    for (int i = optind; i < argc; i++) {
+        if (file)
+            return weft_cli_usage_error("run", "one job file at a time ('%s' and '%s')", file,
+                                        argv[i]);
+        file = argv[i];
     }
     if (!file) return weft_cli_usage_error("run", "no job file given");
     if (resume && !state_out) state_out = resume;
@@ -382,6 +417,7 @@ static int cmd_run(int argc, char **argv)
     char *text = NULL;
     size_t len = 0;
     int rc = read_file(file, &text, &len);
+    if (rc == -EISDIR) return weft_cli_error("run", WEFT_EXIT_USAGE, "%s: is a directory", file);
     if (rc < 0)
         return weft_cli_error("run", WEFT_EXIT_USAGE, "cannot read %s: %s", file, strerror(-rc));
     weft_buf_t err;
@@ -504,6 +540,7 @@ static int cmd_run(int argc, char **argv)
            t > 0 ? (double)(n - counts[WEFT_TASK_RESUMED]) / t : 0.0);
     if (ok < n) printf("logs: %s/\n", log_dir);
     exit_code = ok == n ? WEFT_EXIT_OK : WEFT_EXIT_FAILED;
+    if (cancelled) exit_code = 128 + (int)interrupted;
     if (state_out) {
         rc = weft_sched_graph_save(r.g, state_out);
         if (rc < 0) {
