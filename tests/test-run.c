@@ -104,6 +104,103 @@ TEST(jobfile_errors_name_the_line)
     }
 }
 
+TEST(jobfile_second_jobs_key_and_second_document_are_errors)
+{
+    static const struct {
+        const char *text, *want;
+    } cases[] = {
+        {"jobs:\n  a: {run: x}\njobs:\n  b: {run: y}\n",
+         "t.yaml:3: 'jobs' given twice at the top level (first at line 1)"},
+        {"defaults: {retries: 1}\ndefaults: {retries: 2}\njobs:\n  a: {run: x}\n",
+         "t.yaml:2: 'defaults' given twice at the top level (first at line 1)"},
+        {"jobs:\n  a: {run: x}\n---\njobs:\n  b: {run: y}\n",
+         "t.yaml:4: a second YAML document (after '---')"},
+        {"jobs:\n  a: {<<: 3, run: x}\n", "t.yaml:2: '<<' in job 'a' must merge a map"},
+        {"x-base: &b {retires: 2}\njobs:\n  a: {<<: *b, run: x}\n",
+         "t.yaml:1: unknown key 'retires' in job 'a' (did you mean 'retries'?)"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct jobfile jf;
+        char err[512];
+        CHECK_EQ(parse(cases[i].text, &jf, err, sizeof err), WEFT_EPARSE);
+        CHECK_MSG(strncmp(err, cases[i].want, strlen(cases[i].want)) == 0,
+                  "case %zu: got \"%s\", want \"%s...\"", i, err, cases[i].want);
+    }
+}
+
+TEST(jobfile_merge_keys)
+{
+    const char *text = "x-base: &base\n"
+                       "  type: cpu\n"
+                       "  retries: 3\n"
+                       "  env: &env {A: '1', B: '2'}\n"
+                       "x-more: &more {priority: 7, retries: 9}\n"
+                       "jobs:\n"
+                       "  a:\n"
+                       "    <<: *base\n"
+                       "    run: echo a\n"
+                       "    retries: 1\n"
+                       "  b:\n"
+                       "    <<: [*base, *more]\n"
+                       "    run: echo b\n"
+                       "    env: {<<: *env, B: '3'}\n";
+    struct jobfile jf;
+    char err[512];
+    CHECK_MSG(parse(text, &jf, err, sizeof err) == 0, "%s", err);
+    CHECK_EQ(jf.n, 2);
+    CHECK_EQ(jf.jobs[0].type, WEFT_SCHED_CPU);
+    CHECK_EQ(jf.jobs[0].retries, 1); /* its own key wins */
+    CHECK_EQ(jf.jobs[0].nenv, 2);
+    CHECK_EQ(jf.jobs[1].retries, 3); /* the first merged map wins over the second */
+    CHECK_EQ(jf.jobs[1].priority, 7);
+    CHECK_EQ(jf.jobs[1].nenv, 2);
+    CHECK_STR_EQ(jf.jobs[1].env[0], "B=3");
+    CHECK_STR_EQ(jf.jobs[1].env[1], "A=1");
+    jobfile_free(&jf);
+}
+
+TEST(jobfile_cwd_is_relative_to_the_file)
+{
+    const char *text = "jobs:\n  a: {run: x, cwd: src}\n  b: {run: x, cwd: /abs}\n  c: {run: x}\n";
+    struct jobfile jf;
+    weft_buf_t b;
+    weft_buf_init(&b, 0);
+    CHECK_EQ(jobfile_parse("some/dir/j.yaml", text, strlen(text), &jf, &b), 0);
+    CHECK_STR_EQ(jf.jobs[0].cwd, "some/dir/src");
+    CHECK_STR_EQ(jf.jobs[1].cwd, "/abs");
+    CHECK(jf.jobs[2].cwd == NULL);
+    jobfile_free(&jf);
+    CHECK_EQ(jobfile_parse("j.yaml", text, strlen(text), &jf, &b), 0);
+    CHECK_STR_EQ(jf.jobs[0].cwd, "src");
+    CHECK_EQ(jobfile_find(&jf, "b"), 1);
+    CHECK_EQ(jobfile_find(&jf, "zz"), -1);
+    jobfile_free(&jf);
+    weft_buf_free(&b);
+}
+
+/* 40,000 jobs in a chain: the parse and the checks must be linear. Not a timing assertion: the
+ * test's timeout (the harness kills it) is the bound, about 100x what a linear parse takes. */
+TEST_T(jobfile_many_jobs, 60)
+{
+    weft_buf_t t;
+    weft_buf_init(&t, 0);
+    weft_buf_printf(&t, "jobs:\n");
+    for (int i = 0; i < 40000; i++)
+        if (i)
+            weft_buf_printf(&t, "  j%d: {run: 'true', deps: j%d}\n", i, i - 1);
+        else
+            weft_buf_printf(&t, "  j0: {run: 'true'}\n");
+    struct jobfile jf;
+    weft_buf_t err;
+    weft_buf_init(&err, 0);
+    CHECK_MSG(jobfile_parse("t.yaml", t.data, t.len, &jf, &err) == 0, "%s", err.data);
+    CHECK_EQ(jf.n, 40000);
+    CHECK_EQ(jobfile_find(&jf, "j39999"), 39999);
+    jobfile_free(&jf);
+    weft_buf_free(&err);
+    weft_buf_free(&t);
+}
+
 TEST(durations)
 {
     uint64_t ns;

@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <weft/buf.h>
+#include <weft/htab.h>
 #include <weft/sched.h>
 
 enum job_kind { JOB_SHELL = 0, JOB_SLEEP, JOB_CPU_BURN, JOB_HTTP_GET };
@@ -38,6 +39,7 @@ struct jobfile {
     struct job *jobs;
     size_t n;
     int procs, threads; /* pools: 0 = default */
+    weft_htab_t names;  /* job name -> index into jobs */
 };
 
 /* Parses a job file's text. On failure appends "PATH:LINE: reason" to `err` and returns
@@ -47,6 +49,9 @@ struct jobfile {
 int jobfile_parse(const char *path, const char *text, size_t len, struct jobfile *out,
                   weft_buf_t *err);
 void jobfile_free(struct jobfile *jf);
+
+/* The index of the job named `name`, or -1. O(1). */
+int jobfile_find(const struct jobfile *jf, const char *name);
 
 /* Parses "250ms", "2s", "1.5m", "1h", "100us" or a bare number of seconds. Returns 0 or -EINVAL. */
 int run_parse_duration(const char *s, uint64_t *ns);
