@@ -313,3 +313,89 @@ TEST(cancel_stops_the_command)
         -ECANCELED);
     CHECK(weft_now_ns() - when < 5000000000ull);
 }
+
+static void append_raw(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "a");
+    if (!f) return;
+    fputs(text, f);
+    fclose(f);
+}
+
+TEST(journal_keeps_finished_jobs_and_ignores_torn_records)
+{
+    const char *text = "jobs:\n  a: {run: x}\n  b: {run: y}\n  c: {run: z}\n  d: {run: w}\n";
+    struct jobfile jf;
+    char err[512], path[600];
+    CHECK_MSG(parse(text, &jf, err, sizeof err) == 0, "%s", err);
+    snprintf(path, sizeof path, "%s/state", weft_test_tmpdir());
+    int order[] = {0, 1, 2, 3};
+    uint64_t fp[4];
+    CHECK_EQ(job_fingerprints(&jf, order, fp), 0);
+    CHECK(fp[0] != fp[1]);
+    struct journal jr;
+    CHECK_EQ(journal_create(&jr, path, &jf, fp, NULL), 0);
+    journal_add(&jr, "ok", 0, 1, fp[0], "a");
+    journal_add(&jr, "failed", WEFT_EEXIT, 1, fp[1], "b");
+    CHECK_EQ(journal_sync(&jr), 0);
+    journal_add(&jr, "ok", 0, 2, fp[1], "b"); /* a later record replaces the earlier one */
+    CHECK_EQ(journal_sync(&jr), 0);
+    journal_close(&jr);
+    /* A damaged record for c, then one torn by a crash in the middle of writing it for d. */
+    char line[256];
+    snprintf(line, sizeof line, "ok\t0\t1\t%016llx\tc\t0123456789abcdef\n",
+             (unsigned long long)fp[2]);
+    append_raw(path, line);
+    snprintf(line, sizeof line, "ok\t0\t1\t%016llx\td", (unsigned long long)fp[3]);
+    append_raw(path, line);
+    bool ok[4];
+    size_t changed;
+    weft_buf_t why;
+    weft_buf_init(&why, 0);
+    CHECK_EQ(journal_load(path, &jf, fp, ok, &changed, &why), 0);
+    CHECK(ok[0] && ok[1] && !ok[2] && !ok[3]);
+    CHECK_EQ(changed, 0);
+    /* b's definition changed: it runs again. */
+    fp[1] ^= 1;
+    CHECK_EQ(journal_load(path, &jf, fp, ok, &changed, &why), 0);
+    CHECK(ok[0] && !ok[1]);
+    CHECK_EQ(changed, 1);
+    /* A new journal carries the resumed jobs over. */
+    CHECK_EQ(journal_create(&jr, path, &jf, fp, ok), 0);
+    journal_close(&jr);
+    CHECK_EQ(journal_load(path, &jf, fp, ok, &changed, &why), 0);
+    CHECK(ok[0] && !ok[1] && !ok[2] && !ok[3]);
+    weft_buf_free(&why);
+    jobfile_free(&jf);
+}
+
+TEST(journal_fingerprint_follows_dependencies)
+{
+    const char *t1 = "jobs:\n  a: {run: x}\n  b: {run: y, deps: a}\n  c: {run: z}\n";
+    const char *t2 = "jobs:\n  a: {run: X}\n  b: {run: y, deps: a}\n  c: {run: z, retries: 3}\n";
+    struct jobfile j1, j2;
+    char err[512];
+    CHECK_EQ(parse(t1, &j1, err, sizeof err), 0);
+    CHECK_EQ(parse(t2, &j2, err, sizeof err), 0);
+    int order[] = {0, 1, 2};
+    uint64_t f1[3], f2[3];
+    CHECK_EQ(job_fingerprints(&j1, order, f1), 0);
+    CHECK_EQ(job_fingerprints(&j2, order, f2), 0);
+    CHECK(f1[0] != f2[0]);  /* edited */
+    CHECK(f1[1] != f2[1]);  /* its dependency was edited */
+    CHECK_EQ(f1[2], f2[2]); /* retries say how, not what: the same job */
+    jobfile_free(&j1);
+    jobfile_free(&j2);
+}
+
+TEST(shell_cpu_time_is_the_commands)
+{
+    char log[600], msg[256];
+    snprintf(log, sizeof log, "%s/cpu.log", weft_test_tmpdir());
+    uint64_t cpu = 0;
+    /* A busy loop in a grandchild: the keeper waits for the shell, which waits for it. */
+    CHECK_EQ(run_shell("i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done", NULL, NULL, 0, log, 0,
+                       NULL, NULL, msg, sizeof msg, &cpu),
+             0);
+    CHECK_MSG(cpu > 0, "cpu %llu", (unsigned long long)cpu);
+}

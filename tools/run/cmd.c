@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -47,9 +48,11 @@ static void usage(FILE *f)
            "      --procs=N        worker processes (default: usable CPUs, adaptive)\n"
            "      --threads=N      threads (default: adaptive, CPUs..64)\n"
            "      --log-dir DIR    where job logs go (default: weft-run.logs)\n"
-           "      --state FILE     write every job's outcome to FILE at the end\n"
-           "      --resume STATE   rerun only the jobs that did not succeed in STATE (then\n"
-           "                       STATE is updated, unless --state names another file)\n"
+           "      --state FILE     journal every job's outcome to FILE as it finishes (synced\n"
+           "                       to disk, so even a run killed with kill -9 can be resumed)\n"
+           "      --resume STATE   rerun only the jobs that did not succeed in STATE, or whose\n"
+           "                       definition changed since (then STATE is updated, unless\n"
+           "                       --state names another file)\n"
            "      --stats-json F   append a JSON snapshot of the scheduler to F every second\n"
            "      --plain          line logs even on a terminal\n"
            "  -h, --help           this text\n\n"
@@ -68,6 +71,9 @@ static void usage(FILE *f)
            "Exit status: 0 every job succeeded (or had succeeded before --resume), 1 some job\n"
            "failed, was skipped or cancelled, 2 bad command line or job file (nothing ran),\n"
            "3 internal error, 130 interrupted by Ctrl-C (143 by SIGTERM) after stopping the jobs.\n"
+           "Files for --state and --stats-json are checked before anything runs. Each command\n"
+           "runs in its own process group, which is killed when the command exits and when\n"
+           "weft run dies (even by SIGKILL): no job leaves processes behind.\n"
            "Options take their value as '--opt VALUE' or '--opt=VALUE', and may follow JOBFILE.\n");
 }
 
@@ -83,7 +89,32 @@ struct run {
     int live_lines;
     uint64_t t0;
     const char *log_dir;
+    uint64_t *fp;      /* fingerprint of each job's definition */
+    bool *carried;     /* succeeded in the run being resumed, with the same fingerprint */
+    struct journal jr; /* the state file (path NULL: none) */
 };
+
+/* Marks the carried jobs as resumed in the graph. weft_sched_graph_resume reads a file in the
+ * scheduler's format; we hand it the verified subset through a memfd. */
+static int mark_resumed(struct run *r)
+{
+    int fd = memfd_create("weft-run-resume", MFD_CLOEXEC);
+    if (fd < 0) return -errno;
+    FILE *f = fdopen(fd, "w");
+    if (!f) {
+        close(fd);
+        return -ENOMEM;
+    }
+    fprintf(f, "weft-sched-state 1\n");
+    for (size_t i = 0; i < r->jf.n; i++)
+        if (r->carried[i]) fprintf(f, "ok\t0\t0\t%s\n", r->jf.jobs[i].name);
+    int rc = fflush(f) == 0 ? 0 : -errno;
+    char path[64];
+    snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+    if (rc == 0) rc = weft_sched_graph_resume(r->g, path, NULL);
+    fclose(f);
+    return rc;
+}
 
 static double since(const struct run *r)
 {
@@ -206,6 +237,10 @@ static void report_changes(struct run *r)
         }
         if (final_state(in.state) && !r->reported[i]) {
             r->reported[i] = true;
+            if (r->jr.path && in.state != WEFT_TASK_RESUMED)
+                journal_add(&r->jr,
+                            in.state == WEFT_TASK_DONE ? "ok" : weft_sched_state_name(in.state),
+                            in.status, in.attempts, r->fp[i], j->name);
             clear_live(r);
             weft_future_t *f = weft_sched_graph_future(r->g, (int)i);
             const char *m = f ? weft_future_message(f) : NULL;
@@ -456,21 +491,52 @@ static int cmd_run(int argc, char **argv)
     for (size_t i = 0; i < n; i++)
         for (size_t d = 0; d < r.jf.jobs[i].ndeps; d++)
             weft_sched_graph_depend(r.g, (int)i, weft_sched_graph_find(r.g, r.jf.jobs[i].deps[d]));
+    /* Fingerprints of the jobs' definitions, for --resume to notice an edited job. */
+    r.fp = calloc(n, sizeof *r.fp);
+    r.carried = calloc(n, sizeof *r.carried);
+    int *order = malloc(n * sizeof *order);
+    if (!r.fp || !r.carried || !order || weft_sched_graph_order(r.g, order, NULL, NULL, NULL) < 0 ||
+        job_fingerprints(&r.jf, order, r.fp) < 0) {
+        free(order);
+        goto out;
+    }
+    free(order);
     if (resume) {
         weft_buf_t why;
         weft_buf_init(&why, 0);
-        rc = weft_sched_graph_resume(r.g, resume, &why);
+        size_t changed = 0;
+        rc = journal_load(resume, &r.jf, r.fp, r.carried, &changed, &why);
+        if (rc == 0) rc = mark_resumed(&r);
         if (rc < 0) {
-            exit_code = weft_cli_error("run", WEFT_EXIT_USAGE, "--resume: %s", why.data);
+            exit_code = weft_cli_error("run", WEFT_EXIT_USAGE, "--resume: %s",
+                                       why.data ? why.data : weft_strerror(rc));
             weft_buf_free(&why);
             goto out;
         }
         weft_buf_free(&why);
+        if (changed)
+            printf("weft run: %zu job%s changed since %s succeeded: run again\n", changed,
+                   changed == 1 ? "" : "s", changed == 1 ? "it" : "they");
     }
     if (dry) {
         dry_run(&r);
         exit_code = WEFT_EXIT_OK;
         goto out;
+    }
+    /* Every file the run writes is checked before anything runs. */
+    if (state_out && (rc = journal_create(&r.jr, state_out, &r.jf, r.fp, r.carried)) < 0) {
+        exit_code = weft_cli_error("run", WEFT_EXIT_USAGE, "cannot write state %s: %s", state_out,
+                                   strerror(-rc));
+        goto out;
+    }
+    if (stats_json) {
+        int fd = open(stats_json, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+        if (fd < 0) {
+            exit_code = weft_cli_error("run", WEFT_EXIT_USAGE, "cannot write --stats-json %s: %s",
+                                       stats_json, strerror(errno));
+            goto out;
+        }
+        close(fd);
     }
     if ((rc = mkdir_p(log_dir)) < 0) {
         exit_code = weft_cli_error("run", WEFT_EXIT_USAGE, "cannot create log directory %s: %s",
@@ -478,7 +544,8 @@ static int cmd_run(int argc, char **argv)
         goto out;
     }
     unlink(cancel_path);
-    for (size_t i = 0; i < n; i++) unlink(r.x[i].log_path); /* each run's logs are its own */
+    for (size_t i = 0; i < n; i++) /* each run's logs are its own (a resumed job keeps its log) */
+        if (!r.carried[i]) unlink(r.x[i].log_path);
 
     weft_sched_opts_t so = {.name = "run"};
     if (!procs) procs = r.jf.procs;
@@ -522,6 +589,7 @@ static int cmd_run(int argc, char **argv)
             weft_sched_shutdown(r.s, WEFT_SHUTDOWN_CANCEL);
         }
         report_changes(&r);
+        if (r.jr.path) journal_sync(&r.jr); /* errors: reported at the end */
         if (stats_json && weft_now_ns() >= next_stats) {
             stats_snapshot(&r, stats_json);
             next_stats = weft_now_ns() + 1000000000u;
@@ -544,7 +612,7 @@ static int cmd_run(int argc, char **argv)
     exit_code = ok == n ? WEFT_EXIT_OK : WEFT_EXIT_FAILED;
     if (cancelled) exit_code = 128 + (int)interrupted;
     if (state_out) {
-        rc = weft_sched_graph_save(r.g, state_out);
+        rc = journal_sync(&r.jr);
         if (rc < 0) {
             weft_cli_error("run", WEFT_EXIT_INTERNAL, "cannot write state %s: %s", state_out,
                            strerror(-rc));
@@ -566,6 +634,9 @@ out:
     free(r.x);
     free(r.last);
     free(r.reported);
+    free(r.fp);
+    free(r.carried);
+    if (r.jr.path) journal_close(&r.jr);
     jobfile_free(&r.jf);
     return exit_code;
 }

@@ -7,8 +7,16 @@
  * SIGTERM to the command's process group, then SIGKILL after a grace period. A runner in a
  * process-pool worker cannot see the scheduler's cancel token, so cancellation reaches it
  * through a file (struct job_exec.cancel_path) that `weft run` creates on Ctrl-C; it also stops
- * if its parent went away. When a command exits, whatever it left in its group is killed, so
- * no job leaves processes behind.
+ * if its parent went away.
+ *
+ * Dying with the runner: each command runs under a keeper process (keeper()) that leads its
+ * process group. The keeper has PR_SET_PDEATHSIG, so when its runner dies - `weft run` killed
+ * with SIGKILL (thread route), or a worker process killed with it or for a timeout (process
+ * route; workers die with `weft run` by their own PDEATHSIG) - the kernel signals it and it
+ * kills the whole group. When the command exits, the keeper kills whatever the command left in
+ * its group, so no job leaves processes behind. (A subreaper would not be enough: it collects
+ * orphans only while it lives.) Processes that leave the group on purpose (setsid, daemons) are
+ * beyond a job's reach.
  */
 #include "run/run.h"
 
@@ -17,7 +25,7 @@
 #include <inttypes.h>
 #include <poll.h>
 #include <signal.h>
-#include <spawn.h>
+#include <sys/prctl.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,7 +42,7 @@
 #include <weft/procpool.h>
 #include <weft/sys.h>
 
-extern char **environ;
+    extern char **environ;
 
 #define GRACE_NS 2000000000ull    /* SIGTERM, then SIGKILL this much later */
 #define BACKSTOP_NS 3000000000ull /* the scheduler's timeout is the job's plus this */
@@ -104,6 +112,72 @@ static int wait_child(pid_t pid, int pidfd, uint64_t deadline, bool (*cancelled)
     }
 }
 
+/* What the keeper needs, prepared before fork. */
+struct keeper_args {
+    const char *command, *cwd;
+    char **envp;
+    int logfd, devnull, status_fd;
+    pid_t parent;
+};
+
+/* The keeper: a process forked by the runner that leads the command's process group and starts
+ * /bin/sh -c COMMAND in it. Why: PR_SET_PDEATHSIG makes the kernel signal a process when the
+ * thread that forked it dies, but only that one process, and a shell's own children would be
+ * left to init. The keeper gets SIGUSR2 when its runner dies (kill -9 of `weft run`, or a
+ * process-pool worker killed for a timeout) and then kills the whole group, itself included.
+ * When the command exits, the keeper writes its wait status to the runner, kills whatever the
+ * command left in the group, and so dies itself: no job leaves processes behind, even if the
+ * runner is killed a moment later. Its rusage, which includes the command it waited for, is the
+ * job's CPU time. Runs in a forked copy of a multi-threaded program: async-signal-safe calls
+ * only. */
+static void __attribute__((noreturn)) keeper(const struct keeper_args *a)
+{
+    static const int term[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGPIPE, SIGUSR1};
+    sigset_t set, none;
+    sigemptyset(&set);
+    sigemptyset(&none);
+    sigaddset(&set, SIGCHLD);
+    sigaddset(&set, SIGUSR2);
+    for (size_t i = 0; i < sizeof term / sizeof term[0]; i++) sigaddset(&set, term[i]);
+    sigprocmask(SIG_BLOCK, &set, NULL);
+    setpgid(0, 0); /* its own group, so that a timeout or cancel kills all of it */
+    prctl(PR_SET_PDEATHSIG, SIGUSR2);
+    if (getppid() != a->parent) kill(0, SIGKILL); /* the runner died before the prctl */
+    pid_t sh = fork();
+    if (sh == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        dup2(a->devnull, 0);
+        dup2(a->logfd, 1);
+        dup2(a->logfd, 2);
+        if (a->cwd && chdir(a->cwd) < 0) {
+            static const char m[] = "== weft run: cannot change to the job's cwd\n";
+            if (write(2, m, sizeof m - 1) < 0) _exit(127);
+            _exit(127);
+        }
+        for (size_t i = 0; i < sizeof term / sizeof term[0]; i++) signal(term[i], SIG_DFL);
+        signal(SIGCHLD, SIG_DFL);
+        signal(SIGUSR2, SIG_DFL);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        char *argv[] = {"sh", "-c", (char *)a->command, NULL};
+        execve("/bin/sh", argv, a->envp);
+        _exit(127);
+    }
+    if (sh < 0) _exit(126);
+    struct rlimit nocore = {0, 0};
+    setrlimit(RLIMIT_CORE, &nocore); /* the keeper is a copy of `weft run`: no core files */
+    for (;;) {
+        siginfo_t si;
+        int sig = sigwaitinfo(&set, &si);
+        if (sig == SIGUSR2) kill(0, SIGKILL); /* the runner died */
+        if (sig != SIGCHLD) continue;
+        int st;
+        if (waitpid(sh, &st, WNOHANG) != sh) continue;
+        if (write(a->status_fd, &st, sizeof st) < 0) _exit(125);
+        kill(0, SIGKILL); /* leftovers in the group, and the keeper */
+        _exit(125);
+    }
+}
+
 int run_shell(const char *command, const char *cwd, char *const *env, size_t nenv,
               const char *log_path, uint64_t timeout_ns, bool (*cancelled)(void *), void *carg,
               char *msg, size_t msglen, uint64_t *cpu_ns)
@@ -136,36 +210,36 @@ int run_shell(const char *command, const char *cwd, char *const *env, size_t nen
     for (size_t j = 0; j < nenv; j++) envp[k++] = env[j];
     envp[k] = NULL;
 
-    posix_spawn_file_actions_t fa;
-    posix_spawnattr_t at;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawnattr_init(&at);
-    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-    posix_spawn_file_actions_adddup2(&fa, logfd, 1);
-    posix_spawn_file_actions_adddup2(&fa, logfd, 2);
-    if (cwd) posix_spawn_file_actions_addchdir_np(&fa, cwd);
-    sigset_t none, dfl;
-    sigemptyset(&none);
-    sigemptyset(&dfl);
-    sigaddset(&dfl, SIGINT);
-    sigaddset(&dfl, SIGTERM);
-    sigaddset(&dfl, SIGPIPE);
-    sigaddset(&dfl, SIGQUIT);
-    posix_spawnattr_setsigmask(&at, &none);
-    posix_spawnattr_setsigdefault(&at, &dfl);
-    posix_spawnattr_setpgroup(&at, 0); /* its own group, so that a timeout kills all of it */
-    posix_spawnattr_setflags(&at, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK |
-                                      POSIX_SPAWN_SETSIGDEF);
-    char *argv[] = {"sh", "-c", (char *)command, NULL};
-    pid_t pid;
-    int rc = posix_spawn(&pid, "/bin/sh", &fa, &at, argv, envp);
-    posix_spawn_file_actions_destroy(&fa);
-    posix_spawnattr_destroy(&at);
+    /* The command runs under a keeper process (see keeper()); the keeper reports the command's
+     * wait status through a pipe, because it dies by its own group kill. Open the null device
+     * before fork: the child may call only async-signal-safe functions. */
+    int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC), sp[2];
+    if (devnull < 0 || pipe2(sp, O_CLOEXEC | O_NONBLOCK) < 0) {
+        int e = -errno;
+        if (devnull >= 0) close(devnull);
+        free(envp);
+        close(logfd);
+        snprintf(msg, msglen, "cannot start the command: %s", strerror(-e));
+        return e;
+    }
+    struct keeper_args ka = {.command = command,
+                             .cwd = cwd,
+                             .envp = envp,
+                             .logfd = logfd,
+                             .devnull = devnull,
+                             .status_fd = sp[1],
+                             .parent = getpid()};
+    pid_t pid = fork();
+    if (pid == 0) keeper(&ka);
+    int rc = pid < 0 ? -errno : 0;
+    close(sp[1]);
+    close(devnull);
     free(envp);
     close(logfd);
-    if (rc != 0) {
-        snprintf(msg, msglen, "cannot start /bin/sh: %s", strerror(rc));
-        return -rc;
+    if (rc < 0) {
+        close(sp[0]);
+        snprintf(msg, msglen, "cannot start /bin/sh: %s", strerror(-rc));
+        return rc;
     }
     int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
     bool timed_out = false, was_cancelled = false;
@@ -176,7 +250,11 @@ int run_shell(const char *command, const char *cwd, char *const *env, size_t nen
     rc =
         wait_child(pid, pidfd, deadline, cancelled, carg, &timed_out, &was_cancelled, &status, &ru);
     if (pidfd >= 0) close(pidfd);
-    kill(-pid, SIGKILL); /* whatever the command left running in its group */
+    kill(-pid, SIGKILL); /* whatever the command left running in its group (the keeper did) */
+    int kst;
+    if (rc == 0 && read(sp[0], &kst, sizeof kst) == (ssize_t)sizeof kst)
+        status = kst; /* the command's own status; the keeper then killed its group and itself */
+    close(sp[0]);
     *cpu_ns = (uint64_t)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000000u +
               (uint64_t)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1000u;
     if (rc < 0) {

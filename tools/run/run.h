@@ -56,6 +56,39 @@ int jobfile_find(const struct jobfile *jf, const char *name);
 /* Parses "250ms", "2s", "1.5m", "1h", "100us" or a bare number of seconds. Returns 0 or -EINVAL. */
 int run_parse_duration(const char *s, uint64_t *ns);
 
+/* ---- the state file: a journal of finished jobs (journal.c) ---- */
+
+/* Fills fp[i] with the fingerprint of job i's definition (what it runs, where, with which
+ * environment, and its dependencies' fingerprints), visiting jobs in `order` (dependencies
+ * first). Returns 0 or -ENOMEM. */
+int job_fingerprints(const struct jobfile *jf, const int *order, uint64_t *fp);
+
+/* Reads a state file (a journal, or a state file of an earlier version): ok[i] tells whether job
+ * i succeeded with the same fingerprint; *changed counts jobs that succeeded with another
+ * definition. Torn or damaged records are ignored. Returns 0, a negative errno or WEFT_EPARSE,
+ * with a one-line reason in `why`. */
+int journal_load(const char *path, const struct jobfile *jf, const uint64_t *fp, bool *ok,
+                 size_t *changed, weft_buf_t *why);
+
+struct journal {
+    int fd;
+    char *path;
+    weft_buf_t pending; /* records not yet written */
+    int err;            /* first write error */
+};
+
+/* Creates (replaces, atomically) the journal at `path` with a record for each job whose
+ * carried[i] is true (carried may be NULL): done before anything runs, so that an unwritable
+ * path fails early. Returns 0 or a negative errno. Free with journal_close. */
+int journal_create(struct journal *jr, const char *path, const struct jobfile *jf,
+                   const uint64_t *fp, const bool *carried);
+/* Queues a record of a finished job; journal_sync writes the queued records and syncs them to
+ * disk. Returns 0 or the first write error (later records are then still attempted). */
+void journal_add(struct journal *jr, const char *state, int status, int attempts, uint64_t fp,
+                 const char *name);
+int journal_sync(struct journal *jr);
+void journal_close(struct journal *jr);
+
 /* ---- executing jobs (exec.c) ---- */
 
 /* What a job attempt needs, owned by the command for the whole run. */
