@@ -399,3 +399,72 @@ TEST(shell_cpu_time_is_the_commands)
              0);
     CHECK_MSG(cpu > 0, "cpu %llu", (unsigned long long)cpu);
 }
+
+/* Columns a terminal shows for a line: escape sequences take none, a UTF-8 character one. */
+static int visible_cols(const char *s, size_t n)
+{
+    int cols = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == 0x1b && i + 1 < n && s[i + 1] == '[') {
+            for (i += 2; i < n && !((unsigned char)s[i] >= 0x40 && (unsigned char)s[i] <= 0x7e);
+                 i++) {
+            }
+            continue;
+        }
+        if ((c & 0xc0) != 0x80) cols++;
+    }
+    return cols;
+}
+
+TEST(live_display_fits_the_terminal)
+{
+    struct live_job jobs[20];
+    for (int i = 0; i < 20; i++) {
+        memset(&jobs[i], 0, sizeof jobs[i]);
+        jobs[i].name = i % 2 ? "a-rather-long-job-name-indeed" : "short";
+        jobs[i].route = "processes";
+        jobs[i].elapsed_s = 12.5;
+        jobs[i].total_s = i % 3 ? 600 : 0;
+        snprintf(jobs[i].tail, sizeof jobs[i].tail,
+                 "compiling src/some/long/path/file%d.c ... \xc3\xa9t\xc3\xa9 done 99%%", i);
+    }
+    struct live_view v = {.n = 40000,
+                          .finished = 12345,
+                          .ok = 12000,
+                          .failed = 300,
+                          .skipped = 45,
+                          .running = 20,
+                          .waiting = 27635,
+                          .t_s = 1234.5,
+                          .procs_busy = 2,
+                          .procs = 2,
+                          .threads_busy = 18,
+                          .threads = 64,
+                          .jobs = jobs,
+                          .njobs = 20};
+    static const int widths[] = {20, 40, 60, 80, 104, 105, 160};
+    for (size_t w = 0; w < sizeof widths / sizeof widths[0]; w++)
+        for (int rows = 5; rows <= 30; rows += 25) {
+            char *out = NULL;
+            size_t len = 0;
+            FILE *f = open_memstream(&out, &len);
+            CHECK(f != NULL);
+            int lines = run_live_draw(f, &v, rows, widths[w]);
+            fclose(f);
+            CHECK(lines <= rows - 2);
+            int counted = 0;
+            for (const char *p = out, *end = out + len; p < end; counted++) {
+                const char *nl = memchr(p, '\n', (size_t)(end - p));
+                size_t n = nl ? (size_t)(nl - p) : (size_t)(end - p);
+                int cols = visible_cols(p, n);
+                CHECK_MSG(cols < widths[w], "width %d: a line of %d columns: %.*s", widths[w], cols,
+                          (int)n, p);
+                p += n + 1;
+            }
+            CHECK(counted >= lines); /* the last "line" may be the autowrap switch alone */
+            if (rows == 5) CHECK(strstr(out, " +20 more running") != NULL);
+            if (rows == 30) CHECK(strstr(out, "more running") == NULL);
+            free(out);
+        }
+}

@@ -146,3 +146,8 @@ $ cd "$(mktemp -d -p .)"; printf 'jobs:\n  a: {run: "touch ran"}\n' > j.yaml; we
 $ cd "$(mktemp -d -p .)"; printf 'jobs:\n  a: {run: "true"}\n' > j.yaml; weft run --resume /tmp j.yaml
 ? 2
 ! weft run: --resume: /tmp: is a directory
+
+# the plain log has every start, retry and outcome, fast jobs included (events, not polling)
+$ cd "$(mktemp -d -p .)"; { printf 'jobs:\n  r: {run: "exit 1", retries: 2, backoff: 1ms}\n'; for i in $(seq 30); do printf '  t%d: {run: "true"}\n' $i; done; } > j.yaml; weft run j.yaml > out; echo "starts $(grep -c '] start ' out) retries $(grep -c '] retry ' out) ok $(grep -c '] ok ' out) failed $(grep -c '] FAILED ' out)"
+? 0
+~ starts 33 retries 2 ok 30 failed 1

@@ -3,9 +3,13 @@
  * goes to its own log file; a terminal gets a live display, anything else plain line logs; the
  * outcome of every job can be saved and a failed run resumed. See docs/run.md.
  *
- * Threads: the main thread reads the job file, submits the graph and then only watches: every
- * 100 ms it reads each job's state (weft_sched_graph_info), prints what changed, redraws the live
- * display and writes --stats-json snapshots. Jobs run on the scheduler's executors.
+ * Threads: the main thread reads the job file, submits the graph and then only watches. The
+ * runners report each attempt's start and end, and a completion callback on each job's future
+ * its outcome, as events (exec.c: a queue, and a socket for runners in worker processes); the
+ * main thread sleeps in poll() until events come, prints one line per event with the time it
+ * happened, appends outcomes to the state journal (journal.c), redraws the live display
+ * (display.c) at most 10 times a second and writes --stats-json snapshots. Jobs run on the
+ * scheduler's executors.
  */
 #include "run/run.h"
 
@@ -13,6 +17,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -84,6 +89,12 @@ struct run {
     weft_sched_graph_t *g;
     weft_sched_info_t *last; /* what was last reported per job */
     bool *reported;          /* final state printed */
+    size_t finished;         /* jobs whose final state was printed */
+    int *starts;             /* attempts started, from the events */
+    bool *retry_told;        /* the retry of the current attempt was printed */
+    struct run_events *q;
+    bool sweep;        /* an outcome callback is missing: look at the graph too */
+    uint64_t drawn_ns; /* when the live display was last drawn */
     bool tty;
     FILE *ev; /* where event lines go */
     int live_lines;
@@ -215,113 +226,150 @@ static void clear_live(struct run *r)
     r->live_lines = 0;
 }
 
-/* Prints what changed since the last look: starts, retries and outcomes. */
-static void report_changes(struct run *r)
+static double at(const struct run *r, uint64_t t_ns)
 {
-    size_t n = r->jf.n;
-    for (size_t i = 0; i < n; i++) {
-        weft_sched_info_t in;
-        weft_sched_graph_info(r->g, (int)i, &in);
-        weft_sched_info_t *old = &r->last[i];
-        const struct job *j = &r->jf.jobs[i];
-        if (in.attempts > old->attempts && in.state == WEFT_TASK_RUNNING && !r->tty)
-            fprintf(r->ev, "[%7.2fs] start    %s (%s on %s%s)\n", since(r), j->name,
-                    weft_sched_type_name(j->type), weft_sched_route_name(in.route),
-                    in.attempts > 1 ? ", again" : "");
-        if (in.state == WEFT_TASK_BACKOFF && old->state != WEFT_TASK_BACKOFF) {
-            clear_live(r);
-            fprintf(r->ev, "[%7.2fs] retry    %s: attempt %d failed (%s); %d left\n", since(r),
-                    j->name, in.attempts,
-                    in.nerrors ? weft_err_name(in.errors[in.nerrors - 1]) : "?",
-                    j->retries + 1 - in.attempts);
-        }
-        if (final_state(in.state) && !r->reported[i]) {
-            r->reported[i] = true;
-            if (r->jr.path && in.state != WEFT_TASK_RESUMED)
-                journal_add(&r->jr,
-                            in.state == WEFT_TASK_DONE ? "ok" : weft_sched_state_name(in.state),
-                            in.status, in.attempts, r->fp[i], j->name);
-            clear_live(r);
-            weft_future_t *f = weft_sched_graph_future(r->g, (int)i);
-            const char *m = f ? weft_future_message(f) : NULL;
-            double took = in.finished_ns > in.started_ns && in.started_ns
-                              ? (double)(in.finished_ns - in.started_ns) / 1e9
-                              : 0;
-            if (in.state == WEFT_TASK_DONE)
-                fprintf(r->ev, "[%7.2fs] ok       %s (%.2f s%s)\n", since(r), j->name, took,
-                        in.attempts > 1 ? ", after a retry" : "");
-            else if (in.state == WEFT_TASK_RESUMED)
-                fprintf(r->ev, "[%7.2fs] resumed  %s (succeeded in the earlier run)\n", since(r),
-                        j->name);
-            else {
-                fprintf(r->ev, "[%7.2fs] %-8s %s: ", since(r), short_state(in.state), j->name);
-                if (m && in.state == WEFT_TASK_SKIPPED && strncmp(m, "skipped: ", 9) == 0) m += 9;
-                weft_cli_put_safe(r->ev, m ? m : weft_strerror(in.status), 300);
-                if (in.state == WEFT_TASK_FAILED) fprintf(r->ev, " (log: %s)", r->x[i].log_path);
-                fputc('\n', r->ev);
-            }
-        }
-        *old = in;
+    return t_ns > r->t0 ? (double)(t_ns - r->t0) / 1e9 : 0.0;
+}
+
+static void print_retry(struct run *r, size_t i, uint64_t t_ns, int attempt, int rc)
+{
+    const struct job *j = &r->jf.jobs[i];
+    clear_live(r);
+    fprintf(r->ev, "[%7.2fs] retry    %s: attempt %d failed (%s); %d left\n", at(r, t_ns), j->name,
+            attempt, weft_err_name(rc), j->retries + 1 - attempt);
+    r->retry_told[i] = true;
+}
+
+static void report_final(struct run *r, size_t i, uint64_t t_ns)
+{
+    weft_sched_info_t in;
+    weft_sched_graph_info(r->g, (int)i, &in);
+    if (!final_state(in.state) || r->reported[i]) return;
+    r->reported[i] = true;
+    r->finished++;
+    r->last[i] = in;
+    const struct job *j = &r->jf.jobs[i];
+    if (r->jr.path && in.state != WEFT_TASK_RESUMED)
+        journal_add(&r->jr, in.state == WEFT_TASK_DONE ? "ok" : weft_sched_state_name(in.state),
+                    in.status, in.attempts, r->fp[i], j->name);
+    clear_live(r);
+    if (in.finished_ns) t_ns = in.finished_ns; /* the scheduler's own time of the outcome */
+    weft_future_t *f = weft_sched_graph_future(r->g, (int)i);
+    const char *m = f ? weft_future_message(f) : NULL;
+    double took = in.finished_ns > in.started_ns && in.started_ns
+                      ? (double)(in.finished_ns - in.started_ns) / 1e9
+                      : 0;
+    if (in.state == WEFT_TASK_DONE) {
+        fprintf(r->ev, "[%7.2fs] ok       %s (%.2f s%s)\n", at(r, t_ns), j->name, took,
+                in.attempts > 1 ? ", after a retry" : "");
+    } else if (in.state == WEFT_TASK_RESUMED) {
+        fprintf(r->ev, "[%7.2fs] resumed  %s (succeeded in the earlier run)\n", at(r, t_ns),
+                j->name);
+    } else {
+        fprintf(r->ev, "[%7.2fs] %-8s %s: ", at(r, t_ns), short_state(in.state), j->name);
+        if (m && in.state == WEFT_TASK_SKIPPED && strncmp(m, "skipped: ", 9) == 0) m += 9;
+        weft_cli_put_safe(r->ev, m ? m : weft_strerror(in.status), 300);
+        if (in.state == WEFT_TASK_FAILED) fprintf(r->ev, " (log: %s)", r->x[i].log_path);
+        fputc('\n', r->ev);
     }
-    fflush(r->ev);
+}
+
+/* Prints one event: an attempt's start, a failed attempt that will be retried, an outcome. */
+static void report_event(struct run *r, const struct run_event *e)
+{
+    size_t i = (size_t)e->job;
+    const struct job *j = &r->jf.jobs[i];
+    if (e->type == EV_START) {
+        r->starts[i]++;
+        if (r->starts[i] > 1 && !r->retry_told[i]) {
+            /* The attempt before ended where we could not see it (a worker or a thread that
+             * the scheduler timed out): its error is in the task's record. */
+            weft_sched_info_t in;
+            weft_sched_graph_info(r->g, (int)i, &in);
+            int k = r->starts[i] - 2;
+            print_retry(r, i, e->t_ns, r->starts[i] - 1,
+                        k < in.nerrors && k < WEFT_SCHED_KEPT_ERRORS ? in.errors[k] : -ETIMEDOUT);
+        }
+        r->retry_told[i] = false;
+        r->last[i].state = WEFT_TASK_RUNNING;
+        r->last[i].route = (weft_sched_route_t)e->route;
+        r->last[i].started_ns = e->t_ns;
+        if (!r->tty)
+            fprintf(r->ev, "[%7.2fs] start    %s (%s on %s%s)\n", at(r, e->t_ns), j->name,
+                    weft_sched_type_name(j->type),
+                    weft_sched_route_name((weft_sched_route_t)e->route),
+                    r->starts[i] > 1 ? ", again" : "");
+    } else if (e->type == EV_END) {
+        if (!r->reported[i] && job_will_retry(j, r->starts[i], e->rc))
+            print_retry(r, i, e->t_ns, r->starts[i], e->rc);
+    } else {
+        report_final(r, i, e->t_ns);
+    }
+}
+
+static void on_finish(weft_future_t *f, void *arg)
+{
+    (void)f;
+    struct job_exec *x = arg;
+    run_events_push(x->events, x->index, EV_FINISH, 0, 0);
+}
+
+/* The live display's view of the jobs: states from the scheduler (the plain log needs none). */
+static void refresh_states(struct run *r)
+{
+    for (size_t i = 0; i < r->jf.n; i++)
+        if (!r->reported[i]) weft_sched_graph_info(r->g, (int)i, &r->last[i]);
 }
 
 static void draw_live(struct run *r)
 {
     if (!r->tty) return;
     clear_live(r);
+    refresh_states(r);
     struct winsize ws = {0};
     int rows = 24, cols = 100;
-    if (ioctl(STDERR_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_row > 4) {
+    if (ioctl(STDERR_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_row > 4 && ws.ws_col > 0) {
         rows = ws.ws_row;
         cols = ws.ws_col;
     }
     size_t counts[WEFT_TASK_STATE_COUNT] = {0};
     for (size_t i = 0; i < r->jf.n; i++) counts[r->last[i].state]++;
-    size_t finished = counts[WEFT_TASK_DONE] + counts[WEFT_TASK_FAILED] +
-                      counts[WEFT_TASK_SKIPPED] + counts[WEFT_TASK_CANCELLED] +
-                      counts[WEFT_TASK_RESUMED];
-    double t = since(r);
     weft_sched_stats_t st;
     weft_sched_stats(r->s, &st);
-    int lines = 0;
-    fprintf(stderr, "\033[1mweft run\033[0m %zu/%zu  ", finished, r->jf.n);
-    weft_cli_bar(stderr, (double)finished, (double)r->jf.n, 20);
-    fprintf(stderr,
-            "  ok %zu  failed %zu  skipped %zu  running %zu  waiting %zu  %.1f jobs/s  %.1f s\n",
-            counts[WEFT_TASK_DONE] + counts[WEFT_TASK_RESUMED], counts[WEFT_TASK_FAILED],
-            counts[WEFT_TASK_SKIPPED] + counts[WEFT_TASK_CANCELLED], counts[WEFT_TASK_RUNNING],
-            counts[WEFT_TASK_WAITING] + counts[WEFT_TASK_QUEUED] + counts[WEFT_TASK_BACKOFF],
-            t > 0 ? (double)finished / t : 0.0, t);
-    lines++;
-    fprintf(stderr, "processes %zu/%d busy   threads %zu/%d busy   loop %zu in flight\n",
-            st.exec[WEFT_ROUTE_PROCS].running, st.exec[WEFT_ROUTE_PROCS].workers,
-            st.exec[WEFT_ROUTE_THREADS].running, st.exec[WEFT_ROUTE_THREADS].workers,
-            st.exec[WEFT_ROUTE_LOOP].running);
-    lines++;
-    uint64_t now = weft_now_ns();
-    for (size_t i = 0; i < r->jf.n && lines < rows - 2; i++) {
+    struct live_job jobs[256];
+    struct live_view v = {
+        .n = r->jf.n,
+        .finished = r->finished,
+        .ok = counts[WEFT_TASK_DONE] + counts[WEFT_TASK_RESUMED],
+        .failed = counts[WEFT_TASK_FAILED],
+        .skipped = counts[WEFT_TASK_SKIPPED] + counts[WEFT_TASK_CANCELLED],
+        .running = counts[WEFT_TASK_RUNNING],
+        .waiting = counts[WEFT_TASK_WAITING] + counts[WEFT_TASK_QUEUED] + counts[WEFT_TASK_BACKOFF],
+        .t_s = since(r),
+        .procs_busy = st.exec[WEFT_ROUTE_PROCS].running,
+        .procs = st.exec[WEFT_ROUTE_PROCS].workers,
+        .threads_busy = st.exec[WEFT_ROUTE_THREADS].running,
+        .threads = st.exec[WEFT_ROUTE_THREADS].workers,
+        .loop_busy = st.exec[WEFT_ROUTE_LOOP].running,
+        .jobs = jobs,
+        .now_ns = weft_now_ns(),
+    };
+    size_t want = rows > 0 && (size_t)rows < 256 ? (size_t)rows : 256; /* more cannot show */
+    for (size_t i = 0; i < r->jf.n && v.njobs < want; i++) {
         const weft_sched_info_t *in = &r->last[i];
         if (in->state != WEFT_TASK_RUNNING) continue;
         const struct job *j = &r->jf.jobs[i];
-        double el = in->started_ns ? (double)(now - in->started_ns) / 1e9 : 0;
-        fprintf(stderr, " %-16.16s %-9s ", j->name, weft_sched_route_name(in->route));
+        struct live_job *lj = &jobs[v.njobs++];
+        lj->name = j->name;
+        lj->route = weft_sched_route_name(in->route);
+        lj->elapsed_s = in->started_ns && v.now_ns > in->started_ns
+                            ? (double)(v.now_ns - in->started_ns) / 1e9
+                            : 0;
         uint64_t total = j->duration_ns ? j->duration_ns : j->timeout_ns;
-        if (total) {
-            weft_cli_bar(stderr, el, (double)total / 1e9, 12);
-            fprintf(stderr, " %6.1fs/%-5.1fs ", el, (double)total / 1e9);
-        } else {
-            static const char spin[] = "|/-\\";
-            fprintf(stderr, "%c %6.1fs        ", spin[(now / 100000000u) % 4], el);
-        }
-        char tail[256];
-        log_tail(r->x[i].log_path, tail, sizeof tail);
-        int room = cols - 58;
-        if (room > 8 && tail[0]) weft_cli_put_safe(stderr, tail, (size_t)room);
-        fputc('\n', stderr);
-        lines++;
+        lj->total_s = (double)total / 1e9;
+        log_tail(r->x[i].log_path, lj->tail, sizeof lj->tail);
     }
-    r->live_lines = lines;
+    r->live_lines = run_live_draw(stderr, &v, rows, cols);
     fflush(stderr);
 }
 
@@ -474,12 +522,18 @@ static int cmd_run(int argc, char **argv)
     r.x = calloc(n, sizeof *r.x);
     r.last = calloc(n, sizeof *r.last);
     r.reported = calloc(n, sizeof *r.reported);
-    if (!r.x || !r.last || !r.reported || weft_sched_graph_create(&r.g) < 0) goto out;
+    r.starts = calloc(n, sizeof *r.starts);
+    r.retry_told = calloc(n, sizeof *r.retry_told);
+    if (!r.x || !r.last || !r.reported || !r.starts || !r.retry_told ||
+        weft_sched_graph_create(&r.g) < 0 || run_events_open(&r.q) < 0)
+        goto out;
     char cancel_path[4200];
     snprintf(cancel_path, sizeof cancel_path, "%s/.cancel", log_dir);
     for (size_t i = 0; i < n; i++) {
         struct job_exec *x = &r.x[i];
         x->job = &r.jf.jobs[i];
+        x->index = (int)i;
+        x->events = r.q;
         size_t plen = strlen(log_dir) + strlen(x->job->name) + 8;
         x->log_path = malloc(plen);
         x->cancel_path = strdup(cancel_path);
@@ -576,10 +630,21 @@ static int cmd_run(int argc, char **argv)
         goto restore;
     }
     weft_buf_free(&why);
+    for (size_t i = 0; i < n; i++) {
+        weft_future_t *f = weft_sched_graph_future(r.g, (int)i);
+        if (f && weft_future_on_complete(f, on_finish, &r.x[i]) < 0) r.sweep = true;
+    }
     uint64_t next_stats = 0;
     bool cancelled = false;
-    for (;;) {
-        int w = weft_sched_graph_wait(r.g, 100000000);
+    struct run_event *evs = NULL;
+    size_t evcap = 0;
+    int fds[2];
+    run_events_fds(r.q, fds);
+    while (r.finished < n) {
+        /* Events wake us as they come; the timeout is for the live display, the stats and, if
+         * an outcome callback could not be registered (out of memory), a look at the graph. */
+        struct pollfd p[2] = {{.fd = fds[0], .events = POLLIN}, {.fd = fds[1], .events = POLLIN}};
+        poll(p, 2, r.tty || stats_json || r.sweep ? 100 : 1000); /* EINTR on Ctrl-C: fine */
         if (interrupted && !cancelled) {
             cancelled = true;
             clear_live(&r);
@@ -588,15 +653,23 @@ static int cmd_run(int argc, char **argv)
             if (fd >= 0) close(fd);
             weft_sched_shutdown(r.s, WEFT_SHUTDOWN_CANCEL);
         }
-        report_changes(&r);
+        size_t k = run_events_take(r.q, n, &evs, &evcap);
+        for (size_t e = 0; e < k; e++) report_event(&r, &evs[e]);
+        if (r.sweep && weft_sched_graph_wait(r.g, 0) != -ETIMEDOUT)
+            for (size_t i = 0; i < n; i++) report_final(&r, i, weft_now_ns());
+        fflush(r.ev);
         if (r.jr.path) journal_sync(&r.jr); /* errors: reported at the end */
         if (stats_json && weft_now_ns() >= next_stats) {
+            refresh_states(&r);
             stats_snapshot(&r, stats_json);
             next_stats = weft_now_ns() + 1000000000u;
         }
-        if (w != -ETIMEDOUT) break;
-        draw_live(&r);
+        if (r.finished < n && weft_now_ns() - r.drawn_ns >= 100000000u) { /* 10 a second */
+            draw_live(&r);
+            r.drawn_ns = weft_now_ns();
+        }
     }
+    free(evs);
     clear_live(&r);
     if (stats_json) stats_snapshot(&r, stats_json);
     size_t counts[WEFT_TASK_STATE_COUNT] = {0};
@@ -634,9 +707,12 @@ out:
     free(r.x);
     free(r.last);
     free(r.reported);
+    free(r.starts);
+    free(r.retry_told);
     free(r.fp);
     free(r.carried);
     if (r.jr.path) journal_close(&r.jr);
+    run_events_close(r.q); /* after the graph and the scheduler: their callbacks push events */
     jobfile_free(&r.jf);
     return exit_code;
 }

@@ -5,6 +5,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <weft/buf.h>
 #include <weft/htab.h>
 #include <weft/sched.h>
@@ -89,11 +90,67 @@ void journal_add(struct journal *jr, const char *state, int status, int attempts
 int journal_sync(struct journal *jr);
 void journal_close(struct journal *jr);
 
+/* ---- the live display (display.c) ---- */
+
+struct live_job { /* a running job */
+    const char *name, *route;
+    char tail[256];            /* the last line of its log */
+    double elapsed_s, total_s; /* total_s: its duration or timeout; 0: unknown */
+};
+
+struct live_view {
+    size_t n, finished, ok, failed, skipped, running, waiting;
+    double t_s;
+    size_t procs_busy, threads_busy, loop_busy;
+    int procs, threads;
+    const struct live_job *jobs; /* the first njobs running jobs (njobs <= running) */
+    size_t njobs;
+    uint64_t now_ns;
+};
+
+/* Draws the live display into `f` for a terminal of rows x cols: at most rows - 2 lines, none
+ * wider than cols - 1 columns (so none wraps); running jobs beyond the screen are counted in a
+ * last "+N more running" line. Returns the number of lines drawn. */
+int run_live_draw(FILE *f, const struct live_view *v, int rows, int cols);
+
 /* ---- executing jobs (exec.c) ---- */
+
+/* What happened to a job, as it happened: the runners report each attempt's start and end, and
+ * `weft run` each job's final outcome, so that the plain log has every event with its real time
+ * (no polling). Runners in worker processes send theirs over a datagram socket. */
+enum run_ev_type { EV_START = 0, EV_END, EV_FINISH };
+
+struct run_event {
+    uint64_t t_ns; /* weft_now_ns() when it happened (CLOCK_MONOTONIC: the same in every process) */
+    uint64_t seq;  /* order of arrival, to keep sorting stable */
+    int32_t job;   /* index in the job file */
+    int32_t type;  /* enum run_ev_type */
+    int32_t rc;    /* EV_END: the attempt's status */
+    int32_t route; /* EV_START: weft_sched_route_t */
+};
+
+struct run_events; /* the queue: opaque */
+
+/* Creates the queue and its socket. Returns 0 or a negative errno. Free with run_events_close. */
+int run_events_open(struct run_events **out);
+void run_events_close(struct run_events *q);
+/* Queues an event (t_ns and seq are filled in). Thread safety: any thread of this process. */
+void run_events_push(struct run_events *q, int job, enum run_ev_type type, int rc, int route);
+/* The descriptors that become readable when events arrive (two of them), for poll(). */
+void run_events_fds(const struct run_events *q, int fds[2]);
+/* Takes every queued event, sorted by time, into *evs (grown as needed; free it). Returns the
+ * count. Events whose job is >= njobs are dropped. Thread safety: one thread (the main one). */
+size_t run_events_take(struct run_events *q, size_t njobs, struct run_event **evs, size_t *cap);
+
+/* Whether a job's attempt number `attempt` (1-based) that failed with `rc` will be retried
+ * (the retry policy job_exec_task gives the scheduler). */
+bool job_will_retry(const struct job *j, int attempt, int rc);
 
 /* What a job attempt needs, owned by the command for the whole run. */
 struct job_exec {
     const struct job *job;
+    int index;                 /* in the job file */
+    struct run_events *events; /* NULL: none */
     char *log_path;
     char *cancel_path; /* exists once the run is cancelled (Ctrl-C): commands are stopped */
     void *proc_arg;    /* serialized for the process form */
