@@ -151,3 +151,13 @@ $ cd "$(mktemp -d -p .)"; printf 'jobs:\n  a: {run: "true"}\n' > j.yaml; weft ru
 $ cd "$(mktemp -d -p .)"; { printf 'jobs:\n  r: {run: "exit 1", retries: 2, backoff: 1ms}\n'; for i in $(seq 30); do printf '  t%d: {run: "true"}\n' $i; done; } > j.yaml; weft run j.yaml > out; echo "starts $(grep -c '] start ' out) retries $(grep -c '] retry ' out) ok $(grep -c '] ok ' out) failed $(grep -c '] FAILED ' out)"
 ? 0
 ~ starts 33 retries 2 ok 30 failed 1
+
+# AUTO shell jobs of a class start about one per CPU until the class is measured...
+$ cd "$(mktemp -d -p .)"; { printf 'jobs:\n'; for i in $(seq 8); do printf '  g%d: {run: "sleep 0.2", class: g}\n' $i; done; } > g.yaml; weft run --threads 16 g.yaml > out; n=$(awk '/\] ok /{exit} /\] start /{n++} END{print n+0}' out); [ "$n" -le "$(nproc)" ] && echo "at most one per CPU" || echo "$n started at once"
+? 0
+~ at most one per CPU
+
+# ...and the rest are routed as measured (with -j 2 too: no "8 of 3 samples")
+$ cd "$(mktemp -d -p .)"; { printf 'jobs:\n'; for i in $(seq 8); do printf '  s%d: {run: "sleep 0.05"}\n' $i; done; } > j.yaml; weft run -j 2 --stats-json s.json j.yaml >/dev/null; tail -1 s.json | grep -o '"why":"[^"]*"'
+? 0
+~ "why":"AUTO task measured

@@ -28,6 +28,8 @@
 #include <time.h>
 #include <unistd.h>
 #include <weft/err.h>
+#include <weft/hash.h>
+#include <weft/htab.h>
 #include <weft/sys.h>
 
 #include "weft/cli.h"
@@ -45,8 +47,9 @@ static void usage(FILE *f)
         f, "usage: weft run [OPTIONS] JOBFILE\n\n"
            "Runs the jobs of a YAML job file (a DAG of shell commands and built-in kinds) on the\n"
            "hybrid scheduler: CPU jobs on processes, I/O jobs on threads or the event loop,\n"
-           "AUTO jobs where their measured CPU time says. The whole file is checked before\n"
-           "anything runs. Each job's output goes to LOGDIR/NAME.log.\n\n"
+           "AUTO jobs where their measured CPU time says (the AUTO shell jobs of a class start\n"
+           "one per CPU until three have finished, then go where measured). The whole file is\n"
+           "checked before anything runs. Each job's output goes to LOGDIR/NAME.log.\n\n"
            "Options:\n"
            "  -n, --dry-run        print the plan (dependencies first) and exit\n"
            "  -j N, -jN            N worker processes and N threads (overrides 'pools')\n"
@@ -95,6 +98,13 @@ struct run {
     struct run_events *q;
     bool sweep;        /* an outcome callback is missing: look at the graph too */
     uint64_t drawn_ns; /* when the live display was last drawn */
+    /* Measuring AUTO shell jobs (plan_gates): */
+    weft_future_t **gate; /* completed when job i finished, or its class was measured */
+    int *wait_on;         /* the job whose gate job i waits for, or -1 */
+    int *gate_cls;        /* job i's class, or -1: not gated */
+    int *next_in_cls;     /* the next job of its class, or -1 */
+    struct gclass *gcls;
+    size_t ngcls;
     bool tty;
     FILE *ev; /* where event lines go */
     int live_lines;
@@ -226,6 +236,111 @@ static void clear_live(struct run *r)
     r->live_lines = 0;
 }
 
+/* AUTO (and MIXED) shell jobs are routed by measurement: the scheduler runs the first ones of a
+ * class on threads and compares their CPU time (the commands' rusage) with their wall time. If
+ * all of them started at once - 40 sha256sum on 2 cores - each would get a sliver of a CPU, the
+ * ratio would read as waiting, and the class would be judged io-bound with everything already
+ * routed to threads. So, per class, jobs start about one per CPU until the class has
+ * MEASURE_RUNS finished runs (what the scheduler needs to classify it; see its policy): the k-th
+ * job of a class (in dependency order) waits for a "gate" future that completes when the
+ * (k - window)-th job finishes, and every gate of the class opens once it is measured; the
+ * rest are then routed as measured (cpu-bound: processes). A job waits only for a job earlier in
+ * dependency order, so gates cannot deadlock; the scheduler routes a task when it becomes
+ * ready, after its gate. */
+#define MEASURE_RUNS 3
+
+struct gclass {
+    const char *name;
+    size_t members, finished;
+    int head, tail; /* the class's jobs, in dependency order, through next_in_cls */
+    int *ring;      /* the last `window` members */
+    bool open;
+};
+
+static bool gclass_eq(uint64_t v, const void *key, const void *ctx)
+{
+    const struct gclass *c = ctx;
+    return strcmp(c[v].name, key) == 0;
+}
+
+static int plan_gates(struct run *r, int window)
+{
+    size_t n = r->jf.n;
+    int cpus = weft_cpu_count();
+    if (window <= 0 || window > cpus) window = cpus;
+    if (window < 1) window = 1;
+    r->gate = calloc(n, sizeof *r->gate);
+    r->wait_on = malloc(n * sizeof *r->wait_on);
+    r->gate_cls = malloc(n * sizeof *r->gate_cls);
+    r->next_in_cls = malloc(n * sizeof *r->next_in_cls);
+    r->gcls = calloc(n, sizeof *r->gcls);
+    if (!r->gate || !r->wait_on || !r->gate_cls || !r->next_in_cls || !r->gcls) return -ENOMEM;
+    weft_htab_t classes = WEFT_HTAB_INIT;
+    int rc = 0;
+    for (size_t k = 0; k < n && rc == 0; k++) {
+        int i = r->jf.order[k];
+        const struct job *j = &r->jf.jobs[i];
+        r->wait_on[i] = r->gate_cls[i] = r->next_in_cls[i] = -1;
+        if (j->kind != JOB_SHELL || r->carried[i] ||
+            (j->type != WEFT_SCHED_AUTO && j->type != WEFT_SCHED_MIXED))
+            continue;
+        const char *name = j->cls ? j->cls : "shell";
+        bool added;
+        uint64_t *v =
+            weft_htab_put(&classes, weft_hash_str(name), gclass_eq, name, r->gcls, &added);
+        if (!v) {
+            rc = -ENOMEM;
+            break;
+        }
+        if (added) {
+            *v = r->ngcls++;
+            struct gclass *c = &r->gcls[*v];
+            c->name = name;
+            c->head = c->tail = -1;
+            c->ring = malloc((size_t)window * sizeof *c->ring);
+            if (!c->ring) rc = -ENOMEM;
+        }
+        struct gclass *c = &r->gcls[*v];
+        if (!(r->gate[i] = weft_future_create())) rc = -ENOMEM;
+        if (rc) break;
+        r->gate_cls[i] = (int)*v;
+        if (c->tail >= 0)
+            r->next_in_cls[c->tail] = i;
+        else
+            c->head = i;
+        c->tail = i;
+        size_t slot = c->members % (size_t)window;
+        if (c->members >= (size_t)window) r->wait_on[i] = c->ring[slot];
+        c->ring[slot] = i;
+        c->members++;
+    }
+    weft_htab_free(&classes);
+    return rc;
+}
+
+static void open_gate(struct run *r, int i)
+{
+    if (r->gate && r->gate[i]) weft_future_complete(r->gate[i], 0, NULL, 0, NULL); /* or EALREADY */
+}
+
+/* Job i finished: its gate opens, and its class's if the class is now measured. */
+static void gate_finished(struct run *r, size_t i, weft_sched_state_t st)
+{
+    int cid = r->gate_cls ? r->gate_cls[i] : -1;
+    if (cid < 0) return;
+    open_gate(r, (int)i);
+    struct gclass *c = &r->gcls[cid];
+    if (c->open || (st != WEFT_TASK_DONE && st != WEFT_TASK_FAILED)) return;
+    if (++c->finished < MEASURE_RUNS) return;
+    c->open = true;
+    for (int k = c->head; k >= 0; k = r->next_in_cls[k]) open_gate(r, k);
+}
+
+static void open_all_gates(struct run *r)
+{
+    for (size_t i = 0; r->gate && i < r->jf.n; i++) open_gate(r, (int)i);
+}
+
 static double at(const struct run *r, uint64_t t_ns)
 {
     return t_ns > r->t0 ? (double)(t_ns - r->t0) / 1e9 : 0.0;
@@ -248,6 +363,7 @@ static void report_final(struct run *r, size_t i, uint64_t t_ns)
     r->reported[i] = true;
     r->finished++;
     r->last[i] = in;
+    gate_finished(r, i, in.state);
     const struct job *j = &r->jf.jobs[i];
     if (r->jr.path && in.state != WEFT_TASK_RESUMED)
         journal_add(&r->jr, in.state == WEFT_TASK_DONE ? "ok" : weft_sched_state_name(in.state),
@@ -527,6 +643,27 @@ static int cmd_run(int argc, char **argv)
     if (!r.x || !r.last || !r.reported || !r.starts || !r.retry_told ||
         weft_sched_graph_create(&r.g) < 0 || run_events_open(&r.q) < 0)
         goto out;
+    /* Fingerprints of the jobs' definitions, for --resume to notice an edited job. */
+    r.fp = calloc(n, sizeof *r.fp);
+    r.carried = calloc(n, sizeof *r.carried);
+    if (!r.fp || !r.carried || job_fingerprints(&r.jf, r.jf.order, r.fp) < 0) goto out;
+    if (resume) {
+        weft_buf_t why;
+        weft_buf_init(&why, 0);
+        size_t changed = 0;
+        rc = journal_load(resume, &r.jf, r.fp, r.carried, &changed, &why);
+        if (rc < 0) {
+            exit_code = weft_cli_error("run", WEFT_EXIT_USAGE, "--resume: %s",
+                                       why.data ? why.data : weft_strerror(rc));
+            weft_buf_free(&why);
+            goto out;
+        }
+        weft_buf_free(&why);
+        if (changed)
+            printf("weft run: %zu job%s changed since %s succeeded: run again\n", changed,
+                   changed == 1 ? "" : "s", changed == 1 ? "it" : "they");
+    }
+    if (!dry && plan_gates(&r, threads ? (int)threads : (int)procs) < 0) goto out;
     char cancel_path[4200];
     snprintf(cancel_path, sizeof cancel_path, "%s/.cancel", log_dir);
     for (size_t i = 0; i < n; i++) {
@@ -540,37 +677,19 @@ static int cmd_run(int argc, char **argv)
         if (!x->log_path || !x->cancel_path) goto out;
         snprintf(x->log_path, plen, "%s/%s.log", log_dir, x->job->name);
         weft_sched_task_t t;
-        if (job_exec_task(x, &t) < 0 || weft_sched_graph_add(r.g, x->job->name, &t) < 0) goto out;
+        if (job_exec_task(x, &t) < 0) goto out;
+        if (r.wait_on && r.wait_on[i] >= 0) {
+            t.dep_futures = &r.gate[r.wait_on[i]];
+            t.ndep_futures = 1;
+        }
+        if (weft_sched_graph_add(r.g, x->job->name, &t) < 0) goto out;
     }
     for (size_t i = 0; i < n; i++)
         for (size_t d = 0; d < r.jf.jobs[i].ndeps; d++)
-            weft_sched_graph_depend(r.g, (int)i, weft_sched_graph_find(r.g, r.jf.jobs[i].deps[d]));
-    /* Fingerprints of the jobs' definitions, for --resume to notice an edited job. */
-    r.fp = calloc(n, sizeof *r.fp);
-    r.carried = calloc(n, sizeof *r.carried);
-    int *order = malloc(n * sizeof *order);
-    if (!r.fp || !r.carried || !order || weft_sched_graph_order(r.g, order, NULL, NULL, NULL) < 0 ||
-        job_fingerprints(&r.jf, order, r.fp) < 0) {
-        free(order);
+            weft_sched_graph_depend(r.g, (int)i, jobfile_find(&r.jf, r.jf.jobs[i].deps[d]));
+    if (resume && (rc = mark_resumed(&r)) < 0) {
+        exit_code = weft_cli_error("run", WEFT_EXIT_INTERNAL, "--resume: %s", weft_strerror(rc));
         goto out;
-    }
-    free(order);
-    if (resume) {
-        weft_buf_t why;
-        weft_buf_init(&why, 0);
-        size_t changed = 0;
-        rc = journal_load(resume, &r.jf, r.fp, r.carried, &changed, &why);
-        if (rc == 0) rc = mark_resumed(&r);
-        if (rc < 0) {
-            exit_code = weft_cli_error("run", WEFT_EXIT_USAGE, "--resume: %s",
-                                       why.data ? why.data : weft_strerror(rc));
-            weft_buf_free(&why);
-            goto out;
-        }
-        weft_buf_free(&why);
-        if (changed)
-            printf("weft run: %zu job%s changed since %s succeeded: run again\n", changed,
-                   changed == 1 ? "" : "s", changed == 1 ? "it" : "they");
     }
     if (dry) {
         dry_run(&r);
@@ -652,6 +771,7 @@ static int cmd_run(int argc, char **argv)
             int fd = open(cancel_path, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
             if (fd >= 0) close(fd);
             weft_sched_shutdown(r.s, WEFT_SHUTDOWN_CANCEL);
+            open_all_gates(&r); /* jobs waiting at a gate are cancelled too */
         }
         size_t k = run_events_take(r.q, n, &evs, &evcap);
         for (size_t e = 0; e < k; e++) report_event(&r, &evs[e]);
@@ -700,6 +820,7 @@ restore:
     sigaction(SIGINT, &old_int, NULL);
     sigaction(SIGTERM, &old_term, NULL);
 out:
+    open_all_gates(&r);            /* nothing may wait at a gate now */
     weft_sched_graph_destroy(r.g); /* waits for its jobs, if submitted */
     weft_sched_destroy(r.s);
     if (r.x)
@@ -707,6 +828,13 @@ out:
     free(r.x);
     free(r.last);
     free(r.reported);
+    for (size_t i = 0; r.gate && i < n; i++) weft_future_release(r.gate[i]);
+    for (size_t c = 0; c < r.ngcls; c++) free(r.gcls[c].ring);
+    free(r.gate);
+    free(r.wait_on);
+    free(r.gate_cls);
+    free(r.next_in_cls);
+    free(r.gcls);
     free(r.starts);
     free(r.retry_told);
     free(r.fp);

@@ -544,6 +544,7 @@ int jobfile_find(const struct jobfile *jf, const char *name)
 void jobfile_free(struct jobfile *jf)
 {
     weft_htab_free(&jf->names);
+    free(jf->order);
     for (size_t i = 0; i < jf->n; i++) job_free(&jf->jobs[i]);
     free(jf->jobs);
     free(jf->path);
@@ -588,7 +589,10 @@ static void check_deps(struct ctx *c, struct jobfile *jf)
             weft_buf_printf(c->err, "%s:%d: %s", c->path, jf->jobs[cycle[0]].line, why.data);
         }
         weft_buf_free(&why);
-        free(order);
+        if (c->failed)
+            free(order);
+        else
+            jf->order = order;
         free(cycle);
     }
     weft_sched_graph_destroy(g);

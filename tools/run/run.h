@@ -41,6 +41,7 @@ struct jobfile {
     size_t n;
     int procs, threads; /* pools: 0 = default */
     weft_htab_t names;  /* job name -> index into jobs */
+    int *order;         /* the jobs' indexes, dependencies first */
 };
 
 /* Parses a job file's text. On failure appends "PATH:LINE: reason" to `err` and returns
