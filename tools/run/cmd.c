@@ -96,7 +96,7 @@ struct run {
     int *starts;             /* attempts started, from the events */
     bool *retry_told;        /* the retry of the current attempt was printed */
     struct run_events *q;
-    bool sweep;        /* an outcome callback is missing: look at the graph too */
+    bool sweep;        /* an outcome event may be missing: look at the graph too */
     uint64_t drawn_ns; /* when the live display was last drawn */
     /* Measuring AUTO shell jobs (plan_gates): */
     weft_future_t **gate; /* completed when job i finished, or its class was measured */
@@ -773,7 +773,9 @@ static int cmd_run(int argc, char **argv)
             weft_sched_shutdown(r.s, WEFT_SHUTDOWN_CANCEL);
             open_all_gates(&r); /* jobs waiting at a gate are cancelled too */
         }
-        size_t k = run_events_take(r.q, n, &evs, &evcap);
+        bool lost = false;
+        size_t k = run_events_take(r.q, n, &evs, &evcap, &lost);
+        if (lost) r.sweep = true;
         for (size_t e = 0; e < k; e++) report_event(&r, &evs[e]);
         if (r.sweep && weft_sched_graph_wait(r.g, 0) != -ETIMEDOUT)
             for (size_t i = 0; i < n; i++) report_final(&r, i, weft_now_ns());

@@ -363,6 +363,7 @@ struct run_events {
     size_t n, cap;
     uint64_t seq;
     int wake, sock;
+    bool lost;     /* an event could not be queued */
     char name[64]; /* the socket's abstract address, without its leading NUL */
 };
 
@@ -414,8 +415,9 @@ static void push_event(struct run_events *q, const struct run_event *e)
         size_t cap = q->cap ? q->cap * 2 : 64;
         struct run_event *v = realloc(q->v, cap * sizeof *v);
         if (!v) {
+            q->lost = true; /* out of memory: the main thread then looks at the graph too */
             pthread_mutex_unlock(&q->mu);
-            return; /* out of memory: the line is lost, the outcome is still read at the end */
+            return;
         }
         q->v = v;
         q->cap = cap;
@@ -451,7 +453,8 @@ static int by_time(const void *a, const void *b)
     return x->seq < y->seq ? -1 : x->seq > y->seq;
 }
 
-size_t run_events_take(struct run_events *q, size_t njobs, struct run_event **evs, size_t *cap)
+size_t run_events_take(struct run_events *q, size_t njobs, struct run_event **evs, size_t *cap,
+                       bool *lost)
 {
     uint64_t cnt;
     if (read(q->wake, &cnt, sizeof cnt) < 0) { /* nothing pending: fine */
@@ -462,6 +465,7 @@ size_t run_events_take(struct run_events *q, size_t njobs, struct run_event **ev
     q->v = *evs; /* swap arrays: pushers continue into ours */
     q->cap = *cap;
     q->n = 0;
+    *lost = q->lost;
     pthread_mutex_unlock(&q->mu);
     *evs = v;
     *cap = vcap;

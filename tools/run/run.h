@@ -140,8 +140,10 @@ void run_events_push(struct run_events *q, int job, enum run_ev_type type, int r
 /* The descriptors that become readable when events arrive (two of them), for poll(). */
 void run_events_fds(const struct run_events *q, int fds[2]);
 /* Takes every queued event, sorted by time, into *evs (grown as needed; free it). Returns the
- * count. Events whose job is >= njobs are dropped. Thread safety: one thread (the main one). */
-size_t run_events_take(struct run_events *q, size_t njobs, struct run_event **evs, size_t *cap);
+ * count. Events whose job is >= njobs are dropped; *lost tells whether an event could not be
+ * queued (out of memory). Thread safety: one thread (the main one). */
+size_t run_events_take(struct run_events *q, size_t njobs, struct run_event **evs, size_t *cap,
+                       bool *lost);
 
 /* Whether a job's attempt number `attempt` (1-based) that failed with `rc` will be retried
  * (the retry policy job_exec_task gives the scheduler). */
