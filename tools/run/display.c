@@ -3,7 +3,7 @@
  * last time, so every line must fit the terminal's width: a line that wrapped would take two
  * rows and the redraw would climb one row too few, leaving debris. Hence: each part gets a width
  * budget (parts are dropped or cut as the terminal narrows), only ASCII outside of the
- * progress bars and the log tail (whose width weft_cli_put_safe bounds in code points), and
+ * progress bars and the log tail (whose width weft_cli_put_safe bounds in columns), and
  * autowrap is switched off while drawing, so that a miscounted wide character is clipped by the
  * terminal instead of wrapping. Jobs that do not fit the screen are summed up in "+N more".
  *
@@ -14,7 +14,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "weft/cli.h"
+#include "common/cli-int.h"
 
 /* Writes at most `room` bytes of an ASCII string; returns the columns used. */
 static int put_ascii(FILE *f, const char *s, int room)
@@ -65,7 +65,7 @@ static void draw_job(FILE *f, const struct live_job *j, uint64_t now_ns, int roo
                  j->elapsed_s);
     }
     used += put_ascii(f, timing, room - used);
-    /* weft_cli_put_safe may add an ellipsis after max_cols code points: one column for it. */
+    /* weft_cli_put_safe may add an ellipsis after max_cols columns: one column for it. */
     if (room - used > 8 && j->tail[0]) weft_cli_put_safe(f, j->tail, (size_t)(room - used - 1));
     fputc('\n', f);
 }
