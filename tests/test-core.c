@@ -345,3 +345,23 @@ TEST(utf8_validate_width_and_escapers)
     weft_buf_free(&small);
     weft_buf_free(&b);
 }
+
+/* weft_htab_prefetch is a hint: safe on an empty table, and the table is the same after it. */
+TEST(htab_prefetch_is_only_a_hint)
+{
+    weft_htab_t t = WEFT_HTAB_INIT;
+    weft_htab_prefetch(&t, 12345);
+    bool added;
+    for (uint64_t k = 1; k <= 100; k++) {
+        uint64_t *v = weft_htab_put(&t, weft_hash(&k, sizeof k), NULL, NULL, NULL, &added);
+        CHECK(v && added);
+        *v = k;
+    }
+    for (uint64_t k = 1; k <= 200; k++) weft_htab_prefetch(&t, weft_hash(&k, sizeof k));
+    CHECK_EQ(t.len, 100);
+    for (uint64_t k = 1; k <= 100; k++) {
+        uint64_t *v = weft_htab_find(&t, weft_hash(&k, sizeof k), NULL, NULL, NULL);
+        CHECK(v && *v == k);
+    }
+    weft_htab_free(&t);
+}
