@@ -11,6 +11,7 @@
 #include <time.h>
 #include <stdatomic.h>
 #include <weft/hist.h>
+#include <weft/htab.h>
 #include <weft/pool.h>
 #include <weft/procpool.h>
 #include <weft/sched.h>
@@ -20,6 +21,12 @@
 #define WEFT__CHUNK (1u << WEFT__CHUNK_BITS)
 #define WEFT__MAX_CHUNKS 16384 /* 64 M records */
 #define WEFT__EVENTS 64        /* sizing/route events kept for stats */
+/* A task id is (seq << WEFT__IDX_BITS) | idx: seq counts submissions from 1 (so ids increase
+ * and are never 0), idx is the record slot (WEFT__MAX_CHUNKS * WEFT__CHUNK = 2^26 slots). The
+ * whole id is the record's generation: a slot's next occupant always has a larger one. */
+#define WEFT__IDX_BITS 26
+#define WEFT__IDX_MASK ((UINT64_C(1) << WEFT__IDX_BITS) - 1)
+#define WEFT__MAX_SEQ (UINT64_C(1) << (64 - WEFT__IDX_BITS))
 
 enum rec_state {
     R_FREE = 0,
@@ -38,13 +45,15 @@ struct extra {
     uint8_t final_state;     /* weft_sched_state_t, once retiring */
     char *msg;               /* message for the settle of a retiring task, or the last attempt's */
     weft_sched_info_t *info; /* graph tasks: the graph's record of this task, kept current */
+    char *cause; /* a finished task's cause for its dependents, until they are released */
     int errors[WEFT_SCHED_KEPT_ERRORS];
     int nerrors;
     struct extdep *ext; /* external future dependencies still attached */
 };
 
-/* A task record: ~120 bytes, in chunks of WEFT__CHUNK, addressed by a 32-bit index. */
+/* A task record: ~128 bytes, in chunks of WEFT__CHUNK, addressed by a 32-bit index. */
 struct rec {
+    uint64_t id; /* the task id (its full generation); 0 while the slot is free */
     weft_task_fn fn;
     void *arg;
     weft_sched_async_fn afn;
@@ -57,7 +66,7 @@ struct rec {
     uint64_t t_enq; /* entered its queue, ns since s->t0 */
     uint64_t timeout_ns;
     uint32_t plen;
-    uint32_t gen; /* bumped on every reuse of the slot: ids are (gen << 32) | (idx + 1) */
+    uint32_t tpos; /* position + 1 in the timer heap (timers.c), 0: no timer */
     union {
         uint32_t deps_left; /* WAITING: unfinished dependencies (+1 guard while submitting) */
         uint32_t qnext;     /* QUEUED: next in its priority level's FIFO */
@@ -68,7 +77,8 @@ struct rec {
     int32_t status; /* final status while R_RETIRING */
     uint16_t cls, policy, pfn;
     uint8_t type, route, state, attempts;
-    uint8_t probe; /* measure the next attempt to (re)classify its class */
+    uint8_t probe;  /* measure the next attempt to (re)classify its class */
+    uint8_t walked; /* its dependents were released or skipped: no new edges to it */
 };
 
 /* A ready queue: one FIFO per priority level (through rec->qnext) and a max-heap of the
@@ -86,13 +96,13 @@ struct pq {
     size_t nlv, caplv;
     uint32_t *heap; /* level indexes */
     size_t nheap;
-    uint32_t *map; /* open addressing on prio: level index + 1, 0 empty */
-    size_t nmap;
-    size_t n; /* tasks queued */
+    weft_htab_t map; /* prio -> level index */
+    size_t n;        /* tasks queued */
 };
 
 struct edge {
-    uint32_t idx, gen, next;
+    uint64_t id; /* the dependent (its slot is id & WEFT__IDX_MASK) */
+    uint32_t next;
 };
 
 /* One attempt out on an executor. */
@@ -103,7 +113,8 @@ struct att {
     struct att *next, *prev; /* the running list */
     struct att *lnext;       /* a todo's launch list */
     weft_sched_t *s;
-    uint32_t idx, gen;
+    uint64_t id;
+    uint32_t idx;
     uint8_t route, no;
     uint16_t cls;
     _Atomic uint32_t flags;    /* A_*; A_ABANDONED written under s->mu, read by the executor */
@@ -132,7 +143,8 @@ struct extdep {
     weft__cbnode_t node;
     weft_future_t *f; /* one reference */
     weft_sched_t *s;
-    uint32_t idx, gen;
+    uint64_t id;
+    uint32_t idx;
     bool orphan; /* the task finished first; the callback only frees the node */
     struct extdep *next;
 };
@@ -162,11 +174,20 @@ struct event {
     char text[200];
 };
 
+/* Interned strings: index -> string, and a weft_htab from string to index. */
 struct strtab {
     char **str;
     size_t n, cap;
-    uint32_t *slots; /* open addressing: index + 1, 0 = empty */
-    size_t nslots;
+    weft_htab_t idx;
+};
+
+/* A timer (timers.c): a timeout of attempt `no`, or the retry after it. */
+enum { TIMER_TIMEOUT = 1, TIMER_RETRY = 2 };
+struct tmr {
+    uint64_t due; /* ns since t0 */
+    uint64_t id;  /* the record's id when set: checked again when it fires */
+    uint32_t idx;
+    uint8_t kind, no;
 };
 
 struct ring_ent {
@@ -202,7 +223,11 @@ struct weft_sched {
     uint32_t free_edge;
 
     struct pq rq[WEFT_ROUTE_COUNT];
-    weft__rq_t timers; /* key = -deadline (ns since t0); idx, aux = kind | attempt | gen */
+    /* timers: a binary min-heap on due, indexed (rec->tpos) so that a timer is removed when
+     * its attempt ends or its task retires; at most one per record */
+    struct tmr *timers;
+    size_t ntimers, captimers;
+    uint64_t next_seq; /* the next task's seq (ids) */
     struct exec ex[WEFT_ROUTE_COUNT];
     struct att *running; /* list of attempts out */
     uint64_t next_tick;
@@ -261,6 +286,15 @@ int weft__sched_submit_batch(weft_sched_t *s, size_t n, const weft_sched_task_t 
 
 /* Copies infos under the scheduler lock (graph tasks' info is written under it). */
 void weft__sched_copy_info(weft_sched_t *s, weft_sched_info_t *dst, const weft_sched_info_t *src);
+
+/* timers.c, under s->mu: sets record idx's timer (replacing any), removes it, and the earliest
+ * one. weft__timer_set returns 0 or -ENOMEM (then the record has no timer). */
+int weft__timer_set(weft_sched_t *s, uint32_t idx, uint64_t due, unsigned kind, unsigned no);
+void weft__timer_cancel(weft_sched_t *s, uint32_t idx);
+const struct tmr *weft__timer_top(const weft_sched_t *s);
+void weft__timer_pop(weft_sched_t *s, struct tmr *out);
+void weft__timer_trim(weft_sched_t *s);
+void weft__timer_free(weft_sched_t *s);
 
 /* Appends an event (under s->mu). */
 void weft__sched_event(weft_sched_t *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

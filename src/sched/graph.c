@@ -23,6 +23,8 @@
 #include <string.h>
 #include <unistd.h>
 #include <weft/err.h>
+#include <weft/hash.h>
+#include <weft/htab.h>
 #include <weft/sys.h>
 
 struct gnode {
@@ -38,20 +40,19 @@ struct gnode {
 struct weft_sched_graph {
     struct gnode *n;
     size_t count, cap;
-    uint32_t *slots; /* name hash: index + 1, 0 empty */
-    size_t nslots;
-    weft_sched_t *s; /* set once submitted */
+    weft_htab_t names; /* name -> index */
+    weft_sched_t *s;   /* set once submitted */
 };
 
-static uint32_t hash_name(const char *s)
+static bool name_eq(uint64_t val, const void *key, const void *ctx)
 {
-    uint32_t h = 2166136261u;
-    for (; *s; s++) h = (h ^ (uint8_t)*s) * 16777619u;
-    return h;
+    const weft_sched_graph_t *g = ctx;
+    return strcmp(g->n[val].name, key) == 0;
 }
 
 int weft_sched_graph_create(weft_sched_graph_t **out)
 {
+    if (!out) return -EINVAL;
     *out = weft__calloc(1, sizeof **out);
     return *out ? 0 : -ENOMEM;
 }
@@ -78,38 +79,24 @@ void weft_sched_graph_destroy(weft_sched_graph_t *g)
     if (g->s) weft_sched_graph_wait(g, -1);
     for (size_t i = 0; i < g->count; i++) node_free(&g->n[i]);
     weft__free(g->n);
-    weft__free(g->slots);
+    weft_htab_free(&g->names);
     weft__free(g);
 }
 
 int weft_sched_graph_find(const weft_sched_graph_t *g, const char *name)
 {
-    if (!g->nslots) return -ENOENT;
-    for (size_t i = hash_name(name) & (g->nslots - 1);; i = (i + 1) & (g->nslots - 1)) {
-        uint32_t v = g->slots[i];
-        if (!v) return -ENOENT;
-        if (strcmp(g->n[v - 1].name, name) == 0) return (int)(v - 1);
-    }
+    if (!g || !name) return -EINVAL;
+    uint64_t *v = weft_htab_find(&g->names, weft_hash_str(name), name_eq, name, g);
+    return v ? (int)*v : -ENOENT;
 }
 
 static int index_name(weft_sched_graph_t *g, size_t idx)
 {
-    if ((g->count + 1) * 2 > g->nslots) {
-        size_t ns = g->nslots ? g->nslots * 2 : 64;
-        uint32_t *sl = weft__calloc(ns, sizeof *sl);
-        if (!sl) return -ENOMEM;
-        for (size_t k = 0; k < g->count; k++) {
-            size_t i = hash_name(g->n[k].name) & (ns - 1);
-            while (sl[i]) i = (i + 1) & (ns - 1);
-            sl[i] = (uint32_t)k + 1;
-        }
-        weft__free(g->slots);
-        g->slots = sl;
-        g->nslots = ns;
-    }
-    size_t i = hash_name(g->n[idx].name) & (g->nslots - 1);
-    while (g->slots[i]) i = (i + 1) & (g->nslots - 1);
-    g->slots[i] = (uint32_t)idx + 1;
+    bool added;
+    const char *name = g->n[idx].name;
+    uint64_t *v = weft_htab_put(&g->names, weft_hash_str(name), name_eq, name, g, &added);
+    if (!v) return -ENOMEM;
+    *v = idx;
     return 0;
 }
 
@@ -126,7 +113,7 @@ static void *dup_bytes(const void *p, size_t n, int *rc)
 
 int weft_sched_graph_add(weft_sched_graph_t *g, const char *name, const weft_sched_task_t *t)
 {
-    if (g->s || !name || !t) return -EINVAL;
+    if (!g || g->s || !name || !t) return -EINVAL;
     size_t len = strlen(name);
     if (len == 0 || len > 255) return -EINVAL;
     for (const unsigned char *p = (const unsigned char *)name; *p; p++)
@@ -186,7 +173,8 @@ int weft_sched_graph_add(weft_sched_graph_t *g, const char *name, const weft_sch
 
 int weft_sched_graph_depend(weft_sched_graph_t *g, int task, int on)
 {
-    if (g->s || task < 0 || on < 0 || (size_t)task >= g->count || (size_t)on >= g->count)
+    if (!g || g->s || task < 0 || on < 0 || task == on || (size_t)task >= g->count ||
+        (size_t)on >= g->count)
         return -EINVAL;
     struct gnode *nd = &g->n[task];
     for (size_t i = 0; i < nd->nlocal; i++)
@@ -293,6 +281,7 @@ int weft_sched_graph_resume(weft_sched_graph_t *g, const char *path, weft_buf_t 
 
 int weft_sched_graph_submit(weft_sched_t *s, weft_sched_graph_t *g, weft_buf_t *why)
 {
+    if (!s || !g) return -EINVAL;
     if (g->s) return -EALREADY;
     size_t n = g->count;
     if (n == 0) {

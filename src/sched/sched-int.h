@@ -74,8 +74,7 @@ typedef struct weft__route_cfg {
 void weft__route_cfg_default(weft__route_cfg_t *cfg);
 
 typedef struct weft__class {
-    char name[64];
-    uint32_t hash;
+    char name[64]; /* looked up by the scheduler's class table (weft_htab) */
     weft__mode_t mode;
     double ratio; /* EWMA of CPU time / wall time over the samples */
     uint64_t samples;
@@ -158,5 +157,9 @@ int weft__toposort(size_t n, const int *const *deps, const size_t *ndeps, int *o
 /* Measures the calling thread: CPU time, and time spent runnable but waiting for a CPU (from
  * /proc/thread-self/schedstat; 0 where unavailable), both in ns. */
 void weft__thread_times(uint64_t *cpu_ns, uint64_t *runq_ns);
+
+/* Timers pending (attempt timeouts and retry backoffs), for tests: 0 once every task finished.
+ * Thread safety: any thread (takes the scheduler lock). */
+size_t weft__sched_timer_count(weft_sched_t *s);
 
 #endif /* WEFT_SCHED_SCHED_INT_H */

@@ -34,12 +34,22 @@
  *     thread pool frees thread attempts (they are heap task records, pool.c), proc_done and
  *     weft_sched_aop_done free theirs, run_todo frees attempts whose launch failed.
  *   - live counts records not free and not retiring; idle_cv is broadcast when it reaches 0.
- *   - timers are never removed: a timer whose record changed (gen, state or attempt number)
- *     is ignored when it fires.
+ *   - a record has at most one timer (timers.c), removed when its attempt ends or the task
+ *     finishes; a timer carries the record's full 64-bit id, checked again when it fires.
+ *   - a timed-out thread or loop attempt stays the record's attempt (A_ABANDONED, the record
+ *     still RUNNING) until it returns: only then does the task retry or finish, so attempts of
+ *     a task never overlap and DONE means that no attempt holds arg/async_arg.
+ *   - deliver, then release: the dependents of a task with a future are walked only after its
+ *     future was settled (run_todo: release_dependents), never in the locked section that
+ *     finished it. Until then the record stays RETIRING with walked = 0, and lookup lets new
+ *     dependents join its list; walked = 1 afterwards sends them to the outcome ring.
+ *   - ids are (seq << WEFT__IDX_BITS) | idx with seq increasing (core-int.h); the outcome ring
+ *     is indexed by seq, so an outcome survives opts.remember later submissions.
  */
 #include "sched/core-int.h"
 
 #include "core/alloc.h"
+#include "exec/procpool-int.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -49,34 +59,29 @@
 #include <string.h>
 #include <time.h>
 #include <weft/err.h>
+#include <weft/hash.h>
 #include <weft/loop.h>
 #include <weft/sys.h>
 
 #define MAX_PRIO 1000000
-#define TIMER_TIMEOUT 1u
-#define TIMER_RETRY 2u
+
+static _Thread_local weft_sched_t *in_sched; /* see "executors" below */
 
 /* ---- small tables ------------------------------------------------------------------------ */
 
-static uint32_t hash_str(const char *s)
+static bool strtab_eq(uint64_t val, const void *key, const void *ctx)
 {
-    uint32_t h = 2166136261u;
-    for (; *s; s++) h = (h ^ (uint8_t)*s) * 16777619u;
-    return h;
+    const struct strtab *t = ctx;
+    return strcmp(t->str[val], key) == 0;
 }
 
 /* Returns the index of `str` in the table, adding it if needed; -ENOMEM; -ENOSPC past 65535. */
 static int strtab_intern(struct strtab *t, const char *str, bool *added)
 {
     *added = false;
-    uint32_t h = hash_str(str);
-    if (t->nslots) {
-        for (size_t i = h & (t->nslots - 1);; i = (i + 1) & (t->nslots - 1)) {
-            uint32_t v = t->slots[i];
-            if (!v) break;
-            if (strcmp(t->str[v - 1], str) == 0) return (int)(v - 1);
-        }
-    }
+    uint64_t h = weft_hash_str(str);
+    uint64_t *v = weft_htab_find(&t->idx, h, strtab_eq, str, t);
+    if (v) return (int)*v;
     if (t->n >= 65535) return -ENOSPC;
     if (t->n == t->cap) {
         size_t cap = t->cap ? t->cap * 2 : 16;
@@ -85,25 +90,13 @@ static int strtab_intern(struct strtab *t, const char *str, bool *added)
         t->str = a;
         t->cap = cap;
     }
-    if ((t->n + 1) * 2 > t->nslots) { /* rehash at half full */
-        size_t ns = t->nslots ? t->nslots * 2 : 32;
-        uint32_t *sl = weft__calloc(ns, sizeof *sl);
-        if (!sl) return -ENOMEM;
-        for (size_t k = 0; k < t->n; k++) {
-            size_t i = hash_str(t->str[k]) & (ns - 1);
-            while (sl[i]) i = (i + 1) & (ns - 1);
-            sl[i] = (uint32_t)k + 1;
-        }
-        weft__free(t->slots);
-        t->slots = sl;
-        t->nslots = ns;
-    }
+    if (weft_htab_reserve(&t->idx, t->n + 1) < 0) return -ENOMEM;
     char *copy = weft__strdup(str);
     if (!copy) return -ENOMEM;
-    size_t i = h & (t->nslots - 1);
-    while (t->slots[i]) i = (i + 1) & (t->nslots - 1);
-    t->str[t->n] = copy;
-    t->slots[i] = (uint32_t)++t->n;
+    bool put;
+    v = weft_htab_put(&t->idx, h, strtab_eq, str, t, &put); /* reserved: cannot fail */
+    *v = t->n;
+    t->str[t->n++] = copy;
     *added = true;
     return (int)(t->n - 1);
 }
@@ -112,7 +105,7 @@ static void strtab_free(struct strtab *t)
 {
     for (size_t i = 0; i < t->n; i++) weft__free(t->str[i]);
     weft__free(t->str);
-    weft__free(t->slots);
+    weft_htab_free(&t->idx);
     memset(t, 0, sizeof *t);
 }
 
@@ -164,20 +157,17 @@ static uint64_t now_rel(weft_sched_t *s)
     return weft_now_ns() - s->t0;
 }
 
-static weft_sched_id_t make_id(uint32_t idx, uint32_t gen)
+/* The record of task `id` while it is unfinished, or NULL. With `unreleased`, also a finished
+ * task whose dependents are not released yet (its future is being settled): a new dependent
+ * then joins the others, so that it too starts only after that future is DONE. */
+static struct rec *lookup(weft_sched_t *s, weft_sched_id_t id, bool unreleased, uint32_t *idx_out)
 {
-    return ((uint64_t)gen << 32) | ((uint64_t)idx + 1);
-}
-
-/* The live record of `id`, or NULL. */
-static struct rec *lookup(weft_sched_t *s, weft_sched_id_t id, uint32_t *idx_out)
-{
-    uint64_t low = id & 0xffffffffu;
-    if (low == 0 || low > s->nrecs) return NULL;
-    uint32_t idx = (uint32_t)(low - 1);
-    struct rec *r = weft__rec(s, idx);
-    if (r->gen != (uint32_t)(id >> 32) || r->state == R_FREE || r->state == R_RETIRING) return NULL;
-    if (idx_out) *idx_out = idx;
+    uint64_t idx = id & WEFT__IDX_MASK;
+    if (id == 0 || idx >= s->nrecs) return NULL;
+    struct rec *r = weft__rec(s, (uint32_t)idx);
+    if (r->id != id || r->state == R_FREE) return NULL;
+    if (r->state == R_RETIRING && (!unreleased || r->walked)) return NULL;
+    if (idx_out) *idx_out = (uint32_t)idx;
     return r;
 }
 
@@ -189,6 +179,7 @@ static int rec_reserve(weft_sched_t *s, size_t n)
         freecount++;
     size_t need = s->nrecs + (n - freecount);
     if (need > (size_t)WEFT__MAX_CHUNKS * WEFT__CHUNK) return -ENOSPC;
+    if (s->next_seq + n >= WEFT__MAX_SEQ) return -ENOSPC; /* ids stay unique */
     while (s->nchunks * WEFT__CHUNK < need) {
         /* calloc: untouched pages of a fresh chunk cost no resident memory. */
         struct rec *c = weft__calloc(WEFT__CHUNK, sizeof(struct rec));
@@ -209,10 +200,8 @@ static uint32_t rec_alloc(weft_sched_t *s)
         idx = (uint32_t)s->nrecs++;
     }
     struct rec *r = weft__rec(s, idx);
-    uint32_t gen = r->gen + 1;
-    if (gen == 0) gen = 1;
     memset(r, 0, sizeof *r);
-    r->gen = gen;
+    r->id = (s->next_seq++ << WEFT__IDX_BITS) | idx;
     r->dependents = WEFT__NIL;
     r->link = WEFT__NIL;
     r->route = (uint8_t)WEFT_ROUTE_COUNT;
@@ -224,6 +213,7 @@ static void extra_free(struct extra *x)
     if (!x) return;
     if (!x->name_borrowed) weft__free((char *)x->name);
     weft__free(x->msg);
+    weft__free(x->cause);
     weft__free(x);
 }
 
@@ -236,9 +226,8 @@ static void rec_free(weft_sched_t *s, uint32_t idx)
         weft__free(r->parg);
     }
     extra_free(r->x);
-    uint32_t gen = r->gen;
+    weft__timer_cancel(s, idx);
     memset(r, 0, sizeof *r);
-    r->gen = gen;
     r->state = R_FREE;
     r->link = s->free_head;
     s->free_head = idx;
@@ -263,8 +252,8 @@ static int edge_reserve(weft_sched_t *s, size_t n)
     return 0;
 }
 
-/* Records that task (idx, gen) depends on `dep` (call edge_reserve first). */
-static void edge_add(weft_sched_t *s, struct rec *dep, uint32_t idx, uint32_t gen)
+/* Records that task `id` depends on `dep` (call edge_reserve first). */
+static void edge_add(weft_sched_t *s, struct rec *dep, uint64_t id)
 {
     uint32_t e;
     if (s->free_edge != WEFT__NIL) {
@@ -273,7 +262,7 @@ static void edge_add(weft_sched_t *s, struct rec *dep, uint32_t idx, uint32_t ge
     } else {
         e = (uint32_t)s->nedges++;
     }
-    s->edges[e] = (struct edge){idx, gen, dep->dependents};
+    s->edges[e] = (struct edge){id, dep->dependents};
     dep->dependents = e;
 }
 
@@ -325,16 +314,18 @@ static void level_down(weft_sched_t *s, struct pq *q, size_t pos)
     heap_set(q, pos, lvi);
 }
 
+static bool level_eq(uint64_t val, const void *key, const void *ctx)
+{
+    const struct pq *q = ctx;
+    return q->lv[val].prio == *(const int32_t *)key;
+}
+
 /* The level of `prio`, created if needed (-ENOMEM). */
 static int pq_level(struct pq *q, int32_t prio)
 {
-    uint32_t h = (uint32_t)prio * 2654435761u;
-    if (q->nmap)
-        for (size_t i = h & (q->nmap - 1);; i = (i + 1) & (q->nmap - 1)) {
-            uint32_t v = q->map[i];
-            if (!v) break;
-            if (q->lv[v - 1].prio == prio) return (int)(v - 1);
-        }
+    uint64_t h = weft_hash(&prio, sizeof prio);
+    uint64_t *v = weft_htab_find(&q->map, h, level_eq, &prio, q);
+    if (v) return (int)*v;
     if (q->nlv == q->caplv) {
         size_t cap = q->caplv ? q->caplv * 2 : 8;
         struct pqlevel *a = weft__realloc(q->lv, cap * sizeof *a);
@@ -344,24 +335,12 @@ static int pq_level(struct pq *q, int32_t prio)
         q->heap = hp;
         q->caplv = cap;
     }
-    if ((q->nlv + 1) * 2 > q->nmap) {
-        size_t nm = q->nmap ? q->nmap * 2 : 16;
-        uint32_t *m = weft__calloc(nm, sizeof *m);
-        if (!m) return -ENOMEM;
-        for (size_t k = 0; k < q->nlv; k++) {
-            size_t i = ((uint32_t)q->lv[k].prio * 2654435761u) & (nm - 1);
-            while (m[i]) i = (i + 1) & (nm - 1);
-            m[i] = (uint32_t)k + 1;
-        }
-        weft__free(q->map);
-        q->map = m;
-        q->nmap = nm;
-    }
-    size_t i = h & (q->nmap - 1);
-    while (q->map[i]) i = (i + 1) & (q->nmap - 1);
+    bool added;
+    v = weft_htab_put(&q->map, h, level_eq, &prio, q, &added);
+    if (!v) return -ENOMEM;
+    *v = q->nlv;
     q->lv[q->nlv] = (struct pqlevel){prio, WEFT__NIL, WEFT__NIL, WEFT__NIL};
-    q->map[i] = (uint32_t)++q->nlv;
-    return (int)(q->nlv - 1);
+    return (int)q->nlv++;
 }
 
 /* Appends record idx (t_enq set, not earlier than the level's tail's) to its level. */
@@ -421,7 +400,7 @@ static void pq_free(struct pq *q)
 {
     weft__free(q->lv);
     weft__free(q->heap);
-    weft__free(q->map);
+    weft_htab_free(&q->map);
     memset(q, 0, sizeof *q);
 }
 
@@ -462,12 +441,15 @@ struct attx {
     struct att a;
     struct result res;
     weft_future_t *deliver_to; /* the user future reference handed over at finalize */
+    struct result dropped;     /* an abandoned attempt's own result, freed unread */
+    char *tmsg;                /* the timeout message of an abandoned attempt */
     struct att *dnext, *cnext;
     weft_loop_work_t lw; /* loop: the post that starts it */
     _Atomic int lrefs;   /* loop: the operation + pending cancel posts; the last frees it */
     _Atomic int lstate;  /* loop: 0 posted, 1 started, 2 done */
     bool deliver_free;   /* free the attempt after delivery (launch failed) */
     bool ends_task;      /* its result is the task's final one */
+    bool release_after;  /* after delivering, release the dependents of record a.idx */
 };
 
 static struct attx *X(struct att *a)
@@ -567,7 +549,7 @@ static void dispatch(weft_sched_t *s, struct todo *t)
             uint64_t now = tnow(s, t);
             a->s = s;
             a->idx = idx;
-            a->gen = r->gen;
+            a->id = r->id;
             a->route = (uint8_t)ri;
             a->no = ++r->attempts;
             a->cls = r->cls;
@@ -610,26 +592,29 @@ static void dispatch(weft_sched_t *s, struct todo *t)
                 if (a->no == 1) r->x->info->started_ns = a->t_start;
                 info_update(s, r, WEFT_TASK_RUNNING);
             }
-            if (r->timeout_ns && ri != WEFT_ROUTE_PROCS) /* the process pool times out itself */
-                weft__rq_push(&s->timers, -(int64_t)(now + r->timeout_ns), idx,
-                              (r->gen << 10) | ((uint32_t)a->no << 2) | TIMER_TIMEOUT);
+            /* The process pool times out itself. Without memory for the timer the attempt
+             * runs without a timeout (the only place a timer may be missing). */
+            if (r->timeout_ns && ri != WEFT_ROUTE_PROCS)
+                (void)weft__timer_set(s, idx, now + r->timeout_ns, TIMER_TIMEOUT, a->no);
             todo_launch(t, a);
         }
     }
 }
 
-/* The outcome of finished task `id`, if still remembered: indexed by record slot, so that the
- * store touches memory near the record (a hashed index would miss the cache every time). */
+/* The outcome of finished task `id`, if still remembered: indexed by the id's submission
+ * sequence number, so that an outcome is overwritten only by that of a task submitted
+ * ring_mask + 1 (>= opts.remember) submissions later. */
 static struct ring_ent *ring_of(weft_sched_t *s, weft_sched_id_t id)
 {
-    return &s->ring[((id & 0xffffffffu) - 1) & s->ring_mask];
+    return &s->ring[(id >> WEFT__IDX_BITS) & s->ring_mask];
 }
 
 static void ring_store(weft_sched_t *s, uint32_t idx, struct rec *r, weft_sched_state_t st,
                        int status, uint64_t now)
 {
-    weft_sched_id_t id = make_id(idx, r->gen);
+    weft_sched_id_t id = r->id;
     struct ring_ent *e = ring_of(s, id);
+    (void)idx;
     e->id = id;
     e->status = status;
     e->state = (uint8_t)st;
@@ -692,6 +677,7 @@ static void book_final(weft_sched_t *s, struct todo *t, uint32_t idx, struct rec
     }
     if (r->state == R_WAITING) s->waiting--;
     if (r->state == R_BACKOFF) s->backoff--;
+    weft__timer_cancel(s, idx);
     detach_extdeps(s, r);
     s->live--;
     if (s->live == 0) pthread_cond_broadcast(&s->idle_cv);
@@ -700,7 +686,8 @@ static void book_final(weft_sched_t *s, struct todo *t, uint32_t idx, struct rec
 static const char *task_label(weft_sched_t *s, uint32_t idx, struct rec *r, char *buf, size_t n)
 {
     if (r->x && r->x->name) return r->x->name;
-    snprintf(buf, n, "#%" PRIu64, make_id(idx, r->gen));
+    (void)idx;
+    snprintf(buf, n, "#%" PRIu64, r->id);
     return buf;
 }
 
@@ -711,21 +698,23 @@ static void propagate(weft_sched_t *s, struct todo *t, uint32_t idx, int status,
     struct rec *r = weft__rec(s, idx);
     uint32_t e = r->dependents;
     r->dependents = WEFT__NIL;
+    r->walked = 1;
     while (e != WEFT__NIL) {
         struct edge ed = s->edges[e];
         s->edges[e].next = s->free_edge;
         s->free_edge = e;
         e = ed.next;
-        struct rec *d = weft__rec(s, ed.idx);
-        if (d->gen != ed.gen || d->state != R_WAITING) continue;
+        uint32_t didx = (uint32_t)(ed.id & WEFT__IDX_MASK);
+        struct rec *d = weft__rec(s, didx);
+        if (d->id != ed.id || d->state != R_WAITING) continue;
         if (status >= 0) {
             if (--d->deps_left == 0) {
                 s->waiting--;
-                make_ready(s, t, ed.idx);
+                make_ready(s, t, didx);
             }
             continue;
         }
-        retire(s, t, ed.idx, WEFT_TASK_SKIPPED, WEFT_ESKIPPED, weft__strdup(cause));
+        retire(s, t, didx, WEFT_TASK_SKIPPED, WEFT_ESKIPPED, weft__strdup(cause));
     }
 }
 
@@ -776,15 +765,34 @@ static void retire(weft_sched_t *s, struct todo *t, uint32_t idx, weft_sched_sta
     } else {
         weft__free(msg);
     }
-    if (r->fut) s->futures--;
     r->state = R_RETIRING;
     r->status = status;
     r->link = t->retire;
     t->retire = idx;
-    if (r->dependents != WEFT__NIL) {
-        r->deps_left = t->prop;
-        t->prop = idx;
+    if (r->fut) {
+        /* Deliver, then release: its dependents are walked after its future is settled (the
+         * retire pass of run_todo); until then a new dependent joins them (lookup). */
+        s->futures--;
+        if (status < 0 && x) {
+            char cause[512];
+            cause_of(s, idx, r, st, status, x->msg, cause, sizeof cause);
+            x->cause = weft__strdup(cause);
+        }
+        return;
     }
+    r->deps_left = t->prop; /* no future to settle first: walked by drain_props */
+    t->prop = idx;
+}
+
+/* Run after the future of finished task idx was settled: releases (or skips) its dependents
+ * and frees the record. */
+static void release_dependents(weft_sched_t *s, struct todo *t, uint32_t idx)
+{
+    struct rec *r = weft__rec(s, idx);
+    if (!r->walked)
+        propagate(s, t, idx, r->status,
+                  r->x && r->x->cause ? r->x->cause : "skipped: a dependency failed");
+    rec_free(s, idx);
 }
 
 /* A task finished through an attempt: deliver the attempt's result to its future. */
@@ -806,11 +814,17 @@ static void finish_from_attempt(weft_sched_t *s, struct todo *t, struct att *a, 
         t->discard = a;
     }
     r->state = R_RETIRING;
-    if (r->dependents != WEFT__NIL) {
-        char cause[512];
-        cause_of(s, idx, r, st, status, ax->res.msg, cause, sizeof cause);
-        propagate(s, t, idx, status, cause);
+    r->status = status;
+    char cause[512];
+    if (status < 0) cause_of(s, idx, r, st, status, ax->res.msg, cause, sizeof cause);
+    if (ax->deliver_to) {
+        /* Deliver, then release: run_todo settles the future, then release_dependents. */
+        struct extra *x = status < 0 ? extra_of(r) : NULL;
+        if (x) x->cause = weft__strdup(cause);
+        ax->release_after = true;
+        return;
     }
+    if (r->dependents != WEFT__NIL) propagate(s, t, idx, status, cause);
     rec_free(s, idx);
 }
 
@@ -845,14 +859,14 @@ static void attempt_failed(weft_sched_t *s, struct todo *t, uint32_t idx, struct
     const struct policy *p = r->policy ? &s->policies[r->policy] : NULL;
     bool cancelled =
         status == -ECANCELED && (s->cancel_all || (r->fut && weft_future_cancel_requested(r->fut)));
+    uint64_t delay = 0;
     if (p && r->attempts < p->p.attempts && !cancelled && !s->cancel_all &&
-        weft__retry_on(p->on, p->p.n_on, status)) {
-        uint64_t delay = weft_backoff(p->p.backoff_ns, p->p.backoff_max_ns, r->attempts, &s->rng);
+        weft__retry_on(p->on, p->p.n_on, status) &&
+        (delay = weft_backoff(p->p.backoff_ns, p->p.backoff_max_ns, r->attempts, &s->rng),
+         weft__timer_set(s, idx, tnow(s, t) + delay, TIMER_RETRY, r->attempts) == 0)) {
         s->ex[r->route].retried++;
         r->state = R_BACKOFF;
         s->backoff++;
-        weft__rq_push(&s->timers, -(int64_t)(tnow(s, t) + delay), idx,
-                      (r->gen << 10) | ((uint32_t)r->attempts << 2) | TIMER_RETRY);
         pthread_cond_signal(&s->timer_cv);
         if (x) {
             weft__free(x->msg);
@@ -906,14 +920,21 @@ static void attempt_done_locked(weft_sched_t *s, struct todo *t, struct att *a, 
             weft__sched_event(s, "class '%s' is now %s (CPU/wall %.2f over %" PRIu64 " runs)",
                               c->name, weft__mode_name(c->mode), c->ratio, c->samples);
     }
-    if (fl & A_ABANDONED) { /* timed out earlier: the task has moved on; drop the result */
-        if (a->route == WEFT_ROUTE_THREADS) e->stuck--;
-        ax->dnext = t->discard;
-        t->discard = a;
-        return;
-    }
+    /* The record waited for this attempt, even past its timeout: only now may the task retry
+     * or finish (DONE means that no attempt holds the task's arguments). */
     struct rec *r = weft__rec(s, a->idx);
     r->att = NULL;
+    weft__timer_cancel(s, a->idx);
+    if (fl & A_ABANDONED) { /* timed out (counted then): drop its own result unread */
+        if (a->route == WEFT_ROUTE_THREADS) e->stuck--;
+        ax->dropped = ax->res;
+        memset(&ax->res, 0, sizeof ax->res);
+        ax->res.status = -ETIMEDOUT;
+        char *tmsg = ax->tmsg;
+        ax->tmsg = NULL;
+        attempt_failed(s, t, a->idx, r, -ETIMEDOUT, tmsg, a);
+        return;
+    }
     int st = ax->res.status;
     if (st >= 0) {
         e->done++;
@@ -940,12 +961,15 @@ static void attempt_finished(weft_sched_t *s, struct att *a, uint64_t cpu, uint6
                              bool measured)
 {
     struct todo t = TODO_INIT;
+    weft_sched_t *prev = in_sched;
+    in_sched = s; /* completion callbacks run below */
     pthread_mutex_lock(&s->mu);
     attempt_done_locked(s, &t, a, cpu, wall, measured);
     drain_props(s, &t);
     dispatch(s, &t);
     pthread_mutex_unlock(&s->mu);
     run_todo(s, &t);
+    in_sched = prev;
 }
 
 static void unsettle(weft_sched_t *s, size_t n)
@@ -976,6 +1000,10 @@ static int pre_start(struct att *a, char **msg)
     }
     return -ECANCELED;
 }
+
+/* in_sched: the scheduler whose executor or timer thread this is, while it runs that
+ * scheduler's tasks, callbacks or timers; weft_sched_destroy and weft_sched_wait_idle refuse to
+ * wait for themselves there (-EDEADLK). */
 
 /* The attempt running on this thread, for weft_sched_add_cpu. */
 static _Thread_local struct att *cur_att;
@@ -1056,6 +1084,8 @@ static int runner_entry(void *arg, weft_ctx_t *pctx)
     weft_sched_t *s = rn->s;
     struct att *a = rn->first, *spare = NULL;
     (void)pctx;
+    weft_sched_t *outer = in_sched;
+    in_sched = s;
     while (a) {
         uint64_t cpu = 0, wall = 0;
         bool measured = run_on_thread(a, &cpu, &wall);
@@ -1080,6 +1110,7 @@ static int runner_entry(void *arg, weft_ctx_t *pctx)
         a = next;
     }
     weft__free(spare ? X(spare) : NULL);
+    in_sched = outer;
     return 0; /* the pool completes and frees the runner's record */
 }
 
@@ -1190,6 +1221,17 @@ static void att_free(struct att *a)
         weft__free(X(a));
 }
 
+/* Frees what an abandoned attempt produced itself (its value may need user code: unlocked). */
+static void drop_result(struct attx *ax)
+{
+    struct result d = ax->dropped;
+    memset(&ax->dropped, 0, sizeof ax->dropped);
+    if (d.value && d.free_fn) d.free_fn(d.value);
+    weft__free(d.msg);
+    weft__free(ax->tmsg);
+    ax->tmsg = NULL;
+}
+
 static void run_todo(weft_sched_t *s, struct todo *t)
 {
     for (;;) {
@@ -1212,8 +1254,17 @@ static void run_todo(weft_sched_t *s, struct todo *t)
                 weft__free(res.msg);
                 res.msg = NULL;
             }
+            drop_result(ax);
             weft__future_settle(f, res.status, res.value, res.size, res.free_fn, res.msg);
             weft_future_release(f);
+            if (ax->release_after) { /* deliver, then release */
+                ax->release_after = false;
+                pthread_mutex_lock(&s->mu);
+                release_dependents(s, t, a->idx);
+                drain_props(s, t);
+                dispatch(s, t);
+                pthread_mutex_unlock(&s->mu);
+            }
             unsettle(s, 1);
             continue;
         }
@@ -1223,6 +1274,7 @@ static void run_todo(weft_sched_t *s, struct todo *t)
             t->discard = ax->dnext;
             if (ax->res.value && ax->res.free_fn) ax->res.free_fn(ax->res.value);
             weft__free(ax->res.msg);
+            drop_result(ax);
             bool ends = ax->ends_task;
             ax->ends_task = false;
             memset(&ax->res, 0, sizeof ax->res);
@@ -1251,11 +1303,14 @@ static void run_todo(weft_sched_t *s, struct todo *t)
                 }
                 n++;
             }
+            /* Deliver, then release: the dependents of tasks with futures go now. */
             pthread_mutex_lock(&s->mu);
             for (uint32_t i = list, next; i != WEFT__NIL; i = next) {
                 next = weft__rec(s, i)->link;
-                rec_free(s, i);
+                release_dependents(s, t, i);
             }
+            drain_props(s, t);
+            dispatch(s, t);
             pthread_mutex_unlock(&s->mu);
             unsettle(s, n);
             continue;
@@ -1320,7 +1375,10 @@ static void loop_start(void *arg, int status)
     if (rc == 0 && (atomic_load(&a->flags) & A_ABANDONED)) rc = -ETIMEDOUT;
     if (rc == 0) {
         atomic_store(&ax->lstate, 1);
+        weft_sched_t *prev = in_sched;
+        in_sched = a->s;
         rc = a->afn(&a->aop);
+        in_sched = prev;
         if (rc == 0) return; /* it calls weft_sched_aop_done later */
     }
     atomic_store(&ax->lstate, 2);
@@ -1450,6 +1508,11 @@ static int validate(weft_sched_t *s, const weft_sched_task_t *t, const char *lab
     if ((t->cls && (strlen(t->cls) == 0 || strlen(t->cls) > 63)) ||
         (t->proc_fn && (strlen(t->proc_fn) == 0 || strlen(t->proc_fn) > 63))) {
         why_printf(why, "task %s: class or process function name empty or over 63 bytes", label);
+        return -EINVAL;
+    }
+    if (t->proc_fn && !weft__pp_lookup(t->proc_fn, &(uint64_t){0})) {
+        why_printf(why, "task %s: process function '%s' is not registered (WEFT_PROCPOOL_FN)",
+                   label, t->proc_fn);
         return -EINVAL;
     }
     if ((t->ndeps && !t->deps) || (t->ndep_futures && !t->dep_futures) ||
@@ -1600,7 +1663,7 @@ int weft__sched_submit_batch(weft_sched_t *s, size_t n, const weft_sched_task_t 
     for (size_t i = 0; i < n && rc == 0; i++)
         for (size_t k = 0; k < tasks[i].ndeps; k++) {
             weft_sched_id_t id = tasks[i].deps[k];
-            if (lookup(s, id, NULL)) continue;
+            if (lookup(s, id, true, NULL)) continue;
             if (id != 0 && ring_of(s, id)->id == id) continue;
             why_printf(why,
                        "task %zu depends on task #%" PRIu64 ", which is unknown or finished "
@@ -1680,7 +1743,7 @@ int weft__sched_submit_batch(weft_sched_t *s, size_t n, const weft_sched_task_t 
             r->x->info->submitted_ns = s->t0 + now;
         }
         if (futs) futs[i] = prep[i].fut;
-        if (ids) ids[i] = make_id(idx, r->gen);
+        if (ids) ids[i] = r->id;
     }
     s->live += n;
     s->waiting += n;
@@ -1692,9 +1755,9 @@ int weft__sched_submit_batch(weft_sched_t *s, size_t n, const weft_sched_task_t 
         const weft_sched_task_t *t = &tasks[i];
         for (size_t k = 0; k < t->ndeps; k++) {
             uint32_t didx;
-            struct rec *d = lookup(s, t->deps[k], &didx);
+            struct rec *d = lookup(s, t->deps[k], true, &didx);
             if (d) {
-                edge_add(s, d, ix[i], r->gen);
+                edge_add(s, d, r->id);
                 r->deps_left++;
                 continue;
             }
@@ -1710,13 +1773,13 @@ int weft__sched_submit_batch(weft_sched_t *s, size_t n, const weft_sched_task_t 
         if (local)
             for (size_t k = 0; k < nlocal[i]; k++) {
                 struct rec *d = weft__rec(s, ix[local[i][k]]);
-                edge_add(s, d, ix[i], r->gen);
+                edge_add(s, d, r->id);
                 r->deps_left++;
             }
         for (struct extdep *d = prep[i].ext, *next; d; d = next) {
             next = d->next;
             d->idx = ix[i];
-            d->gen = r->gen;
+            d->id = r->id;
             if (r->state == R_WAITING && weft__future_add_node(d->f, &d->node) == 0) {
                 d->next = r->x->ext;
                 r->x->ext = d;
@@ -1791,22 +1854,20 @@ int weft_sched_submit(weft_sched_t *s, const weft_sched_task_t *t, weft_sched_id
 
 /* ---- timers and the tick ----------------------------------------------------------------- */
 
-static void timer_fire(weft_sched_t *s, struct todo *t, const weft__rq_ent_t *ent)
+static void timer_fire(weft_sched_t *s, struct todo *t, const struct tmr *tm)
 {
-    if (ent->idx >= s->nrecs) return;
-    struct rec *r = weft__rec(s, ent->idx);
-    uint32_t kind = ent->aux & 3u, no = (ent->aux >> 2) & 0xffu, gen = ent->aux >> 10;
-    if ((r->gen & 0x3fffffu) != gen || r->attempts != (uint8_t)no) return; /* stale */
-    if (kind == TIMER_RETRY) {
-        if (r->state != R_BACKOFF) return;
+    struct rec *r = weft__rec(s, tm->idx);
+    if (r->id != tm->id) return; /* cannot happen: a timer goes with its attempt or record */
+    if (tm->kind == TIMER_RETRY) {
+        if (r->state != R_BACKOFF || r->attempts != tm->no) return;
         s->backoff--;
-        make_ready(s, t, ent->idx);
+        make_ready(s, t, tm->idx);
         return;
     }
-    if (r->state != R_RUNNING || !r->att || r->att->no != no) return;
+    if (r->state != R_RUNNING || !r->att || r->att->no != tm->no) return;
     struct att *a = r->att;
     struct exec *e = &s->ex[a->route];
-    /* seq_cst: pairs with thread_entry's store of started then load of flags. */
+    /* seq_cst: pairs with run_on_thread's store of started then load of flags. */
     atomic_fetch_or(&a->flags, A_ABANDONED);
     if (a->route == WEFT_ROUTE_THREADS) {
         e->stuck++;
@@ -1816,7 +1877,6 @@ static void timer_fire(weft_sched_t *s, struct todo *t, const weft__rq_ent_t *en
         X(a)->cnext = t->loop_cancel;
         t->loop_cancel = a;
     }
-    r->att = NULL;
     e->failed++;
     e->timed_out++;
     weft_buf_t b;
@@ -1824,12 +1884,14 @@ static void timer_fire(weft_sched_t *s, struct todo *t, const weft__rq_ent_t *en
     weft_buf_printf(&b, "timed out after %.3f s on %s", (double)r->timeout_ns / 1e9,
                     weft_sched_route_name((weft_sched_route_t)a->route));
     if (a->route == WEFT_ROUTE_THREADS)
-        weft_buf_printf(&b, " (a thread cannot be killed: it was asked to cancel and is left "
-                            "to finish)");
+        weft_buf_printf(&b, " (a thread cannot be killed: it was asked to cancel and waited for)");
     size_t n;
-    char *msg = weft_buf_steal(&b, &n);
+    weft__free(X(a)->tmsg);
+    X(a)->tmsg = weft_buf_steal(&b, &n);
     weft_buf_free(&b);
-    attempt_failed(s, t, ent->idx, r, -ETIMEDOUT, msg, NULL);
+    /* The task stays RUNNING with this attempt until the attempt returns (attempt_done_locked
+     * then retries or finishes it): a retry never runs beside the abandoned attempt, and DONE
+     * means that no attempt holds the task's arguments any more. */
 }
 
 /* Cancel requests made on user futures of running tasks reach their executors. */
@@ -1942,7 +2004,7 @@ static void tick(weft_sched_t *s, struct todo *t, uint64_t now)
         struct exec *e = &s->ex[ri];
         e->w_cpu = e->w_wall = e->w_busy = e->w_wait = e->w_waits = e->w_meas = 0;
     }
-    weft__rq_trim(&s->timers);
+    weft__timer_trim(s);
 }
 
 static void *timer_main(void *arg)
@@ -1951,22 +2013,23 @@ static void *timer_main(void *arg)
     char name[16];
     snprintf(name, sizeof name, "%.10s-tick", s->opts.name);
     pthread_setname_np(pthread_self(), name);
+    in_sched = s;
     pthread_mutex_lock(&s->mu);
     while (!s->stop) {
         uint64_t now = now_rel(s);
-        const weft__rq_ent_t *top = weft__rq_top(&s->timers);
+        const struct tmr *top = weft__timer_top(s);
         struct todo t = TODO_INIT;
         t.now = now;
-        if (top && (uint64_t)-top->key <= now) {
-            weft__rq_ent_t ent;
-            weft__rq_pop(&s->timers, &ent);
-            timer_fire(s, &t, &ent);
+        if (top && top->due <= now) {
+            struct tmr tm;
+            weft__timer_pop(s, &tm);
+            timer_fire(s, &t, &tm);
         } else if (now >= s->next_tick) {
             s->next_tick = now + s->opts.tick_ns;
             tick(s, &t, now);
         } else {
             uint64_t wake = s->next_tick;
-            if (top && (uint64_t)-top->key < wake) wake = (uint64_t)-top->key;
+            if (top && top->due < wake) wake = top->due;
             uint64_t abs = s->t0 + wake;
             struct timespec ts = {(time_t)(abs / 1000000000u), (long)(abs % 1000000000u)};
             pthread_cond_timedwait(&s->timer_cv, &s->mu, &ts);
@@ -1987,7 +2050,7 @@ static void *timer_main(void *arg)
 static void sched_free(weft_sched_t *s)
 {
     for (int r = 0; r < WEFT_ROUTE_COUNT; r++) pq_free(&s->rq[r]);
-    weft__rq_free(&s->timers);
+    weft__timer_free(s);
     if (s->chunks)
         for (size_t i = 0; i < s->nchunks; i++) {
             for (size_t k = 0; k < WEFT__CHUNK; k++) {
@@ -2015,6 +2078,7 @@ static void sched_free(weft_sched_t *s)
 
 int weft_sched_create(weft_sched_t **out, const weft_sched_opts_t *opts)
 {
+    if (!out) return -EINVAL;
     *out = NULL;
     weft_sched_opts_t o = {0};
     if (opts) o = *opts;
@@ -2038,6 +2102,7 @@ int weft_sched_create(weft_sched_t **out, const weft_sched_opts_t *opts)
     s->t0 = weft_now_ns();
     s->rng = o.seed ? o.seed : (s->t0 ^ (uint64_t)(uintptr_t)s) | 1;
     s->free_head = s->free_edge = WEFT__NIL;
+    s->next_seq = 1;
     s->threads_min = o.threads_min;
     s->threads_max = o.threads_max;
     /* Adaptive: critical sections are short, and a brief spin beats a futex sleep when the
@@ -2111,6 +2176,7 @@ int weft_sched_create(weft_sched_t **out, const weft_sched_opts_t *opts)
 
 int weft_sched_shutdown(weft_sched_t *s, weft_shutdown_t mode)
 {
+    if (!s) return -EINVAL;
     struct todo t = TODO_INIT;
     pthread_mutex_lock(&s->mu);
     if (s->shutdown && (mode != WEFT_SHUTDOWN_CANCEL || s->cancel_all)) {
@@ -2137,6 +2203,8 @@ int weft_sched_shutdown(weft_sched_t *s, weft_shutdown_t mode)
 
 int weft_sched_wait_idle(weft_sched_t *s, int64_t timeout_ns)
 {
+    if (!s) return -EINVAL;
+    if (in_sched == s) return -EDEADLK; /* it would wait for the task calling it */
     uint64_t deadline = timeout_ns < 0 ? UINT64_MAX : weft_now_ns() + (uint64_t)timeout_ns;
     int rc = 0;
     pthread_mutex_lock(&s->mu);
@@ -2164,9 +2232,10 @@ int weft_sched_wait_idle(weft_sched_t *s, int64_t timeout_ns)
     return rc;
 }
 
-void weft_sched_destroy(weft_sched_t *s)
+int weft_sched_destroy(weft_sched_t *s)
 {
-    if (!s) return;
+    if (!s) return -EINVAL;
+    if (in_sched == s) return -EDEADLK; /* from one of its tasks, callbacks or timers */
     weft_sched_shutdown(s, WEFT_SHUTDOWN_WAIT);
     weft_sched_wait_idle(s, -1);
     pthread_mutex_lock(&s->mu);
@@ -2183,11 +2252,12 @@ void weft_sched_destroy(weft_sched_t *s)
     while (s->ext_inflight > 0) pthread_cond_wait(&s->idle_cv, &s->mu);
     pthread_mutex_unlock(&s->mu);
     sched_free(s);
+    return 0;
 }
 
 int weft_sched_resize(weft_sched_t *s, int procs, int threads)
 {
-    if (procs < 0 || threads < 0 || procs > 256 || threads > 1024) return -EINVAL;
+    if (!s || procs < 0 || threads < 0 || procs > 256 || threads > 1024) return -EINVAL;
     struct todo t = TODO_INIT;
     pthread_mutex_lock(&s->mu);
     if (s->shutdown) {
@@ -2240,10 +2310,11 @@ static weft_sched_state_t rec_public_state(const struct rec *r)
 
 int weft_sched_info(weft_sched_t *s, weft_sched_id_t id, weft_sched_info_t *out)
 {
+    if (!s || !out) return -EINVAL;
     memset(out, 0, sizeof *out);
     pthread_mutex_lock(&s->mu);
     uint32_t idx;
-    struct rec *r = lookup(s, id, &idx);
+    struct rec *r = lookup(s, id, false, &idx);
     if (r) {
         out->state = rec_public_state(r);
         out->route = r->route < WEFT_ROUTE_COUNT ? (weft_sched_route_t)r->route : WEFT_ROUTE_NONE;

@@ -29,8 +29,9 @@ static size_t task_bytes(const weft_sched_t *s)
 {
     size_t b = s->nchunks * WEFT__CHUNK * sizeof(struct rec);
     for (int r = 0; r < WEFT_ROUTE_COUNT; r++)
-        b += s->rq[r].caplv * (sizeof(struct pqlevel) + 4) + s->rq[r].nmap * 4;
-    b += s->timers.cap * sizeof(weft__rq_ent_t);
+        b += s->rq[r].caplv * (sizeof(struct pqlevel) + 4) +
+             (s->rq[r].map.mask + 1) * sizeof(weft_htab_slot_t);
+    b += s->captimers * sizeof(struct tmr);
     b += s->capedges * sizeof(struct edge);
     b += s->futures * 64; /* a future is 56 bytes, 64 with the allocator's header */
     b += s->parg_bytes;

@@ -1,0 +1,128 @@
+/* The scheduler's timers: attempt timeouts (threads and loop routes) and retry backoffs, in an
+ * indexed binary min-heap on the due time.
+ *
+ * DESIGN
+ * Threads: none of its own. Every function runs under weft_sched.mu (core-int.h); the
+ * scheduler thread (timer_main in sched.c) sleeps until the earliest due time and pops it.
+ * Invariants:
+ *   - a record has at most one timer (a timeout while RUNNING, or a retry while BACKOFF), and
+ *     rec->tpos is its position + 1 in s->timers (0: none), kept current on every move;
+ *   - a timer is removed when the attempt it guards ends or its record retires, so the heap
+ *     holds only timers of live tasks (it is empty when the scheduler is idle) and a reused
+ *     slot never meets an old timer; each timer still carries the record's full 64-bit id,
+ *     checked again when it fires.
+ */
+#include "sched/core-int.h"
+
+#include "core/alloc.h"
+
+#include <errno.h>
+#include <string.h>
+
+static void put(weft_sched_t *s, size_t pos, const struct tmr *t)
+{
+    s->timers[pos] = *t;
+    weft__rec(s, t->idx)->tpos = (uint32_t)pos + 1;
+}
+
+static void sift_up(weft_sched_t *s, size_t pos)
+{
+    struct tmr t = s->timers[pos];
+    while (pos > 0) {
+        size_t p = (pos - 1) / 2;
+        if (s->timers[p].due <= t.due) break;
+        put(s, pos, &s->timers[p]);
+        pos = p;
+    }
+    put(s, pos, &t);
+}
+
+static void sift_down(weft_sched_t *s, size_t pos)
+{
+    struct tmr t = s->timers[pos];
+    for (;;) {
+        size_t l = 2 * pos + 1, r = l + 1, m = pos;
+        uint64_t md = t.due;
+        if (l < s->ntimers && s->timers[l].due < md) {
+            m = l;
+            md = s->timers[l].due;
+        }
+        if (r < s->ntimers && s->timers[r].due < md) m = r;
+        if (m == pos) break;
+        put(s, pos, &s->timers[m]);
+        pos = m;
+    }
+    put(s, pos, &t);
+}
+
+/* Removes the timer at `pos`. */
+static void remove_at(weft_sched_t *s, size_t pos)
+{
+    weft__rec(s, s->timers[pos].idx)->tpos = 0;
+    if (--s->ntimers == pos) return;
+    put(s, pos, &s->timers[s->ntimers]);
+    sift_down(s, pos);
+    sift_up(s, weft__rec(s, s->timers[pos].idx)->tpos - 1);
+}
+
+void weft__timer_cancel(weft_sched_t *s, uint32_t idx)
+{
+    struct rec *r = weft__rec(s, idx);
+    if (r->tpos) remove_at(s, r->tpos - 1);
+}
+
+int weft__timer_set(weft_sched_t *s, uint32_t idx, uint64_t due, unsigned kind, unsigned no)
+{
+    weft__timer_cancel(s, idx);
+    if (s->ntimers == s->captimers) {
+        size_t cap = s->captimers ? s->captimers * 2 : 64;
+        struct tmr *a = weft__realloc(s->timers, cap * sizeof *a);
+        if (!a) return -ENOMEM;
+        s->timers = a;
+        s->captimers = cap;
+    }
+    struct tmr t = {.due = due,
+                    .id = weft__rec(s, idx)->id,
+                    .idx = idx,
+                    .kind = (uint8_t)kind,
+                    .no = (uint8_t)no};
+    put(s, s->ntimers++, &t);
+    sift_up(s, s->ntimers - 1);
+    return 0;
+}
+
+const struct tmr *weft__timer_top(const weft_sched_t *s)
+{
+    return s->ntimers ? &s->timers[0] : NULL;
+}
+
+void weft__timer_pop(weft_sched_t *s, struct tmr *out)
+{
+    *out = s->timers[0];
+    remove_at(s, 0);
+}
+
+void weft__timer_trim(weft_sched_t *s)
+{
+    if (s->captimers <= 64 || s->ntimers * 4 > s->captimers) return;
+    size_t cap = s->captimers / 2;
+    struct tmr *a = weft__realloc(s->timers, cap * sizeof *a);
+    if (!a) return;
+    s->timers = a;
+    s->captimers = cap;
+}
+
+void weft__timer_free(weft_sched_t *s)
+{
+    weft__free(s->timers);
+    s->timers = NULL;
+    s->ntimers = s->captimers = 0;
+}
+
+size_t weft__sched_timer_count(weft_sched_t *s)
+{
+    pthread_mutex_lock(&s->mu);
+    size_t n = s->ntimers;
+    pthread_mutex_unlock(&s->mu);
+    return n;
+}
