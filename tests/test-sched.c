@@ -1238,6 +1238,14 @@ static int wait_idle_own(void *arg, weft_ctx_t *ctx)
     return weft_sched_wait_idle(arg, 0) == -EDEADLK ? 0 : -EPROTO;
 }
 
+static atomic_int destroy_rc;
+
+static void destroy_in_callback(weft_future_t *f, void *arg)
+{
+    (void)f;
+    atomic_store(&destroy_rc, weft_sched_destroy(arg));
+}
+
 TEST_T(destroy_from_one_of_its_tasks_returns_edeadlk, 30)
 {
     weft_sched_t *s = mk(-1, 2, 2, -1);
@@ -1251,6 +1259,16 @@ TEST_T(destroy_from_one_of_its_tasks_returns_edeadlk, 30)
     CHECK_EQ(weft_sched_submit(s, &t, NULL, &f), 0);
     CHECK_EQ(weft_future_wait(f, -1), 0);
     CHECK_EQ(weft_future_status(f), 0);
+    weft_future_release(f);
+    /* From a completion callback of one of its futures (run by the scheduler's thread). */
+    weft_sched_task_t b = {.type = WEFT_SCHED_IO, .fn = blocker};
+    CHECK_EQ(weft_sched_submit(s, &b, NULL, &f), 0);
+    destroy_rc = 1;
+    CHECK_EQ(weft_future_on_complete(f, destroy_in_callback, s), 0);
+    open_gate();
+    CHECK_EQ(weft_future_wait(f, -1), 0);
+    CHECK_EQ(weft_sched_wait_idle(s, -1), 0);
+    CHECK_EQ(atomic_load(&destroy_rc), -EDEADLK);
     weft_future_release(f);
     CHECK_EQ(weft_sched_destroy(s), 0);
 }

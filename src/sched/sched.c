@@ -961,15 +961,12 @@ static void attempt_finished(weft_sched_t *s, struct att *a, uint64_t cpu, uint6
                              bool measured)
 {
     struct todo t = TODO_INIT;
-    weft_sched_t *prev = in_sched;
-    in_sched = s; /* completion callbacks run below */
     pthread_mutex_lock(&s->mu);
     attempt_done_locked(s, &t, a, cpu, wall, measured);
     drain_props(s, &t);
     dispatch(s, &t);
     pthread_mutex_unlock(&s->mu);
     run_todo(s, &t);
-    in_sched = prev;
 }
 
 static void unsettle(weft_sched_t *s, size_t n)
@@ -1232,8 +1229,12 @@ static void drop_result(struct attx *ax)
     ax->tmsg = NULL;
 }
 
+/* Carries out a todo. Completion callbacks of user futures run here (settle), so this thread
+ * counts as one of the scheduler's own while it does: destroy/wait_idle would wait for it. */
 static void run_todo(weft_sched_t *s, struct todo *t)
 {
+    weft_sched_t *outer = in_sched;
+    in_sched = s;
     for (;;) {
         if (t->launch) {
             struct att *a = t->launch;
@@ -1340,6 +1341,7 @@ static void run_todo(weft_sched_t *s, struct todo *t)
         t->freelist = X(a)->cnext;
         att_free(a);
     }
+    in_sched = outer;
 }
 
 /* ---- the loop route ---------------------------------------------------------------------- */
