@@ -3,7 +3,7 @@
  * resumed from one.
  *
  * The graph owns deep copies of its task descriptions. Once submitted, the scheduler writes each
- * task's weft_sched_info_t in the graph under the scheduler's mutex (core-int.h), and reads of it
+ * task's weft_sched_info_t in the graph under the scheduler's mutex (sched-int.h), and reads of it
  * take that mutex too; everything else here belongs to the graph's one thread. Destroying a
  * submitted graph waits for its tasks, because the scheduler borrows their names and infos.
  *
@@ -13,7 +13,7 @@
  * where state is "ok" (succeeded or resumed) or a weft_sched_state_name() ("failed", "skipped",
  * "cancelled", "waiting", ...). Names hold no control characters, so tabs and newlines delimit.
  */
-#include "sched/core-int.h"
+#include "sched/sched-int.h"
 
 #include "core/alloc.h"
 

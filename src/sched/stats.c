@@ -1,7 +1,7 @@
 /* The scheduler's monitoring (weft/sched.h): a snapshot struct, and the same as text and JSON
  * with every class's route and why, and the recent sizing and routing events. Reads the
- * scheduler's state under its mutex (core-int.h) and formats after unlocking. */
-#include "sched/core-int.h"
+ * scheduler's state under its mutex (sched-int.h) and formats after unlocking. */
+#include "sched/sched-int.h"
 
 #include "core/alloc.h"
 

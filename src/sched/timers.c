@@ -2,7 +2,7 @@
  * indexed binary min-heap on the due time.
  *
  * DESIGN
- * Threads: none of its own. Every function runs under weft_sched.mu (core-int.h); the
+ * Threads: none of its own. Every function runs under weft_sched.mu (sched-int.h); the
  * scheduler thread (timer_main in sched.c) sleeps until the earliest due time and pops it.
  * Invariants:
  *   - a record has at most one timer (a timeout while RUNNING, or a retry while BACKOFF), and
@@ -12,12 +12,15 @@
  *     slot never meets an old timer; each timer still carries the record's full 64-bit id,
  *     checked again when it fires.
  */
-#include "sched/core-int.h"
+#include "sched/sched-int.h"
 
 #include "core/alloc.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
+#include <time.h>
+#include <weft/sys.h>
 
 static void put(weft_sched_t *s, size_t pos, const struct tmr *t)
 {
@@ -125,4 +128,83 @@ size_t weft__sched_timer_count(weft_sched_t *s)
     size_t n = s->ntimers;
     pthread_mutex_unlock(&s->mu);
     return n;
+}
+
+static void timer_fire(weft_sched_t *s, struct todo *t, const struct tmr *tm)
+{
+    struct rec *r = weft__rec(s, tm->idx);
+    if (r->id != tm->id) return; /* cannot happen: a timer goes with its attempt or record */
+    if (tm->kind == TIMER_RETRY) {
+        if (r->state != R_BACKOFF || r->attempts != tm->no) return;
+        s->backoff--;
+        weft__make_ready(s, t, tm->idx);
+        return;
+    }
+    if (r->state != R_RUNNING || !r->att || r->att->no != tm->no) return;
+    struct att *a = r->att;
+    struct exec *e = &s->ex[a->route];
+    /* seq_cst: pairs with run_on_thread's store of started then load of flags. */
+    atomic_fetch_or(&a->flags, A_ABANDONED);
+    if (a->route == WEFT_ROUTE_THREADS) {
+        e->stuck++;
+        if (atomic_load(&a->started)) weft__future_request_cancel(&a->cfut);
+    } else if (a->route == WEFT_ROUTE_LOOP) {
+        atomic_fetch_add_explicit(&weft__attx(a)->lrefs, 1,
+                                  memory_order_relaxed); /* held: a is live */
+        weft__attx(a)->cnext = t->loop_cancel;
+        t->loop_cancel = a;
+    }
+    e->failed++;
+    e->timed_out++;
+    weft_buf_t b;
+    weft_buf_init(&b, 512);
+    weft_buf_printf(&b, "timed out after %.3f s on %s", (double)r->timeout_ns / 1e9,
+                    weft_sched_route_name((weft_sched_route_t)a->route));
+    if (a->route == WEFT_ROUTE_THREADS)
+        weft_buf_printf(&b, " (a thread cannot be killed: it was asked to cancel and waited for)");
+    size_t n;
+    weft__free(weft__attx(a)->tmsg);
+    weft__attx(a)->tmsg = weft_buf_steal(&b, &n);
+    weft_buf_free(&b);
+    /* The task stays RUNNING with this attempt until the attempt returns (attempt_done_locked
+     * then retries or finishes it): a retry never runs beside the abandoned attempt, and DONE
+     * means that no attempt holds the task's arguments any more. */
+}
+
+void *weft__timer_main(void *arg)
+{
+    weft_sched_t *s = arg;
+    char name[16];
+    snprintf(name, sizeof name, "%.10s-tick", s->opts.name);
+    pthread_setname_np(pthread_self(), name);
+    weft__in_sched = s;
+    pthread_mutex_lock(&s->mu);
+    while (!s->stop) {
+        uint64_t now = weft__now_rel(s);
+        const struct tmr *top = weft__timer_top(s);
+        struct todo t = TODO_INIT;
+        t.now = now;
+        if (top && top->due <= now) {
+            struct tmr tm;
+            weft__timer_pop(s, &tm);
+            timer_fire(s, &t, &tm);
+        } else if (now >= s->next_tick) {
+            s->next_tick = now + s->opts.tick_ns;
+            weft__tick(s, &t, now);
+        } else {
+            uint64_t wake = s->next_tick;
+            if (top && top->due < wake) wake = top->due;
+            uint64_t abs = s->t0 + wake;
+            struct timespec ts = {(time_t)(abs / 1000000000u), (long)(abs % 1000000000u)};
+            pthread_cond_timedwait(&s->timer_cv, &s->mu, &ts);
+            continue;
+        }
+        weft__drain_props(s, &t);
+        weft__dispatch(s, &t);
+        pthread_mutex_unlock(&s->mu);
+        weft__run_todo(s, &t);
+        pthread_mutex_lock(&s->mu);
+    }
+    pthread_mutex_unlock(&s->mu);
+    return NULL;
 }
