@@ -39,6 +39,10 @@
  *   - the future returned by submit is a reference of yours (weft_future_release); the
  *     scheduler's own reference is gone by DONE;
  *   - a dependent starts only after its dependency's future is DONE, so it can read the value.
+ *
+ * MISUSE is diagnosed: every function that returns int returns -EINVAL for a NULL scheduler,
+ * graph, task or required out-pointer, and weft_sched_destroy/weft_sched_wait_idle return
+ * -EDEADLK from the scheduler's own threads instead of waiting for themselves.
  */
 #ifndef WEFT_SCHED_H
 #define WEFT_SCHED_H
@@ -277,7 +281,7 @@ int weft_sched_graph_add(weft_sched_graph_t *g, const char *name, const weft_sch
  * task == on, or already submitted) or -ENOMEM. */
 int weft_sched_graph_depend(weft_sched_graph_t *g, int task, int on);
 
-/* The index of the task named `name`, or -ENOENT. */
+/* The index of the task named `name`, or -ENOENT (-EINVAL for NULL arguments). */
 int weft_sched_graph_find(const weft_sched_graph_t *g, const char *name);
 
 /* Number of tasks, and the name of task i (borrowed). */

@@ -203,6 +203,7 @@ const char *weft_sched_graph_name(const weft_sched_graph_t *g, int i)
 int weft_sched_graph_order(const weft_sched_graph_t *g, int *order, weft_buf_t *why, int *cycle,
                            size_t *ncycle)
 {
+    if (!g || (g->count && !order)) return -EINVAL;
     size_t n = g->count;
     if (ncycle) *ncycle = 0;
     if (n == 0) return 0;
@@ -235,6 +236,7 @@ int weft_sched_graph_order(const weft_sched_graph_t *g, int *order, weft_buf_t *
 
 int weft_sched_graph_resume(weft_sched_graph_t *g, const char *path, weft_buf_t *why)
 {
+    if (!g || !path) return -EINVAL;
     if (g->s) return -EALREADY;
     FILE *f = fopen(path, "re");
     if (!f) {
@@ -329,7 +331,7 @@ int weft_sched_graph_submit(weft_sched_t *s, weft_sched_graph_t *g, weft_buf_t *
 
 int weft_sched_graph_wait(weft_sched_graph_t *g, int64_t timeout_ns)
 {
-    if (!g->s) return -EINVAL;
+    if (!g || !g->s) return -EINVAL;
     uint64_t deadline = timeout_ns < 0 ? 0 : weft_now_ns() + (uint64_t)timeout_ns;
     bool ok = true;
     for (size_t i = 0; i < g->count; i++) {
@@ -346,7 +348,7 @@ int weft_sched_graph_wait(weft_sched_graph_t *g, int64_t timeout_ns)
 
 int weft_sched_graph_info(weft_sched_graph_t *g, int i, weft_sched_info_t *out)
 {
-    if (i < 0 || (size_t)i >= g->count) return -EINVAL;
+    if (!g || !out || i < 0 || (size_t)i >= g->count) return -EINVAL;
     if (g->s)
         weft__sched_copy_info(g->s, out, &g->n[i].info);
     else
@@ -361,6 +363,7 @@ weft_future_t *weft_sched_graph_future(const weft_sched_graph_t *g, int i)
 
 int weft_sched_graph_save(weft_sched_graph_t *g, const char *path)
 {
+    if (!g || !path) return -EINVAL;
     size_t plen = strlen(path);
     char *tmp = weft__malloc(plen + 32);
     if (!tmp) return -ENOMEM;

@@ -134,6 +134,7 @@ static int finish(weft_buf_t *out, weft_buf_t *b, bool err)
 
 int weft_sched_stats_text(weft_sched_t *s, weft_buf_t *out)
 {
+    if (!s || !out) return -EINVAL;
     struct view v;
     int rc = view_take(s, &v);
     if (rc < 0) return rc;
@@ -198,6 +199,7 @@ static bool json_str(weft_buf_t *b, const char *s)
 
 int weft_sched_stats_json(weft_sched_t *s, weft_buf_t *out)
 {
+    if (!s || !out) return -EINVAL;
     struct view v;
     int rc = view_take(s, &v);
     if (rc < 0) return rc;
