@@ -1344,3 +1344,67 @@ TEST(null_arguments_return_einval)
     weft_buf_free(&why);
     CHECK_EQ(weft_sched_destroy(s), 0);
 }
+
+TEST(info_is_final_once_the_future_is_done)
+{
+    weft_sched_t *s = mk(-1, 2, 2, -1);
+    long n = weft_test_scale(500);
+    for (long i = 0; i < n; i++) {
+        weft_sched_task_t t = {.type = WEFT_SCHED_IO, .fn = make_41};
+        weft_sched_id_t id;
+        weft_future_t *f;
+        CHECK_EQ(weft_sched_submit(s, &t, &id, &f), 0);
+        CHECK_EQ(weft_future_wait(f, -1), 0);
+        weft_sched_info_t in;
+        CHECK_EQ(weft_sched_info(s, id, &in), 0);
+        CHECK_EQ(in.state, WEFT_TASK_DONE);
+        CHECK_EQ(in.status, 0);
+        weft_future_release(f);
+    }
+    CHECK_EQ(weft_sched_destroy(s), 0);
+}
+
+/* Runs about as long as its timeout: the timeout and the completion race. */
+static int brief_hog(void *arg, weft_ctx_t *ctx)
+{
+    struct hog *h = arg;
+    (void)ctx;
+    int now = atomic_fetch_add(&h->in, 1) + 1;
+    int m = atomic_load(&h->max_in);
+    while (now > m && !atomic_compare_exchange_weak(&h->max_in, &m, now)) {
+    }
+    sleep_ms(2);
+    h->touched++;
+    atomic_fetch_sub(&h->in, 1);
+    return 0;
+}
+
+TEST(a_timeout_racing_completion_never_overlaps_attempts)
+{
+    weft_sched_t *s = mk(-1, 4, 4, -1);
+    long n = weft_test_scale(200);
+    struct hog *h = calloc((size_t)n, sizeof *h);
+    weft_future_t **fs = calloc((size_t)n, sizeof *fs);
+    weft_sched_retry_t rp = {.attempts = 3, .backoff_ns = 1000, .backoff_max_ns = 1000};
+    for (long i = 0; i < n; i++) {
+        weft_sched_task_t t = {.type = WEFT_SCHED_IO,
+                               .fn = brief_hog,
+                               .arg = &h[i],
+                               .timeout_ns = 2 * MS,
+                               .retry = &rp};
+        CHECK_EQ(weft_sched_submit(s, &t, NULL, &fs[i]), 0);
+    }
+    for (long i = 0; i < n; i++) {
+        CHECK_EQ(weft_future_wait(fs[i], -1), 0);
+        int st = weft_future_status(fs[i]);
+        CHECK(st == 0 || st == -ETIMEDOUT);
+        CHECK_EQ(atomic_load(&h[i].in), 0); /* DONE: no attempt holds arg */
+        CHECK_EQ(atomic_load(&h[i].max_in), 1);
+        weft_future_release(fs[i]);
+    }
+    CHECK_EQ(weft_sched_wait_idle(s, -1), 0);
+    CHECK_EQ(weft__sched_timer_count(s), (size_t)0);
+    free(h);
+    free(fs);
+    CHECK_EQ(weft_sched_destroy(s), 0);
+}

@@ -71,9 +71,11 @@ static bool level_eq(uint64_t val, const void *key, const void *ctx)
 /* The level of `prio`, created if needed (-ENOMEM). */
 static int pq_level(struct pq *q, int32_t prio)
 {
+    /* Most pushes repeat the last priority: that saves hashing on the hot path. */
+    if (q->nlv && q->lv[q->last].prio == prio) return (int)q->last;
     uint64_t h = weft_hash(&prio, sizeof prio);
     uint64_t *v = weft_htab_find(&q->map, h, level_eq, &prio, q);
-    if (v) return (int)*v;
+    if (v) return (int)(q->last = (uint32_t)*v);
     if (q->nlv == q->caplv) {
         size_t cap = q->caplv ? q->caplv * 2 : 8;
         struct pqlevel *a = weft__realloc(q->lv, cap * sizeof *a);
@@ -88,6 +90,7 @@ static int pq_level(struct pq *q, int32_t prio)
     if (!v) return -ENOMEM;
     *v = q->nlv;
     q->lv[q->nlv] = (struct pqlevel){prio, WEFT__NIL, WEFT__NIL, WEFT__NIL};
+    q->last = (uint32_t)q->nlv;
     return (int)q->nlv++;
 }
 

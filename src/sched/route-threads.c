@@ -93,6 +93,28 @@ struct runner {
     struct att *first;
 };
 
+/* Deliver first, in one lock round: a thread attempt that succeeded is final unless it was
+ * abandoned (timed out), so its thread settles the user's future before taking the scheduler
+ * lock, which then releases the dependents at once (tasks.c finish_from_attempt). The CAS
+ * decides against the timer (timer_fire): A_DELIVERED or A_ABANDONED, never both. a->ufut is
+ * the record's reference, valid while the attempt is out. Graph tasks (whose info must be final
+ * before their future) and failures take the usual path. */
+static void deliver_early(struct att *a)
+{
+    struct attx *ax = weft__attx(a);
+    uint32_t fl = atomic_load(&a->flags);
+    if (ax->res.status < 0 || !a->ufut || !(fl & A_EARLY)) return;
+    ax->early_status = ax->res.status; /* before the CAS (seq_cst): weft_sched_info reads it */
+    do {
+        if (fl & A_ABANDONED) return;
+    } while (!atomic_compare_exchange_weak(&a->flags, &fl, fl | A_DELIVERED));
+    struct result res = ax->res;
+    memset(&ax->res, 0, sizeof ax->res);
+    ax->res.status = res.status;
+    weft__free(res.msg);
+    weft__future_settle(a->ufut, res.status, res.value, res.size, res.free_fn, NULL);
+}
+
 static int runner_entry(void *arg, weft_ctx_t *pctx)
 {
     struct runner *rn = arg;
@@ -104,6 +126,7 @@ static int runner_entry(void *arg, weft_ctx_t *pctx)
     while (a) {
         uint64_t cpu = 0, wall = 0;
         bool measured = run_on_thread(a, &cpu, &wall);
+        deliver_early(a);
         struct todo t = TODO_INIT;
         t.spare = spare; /* dispatch reuses it for the next attempt */
         pthread_mutex_lock(&s->mu);

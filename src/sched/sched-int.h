@@ -260,6 +260,7 @@ struct pq {
     uint32_t *heap; /* level indexes */
     size_t nheap;
     weft_htab_t map; /* prio -> level index */
+    uint32_t last;   /* the level of the last push (valid when nlv > 0) */
     size_t n;        /* tasks queued */
 };
 
@@ -269,7 +270,17 @@ struct edge {
 };
 
 /* One attempt out on an executor. */
-enum { A_MEASURE = 1, A_PROBE = 2, A_ABANDONED = 4, A_CANCEL_SENT = 8 };
+/* A_EARLY: a thread attempt whose success may be delivered by its own thread before the
+ * scheduler lock is taken (route-threads.c); A_DELIVERED: it was (then the timer no longer
+ * abandons it: the CAS on flags decides between the two). */
+enum {
+    A_MEASURE = 1,
+    A_PROBE = 2,
+    A_ABANDONED = 4,
+    A_CANCEL_SENT = 8,
+    A_EARLY = 16,
+    A_DELIVERED = 32
+};
 struct att {
     weft_future_t cfut;   /* threads: the cancel token its weft_ctx_t points at (never settled) */
     weft_sched_aop_t aop; /* loop */
@@ -489,6 +500,8 @@ struct attx {
     bool deliver_free;   /* free the attempt after delivery (launch failed) */
     bool ends_task;      /* its result is the task's final one */
     bool release_after;  /* after delivering, release the dependents of record a.idx */
+    bool settled;        /* delivered early (A_DELIVERED): run_todo only drops deliver_to */
+    int early_status;    /* the status delivered early, for weft_sched_info */
 };
 
 static inline struct attx *weft__attx(struct att *a)

@@ -296,6 +296,10 @@ int weft_sched_info(weft_sched_t *s, weft_sched_id_t id, weft_sched_info_t *out)
         out->route = r->route < WEFT_ROUTE_COUNT ? (weft_sched_route_t)r->route : WEFT_ROUTE_NONE;
         out->attempts = r->attempts;
         out->status = -EINPROGRESS;
+        if (r->att && (atomic_load(&r->att->flags) & A_DELIVERED)) { /* its future is DONE */
+            out->state = WEFT_TASK_DONE;
+            out->status = weft__attx(r->att)->early_status;
+        }
         if (r->x) {
             out->nerrors = r->x->nerrors;
             memcpy(out->errors, r->x->errors, sizeof out->errors);

@@ -169,6 +169,7 @@ void weft__dispatch(weft_sched_t *s, struct todo *t)
             if (ri == WEFT_ROUTE_THREADS && a->ufut) weft_future_retain(a->ufut);
             uint32_t fl = 0;
             if (ri == WEFT_ROUTE_THREADS) {
+                if (r->fut && !(r->x && r->x->info)) fl |= A_EARLY;
                 if (r->probe) fl |= A_PROBE | A_MEASURE;
                 /* Measured now and then, and the first few of each tick (sizing needs them). */
                 if ((++s->measure_ctr & 31) == 0 || e->w_meas < 4) fl |= A_MEASURE;
@@ -389,6 +390,13 @@ static void finish_from_attempt(weft_sched_t *s, struct todo *t, struct att *a, 
     }
     r->state = R_RETIRING;
     r->status = status;
+    if (atomic_load_explicit(&a->flags, memory_order_relaxed) & A_DELIVERED) {
+        /* Its thread settled the future already (deliver_early): release now. */
+        ax->settled = true;
+        if (r->dependents != WEFT__NIL) propagate(s, t, idx, status, "");
+        weft__rec_free(s, idx);
+        return;
+    }
     char cause[512];
     if (status < 0) cause_of(s, idx, r, st, status, ax->res.msg, cause, sizeof cause);
     if (ax->deliver_to) {
@@ -646,7 +654,10 @@ void weft__run_todo(weft_sched_t *s, struct todo *t)
                 res.msg = NULL;
             }
             drop_result(ax);
-            weft__future_settle(f, res.status, res.value, res.size, res.free_fn, res.msg);
+            if (ax->settled) /* deliver_early did; nothing else can be in res */
+                ax->settled = false;
+            else
+                weft__future_settle(f, res.status, res.value, res.size, res.free_fn, res.msg);
             weft_future_release(f);
             if (ax->release_after) { /* deliver, then release */
                 ax->release_after = false;

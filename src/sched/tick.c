@@ -20,7 +20,7 @@ void weft__propagate_cancels(weft_sched_t *s, struct todo *t)
 {
     for (struct att *a = s->running; a; a = a->next) {
         uint32_t fl = atomic_load_explicit(&a->flags, memory_order_relaxed);
-        if (fl & (A_ABANDONED | A_CANCEL_SENT)) continue;
+        if (fl & (A_ABANDONED | A_CANCEL_SENT | A_DELIVERED)) continue;
         if (!s->cancel_all && !(a->ufut && weft_future_cancel_requested(a->ufut))) continue;
         if (a->route == WEFT_ROUTE_THREADS) {
             if (!atomic_load(&a->started)) continue; /* next tick */

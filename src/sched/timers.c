@@ -143,8 +143,12 @@ static void timer_fire(weft_sched_t *s, struct todo *t, const struct tmr *tm)
     if (r->state != R_RUNNING || !r->att || r->att->no != tm->no) return;
     struct att *a = r->att;
     struct exec *e = &s->ex[a->route];
-    /* seq_cst: pairs with run_on_thread's store of started then load of flags. */
-    atomic_fetch_or(&a->flags, A_ABANDONED);
+    /* seq_cst: pairs with run_on_thread's store of started then load of flags. The CAS loses
+     * to deliver_early (route-threads.c): a delivered attempt has finished, not timed out. */
+    uint32_t fl = atomic_load(&a->flags);
+    do {
+        if (fl & A_DELIVERED) return;
+    } while (!atomic_compare_exchange_weak(&a->flags, &fl, fl | A_ABANDONED));
     if (a->route == WEFT_ROUTE_THREADS) {
         e->stuck++;
         if (atomic_load(&a->started)) weft__future_request_cancel(&a->cfut);
