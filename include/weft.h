@@ -10,6 +10,7 @@
 #include <weft/pool.h>
 #include <weft/procpool.h>
 #include <weft/loop.h>
+#include <weft/http.h>
 #include <weft/sched.h>
 
 #endif /* WEFT_H */

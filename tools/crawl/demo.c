@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <weft/err.h>
-#include <weft/loop.h>
+#include <weft/http.h>
 #include <weft/pool.h>
 #include <weft/sys.h>
 
@@ -204,7 +204,7 @@ static int with_loop(char **urls, long n, weft_future_t **fs)
     weft_loop_t *loop;
     int rc = weft_loop_create(&loop, &(weft_loop_opts_t){.own_thread = true});
     for (long i = 0; rc == 0 && i < n; i++)
-        rc = weft_loop_http_fetch(loop, &(weft_http_opts_t){.url = urls[i]}, &fs[i]);
+        rc = weft_http_fetch(loop, &(weft_http_opts_t){.url = urls[i]}, &fs[i]);
     if (rc == 0) rc = weft_future_wait_all(fs, (size_t)n, -1);
     weft_loop_destroy(loop);
     return rc;

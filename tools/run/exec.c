@@ -30,7 +30,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <weft/err.h>
-#include <weft/loop.h>
+#include <weft/http.h>
 #include <weft/procpool.h>
 #include <weft/sys.h>
 
@@ -446,7 +446,7 @@ static void aop_cancel(weft_sched_aop_t *op)
         free(st);
         weft_sched_aop_done(op, -ECANCELED, NULL, 0, NULL);
     } else if (st->http) {
-        weft_loop_http_cancel(st->http); /* its callback finishes the operation */
+        weft_http_cancel(st->http); /* its callback finishes the operation */
     }
 }
 
@@ -470,7 +470,7 @@ static int job_async(weft_sched_aop_t *op)
         weft_http_opts_t o = {.url = j->url,
                               .timeout_ms =
                                   j->timeout_ns ? (long)(j->timeout_ns / 1000000u) + 1 : 30000};
-        rc = weft_loop_http_start(op->loop, &o, aop_http, op, &st->http);
+        rc = weft_http_start(op->loop, &o, aop_http, op, &st->http);
     }
     if (rc < 0) {
         free(st);
