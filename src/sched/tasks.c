@@ -43,7 +43,9 @@
  *   - deliver, then release: the dependents of a task with a future are walked only after its
  *     future was settled (run_todo: release_dependents), never in the locked section that
  *     finished it. Until then the record stays RETIRING with walked = 0, and lookup lets new
- *     dependents join its list; walked = 1 afterwards sends them to the outcome ring.
+ *     dependents join its list; walked = 1 afterwards sends them to the outcome ring. A thread
+ *     task's success is settled by its own thread before it takes s->mu (deliver_early,
+ *     route-threads.c), so its dependents are released in that same locked section.
  *   - ids are (seq << WEFT__IDX_BITS) | idx with seq increasing (sched-int.h); the outcome ring
  *     is indexed by seq, so an outcome survives opts.remember later submissions.
  */
@@ -390,6 +392,8 @@ static void finish_from_attempt(weft_sched_t *s, struct todo *t, struct att *a, 
     }
     r->state = R_RETIRING;
     r->status = status;
+    /* relaxed: A_DELIVERED was set by the attempt's own thread (deliver_early) before it took
+     * s->mu, which orders it before this read. */
     if (atomic_load_explicit(&a->flags, memory_order_relaxed) & A_DELIVERED) {
         /* Its thread settled the future already (deliver_early): release now. */
         ax->settled = true;
