@@ -1133,6 +1133,7 @@ TEST(timers_are_removed_when_attempts_end)
     CHECK_EQ(weft_future_wait(fa, -1), 0);
     CHECK_EQ(weft_future_status(fa), 0);
     weft_future_release(fa);
+    CHECK_EQ(weft_sched_wait_idle(s, -1), 0); /* the attempt's end follows its delivery */
     CHECK_EQ(weft__sched_timer_count(s), (size_t)0);
     struct hog *h = calloc(1, sizeof *h);
     weft_sched_task_t b = {.type = WEFT_SCHED_IO, .fn = hog_fn, .arg = h};
