@@ -509,7 +509,7 @@ static inline struct attx *weft__attx(struct att *a)
     return (struct attx *)a;
 }
 
-/* sched.c, for graph.c: submits n tasks in one locked section. For each task i: names[i] (NULL
+/* submit.c, for graph.c: submits n tasks in one locked section. For each task i: names[i] (NULL
  * allowed; borrowed if borrow_names), infos[i] (where the scheduler keeps the task's info
  * current; infos may be NULL), local[i][0..nlocal[i]-1] indexes of
  * other tasks of this batch it depends on, resumed[i] (true: complete at once with 0, state

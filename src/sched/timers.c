@@ -2,8 +2,12 @@
  * indexed binary min-heap on the due time.
  *
  * DESIGN
- * Threads: none of its own. Every function runs under weft_sched.mu (sched-int.h); the
- * scheduler thread (timer_main in sched.c) sleeps until the earliest due time and pops it.
+ * Threads: the scheduler thread ("<name>-tick", weft__timer_main below) sleeps on timer_cv
+ * until the earliest due time or the next tick, pops due timers and runs the tick (tick.c);
+ * every other function runs under weft_sched.mu (sched-int.h), on any thread.
+ * A timeout only flags its attempt A_ABANDONED (unless its thread already delivered it,
+ * A_DELIVERED; a CAS decides) and asks it to cancel; the task stays RUNNING until the attempt
+ * returns, so a retry never runs beside it (tasks.c, attempt_done_locked).
  * Invariants:
  *   - a record has at most one timer (a timeout while RUNNING, or a retry while BACKOFF), and
  *     rec->tpos is its position + 1 in s->timers (0: none), kept current on every move;
