@@ -256,28 +256,13 @@ TEST_T(charsets_and_fields_same_in_every_mode, 120)
     weft_fixture_stop(fx);
 }
 
-/* A URL on a local port that nothing listens on: one the kernel just gave us, closed again (port 1
- * is not safe to assume: a test service of another suite may hold it). */
-static const char *refused_url(void)
-{
-    static char url[64];
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof a;
-    CHECK(fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
-          getsockname(fd, (struct sockaddr *)&a, &len) == 0);
-    close(fd);
-    snprintf(url, sizeof url, "http://127.0.0.1:%d/", ntohs(a.sin_port));
-    return url;
-}
-
 TEST_T(redirects_timeouts_body_cap_invalid, 120)
 {
     weft_fixture_t *fx = fixture();
     const char *paths[] = {
-        "/redirect/3", "/redirect-loop", "/delay/5000", "/drip/200/300",
-        "/huge/8",     "/bighead/600",   "not a url",   "ftp://x/y",
-        "/status/404", "/status/204",    refused_url(),
+        "/redirect/3",           "/redirect-loop", "/delay/5000", "/drip/200/300", "/huge/8",
+        "/bighead/600",          "not a url",      "ftp://x/y",   "/status/404",   "/status/204",
+        weft_test_refused_url(),
     };
     FILE *f = url_file(fx, paths, sizeof paths / sizeof paths[0]);
     /* A comment and a blank line do not count as lines with URLs, but do count in numbering. */

@@ -814,7 +814,7 @@ TEST_T(http_errors_and_cancel, 60)
     url_of(u[1], sizeof u[1], &fx, "/huge/4");
     url_of(u[2], sizeof u[2], &fx, "/delay/5000");
     url_of(u[3], sizeof u[3], &fx, "/retry-after/7/loop-test");
-    snprintf(u[4], sizeof u[4], "http://127.0.0.1:1/");
+    snprintf(u[4], sizeof u[4], "%s", weft_test_refused_url());
     snprintf(u[5], sizeof u[5], "ftp://127.0.0.1/x");
     weft_http_opts_t o[6] = {
         {.url = u[0]},

@@ -49,7 +49,7 @@ typedef enum weft_shutdown {
     WEFT_SHUTDOWN_CANCEL,   /* complete queued, unstarted tasks with -ECANCELED, then stop */
 } weft_shutdown_t;
 
-typedef struct weft_pool_stats {
+typedef struct weft_pool_stats_s {
     int threads;          /* current worker threads */
     size_t queued;        /* waiting in the queue */
     size_t running;       /* being executed now */

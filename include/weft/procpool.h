@@ -67,7 +67,7 @@ typedef struct weft_procpool_opts {
     size_t max_message;      /* largest argument or result in bytes; 0: 64 MiB */
 } weft_procpool_opts_t;
 
-typedef struct weft_procpool_stats {
+typedef struct weft_procpool_stats_s {
     int workers;
     size_t queued, running;
     uint64_t completed, failed, crashed, timed_out, respawned;

@@ -234,7 +234,7 @@ typedef enum weft_sched_state {
 
 #define WEFT_SCHED_KEPT_ERRORS 16
 
-typedef struct weft_sched_info {
+typedef struct weft_sched_info_s {
     weft_sched_state_t state;
     weft_sched_route_t route;           /* of the current or last attempt; NONE before the first */
     int attempts;                       /* started so far */
@@ -333,7 +333,7 @@ typedef struct weft_sched_exec_stats {
     uint64_t run_p50_ns, run_p90_ns, run_p99_ns; /* attempt run time, all time */
 } weft_sched_exec_stats_t;
 
-typedef struct weft_sched_stats {
+typedef struct weft_sched_stats_s {
     weft_sched_exec_stats_t exec[WEFT_ROUTE_COUNT]; /* indexed by weft_sched_route_t */
     bool has[WEFT_ROUTE_COUNT];                     /* which executors exist */
     size_t waiting;                                 /* tasks waiting for dependencies */

@@ -501,7 +501,7 @@ size_t run_events_take(struct run_events *q, size_t njobs, struct run_event **ev
     size_t k = 0;
     for (size_t i = 0; i < n; i++)
         if ((*evs)[i].job >= 0 && (size_t)(*evs)[i].job < njobs) (*evs)[k++] = (*evs)[i];
-    qsort(*evs, k, sizeof **evs, by_time);
+    if (k > 1) qsort(*evs, k, sizeof **evs, by_time); /* *evs may be NULL when k == 0 */
     return k;
 }
 
