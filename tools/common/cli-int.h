@@ -19,14 +19,21 @@ enum {
 
 typedef int (*weft_cmd_fn)(int argc, char **argv);
 
-/* Registers a subcommand `weft NAME`; `summary` is one line for `weft --help`. Call from a
- * constructor (WEFT_COMMAND does). */
-void weft_cli_register(const char *name, weft_cmd_fn fn, const char *summary);
-#define WEFT_COMMAND(name, fn, summary)                                                            \
+/* Registers a subcommand: `weft NAME` when `group` is NULL, `weft GROUP NAME` otherwise (the
+ * order engine's `weft orders serve`); `summary` is one line for the group's --help. Call from a
+ * constructor (WEFT_COMMAND and WEFT_SUBCOMMAND do). */
+void weft_cli_register(const char *group, const char *name, weft_cmd_fn fn, const char *summary);
+#define WEFT_COMMAND(name, fn, summary) WEFT_SUBCOMMAND(NULL, name, fn, summary)
+#define WEFT_SUBCOMMAND(group, name, fn, summary)                                                  \
     __attribute__((constructor)) static void weft__cmd_reg_##fn(void)                              \
     {                                                                                              \
-        weft_cli_register(name, fn, summary);                                                      \
+        weft_cli_register(group, name, fn, summary);                                               \
     }
+
+/* Runs `weft [GROUP] COMMAND ARGS...` from argv[0] = the group's (or the program's) name:
+ * `--help` lists the group's commands after `intro` (a paragraph saying what the group is, and
+ * an example). Returns the command's exit code, or WEFT_EXIT_USAGE for an unknown one. */
+int weft_cli_dispatch(const char *group, const char *intro, int argc, char **argv);
 
 /* Runs `weft ARGV...` as if from the shell (used by `weft demo` and tests). */
 int weft_cli_main(int argc, char **argv);

@@ -2,6 +2,7 @@
 #include "common/cli-int.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,60 +10,79 @@
 #include <weft/sys.h>
 #include <weft/utf8.h>
 
-#define MAX_CMDS 32
-static struct {
-    const char *name, *summary;
+#define MAX_CMDS 48
+struct cmd {
+    const char *group, *name, *summary;
     weft_cmd_fn fn;
-} cmds[MAX_CMDS];
+};
+static struct cmd cmds[MAX_CMDS];
 static int ncmds;
 
-void weft_cli_register(const char *name, weft_cmd_fn fn, const char *summary)
+void weft_cli_register(const char *group, const char *name, weft_cmd_fn fn, const char *summary)
 {
     if (ncmds == MAX_CMDS) abort();
+    cmds[ncmds].group = group;
     cmds[ncmds].name = name;
     cmds[ncmds].fn = fn;
     cmds[ncmds].summary = summary;
     ncmds++;
 }
 
+static bool in_group(int i, const char *group)
+{
+    return group ? cmds[i].group && strcmp(cmds[i].group, group) == 0 : !cmds[i].group;
+}
+
 static int cmp_cmd(const void *a, const void *b)
 {
-    const char *const *x = a, *const *y = b;
-    return strcmp(*x, *y);
+    const struct cmd *x = a, *y = b;
+    return strcmp(x->name, y->name);
 }
 
-static void usage(FILE *f)
+static void usage(const char *group, const char *intro, FILE *f)
 {
     qsort(cmds, (size_t)ncmds, sizeof cmds[0], cmp_cmd);
-    fprintf(f, "usage: weft COMMAND [ARGS...]\n\n"
-               "weft is a concurrency toolkit: threads, processes and an event loop, measured\n"
-               "side by side. Commands:\n\n");
-    for (int i = 0; i < ncmds; i++) fprintf(f, "  %-10s %s\n", cmds[i].name, cmds[i].summary);
-    fprintf(f, "\n'weft COMMAND --help' describes each one.\n"
-               "Exit codes: 0 success, 1 some work failed, 2 usage or input error, 3 internal "
-               "error.\n");
+    fprintf(f, "usage: weft %s%sCOMMAND [ARGS...]\n\n%s\nCommands:\n\n", group ? group : "",
+            group ? " " : "", intro);
+    for (int i = 0; i < ncmds; i++)
+        if (in_group(i, group)) fprintf(f, "  %-13s %s\n", cmds[i].name, cmds[i].summary);
+    fprintf(f,
+            "\n'weft %s%sCOMMAND --help' describes each one.\n"
+            "Exit codes: 0 success, 1 some work failed, 2 usage or input error, 3 internal "
+            "error.\n",
+            group ? group : "", group ? " " : "");
 }
 
-int weft_cli_main(int argc, char **argv)
+int weft_cli_dispatch(const char *group, const char *intro, int argc, char **argv)
 {
     if (argc < 2) {
-        usage(stderr);
+        usage(group, intro, stderr);
         return WEFT_EXIT_USAGE;
     }
     if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
         strcmp(argv[1], "help") == 0) {
-        usage(stdout);
-        return WEFT_EXIT_OK;
-    }
-    if (strcmp(argv[1], "--version") == 0) {
-        printf("weft %s\n", weft_version());
+        usage(group, intro, stdout);
         return WEFT_EXIT_OK;
     }
     for (int i = 0; i < ncmds; i++)
-        if (strcmp(cmds[i].name, argv[1]) == 0) return cmds[i].fn(argc - 1, argv + 1);
-    fprintf(stderr, "weft: unknown command '%s'\n\n", argv[1]);
-    usage(stderr);
+        if (in_group(i, group) && strcmp(cmds[i].name, argv[1]) == 0)
+            return cmds[i].fn(argc - 1, argv + 1);
+    fprintf(stderr, "weft%s%s: unknown command '%s'\n\n", group ? " " : "", group ? group : "",
+            argv[1]);
+    usage(group, intro, stderr);
     return WEFT_EXIT_USAGE;
+}
+
+int weft_cli_main(int argc, char **argv)
+{
+    if (argc >= 2 && strcmp(argv[1], "--version") == 0) {
+        printf("weft %s\n", weft_version());
+        return WEFT_EXIT_OK;
+    }
+    return weft_cli_dispatch(NULL,
+                             "weft is a concurrency toolkit: threads, processes and an event "
+                             "loop, measured\nside by side.\n",
+                             argc, argv);
 }
 
 int weft_cli_usage_error(const char *cmd, const char *fmt, ...)
