@@ -23,7 +23,6 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
-#include "peer.h"
 #include <weft/loop.h>
 #include <weft/pool.h>
 #include <weft/procpool.h>
@@ -462,13 +461,7 @@ static void run_peer(int n)
 
 int main(int argc, char **argv)
 {
-    long n = argc > 1                 ? atol(argv[1])
-             : getenv("WEFT_BENCH_N") ? atol(getenv("WEFT_BENCH_N"))
-                                      : 300000;
-    if (n <= 0) {
-        fprintf(stderr, "usage: bench-sched [N]   (N > 0 tasks)\n");
-        return 2;
-    }
+    long n = bench_arg_n(argc, argv, 300000, "bench-sched");
     fs = malloc(WINDOW * sizeof *fs);
     if (!fs) return 1;
     int cpus = weft_cpu_count();

@@ -46,6 +46,7 @@
 
 #include "core/alloc.h"
 #include "core/cpu.h"
+#include "core/slist.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -371,13 +372,8 @@ int weft_future_on_complete(weft_future_t *f, weft_future_cb cb, void *arg)
 /* Runs detached callbacks (newest first in the list) in registration order. */
 static void run_callbacks(weft_future_t *f, weft__cbnode_t *list)
 {
-    weft__cbnode_t *fifo = NULL;
-    while (list) {
-        weft__cbnode_t *next = list->next;
-        list->next = fifo;
-        fifo = list;
-        list = next;
-    }
+    weft__cbnode_t *fifo = list;
+    WEFT__SLIST_REVERSE(fifo, next);
     while (fifo) {
         /* Read everything before the call: the node's owner may free it once cb has run. */
         weft__cbnode_t *next = fifo->next;

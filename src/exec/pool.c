@@ -53,6 +53,7 @@
 #include "exec/future-int.h"
 
 #include "core/alloc.h"
+#include "core/slist.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -182,15 +183,9 @@ static weft_task_t *take_inbox(weft_pool_t *p, weft_task_t **last)
 {
     /* Acquire pairs with the pushers' release half: the records' fields are visible. */
     weft_task_t *t = atomic_exchange_explicit(&p->inbox, NULL, memory_order_acquire);
-    weft_task_t *fifo = NULL;
     *last = t;
-    while (t) {
-        weft_task_t *next = t->next_;
-        t->next_ = fifo;
-        fifo = t;
-        t = next;
-    }
-    return fifo;
+    WEFT__SLIST_REVERSE(t, next_);
+    return t;
 }
 
 /* Appends the inbox to the FIFO. Called with mu held. */
