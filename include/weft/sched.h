@@ -106,6 +106,12 @@ void weft_sched_aop_done(weft_sched_aop_t *op, int status, void *value, size_t s
 void weft_sched_aop_fail(weft_sched_aop_t *op, int status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* An async function that sleeps: it finishes after `(uintptr_t)op->arg` milliseconds (the task's
+ * async_arg), or with -ECANCELED at once on timeout or cancel. The loop route's stand-in for I/O
+ * that waits without a thread, for demos, benchmarks and tests. Thread safety: as any
+ * weft_sched_async_fn (loop thread). */
+int weft_sched_async_sleep(weft_sched_aop_t *op);
+
 /* ---- tasks ---- */
 
 /* Retry policy. Attempt k (k >= 1 failures so far) waits a uniformly random delay in
