@@ -22,6 +22,7 @@
 #include "crawl/htmlhead.h"
 #include "crawl/input.h"
 #include "crawl/retry.h"
+#include "crawl/charset.h"
 #include "fixture/fixture.h"
 
 /* libuv's process-wide signal pipe and ThreadSanitizer's background thread appear at the first
@@ -144,13 +145,71 @@ TEST(head_extractor)
     parse_in_chunks(h, "text/html; charset=utf-8", big, 7);
     CHECK(strlen(crawl_head_title(h)) <= CRAWL_FIELD_MAX);
     CHECK_EQ(strlen(crawl_head_title(h)) % 2, 0);
-    /* Stops at <body> even if the head is not closed; no title in the body counts. */
+    /* HTML5 takes the first <title> and description anywhere, even past an implied <body>. */
     parse_in_chunks(h, NULL, "<html><body><title>late</title>", 3);
-    CHECK(crawl_head_title(h) == NULL);
-    /* Invalid UTF-8 with nothing declared: windows-1252. */
+    CHECK_STR_EQ(crawl_head_title(h), "late");
+    static const char *const before_title[] = {"<img src=\"/t.gif\">", "<div id=\"fb-root\"></div>",
+                                               "stray text", "<p>x</p></head><body>"};
+    for (size_t i = 0; i < 4; i++) {
+        char page2[512];
+        snprintf(page2, sizeof page2,
+                 "<html><head><meta charset=utf-8>%s<title>T %zu</title>"
+                 "<meta name=\"description\" content=\"D\"></head><body>b</body>",
+                 before_title[i], i);
+        for (size_t chunk = 1; chunk < 600; chunk = chunk * 4 + 1) {
+            parse_in_chunks(h, NULL, page2, chunk);
+            char want[16];
+            snprintf(want, sizeof want, "T %zu", i);
+            CHECK_MSG(crawl_head_title(h) && strcmp(crawl_head_title(h), want) == 0,
+                      "case %zu chunk %zu: %s", i, chunk, crawl_head_title(h));
+            CHECK_STR_EQ(crawl_head_description(h), "D");
+        }
+    }
+    parse_in_chunks(h, NULL, "<title>t</title></head><body><p>x<meta name=description content=B>",
+                    4);
+    CHECK_STR_EQ(crawl_head_description(h), "B");
+    /* Numeric references as HTML5 reads them: C1 through windows-1252; NUL, surrogates and
+     * out-of-range values are U+FFFD. Split at every position. */
+    static const char refs[] =
+        "<title>&#128;&#x93;q&#148 &#0;&#xD800;&#1114112;&#233;&amp;</title>";
+    for (size_t chunk = 1; chunk < sizeof refs; chunk++) {
+        parse_in_chunks(h, "text/html; charset=utf-8", refs, chunk);
+        CHECK_STR_EQ(crawl_head_title(h), "\xE2\x82\xAC\xE2\x80\x9Cq\xE2\x80\x9D "
+                                          "\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD\xC3\xA9&");
+    }
+    /* windows-1252's 0x81, 0x8D and 0x9D are U+0081, U+008D, U+009D (WHATWG), not U+FFFD. */
+    parse_in_chunks(h, "text/html; charset=windows-1252", "<title>a\x81\x8D\x9D\x80</title>", 64);
+    CHECK_STR_EQ(crawl_head_title(h), "a\xC2\x81\xC2\x8D\xC2\x9D\xE2\x82\xAC");
+    /* Labels from the WHATWG table. */
+    static const char *const lab[][2] = {
+        {"cp1250", "CP1250"},     {"iso8859-2", "ISO-8859-2"},
+        {"l2", "ISO-8859-2"},     {"greek", "ISO-8859-7"},
+        {"hebrew", "ISO-8859-8"}, {"korean", "CP949"},
+        {"koi8-ru", "KOI8-U"},    {"x-mac-cyrillic", "MAC-CYRILLIC"},
+        {"dos-874", "CP874"},     {" \"ISO_8859-1:1987\" ", "CP1252"},
+        {"utf-16", "UTF-16LE"}};
+    for (size_t i = 0; i < sizeof lab / sizeof lab[0]; i++)
+        CHECK_STR_EQ(crawl_charset_lookup(lab[i][0], strlen(lab[i][0])), lab[i][1]);
+    CHECK(crawl_charset_lookup("nonsense", 8) == NULL);
+    /* http-equiv content without a ';', found by the prescan; UTF-16 in a meta means UTF-8. */
+    parse_in_chunks(h, NULL,
+                    "<meta http-equiv=Content-Type content='text/html charset=koi8-r'>"
+                    "<title>\xF4\xC5\xD3\xD4</title>",
+                    9);
+    CHECK_STR_EQ(crawl_head_title(h), "\xD0\xA2\xD0\xB5\xD1\x81\xD1\x82");
+    CHECK_STR_EQ(crawl_head_charset_source(h), "prescan");
+    parse_in_chunks(h, NULL, "<meta charset=utf-16le><title>\xC3\xA9</title>", 9);
+    CHECK_STR_EQ(crawl_head_title(h), "\xC3\xA9");
+    /* utf-16le in the header with no BOM. */
+    static const char u16[] = "<\0t\0i\0t\0l\0e\0>\0\xE9\0\x42\x30<\0/\0t\0i\0t\0l\0e\0>\0";
+    crawl_head_reset(h, "text/html; charset=utf-16le");
+    crawl_head_feed(h, u16, sizeof u16 - 1);
+    crawl_head_finish(h);
+    CHECK_STR_EQ(crawl_head_title(h), "\xC3\xA9\xE3\x81\x82");
+    /* Invalid UTF-8 with nothing declared: judged from the bytes. */
     parse_in_chunks(h, NULL, "<title>caf\xE9</title>", 2);
     CHECK_STR_EQ(crawl_head_title(h), "caf\xC3\xA9");
-    CHECK_STR_EQ(crawl_head_charset_source(h), "default");
+    CHECK_STR_EQ(crawl_head_charset(h), "CP1252");
     /* Garbage does not crash and yields nothing. */
     parse_in_chunks(h, "text/html; charset=nonsense", "\xFF\xFE\x00<\x01>&#;<<<", 1);
     crawl_head_destroy(h);
@@ -202,9 +261,9 @@ TEST(retry_after_parsing)
 TEST_T(charsets_and_fields_same_in_every_mode, 120)
 {
     weft_fixture_t *fx = fixture();
-    const char *paths[32];
+    const char *paths[64];
     size_t n = 0;
-    char buf[32][64];
+    char buf[64][64];
     for (const char *const *c = weft_fixture_charset_cases; *c; c++) {
         snprintf(buf[n], sizeof buf[n], "/charset/%s", *c);
         paths[n] = buf[n];
@@ -228,6 +287,13 @@ TEST_T(charsets_and_fields_same_in_every_mode, 120)
             CHECK_MSG(r->title && strcmp(r->title, want) == 0, "%s in %s mode: got \"%s\"",
                       weft_fixture_charset_cases[i], crawl_mode_name((crawl_mode_t)m),
                       r->title ? r->title : "(null)");
+            char want_desc[64];
+            snprintf(want_desc, sizeof want_desc, "charset case %s", weft_fixture_charset_cases[i]);
+            if (strncmp(weft_fixture_charset_cases[i], "detect-", 7) == 0)
+                CHECK_STR_EQ(r->charset_source, "detected");
+            CHECK_MSG(r->description && strcmp(r->description, want_desc) == 0,
+                      "%s in %s mode: got description \"%s\"", weft_fixture_charset_cases[i],
+                      crawl_mode_name((crawl_mode_t)m), r->description ? r->description : "(null)");
         }
         const crawl_result_t *r = &g[m].r[ncs + 1];
         CHECK_STR_EQ(r->title, "Caf\xC3\xA9 & cr\xC3\xA8me \xE2\x80\x93 \xE4\xB8\xAD\xE6\x96\x87 "

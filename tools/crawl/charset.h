@@ -1,6 +1,8 @@
 /* Character encodings of fetched pages: labels, byte-order marks, and an incremental decoder to
- * UTF-8 on iconv. Labels follow the WHATWG Encoding Standard's table (the common part of it):
- * latin1 and ascii mean windows-1252, GBK and GB2312 are read as GB18030, Shift_JIS as CP932.
+ * UTF-8 on iconv. Labels follow the WHATWG Encoding Standard's table (all of it but the
+ * "replacement" and x-user-defined encodings): latin1 and ascii mean windows-1252, GBK and GB2312
+ * are read as GB18030, Shift_JIS as CP932, EUC-KR as CP949, windows-874 as CP874.
+ * All functions are pure or work on caller-owned state: any thread.
  */
 #ifndef WEFT_TOOLS_CRAWL_CHARSET_H
 #define WEFT_TOOLS_CRAWL_CHARSET_H
@@ -14,6 +16,17 @@
  * NULL if the label is unknown. Case and surrounding whitespace or quotes are ignored. */
 const char *crawl_charset_lookup(const char *label, size_t len);
 
+/* What a <meta> naming `enc` means: UTF-16 there is UTF-8 (the page was readable as ASCII). */
+const char *crawl_charset_for_meta(const char *enc);
+
+/* The WHATWG prescan of the first 1024 bytes of `p` for <meta charset> or <meta http-equiv
+ * content-type>: the canonical name (already through crawl_charset_for_meta), or NULL. */
+const char *crawl_charset_prescan(const unsigned char *p, size_t n);
+
+/* For bytes that are not valid UTF-8 and declare nothing: the most plausible of GB18030 (GBK),
+ * CP932 (Shift_JIS), CP1251 and CP1252 judged from the bytes, or NULL if none convinces. */
+const char *crawl_charset_detect(const unsigned char *p, size_t n);
+
 /* The canonical name of the charset parameter of a Content-Type value ("text/html;
  * charset=gbk"), or NULL if there is none or it is unknown. Also used for the content attribute
  * of <meta http-equiv="Content-Type">. */
@@ -26,7 +39,8 @@ const char *crawl_charset_bom(const unsigned char *p, size_t n, size_t *bom_len)
  * split across feeds is carried over. */
 typedef struct crawl_decoder {
     const char *enc;
-    bool utf8; /* validate and pass through, no iconv */
+    bool utf8;   /* validate and pass through, no iconv */
+    bool cp1252; /* map the five bytes iconv leaves undefined as WHATWG does */
     iconv_t cd;
     unsigned char carry[8];
     size_t ncarry;

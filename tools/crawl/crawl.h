@@ -62,8 +62,9 @@ typedef struct crawl_result {
     char *final_url;
     long status; /* 0 if no response */
     long redirects;
-    char *title, *description; /* NULL if absent */
-    const char *charset;       /* static: the iconv name, or NULL if not parsed */
+    char *title, *description;  /* NULL if absent */
+    const char *charset;        /* static: the iconv name, or NULL if not parsed */
+    const char *charset_source; /* static: the rule that decided it (crawl_head_charset_source) */
     uint64_t bytes;
     int attempts;
     bool truncated; /* body over --max-body, but the head was complete */

@@ -119,12 +119,13 @@ void crawl_fetch_finish(crawl_item_t *it, crawl_fetcher_t *f, weft_http_resp_t *
     free(r->title);
     free(r->description);
     r->final_url = r->title = r->description = NULL;
-    r->charset = NULL;
+    r->charset = r->charset_source = NULL;
     if (f->html && f->started) {
         crawl_head_finish(f->head);
         r->title = dup_or_null(crawl_head_title(f->head));
         r->description = dup_or_null(crawl_head_description(f->head));
         r->charset = crawl_head_charset(f->head);
+        r->charset_source = crawl_head_charset_source(f->head);
     }
     r->final_url = resp->final_url;
     resp->final_url = NULL;

@@ -4,8 +4,14 @@
  * is over (</head> or the start of <body>). Entities are decoded by the parser; whitespace is
  * collapsed and each field capped at CRAWL_FIELD_MAX bytes (at a character boundary).
  *
- * Charset, in this order: a byte-order mark; the Content-Type header; <meta charset> or
- * <meta http-equiv="Content-Type">; else UTF-8 if the bytes are valid UTF-8; else windows-1252.
+ * Charset, in this order (WHATWG): a byte-order mark; the Content-Type header; the prescan of
+ * the first 1024 bytes for <meta charset> or <meta http-equiv="Content-Type">; else UTF-8 while
+ * the bytes are valid UTF-8; else detected from the bytes (GBK, Shift_JIS, windows-1251 or
+ * windows-1252). Numeric references are read as HTML5 does (&#128;..&#159; via windows-1252).
+ *
+ * Fields follow HTML5's tree construction: the first <title> and the first description meta
+ * anywhere count, even after content that implies <body>; past the head the scan goes on only
+ * while a field is missing, for at most CRAWL_BODY_SCAN bytes.
  * The parser always sees UTF-8: bytes are decoded with iconv first. Until an encoding is certain
  * (BOM or header) the decoder is tentative: invalid UTF-8 switches to windows-1252, and a <meta>
  * naming another encoding restarts the parse from the bytes kept so far (as browsers do).
@@ -21,7 +27,8 @@
 #include <stddef.h>
 
 #define CRAWL_FIELD_MAX 512
-#define CRAWL_HEAD_MAX (1u << 20) /* bytes of head kept for a restart; past this, give up */
+#define CRAWL_HEAD_MAX (1u << 20)   /* bytes of head kept for a restart; past this, give up */
+#define CRAWL_BODY_SCAN (32u << 10) /* past the head, bytes scanned for a missing field */
 
 typedef struct crawl_head crawl_head_t;
 
@@ -43,8 +50,10 @@ void crawl_head_finish(crawl_head_t *h);
  * done or crawl_head_finish() was called. Ownership: borrowed. */
 const char *crawl_head_title(const crawl_head_t *h);
 const char *crawl_head_description(const crawl_head_t *h);
-/* The iconv name of the encoding used, and why: "bom", "header", "meta", "utf-8" (valid UTF-8
- * without a declaration) or "default" (windows-1252). */
+/* The iconv name of the encoding used, and why: "bom", "header", "prescan" (a <meta> in the
+ * first 1024 bytes), "meta" (a later <meta>: the parse restarted), "utf-8" (valid UTF-8 without
+ * a declaration), "detected" (judged from the bytes: GBK, Shift_JIS, windows-1251 or -1252) or
+ * "default" (windows-1252: nothing convinced). */
 const char *crawl_head_charset(const crawl_head_t *h);
 const char *crawl_head_charset_source(const crawl_head_t *h);
 /* True once no more bytes are wanted: the head is over, the head grew past CRAWL_HEAD_MAX, or

@@ -98,6 +98,7 @@ static void write_jsonl(crawl_out_t *out, crawl_mode_t mode, const crawl_result_
     json_object_set_new(o, "title", jstr(r->title));
     json_object_set_new(o, "description", jstr(r->description));
     json_object_set_new(o, "charset", jstr(r->charset));
+    json_object_set_new(o, "charset_source", jstr(r->charset_source));
     json_object_set_new(o, "bytes", json_integer((json_int_t)r->bytes));
     json_object_set_new(o, "truncated", json_boolean(r->truncated));
     json_object_set_new(o, "attempts", json_integer(r->attempts));
