@@ -376,6 +376,41 @@ TEST_T(redirects_timeouts_body_cap_invalid, 120)
     weft_fixture_stop(fx);
 }
 
+/* A server that accepts and never answers is a "timeout" (the first-byte timeout, or the
+ * low-speed limit with nothing received), and a reset reads the same in every mode. */
+TEST_T(timeouts_and_resets_labelled_alike, 60)
+{
+    weft_fixture_t *fx = fixture();
+    const char *paths[] = {"/delay/60000", "/reset"};
+    FILE *f = url_file(fx, paths, 2);
+    crawl_opts_t o;
+    quick_opts(&o);
+    o.attempts = 1;
+    o.first_byte_timeout_ms = 300;
+    got_t g = {0};
+    crawl_stats_t st;
+    for (int m = 0; m < CRAWL_NMODES; m++) {
+        const crawl_result_t *r = run1(&g, &o, (crawl_mode_t)m, f, &st);
+        CHECK_STR_EQ(r[1].error_kind, "timeout");
+        CHECK_MSG(strstr(r[1].error_msg, "no response within 300 ms"), "%s", r[1].error_msg);
+        CHECK_STR_EQ(r[2].error_kind, "connection-reset");
+        CHECK_MSG(strcmp(r[2].error_msg, "Connection reset by peer") == 0, "%s mode: \"%s\"",
+                  crawl_mode_name((crawl_mode_t)m), r[2].error_msg);
+    }
+    /* Without a first-byte timeout, the low-speed limit catches it: still a timeout. */
+    o.first_byte_timeout_ms = 0;
+    o.low_speed_limit = 100;
+    o.low_speed_time_s = 1;
+    const crawl_result_t *r = run1(&g, &o, CRAWL_ASYNC, f, &st);
+    CHECK_STR_EQ(r[1].error_kind, "timeout");
+    crawl_opts_t d;
+    crawl_opts_default(&d);
+    CHECK(d.first_byte_timeout_ms > 0 && d.first_byte_timeout_ms <= 15000);
+    got_free(&g);
+    fclose(f);
+    weft_fixture_stop(fx);
+}
+
 TEST_T(retries_and_retry_after, 120)
 {
     weft_fixture_t *fx = fixture();
@@ -443,6 +478,85 @@ static int cmp_u64(const void *a, const void *b)
 {
     uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
     return x < y ? -1 : x > y;
+}
+
+/* True if no window of one second holds more than `rate` of the n sorted arrival times (100 ms
+ * allowed for delivery jitter). */
+static bool arrivals_within_rate(const uint64_t *t, size_t n, int rate)
+{
+    for (size_t i = 0; i + (size_t)rate < n; i++)
+        if (t[i + (size_t)rate] - t[i] < 900000000ull) return false;
+    return true;
+}
+
+TEST_T(politeness_is_per_host, 120)
+{
+    weft_fixture_t *fx = fixture();
+    char p[8][128];
+    const char *paths[8];
+    got_t g = {0};
+    crawl_stats_t st;
+    for (int m = 0; m < CRAWL_NMODES; m++) {
+        /* A 429 with Retry-After: 2 pauses the whole host, not just its URL. */
+        snprintf(p[0], sizeof p[0], "/retry-after/2/pause%d", m);
+        for (int i = 1; i < 6; i++) {
+            snprintf(p[i], sizeof p[i], "/page/%d?token=other%d", i, m);
+            paths[i] = p[i];
+        }
+        paths[0] = p[0];
+        FILE *f = url_file(fx, paths, 6);
+        crawl_opts_t o;
+        quick_opts(&o);
+        o.per_host = 1;
+        run1(&g, &o, (crawl_mode_t)m, f, &st);
+        CHECK_EQ(st.ok, 6);
+        uint64_t t429, t[5];
+        char tok[16];
+        snprintf(tok, sizeof tok, "pause%d", m);
+        CHECK_EQ(weft_fixture_hits(fx, tok, &t429, 1), 2);
+        snprintf(tok, sizeof tok, "other%d", m);
+        CHECK_EQ(weft_fixture_hits(fx, tok, t, 5), 5);
+        for (int i = 0; i < 5; i++)
+            CHECK_MSG(t[i] >= t429 + 1900000000ull || t[i] < t429,
+                      "%s mode: a request to the paused host %.3f s after the 429",
+                      crawl_mode_name((crawl_mode_t)m), (double)(t[i] - t429) / 1e9);
+        got_free(&g);
+        fclose(f);
+    }
+    /* Every redirect hop takes a rate token: 4 redirects + the page at --rate 2. */
+    crawl_opts_t o;
+    quick_opts(&o);
+    o.rate = 2;
+    paths[0] = "/redirect-tok/4/hops";
+    FILE *f = url_file(fx, paths, 1);
+    const crawl_result_t *r = run1(&g, &o, CRAWL_ASYNC, f, &st);
+    CHECK_EQ(r[1].status, 200);
+    CHECK_EQ(r[1].redirects, 4);
+    CHECK_EQ(r[1].attempts, 1);
+    uint64_t t[8];
+    CHECK_EQ(weft_fixture_hits(fx, "hops", t, 8), 5);
+    CHECK_MSG(arrivals_within_rate(t, 5, 2), "redirect hops at more than 2/s: %.3f s for 5",
+              (double)(t[4] - t[0]) / 1e9);
+    got_free(&g);
+    fclose(f);
+    /* The host is the server: localhost and 127.0.0.1 share one bucket. */
+    const char *port = strrchr(weft_fixture_url(fx), ':') + 1;
+    for (int i = 0; i < 6; i++) {
+        snprintf(p[i], sizeof p[i], "http://%s:%s/page/%d?token=spell",
+                 i % 2 ? "localhost" : "127.0.0.1", port, i);
+        paths[i] = p[i];
+    }
+    f = url_file(fx, paths, 6);
+    o.rate = 3;
+    run1(&g, &o, CRAWL_ASYNC, f, &st);
+    CHECK_EQ(st.ok, 6);
+    CHECK_EQ(weft_fixture_hits(fx, "spell", t, 8), 6);
+    qsort(t, 6, sizeof t[0], cmp_u64);
+    CHECK_MSG(arrivals_within_rate(t, 6, 3), "two spellings of one server: 6 requests in %.3f s",
+              (double)(t[5] - t[0]) / 1e9);
+    got_free(&g);
+    fclose(f);
+    weft_fixture_stop(fx);
 }
 
 TEST_T(rate_limit_and_per_host, 120)

@@ -58,6 +58,8 @@ typedef struct weft_http_resp {
     char *final_url;    /* owned: the URL of the final response */
     char *content_type; /* owned: Content-Type of the final response, or NULL */
     char *retry_after;  /* owned: Retry-After of the final response (raw value), or NULL */
+    char *location;     /* owned: the absolute redirect target of a 3xx not followed
+                           (max_redirects < 0), or NULL */
     uint64_t bytes;     /* body bytes received, after content decoding */
     bool stopped;       /* on_data ended the transfer early (error stays 0) */
     weft_buf_t body;    /* the body, if opts.keep_body */
@@ -88,6 +90,14 @@ typedef struct weft_http_opts {
     void *data_arg;
     const weft_atomic_bool_t *cancel; /* optional: set it (atomically, from any thread) to abort
                                          the transfer with -ECANCELED; borrowed like arg */
+    long first_byte_timeout_ms;       /* no response byte this long after the start: -ETIMEDOUT;
+                                         0: none (a stalled server without a first byte is also
+                                         -ETIMEDOUT, never WEFT_ESLOW) */
+    bool pipewait;                    /* prefer waiting for a multiplexable HTTP/2 connection over
+                                         opening a new one (CURLOPT_PIPEWAIT) */
+    const char *cacert;               /* CA bundle file for https, or NULL: CURL_CA_BUNDLE, then
+                                         SSL_CERT_FILE from the environment, then libcurl's default */
+    bool insecure;                    /* do not verify the server certificate (testing only) */
 } weft_http_opts_t;
 
 /* One transfer on the loop. */

@@ -16,6 +16,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <weft/err.h>
@@ -43,6 +44,7 @@ void weft_http_resp_free(weft_http_resp_t *r)
     weft__free(r->final_url);
     weft__free(r->content_type);
     weft__free(r->retry_after);
+    weft__free(r->location);
     weft_buf_free(&r->body);
     memset(r, 0, sizeof *r);
 }
@@ -123,6 +125,8 @@ static size_t on_write(char *data, size_t size, size_t n, void *arg)
     return len;
 }
 
+static uint64_t info_us(CURL *e, CURLINFO what);
+
 static int on_progress(void *arg, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
                        curl_off_t ulnow)
 {
@@ -131,6 +135,11 @@ static int on_progress(void *arg, curl_off_t dltotal, curl_off_t dlnow, curl_off
      * transfer result carries no data written before the flag. */
     if (x->o.cancel && atomic_load_explicit(x->o.cancel, memory_order_relaxed)) return 1;
     if (x->cancel_future && weft_future_cancel_requested(x->cancel_future)) return 1;
+    if (x->o.first_byte_timeout_ms > 0 && info_us(x->easy, CURLINFO_STARTTRANSFER_TIME_T) == 0 &&
+        info_us(x->easy, CURLINFO_TOTAL_TIME_T) >= (uint64_t)x->o.first_byte_timeout_ms * 1000) {
+        x->abort_error = -ETIMEDOUT;
+        return 1;
+    }
     return 0;
 }
 
@@ -174,7 +183,16 @@ int weft__xfer_setup(CURL *e, weft__xfer_t *x, const weft_http_opts_t *opts, wef
     SET(CURLOPT_WRITEFUNCTION, on_write);
     SET(CURLOPT_WRITEDATA, x);
     SET(CURLOPT_ERRORBUFFER, x->errbuf);
-    if (x->o.cancel || x->cancel_future) {
+    if (x->o.pipewait) SET(CURLOPT_PIPEWAIT, 1L);
+    const char *ca = x->o.cacert;
+    if (!ca || !*ca) ca = getenv("CURL_CA_BUNDLE");
+    if (!ca || !*ca) ca = getenv("SSL_CERT_FILE");
+    if (ca && *ca) SET(CURLOPT_CAINFO, ca);
+    if (x->o.insecure) {
+        SET(CURLOPT_SSL_VERIFYPEER, 0L);
+        SET(CURLOPT_SSL_VERIFYHOST, 0L);
+    }
+    if (x->o.cancel || x->cancel_future || x->o.first_byte_timeout_ms > 0) {
         SET(CURLOPT_XFERINFOFUNCTION, on_progress);
         SET(CURLOPT_XFERINFODATA, x);
         SET(CURLOPT_NOPROGRESS, 0L);
@@ -199,11 +217,14 @@ static int map_error(CURLcode code, weft__xfer_t *x)
     case CURLE_COULDNT_CONNECT:
         return -ECONNREFUSED;
     case CURLE_OPERATION_TIMEDOUT:
-        return strstr(x->errbuf, "too slow") ? WEFT_ESLOW : -ETIMEDOUT;
+        /* "Too slow" only for a server that started answering: silence is a timeout. */
+        return strstr(x->errbuf, "too slow") && info_us(x->easy, CURLINFO_STARTTRANSFER_TIME_T) != 0
+                   ? WEFT_ESLOW
+                   : -ETIMEDOUT;
     case CURLE_TOO_MANY_REDIRECTS:
         return WEFT_EREDIRECTS;
     case CURLE_ABORTED_BY_CALLBACK:
-        return -ECANCELED;
+        return x->abort_error ? x->abort_error : -ECANCELED;
     case CURLE_URL_MALFORMAT:
     case CURLE_UNSUPPORTED_PROTOCOL:
         return -EINVAL;
@@ -246,6 +267,13 @@ void weft__xfer_finish(CURL *e, weft__xfer_t *x, CURLcode code)
         size_t l = strlen(r->errmsg);
         while (l && (r->errmsg[l - 1] == '\n' || r->errmsg[l - 1] == '\r')) r->errmsg[--l] = 0;
     }
+    /* One message for a reset, whichever interface ran the transfer: the multi interface only
+     * knows that poll reported an error on the socket. */
+    if (r->error == -ECONNRESET && (code == CURLE_RECV_ERROR || code == CURLE_SEND_ERROR))
+        snprintf(r->errmsg, sizeof r->errmsg, "Connection reset by peer");
+    if (r->error == -ETIMEDOUT && code == CURLE_ABORTED_BY_CALLBACK)
+        snprintf(r->errmsg, sizeof r->errmsg, "no response within %ld ms",
+                 x->o.first_byte_timeout_ms);
     if (r->error == -EMSGSIZE)
         snprintf(r->errmsg, sizeof r->errmsg, "body larger than %zu bytes", x->o.max_body);
     long status = 0, redirects = 0;
@@ -258,6 +286,10 @@ void weft__xfer_finish(CURL *e, weft__xfer_t *x, CURLcode code)
     curl_easy_getinfo(e, CURLINFO_CONTENT_TYPE, &ct);
     if (!r->final_url) r->final_url = dup_or_null(u);
     if (!r->content_type) r->content_type = dup_or_null(ct);
+    char *loc = NULL;
+    if (!r->location && status >= 300 && status < 400 &&
+        curl_easy_getinfo(e, CURLINFO_REDIRECT_URL, &loc) == CURLE_OK)
+        r->location = dup_or_null(loc);
     r->t.dns_us = info_us(e, CURLINFO_NAMELOOKUP_TIME_T);
     r->t.connect_us = info_us(e, CURLINFO_CONNECT_TIME_T);
     r->t.tls_us = info_us(e, CURLINFO_APPCONNECT_TIME_T);

@@ -359,7 +359,7 @@ size_t weft_http_active(const weft_loop_t *loop)
 typedef struct fetch_req {
     weft_loop_work_t work;
     weft_http_opts_t opts;
-    char *url, *user_agent;
+    char *url, *user_agent, *cacert;
     weft_future_t *f; /* our reference */
     weft_loop_t *loop;
 } fetch_req_t;
@@ -369,6 +369,7 @@ static void free_fetch_req(fetch_req_t *r)
     weft_future_release(r->f);
     weft__free(r->url);
     weft__free(r->user_agent);
+    weft__free(r->cacert);
     weft__free(r);
 }
 
@@ -426,7 +427,9 @@ int weft_http_fetch(weft_loop_t *loop, const weft_http_opts_t *opts, weft_future
     r->opts = *opts;
     r->url = dup_opt(opts->url, &fail);
     r->user_agent = dup_opt(opts->user_agent, &fail);
+    r->cacert = dup_opt(opts->cacert, &fail);
     r->opts.url = r->url;
+    r->opts.cacert = r->cacert;
     r->opts.user_agent = r->user_agent;
     r->loop = loop;
     r->f = weft_future_create();

@@ -11,18 +11,18 @@
 
 static void usage(FILE *f)
 {
+    fprintf(f, "usage: weft crawl [OPTIONS] FILE\n\n"
+               "Fetches every URL listed in FILE ('-' for standard input; one per line, blank\n"
+               "lines and lines starting with '#' ignored) and reports, per page: HTTP status,\n"
+               "final URL and redirects, <title>, meta description (og:description as a\n"
+               "fallback), bytes, attempts, and the response time with its phases (DNS, connect,\n"
+               "TLS, first byte) and the time spent queued. The list is streamed: 100 k URLs do\n"
+               "not all sit in memory. Invalid lines are reported as errors, not fatal.\n\n"
+               "Modes (the seed's comparison): seq fetches one URL at a time; threads uses a\n"
+               "pool of N threads with blocking requests; async runs C transfers at once on one\n"
+               "event loop. 'all' runs the three in turn and compares them.\n\n"
+               "Options:\n");
     fprintf(f,
-            "usage: weft crawl [OPTIONS] FILE\n\n"
-            "Fetches every URL listed in FILE ('-' for standard input; one per line, blank\n"
-            "lines and lines starting with '#' ignored) and reports, per page: HTTP status,\n"
-            "final URL and redirects, <title>, meta description (og:description as a\n"
-            "fallback), bytes, attempts, and the response time with its phases (DNS, connect,\n"
-            "TLS, first byte) and the time spent queued. The list is streamed: 100 k URLs do\n"
-            "not all sit in memory. Invalid lines are reported as errors, not fatal.\n\n"
-            "Modes (the seed's comparison): seq fetches one URL at a time; threads uses a\n"
-            "pool of N threads with blocking requests; async runs C transfers at once on one\n"
-            "event loop. 'all' runs the three in turn and compares them.\n\n"
-            "Options:\n"
             "  --mode M              seq, threads, async or all (default async)\n"
             "  --threads N           threads in threads mode (default 5)\n"
             "  --concurrency C       transfers in flight in async mode (default 100)\n"
@@ -41,6 +41,11 @@ static void usage(FILE *f)
             "                        the URL fails at once, saying so (default 60)\n"
             "  --timeout S           total time per attempt, redirects included (default 30)\n"
             "  --connect-timeout S   (default 10)\n"
+            "  --first-byte-timeout S  an attempt with no response byte after S seconds\n"
+            "                        fails as \"timeout\" (default 10; 0: only --timeout)\n"
+            "  --cacert FILE         CA bundle for https (default: $CURL_CA_BUNDLE, else\n"
+            "                        $SSL_CERT_FILE, else the system's)\n"
+            "  --insecure            do not verify https certificates\n"
             "  --low-speed B:S       abort an attempt slower than B bytes/s for S seconds\n"
             "                        (default 100:15; 0:0 disables)\n"
             "  --max-body SIZE       read at most SIZE bytes of a page (K/M suffixes; default\n"
@@ -210,15 +215,26 @@ int crawl_cmd(int argc, char **argv)
     long v;
     uint64_t a, b;
     static const char *const with_value[] = {
-        "--mode",        "--threads",
-        "--concurrency", "--per-host",
-        "--rate",        "--attempts",
-        "--backoff",     "--retry-after-max",
-        "--timeout",     "--connect-timeout",
-        "--low-speed",   "--max-body",
-        "--window",      "--user-agent",
-        "--jsonl",       "--csv",
-        "--report",      "--seed",
+        "--mode",
+        "--threads",
+        "--concurrency",
+        "--per-host",
+        "--rate",
+        "--attempts",
+        "--backoff",
+        "--retry-after-max",
+        "--timeout",
+        "--connect-timeout",
+        "--low-speed",
+        "--max-body",
+        "--window",
+        "--user-agent",
+        "--jsonl",
+        "--csv",
+        "--report",
+        "--seed",
+        "--first-byte-timeout",
+        "--cacert",
     };
     for (int i = 1; i < argc; i++) {
         const char *s = argv[i];
@@ -284,6 +300,12 @@ int crawl_cmd(int argc, char **argv)
             if (parse_seconds(val, &o.connect_timeout_ms) < 0 || o.connect_timeout_ms == 0)
                 return weft_cli_usage_error("crawl", "--connect-timeout: '%s' is not seconds > 0",
                                             val);
+        } else if (OPT("--first-byte-timeout")) {
+            if (parse_seconds(val, &o.first_byte_timeout_ms) < 0)
+                return weft_cli_usage_error("crawl", "--first-byte-timeout: '%s' is not seconds",
+                                            val);
+        } else if (OPT("--cacert")) {
+            o.cacert = val;
         } else if (OPT("--low-speed")) {
             if (parse_pair(val, &a, &b) < 0 || a > 1000000000 || b > 3600)
                 return weft_cli_usage_error("crawl", "--low-speed: '%s' is not BYTES:SECONDS", val);
@@ -312,6 +334,8 @@ int crawl_cmd(int argc, char **argv)
             o.seed = (uint64_t)v;
         } else if (strcmp(s, "-q") == 0 || strcmp(s, "--quiet") == 0) {
             o.table = false;
+        } else if (strcmp(s, "--insecure") == 0 || strcmp(s, "-k") == 0) {
+            o.insecure = true;
         } else if (strcmp(s, "--no-summary") == 0) {
             o.summary = false;
         } else if (strcmp(s, "--no-progress") == 0) {

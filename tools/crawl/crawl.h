@@ -21,6 +21,8 @@
 #include <weft/hist.h>
 #include <weft/loop.h>
 
+#define CRAWL_MAX_REDIRECTS 10
+
 typedef enum crawl_mode {
     CRAWL_SEQ = 0,
     CRAWL_THREADS = 1,
@@ -39,6 +41,9 @@ typedef struct crawl_opts {
     double rate;       /* request starts per second per host; 0: no limit */
     int attempts;      /* attempts in all (default 3) */
     long connect_timeout_ms, timeout_ms;
+    long first_byte_timeout_ms; /* no response byte this long: "timeout" (default 10000) */
+    const char *cacert;         /* CA bundle for https, or NULL (CURL_CA_BUNDLE, SSL_CERT_FILE) */
+    bool insecure;              /* do not verify certificates */
     long low_speed_limit, low_speed_time_s;
     size_t max_body;
     uint64_t backoff_base_ms, backoff_max_ms; /* full jitter: U(0, min(max, base * 2^n)) */

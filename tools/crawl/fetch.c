@@ -63,12 +63,17 @@ void crawl_fetch_prepare(const crawl_opts_t *o, crawl_item_t *it, crawl_fetcher_
 {
     f->started = f->html = false;
     memset(ho, 0, sizeof *ho);
-    ho->url = it->res.url;
+    ho->url = it->next_url ? it->next_url : it->res.url;
     ho->connect_timeout_ms = o->connect_timeout_ms;
+    ho->first_byte_timeout_ms = o->first_byte_timeout_ms;
+    /* HTTP/2 (https): wait for the host's connection to multiplex rather than open another. */
+    ho->pipewait = strncmp(ho->url, "https:", 6) == 0;
+    ho->cacert = o->cacert;
+    ho->insecure = o->insecure;
     ho->timeout_ms = o->timeout_ms;
     ho->low_speed_limit = o->low_speed_limit;
     ho->low_speed_time_s = o->low_speed_time_s;
-    ho->max_redirects = 10;
+    ho->max_redirects = -1; /* the engine follows them, through the host's token bucket */
     ho->max_body = o->max_body;
     ho->user_agent = o->user_agent;
     ho->on_data = on_data;
@@ -133,7 +138,12 @@ void crawl_fetch_finish(crawl_item_t *it, crawl_fetcher_t *f, weft_http_resp_t *
     it->retry_after = resp->retry_after;
     resp->retry_after = NULL;
     r->status = resp->status;
-    r->redirects = resp->redirects;
+    free(it->location);
+    it->location = NULL;
+    if (resp->error == 0 && resp->location && resp->status >= 300 && resp->status < 400) {
+        it->location = resp->location; /* run.c follows it */
+        resp->location = NULL;
+    }
     r->bytes = resp->bytes;
     r->ms = (double)resp->t.total_us / 1000.0;
     r->dns_ms = (double)resp->t.dns_us / 1000.0;

@@ -7,9 +7,14 @@
  */
 #include "crawl/hosts.h"
 
+#include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <weft/hash.h>
 #include <weft/htab.h>
 #include <weft/sys.h>
@@ -30,8 +35,10 @@ struct crawl_dispatch {
     size_t window, in_window;
     bool eof;
     int error;
-    uint64_t interval_ns;                     /* 1/rate, 0: no rate limit */
-    weft_htab_t hosts;                        /* key -> crawl_host_t * */
+    uint64_t interval_ns; /* 1/rate, 0: no rate limit */
+    weft_htab_t hosts;    /* key -> crawl_host_t * */
+    weft_htab_t names;    /* /etc/hosts: name -> "name\0address" (owned) */
+    bool names_loaded;
     crawl_host_t *cursor;                     /* ring position */
     crawl_item_t *immediate, *immediate_tail; /* invalid lines, in input order */
     crawl_item_t *delayed;                    /* retries, sorted by not_before_ns */
@@ -48,6 +55,7 @@ int crawl_dispatch_create(crawl_dispatch_t **out, const crawl_opts_t *o, crawl_i
     d->window = window ? window : 1;
     d->interval_ns = o->rate > 0 ? (uint64_t)(1e9 / o->rate) : 0;
     weft_htab_init(&d->hosts);
+    weft_htab_init(&d->names);
     *out = d;
     return 0;
 }
@@ -56,6 +64,8 @@ static void free_item(crawl_item_t *it)
 {
     crawl_result_free(&it->res);
     free(it->retry_after);
+    free(it->next_url);
+    free(it->location);
     free(it);
 }
 
@@ -81,6 +91,10 @@ void crawl_dispatch_destroy(crawl_dispatch_t *d)
             free_item(it);
         }
     weft_htab_free(&d->hosts);
+    pos = 0;
+    for (weft_htab_slot_t *s; (s = weft_htab_next(&d->names, &pos));)
+        free((char *)(uintptr_t)s->val);
+    weft_htab_free(&d->names);
     free(d);
 }
 
@@ -140,6 +154,104 @@ static void sweep(crawl_dispatch_t *d, uint64_t now)
         all[n++] = (crawl_host_t *)(uintptr_t)s->val;
     for (size_t i = 0; i < n; i++) host_maybe_free(d, all[i], now);
     free(all);
+}
+
+/* ---- host keys: the address ---- */
+
+/* An /etc/hosts entry is "NAME\0ADDRESS" (one allocation): compared by its first string. */
+static bool name_eq(uint64_t val, const void *key, const void *ctx)
+{
+    (void)ctx;
+    return strcasecmp((const char *)(uintptr_t)val, key) == 0;
+}
+
+/* The canonical text of an address literal ("127.1" -> "127.0.0.1"), or false. */
+static bool canon_addr(const char *s, char *out, size_t size)
+{
+    struct addrinfo hints = {.ai_flags = AI_NUMERICHOST, .ai_socktype = SOCK_STREAM}, *ai = NULL;
+    if (getaddrinfo(s, NULL, &hints, &ai) != 0 || !ai) return false;
+    const void *a = ai->ai_family == AF_INET
+                        ? (const void *)&((struct sockaddr_in *)(void *)ai->ai_addr)->sin_addr
+                        : (const void *)&((struct sockaddr_in6 *)(void *)ai->ai_addr)->sin6_addr;
+    bool ok = inet_ntop(ai->ai_family, a, out, (socklen_t)size) != NULL;
+    freeaddrinfo(ai);
+    return ok;
+}
+
+/* Reads /etc/hosts (once): the names a resolver answers at once, without a network query. The
+ * first address listed for a name wins, as with the "files" resolver. */
+static void load_hosts_file(crawl_dispatch_t *d)
+{
+    d->names_loaded = true;
+    FILE *f = fopen("/etc/hosts", "re");
+    if (!f) return;
+    char line[1024];
+    while (fgets(line, sizeof line, f)) {
+        char *save = NULL, *hash = strchr(line, '#');
+        if (hash) *hash = '\0';
+        char *addr = strtok_r(line, " \t\r\n", &save), canon[INET6_ADDRSTRLEN];
+        if (!addr || !canon_addr(addr, canon, sizeof canon)) continue;
+        for (char *name; (name = strtok_r(NULL, " \t\r\n", &save));) {
+            if (d->names.len >= 4096) break; /* a hosts file used as a block list: enough */
+            char low[256];
+            size_t nl = strlen(name), al = strlen(canon);
+            if (nl >= sizeof low) continue;
+            for (size_t i = 0; i <= nl; i++) low[i] = (char)tolower((unsigned char)name[i]);
+            uint64_t h = weft_hash_str(low);
+            bool added;
+            uint64_t *v = weft_htab_put(&d->names, h, name_eq, low, NULL, &added);
+            if (!v) continue;
+            if (!added) { /* an IPv4 address is preferred, as libcurl tries it first */
+                const char *old = (const char *)(uintptr_t)*v;
+                if (!strchr(old + strlen(old) + 1, ':') || strchr(canon, ':')) continue;
+                free((void *)(uintptr_t)*v);
+            }
+            char *e = malloc(nl + al + 2);
+            if (!e) {
+                weft_htab_remove(&d->names, h, is_unset, NULL, NULL, NULL);
+                continue;
+            }
+            memcpy(e, low, nl + 1);
+            memcpy(e + nl + 1, canon, al + 1);
+            *v = (uintptr_t)e;
+        }
+    }
+    fclose(f);
+}
+
+/* "scheme://host:port" -> "address:port" when the address is known without a network query:
+ * an address literal, or a name from /etc/hosts (so that localhost and 127.0.0.1 are one
+ * server). Other names keep their spelling: resolving each one here would stall dispatch on
+ * the network. Returns `out` or `url_key`. */
+static const char *host_key(crawl_dispatch_t *d, const char *url_key, char *out, size_t size)
+{
+    const char *host = strstr(url_key, "://");
+    const char *colon = strrchr(url_key, ':');
+    if (!host || !colon || colon < host + 3) return url_key;
+    host += 3;
+    char name[CRAWL_HOSTKEY_MAX], addr[INET6_ADDRSTRLEN];
+    size_t nl = (size_t)(colon - host);
+    if (nl >= sizeof name || nl == 0) return url_key;
+    memcpy(name, host, nl);
+    name[nl] = '\0';
+    if (name[0] == '[' && nl > 1 && name[nl - 1] == ']') { /* an IPv6 literal */
+        memmove(name, name + 1, nl - 2);
+        name[nl - 2] = '\0';
+    }
+    const char *a = NULL;
+    if (canon_addr(name, addr, sizeof addr)) {
+        a = addr;
+    } else {
+        if (!d->names_loaded) load_hosts_file(d);
+        uint64_t *v = weft_htab_find(&d->names, weft_hash_str(name), name_eq, name, NULL);
+        if (v) {
+            const char *e = (const char *)(uintptr_t)*v;
+            a = e + strlen(e) + 1;
+        }
+    }
+    if (!a) return url_key;
+    snprintf(out, size, strchr(a, ':') ? "[%s]%s" : "%s%s", a, colon);
+    return out;
 }
 
 /* ---- the ring of hosts with queued items ---- */
@@ -228,7 +340,8 @@ static void refill(crawl_dispatch_t *d, uint64_t now)
             continue;
         }
         if (d->hosts.len > 4 * d->window + 1024) sweep(d, now);
-        it->host = host_get(d, l.host);
+        char key[CRAWL_HOSTKEY_MAX + 64];
+        it->host = host_get(d, host_key(d, l.host, key, sizeof key));
         if (it->host) it->host->refs++;
         if (!it->host) {
             it->invalid = "out of memory";
@@ -291,6 +404,27 @@ crawl_item_t *crawl_dispatch_next(crawl_dispatch_t *d, uint64_t now, uint64_t *w
 void crawl_dispatch_attempt_done(crawl_dispatch_t *d, crawl_item_t *it)
 {
     it->host->inflight--;
+}
+
+void crawl_dispatch_pause_host(crawl_dispatch_t *d, crawl_item_t *it, uint64_t until_ns)
+{
+    (void)d;
+    if (it->host && until_ns > it->host->next_ns) it->host->next_ns = until_ns;
+}
+
+int crawl_dispatch_redirect(crawl_dispatch_t *d, crawl_item_t *it, const char *url_key,
+                            uint64_t now)
+{
+    char key[CRAWL_HOSTKEY_MAX + 64];
+    crawl_host_t *x = host_get(d, host_key(d, url_key, key, sizeof key));
+    if (!x) return -ENOMEM;
+    crawl_host_t *old = it->host;
+    x->refs++;
+    it->host = x;
+    it->ready_ns = now;
+    enqueue(d, x, it, true);
+    if (old && --old->refs == 0) host_maybe_free(d, old, now);
+    return 0;
 }
 
 void crawl_dispatch_retry(crawl_dispatch_t *d, crawl_item_t *it, uint64_t due_ns)

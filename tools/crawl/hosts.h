@@ -5,8 +5,14 @@
  * token bucket holds a token. The bucket has depth one and refills every 1/R seconds, so two
  * starts on one host are always at least 1/R apart: no window of one second ever holds more than
  * R starts (for integer R; ceil(R) otherwise). Hosts take turns (round robin). Retries wait in a
- * delayed list until their time, then go to the front of their host's queue. Every attempt takes
- * a token, retries included; redirects followed inside one transfer do not.
+ * delayed list until their time, then go to the front of their host's queue. Every request takes
+ * a token: retries, and redirects too, which the engine follows itself (each hop is dispatched
+ * again, to the front of its target host's queue).
+ *
+ * A host is the server, not the spelling: the key is the address and port ("127.0.0.1:8080" for
+ * both http://localhost:8080 and http://127.0.0.1:8080) for address literals and names in
+ * /etc/hosts; other names are keyed by spelling (resolving them here would stall dispatch on
+ * the network). A 429 or 503 with Retry-After pauses the whole host.
  *
  * One thread uses a dispatcher (the mode's scheduler thread); no locks.
  */
@@ -31,6 +37,8 @@ typedef struct crawl_item {
     uint64_t not_before_ns;  /* a retry's time */
     uint64_t attempt_start_ns;
     char *retry_after; /* Retry-After of the last attempt, or NULL */
+    char *next_url;    /* the redirect target the next attempt fetches, or NULL: res.url */
+    char *location;    /* the last attempt's redirect target, not yet followed, or NULL */
     void *run;         /* the run it belongs to */
     void *slot;        /* the mode's per-attempt state */
 } crawl_item_t;
@@ -50,6 +58,14 @@ crawl_item_t *crawl_dispatch_next(crawl_dispatch_t *d, uint64_t now, uint64_t *w
 
 /* An attempt of `it` ended (lowers its host's in-flight count). */
 void crawl_dispatch_attempt_done(crawl_dispatch_t *d, crawl_item_t *it);
+
+/* No request may start on `it`'s host before `until_ns` (a 429 or 503 with Retry-After). */
+void crawl_dispatch_pause_host(crawl_dispatch_t *d, crawl_item_t *it, uint64_t until_ns);
+
+/* Moves `it` to the host of `url_key` (a crawl_url_check key) and queues it at the front there:
+ * a redirect hop, which takes a token like any request. Returns 0 or -ENOMEM. */
+int crawl_dispatch_redirect(crawl_dispatch_t *d, crawl_item_t *it, const char *url_key,
+                            uint64_t now);
 
 /* Puts `it` back to be tried again at `due_ns`. */
 void crawl_dispatch_retry(crawl_dispatch_t *d, crawl_item_t *it, uint64_t due_ns);

@@ -34,6 +34,7 @@ void crawl_opts_default(crawl_opts_t *o)
     o->attempts = 3;
     o->connect_timeout_ms = 10000;
     o->timeout_ms = 30000;
+    o->first_byte_timeout_ms = 10000;
     o->low_speed_limit = 100;
     o->low_speed_time_s = 15;
     o->max_body = 4u << 20;
@@ -93,15 +94,56 @@ void crawl__finish(crawl_run_t *r, crawl_item_t *it)
     weft_progress_update(&r->progress, crawl_dispatch_input_offset(r->d));
 }
 
+/* Follows the redirect of the attempt that just ended: the item goes back to the dispatcher,
+ * to its target's host (a token, like any request). Returns false (with the error set) if it
+ * cannot be followed. */
+static bool follow(crawl_run_t *r, crawl_item_t *it, uint64_t now)
+{
+    crawl_result_t *res = &it->res;
+    char *loc = it->location;
+    it->location = NULL;
+    char key[CRAWL_HOSTKEY_MAX];
+    const char *why = NULL;
+    if (res->redirects >= CRAWL_MAX_REDIRECTS) {
+        res->error = WEFT_EREDIRECTS;
+        snprintf(res->error_msg, sizeof res->error_msg, "more than %d redirects",
+                 CRAWL_MAX_REDIRECTS);
+    } else if ((why = crawl_url_check(loc, key)) != NULL) {
+        res->error = WEFT_EREDIRECTS;
+        snprintf(res->error_msg, sizeof res->error_msg, "redirect to an unusable URL: %s", why);
+    } else if (crawl_dispatch_redirect(r->d, it, key, now) < 0) {
+        res->error = -ENOMEM;
+        snprintf(res->error_msg, sizeof res->error_msg, "%s", weft_strerror(-ENOMEM));
+    } else {
+        free(it->next_url);
+        it->next_url = loc;
+        res->redirects++;
+        res->attempts--; /* a hop is not another attempt */
+        return true;
+    }
+    res->error_kind = crawl_error_kind(res->error, res->status);
+    free(loc);
+    return false;
+}
+
 void crawl__attempt_end(crawl_run_t *r, crawl_item_t *it)
 {
     crawl_dispatch_attempt_done(r->d, it);
+    uint64_t now = weft_now_ns(), ra_ms;
+    /* A 429 or 503 with Retry-After speaks for the whole server: no request to that host
+     * starts before it has passed (capped like the wait of the URL itself). */
+    if ((it->res.status == 429 || it->res.status == 503) && it->retry_after &&
+        crawl_retry_after_ms(it->retry_after, time(NULL), &ra_ms)) {
+        if (ra_ms > r->o->retry_after_max_ms) ra_ms = r->o->retry_after_max_ms;
+        crawl_dispatch_pause_host(r->d, it, now + ra_ms * 1000000u);
+    }
+    if (it->location && follow(r, it, now)) return;
     uint64_t delay;
     char why[160];
     switch (crawl_retry_decide(r->o, &it->res, it->retry_after, &r->rng, &delay, why, sizeof why)) {
     case CRAWL_RETRY_YES:
         r->st->retries++;
-        crawl_dispatch_retry(r->d, it, weft_now_ns() + delay);
+        crawl_dispatch_retry(r->d, it, now + delay);
         return;
     case CRAWL_RETRY_GIVE_UP:
         it->res.error_kind = "retry-after-cap";
