@@ -33,8 +33,8 @@ $ weft crawl --no-progress --jsonl - -
 < not a url
 < ftp://example.com/file
 ? 1
-> {"mode":"async","line":2,"url":"not a url","final_url":null,"status":0,"redirects":0,"title":null,"description":null,"charset":null,"bytes":0,"truncated":false,"attempts":0,"ms":0.0,"dns_ms":0.0,"connect_ms":0.0,"tls_ms":0.0,"ttfb_ms":0.0,"queued_ms":0.0,"start_ms":0.0,"error":"URL contains a space or control character","error_kind":"invalid-url"}
-> {"mode":"async","line":3,"url":"ftp://example.com/file","final_url":null,"status":0,"redirects":0,"title":null,"description":null,"charset":null,"bytes":0,"truncated":false,"attempts":0,"ms":0.0,"dns_ms":0.0,"connect_ms":0.0,"tls_ms":0.0,"ttfb_ms":0.0,"queued_ms":0.0,"start_ms":0.0,"error":"not an http:// or https:// URL","error_kind":"invalid-url"}
+> {"mode":"async","line":2,"url":"not a url","final_url":null,"status":0,"redirects":0,"title":null,"description":null,"charset":null,"charset_source":null,"bytes":0,"truncated":false,"attempts":0,"ms":0.0,"dns_ms":0.0,"connect_ms":0.0,"tls_ms":0.0,"ttfb_ms":0.0,"queued_ms":0.0,"start_ms":0.0,"error":"URL contains a space or control character","error_kind":"invalid-url"}
+> {"mode":"async","line":3,"url":"ftp://example.com/file","final_url":null,"status":0,"redirects":0,"title":null,"description":null,"charset":null,"charset_source":null,"bytes":0,"truncated":false,"attempts":0,"ms":0.0,"dns_ms":0.0,"connect_ms":0.0,"tls_ms":0.0,"ttfb_ms":0.0,"queued_ms":0.0,"start_ms":0.0,"error":"not an http:// or https:// URL","error_kind":"invalid-url"}
 
 # Against the fixture: every mode extracts the same title; stdin is spooled for --mode all.
 $ weft fixture run --port 0 -- sh -c 'printf "%s/page/2\n%s/charset/gbk\n" "$WEFT_FIXTURE" "$WEFT_FIXTURE" | weft crawl --mode all --no-progress --jsonl - - | grep -o "\"title\":\"[^\"]*\"" | sort | uniq -c'
@@ -69,3 +69,18 @@ $ weft fixture run --port 0 -- false
 $ weft crawl /
 ? 2
 ! weft crawl: / is a directory
+
+# A FIFO or <(...) is spooled for --mode all like standard input: every mode sees every URL.
+$ weft fixture run --port 0 -- bash -c 'weft crawl --mode all --no-progress --jsonl - <(printf "%s/page/2\n%s/page/3\n" "$WEFT_FIXTURE" "$WEFT_FIXTURE") | grep -c "\"status\":200"'
+? 0
+> 6
+
+# A UTF-8 byte-order mark before line 1 is not part of the URL.
+$ weft fixture run --port 0 -- bash -c 'printf "\xEF\xBB\xBF%s/page/1\n" "$WEFT_FIXTURE" | weft crawl --no-progress --jsonl - - | grep -o "\"line\":1,[^,]*,[^,]*,\"status\":200"' | sed 's/http[^"]*//g'
+? 0
+> "line":1,"url":"","final_url":"","status":200
+
+# A NUL byte would silently cut the URL short: the line is rejected.
+$ printf 'http://127.0.0.1:1/a\0b\n' | weft crawl --no-progress --jsonl - - | grep -o '"error":"[^"]*"'
+? 0
+> "error":"line contains a NUL byte"

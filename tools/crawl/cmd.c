@@ -356,29 +356,38 @@ int crawl_cmd(int argc, char **argv)
     int nmodes = __builtin_popcount(o.modes);
 
     FILE *in;
-    if (strcmp(input, "-") == 0 && nmodes > 1) {
-        /* Every mode reads the list from the start: keep standard input in a temporary file
-         * (on disk, not in memory). */
-        in = tmpfile();
-        if (!in) return weft_cli_error("crawl", WEFT_EXIT_INTERNAL, "tmpfile: %s", strerror(errno));
-        char buf[65536];
-        size_t n;
-        while ((n = fread(buf, 1, sizeof buf, stdin)) > 0)
-            if (fwrite(buf, 1, n, in) != n) {
-                fclose(in);
-                return weft_cli_error("crawl", WEFT_EXIT_INTERNAL, "spooling stdin failed");
-            }
-    } else if (strcmp(input, "-") == 0) {
+    if (strcmp(input, "-") == 0) {
         in = stdin;
     } else if (!(in = fopen(input, "r"))) {
         return weft_cli_error("crawl", WEFT_EXIT_USAGE, "cannot open %s: %s", input,
                               strerror(errno));
-    } else {
-        struct stat sb;
-        if (fstat(fileno(in), &sb) == 0 && S_ISDIR(sb.st_mode)) {
-            fclose(in);
-            return weft_cli_error("crawl", WEFT_EXIT_USAGE, "%s is a directory", input);
+    }
+    struct stat sb;
+    bool regular = fstat(fileno(in), &sb) == 0 && S_ISREG(sb.st_mode);
+    if (in != stdin && fstat(fileno(in), &sb) == 0 && S_ISDIR(sb.st_mode)) {
+        fclose(in);
+        return weft_cli_error("crawl", WEFT_EXIT_USAGE, "%s is a directory", input);
+    }
+    if (!regular && nmodes > 1) {
+        /* A pipe, a FIFO or <(...) cannot be read twice, and every mode reads the list from
+         * the start: keep it in a temporary file (on disk, not in memory). One mode streams
+         * it instead, starting before the producer is done. */
+        FILE *spool = tmpfile();
+        if (!spool) {
+            if (in != stdin) fclose(in);
+            return weft_cli_error("crawl", WEFT_EXIT_INTERNAL, "tmpfile: %s", strerror(errno));
         }
+        char buf[65536];
+        size_t n;
+        bool ok = true;
+        while (ok && (n = fread(buf, 1, sizeof buf, in)) > 0) ok = fwrite(buf, 1, n, spool) == n;
+        ok = ok && !ferror(in) && fflush(spool) == 0;
+        if (in != stdin) fclose(in);
+        if (!ok) {
+            fclose(spool);
+            return weft_cli_error("crawl", WEFT_EXIT_USAGE, "cannot read %s", input);
+        }
+        in = spool;
     }
 
     sink_t k = {.want_notes = o.report != NULL};

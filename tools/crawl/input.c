@@ -4,6 +4,7 @@
 #include <ctype.h>
 #include <curl/curl.h>
 #include <errno.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -82,12 +83,15 @@ int crawl_input_next(crawl_input_t *in, crawl_line_t *out)
         in->line++;
         in->offset += (uint64_t)n;
         char *s = in->buf, *e = in->buf + n;
+        if (in->line == 1 && n >= 3 && memcmp(s, "\xEF\xBB\xBF", 3) == 0) s += 3; /* a BOM */
+        bool nul = memchr(s, '\0', (size_t)(e - s)) != NULL;
         while (s < e && isspace((unsigned char)*s)) s++;
         while (e > s && isspace((unsigned char)e[-1])) e--;
         *e = '\0';
         if (s == e || *s == '#') continue;
         memset(out, 0, sizeof *out);
         out->line = in->line;
+        if (nul) out->invalid = "line contains a NUL byte"; /* the URL would end there */
         if ((size_t)(e - s) >= CRAWL_URL_MAX) {
             s[CRAWL_URL_MAX - 1] = '\0'; /* keep the beginning, for the error message */
             s[64] = '\0';
