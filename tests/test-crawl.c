@@ -643,8 +643,8 @@ static char *slurp(const char *path)
 TEST_T(command_outputs_and_report, 120)
 {
     weft_fixture_t *fx = fixture();
-    const char *paths[] = {"/xss", "/page/3", "/status/500", "bad url"};
-    FILE *f = url_file(fx, paths, 4);
+    const char *paths[] = {"/xss", "/page/3", "/status/500", "bad url", "/formula"};
+    FILE *f = url_file(fx, paths, 5);
     fclose(f);
     char urls[512], jsonl[512], csv[512], report[512];
     snprintf(urls, sizeof urls, "%s/urls.txt", weft_test_tmpdir());
@@ -676,18 +676,27 @@ TEST_T(command_outputs_and_report, 120)
         records++;
     }
     fclose(jf);
-    CHECK_EQ(records, 12);
+    CHECK_EQ(records, 15);
     CHECK_EQ(xss, 3);
     char *c = slurp(csv);
     static const char header[] = "mode,line,url,final_url,status,title,description,bytes,"
                                  "attempts,ms,queued_ms,error\n";
     CHECK(strncmp(c, header, strlen(header)) == 0);
+    /* Formulas are inert ('=...), bidi overrides neutralised, in the CSV and the report. */
+    CHECK(strstr(c, ",\"'=HYPERLINK(") != NULL);
+    CHECK(strstr(c, ",'@SUM(1+1) txt.\xEF\xBF\xBD"
+                    "exe.doc,") != NULL);
+    CHECK(strstr(c, ",=") == NULL && strstr(c, ",\"=") == NULL && strstr(c, ",@") == NULL);
+    CHECK(strstr(c, "\xE2\x80\xAE") == NULL);
     /* The report escapes the title: no live markup from a page. */
     char *h = slurp(report);
     CHECK(strstr(h, "<svg") != NULL);
     CHECK(strstr(h, "<script") == NULL);
     CHECK(strstr(h, "&lt;script&gt;alert(1)&lt;/script&gt;") != NULL);
     CHECK(strstr(h, "onerror") == NULL || strstr(h, "<img") == NULL);
+    CHECK(strstr(h, "\xE2\x80\xAE") == NULL);
+    /* No limits given: the header says so rather than "per-host 0, rate 0/s". */
+    CHECK(strstr(h, "per-host limit none, rate limit none") != NULL);
     weft_fixture_stop(fx);
 }
 
@@ -715,6 +724,7 @@ TEST(table_aligns_on_invalid_utf8)
         "http://a/\xC0\xAF\xFF",
         "http://a/\xE6\x97\xA5\xE6\x9C\xAC",
         "http://a/e\xCC\x81",
+        "http://a/\xE2\x80\xAEtxt.exe\xE2\x81\xA6", /* bidi overrides: shown as U+FFFD */
         "http://a/\xE6\x97\xA5\xE6\x97\xA5\xE6\x97\xA5\xE6\x97\xA5\xE6\x97\xA5\xE6\x97\xA5"
         "\xE6\x97\xA5\xE6\x97\xA5\xE6\x97\xA5\xE6\x97\xA5\xE6\x97\xA5\xE6\x97\xA5"
         "\xE6\x97\xA5\xE6\x97\xA5\xE6\x97\xA5\xE6\x97\xA5\xE6\x97\xA5",
@@ -753,6 +763,7 @@ TEST(table_aligns_on_invalid_utf8)
         size_t c = col_of(line, "TITLE");
         if (rows++ == 0) want = c;
         CHECK_MSG(c == want, "row %d: title at column %zu, want %zu: %s", rows, c, want, line);
+        CHECK(strstr(line, "\xE2\x80\xAE") == NULL && strstr(line, "\xE2\x81\xA6") == NULL);
     }
     CHECK_EQ(rows, N);
     fclose(f);

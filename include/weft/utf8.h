@@ -43,6 +43,11 @@ bool weft_utf8_valid(const char *s, size_t n);
  * shows them as one space. A short table, not a full Unicode database. */
 int weft_utf8_cp_width(uint32_t cp);
 
+/* True for the bidirectional formatting characters (U+061C, U+200E, U+200F, U+202A..U+202E,
+ * U+2066..U+2069) that can reorder text around them on display ("Trojan Source"): printers of
+ * untrusted text show them as U+FFFD. */
+bool weft_utf8_is_bidi_control(uint32_t cp);
+
 /* Terminal columns of s[0..n) as a safe printer shows it: the sum of weft_utf8_cp_width over its
  * code points, each invalid byte counting 1 (its U+FFFD). */
 size_t weft_utf8_width(const char *s, size_t n);

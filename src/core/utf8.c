@@ -259,3 +259,9 @@ int weft_utf8_escape_html(weft_buf_t *out, const char *s, size_t n)
 {
     return transform(out, s, n, html_flag, html_esc);
 }
+
+bool weft_utf8_is_bidi_control(uint32_t cp)
+{
+    return cp == 0x061C || cp == 0x200E || cp == 0x200F || (cp >= 0x202A && cp <= 0x202E) ||
+           (cp >= 0x2066 && cp <= 0x2069);
+}

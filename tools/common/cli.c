@@ -157,13 +157,16 @@ size_t weft_cli_put_safe(FILE *f, const char *s, size_t max_cols)
     while (i < n) {
         uint32_t cp;
         int l = weft_utf8_decode(s + i, n - i, &cp);
-        size_t w = (size_t)weft_utf8_cp_width(cp);
+        size_t w = weft_utf8_is_bidi_control(cp) ? 1 : (size_t)weft_utf8_cp_width(cp);
         if (max_cols && cols + w > max_cols) break;
         if (l < 0) {
             fputs("\xEF\xBF\xBD", f); /* U+FFFD for each invalid byte */
             l = 1;
         } else if (cp < 0x20 || (cp >= 0x7F && cp < 0xA0)) {
             fputc(' ', f); /* C0 and C1 controls, DEL */
+        } else if (weft_utf8_is_bidi_control(cp)) {
+            fputs("\xEF\xBF\xBD", f); /* it would reorder what follows on the line */
+            w = 1;
         } else {
             fwrite(s + i, 1, (size_t)l, f);
         }

@@ -18,6 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <weft/buf.h>
 #include <weft/hist.h>
 #include <weft/loop.h>
 
@@ -134,7 +135,11 @@ typedef struct crawl_page_note {
 int crawl_report_write(const char *path, const crawl_opts_t *o, const crawl_stats_t *stats,
                        size_t n, const crawl_page_note_t *notes, size_t nnotes);
 
-/* Appends `s` to `f` HTML-escaped (& < > " '), invalid UTF-8 replaced. */
+/* Copies `s` into `out` (reset first) with invalid bytes and bidi controls replaced by U+FFFD:
+ * text from pages as the table, the CSV and the report show it. */
+void crawl_defang(weft_buf_t *out, const char *s);
+
+/* Appends `s` to `f` HTML-escaped (& < > " '), invalid UTF-8 and bidi controls replaced. */
 void crawl_html_escape(FILE *f, const char *s);
 
 /* ---- the command, callable by demos ---- */

@@ -117,6 +117,52 @@ static void write_jsonl(crawl_out_t *out, crawl_mode_t mode, const crawl_result_
     free(s);
 }
 
+static void csv_field(FILE *f, const char *s, bool last);
+
+void crawl_defang(weft_buf_t *out, const char *s)
+{
+    weft_buf_reset(out);
+    size_t n = strlen(s);
+    for (size_t i = 0; i < n;) {
+        uint32_t cp;
+        int l = weft_utf8_decode(s + i, n - i, &cp);
+        if (l < 0 || weft_utf8_is_bidi_control(cp)) {
+            weft_buf_append(out, "\xEF\xBF\xBD", 3);
+            i += l < 0 ? 1 : (size_t)l;
+        } else {
+            weft_buf_append(out, s + i, (size_t)l);
+            i += (size_t)l;
+        }
+    }
+    weft_buf_append(out, "", 0);
+}
+
+/* A text field from a page: bidi controls neutralised, and a leading =, +, -, @, tab or CR
+ * (a formula to a spreadsheet: "=HYPERLINK(...)") made inert by a leading apostrophe, as OWASP
+ * recommends. Then quoted as RFC 4180 says when needed. */
+static void csv_text(FILE *f, const char *s, bool last)
+{
+    if (!s) {
+        fputc(last ? '\n' : ',', f);
+        return;
+    }
+    weft_buf_t b;
+    weft_buf_init(&b, 0);
+    crawl_defang(&b, s);
+    const char *t = b.data ? b.data : "";
+    if (strchr("=+-@\t\r", t[0]) && t[0]) {
+        weft_buf_t q;
+        weft_buf_init(&q, 0);
+        weft_buf_append(&q, "'", 1);
+        weft_buf_append(&q, t, strlen(t));
+        weft_buf_free(&b);
+        b = q;
+        t = b.data;
+    }
+    csv_field(f, t, last);
+    weft_buf_free(&b);
+}
+
 static void csv_field(FILE *f, const char *s, bool last)
 {
     if (s && strpbrk(s, ",\"\r\n")) {
@@ -139,12 +185,12 @@ static void write_csv(crawl_out_t *out, crawl_mode_t mode, const crawl_result_t 
     csv_field(f, crawl_mode_name(mode), false);
     snprintf(num, sizeof num, "%llu", (unsigned long long)r->line);
     csv_field(f, num, false);
-    csv_field(f, r->url, false);
-    csv_field(f, r->final_url, false);
+    csv_text(f, r->url, false);
+    csv_text(f, r->final_url, false);
     snprintf(num, sizeof num, "%ld", r->status);
     csv_field(f, num, false);
-    csv_field(f, r->title, false);
-    csv_field(f, r->description, false);
+    csv_text(f, r->title, false);
+    csv_text(f, r->description, false);
     snprintf(num, sizeof num, "%llu", (unsigned long long)r->bytes);
     csv_field(f, num, false);
     snprintf(num, sizeof num, "%d", r->attempts);
@@ -153,7 +199,7 @@ static void write_csv(crawl_out_t *out, crawl_mode_t mode, const crawl_result_t 
     csv_field(f, num, false);
     snprintf(num, sizeof num, "%.1f", r->queued_ms);
     csv_field(f, num, false);
-    csv_field(f, r->error ? r->error_msg : NULL, true);
+    csv_text(f, r->error ? r->error_msg : NULL, true);
     if (ferror(f)) out->failed_write = true;
 }
 

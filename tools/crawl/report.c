@@ -14,10 +14,14 @@ static const char *const colors[CRAWL_NMODES] = {"#d9534f", "#f0ad4e", "#0275d8"
 void crawl_html_escape(FILE *f, const char *s)
 {
     if (!s) return;
-    weft_buf_t b;
+    weft_buf_t b, clean;
     weft_buf_init(&b, 0);
-    if (weft_utf8_escape_html(&b, s, strlen(s)) == 0 && b.len) fwrite(b.data, 1, b.len, f);
+    weft_buf_init(&clean, 0);
+    crawl_defang(&clean, s);
+    if (clean.data && weft_utf8_escape_html(&b, clean.data, clean.len) == 0 && b.len)
+        fwrite(b.data, 1, b.len, f);
     weft_buf_free(&b);
+    weft_buf_free(&clean);
 }
 
 static double mean_ms(const crawl_stats_t *s)
@@ -57,12 +61,15 @@ static void cdf_chart(FILE *f, const crawl_stats_t *st, size_t n)
         if (x > maxx) maxx = x;
     }
     if (maxx <= 0) maxx = 1;
+    /* The legend sits in a row of its own below the axis labels: inside the plot it would
+     * cover the curves, which all end in the top right corner. */
     int w = 640, h = 300, left = 50, bottom = 30, pw = w - left - 20, ph = h - bottom - 10;
+    int legend_y = h + 14;
     fprintf(f,
             "<svg width=\"%d\" height=\"%d\" role=\"img\" aria-label=\"latency distribution\">\n"
             "<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"#888\"/>\n"
             "<line x1=\"%d\" y1=\"10\" x2=\"%d\" y2=\"%d\" stroke=\"#888\"/>\n",
-            w, h, left, 10 + ph, left + pw, 10 + ph, left, left, 10 + ph);
+            w, h + 24, left, 10 + ph, left + pw, 10 + ph, left, left, 10 + ph);
     for (int t = 0; t <= 4; t++) {
         fprintf(f, "<text x=\"%d\" y=\"%d\" font-size=\"11\">%.0f ms</text>\n",
                 left + t * pw / 4 - 12, h - 8, maxx * t / 4);
@@ -78,8 +85,8 @@ static void cdf_chart(FILE *f, const crawl_stats_t *st, size_t n)
             if (x > maxx) x = maxx;
             fprintf(f, "%.1f,%.1f ", left + x / maxx * pw, 10 + ph - qs[k] * ph);
         }
-        fprintf(f, "\"/>\n<text x=\"%d\" y=\"%d\" fill=\"%s\">%s</text>\n", left + pw - 80,
-                30 + (int)i * 16, colors[st[i].mode], crawl_mode_name(st[i].mode));
+        fprintf(f, "\"/>\n<text x=\"%d\" y=\"%d\" fill=\"%s\">&#9644; %s</text>\n",
+                left + (int)i * 110, legend_y, colors[st[i].mode], crawl_mode_name(st[i].mode));
     }
     fprintf(f, "</svg>\n");
 }
@@ -99,10 +106,13 @@ int crawl_report_write(const char *path, const crawl_opts_t *o, const crawl_stat
                "text-align:right}td.t{text-align:left;max-width:30em;overflow-wrap:anywhere}\n"
                "</style></head><body>\n<h1>weft crawl report</h1>\n<p>Input: <code>");
     crawl_html_escape(f, o->input);
+    char per_host[32] = "none", rate[48] = "none";
+    if (o->per_host > 0) snprintf(per_host, sizeof per_host, "%d", o->per_host);
+    if (o->rate > 0) snprintf(rate, sizeof rate, "%g/s per host", o->rate);
     fprintf(f,
-            "</code>; threads %d, concurrency %d, per-host %d, rate %g/s per host, %d "
+            "</code>; threads %d, concurrency %d, per-host limit %s, rate limit %s, %d "
             "attempts.</p>\n",
-            o->threads, o->concurrency, o->per_host, o->rate, o->attempts);
+            o->threads, o->concurrency, per_host, rate, o->attempts);
     fprintf(f, "<h2>Summary</h2>\n<table><tr><th>mode</th><th>parallel</th><th>pages</th>"
                "<th>failed</th><th>retries</th><th>total s</th><th>pages/s</th><th>mean ms</th>"
                "<th>p50</th><th>p90</th><th>p99</th><th>speed-up</th></tr>\n");
