@@ -22,6 +22,7 @@
 #include "crawl/htmlhead.h"
 #include "crawl/input.h"
 #include "crawl/retry.h"
+#include "common/cli-int.h"
 #include "crawl/charset.h"
 #include "fixture/fixture.h"
 
@@ -213,6 +214,36 @@ TEST(head_extractor)
     /* Garbage does not crash and yields nothing. */
     parse_in_chunks(h, "text/html; charset=nonsense", "\xFF\xFE\x00<\x01>&#;<<<", 1);
     crawl_head_destroy(h);
+}
+
+/* The bar counts pages done against the URL lines of the input, with rate, failures and ETA;
+ * with no total (a stream) it shows pages done and the rate. */
+TEST(progress_counts_pages)
+{
+    char name[512];
+    snprintf(name, sizeof name, "%s/in.txt", weft_test_tmpdir());
+    FILE *f = fopen(name, "w+");
+    CHECK(f);
+    fputs("\xEF\xBB\xBFhttp://a/1\n# comment\n\n  \nhttp://a/2\nnot a url\n", f);
+    rewind(f);
+    uint64_t n;
+    CHECK_EQ(crawl_input_count(f, &n), 0);
+    CHECK_EQ(n, 3);
+    CHECK_EQ(ftello(f), 0);
+    fclose(f);
+    weft_progress_t p;
+    weft_progress_start(&p, "async", 200);
+    p.unit = "pages";
+    p.done = 50;
+    p.errors = 2;
+    char buf[160];
+    weft_progress_format(&p, p.start_ns + 5000000000ull, buf, sizeof buf);
+    CHECK_MSG(strstr(buf, "50/200 pages") && strstr(buf, "10/s") && strstr(buf, "2 failed") &&
+                  strstr(buf, "ETA 15s"),
+              "%s", buf);
+    p.total = 0;
+    weft_progress_format(&p, p.start_ns + 5000000000ull, buf, sizeof buf);
+    CHECK_MSG(strstr(buf, " 50 pages  10/s") && !strstr(buf, "ETA"), "%s", buf);
 }
 
 TEST(url_check)

@@ -60,16 +60,27 @@ int weft_cli_parse_int(const char *s, long min, long max, long *out);
  * Returns the columns written, the ellipsis included. */
 size_t weft_cli_put_safe(FILE *f, const char *s, size_t max_cols);
 
-/* Progress bar on stderr, drawn only when stderr is a terminal. */
+/* Progress bar on stderr, drawn only when stderr is a terminal. By default `done` and `total`
+ * are bytes and the bar shows a percentage; with `unit` set (e.g. "pages") it shows
+ * "done/total unit", the rate, `errors` (if any) and an ETA, or just done and the rate when the
+ * total is unknown (0). */
 typedef struct weft_progress {
     const char *label;
     uint64_t total, done;
     uint64_t last_draw_ns, start_ns;
     bool enabled;
+    bool drawn;       /* the line is on the screen now */
+    const char *unit; /* NULL: bytes, as a percentage */
+    uint64_t errors;  /* shown as "N failed" when unit is set */
 } weft_progress_t;
 void weft_progress_start(weft_progress_t *p, const char *label, uint64_t total);
 void weft_progress_update(weft_progress_t *p, uint64_t done); /* redraws at most 10 times/s */
 void weft_progress_finish(weft_progress_t *p);
+/* Erases the line (before printing other output to the terminal); the next update redraws it
+ * at once, so it stays visible below scrolling output. */
+void weft_progress_hide(weft_progress_t *p);
+/* The text of the bar after the label, for tests and drawing. */
+void weft_progress_format(const weft_progress_t *p, uint64_t now_ns, char *buf, size_t size);
 
 /* Draws a horizontal bar of `width` cells for value/max using block characters (UTF-8). */
 void weft_cli_bar(FILE *f, double value, double max, int width);

@@ -188,17 +188,57 @@ void weft_progress_start(weft_progress_t *p, const char *label, uint64_t total)
     p->start_ns = weft_now_ns();
     p->last_draw_ns = 0;
     p->enabled = isatty(STDERR_FILENO) && getenv("WEFT_NO_PROGRESS") == NULL;
+    p->drawn = false;
+    p->errors = 0;
+}
+
+void weft_progress_format(const weft_progress_t *p, uint64_t now_ns, char *buf, size_t size)
+{
+    double frac = p->total ? (double)p->done / (double)p->total : 0;
+    if (frac > 1) frac = 1;
+    double secs = (double)(now_ns - p->start_ns) / 1e9;
+    if (!p->unit) {
+        snprintf(buf, size, " %5.1f%%  %6.1fs", frac * 100, secs);
+        return;
+    }
+    double rate = secs > 0 ? (double)p->done / secs : 0;
+    int n;
+    if (p->total)
+        n = snprintf(buf, size, " %llu/%llu %s  %.0f/s", (unsigned long long)p->done,
+                     (unsigned long long)p->total, p->unit, rate);
+    else
+        n = snprintf(buf, size, " %llu %s  %.0f/s", (unsigned long long)p->done, p->unit, rate);
+    if (n < 0 || (size_t)n >= size) return;
+    if (p->errors)
+        n += snprintf(buf + n, size - (size_t)n, "  %llu failed", (unsigned long long)p->errors);
+    if ((size_t)n >= size) return;
+    if (p->total && p->done < p->total && rate > 0)
+        snprintf(buf + n, size - (size_t)n, "  ETA %.0fs  %.1fs",
+                 (double)(p->total - p->done) / rate, secs);
+    else
+        snprintf(buf + n, size - (size_t)n, "  %.1fs", secs);
 }
 
 static void progress_draw(weft_progress_t *p)
 {
     double frac = p->total ? (double)p->done / (double)p->total : 0;
     if (frac > 1) frac = 1;
-    double secs = (double)(weft_now_ns() - p->start_ns) / 1e9;
+    char text[160];
+    weft_progress_format(p, weft_now_ns(), text, sizeof text);
     fprintf(stderr, "\r%-12s ", p->label);
-    weft_cli_bar(stderr, frac, 1.0, 30);
-    fprintf(stderr, " %5.1f%%  %6.1fs", frac * 100, secs);
+    if (p->total) weft_cli_bar(stderr, frac, 1.0, 30);
+    fprintf(stderr, "%s\033[K", text);
     fflush(stderr);
+    p->drawn = true;
+}
+
+void weft_progress_hide(weft_progress_t *p)
+{
+    if (!p->enabled || !p->drawn) return;
+    fputs("\r\033[K", stderr);
+    fflush(stderr);
+    p->drawn = false;
+    p->last_draw_ns = 0; /* redraw at the next update */
 }
 
 void weft_progress_update(weft_progress_t *p, uint64_t done)
@@ -214,7 +254,7 @@ void weft_progress_update(weft_progress_t *p, uint64_t done)
 void weft_progress_finish(weft_progress_t *p)
 {
     if (!p->enabled) return;
-    p->done = p->total;
+    if (!p->unit) p->done = p->total;
     progress_draw(p);
     fputs("\r\033[K", stderr);
     fflush(stderr);

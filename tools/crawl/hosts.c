@@ -453,8 +453,3 @@ int crawl_dispatch_error(const crawl_dispatch_t *d)
 {
     return d->error;
 }
-
-uint64_t crawl_dispatch_input_offset(const crawl_dispatch_t *d)
-{
-    return crawl_input_offset(d->in);
-}

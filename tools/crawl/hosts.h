@@ -79,7 +79,4 @@ bool crawl_dispatch_idle(const crawl_dispatch_t *d);
 /* A read error of the input (-EIO, -ENOMEM) or 0. */
 int crawl_dispatch_error(const crawl_dispatch_t *d);
 
-/* Bytes of input consumed (for progress). */
-uint64_t crawl_dispatch_input_offset(const crawl_dispatch_t *d);
-
 #endif

@@ -103,3 +103,22 @@ int crawl_input_next(crawl_input_t *in, crawl_line_t *out)
         return 1;
     }
 }
+
+int crawl_input_count(FILE *f, uint64_t *n)
+{
+    *n = 0;
+    char *buf = NULL;
+    size_t cap = 0;
+    ssize_t len;
+    while ((len = getline(&buf, &cap, f)) >= 0) {
+        const char *s = buf, *e = buf + len;
+        if (s + 3 <= e && memcmp(s, "\xEF\xBB\xBF", 3) == 0) s += 3;
+        while (s < e && isspace((unsigned char)*s)) s++;
+        if (s < e && *s != '#') (*n)++;
+    }
+    free(buf);
+    int rc = ferror(f) ? -EIO : 0;
+    clearerr(f);
+    if (fseeko(f, 0, SEEK_SET) != 0) rc = -errno;
+    return rc;
+}

@@ -26,6 +26,10 @@ typedef struct crawl_line {
 /* The next URL line. Returns 1 (a line in *out), 0 at the end, or -EIO on a read error. */
 int crawl_input_next(crawl_input_t *in, crawl_line_t *out);
 
+/* Counts the lines of `f` that crawl_input_next would return (not blank, not comments), then
+ * rewinds it. Returns 0 or a negative errno (-EIO, -ESPIPE: not seekable). */
+int crawl_input_count(FILE *f, uint64_t *n);
+
 /* Bytes consumed so far (for progress). */
 uint64_t crawl_input_offset(const crawl_input_t *in);
 

@@ -89,9 +89,13 @@ void crawl__finish(crawl_run_t *r, crawl_item_t *it)
         weft_hist_record(&st->latency_us, (uint64_t)(res->ms * 1000));
         weft_hist_record(&st->queued_us, (uint64_t)(res->queued_ms * 1000));
     }
-    if (r->fn) r->fn(r->fn_arg, r->mode, res);
+    if (r->fn) {
+        if (r->o->table) weft_progress_hide(&r->progress); /* the row goes above the bar */
+        r->fn(r->fn_arg, r->mode, res);
+    }
     crawl_dispatch_release(r->d, it);
-    weft_progress_update(&r->progress, crawl_dispatch_input_offset(r->d));
+    r->progress.errors = st->failed;
+    weft_progress_update(&r->progress, st->pages); /* pages done, not URLs read */
 }
 
 /* Follows the redirect of the attempt that just ended: the item goes back to the dispatcher,
@@ -236,13 +240,18 @@ int crawl_run_mode(const crawl_opts_t *o, crawl_mode_t mode, FILE *input, crawl_
         crawl_input_close(in);
         return rc;
     }
-    struct stat sb;
-    uint64_t size =
-        fstat(fileno(input), &sb) == 0 && S_ISREG(sb.st_mode) ? (uint64_t)sb.st_size : 0;
+    /* The total is the number of URL lines when the input is a file (counted first: fast next
+     * to fetching); unknown (0) for a stream, which then shows pages done and the rate. */
     static char label[16];
     snprintf(label, sizeof label, "%s", crawl_mode_name(mode));
-    weft_progress_start(&r.progress, label, size);
+    weft_progress_start(&r.progress, label, 0);
+    r.progress.unit = "pages";
     if (!o->progress) r.progress.enabled = false;
+    struct stat sb;
+    uint64_t total = 0;
+    if (r.progress.enabled && fstat(fileno(input), &sb) == 0 && S_ISREG(sb.st_mode) &&
+        crawl_input_count(input, &total) == 0)
+        r.progress.total = total;
 
     r.t0 = weft_now_ns();
     if (mode == CRAWL_SEQ) {
