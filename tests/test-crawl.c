@@ -24,6 +24,7 @@
 #include "crawl/retry.h"
 #include "common/cli-int.h"
 #include "crawl/charset.h"
+#include "crawl/robots.h"
 #include "fixture/fixture.h"
 
 /* libuv's process-wide signal pipe and ThreadSanitizer's background thread appear at the first
@@ -520,6 +521,79 @@ static bool arrivals_within_rate(const uint64_t *t, size_t n, int rate)
     return true;
 }
 
+TEST(robots_rules)
+{
+    static const char txt[] = "# comment\n"
+                              "User-agent: other\nDisallow: /\n\n"
+                              "User-agent: *\nDisallow: /private\nAllow: /private/ok\n"
+                              "Disallow: /*.pdf$\nCrawl-delay: 2.5\n\n"
+                              "User-agent: WEFT\nUser-agent: x\nDisallow: /w # ours\n";
+    uint64_t delay;
+    crawl_robots_t *r = crawl_robots_parse(txt, sizeof txt - 1, "weft", &delay);
+    CHECK(r);
+    CHECK_EQ(delay, 0); /* our group has none; the "*" group does not apply to us */
+    CHECK(!crawl_robots_allowed(r, "/w/x"));
+    CHECK(crawl_robots_allowed(r, "/private"));
+    crawl_robots_free(r);
+    r = crawl_robots_parse(txt, sizeof txt - 1, "crawler", &delay);
+    CHECK_EQ(delay, 2500);
+    CHECK(!crawl_robots_allowed(r, "/private/x"));
+    CHECK(crawl_robots_allowed(r, "/private/ok/x")); /* the longer Allow wins */
+    CHECK(!crawl_robots_allowed(r, "/a/b.pdf"));
+    CHECK(crawl_robots_allowed(r, "/a/b.pdf?x=1"));
+    CHECK(crawl_robots_allowed(r, "/"));
+    crawl_robots_free(r);
+    CHECK(crawl_robots_parse("User-agent: *\nDisallow:\n", 24, "weft", &delay) == NULL);
+    CHECK(crawl_robots_parse("garbage\0\xff", 9, "weft", &delay) == NULL);
+}
+
+/* robots.txt is fetched once per host, disallowed URLs are never requested, and Crawl-delay
+ * spaces the host's requests; --ignore-robots opts out. */
+TEST_T(robots_txt_obeyed, 120)
+{
+    weft_fixture_t *fx;
+    CHECK_EQ(weft_fixture_start(&fx, &(weft_fixture_opts_t){.robots_txt =
+                                                                "User-agent: *\nDisallow: /page/1\n"
+                                                                "Crawl-delay: 1\n"}),
+             0);
+    got_t g = {0};
+    crawl_stats_t st;
+    for (int m = 0; m < CRAWL_NMODES; m++) {
+        char p[4][64];
+        const char *paths[4];
+        snprintf(p[0], sizeof p[0], "/page/1?token=no%d", m);
+        for (int i = 1; i < 4; i++) snprintf(p[i], sizeof p[i], "/page/%d?token=yes%d", i + 1, m);
+        for (int i = 0; i < 4; i++) paths[i] = p[i];
+        FILE *f = url_file(fx, paths, 4);
+        crawl_opts_t o;
+        quick_opts(&o);
+        o.concurrency = 10;
+        const crawl_result_t *r = run1(&g, &o, (crawl_mode_t)m, f, &st);
+        CHECK_EQ(g.n, 4);
+        CHECK_STR_EQ(r[1].error_kind, "robots");
+        CHECK_EQ(st.ok, 3);
+        char tok[16];
+        snprintf(tok, sizeof tok, "no%d", m);
+        CHECK_EQ(weft_fixture_hits(fx, tok, NULL, 0), 0);
+        CHECK_EQ(weft_fixture_hits(fx, "robots.txt", NULL, 0), (size_t)m + 1);
+        uint64_t t[3];
+        snprintf(tok, sizeof tok, "yes%d", m);
+        CHECK_EQ(weft_fixture_hits(fx, tok, t, 3), 3);
+        qsort(t, 3, sizeof t[0], cmp_u64);
+        CHECK_MSG(arrivals_within_rate(t, 3, 1), "Crawl-delay 1: 3 requests in %.3f s",
+                  (double)(t[2] - t[0]) / 1e9);
+        if (m == CRAWL_ASYNC) { /* opting out: fetched, no robots.txt request */
+            o.ignore_robots = true;
+            r = run1(&g, &o, (crawl_mode_t)m, f, &st);
+            CHECK_EQ(st.ok, 4);
+            CHECK_EQ(weft_fixture_hits(fx, "robots.txt", NULL, 0), (size_t)m + 1);
+        }
+        got_free(&g);
+        fclose(f);
+    }
+    weft_fixture_stop(fx);
+}
+
 TEST_T(politeness_is_per_host, 120)
 {
     weft_fixture_t *fx = fixture();
@@ -814,6 +888,7 @@ TEST(dispatch_sweeps_idle_hosts_and_keeps_order)
     crawl_opts_t o;
     quick_opts(&o);
     o.per_host = 1;
+    o.ignore_robots = true; /* hosts are forgotten only when their robots.txt need not be kept */
     crawl_input_t *in;
     CHECK_EQ(crawl_input_open(&in, f), 0);
     crawl_dispatch_t *d;

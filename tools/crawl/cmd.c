@@ -46,6 +46,9 @@ static void usage(FILE *f)
             "  --cacert FILE         CA bundle for https (default: $CURL_CA_BUNDLE, else\n"
             "                        $SSL_CERT_FILE, else the system's)\n"
             "  --insecure            do not verify https certificates\n"
+            "  --ignore-robots       do not fetch robots.txt; by default each host's is\n"
+            "                        fetched once, first: disallowed URLs fail as \"robots\"\n"
+            "                        and a Crawl-delay spaces requests to the host\n"
             "  --low-speed B:S       abort an attempt slower than B bytes/s for S seconds\n"
             "                        (default 100:15; 0:0 disables)\n"
             "  --max-body SIZE       read at most SIZE bytes of a page (K/M suffixes; default\n"
@@ -334,6 +337,8 @@ int crawl_cmd(int argc, char **argv)
             o.seed = (uint64_t)v;
         } else if (strcmp(s, "-q") == 0 || strcmp(s, "--quiet") == 0) {
             o.table = false;
+        } else if (strcmp(s, "--ignore-robots") == 0) {
+            o.ignore_robots = true;
         } else if (strcmp(s, "--insecure") == 0 || strcmp(s, "-k") == 0) {
             o.insecure = true;
         } else if (strcmp(s, "--no-summary") == 0) {

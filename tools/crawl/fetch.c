@@ -78,6 +78,11 @@ void crawl_fetch_prepare(const crawl_opts_t *o, crawl_item_t *it, crawl_fetcher_
     ho->user_agent = o->user_agent;
     ho->on_data = on_data;
     ho->data_arg = f;
+    if (it->robots) { /* the text itself, not a head */
+        ho->on_data = NULL;
+        ho->keep_body = true;
+        ho->max_body = 512 * 1024; /* Google reads the first 500 KiB */
+    }
 }
 
 const char *crawl_error_kind(int error, long status)
@@ -138,6 +143,15 @@ void crawl_fetch_finish(crawl_item_t *it, crawl_fetcher_t *f, weft_http_resp_t *
     it->retry_after = resp->retry_after;
     resp->retry_after = NULL;
     r->status = resp->status;
+    if (it->robots && resp->error == 0 && resp->status >= 200 && resp->status < 300 &&
+        !it->robots_body) {
+        it->robots_body = malloc(resp->body.len + 1);
+        if (it->robots_body) {
+            if (resp->body.len) memcpy(it->robots_body, resp->body.data, resp->body.len);
+            it->robots_body[resp->body.len] = '\0';
+            it->robots_len = resp->body.len;
+        }
+    }
     free(it->location);
     it->location = NULL;
     if (resp->error == 0 && resp->location && resp->status >= 300 && resp->status < 400) {

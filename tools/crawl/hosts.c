@@ -7,6 +7,8 @@
  */
 #include "crawl/hosts.h"
 
+#include "crawl/robots.h"
+
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
@@ -25,9 +27,14 @@ struct crawl_host {
     crawl_host_t *ring_prev, *ring_next; /* non-NULL while queued items exist */
     crawl_item_t *qhead, *qtail;
     int inflight;
-    size_t refs;      /* items of this host in the window: queued, delayed or in flight */
-    uint64_t next_ns; /* earliest next start (token bucket) */
+    size_t refs;          /* items of this host in the window: queued, delayed or in flight */
+    uint64_t next_ns;     /* earliest next start (token bucket) */
+    uint64_t interval_ns; /* 1/rate, or the Crawl-delay if longer */
+    int robots;           /* ROBOTS_* */
+    crawl_robots_t *rules;
 };
+
+enum { ROBOTS_UNKNOWN, ROBOTS_FETCHING, ROBOTS_READY };
 
 struct crawl_dispatch {
     const crawl_opts_t *o;
@@ -63,6 +70,7 @@ int crawl_dispatch_create(crawl_dispatch_t **out, const crawl_opts_t *o, crawl_i
 static void free_item(crawl_item_t *it)
 {
     crawl_result_free(&it->res);
+    free(it->robots_body);
     free(it->retry_after);
     free(it->next_url);
     free(it->location);
@@ -75,6 +83,7 @@ static void free_host(crawl_host_t *h)
         next = it->next;
         free_item(it);
     }
+    crawl_robots_free(h->rules);
     free(h->key);
     free(h);
 }
@@ -128,6 +137,8 @@ static crawl_host_t *host_get(crawl_dispatch_t *d, const char *key)
         return NULL;
     }
     x->hash = h;
+    x->interval_ns = d->interval_ns;
+    x->robots = d->o->ignore_robots ? ROBOTS_READY : ROBOTS_UNKNOWN;
     *v = (uintptr_t)x;
     return x;
 }
@@ -137,7 +148,9 @@ static crawl_host_t *host_get(crawl_dispatch_t *d, const char *key)
 static void host_maybe_free(crawl_dispatch_t *d, crawl_host_t *x, uint64_t now)
 {
     if (x->refs || x->ring_next || x->next_ns > now) return;
+    if (!d->o->ignore_robots) return; /* its robots.txt is known: keep it for the run */
     weft_htab_remove(&d->hosts, x->hash, host_eq, x->key, NULL, NULL);
+    crawl_robots_free(x->rules);
     free(x->key);
     free(x);
 }
@@ -339,7 +352,7 @@ static void refill(crawl_dispatch_t *d, uint64_t now)
             push_immediate(d, it);
             continue;
         }
-        if (d->hosts.len > 4 * d->window + 1024) sweep(d, now);
+        if (d->o->ignore_robots && d->hosts.len > 4 * d->window + 1024) sweep(d, now);
         char key[CRAWL_HOSTKEY_MAX + 64];
         it->host = host_get(d, host_key(d, l.host, key, sizeof key));
         if (it->host) it->host->refs++;
@@ -356,8 +369,58 @@ static void refill(crawl_dispatch_t *d, uint64_t now)
 
 static bool host_ready(const crawl_dispatch_t *d, const crawl_host_t *x, uint64_t now)
 {
+    if (x->robots == ROBOTS_FETCHING) return false;
     if (d->o->per_host > 0 && x->inflight >= d->o->per_host) return false;
     return x->next_ns <= now;
+}
+
+/* The path and query of `url` ("/" if none), for robots.txt rules. */
+static const char *url_path(const char *url)
+{
+    const char *p = strstr(url, "://");
+    p = p ? p + 3 : url;
+    p += strcspn(p, "/?#");
+    return *p == '/' ? p : "/";
+}
+
+/* A robots.txt fetch for the host of `model`: scheme://authority/robots.txt. */
+static crawl_item_t *robots_item(crawl_host_t *x, const crawl_item_t *model)
+{
+    const char *url = model->next_url ? model->next_url : model->res.url;
+    const char *p = strstr(url, "://");
+    size_t origin = p ? (size_t)(p + 3 - url) + strcspn(p + 3, "/?#") : strlen(url);
+    crawl_item_t *it = calloc(1, sizeof *it);
+    char *u = malloc(origin + sizeof "/robots.txt");
+    if (!it || !u) {
+        free(it);
+        free(u);
+        return NULL;
+    }
+    memcpy(u, url, origin);
+    memcpy(u + origin, "/robots.txt", sizeof "/robots.txt");
+    it->res.url = u;
+    it->robots = true;
+    it->host = x;
+    x->refs++;
+    return it;
+}
+
+void crawl_dispatch_robots_done(crawl_dispatch_t *d, crawl_item_t *it)
+{
+    crawl_host_t *x = it->host;
+    x->robots = ROBOTS_READY;
+    if (!it->robots_body) return;
+    const char *ua = d->o->user_agent;
+    char agent[64] = "weft";
+    if (ua && *ua) {
+        size_t n = strcspn(ua, "/ \t");
+        if (n >= sizeof agent) n = sizeof agent - 1;
+        memcpy(agent, ua, n);
+        agent[n] = '\0';
+    }
+    uint64_t delay_ms = 0;
+    x->rules = crawl_robots_parse(it->robots_body, it->robots_len, agent, &delay_ms);
+    if (delay_ms * 1000000u > x->interval_ns) x->interval_ns = delay_ms * 1000000u;
 }
 
 crawl_item_t *crawl_dispatch_next(crawl_dispatch_t *d, uint64_t now, uint64_t *wake_ns)
@@ -382,18 +445,42 @@ crawl_item_t *crawl_dispatch_next(crawl_dispatch_t *d, uint64_t now, uint64_t *w
     if (start) {
         crawl_host_t *x = start;
         do {
+            if (host_ready(d, x, now) && x->robots == ROBOTS_UNKNOWN) {
+                crawl_item_t *rb = robots_item(x, x->qhead);
+                if (!rb) {
+                    x->robots = ROBOTS_READY; /* no memory for it: crawl without */
+                } else {
+                    x->robots = ROBOTS_FETCHING;
+                    x->inflight++;
+                    if (x->interval_ns) x->next_ns = now + x->interval_ns;
+                    return rb;
+                }
+            }
+            if (host_ready(d, x, now) && x->rules &&
+                !crawl_robots_allowed(x->rules, url_path(x->qhead->next_url ? x->qhead->next_url
+                                                                            : x->qhead->res.url))) {
+                crawl_item_t *it = x->qhead; /* disallowed: finished at once, nothing taken */
+                x->qhead = it->next;
+                if (!x->qhead) x->qtail = NULL;
+                it->next = NULL;
+                it->invalid = "disallowed by robots.txt";
+                it->invalid_kind = "robots";
+                if (!x->qhead) ring_remove(d, x);
+                return it;
+            }
             if (host_ready(d, x, now)) {
                 crawl_item_t *it = x->qhead;
                 x->qhead = it->next;
                 if (!x->qhead) x->qtail = NULL;
                 it->next = NULL;
                 x->inflight++;
-                if (d->interval_ns) x->next_ns = now + d->interval_ns;
+                if (x->interval_ns) x->next_ns = now + x->interval_ns;
                 d->cursor = x->ring_next; /* the next host's turn */
                 if (!x->qhead) ring_remove(d, x);
                 return it;
             }
-            bool capped = d->o->per_host > 0 && x->inflight >= d->o->per_host;
+            bool capped = (d->o->per_host > 0 && x->inflight >= d->o->per_host) ||
+                          x->robots == ROBOTS_FETCHING; /* its completion will pump */
             if (!capped && x->next_ns < *wake_ns) *wake_ns = x->next_ns;
             x = x->ring_next;
         } while (x != start);
@@ -439,8 +526,9 @@ void crawl_dispatch_retry(crawl_dispatch_t *d, crawl_item_t *it, uint64_t due_ns
 void crawl_dispatch_release(crawl_dispatch_t *d, crawl_item_t *it)
 {
     crawl_host_t *x = it->host;
+    bool counted = !it->robots; /* robots.txt fetches are not lines of the window */
     free_item(it);
-    d->in_window--;
+    if (counted) d->in_window--;
     if (x && --x->refs == 0) host_maybe_free(d, x, weft_now_ns());
 }
 

@@ -14,6 +14,13 @@
  * /etc/hosts; other names are keyed by spelling (resolving them here would stall dispatch on
  * the network). A 429 or 503 with Retry-After pauses the whole host.
  *
+ * robots.txt (unless --ignore-robots): a host's first request is its robots.txt (an item with
+ * `robots` set, which the engine runs like an attempt and hands to crawl_dispatch_robots_done,
+ * never reporting it); nothing else starts on the host until then. A disallowed URL comes back
+ * from crawl_dispatch_next finished at once (invalid, kind "robots"); a Crawl-delay longer than
+ * 1/--rate becomes the host's interval. The rules live as long as the host entry, and a host
+ * with rules is not forgotten while the run lasts (fetched once per host).
+ *
  * One thread uses a dispatcher (the mode's scheduler thread); no locks.
  */
 #ifndef WEFT_TOOLS_CRAWL_HOSTS_H
@@ -29,8 +36,12 @@ typedef struct crawl_host crawl_host_t;
 
 /* One URL while it is in the window. */
 typedef struct crawl_item {
-    crawl_result_t res;      /* res.url and res.line set from the input */
-    const char *invalid;     /* the line is not a usable URL: finish it at once */
+    crawl_result_t res;       /* res.url and res.line set from the input */
+    const char *invalid;      /* the line is not a usable URL: finish it at once */
+    const char *invalid_kind; /* error kind for `invalid`; NULL: "invalid-url" */
+    bool robots;              /* this is the host's robots.txt fetch, not a line of the input */
+    char *robots_body;        /* its body (robots.txt fetches that got a 2xx), or NULL */
+    size_t robots_len;
     crawl_host_t *host;      /* NULL if invalid */
     struct crawl_item *next; /* host queue or delayed list */
     uint64_t ready_ns;       /* waiting to start since */
@@ -66,6 +77,10 @@ void crawl_dispatch_pause_host(crawl_dispatch_t *d, crawl_item_t *it, uint64_t u
  * a redirect hop, which takes a token like any request. Returns 0 or -ENOMEM. */
 int crawl_dispatch_redirect(crawl_dispatch_t *d, crawl_item_t *it, const char *url_key,
                             uint64_t now);
+
+/* The robots.txt fetch `it` ended (its body in it->robots_body, or NULL: no usable file, so
+ * everything is allowed). Call before crawl_dispatch_release(it). */
+void crawl_dispatch_robots_done(crawl_dispatch_t *d, crawl_item_t *it);
 
 /* Puts `it` back to be tried again at `due_ns`. */
 void crawl_dispatch_retry(crawl_dispatch_t *d, crawl_item_t *it, uint64_t due_ns);

@@ -73,8 +73,8 @@ void crawl__finish(crawl_run_t *r, crawl_item_t *it)
     crawl_stats_t *st = r->st;
     crawl_result_t *res = &it->res;
     if (it->invalid) {
-        res->error = -EINVAL;
-        res->error_kind = "invalid-url";
+        res->error = it->invalid_kind ? -EACCES : -EINVAL;
+        res->error_kind = it->invalid_kind ? it->invalid_kind : "invalid-url";
         snprintf(res->error_msg, sizeof res->error_msg, "%s", it->invalid);
     }
     st->pages++;
@@ -141,6 +141,11 @@ void crawl__attempt_end(crawl_run_t *r, crawl_item_t *it)
         if (ra_ms > r->o->retry_after_max_ms) ra_ms = r->o->retry_after_max_ms;
         crawl_dispatch_pause_host(r->d, it, now + ra_ms * 1000000u);
     }
+    if (it->robots) { /* the host's robots.txt: rules, never a reported page */
+        crawl_dispatch_robots_done(r->d, it);
+        crawl_dispatch_release(r->d, it);
+        return;
+    }
     if (it->location && follow(r, it, now)) return;
     uint64_t delay;
     char why[160];
@@ -184,6 +189,11 @@ void crawl__pump(crawl_run_t *r)
             it->res.error_kind = "other";
             snprintf(it->res.error_msg, sizeof it->res.error_msg, "%s", weft_strerror(rc));
             crawl_dispatch_attempt_done(r->d, it);
+            if (it->robots) {
+                crawl_dispatch_robots_done(r->d, it);
+                crawl_dispatch_release(r->d, it);
+                continue;
+            }
             crawl__finish(r, it);
             continue;
         }
