@@ -521,6 +521,42 @@ static bool arrivals_within_rate(const uint64_t *t, size_t n, int rate)
     return true;
 }
 
+/* --auto-throttle: without it five 300 ms pages on one host start together; with it the host
+ * is paced by its latency (one in flight until the first answer, then about a latency apart). */
+TEST_T(auto_throttle_paces_by_latency, 60)
+{
+    weft_fixture_t *fx = fixture();
+    char p[5][64];
+    const char *paths[5];
+    for (int i = 0; i < 5; i++) {
+        snprintf(p[i], sizeof p[i], "/delay/300?token=at%d", i);
+        paths[i] = p[i];
+    }
+    FILE *f = url_file(fx, paths, 5);
+    crawl_opts_t o;
+    quick_opts(&o);
+    o.concurrency = 10;
+    o.auto_throttle = true;
+    got_t g = {0};
+    crawl_stats_t st;
+    const crawl_result_t *r = run1(&g, &o, CRAWL_ASYNC, f, &st);
+    CHECK_EQ(st.ok, 5);
+    /* Start times as the scheduler took them (exact): the second starts only after the first
+     * answered (its latency >= 300 ms); each later one at least half a latency after the one
+     * before (the interval moves halfway from 0 towards >= 300 ms). */
+    uint64_t t[5];
+    for (int i = 0; i < 5; i++) t[i] = (uint64_t)(r[i + 1].start_ms * 1000);
+    qsort(t, 5, sizeof t[0], cmp_u64);
+    CHECK_MSG(t[1] - t[0] >= 299000, "second request %.3f s after the first",
+              (double)(t[1] - t[0]) / 1e6);
+    for (int i = 2; i < 5; i++)
+        CHECK_MSG(t[i] - t[i - 1] >= 149000, "request %d %.3f s after the one before", i,
+                  (double)(t[i] - t[i - 1]) / 1e6);
+    got_free(&g);
+    fclose(f);
+    weft_fixture_stop(fx);
+}
+
 TEST(robots_rules)
 {
     static const char txt[] = "# comment\n"

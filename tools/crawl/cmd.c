@@ -46,6 +46,10 @@ static void usage(FILE *f)
             "  --cacert FILE         CA bundle for https (default: $CURL_CA_BUNDLE, else\n"
             "                        $SSL_CERT_FILE, else the system's)\n"
             "  --insecure            do not verify https certificates\n"
+            "  --auto-throttle       adapt each host's pace to its latency (Scrapy's\n"
+            "                        AutoThrottle): one request in flight until it answers,\n"
+            "                        then an interval moving halfway towards the latency\n"
+            "                        (never below --rate or Crawl-delay, at most 60 s)\n"
             "  --ignore-robots       do not fetch robots.txt; by default each host's is\n"
             "                        fetched once, first: disallowed URLs fail as \"robots\"\n"
             "                        and a Crawl-delay spaces requests to the host\n"
@@ -337,6 +341,8 @@ int crawl_cmd(int argc, char **argv)
             o.seed = (uint64_t)v;
         } else if (strcmp(s, "-q") == 0 || strcmp(s, "--quiet") == 0) {
             o.table = false;
+        } else if (strcmp(s, "--auto-throttle") == 0) {
+            o.auto_throttle = true;
         } else if (strcmp(s, "--ignore-robots") == 0) {
             o.ignore_robots = true;
         } else if (strcmp(s, "--insecure") == 0 || strcmp(s, "-k") == 0) {

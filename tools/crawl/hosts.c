@@ -29,7 +29,9 @@ struct crawl_host {
     int inflight;
     size_t refs;          /* items of this host in the window: queued, delayed or in flight */
     uint64_t next_ns;     /* earliest next start (token bucket) */
-    uint64_t interval_ns; /* 1/rate, or the Crawl-delay if longer */
+    uint64_t interval_ns; /* 1/rate, or the Crawl-delay if longer; auto-throttled */
+    uint64_t floor_ns;    /* the least interval auto-throttle may set */
+    bool sampled;         /* auto-throttle has seen a latency */
     int robots;           /* ROBOTS_* */
     crawl_robots_t *rules;
 };
@@ -137,7 +139,7 @@ static crawl_host_t *host_get(crawl_dispatch_t *d, const char *key)
         return NULL;
     }
     x->hash = h;
-    x->interval_ns = d->interval_ns;
+    x->interval_ns = x->floor_ns = d->interval_ns;
     x->robots = d->o->ignore_robots ? ROBOTS_READY : ROBOTS_UNKNOWN;
     *v = (uintptr_t)x;
     return x;
@@ -370,6 +372,7 @@ static void refill(crawl_dispatch_t *d, uint64_t now)
 static bool host_ready(const crawl_dispatch_t *d, const crawl_host_t *x, uint64_t now)
 {
     if (x->robots == ROBOTS_FETCHING) return false;
+    if (d->o->auto_throttle && !x->sampled && x->inflight >= 1) return false;
     if (d->o->per_host > 0 && x->inflight >= d->o->per_host) return false;
     return x->next_ns <= now;
 }
@@ -421,6 +424,7 @@ void crawl_dispatch_robots_done(crawl_dispatch_t *d, crawl_item_t *it)
     uint64_t delay_ms = 0;
     x->rules = crawl_robots_parse(it->robots_body, it->robots_len, agent, &delay_ms);
     if (delay_ms * 1000000u > x->interval_ns) x->interval_ns = delay_ms * 1000000u;
+    if (x->interval_ns > x->floor_ns) x->floor_ns = x->interval_ns;
 }
 
 crawl_item_t *crawl_dispatch_next(crawl_dispatch_t *d, uint64_t now, uint64_t *wake_ns)
@@ -480,7 +484,8 @@ crawl_item_t *crawl_dispatch_next(crawl_dispatch_t *d, uint64_t now, uint64_t *w
                 return it;
             }
             bool capped = (d->o->per_host > 0 && x->inflight >= d->o->per_host) ||
-                          x->robots == ROBOTS_FETCHING; /* its completion will pump */
+                          x->robots == ROBOTS_FETCHING || /* its completion will pump */
+                          (d->o->auto_throttle && !x->sampled && x->inflight >= 1);
             if (!capped && x->next_ns < *wake_ns) *wake_ns = x->next_ns;
             x = x->ring_next;
         } while (x != start);
@@ -512,6 +517,18 @@ int crawl_dispatch_redirect(crawl_dispatch_t *d, crawl_item_t *it, const char *u
     enqueue(d, x, it, true);
     if (old && --old->refs == 0) host_maybe_free(d, old, now);
     return 0;
+}
+
+void crawl_dispatch_observe(crawl_dispatch_t *d, crawl_item_t *it, uint64_t latency_ns, bool ok)
+{
+    crawl_host_t *x = it->host;
+    if (!d->o->auto_throttle || !x) return;
+    x->sampled = true;
+    uint64_t next = (x->interval_ns + latency_ns) / 2;
+    if (!ok && next < x->interval_ns) next = x->interval_ns;
+    if (next < x->floor_ns) next = x->floor_ns;
+    if (next > 60000000000ull) next = 60000000000ull;
+    x->interval_ns = next;
 }
 
 void crawl_dispatch_retry(crawl_dispatch_t *d, crawl_item_t *it, uint64_t due_ns)

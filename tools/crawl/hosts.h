@@ -82,6 +82,13 @@ int crawl_dispatch_redirect(crawl_dispatch_t *d, crawl_item_t *it, const char *u
  * everything is allowed). Call before crawl_dispatch_release(it). */
 void crawl_dispatch_robots_done(crawl_dispatch_t *d, crawl_item_t *it);
 
+/* With --auto-throttle: the attempt of `it` took `latency_ns`; `ok` if it got a response below
+ * 400. The host's interval moves halfway towards the latency (Scrapy's AutoThrottle with a
+ * target concurrency of 1: one request in flight per latency on average), never below
+ * 1/--rate or the Crawl-delay, never above 60 s, and a failure may only raise it. Until its
+ * first answer a host has one request in flight. */
+void crawl_dispatch_observe(crawl_dispatch_t *d, crawl_item_t *it, uint64_t latency_ns, bool ok);
+
 /* Puts `it` back to be tried again at `due_ns`. */
 void crawl_dispatch_retry(crawl_dispatch_t *d, crawl_item_t *it, uint64_t due_ns);
 

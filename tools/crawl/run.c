@@ -134,6 +134,9 @@ void crawl__attempt_end(crawl_run_t *r, crawl_item_t *it)
 {
     crawl_dispatch_attempt_done(r->d, it);
     uint64_t now = weft_now_ns(), ra_ms;
+    if (!it->robots) /* a page's latency, not the small robots.txt's */
+        crawl_dispatch_observe(r->d, it, now - it->attempt_start_ns,
+                               it->res.status > 0 && it->res.status < 400);
     /* A 429 or 503 with Retry-After speaks for the whole server: no request to that host
      * starts before it has passed (capped like the wait of the URL itself). */
     if ((it->res.status == 429 || it->res.status == 503) && it->retry_after &&
