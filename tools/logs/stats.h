@@ -49,6 +49,7 @@ typedef struct weft_logs_t4 {
     uint32_t mask, used, limit;
     uint32_t nspill, capspill;
     weft_logs_spill_t *spill;
+    uint64_t probes; /* slots examined by weft_logs_t4_slot (inserts and merges), for tests */
 } weft_logs_t4_t;
 
 typedef struct weft_logs_e6 {

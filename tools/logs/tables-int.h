@@ -133,6 +133,9 @@ void weft_logs_t4_free(weft_logs_t4_t *t);
 /* Finds or inserts `key` (hash `h` = hash4(key)); returns its slot, or NULL when growing
  * failed. */
 weft_logs_e4_t *weft_logs_t4_slot(weft_logs_t4_t *t, uint32_t key, uint64_t h);
+/* Grows the table so that it holds `n` keys in all without growing again (at most 2^31 slots).
+ * Returns 0 or -ENOMEM (the table is unchanged). */
+int weft_logs_t4_reserve(weft_logs_t4_t *t, uint64_t n);
 /* Adds `carry` to the spilled part of `key`'s count; out of memory sets *oom. */
 void weft_logs_spill_add(weft_logs_t4_t *t, uint32_t key, uint64_t carry, int *oom);
 
