@@ -15,7 +15,12 @@
 #include <weft/buf.h>
 #include <weft/err.h>
 #include <weft/hist.h>
+#include <bzlib.h>
+#include <lzma.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <zlib.h>
+#include <zstd.h>
 
 #include "logs/format.h"
 #include "logs/gen.h"
@@ -959,6 +964,134 @@ TEST(gzip_and_stdin_equal_the_file_run)
         free(o.json);
     }
     free(want);
+}
+
+/* `data` compressed with `codec` (gz, xz, bz2, zst) into `path`. */
+static void write_compressed(const char *path, const char *codec, const char *data, size_t len)
+{
+    size_t cap = len + len / 2 + 65536, n = cap;
+    char *out = malloc(cap);
+    CHECK(out != NULL);
+    if (strcmp(codec, "gz") == 0) {
+        z_stream z = {0};
+        CHECK_EQ(deflateInit2(&z, 6, Z_DEFLATED, 16 + MAX_WBITS, 8, Z_DEFAULT_STRATEGY), Z_OK);
+        z.next_in = (Bytef *)data;
+        z.avail_in = (uInt)len;
+        z.next_out = (Bytef *)out;
+        z.avail_out = (uInt)cap;
+        CHECK_EQ(deflate(&z, Z_FINISH), Z_STREAM_END);
+        n = z.total_out;
+        deflateEnd(&z);
+    } else if (strcmp(codec, "xz") == 0) {
+        size_t pos = 0;
+        CHECK_EQ(lzma_easy_buffer_encode(1, LZMA_CHECK_CRC64, NULL, (const uint8_t *)data, len,
+                                         (uint8_t *)out, &pos, cap),
+                 LZMA_OK);
+        n = pos;
+    } else if (strcmp(codec, "bz2") == 0) {
+        unsigned u = (unsigned)cap;
+        CHECK_EQ(BZ2_bzBuffToBuffCompress(out, &u, (char *)data, (unsigned)len, 1, 0, 0), BZ_OK);
+        n = u;
+    } else {
+        n = ZSTD_compress(out, cap, data, len, 3);
+        CHECK(!ZSTD_isError(n));
+    }
+    write_text(path, out, n);
+    free(out);
+}
+
+/* weft_logs_run's exit code, with its message in err. */
+static int run_err(const char *file, char *err, size_t errlen)
+{
+    const char *files[] = {file};
+    weft_logs_run_opts_t o = {.files = files, .nfiles = 1, .jobs = 2, .mode = WEFT_LOGS_THREADS};
+    weft_logs_run_result_t res;
+    err[0] = '\0';
+    int code = weft_logs_run(&o, &res, err, errlen);
+    if (!code) weft_logs_run_result_free(&res);
+    return code;
+}
+
+/* xz, bzip2 and zstd were read as text, a truncated gzip file exited 0 with the lines before
+ * the cut, gzip data followed by garbage was accepted, and FIFOs were refused. Each codec must
+ * give the plain file's report (concatenated members too); an input cut anywhere inside its
+ * compressed data, or followed by bytes of no member, is a usage error naming the file and the
+ * compressed offset. */
+TEST_T(compressed_inputs_by_magic_and_incomplete_ones_are_errors, 60)
+{
+    const char *file = path_in_tmp("c.log");
+    gen_file(file, 200 << 10, 45, "combined", 0.01, 0.1, false, 500);
+    size_t len;
+    char *data = read_all(file, &len);
+    char *want = run_json(file, 2, WEFT_LOGS_THREADS, 0);
+    static const char *codecs[] = {"gz", "xz", "bz2", "zst"};
+    char err[256];
+    for (size_t c = 0; c < 4; c++) {
+        char name[32];
+        snprintf(name, sizeof name, "c.log.%s", codecs[c]);
+        const char *z = path_in_tmp(name);
+        write_compressed(z, codecs[c], data, len);
+        for (int m = 0; m < 2; m++) {
+            run_out_t o;
+            const char *files[] = {z};
+            CHECK_EQ(run(files, 1, 2, m ? WEFT_LOGS_PROCESSES : WEFT_LOGS_THREADS, 0, NULL, false,
+                         &o, false),
+                     0);
+            CHECK_STR_EQ(o.json, want);
+            free(o.json);
+        }
+        size_t zlen;
+        char *zdata = read_all(z, &zlen);
+        const char *cut = path_in_tmp("cut.bin");
+        for (size_t at = 6; at < zlen; at += zlen / 7 + 1) { /* past the magic */
+            write_text(cut, zdata, at);
+            CHECK_EQ(run_err(cut, err, sizeof err), WEFT_EXIT_USAGE);
+            CHECK(strstr(err, cut) != NULL);
+            CHECK(strstr(err, "compressed byte") != NULL);
+        }
+        /* two members are one log of twice the lines; garbage after them is an error */
+        char *two = malloc(2 * zlen + 8);
+        CHECK(two != NULL);
+        memcpy(two, zdata, zlen);
+        memcpy(two + zlen, zdata, zlen);
+        write_text(cut, two, 2 * zlen);
+        run_out_t o;
+        const char *files[] = {cut};
+        CHECK_EQ(run(files, 1, 1, WEFT_LOGS_THREADS, 0, NULL, false, &o, false), 0);
+        CHECK(strstr(o.json, "\"lines\":") != NULL);
+        free(o.json);
+        memcpy(two + zlen, "garbage\n", 8);
+        write_text(cut, two, zlen + 8);
+        CHECK_EQ(run_err(cut, err, sizeof err), WEFT_EXIT_USAGE);
+        CHECK(strstr(err, "compressed byte") != NULL);
+        free(two);
+        free(zdata);
+    }
+    /* a FIFO is read as a stream */
+    const char *fifo = path_in_tmp("fifo");
+    CHECK_EQ(mkfifo(fifo, 0600), 0);
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        int fd = open(fifo, O_WRONLY);
+        size_t off = 0;
+        while (fd >= 0 && off < len) {
+            ssize_t w = write(fd, data + off, len - off);
+            if (w <= 0) break;
+            off += (size_t)w;
+        }
+        _exit(off == len ? 0 : 1);
+    }
+    run_out_t o;
+    const char *files[] = {fifo};
+    CHECK_EQ(run(files, 1, 2, WEFT_LOGS_THREADS, 0, NULL, false, &o, false), 0);
+    int st;
+    CHECK_EQ(waitpid(pid, &st, 0), pid);
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    CHECK_STR_EQ(o.json, want);
+    free(o.json);
+    free(want);
+    free(data);
 }
 
 TEST_T(threads_and_processes_give_identical_results, 60)

@@ -27,8 +27,9 @@ static void usage(FILE *f)
         "(counts, shares and classes), the top client IPs (exact) and the number of distinct\n"
         "ones, response time average/min/max/p50/p90/p95/p99, bytes sent, and the top paths.\n"
         "Regular files are split into chunks at line ends and read with pread (or --io\n"
-        "mmap); '-' (or no FILE) reads standard input, and gzip files (.gz) are decompressed\n"
-        "as a stream. Several files are analyzed together. Results are identical for every\n"
+        "mmap); '-' (or no FILE) reads standard input, FIFOs and <(...) are read as streams,\n"
+        "and gzip, xz, bzip2 and zstd files (recognised by their first bytes) are decompressed\n"
+        "as streams. Several files are analyzed together. Results are identical for every\n"
         "worker count, chunk size and mode.\n\n"
         "Options:\n"
         "  -j, --jobs N          workers (default: the CPUs this process may use)\n"
@@ -65,7 +66,9 @@ static void usage(FILE *f)
         "  Malformed lines are counted and skipped; the first %d are shown on stderr with\n"
         "  their file and line number. Paths are counted without their query string.\n\n"
         "Exit codes: 0 success (malformed lines included), 1 a worker failed, 2 usage error or\n"
-        "unusable input (missing, unreadable or non-regular file, corrupt gzip or partial),\n"
+        "unusable input (missing or unreadable file, directory, compressed data that is\n"
+        "truncated, corrupt or followed by garbage (the message names the offset), corrupt\n"
+        "partial),\n"
         "3 internal error (out of memory).\n",
         WEFT_LOGS_BAD_KEEP);
 }

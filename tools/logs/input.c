@@ -1,9 +1,8 @@
-/* weft logs: the inputs of a run: opening files (mapped) and streams (standard input, gzip),
- * cutting mapped files into line-aligned chunks, analysing a chunk from a mapping or by pread,
- * and reading a stream into line-aligned blocks for either mode (run-int.h).
+/* weft logs: the inputs of a run: opening files (mapped) and streams (standard input, FIFOs,
+ * compressed files: decomp.h), cutting regular files into line-aligned chunks, analysing a chunk
+ * from a mapping or by pread, and reading a stream into line-aligned blocks for either mode
+ * (run-int.h).
  */
-#include "logs/run.h"
-
 #include "logs/run.h"
 
 #include <errno.h>
@@ -24,9 +23,8 @@
 #include <weft/pool.h>
 #include <weft/procpool.h>
 #include <weft/sys.h>
-#include <zlib.h>
-
 #include "common/cli-int.h"
+#include "logs/decomp.h"
 
 #include "logs/run-int.h"
 
@@ -199,15 +197,19 @@ int logs_run_open_inputs(run_t *r, const weft_logs_format_t *fixed)
         if (fstat(in->fd, &in->st) != 0)
             return logs_run_failf(r, WEFT_EXIT_USAGE, "cannot stat %s: %s", in->name,
                                   strerror(errno));
-        if (!S_ISREG(in->st.st_mode))
-            return logs_run_failf(r, WEFT_EXIT_USAGE, "%s: not a regular file", in->name);
-        unsigned char magic[2];
-        ssize_t n = pread(in->fd, magic, 2, 0);
+        if (S_ISDIR(in->st.st_mode))
+            return logs_run_failf(r, WEFT_EXIT_USAGE, "%s: is a directory", in->name);
+        if (!S_ISREG(in->st.st_mode)) { /* a FIFO, <(...), a device: read as a stream */
+            in->stream = true;
+            continue;
+        }
+        unsigned char magic[6];
+        ssize_t n = pread_full(in->fd, (char *)magic, sizeof magic, 0);
         if (n < 0)
             return logs_run_failf(r, WEFT_EXIT_USAGE, "cannot read %s: %s", in->name,
-                                  strerror(errno));
-        if (n == 2 && magic[0] == 0x1f && magic[1] == 0x8b) {
-            in->stream = true;
+                                  strerror((int)-n));
+        if (weft_logs_codec_sniff(magic, (size_t)n) != WEFT_LOGS_PLAIN) {
+            in->stream = true; /* compressed: decoded as a stream */
             continue;
         }
         in->size = (uint64_t)in->st.st_size;
@@ -293,10 +295,11 @@ static chunk_t *new_rec(run_t *r, size_t file)
 int logs_run_read_stream(run_t *r, size_t fi, uint64_t bsize, bool detect, emit_fn emit, void *arg)
 {
     input_t *in = &r->in[fi];
-    gzFile gz = gzdopen(in->fd, "rb");
-    if (!gz) return logs_run_failf(r, WEFT_EXIT_INTERNAL, "out of memory");
-    in->fd = -1; /* gzclose closes it */
-    gzbuffer(gz, 1 << 17);
+    weft_logs_dec_t *dec;
+    int drc = weft_logs_dec_create(in->fd, &dec);
+    if (drc)
+        return logs_run_failf(r, drc == -ENOMEM ? WEFT_EXIT_INTERNAL : WEFT_EXIT_USAGE,
+                              "cannot read %s: %s", in->name, strerror(-drc));
     if (bsize > (1u << 30)) bsize = 1u << 30;
     char *carry = NULL;
     size_t clen = 0;
@@ -318,12 +321,10 @@ int logs_run_read_stream(run_t *r, size_t fi, uint64_t bsize, bool detect, emit_
         for (;;) { /* fill; a line longer than the block makes the block grow */
             while (len < cap && !eof) {
                 size_t want = cap - len > (1u << 30) ? (1u << 30) : cap - len;
-                int n = gzread(gz, buf + len, (unsigned)want);
+                char err[160];
+                ssize_t n = weft_logs_dec_read(dec, buf + len, want, err, sizeof err);
                 if (n < 0) {
-                    int zerr;
-                    const char *msg = gzerror(gz, &zerr);
-                    rc = logs_run_failf(r, WEFT_EXIT_USAGE, "%s: %s", in->name,
-                                        zerr == Z_ERRNO ? strerror(errno) : msg);
+                    rc = logs_run_failf(r, WEFT_EXIT_USAGE, "%s: %s", in->name, err);
                     break;
                 }
                 if (n == 0) eof = true;
@@ -379,7 +380,7 @@ int logs_run_read_stream(run_t *r, size_t fi, uint64_t bsize, bool detect, emit_
         weft_progress_update(&r->prog, atomic_load_explicit(&r->done_bytes, memory_order_relaxed));
     }
     free(carry);
-    gzclose(gz);
+    weft_logs_dec_destroy(dec);
     (void)consumed;
     return rc;
 }
