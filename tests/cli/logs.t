@@ -11,7 +11,33 @@ $ weft logs no-such-file.log
 
 $ weft logs .
 ? 2
-! weft logs: .: not a regular file
+! weft logs: .: is a directory
+
+# Nothing parsed is a failure that names the format tried (it exited 0 with a report of zeros).
+$ weft logs -j 1
+< not a log line
+< nor this one
+? 2
+! no line parsed: all 2 lines are malformed for the format tried (default)
+
+# Malformed lines on stderr: controls and non-UTF-8 bytes as \xNN (no escape reaches the terminal).
+$ printf 'bad \033[31mred\a \\ \377\n10.0.0.1 - - [15/Jan/2025:10:30:45 +0800] "GET /a HTTP/1.1" 200 100 0.052\n' | weft logs -j 1 > /dev/null
+? 0
+! (stdin):1: malformed line: bad \x1b[31mred\x07 \\ \xff
+
+# gzip data cut short, or followed by garbage, exits 2 naming the file and the offset.
+$ weft logs gen --size 20K -o z.log && gzip -c z.log | head -c 3000 > t.gz && weft logs t.gz
+? 2
+! weft logs: t.gz: truncated gzip data: the input ends at compressed byte 3000
+
+$ weft logs gen --size 20K -o z.log && (gzip -c z.log; echo trailing) > g.gz && weft logs g.gz
+? 2
+! bytes that are not gzip data after its end
+
+# xz, bzip2 and zstd by their magic bytes; FIFOs and <(...) as streams: the same report.
+$ weft logs gen --size 30K -o y.log && weft logs --json y.log > y.json && xz -c y.log > y.xz && bzip2 -c y.log > y.bz && zstd -q -c y.log > y.zst && weft logs --json y.xz | cmp - y.json && weft logs --json y.bz | cmp - y.json && weft logs --json y.zst | cmp - y.json && weft logs --json <(cat y.log) | cmp - y.json && echo same
+? 0
+> same
 
 $ weft logs --frobnicate x.log
 ? 2

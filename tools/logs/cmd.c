@@ -9,6 +9,7 @@
 #include <unistd.h>
 #include <weft/buf.h>
 #include <weft/sys.h>
+#include <weft/utf8.h>
 
 #include "logs/gen.h"
 #include "logs/report.h"
@@ -64,13 +65,44 @@ static void usage(FILE *f)
         "  Response times are summed as integer microseconds; percentiles come from a\n"
         "  histogram with < 1%% relative error; lines whose time is '-' are not timed.\n"
         "  Malformed lines are counted and skipped; the first %d are shown on stderr with\n"
-        "  their file and line number. Paths are counted without their query string.\n\n"
-        "Exit codes: 0 success (malformed lines included), 1 a worker failed, 2 usage error or\n"
+        "  their file and line number (control and non-UTF-8 bytes as \\xNN). Paths are counted without their query string.\n\n"
+        "Exit codes: 0 success (malformed lines included, with a warning when they are most),\n"
+        "1 a worker failed, 2 usage error, no line parsed (the format tried is named), or\n"
         "unusable input (missing or unreadable file, directory, compressed data that is\n"
         "truncated, corrupt or followed by garbage (the message names the offset), corrupt\n"
         "partial),\n"
         "3 internal error (out of memory).\n",
         WEFT_LOGS_BAD_KEEP);
+}
+
+/* Writes a malformed line for a terminal: printable text as is, a backslash doubled, control
+ * characters and bytes that are not UTF-8 as \xNN, so a hostile log cannot send escape
+ * sequences to the terminal and the bytes stay visible; at most `max` columns, then an ellipsis. */
+static void put_escaped(FILE *f, const char *s, size_t n, size_t max)
+{
+    size_t cols = 0, i = 0;
+    while (i < n) {
+        uint32_t cp = 0;
+        int l = weft_utf8_decode(s + i, n - i, &cp);
+        char esc[8];
+        bool raw = l > 0 && cp >= 0x20 && cp != 0x7F && !(cp >= 0x80 && cp < 0xA0) && cp != '\\';
+        size_t w = raw ? (size_t)weft_utf8_cp_width(cp) : cp == '\\' && l > 0 ? 2 : 4;
+        if (cols + w > max) break;
+        if (raw) {
+            fwrite(s + i, 1, (size_t)l, f);
+        } else if (l > 0 && cp == '\\') {
+            fputs("\\\\", f);
+        } else {
+            l = l > 0 ? l : 1;
+            for (int k = 0; k < l; k++) {
+                snprintf(esc, sizeof esc, "\\x%02x", (unsigned char)s[i + (size_t)k]);
+                fputs(esc, f);
+            }
+        }
+        cols += w;
+        i += (size_t)l;
+    }
+    if (i < n) fputs("\xE2\x80\xA6", f); /* ellipsis */
 }
 
 typedef struct outputs {
@@ -351,12 +383,9 @@ static int cmd_logs(int argc, char **argv)
     } else {
         for (size_t i = 0; i < res.nbad; i++) {
             const weft_logs_badline_t *b = &res.bad[i];
-            char text[WEFT_LOGS_BAD_TEXT + 1];
-            memcpy(text, b->text, b->len);
-            text[b->len] = '\0';
             fprintf(stderr, "weft logs: %s:%" PRIu64 ": malformed line: ",
                     strcmp(files[b->file], "-") == 0 ? "(stdin)" : files[b->file], b->line);
-            weft_cli_put_safe(stderr, text, 100);
+            put_escaped(stderr, b->text, b->len, 100);
             fputc('\n', stderr);
         }
         if (res.part->malformed > res.nbad)
@@ -383,6 +412,20 @@ static int cmd_logs(int argc, char **argv)
         inputs[off] = '\0';
         weft_logs_meta_t meta = {.inputs = inputs, .formats = res.format_names};
         code = emit(cmd, res.part, &o, &meta);
+        /* Nothing parsed is not a report: say so, name the format tried, and fail. */
+        const weft_logs_part_t *p = res.part;
+        if (p->lines && !p->parsed) {
+            fprintf(stderr,
+                    "weft logs: no line parsed: all %" PRIu64 " lines are malformed for the "
+                    "format tried (%s); choose one with --format or --log-format\n",
+                    p->lines, res.format_names);
+            if (!code) code = WEFT_EXIT_USAGE;
+        } else if (p->malformed * 2 > p->lines) {
+            fprintf(stderr,
+                    "weft logs: warning: %" PRIu64 " of %" PRIu64 " lines are malformed for the "
+                    "format tried (%s); the report covers the others only\n",
+                    p->malformed, p->lines, res.format_names);
+        }
         weft_logs_run_result_free(&res);
     }
     free(files);
