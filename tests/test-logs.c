@@ -1289,3 +1289,51 @@ TEST_T(merging_overlapping_ipv4_tables_probes_few_slots, 120)
     weft_logs_part_destroy(a2);
     weft_logs_part_destroy(b);
 }
+
+/* Presets rejected lines with fields after their last one (nginx's $upstream_response_time
+ * after $request_time), which GoAccess accepts. After a blank, the rest of the line is ignored;
+ * a last field running into text is still malformed. The lines are padded to exercise the
+ * vector path and followed by others as in a chunk. */
+TEST(presets_accept_trailing_fields)
+{
+    static const struct {
+        const char *fmt, *line;
+    } cases[] = {
+        {"default", "10.1.2.3 - - [15/Jan/2025:10:30:45 +0000] \"GET /a/b?x=1 HTTP/1.1\" 200 512 "
+                    "0.052"},
+        {"common", "10.1.2.3 - - [15/Jan/2025:10:30:45 +0000] \"GET /a/b?x=1 HTTP/1.1\" 200 512"},
+        {"combined", "10.1.2.3 - - [15/Jan/2025:10:30:45 +0000] \"GET /a/b?x=1 HTTP/1.1\" 200 512 "
+                     "\"http://r/\" \"Mozilla/5.0 (X11; Linux x86_64)\""},
+        {"combined-rt", "10.1.2.3 - - [15/Jan/2025:10:30:45 +0000] \"GET /a/b?x=1 HTTP/1.1\" 200 "
+                        "512 \"http://r/\" \"Mozilla/5.0 (X11; Linux x86_64)\" 0.052"},
+    };
+    static const char *tails[] = {" 0.050", "\t0.050 \"upstream\" -", "  ", " x"};
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        weft_logs_format_t f;
+        char err[128];
+        CHECK_EQ(weft_logs_format_compile(cases[c].fmt, &f, err, sizeof err), 0);
+        weft_logs_rec_t want, got;
+        const char *base = cases[c].line;
+        CHECK(weft_logs_parse_line(&f, base, base + strlen(base), &want));
+        for (size_t t = 0; t < sizeof tails / sizeof tails[0]; t++) {
+            char line[512], chunk[2048];
+            snprintf(line, sizeof line, "%s%s", base, tails[t]);
+            CHECK(weft_logs_parse_line(&f, line, line + strlen(line), &got));
+            CHECK_EQ(got.ip4, want.ip4);
+            CHECK_EQ(got.status, want.status);
+            CHECK_EQ(got.bytes, want.bytes);
+            CHECK_EQ(got.rt_us, want.rt_us);
+            CHECK_EQ(got.path_len, want.path_len);
+            /* three lines in a chunk, through the batch parser (the vector path when present) */
+            int n = snprintf(chunk, sizeof chunk, "%s\n%s\r\n%s\n", line, line, line);
+            const char *p = chunk;
+            weft_logs_rec_t recs[4];
+            CHECK_EQ(weft_logs_parse_lines(&f, &p, chunk + n, recs, 4), 3);
+            CHECK(p == chunk + n);
+            CHECK_EQ(recs[2].rt_us, want.rt_us);
+        }
+        char glued[512];
+        snprintf(glued, sizeof glued, "%sx 1", base);
+        CHECK(!weft_logs_parse_line(&f, glued, glued + strlen(glued), &got));
+    }
+}
