@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +18,7 @@
 #include <weft/hist.h>
 #include <bzlib.h>
 #include <lzma.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <zlib.h>
@@ -1336,4 +1338,49 @@ TEST(presets_accept_trailing_fields)
         snprintf(glued, sizeof glued, "%sx 1", base);
         CHECK(!weft_logs_parse_line(&f, glued, glued + strlen(glued), &got));
     }
+}
+
+/* --mode processes failed on a log still being written ("changed during the run": the workers
+ * saw a larger size and a new mtime), and the half-written last line of the snapshot counted as
+ * malformed. While another process appends lines in two writes each, both modes must analyse
+ * the snapshot and find no malformed line. */
+TEST_T(a_growing_log_is_analysed_as_its_snapshot, 60)
+{
+    const char *file = path_in_tmp("grow.log");
+    gen_file(file, 400 << 10, 46, "default", 0, 0.1, false, 500);
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlive a failed test */
+        if (getppid() == 1) _exit(1);
+        int fd = open(file, O_WRONLY | O_APPEND);
+        const char *line =
+            "10.9.8.7 - - [15/Jan/2025:10:30:45 +0000] \"GET /grow HTTP/1.1\" 200 5 0.1\n";
+        size_t n = strlen(line);
+        for (;;) {
+            if (write(fd, line, 20) != 20 || (usleep(100), 0) ||
+                write(fd, line + 20, n - 20) != (ssize_t)(n - 20))
+                _exit(1);
+            usleep(100);
+        }
+    }
+    for (int m = 0; m < 2; m++) {
+        const char *files[] = {file};
+        weft_logs_run_opts_t o = {.files = files,
+                                  .nfiles = 1,
+                                  .jobs = 2,
+                                  .mode = m ? WEFT_LOGS_PROCESSES : WEFT_LOGS_THREADS,
+                                  .chunk_size = 8192};
+        weft_logs_run_result_t res;
+        char err[256] = "";
+        int code = weft_logs_run(&o, &res, err, sizeof err);
+        if (code) fprintf(stderr, "mode %d: %s\n", m, err);
+        CHECK_EQ(code, 0);
+        CHECK_EQ(res.part->malformed, 0);
+        CHECK(res.part->lines >= 4000);
+        weft_logs_run_result_free(&res);
+    }
+    kill(pid, SIGKILL);
+    int st;
+    CHECK_EQ(waitpid(pid, &st, 0), pid);
 }

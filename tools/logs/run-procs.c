@@ -55,6 +55,7 @@ static struct {
     char path[PATH_MAX];
     int fd; /* 0 while unset: workers never use their stdin for this */
     struct stat st;
+    uint64_t size; /* the snapshot's size (the file may have grown since) */
     const char *map;
     char *buf;
     size_t cap;
@@ -65,10 +66,10 @@ static struct {
 static int proc_open(const proc_arg_t *a, const char *path, weft_buf_t *out)
 {
     if (wcache.fd > 0 && strcmp(wcache.path, path) == 0 && (uint64_t)wcache.st.st_dev == a->dev &&
-        (uint64_t)wcache.st.st_ino == a->ino && (uint64_t)wcache.st.st_size == a->size &&
+        (uint64_t)wcache.st.st_ino == a->ino && wcache.size == a->size &&
         (a->use_mmap != 0) == (wcache.map != NULL || a->size == 0))
         return 0;
-    if (wcache.map) munmap((void *)wcache.map, (size_t)wcache.st.st_size);
+    if (wcache.map) munmap((void *)wcache.map, (size_t)wcache.size);
     if (wcache.fd > 0) close(wcache.fd);
     wcache.map = NULL;
     wcache.fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -80,9 +81,13 @@ static int proc_open(const proc_arg_t *a, const char *path, weft_buf_t *out)
         return -e;
     }
     const struct stat *st = &wcache.st;
+    /* The snapshot: the file as it was when the run started, up to that size. A log still
+     * being written only grows (and its mtime moves): that is the same file. A shorter one, or
+     * another file under the name (rotated), is not. */
     if ((uint64_t)st->st_dev != a->dev || (uint64_t)st->st_ino != a->ino ||
-        (uint64_t)st->st_size != a->size || st->st_mtim.tv_sec != a->mtime_s ||
-        st->st_mtim.tv_nsec != a->mtime_ns) {
+        (uint64_t)st->st_size < a->size ||
+        ((uint64_t)st->st_size == a->size &&
+         (st->st_mtim.tv_sec != a->mtime_s || st->st_mtim.tv_nsec != a->mtime_ns))) {
         close(wcache.fd);
         wcache.fd = 0;
         weft_buf_printf(out, "%s changed during the run", path);
@@ -99,6 +104,7 @@ static int proc_open(const proc_arg_t *a, const char *path, weft_buf_t *out)
         }
         wcache.map = m;
     }
+    wcache.size = a->size;
     snprintf(wcache.path, sizeof wcache.path, "%s", path);
     return 0;
 }

@@ -147,9 +147,13 @@ void weft_logs_analyze(const weft_logs_format_t *f, const char *data, size_t len
             const char *nl = memchr(p, '\n', (size_t)(end - p));
             const char *le = nl ? nl : end;
             if (le > p && le[-1] == '\r') le--;
-            lines++;
-            bad++;
-            if (res->nbad < WEFT_LOGS_BAD_KEEP) {
+            /* Without its newline it ends the input: a line the server is still writing (the
+             * snapshot of a growing log), not yet a line; one that parses is counted above. */
+            if (nl) {
+                lines++;
+                bad++;
+            }
+            if (nl && res->nbad < WEFT_LOGS_BAD_KEEP) {
                 weft_logs_bad_t *b = &res->bad[res->nbad++];
                 size_t k = (size_t)(le - p);
                 b->line = lines;
