@@ -1002,7 +1002,8 @@ static void write_compressed(const char *path, const char *codec, const char *da
     free(out);
 }
 
-/* weft_logs_run's exit code, with its message in err. */
+/* weft_logs_run's exit code, with its message in err (and the bytes it analysed). */
+static uint64_t last_input_bytes;
 static int run_err(const char *file, char *err, size_t errlen)
 {
     const char *files[] = {file};
@@ -1010,6 +1011,7 @@ static int run_err(const char *file, char *err, size_t errlen)
     weft_logs_run_result_t res;
     err[0] = '\0';
     int code = weft_logs_run(&o, &res, err, errlen);
+    last_input_bytes = code ? 0 : res.input_bytes;
     if (!code) weft_logs_run_result_free(&res);
     return code;
 }
@@ -1042,6 +1044,9 @@ TEST_T(compressed_inputs_by_magic_and_incomplete_ones_are_errors, 60)
             CHECK_STR_EQ(o.json, want);
             free(o.json);
         }
+        /* --timing and the result count decoded bytes, not compressed ones */
+        CHECK_EQ(run_err(z, err, sizeof err), 0);
+        CHECK_EQ(last_input_bytes, len);
         size_t zlen;
         char *zdata = read_all(z, &zlen);
         const char *cut = path_in_tmp("cut.bin");

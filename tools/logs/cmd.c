@@ -395,9 +395,10 @@ static int cmd_logs(int argc, char **argv)
         if (timing) {
             double s = (double)elapsed / 1e9;
             fprintf(stderr,
-                    "weft logs: %.1f MB in %.3f s (%.2f GB/s), %d %s, %zu chunks; scan %.3f s, "
-                    "merge %.1f ms\n",
-                    (double)res.input_bytes / 1e6, s, (double)res.input_bytes / 1e9 / s, ro.jobs,
+                    "weft logs: %.1f MB, %" PRIu64 " lines in %.3f s (%.2f GB/s), %d %s, %zu "
+                    "chunks; scan %.3f s, merge %.1f ms\n",
+                    (double)res.input_bytes / 1e6, res.part->lines, s,
+                    (double)res.input_bytes / 1e9 / s, ro.jobs,
                     ro.mode == WEFT_LOGS_PROCESSES ? "processes" : "threads", res.nchunks,
                     (double)res.scan_ns / 1e9, (double)res.merge_ns / 1e6);
         }

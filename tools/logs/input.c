@@ -305,7 +305,7 @@ int logs_run_read_stream(run_t *r, size_t fi, uint64_t bsize, bool detect, emit_
     size_t clen = 0;
     int rc = 0;
     bool eof = false, first = true;
-    uint64_t consumed = 0;
+    uint64_t consumed = 0, in_seen = 0;
     while (!eof && !rc) {
         size_t cap = clen + (size_t)bsize + 1, len = clen;
         char *buf = malloc(cap);
@@ -375,8 +375,15 @@ int logs_run_read_stream(run_t *r, size_t fi, uint64_t bsize, bool detect, emit_
             break;
         }
         rc = emit(r, rec, buf, cut, arg);
-        /* relaxed: progress statistic only */
-        atomic_fetch_add_explicit(&r->done_bytes, cut, memory_order_relaxed);
+        /* The bar counts file bytes, as for mapped files: for a compressed file the compressed
+         * bytes read so far against its size (its decoded size is unknown until the end); a
+         * FIFO or standard input has no size and does not move it. --timing reports the decoded
+         * bytes (stream_bytes). relaxed: progress statistic only. */
+        r->stream_bytes += cut;
+        uint64_t in_now = weft_logs_dec_in_bytes(dec);
+        if (S_ISREG(in->st.st_mode))
+            atomic_fetch_add_explicit(&r->done_bytes, in_now - in_seen, memory_order_relaxed);
+        in_seen = in_now;
         weft_progress_update(&r->prog, atomic_load_explicit(&r->done_bytes, memory_order_relaxed));
     }
     free(carry);

@@ -111,10 +111,10 @@ int weft_logs_run(const weft_logs_run_opts_t *o, weft_logs_run_result_t *res, ch
     if (mapped_total / csize > WEFT_LOGS_MAX_CHUNKS) /* a tiny --chunk-size on a big input */
         csize = (mapped_total + WEFT_LOGS_MAX_CHUNKS - 1) / WEFT_LOGS_MAX_CHUNKS;
     if (!code) code = logs_run_make_chunks(&r, csize);
-    uint64_t total = 0;
+    uint64_t total = 0; /* for the bar: file bytes (compressed files: their compressed size) */
     for (size_t i = 0; i < r.nin; i++)
-        total += r.in[i].stream ? (uint64_t)r.in[i].st.st_size : r.in[i].size;
-    res->input_bytes = total;
+        total += r.in[i].stream ? (S_ISREG(r.in[i].st.st_mode) ? (uint64_t)r.in[i].st.st_size : 0)
+                                : r.in[i].size;
     res->nchunks = r.nchunks;
     weft_progress_start(&r.prog, "weft logs", total);
     if (!o->progress || total < (64u << 20)) r.prog.enabled = false;
@@ -122,6 +122,7 @@ int weft_logs_run(const weft_logs_run_opts_t *o, weft_logs_run_result_t *res, ch
         code = o->mode == WEFT_LOGS_PROCESSES ? logs_run_processes(&r, res)
                                               : logs_run_threads(&r, res);
     weft_progress_finish(&r.prog);
+    res->input_bytes = mapped_total + r.stream_bytes; /* decoded bytes analysed */
 
     if (!code) { /* line numbers: each chunk counted its own lines; offset them in order */
         uint64_t base = 0;
