@@ -97,3 +97,14 @@ $ weft logs gen --size 50K -o c.log && weft logs --html r.html c.log > /dev/null
 $ weft logs gen --size 50K -o c.log && head -c 300 c.log > d.bin && weft logs --save-partial p.bin c.log > /dev/null && head -c 100 p.bin > t.bin && weft logs merge t.bin
 ? 2
 ! corrupt partial
+
+# Partials carry what they counted: the same input twice is merged once, a partial overlap is
+# refused (merge a.part a.part double-counted before).
+$ weft logs gen --size 60K --seed 7 -o a.log && weft logs gen --size 30K --seed 8 -o b.log && weft logs --json a.log b.log > all.json && weft logs --json --save-partial pa.bin a.log > /dev/null && gzip -c a.log > a.gz && weft logs --json --save-partial pz.bin - < a.gz > /dev/null && weft logs --json --save-partial pb.bin b.log > /dev/null && weft logs merge --json pa.bin pa.bin pz.bin pb.bin | cmp - all.json && echo same
+? 0
+> same
+! skipping pa.bin: its input a.log was already counted (from pa.bin)
+
+$ weft logs gen --size 60K --seed 7 -o a.log && weft logs gen --size 30K --seed 8 -o b.log && weft logs --save-partial pab.bin a.log b.log > /dev/null && weft logs --save-partial pb.bin b.log > /dev/null && weft logs merge pb.bin pab.bin
+? 2
+! pab.bin overlaps pb.bin: both counted b.log

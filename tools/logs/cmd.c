@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <weft/buf.h>
+#include <weft/err.h>
 #include <weft/sys.h>
 #include <weft/utf8.h>
 
@@ -57,7 +58,10 @@ static void usage(FILE *f)
         "                        64 MiB or more, and only when stderr is a terminal)\n\n"
         "merge: combines partial statistics written with --save-partial (from several runs or\n"
         "machines) into the report a single run over all their inputs gives. It takes -n,\n"
-        "--json, --html and --save-partial.\n\n"
+        "--json, --html and --save-partial. Each partial lists the inputs it counted (their\n"
+        "decoded size and a hash of their first and last 64 KiB): a partial whose inputs\n"
+        "were all counted already is skipped with a warning, one that shares only some is\n"
+        "refused (exit 2).\n\n"
         "Notes:\n"
         "  The hour is the hour as written in the log: the UTC offset is not applied.\n"
         "  Ties in the top lists: count descending, then IPv4 before IPv6, then the address\n"
@@ -106,10 +110,113 @@ static void put_escaped(FILE *f, const char *s, size_t n, size_t max)
     if (i < n) fputs("\xE2\x80\xA6", f); /* ellipsis */
 }
 
+/* The inputs a partial counted (run.h's identities, with names for the messages). */
+typedef struct ident_list {
+    weft_logs_ident_t *id;
+    char **name; /* owned copies */
+    size_t n, cap;
+} ident_list_t;
+
+static int ident_push(ident_list_t *l, weft_logs_ident_t id, const char *name, size_t len)
+{
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? 2 * l->cap : 8;
+        weft_logs_ident_t *a = realloc(l->id, cap * sizeof *a);
+        if (!a) return -ENOMEM;
+        l->id = a;
+        char **b = realloc(l->name, cap * sizeof *b);
+        if (!b) return -ENOMEM;
+        l->name = b;
+        l->cap = cap;
+    }
+    if (!(l->name[l->n] = strndup(name, len))) return -ENOMEM;
+    l->id[l->n++] = id;
+    return 0;
+}
+
+static void ident_free(ident_list_t *l)
+{
+    for (size_t i = 0; i < l->n; i++) free(l->name[i]);
+    free(l->id);
+    free(l->name);
+    memset(l, 0, sizeof *l);
+}
+
+/* The index in `l` of an input with identity `id`, or -1. */
+static long ident_find(const ident_list_t *l, weft_logs_ident_t id)
+{
+    for (size_t i = 0; i < l->n; i++)
+        if (l->id[i].size == id.size && l->id[i].hash == id.hash) return (long)i;
+    return -1;
+}
+
+/* A partial file is the serialized part followed by this trailer: "WEFTLOGI", a 32-bit count,
+ * then per input its size and hash (64-bit) and its name (16-bit length, bytes), little-endian.
+ * Partials without it (older ones) merge with a warning that overlaps cannot be checked. */
+#define IDENT_MAGIC "WEFTLOGI"
+
+static int ident_write(weft_buf_t *b, const ident_list_t *l)
+{
+    unsigned char w[8];
+    int rc = weft_buf_append(b, IDENT_MAGIC, 8);
+    for (int k = 0; k < 4; k++) w[k] = (unsigned char)(l->n >> (8 * k));
+    rc |= weft_buf_append(b, w, 4);
+    for (size_t i = 0; i < l->n; i++) {
+        uint64_t v[2] = {l->id[i].size, l->id[i].hash};
+        for (int j = 0; j < 2; j++) {
+            for (int k = 0; k < 8; k++) w[k] = (unsigned char)(v[j] >> (8 * k));
+            rc |= weft_buf_append(b, w, 8);
+        }
+        size_t n = strlen(l->name[i]) > 65535 ? 65535 : strlen(l->name[i]);
+        w[0] = (unsigned char)n;
+        w[1] = (unsigned char)(n >> 8);
+        rc |= weft_buf_append(b, w, 2) | weft_buf_append(b, l->name[i], n);
+    }
+    return rc ? -ENOMEM : 0;
+}
+
+static uint64_t le(const unsigned char *p, int n)
+{
+    uint64_t v = 0;
+    for (int k = n - 1; k >= 0; k--) v = v << 8 | p[k];
+    return v;
+}
+
+/* Splits a partial file into its part (*partlen bytes) and its identity trailer, appended to
+ * `l`. Returns 0, WEFT_EPARSE (a bad trailer; the part itself is checked by the merge) or
+ * -ENOMEM. */
+static int ident_read(const unsigned char *d, size_t len, size_t *partlen, ident_list_t *l,
+                      bool *has)
+{
+    *has = false;
+    *partlen = len;
+    if (len < 28 || memcmp(d, "WEFTLOGP", 8) != 0) return 0; /* the merge says what is wrong */
+    uint64_t pl = le(d + 16, 8);
+    if (pl > len - 28 || pl + 28 == len) return 0;
+    size_t off = 28 + (size_t)pl;
+    *partlen = off;
+    if (len - off < 12 || memcmp(d + off, IDENT_MAGIC, 8) != 0) return WEFT_EPARSE;
+    uint64_t n = le(d + off + 8, 4);
+    off += 12;
+    for (uint64_t i = 0; i < n; i++) {
+        if (len - off < 18) return WEFT_EPARSE;
+        weft_logs_ident_t id = {le(d + off, 8), le(d + off + 8, 8)};
+        size_t nl = (size_t)le(d + off + 16, 2);
+        off += 18;
+        if (len - off < nl) return WEFT_EPARSE;
+        if (ident_push(l, id, (const char *)d + off, nl)) return -ENOMEM;
+        off += nl;
+    }
+    if (off != len) return WEFT_EPARSE;
+    *has = true;
+    return 0;
+}
+
 typedef struct outputs {
     bool json;
     const char *html, *save;
     long top;
+    const ident_list_t *inputs; /* what the part counted (for --save-partial) */
 } outputs_t;
 
 static int write_file(const char *path, const void *data, size_t len)
@@ -130,6 +237,7 @@ static int emit(const char *cmd, const weft_logs_part_t *part, const outputs_t *
         weft_buf_t b;
         weft_buf_init(&b, 0);
         int rc = weft_logs_part_serialize(part, &b, true);
+        if (!rc && o->inputs) rc = ident_write(&b, o->inputs);
         if (!rc) rc = write_file(o->save, b.data, b.len);
         weft_buf_free(&b);
         if (rc)
@@ -229,6 +337,11 @@ static int cmd_merge(int argc, char **argv)
     }
     weft_logs_part_t *acc = weft_logs_part_create();
     int code = acc ? 0 : weft_cli_error(cmd, WEFT_EXIT_INTERNAL, "out of memory");
+    ident_list_t merged = {0};                   /* every input counted so far */
+    size_t *from = calloc(nf + 1, sizeof *from); /* merged.id[k] came from files[from[k]] */
+    size_t nfrom = 0;
+    bool unknown = false;
+    if (!from && !code) code = weft_cli_error(cmd, WEFT_EXIT_INTERNAL, "out of memory");
     for (size_t i = 0; i < nf && !code; i++) {
         FILE *f = fopen(files[i], "rb");
         if (!f) {
@@ -245,20 +358,78 @@ static int cmd_merge(int argc, char **argv)
         bool rerr = ferror(f);
         fclose(f);
         char err[160];
-        if (rerr)
+        ident_list_t mine = {0};
+        size_t partlen = b.len;
+        bool has = false;
+        if (rerr) {
             code = weft_cli_error(cmd, WEFT_EXIT_USAGE, "cannot read %s", files[i]);
-        else if (rc)
+        } else if (rc) {
             code = weft_cli_error(cmd, WEFT_EXIT_INTERNAL, "out of memory");
-        else if ((rc = weft_logs_part_merge_bytes(acc, b.data ? b.data : "", b.len, err,
-                                                  sizeof err)) != 0)
+        } else if ((rc = ident_read((const unsigned char *)(b.data ? b.data : ""), b.len, &partlen,
+                                    &mine, &has)) != 0) {
+            code = rc == -ENOMEM ? weft_cli_error(cmd, WEFT_EXIT_INTERNAL, "out of memory")
+                                 : weft_cli_error(cmd, WEFT_EXIT_USAGE,
+                                                  "%s: corrupt partial: bad input list", files[i]);
+        }
+        /* Overlaps: a partial whose inputs were all counted already is skipped (merging it would
+         * count them twice); one that shares only some cannot be separated and is refused. */
+        size_t seen = 0;
+        long first = -1;
+        for (size_t k = 0; !code && k < mine.n; k++) {
+            long at = ident_find(&merged, mine.id[k]);
+            if (at >= 0) {
+                seen++;
+                if (first < 0) first = at;
+            }
+        }
+        if (!code && has && seen && seen == mine.n) {
+            fprintf(stderr,
+                    "weft logs merge: skipping %s: its input %s was already counted (from %s); "
+                    "merging it would count it twice\n",
+                    files[i], mine.name[0], files[from[first]]);
+            weft_buf_free(&b);
+            ident_free(&mine);
+            continue;
+        }
+        if (!code && seen) {
+            code = weft_cli_error(cmd, WEFT_EXIT_USAGE,
+                                  "%s overlaps %s: both counted %s (%" PRIu64
+                                  " bytes); their counts cannot be separated",
+                                  files[i], files[from[first]], merged.name[first],
+                                  merged.id[first].size);
+        }
+        if (!code && (rc = weft_logs_part_merge_bytes(acc, b.data ? b.data : "", partlen, err,
+                                                      sizeof err)) != 0)
             code = rc == -ENOMEM ? weft_cli_error(cmd, WEFT_EXIT_INTERNAL, "out of memory")
                                  : weft_cli_error(cmd, WEFT_EXIT_USAGE, "%s: %s", files[i], err);
+        if (!code && !has) unknown = true;
+        for (size_t k = 0; !code && k < mine.n; k++) {
+            if (ident_push(&merged, mine.id[k], mine.name[k], strlen(mine.name[k])) != 0) {
+                code = weft_cli_error(cmd, WEFT_EXIT_INTERNAL, "out of memory");
+                break;
+            }
+            size_t *grown = realloc(from, (merged.n + 1) * sizeof *from);
+            if (!grown) {
+                code = weft_cli_error(cmd, WEFT_EXIT_INTERNAL, "out of memory");
+                break;
+            }
+            from = grown;
+            from[merged.n - 1] = i;
+        }
+        ident_free(&mine);
         weft_buf_free(&b);
     }
+    (void)nfrom;
+    if (!code && unknown)
+        fprintf(stderr, "weft logs merge: warning: a partial has no input list (written by an "
+                        "older weft): overlaps with it cannot be detected\n");
     if (!code) {
         weft_logs_meta_t meta = {.inputs = "merged partials"};
+        o.inputs = unknown ? NULL : &merged;
         code = emit(cmd, acc, &o, &meta);
     }
+    ident_free(&merged);
+    free(from);
     weft_logs_part_destroy(acc);
     free(files);
     return code;
@@ -413,7 +584,15 @@ static int cmd_logs(int argc, char **argv)
         if (off >= sizeof inputs) off = sizeof inputs - 1;
         inputs[off] = '\0';
         weft_logs_meta_t meta = {.inputs = inputs, .formats = res.format_names};
-        code = emit(cmd, res.part, &o, &meta);
+        ident_list_t ids = {0};
+        for (size_t i = 0; i < ro.nfiles && !code; i++) {
+            const char *nm = strcmp(files[i], "-") == 0 ? "(stdin)" : files[i];
+            if (ident_push(&ids, res.idents[i], nm, strlen(nm)) != 0)
+                code = weft_cli_error(cmd, WEFT_EXIT_INTERNAL, "out of memory");
+        }
+        o.inputs = &ids;
+        if (!code) code = emit(cmd, res.part, &o, &meta);
+        ident_free(&ids);
         /* Nothing parsed is not a report: say so, name the format tried, and fail. */
         const weft_logs_part_t *p = res.part;
         if (p->lines && !p->parsed) {

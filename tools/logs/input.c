@@ -170,6 +170,36 @@ int logs_run_keep_bad(chunk_t *c, const weft_logs_chunkres_t *res)
 
 /* ---- inputs ------------------------------------------------------------------------------- */
 
+/* A regular file's identity (run.h): its snapshot's first and last 64 KiB, as a stream of it
+ * would give. */
+static int file_ident(input_t *in)
+{
+    weft_logs_identacc_t *a = malloc(sizeof *a);
+    char *b = malloc(WEFT_LOGS_IDENT_EDGE);
+    int rc = a && b ? 0 : -ENOMEM;
+    if (!rc) {
+        a->total = a->hlen = a->tlen = 0;
+        uint64_t n = in->size < WEFT_LOGS_IDENT_EDGE ? in->size : WEFT_LOGS_IDENT_EDGE;
+        uint64_t t = in->size - n < WEFT_LOGS_IDENT_EDGE ? in->size - n : WEFT_LOGS_IDENT_EDGE;
+        ssize_t got = pread_full(in->fd, b, (size_t)n, 0);
+        if (got >= 0 && (uint64_t)got == n)
+            weft_logs_ident_add(a, b, (size_t)n);
+        else
+            rc = got < 0 ? (int)got : -EIO;
+        if (!rc && (got = pread_full(in->fd, b, (size_t)t, in->size - t)) >= 0 &&
+            (uint64_t)got == t) {
+            weft_logs_ident_add(a, b, (size_t)t);
+            a->total = in->size;
+            in->ident = weft_logs_ident_done(a);
+        } else if (!rc) {
+            rc = got < 0 ? (int)got : -EIO;
+        }
+    }
+    free(a);
+    free(b);
+    return rc;
+}
+
 int logs_run_open_inputs(run_t *r, const weft_logs_format_t *fixed)
 {
     const weft_logs_run_opts_t *o = r->o;
@@ -213,6 +243,10 @@ int logs_run_open_inputs(run_t *r, const weft_logs_format_t *fixed)
             continue;
         }
         in->size = (uint64_t)in->st.st_size;
+        int irc = file_ident(in);
+        if (irc)
+            return logs_run_failf(r, irc == -ENOMEM ? WEFT_EXIT_INTERNAL : WEFT_EXIT_USAGE,
+                                  "cannot read %s: %s", in->name, strerror(-irc));
         if (!fixed) {
             char *head = malloc(65536);
             if (!head) return logs_run_failf(r, WEFT_EXIT_INTERNAL, "out of memory");
@@ -306,6 +340,11 @@ int logs_run_read_stream(run_t *r, size_t fi, uint64_t bsize, bool detect, emit_
     int rc = 0;
     bool eof = false, first = true;
     uint64_t consumed = 0, in_seen = 0;
+    weft_logs_identacc_t *ida = calloc(1, sizeof *ida);
+    if (!ida) {
+        weft_logs_dec_destroy(dec);
+        return logs_run_failf(r, WEFT_EXIT_INTERNAL, "out of memory");
+    }
     while (!eof && !rc) {
         size_t cap = clen + (size_t)bsize + 1, len = clen;
         char *buf = malloc(cap);
@@ -374,6 +413,7 @@ int logs_run_read_stream(run_t *r, size_t fi, uint64_t bsize, bool detect, emit_
             rc = logs_run_failf(r, WEFT_EXIT_INTERNAL, "out of memory");
             break;
         }
+        weft_logs_ident_add(ida, buf, cut); /* before emit: it takes the block */
         rc = emit(r, rec, buf, cut, arg);
         /* The bar counts file bytes, as for mapped files: for a compressed file the compressed
          * bytes read so far against its size (its decoded size is unknown until the end); a
@@ -388,6 +428,8 @@ int logs_run_read_stream(run_t *r, size_t fi, uint64_t bsize, bool detect, emit_
     }
     free(carry);
     weft_logs_dec_destroy(dec);
+    in->ident = weft_logs_ident_done(ida);
+    free(ida);
     (void)consumed;
     return rc;
 }

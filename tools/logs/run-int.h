@@ -23,6 +23,7 @@ typedef struct input {
     uint64_t size;
     struct stat st;
     weft_logs_format_t fmt;
+    weft_logs_ident_t ident; /* set by the opening (files) or the reader (streams) */
 } input_t;
 
 /* A mapped chunk or a stream block, and what processing it found. */
