@@ -364,10 +364,10 @@ static char *ref_json_prefix(const ref_t *r)
     uint64_t v[7] = {avg,
                      r->rt.count ? r->rt.min : 0,
                      r->rt.count ? r->rt.max : 0,
-                     weft_hist_quantile(&r->rt, 0.5),
-                     weft_hist_quantile(&r->rt, 0.9),
-                     weft_hist_quantile(&r->rt, 0.95),
-                     weft_hist_quantile(&r->rt, 0.99)};
+                     weft_logs_round_quantile(weft_hist_quantile(&r->rt, 0.5)),
+                     weft_logs_round_quantile(weft_hist_quantile(&r->rt, 0.9)),
+                     weft_logs_round_quantile(weft_hist_quantile(&r->rt, 0.95)),
+                     weft_logs_round_quantile(weft_hist_quantile(&r->rt, 0.99))};
     char s[7][32];
     for (int i = 0; i < 7; i++) weft_logs_secs(s[i], sizeof s[i], v[i]);
     weft_buf_printf(&b,
@@ -1388,4 +1388,21 @@ TEST_T(a_growing_log_is_analysed_as_its_snapshot, 60)
     kill(pid, SIGKILL);
     int st;
     CHECK_EQ(waitpid(pid, &st, 0), pid);
+}
+
+/* Percentiles printed six digits where the log had three (0.016031 for 0.016): they are rounded
+ * to the three significant digits the histogram resolves. */
+TEST(percentiles_are_printed_at_the_histogram_precision)
+{
+    CHECK_EQ(weft_logs_round_quantile(16031), 16000);
+    CHECK_EQ(weft_logs_round_quantile(250367), 250000);
+    CHECK_EQ(weft_logs_round_quantile(999), 999);
+    CHECK_EQ(weft_logs_round_quantile(1234567), 1230000);
+    const char *file = path_in_tmp("q.log");
+    const char *text = "1.2.3.4 - - [15/Jan/2025:10:30:45 +0000] \"GET / HTTP/1.1\" 200 1 0.016\n"
+                       "1.2.3.4 - - [15/Jan/2025:10:30:45 +0000] \"GET / HTTP/1.1\" 200 1 0.020\n";
+    write_text(file, text, strlen(text));
+    char *json = run_json(file, 1, WEFT_LOGS_THREADS, 0);
+    CHECK(strstr(json, "\"p50\":0.016,") != NULL);
+    free(json);
 }

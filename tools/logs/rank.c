@@ -91,6 +91,13 @@ static int cmp_pathc(const void *x, const void *y)
     return (a->hash > b->hash) - (a->hash < b->hash);
 }
 
+uint64_t weft_logs_round_quantile(uint64_t us)
+{
+    uint64_t p = 1;
+    while (us / p >= 1000) p *= 10;
+    return p == 1 ? us : (us + p / 2) / p * p;
+}
+
 int weft_logs_report_build(const weft_logs_part_t *p, size_t top_n, size_t top_paths,
                            weft_logs_report_t *out)
 {
@@ -108,10 +115,10 @@ int weft_logs_report_build(const weft_logs_part_t *p, size_t top_n, size_t top_p
         out->rt_min = h->min;
         out->rt_max = h->max;
         out->rt_avg = (h->sum + h->count / 2) / h->count;
-        out->rt_p50 = weft_hist_quantile(h, 0.50);
-        out->rt_p90 = weft_hist_quantile(h, 0.90);
-        out->rt_p95 = weft_hist_quantile(h, 0.95);
-        out->rt_p99 = weft_hist_quantile(h, 0.99);
+        out->rt_p50 = weft_logs_round_quantile(weft_hist_quantile(h, 0.50));
+        out->rt_p90 = weft_logs_round_quantile(weft_hist_quantile(h, 0.90));
+        out->rt_p95 = weft_logs_round_quantile(weft_hist_quantile(h, 0.95));
+        out->rt_p99 = weft_logs_round_quantile(weft_hist_quantile(h, 0.99));
     }
 
     /* Top IPs: one bounded heap over both tables. */

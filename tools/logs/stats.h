@@ -191,6 +191,10 @@ int weft_logs_report_build(const weft_logs_part_t *p, size_t top_n, size_t top_p
                            weft_logs_report_t *out);
 void weft_logs_report_free(weft_logs_report_t *r);
 
+/* A percentile as the report prints it: rounded to 3 significant digits, the precision the
+ * histogram has (< 1 % relative error), so that 0.016 in the log is not shown as 0.016031. */
+uint64_t weft_logs_round_quantile(uint64_t us);
+
 /* Orders two IP counts as the report does: negative if `a` ranks first. */
 int weft_logs_ipcount_cmp(const weft_logs_ipcount_t *a, const weft_logs_ipcount_t *b);
 
