@@ -108,3 +108,17 @@ $ weft logs gen --size 60K --seed 7 -o a.log && weft logs gen --size 30K --seed 
 $ weft logs gen --size 60K --seed 7 -o a.log && weft logs gen --size 30K --seed 8 -o b.log && weft logs --save-partial pab.bin a.log b.log > /dev/null && weft logs --save-partial pb.bin b.log > /dev/null && weft logs merge pb.bin pab.bin
 ? 2
 ! pab.bin overlaps pb.bin: both counted b.log
+
+# An Apache LogFormat gets a hint; every output that cannot be written exits 1 (a partial file
+# exited 2 and the report 1 before).
+$ weft logs --log-format '%h %l %u %t "%r" %>s %b' x.log
+? 2
+! this looks like an Apache LogFormat
+
+$ weft logs gen --size 2K -o w.log && weft logs --save-partial no-such-dir/p.bin w.log > /dev/null
+? 1
+! cannot write no-such-dir/p.bin
+
+$ weft logs gen --size 2K -o w.log && weft logs w.log > /dev/full
+? 1
+! cannot write the report

@@ -72,11 +72,10 @@ static void usage(FILE *f)
         "  their file and line number (control and non-UTF-8 bytes as \\xNN). Paths are\n"
         "  counted without their query string.\n\n"
         "Exit codes: 0 success (malformed lines included, with a warning when they are most),\n"
-        "1 a worker failed, 2 usage error, no line parsed (the format tried is named), or\n"
-        "unusable input (missing or unreadable file, directory, compressed data that is\n"
-        "truncated, corrupt or followed by garbage (the message names the offset), corrupt\n"
-        "partial),\n"
-        "3 internal error (out of memory).\n",
+        "1 a worker failed or an output could not be written, 2 usage error, no line parsed\n"
+        "(the format tried is named), or unusable input (missing or unreadable file,\n"
+        "directory, compressed data that is truncated, corrupt or followed by garbage: the\n"
+        "message names the offset; corrupt partial), 3 internal error (out of memory).\n",
         WEFT_LOGS_BAD_KEEP);
 }
 
@@ -241,7 +240,7 @@ static int emit(const char *cmd, const weft_logs_part_t *part, const outputs_t *
         if (!rc) rc = write_file(o->save, b.data, b.len);
         weft_buf_free(&b);
         if (rc)
-            return weft_cli_error(cmd, rc == -ENOMEM ? WEFT_EXIT_INTERNAL : WEFT_EXIT_USAGE,
+            return weft_cli_error(cmd, rc == -ENOMEM ? WEFT_EXIT_INTERNAL : WEFT_EXIT_FAILED,
                                   "cannot write %s: %s", o->save, strerror(-rc));
     }
     weft_logs_report_t rep;
@@ -257,7 +256,7 @@ static int emit(const char *cmd, const weft_logs_part_t *part, const outputs_t *
         if (!rc) rc = write_file(o->html, b.data, b.len);
         weft_buf_free(&b);
         if (rc)
-            code = weft_cli_error(cmd, rc == -ENOMEM ? WEFT_EXIT_INTERNAL : WEFT_EXIT_USAGE,
+            code = weft_cli_error(cmd, rc == -ENOMEM ? WEFT_EXIT_INTERNAL : WEFT_EXIT_FAILED,
                                   "cannot write %s: %s", o->html, strerror(-rc));
     }
     if (!code && o->json) {
@@ -537,7 +536,13 @@ static int cmd_logs(int argc, char **argv)
         char err[160];
         if (strcmp(ro.format, "auto") != 0 &&
             weft_logs_format_compile(ro.format, &f, err, sizeof err) != 0)
-            code = weft_cli_usage_error(cmd, "%s", err);
+            code = weft_cli_usage_error(
+                cmd, "%s%s", err,
+                strchr(ro.format, '%') && !strchr(ro.format, '$')
+                    ? " (this looks like an Apache LogFormat ('%h %l %u %t ...'); weft takes nginx "
+                      "log_format strings: '$remote_addr - $remote_user [$time_local] \"$request\" "
+                      "$status $body_bytes_sent', or -f common/combined)"
+                    : "");
     }
     if (code >= 0) {
         free(files);
