@@ -177,6 +177,7 @@ typedef struct {
     const uint8_t *p, *end;
     const char *what;             /* the first problem found */
     uint64_t n4[WEFT_LOGS_PARTS]; /* IPv4 entries per partition (counted by the check) */
+    uint64_t sampled[WEFT_LOGS_PARTS], fresh[WEFT_LOGS_PARTS]; /* of them: looked up, new */
 } rd_t;
 
 static uint64_t get_varint(rd_t *r)
@@ -276,7 +277,15 @@ static bool decode(weft_logs_part_t *dst, rd_t *r, uint32_t flags, bool apply, i
         uint64_t c = get_varint(r);
         if (!k || !c) return bad(r, "bad IPv4 entry");
         if (!add_ok(&ipsum, c)) return bad(r, "IPv4 counts overflow");
-        if (!apply) r->n4[hash4(tools_load_le32(k)) >> PART_SHIFT]++;
+        if (!apply) { /* the check pass: count per partition, sample what is new to dst */
+            uint32_t key = tools_load_le32(k);
+            uint64_t h = hash4(key);
+            int part = (int)(h >> PART_SHIFT);
+            if (r->n4[part]++ % T4_SAMPLE == 0) {
+                r->sampled[part]++;
+                r->fresh[part] += !t4_has(&dst->ip4[part], key, h);
+            }
+        }
         if (apply) {
             uint32_t key = tools_load_le32(k);
             uint64_t h = hash4(key);
@@ -358,18 +367,21 @@ int weft_logs_part_merge_bytes(weft_logs_part_t *dst, const void *data, size_t l
         if ((uint32_t)crc != tools_load_le32(d + 24)) what = "checksum mismatch";
     }
     int oom = 0;
-    rd_t r0 = {d + HEADER, d + len, NULL, {0}};
+    rd_t r0 = {d + HEADER, d + len, NULL, {0}, {0}, {0}};
     if (!what && !decode(dst, &r0, flags, false, &oom)) what = r0.what;
     if (what) {
         if (err && errlen) snprintf(err, errlen, "corrupt partial: %s", what);
         return WEFT_EPARSE;
     }
-    /* Room for every key first, per partition, counted by the check: the entries of an unsorted
-     * partial come in slot order, and inserting them into a table nearly as full as theirs
+    /* Room for the new keys first, per partition, estimated by the check: the entries of an
+     * unsorted partial come in slot order, and inserting them into a table nearly as full as theirs
      * would overflow the swept prefix before growing (see weft_logs_part_merge_ip4). */
     for (int k = 0; k < WEFT_LOGS_PARTS; k++)
-        if (weft_logs_t4_reserve(&dst->ip4[k], dst->ip4[k].used + r0.n4[k]) != 0) return -ENOMEM;
-    rd_t r = {d + HEADER, d + len, NULL, {0}};
+        if (weft_logs_t4_reserve(&dst->ip4[k],
+                                 dst->ip4[k].used +
+                                     t4_estimate(r0.n4[k], r0.sampled[k], r0.fresh[k])) != 0)
+            return -ENOMEM;
+    rd_t r = {d + HEADER, d + len, NULL, {0}, {0}, {0}};
     decode(dst, &r, flags, true, &oom);
     return oom;
 }

@@ -174,18 +174,29 @@ void weft_logs_analyze(const weft_logs_format_t *f, const char *data, size_t len
 
 /* ---- merge --------------------------------------------------------------------------------- */
 
-/* The IPv4 merge first makes room for every source key (an upper bound on the union). Without
- * it, a source swept in slot order lands on the same home slots of a destination that is nearly
- * as full: the swept prefix passes 100 % occupancy before the table grows at 3/4 overall, and
- * linear probing walks one run that grows with every insert (0.66 s for 740 k keys into a
- * table of 1 Mi slots holding 758 k, against 20 ms; -j2 took 25 s on 5 M distinct clients). */
+/* The IPv4 merge first makes room for the keys new to the destination, estimated from a sample
+ * (one source slot in T4_SAMPLE looked up; plus 1/8: reserving for every source key doubled the
+ * table when the workers saw the same clients, and tripled the merge time). Without it, a source
+ * swept in slot order lands on the same home slots of a destination that is nearly as full: the
+ * swept prefix passes 100 % occupancy before the table grows at 3/4 overall, and linear probing
+ * walks one run that grows with every insert (0.66 s for 740 k keys into a table of 1 Mi slots
+ * holding 758 k, against 20 ms; -j2 took 25 s on 5 M distinct clients). */
 int weft_logs_part_merge_ip4(weft_logs_part_t *dst, weft_logs_part_t *const *src, size_t n, int k)
 {
     int oom = 0;
     weft_logs_t4_t *d = &dst->ip4[k];
     uint64_t want = d->used;
-    for (size_t s = 0; s < n; s++)
-        if (&src[s]->ip4[k] != d) want += src[s]->ip4[k].used;
+    for (size_t s = 0; s < n; s++) {
+        const weft_logs_t4_t *t = &src[s]->ip4[k];
+        if (t == d) continue;
+        uint64_t sampled = 0, fresh = 0;
+        for (uint32_t i = 0; i <= t->mask; i += T4_SAMPLE) {
+            if (!t->slots[i].count) continue;
+            sampled++;
+            fresh += !t4_has(d, t->slots[i].key, hash4(t->slots[i].key));
+        }
+        want += t4_estimate(t->used, sampled, fresh);
+    }
     if (weft_logs_t4_reserve(d, want) != 0) return -ENOMEM;
     for (size_t s = 0; s < n; s++) {
         const weft_logs_t4_t *t = &src[s]->ip4[k];

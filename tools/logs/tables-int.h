@@ -47,6 +47,28 @@ static inline uint64_t spill_get(const weft_logs_t4_t *t, uint32_t key)
     return 0;
 }
 
+/* Whether `key` (hash `h` = hash4(key)) is in the table. */
+static inline bool t4_has(const weft_logs_t4_t *t, uint32_t key, uint64_t h)
+{
+    for (uint32_t i = slot4(h) & t->mask;; i = (i + 1) & t->mask) {
+        if (!t->slots[i].count) return false;
+        if (t->slots[i].key == key) return true;
+    }
+}
+
+/* Sampling: one entry in T4_SAMPLE is looked up in the destination before a merge, to estimate
+ * how many keys are new to it. */
+#define T4_SAMPLE 32
+
+/* The room to reserve for `n` incoming keys of which `sampled` were looked up and `fresh` were
+ * new: the estimate plus 1/8 and a constant, so that growth mid-merge stays rare. */
+static inline uint64_t t4_estimate(uint64_t n, uint64_t sampled, uint64_t fresh)
+{
+    uint64_t est = sampled ? n * fresh / sampled : n;
+    est += est / 8 + 1024;
+    return est < n ? est : n;
+}
+
 /* ---- IPv6 ---- */
 
 static inline uint64_t hash6(const uint8_t *a)
