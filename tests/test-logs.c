@@ -150,6 +150,9 @@ typedef struct ref {
     size_t nips, distinct;
     char **paths;
     size_t npaths, distinct_paths;
+    char **paths404; /* the paths of 404 lines */
+    size_t npaths404, distinct_404, top404_count;
+    const char *top404; /* the most requested (then the first by text), or NULL */
     uint64_t bad_line[WEFT_LOGS_BAD_KEEP];
     size_t nbad;
 } ref_t;
@@ -280,6 +283,7 @@ static void ref_run(const char *file, int fmt, ref_t *r)
     size_t cap = len / 40 + 16;
     r->ips = calloc(cap, sizeof *r->ips);
     r->paths = calloc(cap, sizeof *r->paths);
+    r->paths404 = calloc(cap, sizeof *r->paths404);
     char *save = NULL;
     /* split on '\n' by hand: strtok would merge empty lines */
     char *p = data, *end = data + len;
@@ -304,6 +308,7 @@ static void ref_run(const char *file, int fmt, ref_t *r)
             if (rt >= 0) weft_hist_record(&r->rt, (uint64_t)rt);
             r->ips[r->nips++] = ip;
             if (path[0]) r->paths[r->npaths++] = strdup(path);
+            if (path[0] && status == 404) r->paths404[r->npaths404++] = strdup(path);
         } else {
             r->malformed++;
             if (r->nbad < WEFT_LOGS_BAD_KEEP) r->bad_line[r->nbad++] = r->lines;
@@ -327,12 +332,23 @@ static void ref_run(const char *file, int fmt, ref_t *r)
     qsort(r->paths, r->npaths, sizeof *r->paths, cmp_str);
     for (size_t i = 0; i < r->npaths; i++)
         if (i == 0 || strcmp(r->paths[i], r->paths[i - 1]) != 0) r->distinct_paths++;
+    qsort(r->paths404, r->npaths404, sizeof *r->paths404, cmp_str);
+    for (size_t i = 0, run = 0; i < r->npaths404; i++) {
+        run = i && strcmp(r->paths404[i], r->paths404[i - 1]) == 0 ? run + 1 : 1;
+        if (run == 1) r->distinct_404++;
+        if (run > r->top404_count) {
+            r->top404_count = run;
+            r->top404 = r->paths404[i];
+        }
+    }
 }
 
 static void ref_free(ref_t *r)
 {
     for (size_t i = 0; i < r->npaths; i++) free(r->paths[i]);
     free(r->paths);
+    for (size_t i = 0; i < r->npaths404; i++) free(r->paths404[i]);
+    free(r->paths404);
     free(r->ips);
 }
 
@@ -385,9 +401,17 @@ static void check_against_ref(const char *json, const ref_t *r)
     CHECK_MSG(strncmp(json, want, strlen(want)) == 0, "analyzer:\n%.600s\nreference:\n%.600s", json,
               want);
     free(want);
-    char dp[64];
-    snprintf(dp, sizeof dp, "\"distinct_paths\":%zu}", r->distinct_paths);
+    char dp[1200];
+    snprintf(dp, sizeof dp, "\"distinct_paths\":%zu,", r->distinct_paths);
     CHECK_MSG(strstr(json, dp) != NULL, "%s not in %.200s", dp, strstr(json, "distinct_paths"));
+    /* the not-found panel: distinct 404 paths and the first of the top list */
+    snprintf(dp, sizeof dp, "\"distinct_404_paths\":%zu}", r->distinct_404);
+    CHECK_MSG(strstr(json, dp) != NULL, "%s not in %.200s", dp, strstr(json, "distinct_404"));
+    if (r->top404) {
+        snprintf(dp, sizeof dp, "\"top_404_paths\":[{\"path\":\"%s\",\"count\":%zu}", r->top404,
+                 r->top404_count);
+        CHECK_MSG(strstr(json, dp) != NULL, "%s not in %.200s", dp, strstr(json, "top_404"));
+    }
 }
 
 /* ---- the tests ---------------------------------------------------------------------------- */
@@ -524,7 +548,7 @@ TEST(edge_cases_hand_written)
                                  "se_time\":{\"avg\":0.517375,\"min\":0.000125,\"max\":1.5,")) == 0,
                   "chunk %llu: %s", (unsigned long long)chunk, o.json);
         CHECK(strstr(o.json, "\"count\":3}") != NULL); /* three timed lines */
-        CHECK(strstr(o.json, "\"distinct_paths\":3}") != NULL);
+        CHECK(strstr(o.json, "\"distinct_paths\":3,") != NULL);
         CHECK_EQ(o.nbad, 2);
         CHECK_EQ(o.bad_line[0], 2);
         CHECK_EQ(o.bad_line[1], 5);

@@ -25,7 +25,8 @@ weft_logs_part_t *weft_logs_part_create(void)
     weft_logs_part_t *p = calloc(1, sizeof *p);
     if (!p) return NULL;
     weft_hist_init(&p->rt);
-    int rc = weft_logs_t6_init(&p->ip6, T6_INIT) | weft_logs_tp_init(&p->paths);
+    int rc = weft_logs_t6_init(&p->ip6, T6_INIT) | weft_logs_tp_init(&p->paths) |
+             weft_logs_tp_init(&p->paths404);
     for (int k = 0; k < WEFT_LOGS_PARTS; k++) rc |= weft_logs_t4_init(&p->ip4[k], T4_INIT);
     if (rc) {
         weft_logs_part_destroy(p);
@@ -40,6 +41,7 @@ void weft_logs_part_destroy(weft_logs_part_t *p)
     for (int k = 0; k < WEFT_LOGS_PARTS; k++) weft_logs_t4_free(&p->ip4[k]);
     weft_logs_t6_free(&p->ip6);
     weft_logs_tp_free(&p->paths);
+    weft_logs_tp_free(&p->paths404);
     free(p);
 }
 
@@ -60,7 +62,7 @@ prepare(weft_logs_part_t *p, const weft_logs_rec_t *r, hashes_t *hs, const char 
         hs->h4 = nonzero(hash6(r->ip6));
         weft_htab_prefetch(&p->ip6.index, hs->h4);
     }
-    if (r->path && !p->paths.overflow) {
+    if (r->path && (!p->paths.overflow || r->status == 404)) {
         hs->hp = path_hash(r->path, r->path_len, limit);
         weft_htab_prefetch(&p->paths.counts, nonzero(hs->hp));
     }
@@ -116,6 +118,11 @@ record(weft_logs_part_t *p, const weft_logs_rec_t *r, const hashes_t *hs)
             uint32_t len = r->path_len > UINT32_MAX ? UINT32_MAX : (uint32_t)r->path_len;
             if (weft_logs_tp_add(t, hs->hp, r->path, len, path_keep(len), 1)) p->oom = -ENOMEM;
         }
+    }
+    if (__builtin_expect(r->status == 404, 0) && r->path && !p->paths404.overflow) {
+        uint32_t len = r->path_len > UINT32_MAX ? UINT32_MAX : (uint32_t)r->path_len;
+        if (weft_logs_tp_add(&p->paths404, hs->hp, r->path, len, path_keep(len), 1))
+            p->oom = -ENOMEM;
     }
 }
 
@@ -209,6 +216,20 @@ int weft_logs_part_merge_ip4(weft_logs_part_t *dst, weft_logs_part_t *const *src
     return oom;
 }
 
+/* Adds every path of `src` to `dst`. Returns 0 or -ENOMEM. */
+static int tp_merge(weft_logs_tp_t *dst, const weft_logs_tp_t *src)
+{
+    int rc = 0;
+    if (src->overflow) dst->overflow = true;
+    for (size_t i = 0; i < src->used && !dst->overflow; i++) {
+        const weft_logs_ep_t *e = &src->ents[i];
+        if (weft_logs_tp_add(dst, e->hash, src->arena + e->off, e->len, path_keep(e->len),
+                             tp_count(src, i)) != 0)
+            rc = -ENOMEM;
+    }
+    return rc;
+}
+
 int weft_logs_part_merge_rest(weft_logs_part_t *dst, weft_logs_part_t *const *src, size_t n)
 {
     int rc = 0;
@@ -225,13 +246,8 @@ int weft_logs_part_merge_rest(weft_logs_part_t *dst, weft_logs_part_t *const *sr
         for (size_t i = 0; i < p->ip6.used; i++)
             if (weft_logs_t6_add(&dst->ip6, p->ip6.ents[i].addr, p->ip6.ents[i].count) != 0)
                 rc = -ENOMEM;
-        if (p->paths.overflow) dst->paths.overflow = true;
-        for (size_t i = 0; i < p->paths.used && !dst->paths.overflow; i++) {
-            const weft_logs_ep_t *e = &p->paths.ents[i];
-            if (weft_logs_tp_add(&dst->paths, e->hash, p->paths.arena + e->off, e->len,
-                                 path_keep(e->len), tp_count(&p->paths, i)) != 0)
-                rc = -ENOMEM;
-        }
+        if (tp_merge(&dst->paths, &p->paths) != 0 || tp_merge(&dst->paths404, &p->paths404) != 0)
+            rc = -ENOMEM;
         if (p->oom) rc = p->oom;
     }
     return rc;

@@ -90,7 +90,8 @@ typedef struct weft_logs_part {
     weft_logs_t4_t ip4[WEFT_LOGS_PARTS];
     weft_logs_t6_t ip6;
     weft_logs_tp_t paths;
-    int oom; /* an allocation failed: the part is incomplete (-ENOMEM) */
+    weft_logs_tp_t paths404; /* the paths of 404 responses (GoAccess's "not found" panel) */
+    int oom;                 /* an allocation failed: the part is incomplete (-ENOMEM) */
 } weft_logs_part_t;
 
 /* Allocates an empty part. Returns NULL when out of memory. Ownership: returns owned; free with
@@ -182,6 +183,10 @@ typedef struct weft_logs_report {
     uint64_t distinct_paths;
     size_t npaths;
     weft_logs_pathcount_t *top_paths; /* owned */
+    bool paths404_overflow;           /* not-found (404) paths, as top_paths */
+    uint64_t distinct_paths404;
+    size_t npaths404;
+    weft_logs_pathcount_t *top_paths404; /* owned */
 } weft_logs_report_t;
 
 /* Builds the report: top `top_n` IPs (count descending, then IPv4 before IPv6, then address
