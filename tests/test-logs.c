@@ -5,6 +5,7 @@
 #include "harness.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -153,9 +154,32 @@ typedef struct ref {
     char **paths404; /* the paths of 404 lines */
     size_t npaths404, distinct_404, top404_count;
     const char *top404; /* the most requested (then the first by text), or NULL */
+    char **statics;     /* the paths of static files */
+    size_t nstatics, distinct_statics;
     uint64_t bad_line[WEFT_LOGS_BAD_KEEP];
     size_t nbad;
 } ref_t;
+
+/* The obvious static-file test: the extension after the last '.' of the last segment, lowered,
+ * in GoAccess's list (as weft_logs_is_static documents it). */
+static bool ref_is_static(const char *path)
+{
+    static const char *const list[] = {
+        "css",  "js",  "map",  "jpg",  "jpeg", "png",   "gif", "ico",  "svg", "webp",
+        "bmp",  "tif", "tiff", "avif", "woff", "woff2", "ttf", "otf",  "eot", "pdf",
+        "txt",  "csv", "xml",  "json", "mp3",  "mp4",   "ogg", "webm", "avi", "flv",
+        "mpeg", "mpg", "swf",  "zip",  "gz",   "tgz",   "tar", "rar",  "7z",  "iso",
+        "exe",  "doc", "docx", "xls",  "xlsx", "ppt",   "pptx"};
+    const char *slash = strrchr(path, '/'), *dot = strrchr(path, '.');
+    if (!dot || (slash && dot < slash)) return false;
+    char ext[16];
+    size_t n = strlen(dot + 1);
+    if (n == 0 || n >= sizeof ext) return false;
+    for (size_t i = 0; i <= n; i++) ext[i] = (char)tolower((unsigned char)dot[1 + i]);
+    for (size_t i = 0; i < sizeof list / sizeof list[0]; i++)
+        if (strcmp(list[i], ext) == 0) return true;
+    return false;
+}
 
 static int cmp_ref_ip_addr(const void *a, const void *b)
 {
@@ -284,6 +308,7 @@ static void ref_run(const char *file, int fmt, ref_t *r)
     r->ips = calloc(cap, sizeof *r->ips);
     r->paths = calloc(cap, sizeof *r->paths);
     r->paths404 = calloc(cap, sizeof *r->paths404);
+    r->statics = calloc(cap, sizeof *r->statics);
     char *save = NULL;
     /* split on '\n' by hand: strtok would merge empty lines */
     char *p = data, *end = data + len;
@@ -309,6 +334,7 @@ static void ref_run(const char *file, int fmt, ref_t *r)
             r->ips[r->nips++] = ip;
             if (path[0]) r->paths[r->npaths++] = strdup(path);
             if (path[0] && status == 404) r->paths404[r->npaths404++] = strdup(path);
+            if (path[0] && ref_is_static(path)) r->statics[r->nstatics++] = strdup(path);
         } else {
             r->malformed++;
             if (r->nbad < WEFT_LOGS_BAD_KEEP) r->bad_line[r->nbad++] = r->lines;
@@ -332,6 +358,9 @@ static void ref_run(const char *file, int fmt, ref_t *r)
     qsort(r->paths, r->npaths, sizeof *r->paths, cmp_str);
     for (size_t i = 0; i < r->npaths; i++)
         if (i == 0 || strcmp(r->paths[i], r->paths[i - 1]) != 0) r->distinct_paths++;
+    qsort(r->statics, r->nstatics, sizeof *r->statics, cmp_str);
+    for (size_t i = 0; i < r->nstatics; i++)
+        if (i == 0 || strcmp(r->statics[i], r->statics[i - 1]) != 0) r->distinct_statics++;
     qsort(r->paths404, r->npaths404, sizeof *r->paths404, cmp_str);
     for (size_t i = 0, run = 0; i < r->npaths404; i++) {
         run = i && strcmp(r->paths404[i], r->paths404[i - 1]) == 0 ? run + 1 : 1;
@@ -349,6 +378,8 @@ static void ref_free(ref_t *r)
     free(r->paths);
     for (size_t i = 0; i < r->npaths404; i++) free(r->paths404[i]);
     free(r->paths404);
+    for (size_t i = 0; i < r->nstatics; i++) free(r->statics[i]);
+    free(r->statics);
     free(r->ips);
 }
 
@@ -405,8 +436,11 @@ static void check_against_ref(const char *json, const ref_t *r)
     snprintf(dp, sizeof dp, "\"distinct_paths\":%zu,", r->distinct_paths);
     CHECK_MSG(strstr(json, dp) != NULL, "%s not in %.200s", dp, strstr(json, "distinct_paths"));
     /* the not-found panel: distinct 404 paths and the first of the top list */
-    snprintf(dp, sizeof dp, "\"distinct_404_paths\":%zu}", r->distinct_404);
+    snprintf(dp, sizeof dp, "\"distinct_404_paths\":%zu,", r->distinct_404);
     CHECK_MSG(strstr(json, dp) != NULL, "%s not in %.200s", dp, strstr(json, "distinct_404"));
+    snprintf(dp, sizeof dp, "\"distinct_static_paths\":%zu,\"static_requests\":%zu}",
+             r->distinct_statics, r->nstatics);
+    CHECK_MSG(strstr(json, dp) != NULL, "%s not in %.200s", dp, strstr(json, "distinct_static"));
     if (r->top404) {
         snprintf(dp, sizeof dp, "\"top_404_paths\":[{\"path\":\"%s\",\"count\":%zu}", r->top404,
                  r->top404_count);
@@ -1429,4 +1463,17 @@ TEST(percentiles_are_printed_at_the_histogram_precision)
     char *json = run_json(file, 1, WEFT_LOGS_THREADS, 0);
     CHECK(strstr(json, "\"p50\":0.016,") != NULL);
     free(json);
+}
+
+/* GoAccess's static-request panel: by extension, case-insensitive, only in the last segment. */
+TEST(static_requests_by_extension)
+{
+    CHECK(weft_logs_is_static("/a/b.CSS", 8));
+    CHECK(weft_logs_is_static("/f.woff2", 8));
+    CHECK(weft_logs_is_static("/x.tar.gz", 9));
+    CHECK(!weft_logs_is_static("/a.css/b", 8));
+    CHECK(!weft_logs_is_static("/api/users", 10));
+    CHECK(!weft_logs_is_static("/.", 2));
+    CHECK(!weft_logs_is_static("/f.html", 7));
+    CHECK(!weft_logs_is_static("css", 3));
 }

@@ -82,7 +82,7 @@ $ weft logs --json -j 2
 < not a log line
 < 10.0.0.1 - - [15/Jan/2025:23:59:59 +0800] "POST /b HTTP/1.1" 500 7 1
 ? 0
-> {"lines":4,"parsed":3,"malformed":1,"hourly":[0,0,0,0,0,0,0,0,0,0,1,1,0,0,0,0,0,0,0,0,0,0,0,1],"status":{"200":1,"404":1,"500":1},"top_ips":[{"ip":"10.0.0.1","count":2},{"ip":"10.0.0.2","count":1}],"distinct_ips":2,"bytes":107,"response_time":{"avg":0.434,"min":0.052,"max":1,"p50":0.25,"p90":1,"p95":1,"p99":1,"count":3},"status_classes":{"1xx":0,"2xx":1,"3xx":0,"4xx":1,"5xx":1,"other":0},"top_paths":[{"path":"/a","count":2},{"path":"/b","count":1}],"distinct_paths":2,"top_404_paths":[{"path":"/a","count":1}],"distinct_404_paths":1}
+> {"lines":4,"parsed":3,"malformed":1,"hourly":[0,0,0,0,0,0,0,0,0,0,1,1,0,0,0,0,0,0,0,0,0,0,0,1],"status":{"200":1,"404":1,"500":1},"top_ips":[{"ip":"10.0.0.1","count":2},{"ip":"10.0.0.2","count":1}],"distinct_ips":2,"bytes":107,"response_time":{"avg":0.434,"min":0.052,"max":1,"p50":0.25,"p90":1,"p95":1,"p99":1,"count":3},"status_classes":{"1xx":0,"2xx":1,"3xx":0,"4xx":1,"5xx":1,"other":0},"top_paths":[{"path":"/a","count":2},{"path":"/b","count":1}],"distinct_paths":2,"top_404_paths":[{"path":"/a","count":1}],"distinct_404_paths":1,"top_static_paths":[],"distinct_static_paths":0,"static_requests":0}
 ! weft logs: (stdin):3: malformed line: not a log line
 
 # Generated input, saved partials merged, processes mode: all the same JSON.

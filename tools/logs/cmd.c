@@ -28,7 +28,7 @@ static void usage(FILE *f)
         "Analyzes web server access logs in parallel: requests per hour of day, status codes\n"
         "(counts, shares and classes), the top client IPs (exact) and the number of distinct\n"
         "ones, response time average/min/max/p50/p90/p95/p99, bytes sent, the top paths and\n"
-        "the top not-found (404) paths.\n"
+        "the top not-found (404) and static-file paths.\n"
         "Regular files are split into chunks at line ends and read with pread (or --io\n"
         "mmap); '-' (or no FILE) reads standard input, FIFOs and <(...) are read as streams,\n"
         "and gzip, xz, bzip2 and zstd files (recognised by their first bytes) are decompressed\n"

@@ -15,10 +15,11 @@
 /* ---- serialization ------------------------------------------------------------------------- */
 
 #define MAGIC "WEFTLOGP"
-#define VERSION 2 /* 2 added the 404 paths after the paths; version 1 is still read */
+#define VERSION 2 /* 2 added the 404 and static paths after the paths; 1 is still read */
 #define HEADER 28 /* magic 8, version 4, flags 4, payload length 8, crc 4 */
 #define FLAG_PATHS_OVERFLOW 1u
 #define FLAG_404_OVERFLOW 2u
+#define FLAG_STATIC_OVERFLOW 4u
 
 static int put_varint(weft_buf_t *b, uint64_t v)
 {
@@ -86,7 +87,7 @@ static int put_paths(weft_buf_t *out, const weft_logs_tp_t *t, bool sorted)
     for (size_t i = 0; i < np && !rc; i++) {
         uint8_t h[8];
         tools_store_le64(h, ep[i].hash);
-        rc = weft_buf_append(out, h, 8) | put_varint(out, *tp_find(t, ep[i].hash)) |
+        rc = weft_buf_append(out, h, 8) | put_varint(out, *tp_find(t, ep[i].hash) & ~TP_STATIC) |
              put_varint(out, ep[i].len) |
              weft_buf_append(out, t->arena + ep[i].off, path_keep(ep[i].len));
     }
@@ -159,6 +160,7 @@ int weft_logs_part_serialize(const weft_logs_part_t *p, weft_buf_t *out, bool so
     free(e6);
     if (!rc) rc = put_paths(out, &p->paths, sorted);
     if (!rc) rc = put_paths(out, &p->paths404, sorted);
+    if (!rc) rc = put_paths(out, &p->statics, sorted);
     if (rc) return rc < 0 ? rc : -ENOMEM;
 
     uint8_t *h = (uint8_t *)out->data + start;
@@ -166,7 +168,8 @@ int weft_logs_part_serialize(const weft_logs_part_t *p, weft_buf_t *out, bool so
     memcpy(h, MAGIC, 8);
     tools_store_le32(h + 8, VERSION);
     tools_store_le32(h + 12, (p->paths.overflow ? FLAG_PATHS_OVERFLOW : 0) |
-                                 (p->paths404.overflow ? FLAG_404_OVERFLOW : 0));
+                                 (p->paths404.overflow ? FLAG_404_OVERFLOW : 0) |
+                                 (p->statics.overflow ? FLAG_STATIC_OVERFLOW : 0));
     tools_store_le64(h + 16, plen);
     uLong crc = crc32(0L, Z_NULL, 0);
     for (size_t off = 0; off < plen;) { /* crc32 takes a uInt length */
@@ -344,7 +347,9 @@ static bool decode(weft_logs_part_t *dst, rd_t *r, uint32_t flags, bool apply, i
     if (!r->what && ipsum != parsed) return bad(r, "client counts do not add up");
 
     if (!get_paths(r, &dst->paths, parsed, apply, oom)) return false;
-    if (r->version >= 2 && !get_paths(r, &dst->paths404, status_404, apply, oom)) return false;
+    if (r->version >= 2 && (!get_paths(r, &dst->paths404, status_404, apply, oom) ||
+                            !get_paths(r, &dst->statics, parsed, apply, oom)))
+        return false;
     if (!r->what && r->p != r->end) return bad(r, "trailing bytes");
     if (r->what) return false;
 
@@ -357,6 +362,7 @@ static bool decode(weft_logs_part_t *dst, rd_t *r, uint32_t flags, bool apply, i
         if (hc) weft_hist_add_totals(&dst->rt, hsum, hmin, hmax); /* the buckets added hc */
         if (flags & FLAG_PATHS_OVERFLOW) dst->paths.overflow = true;
         if (flags & FLAG_404_OVERFLOW) dst->paths404.overflow = true;
+        if (flags & FLAG_STATIC_OVERFLOW) dst->statics.overflow = true;
     }
     return true;
 }
@@ -371,7 +377,8 @@ int weft_logs_part_merge_bytes(weft_logs_part_t *dst, const void *data, size_t l
         what = "not a weft logs partial (bad magic)";
     } else if (tools_load_le32(d + 8) < 1 || tools_load_le32(d + 8) > VERSION) {
         what = "unsupported partial version";
-    } else if ((flags = tools_load_le32(d + 12)) & ~(FLAG_PATHS_OVERFLOW | FLAG_404_OVERFLOW)) {
+    } else if ((flags = tools_load_le32(d + 12)) &
+               ~(FLAG_PATHS_OVERFLOW | FLAG_404_OVERFLOW | FLAG_STATIC_OVERFLOW)) {
         what = "unknown flags";
     } else if (tools_load_le64(d + 16) != len - HEADER) {
         what = "truncated or extended (length mismatch)";

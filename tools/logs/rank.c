@@ -193,6 +193,12 @@ int weft_logs_report_build(const weft_logs_part_t *p, size_t top_n, size_t top_p
     if (!rc)
         rc = top_of(&p->paths404, top_paths, &out->paths404_overflow, &out->distinct_paths404,
                     &out->top_paths404, &out->npaths404);
+    if (!rc)
+        rc = top_of(&p->statics, top_paths, &out->statics_overflow, &out->distinct_statics,
+                    &out->top_statics, &out->nstatics);
+    out->static_hits = 0;
+    for (size_t i = 0; i < p->statics.used && !p->statics.overflow; i++)
+        out->static_hits += tp_count(&p->statics, i);
     if (rc) return rc;
     return 0;
 }
@@ -204,5 +210,7 @@ void weft_logs_report_free(weft_logs_report_t *r)
     free(r->top_paths);
     for (size_t i = 0; i < r->npaths404; i++) free(r->top_paths404[i].path);
     free(r->top_paths404);
+    for (size_t i = 0; i < r->nstatics; i++) free(r->top_statics[i].path);
+    free(r->top_statics);
     memset(r, 0, sizeof *r);
 }

@@ -142,6 +142,21 @@ void weft_logs_print_text(FILE *f, const weft_logs_report_t *r, const weft_logs_
             fputc('\n', f);
         }
     }
+    if (r->statics_overflow) {
+        fprintf(f, "\nStatic requests: not computed (more than %d distinct paths)\n",
+                WEFT_LOGS_MAX_PATHS);
+    } else if (r->nstatics) {
+        fprintf(f, "\nStatic requests: %s (%.2f%%), top %zu files (of %s)\n",
+                grouped(a, sizeof a, r->static_hits), pct(r->static_hits, r->parsed), r->nstatics,
+                grouped(b, sizeof b, r->distinct_statics));
+        for (size_t i = 0; i < r->nstatics; i++) {
+            fprintf(f, "  %3zu  %12s  %5.2f%%  ", i + 1,
+                    grouped(a, sizeof a, r->top_statics[i].count),
+                    pct(r->top_statics[i].count, r->parsed));
+            weft_cli_put_safe(f, r->top_statics[i].path, 60);
+            fputc('\n', f);
+        }
+    }
 }
 
 /* ---- JSON ---------------------------------------------------------------------------------- */
@@ -209,6 +224,12 @@ int weft_logs_write_json(weft_buf_t *b, const weft_logs_report_t *r)
                      r->distinct_paths);
     rc |= json_paths(b, "top_404_paths", "distinct_404_paths", r->paths404_overflow,
                      r->top_paths404, r->npaths404, r->distinct_paths404);
+    rc |= json_paths(b, "top_static_paths", "distinct_static_paths", r->statics_overflow,
+                     r->top_statics, r->nstatics, r->distinct_statics);
+    if (r->statics_overflow)
+        rc |= weft_buf_printf(b, ",\"static_requests\":null");
+    else
+        rc |= weft_buf_printf(b, ",\"static_requests\":%" PRIu64, r->static_hits);
     rc |= weft_buf_printf(b, "}\n");
     return rc ? -ENOMEM : 0;
 }
@@ -360,6 +381,25 @@ int weft_logs_write_html(weft_buf_t *b, const weft_logs_report_t *r, const weft_
             rc |= weft_buf_printf(b, "</td><td class=n>%s</td><td class=n>%.2f%%</td></tr>",
                                   grouped(a, sizeof a, r->top_paths404[i].count),
                                   pct(r->top_paths404[i].count, r->status[404]));
+        }
+        rc |= weft_buf_printf(b, "</table>\n");
+    }
+    rc |= weft_buf_printf(b, "<h2>Static requests</h2>");
+    if (r->statics_overflow) {
+        rc |= weft_buf_printf(b, "<p>Not computed: more than %d distinct paths.</p>\n",
+                              WEFT_LOGS_MAX_PATHS);
+    } else {
+        rc |= weft_buf_printf(b,
+                              "<p>%s requests for %s static files.</p><table><tr>"
+                              "<th>#</th><th>Path</th><th>Requests</th><th>Share</th></tr>",
+                              grouped(a, sizeof a, r->static_hits),
+                              grouped(c, sizeof c, r->distinct_statics));
+        for (size_t i = 0; i < r->nstatics; i++) {
+            rc |= weft_buf_printf(b, "<tr><td class=n>%zu</td><td>", i + 1);
+            rc |= html_str(b, r->top_statics[i].path);
+            rc |= weft_buf_printf(b, "</td><td class=n>%s</td><td class=n>%.2f%%</td></tr>",
+                                  grouped(a, sizeof a, r->top_statics[i].count),
+                                  pct(r->top_statics[i].count, r->parsed));
         }
         rc |= weft_buf_printf(b, "</table>\n");
     }

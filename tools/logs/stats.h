@@ -91,6 +91,7 @@ typedef struct weft_logs_part {
     weft_logs_t6_t ip6;
     weft_logs_tp_t paths;
     weft_logs_tp_t paths404; /* the paths of 404 responses (GoAccess's "not found" panel) */
+    weft_logs_tp_t statics;  /* the paths of static files (weft_logs_is_static) */
     int oom;                 /* an allocation failed: the part is incomplete (-ENOMEM) */
 } weft_logs_part_t;
 
@@ -187,6 +188,10 @@ typedef struct weft_logs_report {
     uint64_t distinct_paths404;
     size_t npaths404;
     weft_logs_pathcount_t *top_paths404; /* owned */
+    bool statics_overflow;               /* static requests, as top_paths */
+    uint64_t distinct_statics, static_hits;
+    size_t nstatics;
+    weft_logs_pathcount_t *top_statics; /* owned */
 } weft_logs_report_t;
 
 /* Builds the report: top `top_n` IPs (count descending, then IPv4 before IPv6, then address
@@ -195,6 +200,12 @@ typedef struct weft_logs_report {
 int weft_logs_report_build(const weft_logs_part_t *p, size_t top_n, size_t top_paths,
                            weft_logs_report_t *out);
 void weft_logs_report_free(weft_logs_report_t *r);
+
+/* Whether a request path names a static file, by its extension (case-insensitive), as
+ * GoAccess's default static list: css js map jpg jpeg png gif ico svg webp bmp tif tiff avif
+ * woff woff2 ttf otf eot pdf txt csv xml json mp3 mp4 ogg webm avi flv mpeg mpg swf zip gz tgz
+ * tar rar 7z iso exe doc docx xls xlsx ppt pptx. */
+bool weft_logs_is_static(const char *path, size_t len);
 
 /* A percentile as the report prints it: rounded to 3 significant digits, the precision the
  * histogram has (< 1 % relative error), so that 0.016 in the log is not shown as 0.016031. */

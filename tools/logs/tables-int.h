@@ -138,10 +138,14 @@ static inline uint64_t *tp_find(const weft_logs_tp_t *t, uint64_t h)
     return weft_htab_find(&t->counts, nonzero(h), NULL, NULL, NULL);
 }
 
+/* The top bit of a path's count in a part's main path table marks a static file, decided once
+ * when the path is first seen (weft_logs_is_static): readers of counts mask it (tp_count). */
+#define TP_STATIC (UINT64_C(1) << 63)
+
 /* The count of the i-th path (first-seen order). */
 static inline uint64_t tp_count(const weft_logs_tp_t *t, size_t i)
 {
-    return *tp_find(t, t->ents[i].hash);
+    return *tp_find(t, t->ents[i].hash) & ~TP_STATIC;
 }
 
 static inline uint32_t path_keep(uint32_t len)
