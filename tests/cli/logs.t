@@ -122,3 +122,8 @@ $ weft logs gen --size 2K -o w.log && weft logs --save-partial no-such-dir/p.bin
 $ weft logs gen --size 2K -o w.log && weft logs w.log > /dev/full
 ? 1
 ! cannot write the report
+
+# A stream's unterminated last line is a line (only a file's snapshot may end mid-line).
+$ printf 'not a log line' | weft logs -j 1
+? 2
+! (stdin):1: malformed line: not a log line

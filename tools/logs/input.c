@@ -340,6 +340,7 @@ int logs_run_read_stream(run_t *r, size_t fi, uint64_t bsize, bool detect, emit_
     int rc = 0;
     bool eof = false, first = true;
     uint64_t consumed = 0, in_seen = 0;
+    size_t added_nl = 0; /* the newline added after a stream's unterminated last line */
     weft_logs_identacc_t *ida = calloc(1, sizeof *ida);
     if (!ida) {
         weft_logs_dec_destroy(dec);
@@ -384,6 +385,19 @@ int logs_run_read_stream(run_t *r, size_t fi, uint64_t bsize, bool detect, emit_
             free(buf);
             break;
         }
+        if (eof && len && buf[len - 1] != '\n') {
+            /* A stream's end is final: its last line is complete even without a newline (only
+             * a regular file's snapshot may end inside a line still being written). */
+            char *b2 = len == cap ? realloc(buf, cap + 1) : buf;
+            if (!b2) {
+                free(buf);
+                rc = logs_run_failf(r, WEFT_EXIT_INTERNAL, "out of memory");
+                break;
+            }
+            buf = b2;
+            buf[len++] = '\n';
+            added_nl = 1;
+        }
         size_t cut = eof ? len : (size_t)(nl - buf) + 1;
         if (len > cut) {
             clen = len - cut;
@@ -413,13 +427,13 @@ int logs_run_read_stream(run_t *r, size_t fi, uint64_t bsize, bool detect, emit_
             rc = logs_run_failf(r, WEFT_EXIT_INTERNAL, "out of memory");
             break;
         }
-        weft_logs_ident_add(ida, buf, cut); /* before emit: it takes the block */
+        weft_logs_ident_add(ida, buf, cut - added_nl); /* before emit: it takes the block */
         rc = emit(r, rec, buf, cut, arg);
         /* The bar counts file bytes, as for mapped files: for a compressed file the compressed
          * bytes read so far against its size (its decoded size is unknown until the end); a
          * FIFO or standard input has no size and does not move it. --timing reports the decoded
          * bytes (stream_bytes). relaxed: progress statistic only. */
-        r->stream_bytes += cut;
+        r->stream_bytes += cut - added_nl;
         uint64_t in_now = weft_logs_dec_in_bytes(dec);
         if (S_ISREG(in->st.st_mode))
             atomic_fetch_add_explicit(&r->done_bytes, in_now - in_seen, memory_order_relaxed);
