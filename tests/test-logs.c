@@ -438,7 +438,7 @@ static void check_against_ref(const char *json, const ref_t *r)
     /* the not-found panel: distinct 404 paths and the first of the top list */
     snprintf(dp, sizeof dp, "\"distinct_404_paths\":%zu,", r->distinct_404);
     CHECK_MSG(strstr(json, dp) != NULL, "%s not in %.200s", dp, strstr(json, "distinct_404"));
-    snprintf(dp, sizeof dp, "\"distinct_static_paths\":%zu,\"static_requests\":%zu}",
+    snprintf(dp, sizeof dp, "\"distinct_static_paths\":%zu,\"static_requests\":%zu,\"excluded\":0}",
              r->distinct_statics, r->nstatics);
     CHECK_MSG(strstr(json, dp) != NULL, "%s not in %.200s", dp, strstr(json, "distinct_static"));
     if (r->top404) {
@@ -1476,4 +1476,72 @@ TEST(static_requests_by_extension)
     CHECK(!weft_logs_is_static("/.", 2));
     CHECK(!weft_logs_is_static("/f.html", 7));
     CHECK(!weft_logs_is_static("css", 3));
+}
+
+/* GoAccess's --exclude-ip and --ignore-status: the filtered run must give the statistics of the
+ * log without those lines (counted as excluded instead), for both modes and any -j. */
+TEST_T(filters_leave_lines_out_exactly, 60)
+{
+    const char *file = path_in_tmp("f.log"), *kept = path_in_tmp("kept.log");
+    gen_file(file, 300 << 10, 47, "default", 0.01, 0.05, false, 300);
+    size_t len;
+    char *data = read_all(file, &len);
+    weft_logs_format_t fmt;
+    char err[128];
+    CHECK_EQ(weft_logs_format_compile("default", &fmt, err, sizeof err), 0);
+    /* exclude the client of the first line, and every 404 */
+    weft_logs_rec_t first;
+    CHECK(weft_logs_parse_line(&fmt, data, memchr(data, '\n', len), &first));
+    CHECK_EQ(first.family, 4);
+    weft_logs_filter_t filt;
+    memset(&filt, 0, sizeof filt);
+    filt.any = true;
+    filt.ip4[filt.n4++] = first.ip4;
+    filt.status[404 >> 6] |= UINT64_C(1) << (404 & 63);
+    FILE *out = fopen(kept, "wb");
+    CHECK(out != NULL);
+    uint64_t excluded = 0;
+    for (char *p = data; p < data + len;) {
+        char *nl = memchr(p, '\n', (size_t)(data + len - p));
+        char *e = nl ? nl : data + len;
+        weft_logs_rec_t r;
+        bool drop = weft_logs_parse_line(&fmt, p, e, &r) &&
+                    ((r.family == 4 && r.ip4 == first.ip4) || r.status == 404);
+        if (drop)
+            excluded++;
+        else
+            fwrite(p, 1, (size_t)(e - p) + (nl ? 1 : 0), out);
+        p = nl ? nl + 1 : data + len;
+    }
+    CHECK_EQ(fclose(out), 0);
+    CHECK(excluded > 10);
+    char *want = run_json(kept, 1, WEFT_LOGS_THREADS, 0);
+    const char *w0 = strstr(want, "\"parsed\""), *w1 = strstr(want, ",\"excluded\"");
+    CHECK(w0 && w1);
+    for (int m = 0; m < 2; m++) {
+        for (int j = 1; j <= 3; j += 2) {
+            const char *files[] = {file};
+            weft_logs_run_opts_t o = {.files = files,
+                                      .nfiles = 1,
+                                      .jobs = j,
+                                      .mode = m ? WEFT_LOGS_PROCESSES : WEFT_LOGS_THREADS,
+                                      .chunk_size = 20000,
+                                      .filter = &filt};
+            weft_logs_run_result_t res;
+            CHECK_EQ(weft_logs_run(&o, &res, err, sizeof err), 0);
+            CHECK_EQ(res.part->excluded, excluded);
+            weft_logs_report_t rep;
+            CHECK_EQ(weft_logs_report_build(res.part, 10, 10, &rep), 0);
+            weft_buf_t b;
+            weft_buf_init(&b, 0);
+            CHECK_EQ(weft_logs_write_json(&b, &rep), 0);
+            const char *g0 = strstr(b.data, "\"parsed\""), *g1 = strstr(b.data, ",\"excluded\"");
+            CHECK(g0 && g1 && g1 - g0 == w1 - w0 && memcmp(g0, w0, (size_t)(w1 - w0)) == 0);
+            weft_buf_free(&b);
+            weft_logs_report_free(&rep);
+            weft_logs_run_result_free(&res);
+        }
+    }
+    free(want);
+    free(data);
 }

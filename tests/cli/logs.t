@@ -82,7 +82,7 @@ $ weft logs --json -j 2
 < not a log line
 < 10.0.0.1 - - [15/Jan/2025:23:59:59 +0800] "POST /b HTTP/1.1" 500 7 1
 ? 0
-> {"lines":4,"parsed":3,"malformed":1,"hourly":[0,0,0,0,0,0,0,0,0,0,1,1,0,0,0,0,0,0,0,0,0,0,0,1],"status":{"200":1,"404":1,"500":1},"top_ips":[{"ip":"10.0.0.1","count":2},{"ip":"10.0.0.2","count":1}],"distinct_ips":2,"bytes":107,"response_time":{"avg":0.434,"min":0.052,"max":1,"p50":0.25,"p90":1,"p95":1,"p99":1,"count":3},"status_classes":{"1xx":0,"2xx":1,"3xx":0,"4xx":1,"5xx":1,"other":0},"top_paths":[{"path":"/a","count":2},{"path":"/b","count":1}],"distinct_paths":2,"top_404_paths":[{"path":"/a","count":1}],"distinct_404_paths":1,"top_static_paths":[],"distinct_static_paths":0,"static_requests":0}
+> {"lines":4,"parsed":3,"malformed":1,"hourly":[0,0,0,0,0,0,0,0,0,0,1,1,0,0,0,0,0,0,0,0,0,0,0,1],"status":{"200":1,"404":1,"500":1},"top_ips":[{"ip":"10.0.0.1","count":2},{"ip":"10.0.0.2","count":1}],"distinct_ips":2,"bytes":107,"response_time":{"avg":0.434,"min":0.052,"max":1,"p50":0.25,"p90":1,"p95":1,"p99":1,"count":3},"status_classes":{"1xx":0,"2xx":1,"3xx":0,"4xx":1,"5xx":1,"other":0},"top_paths":[{"path":"/a","count":2},{"path":"/b","count":1}],"distinct_paths":2,"top_404_paths":[{"path":"/a","count":1}],"distinct_404_paths":1,"top_static_paths":[],"distinct_static_paths":0,"static_requests":0,"excluded":0}
 ! weft logs: (stdin):3: malformed line: not a log line
 
 # Generated input, saved partials merged, processes mode: all the same JSON.
@@ -127,3 +127,16 @@ $ weft logs gen --size 2K -o w.log && weft logs w.log > /dev/full
 $ printf 'not a log line' | weft logs -j 1
 ? 2
 ! (stdin):1: malformed line: not a log line
+
+# Filters: --exclude-ip and --ignore-status leave lines out, counted as excluded.
+$ weft logs --json -j 2 --exclude-ip 10.0.0.2,::ffff:10.0.0.9 --ignore-status 500
+< 10.0.0.1 - - [15/Jan/2025:10:30:45 +0800] "GET /a HTTP/1.1" 200 100 0.052
+< 10.0.0.2 - - [15/Jan/2025:11:00:00 +0800] "GET /a HTTP/1.1" 404 - 0.25
+< 10.0.0.1 - - [15/Jan/2025:23:59:59 +0800] "POST /b HTTP/1.1" 500 7 1
+? 0
+~ "lines":3,"parsed":1,"malformed":0
+~ "excluded":2}
+
+$ weft logs --ignore-status 42 x.log
+? 2
+! bad --ignore-status '42'

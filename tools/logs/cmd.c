@@ -1,6 +1,7 @@
 /* `weft logs`: the command line of the access-log analyzer (and its `merge` and `gen`
  * subcommands). Everything else lives in the modules beside it: format (parser), stats (tables,
  * merge, serialization), run (chunking, reader, threads/processes), report (outputs), gen. */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -46,6 +47,9 @@ static void usage(FILE *f)
         "$status\n"
         "                        $body_bytes_sent $request_time' (same as -f nginx:STRING)\n"
         "  -n, --top N           how many client IPs and paths to list (default 10)\n"
+        "  --exclude-ip IP[,IP]  leave out the lines of these clients (exact addresses;\n"
+        "                        repeatable, up to 64 of each family); counted as excluded\n"
+        "  --ignore-status CODE[,CODE]  leave out the lines with these status codes\n"
         "  --json                print one JSON object instead of the text report\n"
         "  --html FILE           also write a self-contained HTML report to FILE\n"
         "  --save-partial FILE   also write the partial statistics to FILE, for 'merge'\n"
@@ -209,6 +213,48 @@ static int ident_read(const unsigned char *d, size_t len, size_t *partlen, ident
     }
     if (off != len) return WEFT_EPARSE;
     *has = true;
+    return 0;
+}
+
+/* Adds a comma-separated list of addresses (exclude) or status codes to the filter. Returns 0 or
+ * -EINVAL. An IPv4-mapped IPv6 address is the IPv4 address, as the parser counts it. */
+static int filter_add(weft_logs_filter_t *f, bool exclude, const char *list)
+{
+    char item[64];
+    for (const char *p = list; *p;) {
+        size_t n = strcspn(p, ",");
+        if (n == 0 || n >= sizeof item) return -EINVAL;
+        memcpy(item, p, n);
+        item[n] = '\0';
+        p += n + (p[n] == ',');
+        if (!exclude) {
+            char *end;
+            long c = strtol(item, &end, 10);
+            if (*end || c < 100 || c > 999) return -EINVAL;
+            f->status[c >> 6] |= UINT64_C(1) << (c & 63);
+        } else {
+            struct in_addr a4;
+            struct in6_addr a6;
+            if (inet_pton(AF_INET, item, &a4) == 1) {
+                if (f->n4 == WEFT_LOGS_MAX_EXCLUDE) return -EINVAL;
+                f->ip4[f->n4++] = ntohl(a4.s_addr);
+            } else if (inet_pton(AF_INET6, item, &a6) == 1) {
+                static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+                if (memcmp(a6.s6_addr, mapped, 12) == 0) {
+                    if (f->n4 == WEFT_LOGS_MAX_EXCLUDE) return -EINVAL;
+                    uint32_t v;
+                    memcpy(&v, a6.s6_addr + 12, 4);
+                    f->ip4[f->n4++] = ntohl(v);
+                } else {
+                    if (f->n6 == WEFT_LOGS_MAX_EXCLUDE) return -EINVAL;
+                    memcpy(f->ip6[f->n6++], a6.s6_addr, 16);
+                }
+            } else {
+                return -EINVAL;
+            }
+        }
+    }
+    f->any = true;
     return 0;
 }
 
@@ -442,6 +488,8 @@ static int cmd_logs(int argc, char **argv)
     const char *cmd = "logs";
     outputs_t o = {.top = 10};
     weft_logs_run_opts_t ro = {.jobs = weft_cpu_count(), .progress = true};
+    weft_logs_filter_t filter;
+    memset(&filter, 0, sizeof filter);
     bool timing = false;
     const char **files = calloc((size_t)argc + 1, sizeof *files);
     char *fmtbuf = NULL;
@@ -519,6 +567,10 @@ static int cmd_logs(int argc, char **argv)
                 ro.use_mmap = true;
             else
                 code = weft_cli_usage_error(cmd, "bad --io '%s' (read or mmap)", v);
+        } else if (strcmp(a, "--exclude-ip") == 0 || strcmp(a, "--ignore-status") == 0) {
+            if (filter_add(&filter, a[2] == 'e', v) != 0)
+                code = weft_cli_usage_error(cmd, "bad %s '%s'", a, v);
+            ro.filter = &filter;
         } else if (strcmp(a, "--chunk-size") == 0) {
             uint64_t cs;
             if (weft_cli_parse_size(v, &cs) != 0 || cs == 0)

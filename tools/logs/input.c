@@ -209,6 +209,7 @@ int logs_run_open_inputs(run_t *r, const weft_logs_format_t *fixed)
         in->fd = -1;
         in->name = o->files[i];
         if (fixed) in->fmt = *fixed;
+        if (o->filter) in->fmt.filter = *o->filter;
         if (strcmp(o->files[i], "-") == 0) {
             if (stdin_used) return logs_run_failf(r, WEFT_EXIT_USAGE, "standard input given twice");
             stdin_used = true;
@@ -261,6 +262,7 @@ int logs_run_open_inputs(run_t *r, const weft_logs_format_t *fixed)
                         "weft logs: %s: no known format in the first lines; using 'default'\n",
                         in->name);
             free(head);
+            if (o->filter) in->fmt.filter = *o->filter; /* detection set a fresh format */
         }
         if (o->use_mmap && in->size && o->mode == WEFT_LOGS_THREADS) {
             void *m = mmap(NULL, in->size, PROT_READ, MAP_PRIVATE, in->fd, 0);
@@ -414,6 +416,7 @@ int logs_run_read_stream(run_t *r, size_t fi, uint64_t bsize, bool detect, emit_
                 fprintf(stderr,
                         "weft logs: %s: no known format in the first lines; using 'default'\n",
                         in->name);
+            if (r->o->filter) in->fmt.filter = *r->o->filter;
             first = false;
         }
         consumed += cut;

@@ -101,7 +101,7 @@ int weft_logs_part_serialize(const weft_logs_part_t *p, weft_buf_t *out, bool so
     uint8_t hdr[HEADER] = {0};
     int rc = weft_buf_append(out, hdr, sizeof hdr);
     rc |= put_varint(out, p->lines) | put_varint(out, p->parsed) | put_varint(out, p->malformed) |
-          put_varint(out, p->bytes);
+          put_varint(out, p->bytes) | put_varint(out, p->excluded);
     for (int h = 0; h < 24; h++) rc |= put_varint(out, p->hourly[h]);
     size_t ns = 0;
     for (int c = 0; c < WEFT_LOGS_STATUS_MAX; c++) ns += p->status[c] != 0;
@@ -255,8 +255,10 @@ static bool decode(weft_logs_part_t *dst, rd_t *r, uint32_t flags, bool apply, i
 {
     uint64_t lines = get_varint(r), parsed = get_varint(r), malformed = get_varint(r);
     uint64_t bytes = get_varint(r);
+    uint64_t excluded = r->version >= 2 ? get_varint(r) : 0;
     uint64_t sum = 0;
-    if (parsed + malformed != lines || parsed > lines) return bad(r, "inconsistent line counts");
+    if (parsed > lines || malformed > lines - parsed || excluded != lines - parsed - malformed)
+        return bad(r, "inconsistent line counts");
     uint64_t hourly[24];
     for (int h = 0; h < 24; h++)
         if (!add_ok(&sum, hourly[h] = get_varint(r))) return bad(r, "hourly counts overflow");
@@ -357,6 +359,7 @@ static bool decode(weft_logs_part_t *dst, rd_t *r, uint32_t flags, bool apply, i
         dst->lines += lines;
         dst->parsed += parsed;
         dst->malformed += malformed;
+        dst->excluded += excluded;
         dst->bytes += bytes;
         for (int h = 0; h < 24; h++) dst->hourly[h] += hourly[h];
         if (hc) weft_hist_add_totals(&dst->rt, hsum, hmin, hmax); /* the buckets added hc */

@@ -143,6 +143,7 @@ int weft_logs_report_build(const weft_logs_part_t *p, size_t top_n, size_t top_p
     out->lines = p->lines;
     out->parsed = p->parsed;
     out->malformed = p->malformed;
+    out->excluded = p->excluded;
     out->bytes = p->bytes;
     memcpy(out->hourly, p->hourly, sizeof out->hourly);
     memcpy(out->status, p->status, sizeof out->status);

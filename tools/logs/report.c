@@ -57,8 +57,10 @@ void weft_logs_print_text(FILE *f, const weft_logs_report_t *r, const weft_logs_
     if (m && m->inputs)
         fprintf(f, "Access log report: %s%s%s%s\n\n", m->inputs, m->formats ? " (format: " : "",
                 m->formats ? m->formats : "", m->formats ? ")" : "");
-    fprintf(f, "  Lines          %s   parsed %s   malformed %s\n", grouped(a, sizeof a, r->lines),
+    fprintf(f, "  Lines          %s   parsed %s   malformed %s", grouped(a, sizeof a, r->lines),
             grouped(b, sizeof b, r->parsed), grouped(c, sizeof c, r->malformed));
+    if (r->excluded) fprintf(f, "   excluded %s", grouped(a, sizeof a, r->excluded));
+    fputc('\n', f);
     fprintf(f, "  Clients        %s distinct IPs\n", grouped(a, sizeof a, r->distinct_ips));
     fprintf(f, "  Bytes sent     %s (%s)\n", human_bytes(a, sizeof a, r->bytes),
             grouped(b, sizeof b, r->bytes));
@@ -230,6 +232,7 @@ int weft_logs_write_json(weft_buf_t *b, const weft_logs_report_t *r)
         rc |= weft_buf_printf(b, ",\"static_requests\":null");
     else
         rc |= weft_buf_printf(b, ",\"static_requests\":%" PRIu64, r->static_hits);
+    rc |= weft_buf_printf(b, ",\"excluded\":%" PRIu64, r->excluded);
     rc |= weft_buf_printf(b, "}\n");
     return rc ? -ENOMEM : 0;
 }

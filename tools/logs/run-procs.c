@@ -34,8 +34,8 @@
 
 /* ---- processes mode -------------------------------------------------------------------- */
 
-/* The task argument: this header, the format spec, the path (both NUL-terminated), then for
- * streams the block's bytes. */
+/* The task argument: this header, the format spec, the path (both NUL-terminated), the format's
+ * filter (weft_logs_filter_t, plain data), then for streams the block's bytes. */
 typedef struct proc_arg {
     uint32_t kind; /* 0: a range of a file, 1: inline bytes */
     uint32_t spec_len, path_len, use_mmap;
@@ -116,7 +116,7 @@ static int proc_chunk(const void *arg, size_t len, weft_buf_t *out)
     memcpy(&a, arg, sizeof a);
     const char *spec = (const char *)arg + sizeof a;
     const char *path = spec + a.spec_len + 1;
-    size_t fixed = sizeof a + a.spec_len + 1 + a.path_len + 1;
+    size_t fixed = sizeof a + a.spec_len + 1 + a.path_len + 1 + sizeof(weft_logs_filter_t);
     if (fixed > len || a.spec_len >= sizeof wcache.spec || a.path_len >= PATH_MAX) return -EINVAL;
     if (strcmp(spec, wcache.spec) != 0) {
         char err[128];
@@ -126,6 +126,7 @@ static int proc_chunk(const void *arg, size_t len, weft_buf_t *out)
         }
         memcpy(wcache.spec, spec, a.spec_len + 1);
     }
+    memcpy(&wcache.fmt.filter, path + a.path_len + 1, sizeof wcache.fmt.filter);
     weft_logs_part_t *p = weft_logs_part_create();
     if (!p) return -ENOMEM;
     weft_logs_chunkres_t res = {0};
@@ -179,6 +180,7 @@ static int submit_proc(run_t *r, weft_procpool_t *pp, const input_t *in, uint32_
     int rc = weft_buf_append(&b, &a, sizeof a);
     if (!rc) rc = weft_buf_append(&b, spec, a.spec_len + 1);
     if (!rc) rc = weft_buf_append(&b, path, a.path_len + 1);
+    if (!rc) rc = weft_buf_append(&b, &in->fmt.filter, sizeof in->fmt.filter);
     if (!rc && dlen) rc = weft_buf_append(&b, data, dlen);
     if (!rc) rc = weft_procpool_submit(pp, PROC_FN, b.data, b.len, 0, f);
     weft_buf_free(&b);

@@ -27,10 +27,11 @@ typedef struct weft_logs_run_opts {
     size_t nfiles;
     int jobs; /* >= 1 */
     weft_logs_mode_t mode;
-    uint64_t chunk_size; /* 0: the defaults above */
-    const char *format;  /* NULL or "auto": detect per file */
-    bool use_mmap;       /* map files instead of pread into per-worker buffers */
-    bool progress;       /* draw a progress bar when stderr is a terminal */
+    uint64_t chunk_size;              /* 0: the defaults above */
+    const char *format;               /* NULL or "auto": detect per file */
+    bool use_mmap;                    /* map files instead of pread into per-worker buffers */
+    bool progress;                    /* draw a progress bar when stderr is a terminal */
+    const weft_logs_filter_t *filter; /* NULL: none */
 } weft_logs_run_opts_t;
 
 typedef struct weft_logs_badline {

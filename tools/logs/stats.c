@@ -217,9 +217,17 @@ void weft_logs_analyze(const weft_logs_format_t *f, const char *data, size_t len
     size_t cnt[2] = {0, 0};
     for (int cur = 0; p < end || cnt[cur ^ 1]; cur ^= 1) {
         size_t n = p < end ? weft_logs_parse_lines(f, &p, end, recs[cur], BATCH) : 0;
+        size_t got = n;
+        if (__builtin_expect(f->filter.any, 0)) { /* keep the lines the filter lets through */
+            size_t k = 0;
+            for (size_t i = 0; i < n; i++)
+                if (!weft_logs_filtered(&f->filter, &recs[cur][i])) recs[cur][k++] = recs[cur][i];
+            acc->excluded += n - k;
+            n = k;
+        }
         for (size_t i = 0; i < n; i++) prepare(acc, &recs[cur][i], &hs[cur][i], end);
-        lines += n;
-        if (n < BATCH && p < end) { /* p is at a malformed line */
+        lines += got;
+        if (got < BATCH && p < end) { /* p is at a malformed line */
             const char *nl = memchr(p, '\n', (size_t)(end - p));
             const char *le = nl ? nl : end;
             if (le > p && le[-1] == '\r') le--;
@@ -308,6 +316,7 @@ int weft_logs_part_merge_rest(weft_logs_part_t *dst, weft_logs_part_t *const *sr
         dst->lines += p->lines;
         dst->parsed += p->parsed;
         dst->malformed += p->malformed;
+        dst->excluded += p->excluded;
         dst->bytes += p->bytes;
         for (int h = 0; h < 24; h++) dst->hourly[h] += p->hourly[h];
         for (int c = 0; c < WEFT_LOGS_STATUS_MAX; c++) dst->status[c] += p->status[c];

@@ -84,6 +84,7 @@ typedef struct weft_logs_tp {
 
 typedef struct weft_logs_part {
     uint64_t lines, parsed, malformed, bytes;
+    uint64_t excluded; /* lines left out by the filter (lines = parsed + malformed + excluded) */
     uint64_t hourly[24];
     uint64_t status[WEFT_LOGS_STATUS_MAX];
     weft_hist_t rt; /* response times in microseconds */
@@ -172,7 +173,7 @@ typedef struct weft_logs_pathcount {
 } weft_logs_pathcount_t;
 
 typedef struct weft_logs_report {
-    uint64_t lines, parsed, malformed, bytes;
+    uint64_t lines, parsed, malformed, bytes, excluded;
     uint64_t hourly[24];
     uint64_t status[WEFT_LOGS_STATUS_MAX];
     uint64_t distinct_ips;
