@@ -527,7 +527,8 @@ static int cmd_logs(int argc, char **argv)
         bool known = strcmp(a, "-j") == 0 || strcmp(a, "--jobs") == 0 || strcmp(a, "--mode") == 0 ||
                      strcmp(a, "-f") == 0 || strcmp(a, "--format") == 0 ||
                      strcmp(a, "--log-format") == 0 || strcmp(a, "--chunk-size") == 0 ||
-                     strcmp(a, "--io") == 0;
+                     strcmp(a, "--io") == 0 || strcmp(a, "--exclude-ip") == 0 ||
+                     strcmp(a, "--ignore-status") == 0;
         if (!known) {
             code = weft_cli_usage_error(cmd, "unknown option '%s'", a);
             break;
