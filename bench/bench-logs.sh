@@ -24,7 +24,7 @@ while [ $# -gt 0 ]; do
     --size) size=$2; shift 2 ;;
     --peer-size) peer_size=$2; shift 2 ;;
     --runs) runs=$2; shift 2 ;;
-    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
     *) echo "bench-logs: unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -39,6 +39,12 @@ if [ ! -s "$log" ]; then
     mv "$log.tmp" "$log" || exit 1
 fi
 bytes=$(stat -c %s "$log")
+log5m=$data/access-$size-seed1-ips5m.log
+if [ ! -s "$log5m" ]; then
+  echo "generating $size of access log with 5 M distinct clients into $log5m (once) ..."
+  "$weft" logs gen --size "$size" --seed 1 --ips 5000000 -o "$log5m.tmp" &&
+    mv "$log5m.tmp" "$log5m" || exit 1
+fi
 peer_log=$log
 if [ -n "$peer_size" ] && [ "$(numfmt --from=iec "$peer_size")" -lt "$bytes" ]; then
   peer_log=$data/access-$size-seed1-first-$peer_size.log
@@ -81,6 +87,10 @@ time_it "weft logs -j1" "$bytes" "$runs" "$weft" logs -j1 --json "$log"
 time_it "weft logs -j2" "$bytes" "$runs" "$weft" logs -j2 --json "$log"
 time_it "weft logs -j2 --mode processes" "$bytes" "$runs" "$weft" logs -j2 --mode processes --json "$log"
 time_it "weft logs -j2 --io mmap" "$bytes" "$runs" "$weft" logs -j2 --io mmap --json "$log"
+cat "$log5m" > /dev/null; bytes5m=$(stat -c %s "$log5m")
+time_it "weft logs -j1, 5 M distinct IPs" "$bytes5m" "$runs" "$weft" logs -j1 --json "$log5m"
+time_it "weft logs -j2, 5 M distinct IPs" "$bytes5m" "$runs" "$weft" logs -j2 --json "$log5m"
+time_it "weft logs -j2 --mode processes, 5 M IPs" "$bytes5m" "$runs" "$weft" logs -j2 --mode processes --json "$log5m"
 time_it "mawk (4 statistics)" "$bytes" 1 mawk -f "$src/bench/logs_peer.awk" "$log"
 if command -v goaccess >/dev/null; then
   time_it "goaccess (JSON)" "$peer_bytes" 1 goaccess "$peer_log" --no-global-config \

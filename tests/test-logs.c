@@ -5,9 +5,11 @@
 #include "harness.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,7 +17,13 @@
 #include <weft/buf.h>
 #include <weft/err.h>
 #include <weft/hist.h>
+#include <bzlib.h>
+#include <lzma.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <zlib.h>
+#include <zstd.h>
 
 #include "logs/format.h"
 #include "logs/gen.h"
@@ -143,9 +151,35 @@ typedef struct ref {
     size_t nips, distinct;
     char **paths;
     size_t npaths, distinct_paths;
+    char **paths404; /* the paths of 404 lines */
+    size_t npaths404, distinct_404, top404_count;
+    const char *top404; /* the most requested (then the first by text), or NULL */
+    char **statics;     /* the paths of static files */
+    size_t nstatics, distinct_statics;
     uint64_t bad_line[WEFT_LOGS_BAD_KEEP];
     size_t nbad;
 } ref_t;
+
+/* The obvious static-file test: the extension after the last '.' of the last segment, lowered,
+ * in GoAccess's list (as weft_logs_is_static documents it). */
+static bool ref_is_static(const char *path)
+{
+    static const char *const list[] = {
+        "css",  "js",  "map",  "jpg",  "jpeg", "png",   "gif", "ico",  "svg", "webp",
+        "bmp",  "tif", "tiff", "avif", "woff", "woff2", "ttf", "otf",  "eot", "pdf",
+        "txt",  "csv", "xml",  "json", "mp3",  "mp4",   "ogg", "webm", "avi", "flv",
+        "mpeg", "mpg", "swf",  "zip",  "gz",   "tgz",   "tar", "rar",  "7z",  "iso",
+        "exe",  "doc", "docx", "xls",  "xlsx", "ppt",   "pptx"};
+    const char *slash = strrchr(path, '/'), *dot = strrchr(path, '.');
+    if (!dot || (slash && dot < slash)) return false;
+    char ext[16];
+    size_t n = strlen(dot + 1);
+    if (n == 0 || n >= sizeof ext) return false;
+    for (size_t i = 0; i <= n; i++) ext[i] = (char)tolower((unsigned char)dot[1 + i]);
+    for (size_t i = 0; i < sizeof list / sizeof list[0]; i++)
+        if (strcmp(list[i], ext) == 0) return true;
+    return false;
+}
 
 static int cmp_ref_ip_addr(const void *a, const void *b)
 {
@@ -273,6 +307,8 @@ static void ref_run(const char *file, int fmt, ref_t *r)
     size_t cap = len / 40 + 16;
     r->ips = calloc(cap, sizeof *r->ips);
     r->paths = calloc(cap, sizeof *r->paths);
+    r->paths404 = calloc(cap, sizeof *r->paths404);
+    r->statics = calloc(cap, sizeof *r->statics);
     char *save = NULL;
     /* split on '\n' by hand: strtok would merge empty lines */
     char *p = data, *end = data + len;
@@ -297,6 +333,8 @@ static void ref_run(const char *file, int fmt, ref_t *r)
             if (rt >= 0) weft_hist_record(&r->rt, (uint64_t)rt);
             r->ips[r->nips++] = ip;
             if (path[0]) r->paths[r->npaths++] = strdup(path);
+            if (path[0] && status == 404) r->paths404[r->npaths404++] = strdup(path);
+            if (path[0] && ref_is_static(path)) r->statics[r->nstatics++] = strdup(path);
         } else {
             r->malformed++;
             if (r->nbad < WEFT_LOGS_BAD_KEEP) r->bad_line[r->nbad++] = r->lines;
@@ -320,12 +358,28 @@ static void ref_run(const char *file, int fmt, ref_t *r)
     qsort(r->paths, r->npaths, sizeof *r->paths, cmp_str);
     for (size_t i = 0; i < r->npaths; i++)
         if (i == 0 || strcmp(r->paths[i], r->paths[i - 1]) != 0) r->distinct_paths++;
+    qsort(r->statics, r->nstatics, sizeof *r->statics, cmp_str);
+    for (size_t i = 0; i < r->nstatics; i++)
+        if (i == 0 || strcmp(r->statics[i], r->statics[i - 1]) != 0) r->distinct_statics++;
+    qsort(r->paths404, r->npaths404, sizeof *r->paths404, cmp_str);
+    for (size_t i = 0, run = 0; i < r->npaths404; i++) {
+        run = i && strcmp(r->paths404[i], r->paths404[i - 1]) == 0 ? run + 1 : 1;
+        if (run == 1) r->distinct_404++;
+        if (run > r->top404_count) {
+            r->top404_count = run;
+            r->top404 = r->paths404[i];
+        }
+    }
 }
 
 static void ref_free(ref_t *r)
 {
     for (size_t i = 0; i < r->npaths; i++) free(r->paths[i]);
     free(r->paths);
+    for (size_t i = 0; i < r->npaths404; i++) free(r->paths404[i]);
+    free(r->paths404);
+    for (size_t i = 0; i < r->nstatics; i++) free(r->statics[i]);
+    free(r->statics);
     free(r->ips);
 }
 
@@ -357,10 +411,10 @@ static char *ref_json_prefix(const ref_t *r)
     uint64_t v[7] = {avg,
                      r->rt.count ? r->rt.min : 0,
                      r->rt.count ? r->rt.max : 0,
-                     weft_hist_quantile(&r->rt, 0.5),
-                     weft_hist_quantile(&r->rt, 0.9),
-                     weft_hist_quantile(&r->rt, 0.95),
-                     weft_hist_quantile(&r->rt, 0.99)};
+                     weft_logs_round_quantile(weft_hist_quantile(&r->rt, 0.5)),
+                     weft_logs_round_quantile(weft_hist_quantile(&r->rt, 0.9)),
+                     weft_logs_round_quantile(weft_hist_quantile(&r->rt, 0.95)),
+                     weft_logs_round_quantile(weft_hist_quantile(&r->rt, 0.99))};
     char s[7][32];
     for (int i = 0; i < 7; i++) weft_logs_secs(s[i], sizeof s[i], v[i]);
     weft_buf_printf(&b,
@@ -378,9 +432,20 @@ static void check_against_ref(const char *json, const ref_t *r)
     CHECK_MSG(strncmp(json, want, strlen(want)) == 0, "analyzer:\n%.600s\nreference:\n%.600s", json,
               want);
     free(want);
-    char dp[64];
-    snprintf(dp, sizeof dp, "\"distinct_paths\":%zu}", r->distinct_paths);
+    char dp[1200];
+    snprintf(dp, sizeof dp, "\"distinct_paths\":%zu,", r->distinct_paths);
     CHECK_MSG(strstr(json, dp) != NULL, "%s not in %.200s", dp, strstr(json, "distinct_paths"));
+    /* the not-found panel: distinct 404 paths and the first of the top list */
+    snprintf(dp, sizeof dp, "\"distinct_404_paths\":%zu,", r->distinct_404);
+    CHECK_MSG(strstr(json, dp) != NULL, "%s not in %.200s", dp, strstr(json, "distinct_404"));
+    snprintf(dp, sizeof dp, "\"distinct_static_paths\":%zu,\"static_requests\":%zu,\"excluded\":0}",
+             r->distinct_statics, r->nstatics);
+    CHECK_MSG(strstr(json, dp) != NULL, "%s not in %.200s", dp, strstr(json, "distinct_static"));
+    if (r->top404) {
+        snprintf(dp, sizeof dp, "\"top_404_paths\":[{\"path\":\"%s\",\"count\":%zu}", r->top404,
+                 r->top404_count);
+        CHECK_MSG(strstr(json, dp) != NULL, "%s not in %.200s", dp, strstr(json, "top_404"));
+    }
 }
 
 /* ---- the tests ---------------------------------------------------------------------------- */
@@ -517,7 +582,7 @@ TEST(edge_cases_hand_written)
                                  "se_time\":{\"avg\":0.517375,\"min\":0.000125,\"max\":1.5,")) == 0,
                   "chunk %llu: %s", (unsigned long long)chunk, o.json);
         CHECK(strstr(o.json, "\"count\":3}") != NULL); /* three timed lines */
-        CHECK(strstr(o.json, "\"distinct_paths\":3}") != NULL);
+        CHECK(strstr(o.json, "\"distinct_paths\":3,") != NULL);
         CHECK_EQ(o.nbad, 2);
         CHECK_EQ(o.bad_line[0], 2);
         CHECK_EQ(o.bad_line[1], 5);
@@ -961,6 +1026,139 @@ TEST(gzip_and_stdin_equal_the_file_run)
     free(want);
 }
 
+/* `data` compressed with `codec` (gz, xz, bz2, zst) into `path`. */
+static void write_compressed(const char *path, const char *codec, const char *data, size_t len)
+{
+    size_t cap = len + len / 2 + 65536, n = cap;
+    char *out = malloc(cap);
+    CHECK(out != NULL);
+    if (strcmp(codec, "gz") == 0) {
+        z_stream z = {0};
+        CHECK_EQ(deflateInit2(&z, 6, Z_DEFLATED, 16 + MAX_WBITS, 8, Z_DEFAULT_STRATEGY), Z_OK);
+        z.next_in = (Bytef *)data;
+        z.avail_in = (uInt)len;
+        z.next_out = (Bytef *)out;
+        z.avail_out = (uInt)cap;
+        CHECK_EQ(deflate(&z, Z_FINISH), Z_STREAM_END);
+        n = z.total_out;
+        deflateEnd(&z);
+    } else if (strcmp(codec, "xz") == 0) {
+        size_t pos = 0;
+        CHECK_EQ(lzma_easy_buffer_encode(1, LZMA_CHECK_CRC64, NULL, (const uint8_t *)data, len,
+                                         (uint8_t *)out, &pos, cap),
+                 LZMA_OK);
+        n = pos;
+    } else if (strcmp(codec, "bz2") == 0) {
+        unsigned u = (unsigned)cap;
+        CHECK_EQ(BZ2_bzBuffToBuffCompress(out, &u, (char *)data, (unsigned)len, 1, 0, 0), BZ_OK);
+        n = u;
+    } else {
+        n = ZSTD_compress(out, cap, data, len, 3);
+        CHECK(!ZSTD_isError(n));
+    }
+    write_text(path, out, n);
+    free(out);
+}
+
+/* weft_logs_run's exit code, with its message in err (and the bytes it analysed). */
+static uint64_t last_input_bytes;
+static int run_err(const char *file, char *err, size_t errlen)
+{
+    const char *files[] = {file};
+    weft_logs_run_opts_t o = {.files = files, .nfiles = 1, .jobs = 2, .mode = WEFT_LOGS_THREADS};
+    weft_logs_run_result_t res;
+    err[0] = '\0';
+    int code = weft_logs_run(&o, &res, err, errlen);
+    last_input_bytes = code ? 0 : res.input_bytes;
+    if (!code) weft_logs_run_result_free(&res);
+    return code;
+}
+
+/* xz, bzip2 and zstd were read as text, a truncated gzip file exited 0 with the lines before
+ * the cut, gzip data followed by garbage was accepted, and FIFOs were refused. Each codec must
+ * give the plain file's report (concatenated members too); an input cut anywhere inside its
+ * compressed data, or followed by bytes of no member, is a usage error naming the file and the
+ * compressed offset. */
+TEST_T(compressed_inputs_by_magic_and_incomplete_ones_are_errors, 60)
+{
+    const char *file = path_in_tmp("c.log");
+    gen_file(file, 200 << 10, 45, "combined", 0.01, 0.1, false, 500);
+    size_t len;
+    char *data = read_all(file, &len);
+    char *want = run_json(file, 2, WEFT_LOGS_THREADS, 0);
+    static const char *codecs[] = {"gz", "xz", "bz2", "zst"};
+    char err[256];
+    for (size_t c = 0; c < 4; c++) {
+        char name[32];
+        snprintf(name, sizeof name, "c.log.%s", codecs[c]);
+        const char *z = path_in_tmp(name);
+        write_compressed(z, codecs[c], data, len);
+        for (int m = 0; m < 2; m++) {
+            run_out_t o;
+            const char *files[] = {z};
+            CHECK_EQ(run(files, 1, 2, m ? WEFT_LOGS_PROCESSES : WEFT_LOGS_THREADS, 0, NULL, false,
+                         &o, false),
+                     0);
+            CHECK_STR_EQ(o.json, want);
+            free(o.json);
+        }
+        /* --timing and the result count decoded bytes, not compressed ones */
+        CHECK_EQ(run_err(z, err, sizeof err), 0);
+        CHECK_EQ(last_input_bytes, len);
+        size_t zlen;
+        char *zdata = read_all(z, &zlen);
+        const char *cut = path_in_tmp("cut.bin");
+        for (size_t at = 6; at < zlen; at += zlen / 7 + 1) { /* past the magic */
+            write_text(cut, zdata, at);
+            CHECK_EQ(run_err(cut, err, sizeof err), WEFT_EXIT_USAGE);
+            CHECK(strstr(err, cut) != NULL);
+            CHECK(strstr(err, "compressed byte") != NULL);
+        }
+        /* two members are one log of twice the lines; garbage after them is an error */
+        char *two = malloc(2 * zlen + 8);
+        CHECK(two != NULL);
+        memcpy(two, zdata, zlen);
+        memcpy(two + zlen, zdata, zlen);
+        write_text(cut, two, 2 * zlen);
+        run_out_t o;
+        const char *files[] = {cut};
+        CHECK_EQ(run(files, 1, 1, WEFT_LOGS_THREADS, 0, NULL, false, &o, false), 0);
+        CHECK(strstr(o.json, "\"lines\":") != NULL);
+        free(o.json);
+        memcpy(two + zlen, "garbage\n", 8);
+        write_text(cut, two, zlen + 8);
+        CHECK_EQ(run_err(cut, err, sizeof err), WEFT_EXIT_USAGE);
+        CHECK(strstr(err, "compressed byte") != NULL);
+        free(two);
+        free(zdata);
+    }
+    /* a FIFO is read as a stream */
+    const char *fifo = path_in_tmp("fifo");
+    CHECK_EQ(mkfifo(fifo, 0600), 0);
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        int fd = open(fifo, O_WRONLY);
+        size_t off = 0;
+        while (fd >= 0 && off < len) {
+            ssize_t w = write(fd, data + off, len - off);
+            if (w <= 0) break;
+            off += (size_t)w;
+        }
+        _exit(off == len ? 0 : 1);
+    }
+    run_out_t o;
+    const char *files[] = {fifo};
+    CHECK_EQ(run(files, 1, 2, WEFT_LOGS_THREADS, 0, NULL, false, &o, false), 0);
+    int st;
+    CHECK_EQ(waitpid(pid, &st, 0), pid);
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    CHECK_STR_EQ(o.json, want);
+    free(o.json);
+    free(want);
+    free(data);
+}
+
 TEST_T(threads_and_processes_give_identical_results, 60)
 {
     const char *file = path_in_tmp("p.log");
@@ -1074,6 +1272,12 @@ TEST(generator_is_deterministic)
     ref_run(d, 0, &r);
     CHECK_EQ(r.distinct, 300);
     ref_free(&r);
+    /* also when the log is shorter than 4x the population (--ips 5000000 on 1 GB gave 3.37 M) */
+    const char *e = path_in_tmp("g5.log");
+    gen_file(e, 4 << 20, 1, "default", 0, 0.02, false, 30000);
+    ref_run(e, 0, &r);
+    CHECK_EQ(r.distinct, 30000);
+    ref_free(&r);
 }
 
 TEST(chunk_bounds_own_the_lines_that_start_inside)
@@ -1088,4 +1292,256 @@ TEST(chunk_bounds_own_the_lines_that_start_inside)
     CHECK(s == 3 && e == 7);
     weft_logs_chunk_bounds(m, size, 7, 100, &s, &e);
     CHECK(s == 7 && e == size);
+}
+
+static uint64_t mix64(uint64_t z)
+{
+    z = (z ^ (z >> 30)) * UINT64_C(0xBF58476D1CE4E5B9);
+    z = (z ^ (z >> 27)) * UINT64_C(0x94D049BB133111EB);
+    return z ^ (z >> 31);
+}
+
+/* Adds the keys of partition 0 among mix64(from..) until `n` are in. */
+static void add_ip4_keys(weft_logs_part_t *p, uint64_t from, uint32_t n, uint64_t count)
+{
+    int oom = 0;
+    for (uint64_t i = from; n; i++) {
+        uint32_t key = (uint32_t)mix64(i);
+        if (weft_logs_ip4_partition(key) != 0) continue;
+        weft_logs_t4_add(&p->ip4[0], key, count, &oom);
+        n--;
+    }
+    CHECK_EQ(oom, 0);
+}
+
+/* Two workers' tables of the same size, the first nearly full, two thirds of the second's keys
+ * new to it: the merge swept the second in slot order onto the same home slots of the first, so
+ * the swept prefix passed 100 % occupancy before the table grew at 3/4 overall, and linear
+ * probing walked one ever longer run (0.66 s for this merge instead of 20 ms; -j2 took 25 s on
+ * 5 M distinct clients where -j1 took 1 s). A process partial merged the same way. The work
+ * (slots examined per key) must stay small through both merges. */
+TEST_T(merging_overlapping_ipv4_tables_probes_few_slots, 120)
+{
+    weft_logs_part_t *a = weft_logs_part_create();
+    weft_logs_part_t *a2 = weft_logs_part_create();
+    weft_logs_part_t *b = weft_logs_part_create();
+    CHECK(a && a2 && b);
+    const uint32_t na = 758000, nb = 738000; /* a: 72 % of 1 Mi slots */
+    add_ip4_keys(a, 0, na, 1);
+    add_ip4_keys(a2, 0, na, 1);
+    add_ip4_keys(b, (uint64_t)na * 4 - 1000000, nb, 2); /* ~250 k of them shared with a */
+    CHECK_EQ(a->ip4[0].mask + 1, 1u << 20);
+    CHECK_EQ(b->ip4[0].mask + 1, 1u << 20);
+    b->lines = b->parsed = b->hourly[0] = b->status[200] = (uint64_t)nb * 2;
+    weft_buf_t buf;
+    weft_buf_init(&buf, SIZE_MAX);
+    CHECK_EQ(weft_logs_part_serialize(b, &buf, false), 0);
+
+    uint64_t before = a->ip4[0].probes;
+    CHECK_EQ(weft_logs_part_merge_ip4(a, &b, 1, 0), 0);
+    CHECK((a->ip4[0].probes - before) / nb < 8);
+    before = a2->ip4[0].probes;
+    char err[128];
+    CHECK_EQ(weft_logs_part_merge_bytes(a2, buf.data, buf.len, err, sizeof err), 0);
+    CHECK((a2->ip4[0].probes - before) / nb < 8);
+    CHECK_EQ(a->ip4[0].used, a2->ip4[0].used);
+    for (uint64_t i = 0; i < 4000000; i += 101) {
+        uint32_t key = (uint32_t)mix64(i);
+        CHECK_EQ(weft_logs_part_ip4_count(a, key), weft_logs_part_ip4_count(a2, key));
+    }
+    weft_buf_free(&buf);
+    weft_logs_part_destroy(a);
+    weft_logs_part_destroy(a2);
+    weft_logs_part_destroy(b);
+}
+
+/* Presets rejected lines with fields after their last one (nginx's $upstream_response_time
+ * after $request_time), which GoAccess accepts. After a blank, the rest of the line is ignored;
+ * a last field running into text is still malformed. The lines are padded to exercise the
+ * vector path and followed by others as in a chunk. */
+TEST(presets_accept_trailing_fields)
+{
+    static const struct {
+        const char *fmt, *line;
+    } cases[] = {
+        {"default", "10.1.2.3 - - [15/Jan/2025:10:30:45 +0000] \"GET /a/b?x=1 HTTP/1.1\" 200 512 "
+                    "0.052"},
+        {"common", "10.1.2.3 - - [15/Jan/2025:10:30:45 +0000] \"GET /a/b?x=1 HTTP/1.1\" 200 512"},
+        {"combined", "10.1.2.3 - - [15/Jan/2025:10:30:45 +0000] \"GET /a/b?x=1 HTTP/1.1\" 200 512 "
+                     "\"http://r/\" \"Mozilla/5.0 (X11; Linux x86_64)\""},
+        {"combined-rt", "10.1.2.3 - - [15/Jan/2025:10:30:45 +0000] \"GET /a/b?x=1 HTTP/1.1\" 200 "
+                        "512 \"http://r/\" \"Mozilla/5.0 (X11; Linux x86_64)\" 0.052"},
+    };
+    static const char *tails[] = {" 0.050", "\t0.050 \"upstream\" -", "  ", " x"};
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        weft_logs_format_t f;
+        char err[128];
+        CHECK_EQ(weft_logs_format_compile(cases[c].fmt, &f, err, sizeof err), 0);
+        weft_logs_rec_t want, got;
+        const char *base = cases[c].line;
+        CHECK(weft_logs_parse_line(&f, base, base + strlen(base), &want));
+        for (size_t t = 0; t < sizeof tails / sizeof tails[0]; t++) {
+            char line[512], chunk[2048];
+            snprintf(line, sizeof line, "%s%s", base, tails[t]);
+            CHECK(weft_logs_parse_line(&f, line, line + strlen(line), &got));
+            CHECK_EQ(got.ip4, want.ip4);
+            CHECK_EQ(got.status, want.status);
+            CHECK_EQ(got.bytes, want.bytes);
+            CHECK_EQ(got.rt_us, want.rt_us);
+            CHECK_EQ(got.path_len, want.path_len);
+            /* three lines in a chunk, through the batch parser (the vector path when present) */
+            int n = snprintf(chunk, sizeof chunk, "%s\n%s\r\n%s\n", line, line, line);
+            const char *p = chunk;
+            weft_logs_rec_t recs[4];
+            CHECK_EQ(weft_logs_parse_lines(&f, &p, chunk + n, recs, 4), 3);
+            CHECK(p == chunk + n);
+            CHECK_EQ(recs[2].rt_us, want.rt_us);
+        }
+        char glued[512];
+        snprintf(glued, sizeof glued, "%sx 1", base);
+        CHECK(!weft_logs_parse_line(&f, glued, glued + strlen(glued), &got));
+    }
+}
+
+/* --mode processes failed on a log still being written ("changed during the run": the workers
+ * saw a larger size and a new mtime), and the half-written last line of the snapshot counted as
+ * malformed. While another process appends lines in two writes each, both modes must analyse
+ * the snapshot and find no malformed line. */
+TEST_T(a_growing_log_is_analysed_as_its_snapshot, 60)
+{
+    const char *file = path_in_tmp("grow.log");
+    gen_file(file, 400 << 10, 46, "default", 0, 0.1, false, 500);
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlive a failed test */
+        if (getppid() == 1) _exit(1);
+        int fd = open(file, O_WRONLY | O_APPEND);
+        const char *line =
+            "10.9.8.7 - - [15/Jan/2025:10:30:45 +0000] \"GET /grow HTTP/1.1\" 200 5 0.1\n";
+        size_t n = strlen(line);
+        for (;;) {
+            if (write(fd, line, 20) != 20 || (usleep(100), 0) ||
+                write(fd, line + 20, n - 20) != (ssize_t)(n - 20))
+                _exit(1);
+            usleep(100);
+        }
+    }
+    for (int m = 0; m < 2; m++) {
+        const char *files[] = {file};
+        weft_logs_run_opts_t o = {.files = files,
+                                  .nfiles = 1,
+                                  .jobs = 2,
+                                  .mode = m ? WEFT_LOGS_PROCESSES : WEFT_LOGS_THREADS,
+                                  .chunk_size = 8192};
+        weft_logs_run_result_t res;
+        char err[256] = "";
+        int code = weft_logs_run(&o, &res, err, sizeof err);
+        if (code) fprintf(stderr, "mode %d: %s\n", m, err);
+        CHECK_EQ(code, 0);
+        CHECK_EQ(res.part->malformed, 0);
+        CHECK(res.part->lines >= 4000);
+        weft_logs_run_result_free(&res);
+    }
+    kill(pid, SIGKILL);
+    int st;
+    CHECK_EQ(waitpid(pid, &st, 0), pid);
+}
+
+/* Percentiles printed six digits where the log had three (0.016031 for 0.016): they are rounded
+ * to the three significant digits the histogram resolves. */
+TEST(percentiles_are_printed_at_the_histogram_precision)
+{
+    CHECK_EQ(weft_logs_round_quantile(16031), 16000);
+    CHECK_EQ(weft_logs_round_quantile(250367), 250000);
+    CHECK_EQ(weft_logs_round_quantile(999), 999);
+    CHECK_EQ(weft_logs_round_quantile(1234567), 1230000);
+    const char *file = path_in_tmp("q.log");
+    const char *text = "1.2.3.4 - - [15/Jan/2025:10:30:45 +0000] \"GET / HTTP/1.1\" 200 1 0.016\n"
+                       "1.2.3.4 - - [15/Jan/2025:10:30:45 +0000] \"GET / HTTP/1.1\" 200 1 0.020\n";
+    write_text(file, text, strlen(text));
+    char *json = run_json(file, 1, WEFT_LOGS_THREADS, 0);
+    CHECK(strstr(json, "\"p50\":0.016,") != NULL);
+    free(json);
+}
+
+/* GoAccess's static-request panel: by extension, case-insensitive, only in the last segment. */
+TEST(static_requests_by_extension)
+{
+    CHECK(weft_logs_is_static("/a/b.CSS", 8));
+    CHECK(weft_logs_is_static("/f.woff2", 8));
+    CHECK(weft_logs_is_static("/x.tar.gz", 9));
+    CHECK(!weft_logs_is_static("/a.css/b", 8));
+    CHECK(!weft_logs_is_static("/api/users", 10));
+    CHECK(!weft_logs_is_static("/.", 2));
+    CHECK(!weft_logs_is_static("/f.html", 7));
+    CHECK(!weft_logs_is_static("css", 3));
+}
+
+/* GoAccess's --exclude-ip and --ignore-status: the filtered run must give the statistics of the
+ * log without those lines (counted as excluded instead), for both modes and any -j. */
+TEST_T(filters_leave_lines_out_exactly, 60)
+{
+    const char *file = path_in_tmp("f.log"), *kept = path_in_tmp("kept.log");
+    gen_file(file, 300 << 10, 47, "default", 0.01, 0.05, false, 300);
+    size_t len;
+    char *data = read_all(file, &len);
+    weft_logs_format_t fmt;
+    char err[128];
+    CHECK_EQ(weft_logs_format_compile("default", &fmt, err, sizeof err), 0);
+    /* exclude the client of the first line, and every 404 */
+    weft_logs_rec_t first;
+    CHECK(weft_logs_parse_line(&fmt, data, memchr(data, '\n', len), &first));
+    CHECK_EQ(first.family, 4);
+    weft_logs_filter_t filt;
+    memset(&filt, 0, sizeof filt);
+    filt.any = true;
+    filt.ip4[filt.n4++] = first.ip4;
+    filt.status[404 >> 6] |= UINT64_C(1) << (404 & 63);
+    FILE *out = fopen(kept, "wb");
+    CHECK(out != NULL);
+    uint64_t excluded = 0;
+    for (char *p = data; p < data + len;) {
+        char *nl = memchr(p, '\n', (size_t)(data + len - p));
+        char *e = nl ? nl : data + len;
+        weft_logs_rec_t r;
+        bool drop = weft_logs_parse_line(&fmt, p, e, &r) &&
+                    ((r.family == 4 && r.ip4 == first.ip4) || r.status == 404);
+        if (drop)
+            excluded++;
+        else
+            fwrite(p, 1, (size_t)(e - p) + (nl ? 1 : 0), out);
+        p = nl ? nl + 1 : data + len;
+    }
+    CHECK_EQ(fclose(out), 0);
+    CHECK(excluded > 10);
+    char *want = run_json(kept, 1, WEFT_LOGS_THREADS, 0);
+    const char *w0 = strstr(want, "\"parsed\""), *w1 = strstr(want, ",\"excluded\"");
+    CHECK(w0 && w1);
+    for (int m = 0; m < 2; m++) {
+        for (int j = 1; j <= 3; j += 2) {
+            const char *files[] = {file};
+            weft_logs_run_opts_t o = {.files = files,
+                                      .nfiles = 1,
+                                      .jobs = j,
+                                      .mode = m ? WEFT_LOGS_PROCESSES : WEFT_LOGS_THREADS,
+                                      .chunk_size = 20000,
+                                      .filter = &filt};
+            weft_logs_run_result_t res;
+            CHECK_EQ(weft_logs_run(&o, &res, err, sizeof err), 0);
+            CHECK_EQ(res.part->excluded, excluded);
+            weft_logs_report_t rep;
+            CHECK_EQ(weft_logs_report_build(res.part, 10, 10, &rep), 0);
+            weft_buf_t b;
+            weft_buf_init(&b, 0);
+            CHECK_EQ(weft_logs_write_json(&b, &rep), 0);
+            const char *g0 = strstr(b.data, "\"parsed\""), *g1 = strstr(b.data, ",\"excluded\"");
+            CHECK(g0 && g1 && g1 - g0 == w1 - w0 && memcmp(g0, w0, (size_t)(w1 - w0)) == 0);
+            weft_buf_free(&b);
+            weft_logs_report_free(&rep);
+            weft_logs_run_result_free(&res);
+        }
+    }
+    free(want);
+    free(data);
 }

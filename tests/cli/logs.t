@@ -11,7 +11,33 @@ $ weft logs no-such-file.log
 
 $ weft logs .
 ? 2
-! weft logs: .: not a regular file
+! weft logs: .: is a directory
+
+# Nothing parsed is a failure that names the format tried (it exited 0 with a report of zeros).
+$ weft logs -j 1
+< not a log line
+< nor this one
+? 2
+! no line parsed: all 2 lines are malformed for the format tried (default)
+
+# Malformed lines on stderr: controls and non-UTF-8 bytes as \xNN (no escape reaches the terminal).
+$ printf 'bad \033[31mred\a \\ \377\n10.0.0.1 - - [15/Jan/2025:10:30:45 +0800] "GET /a HTTP/1.1" 200 100 0.052\n' | weft logs -j 1 > /dev/null
+? 0
+! (stdin):1: malformed line: bad \x1b[31mred\x07 \\ \xff
+
+# gzip data cut short, or followed by garbage, exits 2 naming the file and the offset.
+$ weft logs gen --size 20K -o z.log && gzip -c z.log | head -c 3000 > t.gz && weft logs t.gz
+? 2
+! weft logs: t.gz: truncated gzip data: the input ends at compressed byte 3000
+
+$ weft logs gen --size 20K -o z.log && (gzip -c z.log; echo trailing) > g.gz && weft logs g.gz
+? 2
+! bytes that are not gzip data after its end
+
+# xz, bzip2 and zstd by their magic bytes; FIFOs and <(...) as streams: the same report.
+$ weft logs gen --size 30K -o y.log && weft logs --json y.log > y.json && xz -c y.log > y.xz && bzip2 -c y.log > y.bz && zstd -q -c y.log > y.zst && weft logs --json y.xz | cmp - y.json && weft logs --json y.bz | cmp - y.json && weft logs --json y.zst | cmp - y.json && weft logs --json <(cat y.log) | cmp - y.json && echo same
+? 0
+> same
 
 $ weft logs --frobnicate x.log
 ? 2
@@ -56,7 +82,7 @@ $ weft logs --json -j 2
 < not a log line
 < 10.0.0.1 - - [15/Jan/2025:23:59:59 +0800] "POST /b HTTP/1.1" 500 7 1
 ? 0
-> {"lines":4,"parsed":3,"malformed":1,"hourly":[0,0,0,0,0,0,0,0,0,0,1,1,0,0,0,0,0,0,0,0,0,0,0,1],"status":{"200":1,"404":1,"500":1},"top_ips":[{"ip":"10.0.0.1","count":2},{"ip":"10.0.0.2","count":1}],"distinct_ips":2,"bytes":107,"response_time":{"avg":0.434,"min":0.052,"max":1,"p50":0.250367,"p90":1,"p95":1,"p99":1,"count":3},"status_classes":{"1xx":0,"2xx":1,"3xx":0,"4xx":1,"5xx":1,"other":0},"top_paths":[{"path":"/a","count":2},{"path":"/b","count":1}],"distinct_paths":2}
+> {"lines":4,"parsed":3,"malformed":1,"hourly":[0,0,0,0,0,0,0,0,0,0,1,1,0,0,0,0,0,0,0,0,0,0,0,1],"status":{"200":1,"404":1,"500":1},"top_ips":[{"ip":"10.0.0.1","count":2},{"ip":"10.0.0.2","count":1}],"distinct_ips":2,"bytes":107,"response_time":{"avg":0.434,"min":0.052,"max":1,"p50":0.25,"p90":1,"p95":1,"p99":1,"count":3},"status_classes":{"1xx":0,"2xx":1,"3xx":0,"4xx":1,"5xx":1,"other":0},"top_paths":[{"path":"/a","count":2},{"path":"/b","count":1}],"distinct_paths":2,"top_404_paths":[{"path":"/a","count":1}],"distinct_404_paths":1,"top_static_paths":[],"distinct_static_paths":0,"static_requests":0,"excluded":0}
 ! weft logs: (stdin):3: malformed line: not a log line
 
 # Generated input, saved partials merged, processes mode: all the same JSON.
@@ -71,3 +97,46 @@ $ weft logs gen --size 50K -o c.log && weft logs --html r.html c.log > /dev/null
 $ weft logs gen --size 50K -o c.log && head -c 300 c.log > d.bin && weft logs --save-partial p.bin c.log > /dev/null && head -c 100 p.bin > t.bin && weft logs merge t.bin
 ? 2
 ! corrupt partial
+
+# Partials carry what they counted: the same input twice is merged once, a partial overlap is
+# refused (merge a.part a.part double-counted before).
+$ weft logs gen --size 60K --seed 7 -o a.log && weft logs gen --size 30K --seed 8 -o b.log && weft logs --json a.log b.log > all.json && weft logs --json --save-partial pa.bin a.log > /dev/null && gzip -c a.log > a.gz && weft logs --json --save-partial pz.bin - < a.gz > /dev/null && weft logs --json --save-partial pb.bin b.log > /dev/null && weft logs merge --json pa.bin pa.bin pz.bin pb.bin | cmp - all.json && echo same
+? 0
+> same
+! skipping pa.bin: its input a.log was already counted (from pa.bin)
+
+$ weft logs gen --size 60K --seed 7 -o a.log && weft logs gen --size 30K --seed 8 -o b.log && weft logs --save-partial pab.bin a.log b.log > /dev/null && weft logs --save-partial pb.bin b.log > /dev/null && weft logs merge pb.bin pab.bin
+? 2
+! pab.bin overlaps pb.bin: both counted b.log
+
+# An Apache LogFormat gets a hint; every output that cannot be written exits 1 (a partial file
+# exited 2 and the report 1 before).
+$ weft logs --log-format '%h %l %u %t "%r" %>s %b' x.log
+? 2
+! this looks like an Apache LogFormat
+
+$ weft logs gen --size 2K -o w.log && weft logs --save-partial no-such-dir/p.bin w.log > /dev/null
+? 1
+! cannot write no-such-dir/p.bin
+
+$ weft logs gen --size 2K -o w.log && weft logs w.log > /dev/full
+? 1
+! cannot write the report
+
+# A stream's unterminated last line is a line (only a file's snapshot may end mid-line).
+$ printf 'not a log line' | weft logs -j 1
+? 2
+! (stdin):1: malformed line: not a log line
+
+# Filters: --exclude-ip and --ignore-status leave lines out, counted as excluded.
+$ weft logs --json -j 2 --exclude-ip 10.0.0.2,::ffff:10.0.0.9 --ignore-status 500
+< 10.0.0.1 - - [15/Jan/2025:10:30:45 +0800] "GET /a HTTP/1.1" 200 100 0.052
+< 10.0.0.2 - - [15/Jan/2025:11:00:00 +0800] "GET /a HTTP/1.1" 404 - 0.25
+< 10.0.0.1 - - [15/Jan/2025:23:59:59 +0800] "POST /b HTTP/1.1" 500 7 1
+? 0
+~ "lines":3,"parsed":1,"malformed":0
+~ "excluded":2}
+
+$ weft logs --ignore-status 42 x.log
+? 2
+! bad --ignore-status '42'

@@ -1,6 +1,7 @@
 /* `weft logs`: the command line of the access-log analyzer (and its `merge` and `gen`
  * subcommands). Everything else lives in the modules beside it: format (parser), stats (tables,
  * merge, serialization), run (chunking, reader, threads/processes), report (outputs), gen. */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -8,7 +9,9 @@
 #include <string.h>
 #include <unistd.h>
 #include <weft/buf.h>
+#include <weft/err.h>
 #include <weft/sys.h>
+#include <weft/utf8.h>
 
 #include "logs/gen.h"
 #include "logs/report.h"
@@ -25,10 +28,12 @@ static void usage(FILE *f)
         "       weft logs gen [OPTIONS]          (see 'weft logs gen --help')\n\n"
         "Analyzes web server access logs in parallel: requests per hour of day, status codes\n"
         "(counts, shares and classes), the top client IPs (exact) and the number of distinct\n"
-        "ones, response time average/min/max/p50/p90/p95/p99, bytes sent, and the top paths.\n"
+        "ones, response time average/min/max/p50/p90/p95/p99, bytes sent, the top paths and\n"
+        "the top not-found (404) and static-file paths.\n"
         "Regular files are split into chunks at line ends and read with pread (or --io\n"
-        "mmap); '-' (or no FILE) reads standard input, and gzip files (.gz) are decompressed\n"
-        "as a stream. Several files are analyzed together. Results are identical for every\n"
+        "mmap); '-' (or no FILE) reads standard input, FIFOs and <(...) are read as streams,\n"
+        "and gzip, xz, bzip2 and zstd files (recognised by their first bytes) are decompressed\n"
+        "as streams. Several files are analyzed together. Results are identical for every\n"
         "worker count, chunk size and mode.\n\n"
         "Options:\n"
         "  -j, --jobs N          workers (default: the CPUs this process may use)\n"
@@ -42,6 +47,9 @@ static void usage(FILE *f)
         "$status\n"
         "                        $body_bytes_sent $request_time' (same as -f nginx:STRING)\n"
         "  -n, --top N           how many client IPs and paths to list (default 10)\n"
+        "  --exclude-ip IP[,IP]  leave out the lines of these clients (exact addresses;\n"
+        "                        repeatable, up to 64 of each family); counted as excluded\n"
+        "  --ignore-status CODE[,CODE]  leave out the lines with these status codes\n"
         "  --json                print one JSON object instead of the text report\n"
         "  --html FILE           also write a self-contained HTML report to FILE\n"
         "  --save-partial FILE   also write the partial statistics to FILE, for 'merge'\n"
@@ -55,7 +63,10 @@ static void usage(FILE *f)
         "                        64 MiB or more, and only when stderr is a terminal)\n\n"
         "merge: combines partial statistics written with --save-partial (from several runs or\n"
         "machines) into the report a single run over all their inputs gives. It takes -n,\n"
-        "--json, --html and --save-partial.\n\n"
+        "--json, --html and --save-partial. Each partial lists the inputs it counted (their\n"
+        "decoded size and a hash of their first and last 64 KiB): a partial whose inputs\n"
+        "were all counted already is skipped with a warning, one that shares only some is\n"
+        "refused (exit 2).\n\n"
         "Notes:\n"
         "  The hour is the hour as written in the log: the UTC offset is not applied.\n"
         "  Ties in the top lists: count descending, then IPv4 before IPv6, then the address\n"
@@ -63,17 +74,195 @@ static void usage(FILE *f)
         "  Response times are summed as integer microseconds; percentiles come from a\n"
         "  histogram with < 1%% relative error; lines whose time is '-' are not timed.\n"
         "  Malformed lines are counted and skipped; the first %d are shown on stderr with\n"
-        "  their file and line number. Paths are counted without their query string.\n\n"
-        "Exit codes: 0 success (malformed lines included), 1 a worker failed, 2 usage error or\n"
-        "unusable input (missing, unreadable or non-regular file, corrupt gzip or partial),\n"
-        "3 internal error (out of memory).\n",
+        "  their file and line number (control and non-UTF-8 bytes as \\xNN). Paths are\n"
+        "  counted without their query string.\n\n"
+        "Exit codes: 0 success (malformed lines included, with a warning when they are most),\n"
+        "1 a worker failed or an output could not be written, 2 usage error, no line parsed\n"
+        "(the format tried is named), or unusable input (missing or unreadable file,\n"
+        "directory, compressed data that is truncated, corrupt or followed by garbage: the\n"
+        "message names the offset; corrupt partial), 3 internal error (out of memory).\n",
         WEFT_LOGS_BAD_KEEP);
+}
+
+/* Writes a malformed line for a terminal: printable text as is, a backslash doubled, control
+ * characters and bytes that are not UTF-8 as \xNN, so a hostile log cannot send escape
+ * sequences to the terminal and the bytes stay visible; at most `max` columns, then an ellipsis. */
+static void put_escaped(FILE *f, const char *s, size_t n, size_t max)
+{
+    size_t cols = 0, i = 0;
+    while (i < n) {
+        uint32_t cp = 0;
+        int l = weft_utf8_decode(s + i, n - i, &cp);
+        char esc[8];
+        bool raw = l > 0 && cp >= 0x20 && cp != 0x7F && !(cp >= 0x80 && cp < 0xA0) && cp != '\\';
+        size_t w = raw ? (size_t)weft_utf8_cp_width(cp) : cp == '\\' && l > 0 ? 2 : 4;
+        if (cols + w > max) break;
+        if (raw) {
+            fwrite(s + i, 1, (size_t)l, f);
+        } else if (l > 0 && cp == '\\') {
+            fputs("\\\\", f);
+        } else {
+            l = l > 0 ? l : 1;
+            for (int k = 0; k < l; k++) {
+                snprintf(esc, sizeof esc, "\\x%02x", (unsigned char)s[i + (size_t)k]);
+                fputs(esc, f);
+            }
+        }
+        cols += w;
+        i += (size_t)l;
+    }
+    if (i < n) fputs("\xE2\x80\xA6", f); /* ellipsis */
+}
+
+/* The inputs a partial counted (run.h's identities, with names for the messages). */
+typedef struct ident_list {
+    weft_logs_ident_t *id;
+    char **name; /* owned copies */
+    size_t n, cap;
+} ident_list_t;
+
+static int ident_push(ident_list_t *l, weft_logs_ident_t id, const char *name, size_t len)
+{
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? 2 * l->cap : 8;
+        weft_logs_ident_t *a = realloc(l->id, cap * sizeof *a);
+        if (!a) return -ENOMEM;
+        l->id = a;
+        char **b = realloc(l->name, cap * sizeof *b);
+        if (!b) return -ENOMEM;
+        l->name = b;
+        l->cap = cap;
+    }
+    if (!(l->name[l->n] = strndup(name, len))) return -ENOMEM;
+    l->id[l->n++] = id;
+    return 0;
+}
+
+static void ident_free(ident_list_t *l)
+{
+    for (size_t i = 0; i < l->n; i++) free(l->name[i]);
+    free(l->id);
+    free(l->name);
+    memset(l, 0, sizeof *l);
+}
+
+/* The index in `l` of an input with identity `id`, or -1. */
+static long ident_find(const ident_list_t *l, weft_logs_ident_t id)
+{
+    for (size_t i = 0; i < l->n; i++)
+        if (l->id[i].size == id.size && l->id[i].hash == id.hash) return (long)i;
+    return -1;
+}
+
+/* A partial file is the serialized part followed by this trailer: "WEFTLOGI", a 32-bit count,
+ * then per input its size and hash (64-bit) and its name (16-bit length, bytes), little-endian.
+ * Partials without it (older ones) merge with a warning that overlaps cannot be checked. */
+#define IDENT_MAGIC "WEFTLOGI"
+
+static int ident_write(weft_buf_t *b, const ident_list_t *l)
+{
+    unsigned char w[8];
+    int rc = weft_buf_append(b, IDENT_MAGIC, 8);
+    for (int k = 0; k < 4; k++) w[k] = (unsigned char)(l->n >> (8 * k));
+    rc |= weft_buf_append(b, w, 4);
+    for (size_t i = 0; i < l->n; i++) {
+        uint64_t v[2] = {l->id[i].size, l->id[i].hash};
+        for (int j = 0; j < 2; j++) {
+            for (int k = 0; k < 8; k++) w[k] = (unsigned char)(v[j] >> (8 * k));
+            rc |= weft_buf_append(b, w, 8);
+        }
+        size_t n = strlen(l->name[i]) > 65535 ? 65535 : strlen(l->name[i]);
+        w[0] = (unsigned char)n;
+        w[1] = (unsigned char)(n >> 8);
+        rc |= weft_buf_append(b, w, 2) | weft_buf_append(b, l->name[i], n);
+    }
+    return rc ? -ENOMEM : 0;
+}
+
+static uint64_t le(const unsigned char *p, int n)
+{
+    uint64_t v = 0;
+    for (int k = n - 1; k >= 0; k--) v = v << 8 | p[k];
+    return v;
+}
+
+/* Splits a partial file into its part (*partlen bytes) and its identity trailer, appended to
+ * `l`. Returns 0, WEFT_EPARSE (a bad trailer; the part itself is checked by the merge) or
+ * -ENOMEM. */
+static int ident_read(const unsigned char *d, size_t len, size_t *partlen, ident_list_t *l,
+                      bool *has)
+{
+    *has = false;
+    *partlen = len;
+    if (len < 28 || memcmp(d, "WEFTLOGP", 8) != 0) return 0; /* the merge says what is wrong */
+    uint64_t pl = le(d + 16, 8);
+    if (pl > len - 28 || pl + 28 == len) return 0;
+    size_t off = 28 + (size_t)pl;
+    *partlen = off;
+    if (len - off < 12 || memcmp(d + off, IDENT_MAGIC, 8) != 0) return WEFT_EPARSE;
+    uint64_t n = le(d + off + 8, 4);
+    off += 12;
+    for (uint64_t i = 0; i < n; i++) {
+        if (len - off < 18) return WEFT_EPARSE;
+        weft_logs_ident_t id = {le(d + off, 8), le(d + off + 8, 8)};
+        size_t nl = (size_t)le(d + off + 16, 2);
+        off += 18;
+        if (len - off < nl) return WEFT_EPARSE;
+        if (ident_push(l, id, (const char *)d + off, nl)) return -ENOMEM;
+        off += nl;
+    }
+    if (off != len) return WEFT_EPARSE;
+    *has = true;
+    return 0;
+}
+
+/* Adds a comma-separated list of addresses (exclude) or status codes to the filter. Returns 0 or
+ * -EINVAL. An IPv4-mapped IPv6 address is the IPv4 address, as the parser counts it. */
+static int filter_add(weft_logs_filter_t *f, bool exclude, const char *list)
+{
+    char item[64];
+    for (const char *p = list; *p;) {
+        size_t n = strcspn(p, ",");
+        if (n == 0 || n >= sizeof item) return -EINVAL;
+        memcpy(item, p, n);
+        item[n] = '\0';
+        p += n + (p[n] == ',');
+        if (!exclude) {
+            char *end;
+            long c = strtol(item, &end, 10);
+            if (*end || c < 100 || c > 999) return -EINVAL;
+            f->status[c >> 6] |= UINT64_C(1) << (c & 63);
+        } else {
+            struct in_addr a4;
+            struct in6_addr a6;
+            if (inet_pton(AF_INET, item, &a4) == 1) {
+                if (f->n4 == WEFT_LOGS_MAX_EXCLUDE) return -EINVAL;
+                f->ip4[f->n4++] = ntohl(a4.s_addr);
+            } else if (inet_pton(AF_INET6, item, &a6) == 1) {
+                static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+                if (memcmp(a6.s6_addr, mapped, 12) == 0) {
+                    if (f->n4 == WEFT_LOGS_MAX_EXCLUDE) return -EINVAL;
+                    uint32_t v;
+                    memcpy(&v, a6.s6_addr + 12, 4);
+                    f->ip4[f->n4++] = ntohl(v);
+                } else {
+                    if (f->n6 == WEFT_LOGS_MAX_EXCLUDE) return -EINVAL;
+                    memcpy(f->ip6[f->n6++], a6.s6_addr, 16);
+                }
+            } else {
+                return -EINVAL;
+            }
+        }
+    }
+    f->any = true;
+    return 0;
 }
 
 typedef struct outputs {
     bool json;
     const char *html, *save;
     long top;
+    const ident_list_t *inputs; /* what the part counted (for --save-partial) */
 } outputs_t;
 
 static int write_file(const char *path, const void *data, size_t len)
@@ -94,10 +283,11 @@ static int emit(const char *cmd, const weft_logs_part_t *part, const outputs_t *
         weft_buf_t b;
         weft_buf_init(&b, 0);
         int rc = weft_logs_part_serialize(part, &b, true);
+        if (!rc && o->inputs) rc = ident_write(&b, o->inputs);
         if (!rc) rc = write_file(o->save, b.data, b.len);
         weft_buf_free(&b);
         if (rc)
-            return weft_cli_error(cmd, rc == -ENOMEM ? WEFT_EXIT_INTERNAL : WEFT_EXIT_USAGE,
+            return weft_cli_error(cmd, rc == -ENOMEM ? WEFT_EXIT_INTERNAL : WEFT_EXIT_FAILED,
                                   "cannot write %s: %s", o->save, strerror(-rc));
     }
     weft_logs_report_t rep;
@@ -113,7 +303,7 @@ static int emit(const char *cmd, const weft_logs_part_t *part, const outputs_t *
         if (!rc) rc = write_file(o->html, b.data, b.len);
         weft_buf_free(&b);
         if (rc)
-            code = weft_cli_error(cmd, rc == -ENOMEM ? WEFT_EXIT_INTERNAL : WEFT_EXIT_USAGE,
+            code = weft_cli_error(cmd, rc == -ENOMEM ? WEFT_EXIT_INTERNAL : WEFT_EXIT_FAILED,
                                   "cannot write %s: %s", o->html, strerror(-rc));
     }
     if (!code && o->json) {
@@ -193,6 +383,11 @@ static int cmd_merge(int argc, char **argv)
     }
     weft_logs_part_t *acc = weft_logs_part_create();
     int code = acc ? 0 : weft_cli_error(cmd, WEFT_EXIT_INTERNAL, "out of memory");
+    ident_list_t merged = {0};                   /* every input counted so far */
+    size_t *from = calloc(nf + 1, sizeof *from); /* merged.id[k] came from files[from[k]] */
+    size_t nfrom = 0;
+    bool unknown = false;
+    if (!from && !code) code = weft_cli_error(cmd, WEFT_EXIT_INTERNAL, "out of memory");
     for (size_t i = 0; i < nf && !code; i++) {
         FILE *f = fopen(files[i], "rb");
         if (!f) {
@@ -209,20 +404,78 @@ static int cmd_merge(int argc, char **argv)
         bool rerr = ferror(f);
         fclose(f);
         char err[160];
-        if (rerr)
+        ident_list_t mine = {0};
+        size_t partlen = b.len;
+        bool has = false;
+        if (rerr) {
             code = weft_cli_error(cmd, WEFT_EXIT_USAGE, "cannot read %s", files[i]);
-        else if (rc)
+        } else if (rc) {
             code = weft_cli_error(cmd, WEFT_EXIT_INTERNAL, "out of memory");
-        else if ((rc = weft_logs_part_merge_bytes(acc, b.data ? b.data : "", b.len, err,
-                                                  sizeof err)) != 0)
+        } else if ((rc = ident_read((const unsigned char *)(b.data ? b.data : ""), b.len, &partlen,
+                                    &mine, &has)) != 0) {
+            code = rc == -ENOMEM ? weft_cli_error(cmd, WEFT_EXIT_INTERNAL, "out of memory")
+                                 : weft_cli_error(cmd, WEFT_EXIT_USAGE,
+                                                  "%s: corrupt partial: bad input list", files[i]);
+        }
+        /* Overlaps: a partial whose inputs were all counted already is skipped (merging it would
+         * count them twice); one that shares only some cannot be separated and is refused. */
+        size_t seen = 0;
+        long first = -1;
+        for (size_t k = 0; !code && k < mine.n; k++) {
+            long at = ident_find(&merged, mine.id[k]);
+            if (at >= 0) {
+                seen++;
+                if (first < 0) first = at;
+            }
+        }
+        if (!code && has && seen && seen == mine.n) {
+            fprintf(stderr,
+                    "weft logs merge: skipping %s: its input %s was already counted (from %s); "
+                    "merging it would count it twice\n",
+                    files[i], mine.name[0], files[from[first]]);
+            weft_buf_free(&b);
+            ident_free(&mine);
+            continue;
+        }
+        if (!code && seen) {
+            code = weft_cli_error(cmd, WEFT_EXIT_USAGE,
+                                  "%s overlaps %s: both counted %s (%" PRIu64
+                                  " bytes); their counts cannot be separated",
+                                  files[i], files[from[first]], merged.name[first],
+                                  merged.id[first].size);
+        }
+        if (!code && (rc = weft_logs_part_merge_bytes(acc, b.data ? b.data : "", partlen, err,
+                                                      sizeof err)) != 0)
             code = rc == -ENOMEM ? weft_cli_error(cmd, WEFT_EXIT_INTERNAL, "out of memory")
                                  : weft_cli_error(cmd, WEFT_EXIT_USAGE, "%s: %s", files[i], err);
+        if (!code && !has) unknown = true;
+        for (size_t k = 0; !code && k < mine.n; k++) {
+            if (ident_push(&merged, mine.id[k], mine.name[k], strlen(mine.name[k])) != 0) {
+                code = weft_cli_error(cmd, WEFT_EXIT_INTERNAL, "out of memory");
+                break;
+            }
+            size_t *grown = realloc(from, (merged.n + 1) * sizeof *from);
+            if (!grown) {
+                code = weft_cli_error(cmd, WEFT_EXIT_INTERNAL, "out of memory");
+                break;
+            }
+            from = grown;
+            from[merged.n - 1] = i;
+        }
+        ident_free(&mine);
         weft_buf_free(&b);
     }
+    (void)nfrom;
+    if (!code && unknown)
+        fprintf(stderr, "weft logs merge: warning: a partial has no input list (written by an "
+                        "older weft): overlaps with it cannot be detected\n");
     if (!code) {
         weft_logs_meta_t meta = {.inputs = "merged partials"};
+        o.inputs = unknown ? NULL : &merged;
         code = emit(cmd, acc, &o, &meta);
     }
+    ident_free(&merged);
+    free(from);
     weft_logs_part_destroy(acc);
     free(files);
     return code;
@@ -235,6 +488,8 @@ static int cmd_logs(int argc, char **argv)
     const char *cmd = "logs";
     outputs_t o = {.top = 10};
     weft_logs_run_opts_t ro = {.jobs = weft_cpu_count(), .progress = true};
+    weft_logs_filter_t filter;
+    memset(&filter, 0, sizeof filter);
     bool timing = false;
     const char **files = calloc((size_t)argc + 1, sizeof *files);
     char *fmtbuf = NULL;
@@ -272,7 +527,8 @@ static int cmd_logs(int argc, char **argv)
         bool known = strcmp(a, "-j") == 0 || strcmp(a, "--jobs") == 0 || strcmp(a, "--mode") == 0 ||
                      strcmp(a, "-f") == 0 || strcmp(a, "--format") == 0 ||
                      strcmp(a, "--log-format") == 0 || strcmp(a, "--chunk-size") == 0 ||
-                     strcmp(a, "--io") == 0;
+                     strcmp(a, "--io") == 0 || strcmp(a, "--exclude-ip") == 0 ||
+                     strcmp(a, "--ignore-status") == 0;
         if (!known) {
             code = weft_cli_usage_error(cmd, "unknown option '%s'", a);
             break;
@@ -312,6 +568,10 @@ static int cmd_logs(int argc, char **argv)
                 ro.use_mmap = true;
             else
                 code = weft_cli_usage_error(cmd, "bad --io '%s' (read or mmap)", v);
+        } else if (strcmp(a, "--exclude-ip") == 0 || strcmp(a, "--ignore-status") == 0) {
+            if (filter_add(&filter, a[2] == 'e', v) != 0)
+                code = weft_cli_usage_error(cmd, "bad %s '%s'", a, v);
+            ro.filter = &filter;
         } else if (strcmp(a, "--chunk-size") == 0) {
             uint64_t cs;
             if (weft_cli_parse_size(v, &cs) != 0 || cs == 0)
@@ -330,7 +590,13 @@ static int cmd_logs(int argc, char **argv)
         char err[160];
         if (strcmp(ro.format, "auto") != 0 &&
             weft_logs_format_compile(ro.format, &f, err, sizeof err) != 0)
-            code = weft_cli_usage_error(cmd, "%s", err);
+            code = weft_cli_usage_error(
+                cmd, "%s%s", err,
+                strchr(ro.format, '%') && !strchr(ro.format, '$')
+                    ? " (this looks like an Apache LogFormat ('%h %l %u %t ...'); weft takes nginx "
+                      "log_format strings: '$remote_addr - $remote_user [$time_local] \"$request\" "
+                      "$status $body_bytes_sent', or -f common/combined)"
+                    : "");
     }
     if (code >= 0) {
         free(files);
@@ -348,12 +614,9 @@ static int cmd_logs(int argc, char **argv)
     } else {
         for (size_t i = 0; i < res.nbad; i++) {
             const weft_logs_badline_t *b = &res.bad[i];
-            char text[WEFT_LOGS_BAD_TEXT + 1];
-            memcpy(text, b->text, b->len);
-            text[b->len] = '\0';
             fprintf(stderr, "weft logs: %s:%" PRIu64 ": malformed line: ",
                     strcmp(files[b->file], "-") == 0 ? "(stdin)" : files[b->file], b->line);
-            weft_cli_put_safe(stderr, text, 100);
+            put_escaped(stderr, b->text, b->len, 100);
             fputc('\n', stderr);
         }
         if (res.part->malformed > res.nbad)
@@ -362,9 +625,10 @@ static int cmd_logs(int argc, char **argv)
         if (timing) {
             double s = (double)elapsed / 1e9;
             fprintf(stderr,
-                    "weft logs: %.1f MB in %.3f s (%.2f GB/s), %d %s, %zu chunks; scan %.3f s, "
-                    "merge %.1f ms\n",
-                    (double)res.input_bytes / 1e6, s, (double)res.input_bytes / 1e9 / s, ro.jobs,
+                    "weft logs: %.1f MB, %" PRIu64 " lines in %.3f s (%.2f GB/s), %d %s, %zu "
+                    "chunks; scan %.3f s, merge %.1f ms\n",
+                    (double)res.input_bytes / 1e6, res.part->lines, s,
+                    (double)res.input_bytes / 1e9 / s, ro.jobs,
                     ro.mode == WEFT_LOGS_PROCESSES ? "processes" : "threads", res.nchunks,
                     (double)res.scan_ns / 1e9, (double)res.merge_ns / 1e6);
         }
@@ -379,7 +643,29 @@ static int cmd_logs(int argc, char **argv)
         if (off >= sizeof inputs) off = sizeof inputs - 1;
         inputs[off] = '\0';
         weft_logs_meta_t meta = {.inputs = inputs, .formats = res.format_names};
-        code = emit(cmd, res.part, &o, &meta);
+        ident_list_t ids = {0};
+        for (size_t i = 0; i < ro.nfiles && !code; i++) {
+            const char *nm = strcmp(files[i], "-") == 0 ? "(stdin)" : files[i];
+            if (ident_push(&ids, res.idents[i], nm, strlen(nm)) != 0)
+                code = weft_cli_error(cmd, WEFT_EXIT_INTERNAL, "out of memory");
+        }
+        o.inputs = &ids;
+        if (!code) code = emit(cmd, res.part, &o, &meta);
+        ident_free(&ids);
+        /* Nothing parsed is not a report: say so, name the format tried, and fail. */
+        const weft_logs_part_t *p = res.part;
+        if (p->lines && !p->parsed) {
+            fprintf(stderr,
+                    "weft logs: no line parsed: all %" PRIu64 " lines are malformed for the "
+                    "format tried (%s); choose one with --format or --log-format\n",
+                    p->lines, res.format_names);
+            if (!code) code = WEFT_EXIT_USAGE;
+        } else if (p->malformed * 2 > p->lines) {
+            fprintf(stderr,
+                    "weft logs: warning: %" PRIu64 " of %" PRIu64 " lines are malformed for the "
+                    "format tried (%s); the report covers the others only\n",
+                    p->malformed, p->lines, res.format_names);
+        }
         weft_logs_run_result_free(&res);
     }
     free(files);

@@ -13,6 +13,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #define WEFT_LOGS_MAX_OPS 64
 #define WEFT_LOGS_SPEC_MAX 1024
@@ -38,8 +39,34 @@ typedef struct weft_logs_op {
     uint16_t off;   /* literal offset in lits[] */
 } weft_logs_op_t;
 
+/* Lines left out of every statistic (GoAccess's --exclude-ip and --ignore-status): counted as
+ * `excluded` only. Plain data, part of a format. */
+#define WEFT_LOGS_MAX_EXCLUDE 64
+typedef struct weft_logs_filter {
+    uint64_t status[16]; /* bitmap of ignored status codes (0..1023) */
+    uint32_t n4, n6;
+    uint32_t ip4[WEFT_LOGS_MAX_EXCLUDE]; /* host byte order */
+    uint8_t ip6[WEFT_LOGS_MAX_EXCLUDE][16];
+    bool any;
+} weft_logs_filter_t;
+
+/* Whether a parsed line is left out. */
+static inline bool weft_logs_filtered(const weft_logs_filter_t *f, const weft_logs_rec_t *r)
+{
+    if (r->status >= 0 && r->status < 1024 && (f->status[r->status >> 6] >> (r->status & 63) & 1))
+        return true;
+    if (r->family == 4) {
+        for (uint32_t i = 0; i < f->n4; i++)
+            if (f->ip4[i] == r->ip4) return true;
+    } else {
+        for (uint32_t i = 0; i < f->n6; i++)
+            if (memcmp(f->ip6[i], r->ip6, 16) == 0) return true;
+    }
+    return false;
+}
+
 /* A compiled format. Plain data (no pointers): it may be copied, and sent to a worker process
- * as its spec string. */
+ * as its spec string (and its filter's bytes). */
 typedef struct weft_logs_format {
     char name[32];                 /* "default", "common", "combined", "combined-rt", "nginx" */
     char spec[WEFT_LOGS_SPEC_MAX]; /* the nginx-style string it was compiled from */
@@ -48,6 +75,7 @@ typedef struct weft_logs_format {
     char lits[WEFT_LOGS_SPEC_MAX];
     bool has_rt, has_path, has_bytes;
     int fast; /* 0: interpreted; 1..4: a preset, parsed by straight-line code (same result) */
+    weft_logs_filter_t filter; /* set by the run after compiling or detecting */
 } weft_logs_format_t;
 
 /* Compiles `spec`: a preset name ("default", "common", "combined", "combined-rt"), "nginx:" plus

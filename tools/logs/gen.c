@@ -2,7 +2,10 @@
  *
  * Clients: a population of N addresses. A quarter of the lines walk the population in order (so
  * that every client appears once the log has 4 N lines: `--ips 1000000` on 1 GB gives exactly
- * 1 M distinct clients); the rest pick a rank log-uniformly (rank r with probability ~ 1/r, a
+ * 1 M distinct clients); when the expected line count is too small for that but at least N / 0.9,
+ * a larger share walks it, enough to finish by 90 % of the expected lines, so that `--ips N`
+ * still gives exactly N distinct clients (`--ips 5000000` on 1 GB); the rest pick a rank
+ * log-uniformly (rank r with probability ~ 1/r, a
  * Zipf-like skew with a few very busy clients). Rank -> address is a bijection that scatters
  * neighbours; a fixed share of ranks are IPv6. Time moves forward with a daily rhythm (busier
  * in the day than at night). Everything comes from one splitmix64 stream and integer
@@ -190,6 +193,7 @@ typedef struct {
     rng_t r;
     const weft_logs_gen_opts_t *o;
     uint64_t sweep, ipv6_per_64k, bad_per_2_32;
+    uint64_t sweep_per_2_32; /* 0: a quarter of the lines sweep (the rule that fits 4 N lines) */
     int log2_ips;
     int64_t t_us, mean_dt_us;
     int64_t cached_sec;
@@ -201,7 +205,8 @@ typedef struct {
 static char *put_client(gen_t *g, char *p)
 {
     uint64_t ips = g->o->ips, rank;
-    if ((rnd(&g->r) & 3) == 0) {
+    uint64_t x = rnd(&g->r);
+    if (g->sweep_per_2_32 ? (x >> 32) < g->sweep_per_2_32 : (x & 3) == 0) {
         rank = g->sweep++;
         if (g->sweep == ips) g->sweep = 0;
     } else {
@@ -385,6 +390,9 @@ int weft_logs_gen(FILE *out, const weft_logs_gen_opts_t *o)
     for (size_t i = 0; i < sizeof statuses / sizeof statuses[0]; i++)
         g.status_cum[i] = acc += statuses[i].weight;
     uint64_t est_lines = o->size / (g.combined ? 230 : 100) + 1;
+    uint64_t sweep_lines = est_lines / 10 * 9;
+    if (o->ips > sweep_lines / 4 && o->ips <= sweep_lines)
+        g.sweep_per_2_32 = (uint64_t)((double)o->ips / (double)sweep_lines * 4294967296.0) + 1;
     g.mean_dt_us = (int64_t)((uint64_t)o->days * 86400 * 1000000 / est_lines);
     if (g.mean_dt_us < 1) g.mean_dt_us = 1;
     g.t_us = (int64_t)20101 * 86400 * 1000000; /* 2025-01-13 00:00:00 */
@@ -427,8 +435,11 @@ static void gen_usage(FILE *f)
             "usage: weft logs gen [OPTIONS]\n\n"
             "Writes a synthetic access log: the same options and seed give the same bytes.\n"
             "Clients follow a skewed (Zipf-like) distribution over a population, a quarter of\n"
-            "the lines sweep the whole population so that every client appears once the log\n"
-            "has 4x as many lines; time runs over several days with a daily rhythm; statuses,\n"
+            "the lines (or more, when the log is shorter than 4x the population) sweep the\n"
+            "whole population so that every client appears: --ips N gives exactly N distinct\n"
+            "clients when the log has at least N / 0.9 lines (default: ~100 bytes a line,\n"
+            "combined ~230), else as many as fit; time runs over several days with a daily rhythm; "
+            "statuses,\n"
             "sizes and response times follow a realistic mix.\n\n"
             "  --size SIZE            about this many bytes, whole lines (K/M/G; default 1M)\n"
             "  --seed N               random seed (default 1)\n"

@@ -1,9 +1,8 @@
-/* weft logs: the inputs of a run: opening files (mapped) and streams (standard input, gzip),
- * cutting mapped files into line-aligned chunks, analysing a chunk from a mapping or by pread,
- * and reading a stream into line-aligned blocks for either mode (run-int.h).
+/* weft logs: the inputs of a run: opening files (mapped) and streams (standard input, FIFOs,
+ * compressed files: decomp.h), cutting regular files into line-aligned chunks, analysing a chunk
+ * from a mapping or by pread, and reading a stream into line-aligned blocks for either mode
+ * (run-int.h).
  */
-#include "logs/run.h"
-
 #include "logs/run.h"
 
 #include <errno.h>
@@ -24,9 +23,8 @@
 #include <weft/pool.h>
 #include <weft/procpool.h>
 #include <weft/sys.h>
-#include <zlib.h>
-
 #include "common/cli-int.h"
+#include "logs/decomp.h"
 
 #include "logs/run-int.h"
 
@@ -172,6 +170,36 @@ int logs_run_keep_bad(chunk_t *c, const weft_logs_chunkres_t *res)
 
 /* ---- inputs ------------------------------------------------------------------------------- */
 
+/* A regular file's identity (run.h): its snapshot's first and last 64 KiB, as a stream of it
+ * would give. */
+static int file_ident(input_t *in)
+{
+    weft_logs_identacc_t *a = malloc(sizeof *a);
+    char *b = malloc(WEFT_LOGS_IDENT_EDGE);
+    int rc = a && b ? 0 : -ENOMEM;
+    if (!rc) {
+        a->total = a->hlen = a->tlen = 0;
+        uint64_t n = in->size < WEFT_LOGS_IDENT_EDGE ? in->size : WEFT_LOGS_IDENT_EDGE;
+        uint64_t t = in->size - n < WEFT_LOGS_IDENT_EDGE ? in->size - n : WEFT_LOGS_IDENT_EDGE;
+        ssize_t got = pread_full(in->fd, b, (size_t)n, 0);
+        if (got >= 0 && (uint64_t)got == n)
+            weft_logs_ident_add(a, b, (size_t)n);
+        else
+            rc = got < 0 ? (int)got : -EIO;
+        if (!rc && (got = pread_full(in->fd, b, (size_t)t, in->size - t)) >= 0 &&
+            (uint64_t)got == t) {
+            weft_logs_ident_add(a, b, (size_t)t);
+            a->total = in->size;
+            in->ident = weft_logs_ident_done(a);
+        } else if (!rc) {
+            rc = got < 0 ? (int)got : -EIO;
+        }
+    }
+    free(a);
+    free(b);
+    return rc;
+}
+
 int logs_run_open_inputs(run_t *r, const weft_logs_format_t *fixed)
 {
     const weft_logs_run_opts_t *o = r->o;
@@ -181,6 +209,7 @@ int logs_run_open_inputs(run_t *r, const weft_logs_format_t *fixed)
         in->fd = -1;
         in->name = o->files[i];
         if (fixed) in->fmt = *fixed;
+        if (o->filter) in->fmt.filter = *o->filter;
         if (strcmp(o->files[i], "-") == 0) {
             if (stdin_used) return logs_run_failf(r, WEFT_EXIT_USAGE, "standard input given twice");
             stdin_used = true;
@@ -199,18 +228,26 @@ int logs_run_open_inputs(run_t *r, const weft_logs_format_t *fixed)
         if (fstat(in->fd, &in->st) != 0)
             return logs_run_failf(r, WEFT_EXIT_USAGE, "cannot stat %s: %s", in->name,
                                   strerror(errno));
-        if (!S_ISREG(in->st.st_mode))
-            return logs_run_failf(r, WEFT_EXIT_USAGE, "%s: not a regular file", in->name);
-        unsigned char magic[2];
-        ssize_t n = pread(in->fd, magic, 2, 0);
-        if (n < 0)
-            return logs_run_failf(r, WEFT_EXIT_USAGE, "cannot read %s: %s", in->name,
-                                  strerror(errno));
-        if (n == 2 && magic[0] == 0x1f && magic[1] == 0x8b) {
+        if (S_ISDIR(in->st.st_mode))
+            return logs_run_failf(r, WEFT_EXIT_USAGE, "%s: is a directory", in->name);
+        if (!S_ISREG(in->st.st_mode)) { /* a FIFO, <(...), a device: read as a stream */
             in->stream = true;
             continue;
         }
+        unsigned char magic[6];
+        ssize_t n = pread_full(in->fd, (char *)magic, sizeof magic, 0);
+        if (n < 0)
+            return logs_run_failf(r, WEFT_EXIT_USAGE, "cannot read %s: %s", in->name,
+                                  strerror((int)-n));
+        if (weft_logs_codec_sniff(magic, (size_t)n) != WEFT_LOGS_PLAIN) {
+            in->stream = true; /* compressed: decoded as a stream */
+            continue;
+        }
         in->size = (uint64_t)in->st.st_size;
+        int irc = file_ident(in);
+        if (irc)
+            return logs_run_failf(r, irc == -ENOMEM ? WEFT_EXIT_INTERNAL : WEFT_EXIT_USAGE,
+                                  "cannot read %s: %s", in->name, strerror(-irc));
         if (!fixed) {
             char *head = malloc(65536);
             if (!head) return logs_run_failf(r, WEFT_EXIT_INTERNAL, "out of memory");
@@ -225,6 +262,7 @@ int logs_run_open_inputs(run_t *r, const weft_logs_format_t *fixed)
                         "weft logs: %s: no known format in the first lines; using 'default'\n",
                         in->name);
             free(head);
+            if (o->filter) in->fmt.filter = *o->filter; /* detection set a fresh format */
         }
         if (o->use_mmap && in->size && o->mode == WEFT_LOGS_THREADS) {
             void *m = mmap(NULL, in->size, PROT_READ, MAP_PRIVATE, in->fd, 0);
@@ -293,16 +331,23 @@ static chunk_t *new_rec(run_t *r, size_t file)
 int logs_run_read_stream(run_t *r, size_t fi, uint64_t bsize, bool detect, emit_fn emit, void *arg)
 {
     input_t *in = &r->in[fi];
-    gzFile gz = gzdopen(in->fd, "rb");
-    if (!gz) return logs_run_failf(r, WEFT_EXIT_INTERNAL, "out of memory");
-    in->fd = -1; /* gzclose closes it */
-    gzbuffer(gz, 1 << 17);
+    weft_logs_dec_t *dec;
+    int drc = weft_logs_dec_create(in->fd, &dec);
+    if (drc)
+        return logs_run_failf(r, drc == -ENOMEM ? WEFT_EXIT_INTERNAL : WEFT_EXIT_USAGE,
+                              "cannot read %s: %s", in->name, strerror(-drc));
     if (bsize > (1u << 30)) bsize = 1u << 30;
     char *carry = NULL;
     size_t clen = 0;
     int rc = 0;
     bool eof = false, first = true;
-    uint64_t consumed = 0;
+    uint64_t consumed = 0, in_seen = 0;
+    size_t added_nl = 0; /* the newline added after a stream's unterminated last line */
+    weft_logs_identacc_t *ida = calloc(1, sizeof *ida);
+    if (!ida) {
+        weft_logs_dec_destroy(dec);
+        return logs_run_failf(r, WEFT_EXIT_INTERNAL, "out of memory");
+    }
     while (!eof && !rc) {
         size_t cap = clen + (size_t)bsize + 1, len = clen;
         char *buf = malloc(cap);
@@ -318,12 +363,10 @@ int logs_run_read_stream(run_t *r, size_t fi, uint64_t bsize, bool detect, emit_
         for (;;) { /* fill; a line longer than the block makes the block grow */
             while (len < cap && !eof) {
                 size_t want = cap - len > (1u << 30) ? (1u << 30) : cap - len;
-                int n = gzread(gz, buf + len, (unsigned)want);
+                char err[160];
+                ssize_t n = weft_logs_dec_read(dec, buf + len, want, err, sizeof err);
                 if (n < 0) {
-                    int zerr;
-                    const char *msg = gzerror(gz, &zerr);
-                    rc = logs_run_failf(r, WEFT_EXIT_USAGE, "%s: %s", in->name,
-                                        zerr == Z_ERRNO ? strerror(errno) : msg);
+                    rc = logs_run_failf(r, WEFT_EXIT_USAGE, "%s: %s", in->name, err);
                     break;
                 }
                 if (n == 0) eof = true;
@@ -344,6 +387,19 @@ int logs_run_read_stream(run_t *r, size_t fi, uint64_t bsize, bool detect, emit_
             free(buf);
             break;
         }
+        if (eof && len && buf[len - 1] != '\n') {
+            /* A stream's end is final: its last line is complete even without a newline (only
+             * a regular file's snapshot may end inside a line still being written). */
+            char *b2 = len == cap ? realloc(buf, cap + 1) : buf;
+            if (!b2) {
+                free(buf);
+                rc = logs_run_failf(r, WEFT_EXIT_INTERNAL, "out of memory");
+                break;
+            }
+            buf = b2;
+            buf[len++] = '\n';
+            added_nl = 1;
+        }
         size_t cut = eof ? len : (size_t)(nl - buf) + 1;
         if (len > cut) {
             clen = len - cut;
@@ -360,6 +416,7 @@ int logs_run_read_stream(run_t *r, size_t fi, uint64_t bsize, bool detect, emit_
                 fprintf(stderr,
                         "weft logs: %s: no known format in the first lines; using 'default'\n",
                         in->name);
+            if (r->o->filter) in->fmt.filter = *r->o->filter;
             first = false;
         }
         consumed += cut;
@@ -373,13 +430,23 @@ int logs_run_read_stream(run_t *r, size_t fi, uint64_t bsize, bool detect, emit_
             rc = logs_run_failf(r, WEFT_EXIT_INTERNAL, "out of memory");
             break;
         }
+        weft_logs_ident_add(ida, buf, cut - added_nl); /* before emit: it takes the block */
         rc = emit(r, rec, buf, cut, arg);
-        /* relaxed: progress statistic only */
-        atomic_fetch_add_explicit(&r->done_bytes, cut, memory_order_relaxed);
+        /* The bar counts file bytes, as for mapped files: for a compressed file the compressed
+         * bytes read so far against its size (its decoded size is unknown until the end); a
+         * FIFO or standard input has no size and does not move it. --timing reports the decoded
+         * bytes (stream_bytes). relaxed: progress statistic only. */
+        r->stream_bytes += cut - added_nl;
+        uint64_t in_now = weft_logs_dec_in_bytes(dec);
+        if (S_ISREG(in->st.st_mode))
+            atomic_fetch_add_explicit(&r->done_bytes, in_now - in_seen, memory_order_relaxed);
+        in_seen = in_now;
         weft_progress_update(&r->prog, atomic_load_explicit(&r->done_bytes, memory_order_relaxed));
     }
     free(carry);
-    gzclose(gz);
+    weft_logs_dec_destroy(dec);
+    in->ident = weft_logs_ident_done(ida);
+    free(ida);
     (void)consumed;
     return rc;
 }

@@ -357,6 +357,21 @@ static inline const char *parse_rt(const char *p, const char *end, int64_t *us)
     return p;
 }
 
+/* The end of a line after its last field: blanks, then the end of the line, or, after at least
+ * one blank, more fields that no operation reads (nginx's $upstream_response_time after
+ * $request_time, as GoAccess accepts them). Returns the '\r' or '\n' that ends the line (or
+ * `end`), NULL when the last field runs into other text ("0.052x"). */
+static const char *line_rest(const char *p, const char *end)
+{
+    const char *b = p;
+    while (p < end && (*p == ' ' || *p == '\t')) p++;
+    if (p == end || *p == '\n' || (*p == '\r' && (p + 1 == end || p[1] == '\n'))) return p;
+    if (p == b) return NULL;
+    const char *nl = memchr(p, '\n', (size_t)(end - p));
+    const char *e = nl ? nl : end;
+    return e > p && e[-1] == '\r' ? e - 1 : e;
+}
+
 /* The presets, in straight-line code: the same checks as the interpreter performs for their
  * operation lists (the fuzz target compares the two), without the dispatch. */
 static const char *parse_fast(const weft_logs_format_t *f, const char *p, const char *end,
@@ -430,9 +445,7 @@ static const char *parse_fast(const weft_logs_format_t *f, const char *p, const 
             return NULL;
         }
     }
-    while (p < end && (*p == ' ' || *p == '\t')) p++;
-    if (p == end || *p == '\n' || (*p == '\r' && (p + 1 == end || p[1] == '\n'))) return p;
-    return NULL;
+    return line_rest(p, end);
 }
 
 /* ---- the presets with AVX2 ---------------------------------------------------------------------
@@ -866,9 +879,7 @@ const char *weft_logs_parse(const weft_logs_format_t *f, const char *p, const ch
             return NULL;
         }
     }
-    while (p < end && (*p == ' ' || *p == '\t')) p++;
-    if (p == end || *p == '\n' || (*p == '\r' && (p + 1 == end || p[1] == '\n'))) return p;
-    return NULL;
+    return line_rest(p, end);
 }
 
 size_t weft_logs_parse_lines(const weft_logs_format_t *f, const char **pp, const char *end,

@@ -15,9 +15,11 @@
 /* ---- serialization ------------------------------------------------------------------------- */
 
 #define MAGIC "WEFTLOGP"
-#define VERSION 1
+#define VERSION 2 /* 2 added the 404 and static paths after the paths; 1 is still read */
 #define HEADER 28 /* magic 8, version 4, flags 4, payload length 8, crc 4 */
 #define FLAG_PATHS_OVERFLOW 1u
+#define FLAG_404_OVERFLOW 2u
+#define FLAG_STATIC_OVERFLOW 4u
 
 static int put_varint(weft_buf_t *b, uint64_t v)
 {
@@ -72,13 +74,34 @@ static int put_hist(weft_buf_t *b, const weft_hist_t *h)
     return rc;
 }
 
+/* A path table: its count, then each path's hash, count, length and kept text (by hash when
+ * sorted). Returns 0 or -ENOMEM. */
+static int put_paths(weft_buf_t *out, const weft_logs_tp_t *t, bool sorted)
+{
+    weft_logs_ep_t *ep = malloc((t->used + 1) * sizeof *ep);
+    if (!ep) return -ENOMEM;
+    size_t np = 0;
+    for (size_t i = 0; i < t->used; i++) ep[np++] = t->ents[i];
+    if (sorted) qsort(ep, np, sizeof *ep, cmp_ep);
+    int rc = put_varint(out, np);
+    for (size_t i = 0; i < np && !rc; i++) {
+        uint8_t h[8];
+        tools_store_le64(h, ep[i].hash);
+        rc = weft_buf_append(out, h, 8) | put_varint(out, *tp_find(t, ep[i].hash) & ~TP_STATIC) |
+             put_varint(out, ep[i].len) |
+             weft_buf_append(out, t->arena + ep[i].off, path_keep(ep[i].len));
+    }
+    free(ep);
+    return rc ? -ENOMEM : 0;
+}
+
 int weft_logs_part_serialize(const weft_logs_part_t *p, weft_buf_t *out, bool sorted)
 {
     size_t start = out->len;
     uint8_t hdr[HEADER] = {0};
     int rc = weft_buf_append(out, hdr, sizeof hdr);
     rc |= put_varint(out, p->lines) | put_varint(out, p->parsed) | put_varint(out, p->malformed) |
-          put_varint(out, p->bytes);
+          put_varint(out, p->bytes) | put_varint(out, p->excluded);
     for (int h = 0; h < 24; h++) rc |= put_varint(out, p->hourly[h]);
     size_t ns = 0;
     for (int c = 0; c < WEFT_LOGS_STATUS_MAX; c++) ns += p->status[c] != 0;
@@ -127,39 +150,26 @@ int weft_logs_part_serialize(const weft_logs_part_t *p, weft_buf_t *out, bool so
 
     /* IPv6 and paths: copied out, optionally sorted. */
     weft_logs_e6_t *e6 = malloc((p->ip6.used + 1) * sizeof *e6);
-    weft_logs_ep_t *ep = malloc((p->paths.used + 1) * sizeof *ep);
-    if (!e6 || !ep) {
-        free(e6);
-        free(ep);
-        return -ENOMEM;
-    }
-    size_t n6 = 0, np = 0;
+    if (!e6) return -ENOMEM;
+    size_t n6 = 0;
     for (size_t i = 0; i < p->ip6.used; i++) e6[n6++] = p->ip6.ents[i];
-    for (size_t i = 0; i < p->paths.used; i++) ep[np++] = p->paths.ents[i];
-    if (sorted) {
-        qsort(e6, n6, sizeof *e6, cmp_e6);
-        qsort(ep, np, sizeof *ep, cmp_ep);
-    }
+    if (sorted) qsort(e6, n6, sizeof *e6, cmp_e6);
     rc = put_varint(out, n6);
     for (size_t i = 0; i < n6 && !rc; i++)
         rc = weft_buf_append(out, e6[i].addr, 16) | put_varint(out, e6[i].count);
-    rc |= put_varint(out, np);
-    for (size_t i = 0; i < np && !rc; i++) {
-        uint8_t h[8];
-        tools_store_le64(h, ep[i].hash);
-        rc = weft_buf_append(out, h, 8) | put_varint(out, *tp_find(&p->paths, ep[i].hash)) |
-             put_varint(out, ep[i].len) |
-             weft_buf_append(out, p->paths.arena + ep[i].off, path_keep(ep[i].len));
-    }
     free(e6);
-    free(ep);
+    if (!rc) rc = put_paths(out, &p->paths, sorted);
+    if (!rc) rc = put_paths(out, &p->paths404, sorted);
+    if (!rc) rc = put_paths(out, &p->statics, sorted);
     if (rc) return rc < 0 ? rc : -ENOMEM;
 
     uint8_t *h = (uint8_t *)out->data + start;
     size_t plen = out->len - start - HEADER;
     memcpy(h, MAGIC, 8);
     tools_store_le32(h + 8, VERSION);
-    tools_store_le32(h + 12, p->paths.overflow ? FLAG_PATHS_OVERFLOW : 0);
+    tools_store_le32(h + 12, (p->paths.overflow ? FLAG_PATHS_OVERFLOW : 0) |
+                                 (p->paths404.overflow ? FLAG_404_OVERFLOW : 0) |
+                                 (p->statics.overflow ? FLAG_STATIC_OVERFLOW : 0));
     tools_store_le64(h + 16, plen);
     uLong crc = crc32(0L, Z_NULL, 0);
     for (size_t off = 0; off < plen;) { /* crc32 takes a uInt length */
@@ -175,7 +185,10 @@ int weft_logs_part_serialize(const weft_logs_part_t *p, weft_buf_t *out, bool so
 
 typedef struct {
     const uint8_t *p, *end;
-    const char *what; /* the first problem found */
+    const char *what;             /* the first problem found */
+    uint64_t n4[WEFT_LOGS_PARTS]; /* IPv4 entries per partition (counted by the check) */
+    uint64_t sampled[WEFT_LOGS_PARTS], fresh[WEFT_LOGS_PARTS]; /* of them: looked up, new */
+    uint32_t version;
 } rd_t;
 
 static uint64_t get_varint(rd_t *r)
@@ -216,13 +229,36 @@ static bool add_ok(uint64_t *acc, uint64_t v)
     return !__builtin_add_overflow(*acc, v, acc);
 }
 
+/* A path table (put_paths) whose counts add up to at most `most`, into `t` when applying. */
+static bool get_paths(rd_t *r, weft_logs_tp_t *t, uint64_t most, bool apply, int *oom)
+{
+    uint64_t np = get_varint(r), sum = 0;
+    if (np > WEFT_LOGS_MAX_PATHS || np > most) return bad(r, "bad path count");
+    for (uint64_t i = 0; i < np && !r->what; i++) {
+        const uint8_t *h = get_bytes(r, 8);
+        uint64_t c = get_varint(r), len = get_varint(r);
+        if (!h || !c || len == 0 || len > UINT32_MAX) return bad(r, "bad path entry");
+        const uint8_t *text = get_bytes(r, path_keep((uint32_t)len));
+        if (!text) return false;
+        if (!add_ok(&sum, c)) return bad(r, "path counts overflow");
+        if (apply && !t->overflow &&
+            weft_logs_tp_add(t, tools_load_le64(h), (const char *)text, (uint32_t)len,
+                             path_keep((uint32_t)len), c) != 0)
+            *oom = -ENOMEM;
+    }
+    if (!r->what && sum > most) return bad(r, "path counts exceed lines");
+    return !r->what;
+}
+
 /* One pass over the payload: checks everything when apply is false, adds to dst when true. */
 static bool decode(weft_logs_part_t *dst, rd_t *r, uint32_t flags, bool apply, int *oom)
 {
     uint64_t lines = get_varint(r), parsed = get_varint(r), malformed = get_varint(r);
     uint64_t bytes = get_varint(r);
+    uint64_t excluded = r->version >= 2 ? get_varint(r) : 0;
     uint64_t sum = 0;
-    if (parsed + malformed != lines || parsed > lines) return bad(r, "inconsistent line counts");
+    if (parsed > lines || malformed > lines - parsed || excluded != lines - parsed - malformed)
+        return bad(r, "inconsistent line counts");
     uint64_t hourly[24];
     for (int h = 0; h < 24; h++)
         if (!add_ok(&sum, hourly[h] = get_varint(r))) return bad(r, "hourly counts overflow");
@@ -231,12 +267,14 @@ static bool decode(weft_logs_part_t *dst, rd_t *r, uint32_t flags, bool apply, i
     if (ns > WEFT_LOGS_STATUS_MAX) return bad(r, "too many status codes");
     sum = 0;
     int prev = 0;
+    uint64_t status_404 = 0;
     for (uint64_t i = 0; i < ns && !r->what; i++) {
         uint64_t code = get_varint(r), c = get_varint(r);
         if (code < 100 || code >= WEFT_LOGS_STATUS_MAX || (int)code <= prev || !c)
             return bad(r, "bad status code entry");
         prev = (int)code;
         if (!add_ok(&sum, c)) return bad(r, "status counts overflow");
+        if (code == 404) status_404 = c;
         if (apply) dst->status[code] += c;
     }
     if (!r->what && sum != parsed) return bad(r, "status counts do not add up");
@@ -275,6 +313,15 @@ static bool decode(weft_logs_part_t *dst, rd_t *r, uint32_t flags, bool apply, i
         uint64_t c = get_varint(r);
         if (!k || !c) return bad(r, "bad IPv4 entry");
         if (!add_ok(&ipsum, c)) return bad(r, "IPv4 counts overflow");
+        if (!apply) { /* the check pass: count per partition, sample what is new to dst */
+            uint32_t key = tools_load_le32(k);
+            uint64_t h = hash4(key);
+            int part = (int)(h >> PART_SHIFT);
+            if (r->n4[part]++ % T4_SAMPLE == 0) {
+                r->sampled[part]++;
+                r->fresh[part] += !t4_has(&dst->ip4[part], key, h);
+            }
+        }
         if (apply) {
             uint32_t key = tools_load_le32(k);
             uint64_t h = hash4(key);
@@ -301,22 +348,10 @@ static bool decode(weft_logs_part_t *dst, rd_t *r, uint32_t flags, bool apply, i
     }
     if (!r->what && ipsum != parsed) return bad(r, "client counts do not add up");
 
-    uint64_t np = get_varint(r);
-    if (np > WEFT_LOGS_MAX_PATHS || np > parsed) return bad(r, "bad path count");
-    sum = 0;
-    for (uint64_t i = 0; i < np && !r->what; i++) {
-        const uint8_t *h = get_bytes(r, 8);
-        uint64_t c = get_varint(r), len = get_varint(r);
-        if (!h || !c || len == 0 || len > UINT32_MAX) return bad(r, "bad path entry");
-        const uint8_t *text = get_bytes(r, path_keep((uint32_t)len));
-        if (!text) return false;
-        if (!add_ok(&sum, c)) return bad(r, "path counts overflow");
-        if (apply && !dst->paths.overflow &&
-            weft_logs_tp_add(&dst->paths, tools_load_le64(h), (const char *)text, (uint32_t)len,
-                             path_keep((uint32_t)len), c) != 0)
-            *oom = -ENOMEM;
-    }
-    if (!r->what && sum > parsed) return bad(r, "path counts exceed lines");
+    if (!get_paths(r, &dst->paths, parsed, apply, oom)) return false;
+    if (r->version >= 2 && (!get_paths(r, &dst->paths404, status_404, apply, oom) ||
+                            !get_paths(r, &dst->statics, parsed, apply, oom)))
+        return false;
     if (!r->what && r->p != r->end) return bad(r, "trailing bytes");
     if (r->what) return false;
 
@@ -324,10 +359,13 @@ static bool decode(weft_logs_part_t *dst, rd_t *r, uint32_t flags, bool apply, i
         dst->lines += lines;
         dst->parsed += parsed;
         dst->malformed += malformed;
+        dst->excluded += excluded;
         dst->bytes += bytes;
         for (int h = 0; h < 24; h++) dst->hourly[h] += hourly[h];
         if (hc) weft_hist_add_totals(&dst->rt, hsum, hmin, hmax); /* the buckets added hc */
         if (flags & FLAG_PATHS_OVERFLOW) dst->paths.overflow = true;
+        if (flags & FLAG_404_OVERFLOW) dst->paths404.overflow = true;
+        if (flags & FLAG_STATIC_OVERFLOW) dst->statics.overflow = true;
     }
     return true;
 }
@@ -340,9 +378,10 @@ int weft_logs_part_merge_bytes(weft_logs_part_t *dst, const void *data, size_t l
     uint32_t flags = 0;
     if (len < HEADER || memcmp(d, MAGIC, 8) != 0) {
         what = "not a weft logs partial (bad magic)";
-    } else if (tools_load_le32(d + 8) != VERSION) {
+    } else if (tools_load_le32(d + 8) < 1 || tools_load_le32(d + 8) > VERSION) {
         what = "unsupported partial version";
-    } else if ((flags = tools_load_le32(d + 12)) & ~FLAG_PATHS_OVERFLOW) {
+    } else if ((flags = tools_load_le32(d + 12)) &
+               ~(FLAG_PATHS_OVERFLOW | FLAG_404_OVERFLOW | FLAG_STATIC_OVERFLOW)) {
         what = "unknown flags";
     } else if (tools_load_le64(d + 16) != len - HEADER) {
         what = "truncated or extended (length mismatch)";
@@ -356,15 +395,22 @@ int weft_logs_part_merge_bytes(weft_logs_part_t *dst, const void *data, size_t l
         if ((uint32_t)crc != tools_load_le32(d + 24)) what = "checksum mismatch";
     }
     int oom = 0;
-    if (!what) {
-        rd_t r = {d + HEADER, d + len, NULL};
-        if (!decode(dst, &r, flags, false, &oom)) what = r.what;
-    }
+    rd_t r0 = {d + HEADER, d + len, NULL, {0}, {0}, {0}, 0};
+    if (len >= HEADER) r0.version = tools_load_le32(d + 8);
+    if (!what && !decode(dst, &r0, flags, false, &oom)) what = r0.what;
     if (what) {
         if (err && errlen) snprintf(err, errlen, "corrupt partial: %s", what);
         return WEFT_EPARSE;
     }
-    rd_t r = {d + HEADER, d + len, NULL};
+    /* Room for the new keys first, per partition, estimated by the check: the entries of an
+     * unsorted partial come in slot order, and inserting them into a table nearly as full as theirs
+     * would overflow the swept prefix before growing (see weft_logs_part_merge_ip4). */
+    for (int k = 0; k < WEFT_LOGS_PARTS; k++)
+        if (weft_logs_t4_reserve(&dst->ip4[k],
+                                 dst->ip4[k].used +
+                                     t4_estimate(r0.n4[k], r0.sampled[k], r0.fresh[k])) != 0)
+            return -ENOMEM;
+    rd_t r = {d + HEADER, d + len, NULL, {0}, {0}, {0}, r0.version};
     decode(dst, &r, flags, true, &oom);
     return oom;
 }

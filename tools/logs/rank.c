@@ -91,6 +91,51 @@ static int cmp_pathc(const void *x, const void *y)
     return (a->hash > b->hash) - (a->hash < b->hash);
 }
 
+/* The top `n` paths of a table (count descending, then text), as owned strings. */
+static int top_of(const weft_logs_tp_t *tp, size_t n, bool *overflow, uint64_t *distinct,
+                  weft_logs_pathcount_t **list, size_t *count)
+{
+    *overflow = tp->overflow;
+    *count = 0;
+    if (tp->overflow) return 0;
+    *distinct = tp->used;
+    pathc_t *pc = calloc(n ? n : 1, sizeof *pc);
+    if (!pc) return -ENOMEM;
+    topk_t t = {pc, 0, n, sizeof *pc, cmp_pathc};
+    for (size_t i = 0; i < tp->used; i++) {
+        const weft_logs_ep_t *e = &tp->ents[i];
+        pathc_t c = {tp->arena + e->off, e->len, tp_count(tp, i), e->hash};
+        topk_push(&t, &c);
+    }
+    qsort(pc, t.n, sizeof *pc, cmp_pathc);
+    *list = calloc(t.n ? t.n : 1, sizeof **list);
+    if (!*list) {
+        free(pc);
+        return -ENOMEM;
+    }
+    for (size_t i = 0; i < t.n; i++) {
+        uint32_t keep = path_keep(pc[i].len);
+        char *s = malloc(keep + 4);
+        if (!s) {
+            free(pc);
+            return -ENOMEM;
+        }
+        memcpy(s, pc[i].text, keep);
+        strcpy(s + keep, keep < pc[i].len ? "..." : "");
+        (*list)[i] = (weft_logs_pathcount_t){s, pc[i].count};
+        *count = i + 1;
+    }
+    free(pc);
+    return 0;
+}
+
+uint64_t weft_logs_round_quantile(uint64_t us)
+{
+    uint64_t p = 1;
+    while (us / p >= 1000) p *= 10;
+    return p == 1 ? us : (us + p / 2) / p * p;
+}
+
 int weft_logs_report_build(const weft_logs_part_t *p, size_t top_n, size_t top_paths,
                            weft_logs_report_t *out)
 {
@@ -98,6 +143,7 @@ int weft_logs_report_build(const weft_logs_part_t *p, size_t top_n, size_t top_p
     out->lines = p->lines;
     out->parsed = p->parsed;
     out->malformed = p->malformed;
+    out->excluded = p->excluded;
     out->bytes = p->bytes;
     memcpy(out->hourly, p->hourly, sizeof out->hourly);
     memcpy(out->status, p->status, sizeof out->status);
@@ -108,10 +154,10 @@ int weft_logs_report_build(const weft_logs_part_t *p, size_t top_n, size_t top_p
         out->rt_min = h->min;
         out->rt_max = h->max;
         out->rt_avg = (h->sum + h->count / 2) / h->count;
-        out->rt_p50 = weft_hist_quantile(h, 0.50);
-        out->rt_p90 = weft_hist_quantile(h, 0.90);
-        out->rt_p95 = weft_hist_quantile(h, 0.95);
-        out->rt_p99 = weft_hist_quantile(h, 0.99);
+        out->rt_p50 = weft_logs_round_quantile(weft_hist_quantile(h, 0.50));
+        out->rt_p90 = weft_logs_round_quantile(weft_hist_quantile(h, 0.90));
+        out->rt_p95 = weft_logs_round_quantile(weft_hist_quantile(h, 0.95));
+        out->rt_p99 = weft_logs_round_quantile(weft_hist_quantile(h, 0.99));
     }
 
     /* Top IPs: one bounded heap over both tables. */
@@ -142,38 +188,19 @@ int weft_logs_report_build(const weft_logs_part_t *p, size_t top_n, size_t top_p
     out->ntop = t.n;
     qsort(out->top, out->ntop, sizeof *out->top, cmp_ipcount);
 
-    /* Top paths. */
-    out->paths_overflow = p->paths.overflow;
-    if (!p->paths.overflow) {
-        out->distinct_paths = p->paths.used;
-        pathc_t *pc = calloc(top_paths ? top_paths : 1, sizeof *pc);
-        if (!pc) return -ENOMEM;
-        topk_t tp = {pc, 0, top_paths, sizeof *pc, cmp_pathc};
-        for (size_t i = 0; i < p->paths.used; i++) {
-            const weft_logs_ep_t *e = &p->paths.ents[i];
-            pathc_t c = {p->paths.arena + e->off, e->len, tp_count(&p->paths, i), e->hash};
-            topk_push(&tp, &c);
-        }
-        qsort(pc, tp.n, sizeof *pc, cmp_pathc);
-        out->top_paths = calloc(tp.n ? tp.n : 1, sizeof *out->top_paths);
-        if (!out->top_paths) {
-            free(pc);
-            return -ENOMEM;
-        }
-        for (size_t i = 0; i < tp.n; i++) {
-            uint32_t keep = path_keep(pc[i].len);
-            char *s = malloc(keep + 4);
-            if (!s) {
-                free(pc);
-                return -ENOMEM;
-            }
-            memcpy(s, pc[i].text, keep);
-            strcpy(s + keep, keep < pc[i].len ? "..." : "");
-            out->top_paths[i] = (weft_logs_pathcount_t){s, pc[i].count};
-            out->npaths = i + 1;
-        }
-        free(pc);
-    }
+    /* Top paths, and the not-found ones. */
+    int rc = top_of(&p->paths, top_paths, &out->paths_overflow, &out->distinct_paths,
+                    &out->top_paths, &out->npaths);
+    if (!rc)
+        rc = top_of(&p->paths404, top_paths, &out->paths404_overflow, &out->distinct_paths404,
+                    &out->top_paths404, &out->npaths404);
+    if (!rc)
+        rc = top_of(&p->statics, top_paths, &out->statics_overflow, &out->distinct_statics,
+                    &out->top_statics, &out->nstatics);
+    out->static_hits = 0;
+    for (size_t i = 0; i < p->statics.used && !p->statics.overflow; i++)
+        out->static_hits += tp_count(&p->statics, i);
+    if (rc) return rc;
     return 0;
 }
 
@@ -182,5 +209,9 @@ void weft_logs_report_free(weft_logs_report_t *r)
     free(r->top);
     for (size_t i = 0; i < r->npaths; i++) free(r->top_paths[i].path);
     free(r->top_paths);
+    for (size_t i = 0; i < r->npaths404; i++) free(r->top_paths404[i].path);
+    free(r->top_paths404);
+    for (size_t i = 0; i < r->nstatics; i++) free(r->top_statics[i].path);
+    free(r->top_statics);
     memset(r, 0, sizeof *r);
 }

@@ -57,8 +57,10 @@ void weft_logs_print_text(FILE *f, const weft_logs_report_t *r, const weft_logs_
     if (m && m->inputs)
         fprintf(f, "Access log report: %s%s%s%s\n\n", m->inputs, m->formats ? " (format: " : "",
                 m->formats ? m->formats : "", m->formats ? ")" : "");
-    fprintf(f, "  Lines          %s   parsed %s   malformed %s\n", grouped(a, sizeof a, r->lines),
+    fprintf(f, "  Lines          %s   parsed %s   malformed %s", grouped(a, sizeof a, r->lines),
             grouped(b, sizeof b, r->parsed), grouped(c, sizeof c, r->malformed));
+    if (r->excluded) fprintf(f, "   excluded %s", grouped(a, sizeof a, r->excluded));
+    fputc('\n', f);
     fprintf(f, "  Clients        %s distinct IPs\n", grouped(a, sizeof a, r->distinct_ips));
     fprintf(f, "  Bytes sent     %s (%s)\n", human_bytes(a, sizeof a, r->bytes),
             grouped(b, sizeof b, r->bytes));
@@ -127,6 +129,36 @@ void weft_logs_print_text(FILE *f, const weft_logs_report_t *r, const weft_logs_
             fputc('\n', f);
         }
     }
+    uint64_t nf = r->status[404];
+    if (r->paths404_overflow) {
+        fprintf(f, "\nNot found (404): not computed (more than %d distinct paths)\n",
+                WEFT_LOGS_MAX_PATHS);
+    } else if (r->npaths404) {
+        fprintf(f, "\nNot found (404): top %zu paths (of %s)\n", r->npaths404,
+                grouped(a, sizeof a, r->distinct_paths404));
+        for (size_t i = 0; i < r->npaths404; i++) {
+            fprintf(f, "  %3zu  %12s  %5.2f%%  ", i + 1,
+                    grouped(a, sizeof a, r->top_paths404[i].count),
+                    pct(r->top_paths404[i].count, nf));
+            weft_cli_put_safe(f, r->top_paths404[i].path, 60);
+            fputc('\n', f);
+        }
+    }
+    if (r->statics_overflow) {
+        fprintf(f, "\nStatic requests: not computed (more than %d distinct paths)\n",
+                WEFT_LOGS_MAX_PATHS);
+    } else if (r->nstatics) {
+        fprintf(f, "\nStatic requests: %s (%.2f%%), top %zu files (of %s)\n",
+                grouped(a, sizeof a, r->static_hits), pct(r->static_hits, r->parsed), r->nstatics,
+                grouped(b, sizeof b, r->distinct_statics));
+        for (size_t i = 0; i < r->nstatics; i++) {
+            fprintf(f, "  %3zu  %12s  %5.2f%%  ", i + 1,
+                    grouped(a, sizeof a, r->top_statics[i].count),
+                    pct(r->top_statics[i].count, r->parsed));
+            weft_cli_put_safe(f, r->top_statics[i].path, 60);
+            fputc('\n', f);
+        }
+    }
 }
 
 /* ---- JSON ---------------------------------------------------------------------------------- */
@@ -138,6 +170,20 @@ static int json_str(weft_buf_t *b, const char *s)
     int rc = weft_buf_append(b, "\"", 1);
     if (!rc) rc = weft_utf8_escape_json(b, s, strlen(s));
     return rc ? rc : weft_buf_append(b, "\"", 1);
+}
+
+/* ,"KEY":[{"path":..,"count":..}...],"DKEY":N (both null when the table overflowed). */
+static int json_paths(weft_buf_t *b, const char *key, const char *dkey, bool overflow,
+                      const weft_logs_pathcount_t *list, size_t n, uint64_t distinct)
+{
+    if (overflow) return weft_buf_printf(b, ",\"%s\":null,\"%s\":null", key, dkey);
+    int rc = weft_buf_printf(b, ",\"%s\":[", key);
+    for (size_t i = 0; i < n && !rc; i++) {
+        rc |= weft_buf_printf(b, "%s{\"path\":", i ? "," : "");
+        rc |= json_str(b, list[i].path);
+        rc |= weft_buf_printf(b, ",\"count\":%" PRIu64 "}", list[i].count);
+    }
+    return rc | weft_buf_printf(b, "],\"%s\":%" PRIu64, dkey, distinct);
 }
 
 int weft_logs_write_json(weft_buf_t *b, const weft_logs_report_t *r)
@@ -176,17 +222,18 @@ int weft_logs_write_json(weft_buf_t *b, const weft_logs_report_t *r)
         ",\"status_classes\":{\"1xx\":%" PRIu64 ",\"2xx\":%" PRIu64 ",\"3xx\":%" PRIu64
         ",\"4xx\":%" PRIu64 ",\"5xx\":%" PRIu64 ",\"other\":%" PRIu64 "}",
         cls[1], cls[2], cls[3], cls[4], cls[5], cls[6] + cls[7] + cls[8] + cls[9]);
-    if (r->paths_overflow) {
-        rc |= weft_buf_printf(b, ",\"top_paths\":null,\"distinct_paths\":null}\n");
-        return rc ? -ENOMEM : 0;
-    }
-    rc |= weft_buf_printf(b, ",\"top_paths\":[");
-    for (size_t i = 0; i < r->npaths && !rc; i++) {
-        rc |= weft_buf_printf(b, "%s{\"path\":", i ? "," : "");
-        rc |= json_str(b, r->top_paths[i].path);
-        rc |= weft_buf_printf(b, ",\"count\":%" PRIu64 "}", r->top_paths[i].count);
-    }
-    rc |= weft_buf_printf(b, "],\"distinct_paths\":%" PRIu64 "}\n", r->distinct_paths);
+    rc |= json_paths(b, "top_paths", "distinct_paths", r->paths_overflow, r->top_paths, r->npaths,
+                     r->distinct_paths);
+    rc |= json_paths(b, "top_404_paths", "distinct_404_paths", r->paths404_overflow,
+                     r->top_paths404, r->npaths404, r->distinct_paths404);
+    rc |= json_paths(b, "top_static_paths", "distinct_static_paths", r->statics_overflow,
+                     r->top_statics, r->nstatics, r->distinct_statics);
+    if (r->statics_overflow)
+        rc |= weft_buf_printf(b, ",\"static_requests\":null");
+    else
+        rc |= weft_buf_printf(b, ",\"static_requests\":%" PRIu64, r->static_hits);
+    rc |= weft_buf_printf(b, ",\"excluded\":%" PRIu64, r->excluded);
+    rc |= weft_buf_printf(b, "}\n");
     return rc ? -ENOMEM : 0;
 }
 
@@ -319,6 +366,43 @@ int weft_logs_write_html(weft_buf_t *b, const weft_logs_report_t *r, const weft_
             rc |= weft_buf_printf(b, "</td><td class=n>%s</td><td class=n>%.2f%%</td></tr>",
                                   grouped(a, sizeof a, r->top_paths[i].count),
                                   pct(r->top_paths[i].count, r->parsed));
+        }
+        rc |= weft_buf_printf(b, "</table>\n");
+    }
+    rc |= weft_buf_printf(b, "<h2>Not found (404)</h2>");
+    if (r->paths404_overflow) {
+        rc |= weft_buf_printf(b, "<p>Not computed: more than %d distinct paths.</p>\n",
+                              WEFT_LOGS_MAX_PATHS);
+    } else {
+        rc |= weft_buf_printf(b,
+                              "<p>%s distinct paths answered 404.</p><table><tr>"
+                              "<th>#</th><th>Path</th><th>Requests</th><th>Share of 404</th></tr>",
+                              grouped(c, sizeof c, r->distinct_paths404));
+        for (size_t i = 0; i < r->npaths404; i++) {
+            rc |= weft_buf_printf(b, "<tr><td class=n>%zu</td><td>", i + 1);
+            rc |= html_str(b, r->top_paths404[i].path);
+            rc |= weft_buf_printf(b, "</td><td class=n>%s</td><td class=n>%.2f%%</td></tr>",
+                                  grouped(a, sizeof a, r->top_paths404[i].count),
+                                  pct(r->top_paths404[i].count, r->status[404]));
+        }
+        rc |= weft_buf_printf(b, "</table>\n");
+    }
+    rc |= weft_buf_printf(b, "<h2>Static requests</h2>");
+    if (r->statics_overflow) {
+        rc |= weft_buf_printf(b, "<p>Not computed: more than %d distinct paths.</p>\n",
+                              WEFT_LOGS_MAX_PATHS);
+    } else {
+        rc |= weft_buf_printf(b,
+                              "<p>%s requests for %s static files.</p><table><tr>"
+                              "<th>#</th><th>Path</th><th>Requests</th><th>Share</th></tr>",
+                              grouped(a, sizeof a, r->static_hits),
+                              grouped(c, sizeof c, r->distinct_statics));
+        for (size_t i = 0; i < r->nstatics; i++) {
+            rc |= weft_buf_printf(b, "<tr><td class=n>%zu</td><td>", i + 1);
+            rc |= html_str(b, r->top_statics[i].path);
+            rc |= weft_buf_printf(b, "</td><td class=n>%s</td><td class=n>%.2f%%</td></tr>",
+                                  grouped(a, sizeof a, r->top_statics[i].count),
+                                  pct(r->top_statics[i].count, r->parsed));
         }
         rc |= weft_buf_printf(b, "</table>\n");
     }

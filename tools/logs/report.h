@@ -20,7 +20,8 @@ void weft_logs_print_text(FILE *f, const weft_logs_report_t *r, const weft_logs_
 
 /* One JSON object (and a newline): lines, parsed, malformed, hourly, status, top_ips,
  * distinct_ips, bytes, response_time, in that order, then status_classes, top_paths,
- * distinct_paths. Returns 0 or -ENOMEM. Ownership: appends to `out`. */
+ * distinct_paths, top_404_paths, distinct_404_paths, top_static_paths, distinct_static_paths,
+ * static_requests. Returns 0 or -ENOMEM. Ownership: appends to `out`. */
 int weft_logs_write_json(weft_buf_t *out, const weft_logs_report_t *r);
 
 /* A self-contained HTML page (inline CSS and SVG; no scripts, nothing fetched); every text from

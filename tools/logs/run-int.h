@@ -23,6 +23,7 @@ typedef struct input {
     uint64_t size;
     struct stat st;
     weft_logs_format_t fmt;
+    weft_logs_ident_t ident; /* set by the opening (files) or the reader (streams) */
 } input_t;
 
 /* A mapped chunk or a stream block, and what processing it found. */
@@ -48,7 +49,8 @@ typedef struct run {
     chunk_t *chunks; /* mapped files, in file order */
     size_t nchunks;
     _Atomic size_t next;         /* the next unclaimed chunk */
-    _Atomic uint64_t done_bytes; /* for the progress bar only */
+    _Atomic uint64_t done_bytes; /* for the progress bar only: file bytes (compressed ones too) */
+    uint64_t stream_bytes;       /* decoded bytes of the streams (written by the reader only) */
     chunk_t **recs;              /* stream blocks, in stream order (owned by the reader) */
     size_t nrecs, caprecs;
     /* the block queue */

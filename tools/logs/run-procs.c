@@ -34,8 +34,8 @@
 
 /* ---- processes mode -------------------------------------------------------------------- */
 
-/* The task argument: this header, the format spec, the path (both NUL-terminated), then for
- * streams the block's bytes. */
+/* The task argument: this header, the format spec, the path (both NUL-terminated), the format's
+ * filter (weft_logs_filter_t, plain data), then for streams the block's bytes. */
 typedef struct proc_arg {
     uint32_t kind; /* 0: a range of a file, 1: inline bytes */
     uint32_t spec_len, path_len, use_mmap;
@@ -55,6 +55,7 @@ static struct {
     char path[PATH_MAX];
     int fd; /* 0 while unset: workers never use their stdin for this */
     struct stat st;
+    uint64_t size; /* the snapshot's size (the file may have grown since) */
     const char *map;
     char *buf;
     size_t cap;
@@ -65,10 +66,10 @@ static struct {
 static int proc_open(const proc_arg_t *a, const char *path, weft_buf_t *out)
 {
     if (wcache.fd > 0 && strcmp(wcache.path, path) == 0 && (uint64_t)wcache.st.st_dev == a->dev &&
-        (uint64_t)wcache.st.st_ino == a->ino && (uint64_t)wcache.st.st_size == a->size &&
+        (uint64_t)wcache.st.st_ino == a->ino && wcache.size == a->size &&
         (a->use_mmap != 0) == (wcache.map != NULL || a->size == 0))
         return 0;
-    if (wcache.map) munmap((void *)wcache.map, (size_t)wcache.st.st_size);
+    if (wcache.map) munmap((void *)wcache.map, (size_t)wcache.size);
     if (wcache.fd > 0) close(wcache.fd);
     wcache.map = NULL;
     wcache.fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -80,9 +81,13 @@ static int proc_open(const proc_arg_t *a, const char *path, weft_buf_t *out)
         return -e;
     }
     const struct stat *st = &wcache.st;
+    /* The snapshot: the file as it was when the run started, up to that size. A log still
+     * being written only grows (and its mtime moves): that is the same file. A shorter one, or
+     * another file under the name (rotated), is not. */
     if ((uint64_t)st->st_dev != a->dev || (uint64_t)st->st_ino != a->ino ||
-        (uint64_t)st->st_size != a->size || st->st_mtim.tv_sec != a->mtime_s ||
-        st->st_mtim.tv_nsec != a->mtime_ns) {
+        (uint64_t)st->st_size < a->size ||
+        ((uint64_t)st->st_size == a->size &&
+         (st->st_mtim.tv_sec != a->mtime_s || st->st_mtim.tv_nsec != a->mtime_ns))) {
         close(wcache.fd);
         wcache.fd = 0;
         weft_buf_printf(out, "%s changed during the run", path);
@@ -99,6 +104,7 @@ static int proc_open(const proc_arg_t *a, const char *path, weft_buf_t *out)
         }
         wcache.map = m;
     }
+    wcache.size = a->size;
     snprintf(wcache.path, sizeof wcache.path, "%s", path);
     return 0;
 }
@@ -110,7 +116,7 @@ static int proc_chunk(const void *arg, size_t len, weft_buf_t *out)
     memcpy(&a, arg, sizeof a);
     const char *spec = (const char *)arg + sizeof a;
     const char *path = spec + a.spec_len + 1;
-    size_t fixed = sizeof a + a.spec_len + 1 + a.path_len + 1;
+    size_t fixed = sizeof a + a.spec_len + 1 + a.path_len + 1 + sizeof(weft_logs_filter_t);
     if (fixed > len || a.spec_len >= sizeof wcache.spec || a.path_len >= PATH_MAX) return -EINVAL;
     if (strcmp(spec, wcache.spec) != 0) {
         char err[128];
@@ -120,6 +126,7 @@ static int proc_chunk(const void *arg, size_t len, weft_buf_t *out)
         }
         memcpy(wcache.spec, spec, a.spec_len + 1);
     }
+    memcpy(&wcache.fmt.filter, path + a.path_len + 1, sizeof wcache.fmt.filter);
     weft_logs_part_t *p = weft_logs_part_create();
     if (!p) return -ENOMEM;
     weft_logs_chunkres_t res = {0};
@@ -173,6 +180,7 @@ static int submit_proc(run_t *r, weft_procpool_t *pp, const input_t *in, uint32_
     int rc = weft_buf_append(&b, &a, sizeof a);
     if (!rc) rc = weft_buf_append(&b, spec, a.spec_len + 1);
     if (!rc) rc = weft_buf_append(&b, path, a.path_len + 1);
+    if (!rc) rc = weft_buf_append(&b, &in->fmt.filter, sizeof in->fmt.filter);
     if (!rc && dlen) rc = weft_buf_append(&b, data, dlen);
     if (!rc) rc = weft_procpool_submit(pp, PROC_FN, b.data, b.len, 0, f);
     weft_buf_free(&b);

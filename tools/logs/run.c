@@ -39,6 +39,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include <weft/buf.h>
+#include <weft/hash.h>
 #include <weft/err.h>
 #include <weft/future.h>
 #include <weft/pool.h>
@@ -111,10 +112,10 @@ int weft_logs_run(const weft_logs_run_opts_t *o, weft_logs_run_result_t *res, ch
     if (mapped_total / csize > WEFT_LOGS_MAX_CHUNKS) /* a tiny --chunk-size on a big input */
         csize = (mapped_total + WEFT_LOGS_MAX_CHUNKS - 1) / WEFT_LOGS_MAX_CHUNKS;
     if (!code) code = logs_run_make_chunks(&r, csize);
-    uint64_t total = 0;
+    uint64_t total = 0; /* for the bar: file bytes (compressed files: their compressed size) */
     for (size_t i = 0; i < r.nin; i++)
-        total += r.in[i].stream ? (uint64_t)r.in[i].st.st_size : r.in[i].size;
-    res->input_bytes = total;
+        total += r.in[i].stream ? (S_ISREG(r.in[i].st.st_mode) ? (uint64_t)r.in[i].st.st_size : 0)
+                                : r.in[i].size;
     res->nchunks = r.nchunks;
     weft_progress_start(&r.prog, "weft logs", total);
     if (!o->progress || total < (64u << 20)) r.prog.enabled = false;
@@ -122,6 +123,11 @@ int weft_logs_run(const weft_logs_run_opts_t *o, weft_logs_run_result_t *res, ch
         code = o->mode == WEFT_LOGS_PROCESSES ? logs_run_processes(&r, res)
                                               : logs_run_threads(&r, res);
     weft_progress_finish(&r.prog);
+    res->input_bytes = mapped_total + r.stream_bytes; /* decoded bytes analysed */
+    res->idents = NULL;
+    if (!code && !(res->idents = malloc(r.nin * sizeof *res->idents)))
+        code = logs_run_failf(&r, WEFT_EXIT_INTERNAL, "out of memory");
+    for (size_t i = 0; !code && i < r.nin; i++) res->idents[i] = r.in[i].ident;
 
     if (!code) { /* line numbers: each chunk counted its own lines; offset them in order */
         uint64_t base = 0;
@@ -157,8 +163,38 @@ int weft_logs_run(const weft_logs_run_opts_t *o, weft_logs_run_result_t *res, ch
     return code;
 }
 
+void weft_logs_ident_add(weft_logs_identacc_t *a, const void *data, size_t len)
+{
+    const unsigned char *d = data;
+    a->total += len;
+    if (a->hlen < WEFT_LOGS_IDENT_EDGE) {
+        size_t k = WEFT_LOGS_IDENT_EDGE - a->hlen < len ? WEFT_LOGS_IDENT_EDGE - a->hlen : len;
+        memcpy(a->head + a->hlen, d, k);
+        a->hlen += k;
+        d += k;
+        len -= k;
+    }
+    if (len >= WEFT_LOGS_IDENT_EDGE) {
+        memcpy(a->tail, d + len - WEFT_LOGS_IDENT_EDGE, WEFT_LOGS_IDENT_EDGE);
+        a->tlen = WEFT_LOGS_IDENT_EDGE;
+    } else if (len) {
+        size_t keep = a->tlen < WEFT_LOGS_IDENT_EDGE - len ? a->tlen : WEFT_LOGS_IDENT_EDGE - len;
+        memmove(a->tail, a->tail + a->tlen - keep, keep);
+        memcpy(a->tail + keep, d, len);
+        a->tlen = keep + len;
+    }
+}
+
+weft_logs_ident_t weft_logs_ident_done(const weft_logs_identacc_t *a)
+{
+    uint64_t h[3] = {a->total, weft_hash(a->head, a->hlen), weft_hash(a->tail, a->tlen)};
+    return (weft_logs_ident_t){a->total, weft_hash(h, sizeof h)};
+}
+
 void weft_logs_run_result_free(weft_logs_run_result_t *res)
 {
+    free(res->idents);
+    res->idents = NULL;
     weft_logs_part_destroy(res->part);
     res->part = NULL;
 }

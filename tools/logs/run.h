@@ -27,10 +27,11 @@ typedef struct weft_logs_run_opts {
     size_t nfiles;
     int jobs; /* >= 1 */
     weft_logs_mode_t mode;
-    uint64_t chunk_size; /* 0: the defaults above */
-    const char *format;  /* NULL or "auto": detect per file */
-    bool use_mmap;       /* map files instead of pread into per-worker buffers */
-    bool progress;       /* draw a progress bar when stderr is a terminal */
+    uint64_t chunk_size;              /* 0: the defaults above */
+    const char *format;               /* NULL or "auto": detect per file */
+    bool use_mmap;                    /* map files instead of pread into per-worker buffers */
+    bool progress;                    /* draw a progress bar when stderr is a terminal */
+    const weft_logs_filter_t *filter; /* NULL: none */
 } weft_logs_run_opts_t;
 
 typedef struct weft_logs_badline {
@@ -40,6 +41,23 @@ typedef struct weft_logs_badline {
     char text[WEFT_LOGS_BAD_TEXT];
 } weft_logs_badline_t;
 
+/* What an input was, for telling whether two partials counted the same input: its decoded size
+ * and a hash of its first and last 64 KiB (decoded). The same bytes give the same identity
+ * under any name, compressed or not, from a file or a stream. */
+#define WEFT_LOGS_IDENT_EDGE 65536
+typedef struct weft_logs_ident {
+    uint64_t size, hash;
+} weft_logs_ident_t;
+
+/* Accumulates an identity from a stream's bytes in order. */
+typedef struct weft_logs_identacc {
+    uint64_t total;
+    size_t hlen, tlen;
+    unsigned char head[WEFT_LOGS_IDENT_EDGE], tail[WEFT_LOGS_IDENT_EDGE];
+} weft_logs_identacc_t;
+void weft_logs_ident_add(weft_logs_identacc_t *a, const void *data, size_t len);
+weft_logs_ident_t weft_logs_ident_done(const weft_logs_identacc_t *a);
+
 typedef struct weft_logs_run_result {
     weft_logs_part_t *part; /* owned: free with weft_logs_part_destroy */
     size_t nbad;            /* the first malformed lines, by file then line number */
@@ -48,6 +66,7 @@ typedef struct weft_logs_run_result {
     size_t nchunks;
     uint64_t input_bytes;
     uint64_t scan_ns, merge_ns; /* the parallel pass; the merge (processes: of all results) */
+    weft_logs_ident_t *idents;  /* owned: one per input, in order */
 } weft_logs_run_result_t;
 
 /* Widens the byte range [start, end) of a mapping of `size` bytes to whole lines: the chunk owns

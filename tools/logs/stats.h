@@ -49,6 +49,7 @@ typedef struct weft_logs_t4 {
     uint32_t mask, used, limit;
     uint32_t nspill, capspill;
     weft_logs_spill_t *spill;
+    uint64_t probes; /* slots examined by weft_logs_t4_slot (inserts and merges), for tests */
 } weft_logs_t4_t;
 
 typedef struct weft_logs_e6 {
@@ -83,13 +84,16 @@ typedef struct weft_logs_tp {
 
 typedef struct weft_logs_part {
     uint64_t lines, parsed, malformed, bytes;
+    uint64_t excluded; /* lines left out by the filter (lines = parsed + malformed + excluded) */
     uint64_t hourly[24];
     uint64_t status[WEFT_LOGS_STATUS_MAX];
     weft_hist_t rt; /* response times in microseconds */
     weft_logs_t4_t ip4[WEFT_LOGS_PARTS];
     weft_logs_t6_t ip6;
     weft_logs_tp_t paths;
-    int oom; /* an allocation failed: the part is incomplete (-ENOMEM) */
+    weft_logs_tp_t paths404; /* the paths of 404 responses (GoAccess's "not found" panel) */
+    weft_logs_tp_t statics;  /* the paths of static files (weft_logs_is_static) */
+    int oom;                 /* an allocation failed: the part is incomplete (-ENOMEM) */
 } weft_logs_part_t;
 
 /* Allocates an empty part. Returns NULL when out of memory. Ownership: returns owned; free with
@@ -169,7 +173,7 @@ typedef struct weft_logs_pathcount {
 } weft_logs_pathcount_t;
 
 typedef struct weft_logs_report {
-    uint64_t lines, parsed, malformed, bytes;
+    uint64_t lines, parsed, malformed, bytes, excluded;
     uint64_t hourly[24];
     uint64_t status[WEFT_LOGS_STATUS_MAX];
     uint64_t distinct_ips;
@@ -181,6 +185,14 @@ typedef struct weft_logs_report {
     uint64_t distinct_paths;
     size_t npaths;
     weft_logs_pathcount_t *top_paths; /* owned */
+    bool paths404_overflow;           /* not-found (404) paths, as top_paths */
+    uint64_t distinct_paths404;
+    size_t npaths404;
+    weft_logs_pathcount_t *top_paths404; /* owned */
+    bool statics_overflow;               /* static requests, as top_paths */
+    uint64_t distinct_statics, static_hits;
+    size_t nstatics;
+    weft_logs_pathcount_t *top_statics; /* owned */
 } weft_logs_report_t;
 
 /* Builds the report: top `top_n` IPs (count descending, then IPv4 before IPv6, then address
@@ -189,6 +201,16 @@ typedef struct weft_logs_report {
 int weft_logs_report_build(const weft_logs_part_t *p, size_t top_n, size_t top_paths,
                            weft_logs_report_t *out);
 void weft_logs_report_free(weft_logs_report_t *r);
+
+/* Whether a request path names a static file, by its extension (case-insensitive), as
+ * GoAccess's default static list: css js map jpg jpeg png gif ico svg webp bmp tif tiff avif
+ * woff woff2 ttf otf eot pdf txt csv xml json mp3 mp4 ogg webm avi flv mpeg mpg swf zip gz tgz
+ * tar rar 7z iso exe doc docx xls xlsx ppt pptx. */
+bool weft_logs_is_static(const char *path, size_t len);
+
+/* A percentile as the report prints it: rounded to 3 significant digits, the precision the
+ * histogram has (< 1 % relative error), so that 0.016 in the log is not shown as 0.016031. */
+uint64_t weft_logs_round_quantile(uint64_t us);
 
 /* Orders two IP counts as the report does: negative if `a` ranks first. */
 int weft_logs_ipcount_cmp(const weft_logs_ipcount_t *a, const weft_logs_ipcount_t *b);

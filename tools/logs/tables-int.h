@@ -47,6 +47,28 @@ static inline uint64_t spill_get(const weft_logs_t4_t *t, uint32_t key)
     return 0;
 }
 
+/* Whether `key` (hash `h` = hash4(key)) is in the table. */
+static inline bool t4_has(const weft_logs_t4_t *t, uint32_t key, uint64_t h)
+{
+    for (uint32_t i = slot4(h) & t->mask;; i = (i + 1) & t->mask) {
+        if (!t->slots[i].count) return false;
+        if (t->slots[i].key == key) return true;
+    }
+}
+
+/* Sampling: one entry in T4_SAMPLE is looked up in the destination before a merge, to estimate
+ * how many keys are new to it. */
+#define T4_SAMPLE 32
+
+/* The room to reserve for `n` incoming keys of which `sampled` were looked up and `fresh` were
+ * new: the estimate plus 1/8 and a constant, so that growth mid-merge stays rare. */
+static inline uint64_t t4_estimate(uint64_t n, uint64_t sampled, uint64_t fresh)
+{
+    uint64_t est = sampled ? n * fresh / sampled : n;
+    est += est / 8 + 1024;
+    return est < n ? est : n;
+}
+
 /* ---- IPv6 ---- */
 
 static inline uint64_t hash6(const uint8_t *a)
@@ -116,10 +138,14 @@ static inline uint64_t *tp_find(const weft_logs_tp_t *t, uint64_t h)
     return weft_htab_find(&t->counts, nonzero(h), NULL, NULL, NULL);
 }
 
+/* The top bit of a path's count in a part's main path table marks a static file, decided once
+ * when the path is first seen (weft_logs_is_static): readers of counts mask it (tp_count). */
+#define TP_STATIC (UINT64_C(1) << 63)
+
 /* The count of the i-th path (first-seen order). */
 static inline uint64_t tp_count(const weft_logs_tp_t *t, size_t i)
 {
-    return *tp_find(t, t->ents[i].hash);
+    return *tp_find(t, t->ents[i].hash) & ~TP_STATIC;
 }
 
 static inline uint32_t path_keep(uint32_t len)
@@ -133,6 +159,9 @@ void weft_logs_t4_free(weft_logs_t4_t *t);
 /* Finds or inserts `key` (hash `h` = hash4(key)); returns its slot, or NULL when growing
  * failed. */
 weft_logs_e4_t *weft_logs_t4_slot(weft_logs_t4_t *t, uint32_t key, uint64_t h);
+/* Grows the table so that it holds `n` keys in all without growing again (at most 2^31 slots).
+ * Returns 0 or -ENOMEM (the table is unchanged). */
+int weft_logs_t4_reserve(weft_logs_t4_t *t, uint64_t n);
 /* Adds `carry` to the spilled part of `key`'s count; out of memory sets *oom. */
 void weft_logs_spill_add(weft_logs_t4_t *t, uint32_t key, uint64_t carry, int *oom);
 

@@ -66,9 +66,9 @@ void weft_logs_t4_free(weft_logs_t4_t *t)
     memset(t, 0, sizeof *t);
 }
 
-static int t4_grow(weft_logs_t4_t *t)
+/* Rehashes into `cap` slots (a power of two, larger than the current one). */
+static int t4_resize(weft_logs_t4_t *t, uint32_t cap)
 {
-    uint32_t cap = (t->mask + 1) * 2;
     if (cap == 0 || cap > (UINT32_C(1) << 31)) return -ENOMEM;
     weft_logs_e4_t *s = slots_alloc(cap, sizeof *s);
     if (!s) return -ENOMEM;
@@ -85,6 +85,19 @@ static int t4_grow(weft_logs_t4_t *t)
     t->mask = mask;
     t->limit = cap / 4 * 3;
     return 0;
+}
+
+static int t4_grow(weft_logs_t4_t *t)
+{
+    return t4_resize(t, (t->mask + 1) * 2);
+}
+
+int weft_logs_t4_reserve(weft_logs_t4_t *t, uint64_t n)
+{
+    uint64_t cap = (uint64_t)t->mask + 1;
+    while (n > cap / 4 * 3) cap *= 2;
+    if (cap > (UINT64_C(1) << 31)) cap = UINT64_C(1) << 31; /* the most a table holds */
+    return cap > (uint64_t)t->mask + 1 ? t4_resize(t, (uint32_t)cap) : 0;
 }
 
 void weft_logs_spill_add(weft_logs_t4_t *t, uint32_t key, uint64_t carry, int *oom)
@@ -112,7 +125,7 @@ void weft_logs_spill_add(weft_logs_t4_t *t, uint32_t key, uint64_t carry, int *o
 weft_logs_e4_t *weft_logs_t4_slot(weft_logs_t4_t *t, uint32_t key, uint64_t h)
 {
     uint32_t i = slot4(h) & t->mask;
-    for (;;) {
+    for (;; t->probes++) {
         weft_logs_e4_t *e = &t->slots[i];
         if (e->key == key && e->count) return e;
         if (!e->count) {
