@@ -182,6 +182,10 @@ typedef struct weft_http_opts {
     weft_http_data_fn on_data; /* optional streaming callback */
     void *data_arg;
     const atomic_bool *cancel; /* optional: set it to abort the transfer with -ECANCELED */
+    const char *post_body;     /* when set: a POST of these post_len bytes (copied), not a GET */
+    size_t post_len;
+    const char *const *headers; /* extra request headers, "Name: value", NULL-terminated (copied);
+                                   NULL: none */
 } weft_http_opts_t;
 
 /* One transfer on the loop. */
@@ -203,9 +207,10 @@ int weft_loop_http_start(weft_loop_t *loop, const weft_http_opts_t *opts, weft_h
  * loop thread only, and not from an on_data callback. */
 int weft_loop_http_cancel(weft_http_t *h);
 
-/* Starts a transfer from any thread and returns a future for it. The future's status is
- * resp->error and its value is the weft_http_resp_t * (owned by the future, with its body if
- * opts->keep_body). weft_future_cancel() on it aborts the transfer. on_data, if set, runs on the
+/* Starts a transfer from any thread and returns a future for it (GET only: post_body and headers
+ * make it fail with -EINVAL; use weft_loop_http_start on the loop thread for those). The future's
+ * status is resp->error and its value is the weft_http_resp_t * (owned by the future, with its body
+ * if opts->keep_body). weft_future_cancel() on it aborts the transfer. on_data, if set, runs on the
  * loop thread. Returns 0, -ENOMEM, -EINVAL or -ESHUTDOWN (*out = NULL). Ownership: returns an
  * owned future reference; release it. Thread safety: any thread. */
 int weft_loop_http_fetch(weft_loop_t *loop, const weft_http_opts_t *opts, weft_future_t **out);
