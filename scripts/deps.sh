@@ -12,7 +12,7 @@ build_pkgs=(
 )
 bench_pkgs=(
   mawk goaccess nginx-light hyperfine parallel python3 python3-aiohttp python3-requests
-  python3-bs4 curl
+  python3-bs4 curl wrk python3-fastapi python3-uvicorn python3-asyncpg python3-redis python3-httpx
 )
 
 want=("${build_pkgs[@]}")
