@@ -34,6 +34,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "orders/order.h"
 
@@ -323,11 +324,13 @@ int api_start(engine_t *e, const char *host, int port, int threads, api_t **out,
 void api_stop(api_t *a)
 {
     if (!a) return;
-    MHD_quiesce_daemon(a->d);
+    /* The listening socket is ours once quiesced: close it after the daemon stops. */
+    MHD_socket lfd = MHD_quiesce_daemon(a->d);
     pthread_mutex_lock(&a->mu);
     while (a->pending) pthread_cond_wait(&a->cv, &a->mu);
     pthread_mutex_unlock(&a->mu);
     MHD_stop_daemon(a->d);
+    if (lfd != MHD_INVALID_SOCKET) close(lfd);
     pthread_mutex_destroy(&a->mu);
     pthread_cond_destroy(&a->cv);
     free(a);

@@ -1,0 +1,568 @@
+/* Tests of the order engine (`weft orders serve`, tools/orders/): the engine, its HTTP API and
+ * S's payment mock run in this process (free ports, a SQLite database in the test's temporary
+ * directory) and are driven over HTTP with libcurl. The crash test runs the engine as a child
+ * (the weft binary from WEFT_BIN), kills it with SIGKILL under load and restarts it. */
+#include <curl/curl.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <weft/buf.h>
+#include <weft/loop.h>
+#include <weft/sys.h>
+
+#include "harness.h"
+#include "orders/api.h"
+#include "orders/engine.h"
+#include "orders/mock.h"
+#include "orders/order.h"
+
+/* As in test-loop: libuv's process-wide signal pipe and TSan's background thread appear at the
+ * first loop; create one before the tests so the per-test leak check sees only the test's own. */
+__attribute__((constructor)) static void warm_up(void)
+{
+    weft_loop_opts_t o = {.own_thread = true};
+    weft_loop_t *loop;
+    if (weft_loop_create(&loop, &o) == 0) weft_loop_destroy(loop);
+}
+
+static size_t on_body(char *p, size_t size, size_t n, void *ud)
+{
+    return weft_buf_append(ud, p, size * n) == 0 ? size * n : 0;
+}
+
+/* One request; returns the HTTP status (0: no answer). key NULL: no Idempotency-Key; body NULL:
+ * no body. The answer goes to out (may be NULL). */
+static long http(CURL *c, const char *method, const char *url, const char *key, const char *body,
+                 weft_buf_t *out)
+{
+    weft_buf_t sink;
+    weft_buf_init(&sink, 1 << 20);
+    if (!out) out = &sink;
+    weft_buf_reset(out);
+    struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
+    char kh[1024];
+    if (key) {
+        snprintf(kh, sizeof kh, "Idempotency-Key: %s", key);
+        h = curl_slist_append(h, kh);
+    }
+    h = curl_slist_append(h, "Expect:");
+    curl_easy_reset(c);
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+    if (body) {
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
+    }
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, out);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 30000L);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    long status = 0;
+    if (curl_easy_perform(c) == CURLE_OK) curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+    curl_slist_free_all(h);
+    weft_buf_free(&sink);
+    return status;
+}
+
+/* The engine, its API and a mock, in this process. */
+typedef struct svc {
+    orders_mock_t *mock;
+    engine_t *e;
+    api_t *api;
+    char url[128], mock_url[128], db[512];
+    CURL *c;
+} svc_t;
+
+static void svc_start(svc_t *s, orders_mock_opts_t mo, engine_opts_t eo)
+{
+    memset(s, 0, sizeof *s);
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    if (!mo.seed) mo.seed = 7;
+    CHECK_EQ(orders_mock_start(&mo, &s->mock, s->mock_url, sizeof s->mock_url), 0);
+    snprintf(s->db, sizeof s->db, "sqlite:%s/orders.db", weft_test_tmpdir());
+    eo.db_url = s->db;
+    eo.payment_url = s->mock_url;
+    char err[256];
+    int rc = engine_create(&eo, &s->e, err, sizeof err);
+    CHECK_MSG(rc == 0, "engine_create: %d %s", rc, err);
+    rc = api_start(s->e, "127.0.0.1", 0, 2, &s->api, s->url, sizeof s->url, err, sizeof err);
+    CHECK_MSG(rc == 0, "api_start: %d %s", rc, err);
+    s->c = curl_easy_init();
+}
+
+static void svc_stop(svc_t *s)
+{
+    curl_easy_cleanup(s->c);
+    api_stop(s->api);
+    engine_destroy(s->e);
+    orders_mock_stop(s->mock);
+    curl_global_cleanup();
+}
+
+static long req(svc_t *s, const char *method, const char *path, const char *key, const char *body,
+                weft_buf_t *out)
+{
+    char url[512];
+    snprintf(url, sizeof url, "%s%s", s->url, path);
+    return http(s->c, method, url, key, body, out);
+}
+
+static void set_stock(svc_t *s, const char *sku, long qty)
+{
+    char path[256], body[64];
+    snprintf(path, sizeof path, "/stock/%s", sku);
+    snprintf(body, sizeof body, "{\"qty\":%ld}", qty);
+    CHECK_EQ(req(s, "PUT", path, NULL, body, NULL), 200);
+}
+
+/* Waits until no order is in flight (every accepted order terminal). */
+static void wait_idle(svc_t *s)
+{
+    for (int i = 0; engine_live(s->e) != 0; i++) {
+        CHECK_MSG(i < 60000, "orders still in flight: %zu", engine_live(s->e));
+        usleep(1000);
+    }
+}
+
+static json_t *get_json(svc_t *s, const char *path, long want)
+{
+    weft_buf_t b;
+    weft_buf_init(&b, 1 << 22);
+    long st = req(s, "GET", path, NULL, NULL, &b);
+    CHECK_MSG(st == want, "GET %s: %ld (want %ld): %s", path, st, want, b.data ? b.data : "");
+    json_t *j = json_loads(b.data ? b.data : "", 0, NULL);
+    CHECK_MSG(j != NULL, "GET %s: not JSON: %s", path, b.data ? b.data : "");
+    weft_buf_free(&b);
+    return j;
+}
+
+static const char *order_body(char *buf, size_t n, const char *sku, int qty)
+{
+    snprintf(buf, n,
+             "{\"user\":\"u1\",\"items\":[{\"sku\":\"%s\",\"qty\":%d}],\"amount_cents\":1999,"
+             "\"payment_token\":\"tok_1\"}",
+             sku, qty);
+    return buf;
+}
+
+/* ---- API errors ---- */
+
+static void expect_error(svc_t *s, const char *method, const char *path, const char *key,
+                         const char *body, long status, const char *words)
+{
+    weft_buf_t b;
+    weft_buf_init(&b, 1 << 20);
+    long st = req(s, method, path, key, body, &b);
+    CHECK_MSG(st == status, "%s %s %.80s: status %ld, want %ld (%s)", method, path,
+              body ? body : "", st, status, b.data ? b.data : "");
+    json_t *j = json_loads(b.data ? b.data : "", 0, NULL);
+    const char *e = json_string_value(json_object_get(j, "error"));
+    CHECK_MSG(e && strstr(e, words), "%.80s: error '%s' does not name '%s'", body ? body : "",
+              e ? e : "(none)", words);
+    json_decref(j);
+    weft_buf_free(&b);
+}
+
+TEST_T(api_errors_for_every_bad_input, 60)
+{
+    svc_t s;
+    svc_start(&s, (orders_mock_opts_t){0}, (engine_opts_t){0});
+    const char *P = "/orders";
+    const char *ok = "{\"user\":\"u\",\"items\":[{\"sku\":\"a\",\"qty\":1}],\"amount_cents\":1,"
+                     "\"payment_token\":\"t\"}";
+    static const struct {
+        const char *body, *words;
+    } bad[] = {
+        {"", "bad JSON"},
+        {"{", "bad JSON"},
+        {"[1,2]", "JSON object"},
+        {"{\"items\":[{\"sku\":\"a\",\"qty\":1}],\"amount_cents\":1,\"payment_token\":\"t\"}",
+         "'user'"},
+        {"{\"user\":5,\"items\":[{\"sku\":\"a\",\"qty\":1}],\"amount_cents\":1,\"payment_token\":"
+         "\"t\"}",
+         "'user' must be a string"},
+        {"{\"user\":\"u\",\"amount_cents\":1,\"payment_token\":\"t\"}", "'items'"},
+        {"{\"user\":\"u\",\"items\":{},\"amount_cents\":1,\"payment_token\":\"t\"}",
+         "'items' must be an array"},
+        {"{\"user\":\"u\",\"items\":[],\"amount_cents\":1,\"payment_token\":\"t\"}",
+         "'items' must not be empty"},
+        {"{\"user\":\"u\",\"items\":[{\"sku\":\"a\",\"qty\":0}],\"amount_cents\":1,"
+         "\"payment_token\":\"t\"}",
+         "items[0].qty"},
+        {"{\"user\":\"u\",\"items\":[{\"sku\":\"a\",\"qty\":-3}],\"amount_cents\":1,"
+         "\"payment_token\":\"t\"}",
+         "items[0].qty"},
+        {"{\"user\":\"u\",\"items\":[{\"sku\":\"a\",\"qty\":\"1\"}],\"amount_cents\":1,"
+         "\"payment_token\":\"t\"}",
+         "items[0].qty must be an integer"},
+        {"{\"user\":\"u\",\"items\":[{\"sku\":\"a\",\"qty\":1.5}],\"amount_cents\":1,"
+         "\"payment_token\":\"t\"}",
+         "items[0].qty must be an integer"},
+        {"{\"user\":\"u\",\"items\":[{\"qty\":1}],\"amount_cents\":1,\"payment_token\":\"t\"}",
+         "items[0].sku"},
+        {"{\"user\":\"u\",\"items\":[5],\"amount_cents\":1,\"payment_token\":\"t\"}",
+         "items[0] must be an object"},
+        {"{\"user\":\"u\",\"items\":[{\"sku\":\"a\",\"qty\":1},{\"sku\":\"a\",\"qty\":2}],"
+         "\"amount_cents\":1,\"payment_token\":\"t\"}",
+         "repeats"},
+        {"{\"user\":\"u\",\"items\":[{\"sku\":\"a\",\"qty\":1}],\"payment_token\":\"t\"}",
+         "'amount_cents'"},
+        {"{\"user\":\"u\",\"items\":[{\"sku\":\"a\",\"qty\":1}],\"amount_cents\":\"1\","
+         "\"payment_token\":\"t\"}",
+         "'amount_cents' must be an integer"},
+        {"{\"user\":\"u\",\"items\":[{\"sku\":\"a\",\"qty\":1}],\"amount_cents\":-1,"
+         "\"payment_token\":\"t\"}",
+         "'amount_cents' must be >= 0"},
+        {"{\"user\":\"u\",\"items\":[{\"sku\":\"a\",\"qty\":1}],\"amount_cents\":1}",
+         "'payment_token'"},
+        {"{\"user\":\"u\",\"user\":\"v\",\"items\":[{\"sku\":\"a\",\"qty\":1}],\"amount_cents\":1,"
+         "\"payment_token\":\"t\"}",
+         "bad JSON"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char key[32];
+        snprintf(key, sizeof key, "bad-%zu", i);
+        expect_error(&s, "POST", P, key, bad[i].body, 400, bad[i].words);
+    }
+    /* 101 items */
+    weft_buf_t big;
+    weft_buf_init(&big, 0);
+    weft_buf_printf(&big, "{\"user\":\"u\",\"amount_cents\":1,\"payment_token\":\"t\",\"items\":[");
+    for (int i = 0; i < 101; i++)
+        weft_buf_printf(&big, "%s{\"sku\":\"s%d\",\"qty\":1}", i ? "," : "", i);
+    weft_buf_printf(&big, "]}");
+    expect_error(&s, "POST", P, "k-101", big.data, 400, "more than 100");
+    /* over 64 KiB: 413 */
+    weft_buf_reset(&big);
+    weft_buf_printf(&big, "{\"user\":\"");
+    for (int i = 0; i < 70000; i++) weft_buf_append(&big, "x", 1);
+    weft_buf_printf(&big, "\"}");
+    expect_error(&s, "POST", P, "k-big", big.data, 413, "larger than 65536");
+    weft_buf_free(&big);
+    /* the key: missing, empty, over 255 bytes */
+    expect_error(&s, "POST", P, NULL, ok, 400, "Idempotency-Key");
+    char longkey[300];
+    memset(longkey, 'k', 256);
+    longkey[256] = 0;
+    expect_error(&s, "POST", P, longkey, ok, 400, "longer than 255");
+    longkey[255] = 0; /* 255 bytes is allowed */
+    CHECK_EQ(req(&s, "POST", P, longkey, ok, NULL), 201);
+    /* routes, methods, unknown ids and SKUs, PUT /stock bodies */
+    expect_error(&s, "GET", "/nope", NULL, NULL, 404, "not found");
+    expect_error(&s, "DELETE", "/orders", NULL, NULL, 405, "method");
+    expect_error(&s, "GET", "/orders/o123", NULL, NULL, 404, "no such order");
+    expect_error(&s, "GET", "/stock/none", NULL, NULL, 404, "no such sku");
+    expect_error(&s, "PUT", "/stock/a", NULL, "{\"qty\":-1}", 400, "'qty'");
+    expect_error(&s, "PUT", "/stock/a", NULL, "{\"qty\":\"5\"}", 400, "'qty'");
+    expect_error(&s, "PUT", "/stock/a", NULL, "{}", 400, "'qty'");
+    expect_error(&s, "PUT", "/stock/a", NULL, "nope", 400, "JSON");
+    /* Nothing bad became an order: only the one with the 255-byte key. */
+    wait_idle(&s);
+    json_t *st = get_json(&s, "/stats", 200);
+    json_t *cnt = json_object_get(st, "counters");
+    CHECK_EQ(json_integer_value(json_object_get(cnt, "accepted")), 1);
+    json_decref(st);
+    svc_stop(&s);
+}
+
+/* ---- idempotency ---- */
+
+TEST_T(same_key_same_body_same_id_other_body_422, 60)
+{
+    svc_t s;
+    svc_start(&s, (orders_mock_opts_t){0}, (engine_opts_t){0});
+    set_stock(&s, "sku-1", 10);
+    char body[256], other[256];
+    weft_buf_t a, b;
+    weft_buf_init(&a, 4096);
+    weft_buf_init(&b, 4096);
+    CHECK_EQ(req(&s, "POST", "/orders", "key-1", order_body(body, sizeof body, "sku-1", 1), &a),
+             201);
+    json_t *ja = json_loads(a.data, 0, NULL);
+    const char *id = json_string_value(json_object_get(ja, "id"));
+    CHECK(id && strlen(id) == ORDER_ID_LEN);
+    CHECK_STR_EQ(json_string_value(json_object_get(ja, "status")), "accepted");
+    /* The same order spelled differently is the same body. */
+    const char *respelled = "{ \"payment_token\":\"tok_1\", \"amount_cents\":1999, \"items\":"
+                            "[ {\"qty\":1, \"sku\":\"sku-1\"} ], \"user\":\"u1\" }";
+    CHECK_EQ(req(&s, "POST", "/orders", "key-1", respelled, &b), 200);
+    json_t *jb = json_loads(b.data, 0, NULL);
+    CHECK_STR_EQ(json_string_value(json_object_get(jb, "id")), id);
+    expect_error(&s, "POST", "/orders", "key-1", order_body(other, sizeof other, "sku-1", 2), 422,
+                 "another body");
+    wait_idle(&s);
+    char path[64];
+    snprintf(path, sizeof path, "/orders/%s", id);
+    json_t *o = get_json(&s, path, 200);
+    CHECK_STR_EQ(json_string_value(json_object_get(o, "status")), "shipped");
+    CHECK_EQ(json_integer_value(json_object_get(o, "amount_cents")), 1999);
+    CHECK(json_integer_value(json_object_get(o, "completed_ms")) >=
+          json_integer_value(json_object_get(o, "created_ms")));
+    CHECK(json_object_get(json_object_get(o, "stages"), "payment") != NULL);
+    json_t *stock = get_json(&s, "/stock/sku-1", 200);
+    CHECK_EQ(json_integer_value(json_object_get(stock, "available")), 9);
+    CHECK_EQ(json_integer_value(json_object_get(stock, "reserved")), 1);
+    json_decref(stock);
+    json_decref(o);
+    json_decref(ja);
+    json_decref(jb);
+    weft_buf_free(&a);
+    weft_buf_free(&b);
+    svc_stop(&s);
+}
+
+#define RACERS 50
+static struct {
+    svc_t *s;
+    pthread_barrier_t go;
+    long status[RACERS];
+    char id[RACERS][ORDER_ID_LEN + 1];
+    const char *key;
+} race;
+
+static void *racer(void *arg)
+{
+    int i = (int)(intptr_t)arg;
+    CURL *c = curl_easy_init();
+    weft_buf_t out;
+    weft_buf_init(&out, 4096);
+    char url[256], body[256];
+    snprintf(url, sizeof url, "%s/orders", race.s->url);
+    order_body(body, sizeof body, "sku-1", 1);
+    pthread_barrier_wait(&race.go);
+    race.status[i] = http(c, "POST", url, race.key, body, &out);
+    json_t *j = json_loads(out.data ? out.data : "", 0, NULL);
+    const char *id = json_string_value(json_object_get(j, "id"));
+    snprintf(race.id[i], sizeof race.id[i], "%s", id ? id : "");
+    json_decref(j);
+    weft_buf_free(&out);
+    curl_easy_cleanup(c);
+    return NULL;
+}
+
+TEST_T(same_key_from_50_connections_makes_one_order, 120)
+{
+    svc_t s;
+    svc_start(&s, (orders_mock_opts_t){0}, (engine_opts_t){0});
+    set_stock(&s, "sku-1", 1000);
+    race.s = &s;
+    for (int round = 0; round < 3; round++) {
+        char key[32];
+        snprintf(key, sizeof key, "race-%d", round);
+        race.key = key;
+        pthread_barrier_init(&race.go, NULL, RACERS);
+        pthread_t th[RACERS];
+        for (int i = 0; i < RACERS; i++)
+            CHECK_EQ(pthread_create(&th[i], NULL, racer, (void *)(intptr_t)i), 0);
+        for (int i = 0; i < RACERS; i++) pthread_join(th[i], NULL);
+        pthread_barrier_destroy(&race.go);
+        int created = 0;
+        const char *id = NULL;
+        for (int i = 0; i < RACERS; i++) {
+            CHECK_MSG(race.status[i] == 201 || race.status[i] == 200 || race.status[i] == 409,
+                      "racer %d: status %ld", i, race.status[i]);
+            if (race.status[i] == 201) {
+                created++;
+                id = race.id[i];
+            }
+        }
+        CHECK_EQ(created, 1);
+        for (int i = 0; i < RACERS; i++)
+            if (race.status[i] == 200) CHECK_STR_EQ(race.id[i], id);
+    }
+    wait_idle(&s);
+    json_t *st = get_json(&s, "/stats", 200);
+    CHECK_EQ(json_integer_value(json_object_get(json_object_get(st, "counters"), "accepted")), 3);
+    json_decref(st);
+    json_t *stock = get_json(&s, "/stock/sku-1", 200);
+    CHECK_EQ(json_integer_value(json_object_get(stock, "reserved")), 3);
+    json_decref(stock);
+    svc_stop(&s);
+}
+
+/* ---- stock contention ---- */
+
+#define BUYERS 20
+#define BUYS 10
+static struct {
+    svc_t *s;
+    pthread_barrier_t go;
+    int created[BUYERS];
+} buy;
+
+static void *buyer(void *arg)
+{
+    int i = (int)(intptr_t)arg;
+    CURL *c = curl_easy_init();
+    char url[256], body[256], key[64];
+    snprintf(url, sizeof url, "%s/orders", buy.s->url);
+    pthread_barrier_wait(&buy.go);
+    for (int k = 0; k < BUYS; k++) {
+        snprintf(key, sizeof key, "buyer-%d-%d", i, k);
+        long st = http(c, "POST", url, key, order_body(body, sizeof body, "hot", 1 + k % 2), NULL);
+        if (st == 201) buy.created[i]++;
+    }
+    curl_easy_cleanup(c);
+    return NULL;
+}
+
+TEST_T(one_hot_sku_from_many_connections_never_oversells, 120)
+{
+    svc_t s;
+    /* Some declines too: a payment-failed order must give back exactly what it took. */
+    svc_start(&s, (orders_mock_opts_t){.decline_rate = 0.2}, (engine_opts_t){0});
+    set_stock(&s, "hot", 50);
+    buy.s = &s;
+    memset(buy.created, 0, sizeof buy.created);
+    pthread_barrier_init(&buy.go, NULL, BUYERS);
+    pthread_t th[BUYERS];
+    for (int i = 0; i < BUYERS; i++)
+        CHECK_EQ(pthread_create(&th[i], NULL, buyer, (void *)(intptr_t)i), 0);
+    for (int i = 0; i < BUYERS; i++) pthread_join(th[i], NULL);
+    pthread_barrier_destroy(&buy.go);
+    int created = 0;
+    for (int i = 0; i < BUYERS; i++) created += buy.created[i];
+    CHECK_EQ(created, BUYERS * BUYS);
+    wait_idle(&s);
+    json_t *st = get_json(&s, "/stats", 200);
+    json_t *ord = json_object_get(json_object_get(st, "cumulative"), "orders");
+    /* statistics fold once a second: wait for every order to be counted */
+    for (int i = 0; i < 100; i++) {
+        long n = json_integer_value(json_object_get(ord, "shipped")) +
+                 json_integer_value(json_object_get(ord, "rejected")) +
+                 json_integer_value(json_object_get(ord, "payment_failed"));
+        if (n == created) break;
+        json_decref(st);
+        usleep(50000);
+        st = get_json(&s, "/stats", 200);
+        ord = json_object_get(json_object_get(st, "cumulative"), "orders");
+    }
+    long shipped = json_integer_value(json_object_get(ord, "shipped"));
+    long rejected = json_integer_value(json_object_get(ord, "rejected"));
+    long failed = json_integer_value(json_object_get(ord, "payment_failed"));
+    CHECK_EQ(shipped + rejected + failed, created);
+    CHECK(rejected > 0);
+    json_t *stock = get_json(&s, "/stock/hot", 200);
+    long avail = json_integer_value(json_object_get(stock, "available"));
+    long reserved = json_integer_value(json_object_get(stock, "reserved"));
+    CHECK(avail >= 0);
+    CHECK_EQ(avail + reserved, 50);
+    /* Units held are exactly those of shipped orders (qty 1 or 2 each). */
+    json_t *skus = json_object_get(st, "top_skus");
+    CHECK_EQ(json_integer_value(json_object_get(json_array_get(skus, 0), "units")), reserved);
+    json_decref(stock);
+    json_decref(st);
+    svc_stop(&s);
+}
+
+/* ---- payment ---- */
+
+TEST_T(payment_failures_and_timeouts_retried_with_one_capture, 120)
+{
+    svc_t s;
+    svc_start(&s,
+              (orders_mock_opts_t){.fail_rate = 0.3, .timeout_rate = 0.2, .timeout_hold_ms = 400},
+              (engine_opts_t){.pay_timeout_ms = 150});
+    set_stock(&s, "sku-1", 1000);
+    char body[256], key[32];
+    int n = 40;
+    for (int i = 0; i < n; i++) {
+        snprintf(key, sizeof key, "pay-%d", i);
+        CHECK_EQ(req(&s, "POST", "/orders", key, order_body(body, sizeof body, "sku-1", 1), NULL),
+                 201);
+    }
+    wait_idle(&s);
+    orders_mock_stats_t ms;
+    orders_mock_stats(s.mock, &ms);
+    CHECK_EQ(ms.captures, n);
+    CHECK_EQ(ms.orders, n);
+    CHECK_EQ(ms.keys_captured_more_than_once, 0);
+    CHECK_EQ(ms.orders_captured_more_than_once, 0);
+    CHECK(ms.injected_failures + ms.injected_timeouts > 0);
+    json_t *stock = get_json(&s, "/stock/sku-1", 200);
+    CHECK_EQ(json_integer_value(json_object_get(stock, "reserved")), n);
+    json_decref(stock);
+    svc_stop(&s);
+}
+
+TEST_T(declined_payment_releases_exactly_what_it_reserved, 60)
+{
+    svc_t s;
+    svc_start(&s, (orders_mock_opts_t){.decline_rate = 1.0}, (engine_opts_t){0});
+    set_stock(&s, "a", 5);
+    set_stock(&s, "b", 7);
+    weft_buf_t out;
+    weft_buf_init(&out, 4096);
+    CHECK_EQ(req(&s, "POST", "/orders", "d-1",
+                 "{\"user\":\"u\",\"items\":[{\"sku\":\"a\",\"qty\":2},{\"sku\":\"b\",\"qty\":3}],"
+                 "\"amount_cents\":5,\"payment_token\":\"t\"}",
+                 &out),
+             201);
+    json_t *j = json_loads(out.data, 0, NULL);
+    char path[64];
+    snprintf(path, sizeof path, "/orders/%s", json_string_value(json_object_get(j, "id")));
+    json_decref(j);
+    wait_idle(&s);
+    json_t *o = get_json(&s, path, 200);
+    CHECK_STR_EQ(json_string_value(json_object_get(o, "status")), "payment_failed");
+    CHECK(strstr(json_string_value(json_object_get(o, "reason")), "declined"));
+    json_decref(o);
+    json_t *a = get_json(&s, "/stock/a", 200), *b = get_json(&s, "/stock/b", 200);
+    CHECK_EQ(json_integer_value(json_object_get(a, "available")), 5);
+    CHECK_EQ(json_integer_value(json_object_get(a, "reserved")), 0);
+    CHECK_EQ(json_integer_value(json_object_get(b, "available")), 7);
+    json_decref(a);
+    json_decref(b);
+    /* Out of stock on the second item: rejected, and the first item is not kept either. */
+    CHECK_EQ(req(&s, "POST", "/orders", "d-2",
+                 "{\"user\":\"u\",\"items\":[{\"sku\":\"a\",\"qty\":2},{\"sku\":\"b\",\"qty\":8}],"
+                 "\"amount_cents\":5,\"payment_token\":\"t\"}",
+                 &out),
+             201);
+    j = json_loads(out.data, 0, NULL);
+    snprintf(path, sizeof path, "/orders/%s", json_string_value(json_object_get(j, "id")));
+    json_decref(j);
+    wait_idle(&s);
+    o = get_json(&s, path, 200);
+    CHECK_STR_EQ(json_string_value(json_object_get(o, "status")), "rejected");
+    CHECK(strstr(json_string_value(json_object_get(o, "reason")), "out of stock: b"));
+    json_decref(o);
+    a = get_json(&s, "/stock/a", 200);
+    CHECK_EQ(json_integer_value(json_object_get(a, "available")), 5);
+    json_decref(a);
+    weft_buf_free(&out);
+    svc_stop(&s);
+}
+
+TEST_T(healthz_and_unknown_sku_rejected, 60)
+{
+    svc_t s;
+    svc_start(&s, (orders_mock_opts_t){0}, (engine_opts_t){0});
+    json_t *h = get_json(&s, "/healthz", 200);
+    CHECK_STR_EQ(json_string_value(json_object_get(h, "db")), "ok");
+    json_decref(h);
+    weft_buf_t out;
+    weft_buf_init(&out, 4096);
+    char body[256];
+    CHECK_EQ(req(&s, "POST", "/orders", "u-1", order_body(body, sizeof body, "nosuch", 1), &out),
+             201);
+    json_t *j = json_loads(out.data, 0, NULL);
+    char path[64];
+    snprintf(path, sizeof path, "/orders/%s", json_string_value(json_object_get(j, "id")));
+    json_decref(j);
+    wait_idle(&s);
+    json_t *o = get_json(&s, path, 200);
+    CHECK_STR_EQ(json_string_value(json_object_get(o, "status")), "rejected");
+    CHECK(strstr(json_string_value(json_object_get(o, "reason")), "unknown sku"));
+    json_decref(o);
+    weft_buf_free(&out);
+    svc_stop(&s);
+}
