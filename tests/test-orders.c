@@ -8,6 +8,7 @@
 #include <jansson.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +23,7 @@
 #include "orders/engine.h"
 #include "orders/mock.h"
 #include "orders/order.h"
+#include "weft/cli.h"
 
 /* As in test-loop: libuv's process-wide signal pipe and TSan's background thread appear at the
  * first loop; create one before the tests so the per-test leak check sees only the test's own. */
@@ -565,4 +567,223 @@ TEST_T(healthz_and_unknown_sku_rejected, 60)
     json_decref(o);
     weft_buf_free(&out);
     svc_stop(&s);
+}
+
+/* ---- audit ---- */
+
+static int run_weft(int argc, const char **argv)
+{
+    fflush(stdout);
+    return weft_cli_main(argc, (char **)argv);
+}
+
+TEST_T(audit_passes_on_a_clean_run_and_catches_corruption, 60)
+{
+    svc_t s;
+    svc_start(&s, (orders_mock_opts_t){.decline_rate = 0.5}, (engine_opts_t){0});
+    set_stock(&s, "a", 30);
+    set_stock(&s, "b", 10); /* 10 of 20 reserve, half of those are declined, the rest reject */
+    char key[32];
+    for (int i = 0; i < 20; i++) {
+        snprintf(key, sizeof key, "au-%d", i);
+        CHECK_EQ(req(&s, "POST", "/orders", key,
+                     "{\"user\":\"u\",\"items\":[{\"sku\":\"a\",\"qty\":1},{\"sku\":\"b\",\"qty\":"
+                     "1}],\"amount_cents\":5,\"payment_token\":\"t\"}",
+                     NULL),
+                 201);
+    }
+    set_stock(&s, "a", 40); /* a PUT in the middle of the history: the ledger keeps its delta */
+    wait_idle(&s);
+    const char *argv[] = {"weft", "orders", "audit", "--db", s.db, "--payment", s.mock_url};
+    CHECK_EQ(run_weft(7, argv), 0);
+    const char *path = s.db + 7;
+    svc_stop(&s);
+    /* Corruptions the audit must catch, one at a time. */
+    static const char *const corrupt[] = {
+        "UPDATE stock SET available = available + 1 WHERE sku = 'a'",
+        "DELETE FROM shipments WHERE order_id IN (SELECT order_id FROM shipments LIMIT 1)",
+        "UPDATE orders SET status = 'paid' WHERE id IN (SELECT id FROM orders WHERE status = "
+        "'shipped' LIMIT 1)",
+        "DELETE FROM stock_moves WHERE kind = 'release'",
+    };
+    for (size_t i = 0; i < sizeof corrupt / sizeof corrupt[0]; i++) {
+        char copy[600];
+        snprintf(copy, sizeof copy, "%s/copy-%zu.db", weft_test_tmpdir(), i);
+        sqlite3 *src = NULL, *dst = NULL;
+        CHECK_EQ(sqlite3_open(path, &src), SQLITE_OK);
+        CHECK_EQ(sqlite3_open(copy, &dst), SQLITE_OK);
+        sqlite3_backup *bk = sqlite3_backup_init(dst, "main", src, "main");
+        CHECK(bk != NULL);
+        CHECK_EQ(sqlite3_backup_step(bk, -1), SQLITE_DONE);
+        sqlite3_backup_finish(bk);
+        CHECK_EQ(sqlite3_exec(dst, corrupt[i], NULL, NULL, NULL), SQLITE_OK);
+        CHECK(sqlite3_changes(dst) > 0);
+        sqlite3_close(src);
+        sqlite3_close(dst);
+        char url[620];
+        snprintf(url, sizeof url, "sqlite:%s", copy);
+        const char *av[] = {"weft", "orders", "audit", "--db", url};
+        CHECK_MSG(run_weft(5, av) == 1, "the audit missed: %s", corrupt[i]);
+    }
+}
+
+/* ---- crash safety: kill -9 under load, restart, audit ---- */
+
+static const char *weft_bin(void)
+{
+    static char path[4096];
+    const char *env = getenv("WEFT_BIN");
+    if (env && *env) return env;
+    ssize_t n = readlink("/proc/self/exe", path, sizeof path - 8);
+    CHECK(n > 0);
+    path[n] = 0;
+    char *slash = strrchr(path, '/');
+    strcpy(slash + 1, "weft");
+    return path;
+}
+
+/* Starts `weft orders serve` as a child; returns its pid and writes its URL. */
+static pid_t start_child(const char *listen, const char *db, const char *payment, char *url,
+                         size_t urlsz)
+{
+    int p[2];
+    CHECK_EQ(pipe(p), 0);
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        dup2(p[1], 1);
+        close(p[0]);
+        close(p[1]);
+        execl(weft_bin(), "weft", "orders", "serve", "--listen", listen, "--db", db, "--payment",
+              payment, (char *)NULL);
+        _exit(127);
+    }
+    close(p[1]);
+    FILE *f = fdopen(p[0], "r");
+    char line[512];
+    url[0] = 0;
+    while (fgets(line, sizeof line, f)) {
+        char *u = strstr(line, "listening on ");
+        if (u) {
+            snprintf(url, urlsz, "%s", u + 13);
+            url[strcspn(url, "\r\n")] = 0;
+            break;
+        }
+    }
+    fclose(f);
+    return pid;
+}
+
+#define CRASH_CLIENTS 6
+#define CRASH_ORDERS 80
+static struct {
+    pthread_mutex_t mu;
+    char url[128];
+    char acked[CRASH_CLIENTS * CRASH_ORDERS][ORDER_ID_LEN + 1];
+    int nacked;
+    _Atomic int progress;
+} crash;
+
+static void *crash_client(void *arg)
+{
+    int t = (int)(intptr_t)arg;
+    CURL *c = curl_easy_init();
+    weft_buf_t out;
+    weft_buf_init(&out, 4096);
+    char url[256], body[256], key[64];
+    for (int k = 0; k < CRASH_ORDERS; k++) {
+        snprintf(key, sizeof key, "crash-%d-%d", t, k);
+        order_body(body, sizeof body, k % 3 ? "common" : "scarce", 1 + k % 2);
+        for (int attempt = 0;; attempt++) {
+            CHECK_MSG(attempt < 3000, "key %s never acknowledged", key);
+            pthread_mutex_lock(&crash.mu);
+            snprintf(url, sizeof url, "%s/orders", crash.url);
+            pthread_mutex_unlock(&crash.mu);
+            long st = http(c, "POST", url, key, body, &out);
+            if (st == 201 || st == 200) {
+                json_t *j = json_loads(out.data, 0, NULL);
+                const char *id = json_string_value(json_object_get(j, "id"));
+                CHECK(id != NULL);
+                pthread_mutex_lock(&crash.mu);
+                snprintf(crash.acked[crash.nacked++], ORDER_ID_LEN + 1, "%s", id);
+                pthread_mutex_unlock(&crash.mu);
+                json_decref(j);
+                break;
+            }
+            CHECK_MSG(st == 0 || st == 409 || st == 503, "key %s: status %ld", key, st);
+            usleep(5000); /* the engine is restarting: retry with the same key */
+        }
+        crash.progress++;
+    }
+    weft_buf_free(&out);
+    curl_easy_cleanup(c);
+    return NULL;
+}
+
+TEST_T(kill9_under_load_then_restart_loses_and_duplicates_nothing, 240)
+{
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    char mock_url[128], db[600], url[128], listen[128];
+    orders_mock_t *mock = NULL;
+    orders_mock_opts_t mo = {
+        .p50_ms = 2, .p99_ms = 30, .fail_rate = 0.05, .decline_rate = 0.1, .seed = 3};
+    CHECK_EQ(orders_mock_start(&mo, &mock, mock_url, sizeof mock_url), 0);
+    snprintf(db, sizeof db, "sqlite:%s/crash.db", weft_test_tmpdir());
+    pid_t pid = start_child("127.0.0.1:0", db, mock_url, url, sizeof url);
+    CHECK_MSG(url[0], "the engine did not start");
+    snprintf(listen, sizeof listen, "%s", url + 7); /* same port after each restart */
+    CURL *c = curl_easy_init();
+    char path[300];
+    snprintf(path, sizeof path, "%s/stock/common", url);
+    CHECK_EQ(http(c, "PUT", path, NULL, "{\"qty\":100000}", NULL), 200);
+    snprintf(path, sizeof path, "%s/stock/scarce", url);
+    CHECK_EQ(http(c, "PUT", path, NULL, "{\"qty\":60}", NULL), 200);
+    pthread_mutex_init(&crash.mu, NULL);
+    snprintf(crash.url, sizeof crash.url, "%s", url);
+    crash.nacked = 0;
+    crash.progress = 0;
+    pthread_t th[CRASH_CLIENTS];
+    for (int i = 0; i < CRASH_CLIENTS; i++)
+        CHECK_EQ(pthread_create(&th[i], NULL, crash_client, (void *)(intptr_t)i), 0);
+    uint64_t rng = weft_now_ns() | 1;
+    int total = CRASH_CLIENTS * CRASH_ORDERS;
+    for (int kill_no = 1; kill_no <= 3; kill_no++) {
+        /* At a random instant while orders are arriving and moving through their stages. */
+        while (crash.progress < total * kill_no / 4) usleep(1000);
+        usleep((useconds_t)(weft_rand(&rng) % 30000));
+        CHECK_EQ(kill(pid, SIGKILL), 0);
+        int status;
+        CHECK_EQ(waitpid(pid, &status, 0), pid);
+        CHECK(WIFSIGNALED(status));
+        for (int tries = 0;; tries++) {
+            pid = start_child(listen, db, mock_url, url, sizeof url);
+            if (url[0]) break;
+            waitpid(pid, &status, 0); /* the port may still be held briefly */
+            CHECK_MSG(tries < 50, "the engine does not restart");
+            usleep(100000);
+        }
+    }
+    for (int i = 0; i < CRASH_CLIENTS; i++) pthread_join(th[i], NULL);
+    CHECK_EQ(crash.nacked, total);
+    char acked[600];
+    snprintf(acked, sizeof acked, "%s/acked.txt", weft_test_tmpdir());
+    FILE *f = fopen(acked, "w");
+    for (int i = 0; i < crash.nacked; i++) fprintf(f, "%s\n", crash.acked[i]);
+    fclose(f);
+    const char *av[] = {"weft",   "orders",  "audit", "--db",   db,  "--payment",
+                        mock_url, "--acked", acked,   "--wait", "60"};
+    CHECK_EQ(run_weft(11, av), 0);
+    orders_mock_stats_t ms;
+    orders_mock_stats(mock, &ms);
+    CHECK_EQ(ms.keys_captured_more_than_once, 0);
+    CHECK_EQ(ms.orders_captured_more_than_once, 0);
+    /* SIGTERM: a clean stop, exit 0. */
+    CHECK_EQ(kill(pid, SIGTERM), 0);
+    int status;
+    CHECK_EQ(waitpid(pid, &status, 0), pid);
+    CHECK_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 0, "exit status %d", status);
+    pthread_mutex_destroy(&crash.mu);
+    curl_easy_cleanup(c);
+    orders_mock_stop(mock);
+    curl_global_cleanup();
 }
