@@ -602,8 +602,8 @@ TEST_T(audit_passes_on_a_clean_run_and_catches_corruption, 60)
     static const char *const corrupt[] = {
         "UPDATE stock SET available = available + 1 WHERE sku = 'a'",
         "DELETE FROM shipments WHERE order_id IN (SELECT order_id FROM shipments LIMIT 1)",
-        "UPDATE orders SET status = 'paid' WHERE id IN (SELECT id FROM orders WHERE status = "
-        "'shipped' LIMIT 1)",
+        ("UPDATE orders SET status = 'paid' WHERE id IN (SELECT id FROM orders WHERE status = "
+         "'shipped' LIMIT 1)"),
         "DELETE FROM stock_moves WHERE kind = 'release'",
     };
     for (size_t i = 0; i < sizeof corrupt / sizeof corrupt[0]; i++) {
