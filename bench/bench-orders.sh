@@ -90,7 +90,7 @@ run_one() {
     "$weft" orders serve --listen "127.0.0.1:$port" --db "$dburl" --redis "$redis" \
       --payment "$mock" "$@" >"$dir/$name.out" 2>"$dir/$name.err" &
     spid=$!
-    "$weft" orders logistics --redis "$redis" --db "$dburl" --quiet >"$dir/$name.log.out" 2>&1 &
+    "$weft" orders logistics --redis "$redis" --db "$dburl" --batch 512 --quiet >"$dir/$name.log.out" 2>&1 &
     lpid=$!
     pids+=("$spid" "$lpid")
   else
