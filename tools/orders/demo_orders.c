@@ -374,9 +374,11 @@ static void collect(const demo_t *d, char (*ids)[64], int n, results_t *r)
     if (c) curl_easy_cleanup(c);
 }
 
-static int run_audit(const demo_t *d)
+/* Runs `weft orders audit`, with the ids the burst got 201 for in `acked`; prints its lines.
+ * Returns its exit status, or -1. */
+static int run_audit(const demo_t *d, const char *acked)
 {
-    char *argv[12];
+    char *argv[16];
     int n = 0;
     argv[n++] = (char *)weft_demo_self();
     argv[n++] = "orders";
@@ -385,6 +387,8 @@ static int run_audit(const demo_t *d)
     argv[n++] = (char *)d->db;
     argv[n++] = "--payment";
     argv[n++] = (char *)d->mock_url;
+    argv[n++] = "--acked";
+    argv[n++] = (char *)acked;
     if (d->redis_url[0]) {
         argv[n++] = "--redis";
         argv[n++] = (char *)d->redis_url;
@@ -551,7 +555,13 @@ static int demo_orders(int argc, char **argv)
 
     printf("\naudit (weft orders audit):\n");
     fflush(stdout);
-    int a = run_audit(&d);
+    char acked[96];
+    snprintf(acked, sizeof acked, "%s/acked", d.dir);
+    FILE *af = fopen(acked, "w");
+    for (int i = 0; af && ids && i < BURST_ORDERS; i++)
+        if (ids[i][0]) fprintf(af, "%s\n", ids[i]);
+    if (af) fclose(af);
+    int a = run_audit(&d, acked);
     if (a != 0) {
         printf("  %s\n", a == WEFT_EXIT_USAGE ? "(not available in this build)" : "FAILED");
         if (a != WEFT_EXIT_USAGE) rc = WEFT_EXIT_FAILED;
