@@ -122,6 +122,8 @@ if command -v sqlite3 >/dev/null; then
   wait_for stopped "$wpid"
   kill -9 "$wpid"; wait "$wpid" 2>/dev/null || true
   pg=sqlite:$db start_worker s1
+  sq_shipped() { [ "$(sqlite3 "$db" "select count(*) from orders where status = 'shipped'")" = 1000 ]; }
+  wait_for sq_shipped
   wait_for pending_is 0
   stop_worker "$wpid"
   grep -q "applied 900, duplicates 100, dead-lettered 0" "$dir/w-s1.out" ||
