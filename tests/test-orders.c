@@ -4,6 +4,7 @@
  * (the weft binary from WEFT_BIN), kills it with SIGKILL under load and restarts it. */
 #include <curl/curl.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <jansson.h>
 #include <pthread.h>
@@ -12,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <weft/buf.h>
@@ -89,7 +91,10 @@ static void svc_start(svc_t *s, orders_mock_opts_t mo, engine_opts_t eo)
     curl_global_init(CURL_GLOBAL_DEFAULT);
     if (!mo.seed) mo.seed = 7;
     CHECK_EQ(orders_mock_start(&mo, &s->mock, s->mock_url, sizeof s->mock_url), 0);
-    snprintf(s->db, sizeof s->db, "sqlite:%s/orders.db", weft_test_tmpdir());
+    if (eo.db_url)
+        snprintf(s->db, sizeof s->db, "%s", eo.db_url);
+    else
+        snprintf(s->db, sizeof s->db, "sqlite:%s/orders.db", weft_test_tmpdir());
     eo.db_url = s->db;
     eo.payment_url = s->mock_url;
     char err[256];
@@ -786,4 +791,134 @@ TEST_T(kill9_under_load_then_restart_loses_and_duplicates_nothing, 240)
     curl_easy_cleanup(c);
     orders_mock_stop(mock);
     curl_global_cleanup();
+}
+
+/* ---- real servers: scripts/services.sh ---- */
+
+/* Throw-away Redis/PostgreSQL under the test's directory. A watchdog (a shell blocked reading a
+ * pipe only this test holds) stops them when the test ends, however it ends. */
+typedef struct services {
+    char dir[600];
+    int wfd;
+    pid_t watchdog;
+} services_t;
+
+static const char *services_sh(void)
+{
+    static char path[4096];
+    const char *src = getenv("WEFT_SRC");
+    if (src && *src) {
+        snprintf(path, sizeof path, "%s/scripts/services.sh", src);
+        return path;
+    }
+    char exe[3000];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    CHECK(n > 0);
+    exe[n] = 0;
+    *strrchr(exe, '/') = 0;
+    snprintf(path, sizeof path, "%s/../../scripts/services.sh", exe);
+    return path;
+}
+
+/* Starts the watchdog; returns false (test skipped, said on stderr) if services.sh is missing. */
+static bool services_init(services_t *s)
+{
+    snprintf(s->dir, sizeof s->dir, "%s/svc", weft_test_tmpdir());
+    CHECK(mkdir(s->dir, 0700) == 0 || errno == EEXIST);
+    if (access(services_sh(), X_OK) != 0 && access(services_sh(), R_OK) != 0) {
+        fprintf(stderr, "skip: %s not found\n", services_sh());
+        return false;
+    }
+    int p[2];
+    CHECK_EQ(pipe2(p, O_CLOEXEC), 0); /* no server it starts may hold the pipe open */
+    s->watchdog = fork();
+    CHECK(s->watchdog >= 0);
+    if (s->watchdog == 0) {
+        dup2(p[0], 0);
+        close(p[0]);
+        close(p[1]);
+        execl("/bin/bash", "bash", "-c", "read -r x; bash \"$0\" stop \"$1\" >/dev/null 2>&1",
+              services_sh(), s->dir, (char *)NULL);
+        _exit(127);
+    }
+    close(p[0]);
+    s->wfd = p[1];
+    return true;
+}
+
+/* Starts redis or postgres; writes its URL; false (skipped, said) if it cannot start here. */
+static bool services_start(services_t *s, const char *what, char *url, size_t urlsz)
+{
+    char cmd[5000];
+    snprintf(cmd, sizeof cmd, "bash '%s' start %s '%s'", services_sh(), what, s->dir);
+    FILE *f = popen(cmd, "r");
+    CHECK(f != NULL);
+    url[0] = 0;
+    if (!fgets(url, (int)urlsz, f)) url[0] = 0;
+    int rc = pclose(f);
+    url[strcspn(url, "\r\n")] = 0;
+    if (rc != 0 || !url[0]) {
+        fprintf(stderr, "skip: cannot start %s with services.sh here\n", what);
+        return false;
+    }
+    return true;
+}
+
+static void services_stop(services_t *s)
+{
+    close(s->wfd); /* the watchdog stops everything, then exits */
+    int st;
+    CHECK_EQ(waitpid(s->watchdog, &st, 0), s->watchdog);
+}
+
+TEST_T(postgresql_store_idempotency_contention_and_audit, 180)
+{
+    services_t sv;
+    if (!services_init(&sv)) return;
+    char pg[256];
+    if (!services_start(&sv, "postgres", pg, sizeof pg)) {
+        services_stop(&sv);
+        return;
+    }
+    svc_t s;
+    svc_start(&s, (orders_mock_opts_t){.decline_rate = 0.2, .fail_rate = 0.1},
+              (engine_opts_t){.db_url = pg});
+    set_stock(&s, "hot", 50);
+    set_stock(&s, "sku-1", 1000);
+    /* the same key from 50 connections: one order */
+    race.s = &s;
+    race.key = "pg-race";
+    pthread_barrier_init(&race.go, NULL, RACERS);
+    pthread_t th[RACERS];
+    for (int i = 0; i < RACERS; i++)
+        CHECK_EQ(pthread_create(&th[i], NULL, racer, (void *)(intptr_t)i), 0);
+    for (int i = 0; i < RACERS; i++) pthread_join(th[i], NULL);
+    pthread_barrier_destroy(&race.go);
+    int created = 0;
+    for (int i = 0; i < RACERS; i++) created += race.status[i] == 201;
+    CHECK_EQ(created, 1);
+    /* one hot SKU from 20 connections */
+    buy.s = &s;
+    memset(buy.created, 0, sizeof buy.created);
+    pthread_barrier_init(&buy.go, NULL, BUYERS);
+    pthread_t bt[BUYERS];
+    for (int i = 0; i < BUYERS; i++)
+        CHECK_EQ(pthread_create(&bt[i], NULL, buyer, (void *)(intptr_t)i), 0);
+    for (int i = 0; i < BUYERS; i++) pthread_join(bt[i], NULL);
+    pthread_barrier_destroy(&buy.go);
+    /* same key, other body: 422 */
+    char body[256];
+    expect_error(&s, "POST", "/orders", "pg-race", order_body(body, sizeof body, "sku-1", 7), 422,
+                 "another body");
+    wait_idle(&s);
+    json_t *stock = get_json(&s, "/stock/hot", 200);
+    CHECK(json_integer_value(json_object_get(stock, "available")) >= 0);
+    CHECK_EQ(json_integer_value(json_object_get(stock, "available")) +
+                 json_integer_value(json_object_get(stock, "reserved")),
+             50);
+    json_decref(stock);
+    const char *av[] = {"weft", "orders", "audit", "--db", pg, "--payment", s.mock_url};
+    CHECK_EQ(run_weft(7, av), 0);
+    svc_stop(&s);
+    services_stop(&sv);
 }

@@ -689,7 +689,7 @@ int engine_create(const engine_opts_t *opts, engine_t **out, char *err, size_t e
     if (!e->o.intake_threads) e->o.intake_threads = 2;
     if (!e->o.max_live) e->o.max_live = 50000;
     if (!e->o.pay_timeout_ms) e->o.pay_timeout_ms = 1000;
-    if (!e->o.batch_max) e->o.batch_max = 1024;
+    if (!e->o.batch_max) e->o.batch_max = 512;
     pthread_mutex_init(&e->idem_mu, NULL);
     pthread_mutex_init(&e->wq_mu, NULL);
     pthread_cond_init(&e->wq_cv, NULL);

@@ -31,7 +31,7 @@ typedef struct engine_opts {
     int intake_threads;      /* thread pool for parsing/validation; 0: 2 */
     size_t max_live;         /* orders in flight (intake to terminal) before 503; 0: 50000 */
     uint32_t pay_timeout_ms; /* one payment attempt; 0: 1000 */
-    uint32_t batch_max;      /* operations per group commit; 0: 1024 */
+    uint32_t batch_max;      /* operations per group commit; 0: 512 */
 } engine_opts_t;
 
 typedef struct engine_call {
