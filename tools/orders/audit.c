@@ -12,6 +12,7 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <hiredis/hiredis.h>
 #include <stdarg.h>
 #include <inttypes.h>
 #include <jansson.h>
@@ -180,6 +181,60 @@ static void check_orders(audit_t *a, ord_chk_t *s)
                "%" PRId64 " orders: each status matches its stock moves and shipments", s->orders);
 }
 
+/* ---- Redis agrees with the database ---- */
+
+typedef struct redis_chk {
+    redisContext *rc;
+    int64_t skus, bad;
+    char first[300];
+} redis_chk_t;
+
+static int redis_row(void *arg, int n, char **c)
+{
+    redis_chk_t *r = arg;
+    redisReply *rep = redisCommand(r->rc, "GET weft:stock:%s", c[0]);
+    r->skus++;
+    const char *got = rep && rep->type == REDIS_REPLY_STRING ? rep->str : "(none)";
+    if (strcmp(got, c[1]) != 0 && !r->bad++)
+        snprintf(r->first, sizeof r->first, "%.100s: database %s, redis %.40s", c[0], c[1], got);
+    freeReplyObject(rep);
+    return 0;
+}
+
+static void check_redis(audit_t *a, const char *url)
+{
+    const char *hp = strncmp(url, "redis://", 8) == 0 ? url + 8 : url;
+    const char *colon = strrchr(hp, ':');
+    char host[256];
+    if (!colon || (size_t)(colon - hp) >= sizeof host) {
+        report(a, false, "redis", "bad URL '%s'", url);
+        return;
+    }
+    snprintf(host, sizeof host, "%.*s", (int)(colon - hp), hp);
+    struct timeval tv = {5, 0};
+    redis_chk_t r = {.rc = redisConnectWithTimeout(host, atoi(colon + 1), tv)};
+    if (!r.rc || r.rc->err) {
+        report(a, false, "redis", "cannot connect to %s: %s", url, r.rc ? r.rc->errstr : "");
+        if (r.rc) redisFree(r.rc);
+        return;
+    }
+    redisReply *ready = redisCommand(r.rc, "GET weft:stock:ready");
+    bool is_ready = ready && ready->type == REDIS_REPLY_STRING;
+    freeReplyObject(ready);
+    int rc = store_query(a->db, "SELECT sku, available FROM stock", redis_row, &r, a->err,
+                         sizeof a->err);
+    redisFree(r.rc);
+    if (rc < 0)
+        report(a, false, "redis", "query failed: %s", a->err);
+    else if (!is_ready)
+        report(a, false, "redis", "not reconciled (no weft:stock:ready): is an engine running?");
+    else if (r.bad)
+        report(a, false, "redis", "%" PRId64 " of %" PRId64 " SKUs differ; first: %s", r.bad,
+               r.skus, r.first);
+    else
+        report(a, true, "redis", "%" PRId64 " SKUs: weft:stock:{sku} equals the database", r.skus);
+}
+
 /* ---- acknowledged orders ---- */
 
 static int exists_row(void *arg, int n, char **c)
@@ -304,25 +359,26 @@ static void check_terminal(audit_t *a, double wait_s)
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "usage: weft orders audit --db URL [--redis URL] [--payment URL] [--acked FILE]\n"
-            "                         [--wait SECONDS]\n\n"
-            "Checks that the order engine lost and duplicated nothing, and prints one line per\n"
-            "check:\n"
-            "  keys          every order is unique by Idempotency-Key\n"
-            "  acknowledged  every order id in FILE (one per line: the ids clients got 201 for)\n"
-            "                exists (skipped without --acked)\n"
-            "  stock         per SKU: available = set - reserved + released >= 0, and\n"
-            "                reserved = reserve moves - release moves (the ledger)\n"
-            "  ledger        every order's status matches its stock moves and shipments\n"
-            "  payments      the payment API's /stats: no key or order captured twice, and a\n"
-            "                capture for every paid order (skipped without --payment)\n"
-            "  terminal      every order is terminal, after waiting up to --wait seconds (default\n"
-            "                0) for a running engine; lists those that are not\n\n"
-            "  --db URL      sqlite:PATH or postgresql://...\n"
-            "  --redis URL   not supported by this build yet\n"
-            "Exit codes: 0 every check holds, 1 a check failed (or the database cannot be read),\n"
-            "2 usage error.\n");
+    fprintf(
+        f, "usage: weft orders audit --db URL [--redis URL] [--payment URL] [--acked FILE]\n"
+           "                         [--wait SECONDS]\n\n"
+           "Checks that the order engine lost and duplicated nothing, and prints one line per\n"
+           "check:\n"
+           "  keys          every order is unique by Idempotency-Key\n"
+           "  acknowledged  every order id in FILE (one per line: the ids clients got 201 for)\n"
+           "                exists (skipped without --acked)\n"
+           "  stock         per SKU: available = set - reserved + released >= 0, and\n"
+           "                reserved = reserve moves - release moves (the ledger)\n"
+           "  ledger        every order's status matches its stock moves and shipments\n"
+           "  payments      the payment API's /stats: no key or order captured twice, and a\n"
+           "                capture for every paid order (skipped without --payment)\n"
+           "  redis         with --redis: Redis' stock equals the database's, per SKU\n"
+           "  terminal      every order is terminal, after waiting up to --wait seconds (default\n"
+           "                0) for a running engine; lists those that are not\n\n"
+           "  --db URL      sqlite:PATH or postgresql://...\n"
+           "  --redis URL   also check that Redis' stock (weft:stock:{sku}) equals the database's\n"
+           "Exit codes: 0 every check holds, 1 a check failed (or the database cannot be read),\n"
+           "2 usage error.\n");
 }
 
 static int cmd_audit(int argc, char **argv)
@@ -372,9 +428,6 @@ static int cmd_audit(int argc, char **argv)
     if (optind < argc)
         return weft_cli_usage_error("orders audit", "unexpected argument '%s'", argv[optind]);
     if (!db) return weft_cli_usage_error("orders audit", "--db URL is required");
-    if (redis)
-        return weft_cli_error("orders audit", WEFT_EXIT_USAGE,
-                              "--redis is not supported by this build yet");
     audit_t a = {0};
     int rc = store_open(db, &a.db, a.err, sizeof a.err);
     if (rc < 0)
@@ -397,6 +450,10 @@ static int cmd_audit(int argc, char **argv)
     ord_chk_t oc;
     memset(&oc, 0, sizeof oc);
     check_orders(&a, &oc);
+    if (redis)
+        check_redis(&a, redis);
+    else
+        printf("skip redis: no --redis URL\n");
     if (payment)
         check_payments(&a, payment, &oc);
     else

@@ -53,6 +53,7 @@
 #include "orders/order.h"
 #include "orders/pay.h"
 #include "orders/stats.h"
+#include "orders/stock.h"
 #include "orders/store.h"
 
 typedef struct ord {
@@ -71,7 +72,14 @@ typedef struct ord {
     uint32_t stage_ms[STATS_NSTAGES], attempts[STATS_NSTAGES];
     char stages[320];
     uint64_t rng;
-    struct ord *next; /* loopq */
+    /* Redis (loop thread only) */
+    stock_hold_t hold;
+    bool holding;   /* a Redis reservation awaits its durable write */
+    bool releasing; /* stock_redis_release_begin called, _end owed */
+    int op_rc;      /* the last operation's rc, as the loop sees it */
+    bool op_fenced;
+    void (*later)(struct ord *o); /* what the retry timer runs */
+    struct ord *next;             /* loopq */
     struct ord *all_prev, *all_next;
 } ord_t;
 
@@ -88,6 +96,7 @@ struct engine {
     weft_pool_t *pool;
     weft_loop_t *loop;
     stats_t *stats;
+    stock_redis_t *redis; /* loop thread only; NULL without --redis */
     atomic_size_t live;
     atomic_bool stopping;
 
@@ -245,6 +254,74 @@ static void lq_push(engine_t *e, ord_t *o)
 
 static void inflight_remove(engine_t *e, ord_t *o);
 
+static void reconcile_fn(void *arg, int status)
+{
+    engine_t *e = arg;
+    if (status == 0 && e->redis && !atomic_load_explicit(&e->stopping, memory_order_acquire))
+        stock_redis_reconcile(e->redis);
+}
+
+/* After PUT /stock: Redis takes the new figure from the database (on the loop). */
+static void post_reconcile(engine_t *e)
+{
+    if (!e->o.redis_url) return;
+    pthread_mutex_lock(&e->lq_mu);
+    if (!e->lq_closed) weft_loop_post(e->loop, reconcile_fn, e);
+    pthread_mutex_unlock(&e->lq_mu);
+}
+
+/* Runs fn(e) on the loop thread and waits for it (setup and teardown of loop-side state). */
+typedef struct on_loop {
+    engine_t *e;
+    int (*fn)(engine_t *e, char *err, size_t errsz);
+    int rc;
+    bool done;
+    char *err;
+    size_t errsz;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+} on_loop_t;
+
+static void on_loop_fn(void *arg, int status)
+{
+    on_loop_t *r = arg;
+    int rc = status == 0 ? r->fn(r->e, r->err, r->errsz) : status;
+    pthread_mutex_lock(&r->mu);
+    r->rc = rc;
+    r->done = true;
+    pthread_cond_signal(&r->cv);
+    pthread_mutex_unlock(&r->mu);
+}
+
+static int run_on_loop(engine_t *e, int (*fn)(engine_t *, char *, size_t), char *err, size_t errsz)
+{
+    on_loop_t r = {.e = e, .fn = fn, .err = err, .errsz = errsz};
+    pthread_mutex_init(&r.mu, NULL);
+    pthread_cond_init(&r.cv, NULL);
+    int rc = weft_loop_post(e->loop, on_loop_fn, &r);
+    if (rc == 0) {
+        pthread_mutex_lock(&r.mu);
+        while (!r.done) pthread_cond_wait(&r.cv, &r.mu);
+        pthread_mutex_unlock(&r.mu);
+        rc = r.rc;
+    }
+    pthread_mutex_destroy(&r.mu);
+    pthread_cond_destroy(&r.cv);
+    return rc;
+}
+
+static int redis_start(engine_t *e, char *err, size_t errsz)
+{
+    return stock_redis_create(e->loop, e->o.redis_url, e->o.stock, e->store, &e->redis, err, errsz);
+}
+
+static int redis_stop(engine_t *e, char *err, size_t errsz)
+{
+    stock_redis_destroy(e->redis);
+    e->redis = NULL;
+    return 0;
+}
+
 static void complete_op(engine_t *e, store_op_t *op)
 {
     if (op->kind == STORE_SET_STOCK) {
@@ -257,7 +334,9 @@ static void complete_op(engine_t *e, store_op_t *op)
             order_json_str(&c->body, s->sku);
             weft_buf_printf(&c->body, ",\"available\":%" PRId64 "}", s->op.qty);
         }
+        bool set = op->rc == 0;
         free(s);
+        if (set) post_reconcile(e);
         c->done(c);
         return;
     }
@@ -292,12 +371,8 @@ static void complete_op(engine_t *e, store_op_t *op)
         c->done(c);
         return;
     }
-    if (op->rc == 1 && op->status == o->so.status) {
-        /* Nothing to do: another process moved this order on (the logistics worker shipped it,
-         * or a second engine runs on this database). It is no longer ours to drive. */
-        ord_free(o);
-        return;
-    }
+    o->op_rc = op->rc;
+    o->op_fenced = op->fenced;
     o->so.status = op->status;
     lq_push(e, o);
 }
@@ -324,6 +399,22 @@ static void *writer_main(void *arg)
         uint64_t t0 = weft_now_ns();
         int rc = store_apply(e->store, batch, n, err, sizeof err);
         stats_commit(e->stats, n, (weft_now_ns() - t0) / 1000, rc == 0);
+        if (rc < 0 && n > 1) {
+            /* One operation may be what fails (a bug, a constraint): apply each alone, so the
+             * others go through and only the failing one waits for another try. */
+            size_t k = 0;
+            for (size_t i = 0; i < n; i++) {
+                if (store_apply(e->store, &batch[i], 1, err, sizeof err) == 0)
+                    complete_op(e, batch[i]);
+                else
+                    batch[k++] = batch[i];
+            }
+            n = k;
+            if (n == 0) {
+                pthread_mutex_lock(&e->wq_mu);
+                continue;
+            }
+        }
         if (rc < 0) {
             uint64_t now = weft_now_ns();
             if (now - last_log > 1000000000ull) {
@@ -408,12 +499,99 @@ static void retire(ord_t *o)
     ord_free(o);
 }
 
+static void on_later_timer(weft_loop_timer_t *t, void *arg)
+{
+    ord_t *o = arg;
+    weft_loop_timer_destroy(t);
+    o->later(o);
+}
+
+/* Runs fn(o) on the loop after `ms` (a retry). */
+static void later(ord_t *o, uint64_t ms, void (*fn)(ord_t *o))
+{
+    weft_loop_timer_t *t;
+    o->later = fn;
+    if (weft_loop_timer_create(o->e->loop, on_later_timer, o, &t) == 0)
+        weft_loop_timer_start(t, ms, 0);
+    else
+        fn(o);
+}
+
+static void advance(ord_t *o);
+
+static void on_stock(void *arg, stock_result_t r, const char *reason)
+{
+    ord_t *o = arg;
+    engine_t *e = o->e;
+    if (atomic_load_explicit(&e->stopping, memory_order_acquire)) return;
+    switch (r) {
+    case STOCK_RESERVED:
+        o->holding = true;
+        memset(&o->op, 0, sizeof o->op);
+        o->op.kind = STORE_RESERVE;
+        o->op.ord = &o->so;
+        o->op.fences = o->hold.fences;
+        wq_push(e, &o->op);
+        return;
+    case STOCK_REJECTED:
+        snprintf(o->so.reason, sizeof o->so.reason, "%s", reason);
+        queue_op(o, STORE_REJECT);
+        return;
+    default:
+        o->attempts[STATS_RESERVE]++;
+        stats_count(e->stats, STATS_STOCK_RETRY, 1);
+        later(o, 5 + weft_backoff(10, 500, (int)o->attempts[STATS_RESERVE], &o->rng), advance);
+    }
+}
+
+static void on_shipped(void *arg, int rc)
+{
+    ord_t *o = arg;
+    engine_t *e = o->e;
+    if (atomic_load_explicit(&e->stopping, memory_order_acquire)) return;
+    if (rc < 0) {
+        o->attempts[STATS_SHIP]++;
+        later(o, 5 + weft_backoff(20, 1000, (int)o->attempts[STATS_SHIP], &o->rng), advance);
+        return;
+    }
+    /* Handed to the logistics worker, which marks it shipped (exactly once) in the database. */
+    stage_end(o, STATS_SHIP);
+    retire(o);
+}
+
 static void advance(ord_t *o)
 {
+    engine_t *e = o->e;
+    if (o->holding) { /* the durable write of a Redis reservation is done: mirror or undo */
+        o->holding = false;
+        if (o->so.status == ORDER_RESERVED)
+            stock_redis_done(e->redis, &o->hold);
+        else
+            stock_redis_abort(e->redis, &o->hold, o->so.status == ORDER_REJECTED);
+    }
+    if (o->releasing && o->so.status != ORDER_RESERVED) {
+        o->releasing = false;
+        stock_redis_release_end(e->redis, o->so.id, o->so.req.items, o->so.req.nitems);
+    }
+    if (o->op_rc == 1 && !o->op_fenced) {
+        /* Nothing to do: another process moved this order on (the logistics worker shipped it,
+         * or a second engine runs on this database). It is no longer ours to drive. */
+        ord_free(o);
+        return;
+    }
+    o->op_rc = 0;
+    o->op_fenced = false;
     switch (o->so.status) {
     case ORDER_ACCEPTED:
-        stage_begin(o, STATS_RESERVE);
-        queue_op(o, STORE_RESERVE);
+        if (!o->stage_start_ns || !o->attempts[STATS_RESERVE]) stage_begin(o, STATS_RESERVE);
+        if (e->redis) {
+            o->hold.items = o->so.req.items;
+            o->hold.nitems = o->so.req.nitems;
+            memcpy(o->hold.order_id, o->so.id, sizeof o->hold.order_id);
+            stock_redis_reserve(e->redis, &o->hold, on_stock, o);
+        } else {
+            queue_op(o, STORE_RESERVE);
+        }
         break;
     case ORDER_RESERVED:
         stage_end(o, STATS_RESERVE);
@@ -421,8 +599,11 @@ static void advance(ord_t *o)
         pay_attempt(o);
         break;
     case ORDER_PAID:
-        stage_begin(o, STATS_SHIP);
-        queue_op(o, STORE_SHIP);
+        if (!o->attempts[STATS_SHIP]) stage_begin(o, STATS_SHIP);
+        if (e->redis)
+            stock_redis_ship(e->redis, o->so.id, o->so.req.items, o->so.req.nitems, on_shipped, o);
+        else
+            queue_op(o, STORE_SHIP);
         break;
     case ORDER_REJECTED:
         stage_end(o, STATS_RESERVE);
@@ -456,12 +637,6 @@ static void loop_drain(void *arg, int status)
     }
 }
 
-static void on_retry_timer(weft_loop_timer_t *t, void *arg)
-{
-    weft_loop_timer_destroy(t);
-    pay_attempt(arg);
-}
-
 static void on_pay(void *arg, pay_result_t r, const char *detail)
 {
     ord_t *o = arg;
@@ -477,18 +652,17 @@ static void on_pay(void *arg, pay_result_t r, const char *detail)
         stage_end(o, STATS_PAYMENT);
         snprintf(o->so.reason, sizeof o->so.reason, "payment %s (%s)",
                  r == PAY_DECLINED ? "declined" : "refused", detail);
+        if (e->redis) {
+            stock_redis_release_begin(e->redis);
+            o->releasing = true;
+        }
         queue_op(o, STORE_PAYFAIL);
         return;
     default:
         break;
     }
     stats_count(e->stats, STATS_PAY_RETRY, 1);
-    weft_loop_timer_t *t;
-    uint64_t ms = 10 + weft_backoff(20, 2000, (int)o->attempts[STATS_PAYMENT], &o->rng);
-    if (weft_loop_timer_create(e->loop, on_retry_timer, o, &t) == 0)
-        weft_loop_timer_start(t, ms, 0);
-    else
-        pay_attempt(o);
+    later(o, 10 + weft_backoff(20, 2000, (int)o->attempts[STATS_PAYMENT], &o->rng), pay_attempt);
 }
 
 static void pay_attempt(ord_t *o)
@@ -635,9 +809,14 @@ void engine_get_stock(engine_t *e, engine_call_t *c, const char *sku)
 void engine_health(engine_t *e, engine_call_t *c)
 {
     bool db = store_ping(e->store) == 0;
-    reply(c, db ? 200 : 503, db ? 0 : 1, "{\"status\":\"%s\",\"db\":\"%s\",\"redis\":\"%s\"}",
-          db ? "ok" : "unavailable", db ? "ok" : "unavailable",
-          e->o.redis_url ? "unknown" : "not used");
+    /* e->redis is set once before the API starts and cleared only after it stopped. */
+    bool redis = !e->o.redis_url || (e->redis && stock_redis_healthy(e->redis));
+    bool ok = db && redis;
+    reply(c, ok ? 200 : 503, ok ? 0 : 1, "{\"status\":\"%s\",\"db\":\"%s\",\"redis\":\"%s\"}",
+          ok ? "ok" : "unavailable", db ? "ok" : "unavailable",
+          !e->o.redis_url ? "not used"
+          : redis         ? "ok"
+                          : "unavailable");
 }
 
 void engine_get_stats(engine_t *e, engine_call_t *c)
@@ -707,11 +886,6 @@ int engine_create(const engine_opts_t *opts, engine_t **out, char *err, size_t e
     }
     size_t l = strlen(e->payment_url);
     while (l && e->payment_url[l - 1] == '/') e->payment_url[--l] = 0;
-    if (e->o.redis_url) {
-        snprintf(err, errsz, "--redis is not supported yet by this build");
-        rc = -ENOTSUP;
-        goto fail;
-    }
     if ((rc = store_open(opts->db_url, &e->store, err, errsz)) < 0) goto fail;
     weft_pool_opts_t po = {
         .threads = e->o.intake_threads, .queue_capacity = 8192, .name = "ord-intake"};
@@ -730,6 +904,7 @@ int engine_create(const engine_opts_t *opts, engine_t **out, char *err, size_t e
         goto fail;
     }
     e->writer_started = true;
+    if (e->o.redis_url && (rc = run_on_loop(e, redis_start, err, errsz)) < 0) goto fail;
     pthread_mutex_lock(&e->lq_mu);
     e->lq_closed = false;
     pthread_mutex_unlock(&e->lq_mu);
@@ -749,6 +924,8 @@ void engine_destroy(engine_t *e)
     if (!e) return;
     atomic_store_explicit(&e->stopping, true, memory_order_release);
     if (e->pool) weft_pool_destroy(e->pool); /* intake finishes: its CREATEs reach the writer */
+    /* Redis first, on its thread: holds in progress end (their orders stay 'accepted'). */
+    if (e->loop && e->redis) run_on_loop(e, redis_stop, NULL, 0);
     pthread_mutex_lock(&e->lq_mu);
     e->lq_closed = true;
     pthread_mutex_unlock(&e->lq_mu);

@@ -72,8 +72,8 @@ struct stats {
 
 static const char *const stage_names[STATS_NSTAGES] = {"create", "reserve", "payment", "ship"};
 static const char *const counter_names[STATS_NCOUNTERS] = {
-    "accepted",    "duplicate",    "key_conflict",    "in_flight_409",
-    "bad_request", "overload_503", "payment_retries", "resumed"};
+    "accepted",     "duplicate",       "key_conflict", "in_flight_409", "bad_request",
+    "overload_503", "payment_retries", "resumed",      "stock_retries"};
 
 const char *stats_stage_name(int stage)
 {

@@ -33,6 +33,7 @@ typedef enum stats_counter {
     STATS_OVERLOAD,     /* 503 */
     STATS_PAY_RETRY,    /* payment attempts retried */
     STATS_RESUMED,      /* orders resumed from the database at start */
+    STATS_STOCK_RETRY,  /* Redis stock decisions retried (lock busy, reconciling, down) */
     STATS_NCOUNTERS
 } stats_counter_t;
 

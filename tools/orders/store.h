@@ -49,6 +49,7 @@ typedef enum store_op_kind {
     STORE_PAYFAIL,   /* reserved -> payment_failed, releasing exactly what was reserved */
     STORE_SHIP,      /* paid -> shipped + shipments row (in-process logistics) */
     STORE_SET_STOCK, /* PUT /stock: available = qty, a stock_sets row with the delta */
+    STORE_REJECT,    /* accepted -> rejected (reason): Redis found the stock short */
 } store_op_kind_t;
 
 /* The order as the store sees it. */
@@ -65,15 +66,20 @@ typedef struct store_order {
 
 /* One operation of a batch; caller-owned, borrowed by store_apply until it returns. */
 typedef struct store_op {
-    store_op_kind_t kind; /* in */
-    store_order_t *ord;   /* in: every kind but SET_STOCK; borrowed */
-    const char *sku;      /* in: SET_STOCK */
-    int64_t qty;          /* in: SET_STOCK */
+    store_op_kind_t kind;  /* in */
+    store_order_t *ord;    /* in: every kind but SET_STOCK; borrowed */
+    const int64_t *fences; /* in: RESERVE under Redis locks: per item, the fencing token from
+                              INCR weft:fence:{sku}; the write applies only if each is above the
+                              SKU's stored fence (then stored), so a holder whose lease expired
+                              cannot write after a newer holder; NULL: no fencing */
+    const char *sku;       /* in: SET_STOCK */
+    int64_t qty;           /* in: SET_STOCK */
     /* out */
     int rc;                /* 0 applied, 1 nothing to do (already applied), < 0 error */
     order_status_t status; /* the order's status after the op (RESERVE: reserved/rejected) */
     char dup_id[ORDER_ID_LEN + 1]; /* CREATE with an existing key: that order's id ... */
     bool dup_same;                 /* ... and whether its body hash is the same */
+    bool fenced;                   /* RESERVE: refused, a newer lock holder wrote (status kept) */
     struct store_op *next;         /* free for the caller's queues */
 } store_op_t;
 

@@ -26,7 +26,7 @@
 
 #include "orders/store_int.h"
 
-enum { P_CREATE, P_RESERVE, P_PAID, P_PAYFAIL, P_SHIP, P_SET_STOCK, P_N };
+enum { P_CREATE, P_RESERVE, P_PAID, P_PAYFAIL, P_SHIP, P_SET_STOCK, P_REJECT, P_N };
 
 static const char *const pg_sql[P_N] = {
     [P_CREATE] =
@@ -36,13 +36,18 @@ static const char *const pg_sql[P_N] = {
         "SELECT id, body_hash, 1 FROM ins UNION ALL SELECT id, body_hash, 0 FROM orders "
         "WHERE idem_key = $2 AND NOT EXISTS (SELECT 1 FROM ins)",
     [P_RESERVE] =
-        "WITH want AS (SELECT * FROM unnest($2::text[], $3::bigint[]) AS w(sku, qty)), "
+        "WITH want AS (SELECT * FROM unnest($2::text[], $3::bigint[], COALESCE($6::bigint[], "
+        "array_fill(0::bigint, ARRAY[cardinality($2::text[])]))) AS w(sku, qty, fence)), "
         "ord AS (SELECT id FROM orders WHERE id = $1 AND status = 'accepted'), "
+        "fenced AS (SELECT 1 AS f FROM ord, want w JOIN stock s ON s.sku = w.sku "
+        "WHERE $6::bigint[] IS NOT NULL AND s.fence >= w.fence LIMIT 1), "
         "short AS (SELECT w.sku AS sku, s.available AS available FROM want w LEFT JOIN stock s "
         "ON s.sku = w.sku WHERE s.sku IS NULL OR s.available < w.qty ORDER BY w.sku LIMIT 1), "
-        "go AS (SELECT 1 FROM ord WHERE NOT EXISTS (SELECT 1 FROM short)), "
+        "go AS (SELECT 1 FROM ord WHERE NOT EXISTS (SELECT 1 FROM short) AND NOT EXISTS "
+        "(SELECT 1 FROM fenced)), "
         "take AS (UPDATE stock s SET available = s.available - w.qty, reserved = s.reserved + "
-        "w.qty FROM want w WHERE s.sku = w.sku AND EXISTS (SELECT 1 FROM go) RETURNING s.sku), "
+        "w.qty, fence = CASE WHEN $6::bigint[] IS NULL THEN s.fence ELSE w.fence END FROM want w "
+        "WHERE s.sku = w.sku AND EXISTS (SELECT 1 FROM go) RETURNING s.sku), "
         "mv AS (INSERT INTO stock_moves(order_id, sku, kind, qty) SELECT $1, w.sku, 'reserve', "
         "w.qty FROM want w WHERE EXISTS (SELECT 1 FROM go) ON CONFLICT DO NOTHING RETURNING 1), "
         "upd AS (UPDATE orders o SET status = CASE WHEN EXISTS (SELECT 1 FROM short) THEN "
@@ -50,7 +55,10 @@ static const char *const pg_sql[P_N] = {
         "'unknown sku: ' || sku ELSE 'out of stock: ' || sku || ' (' || available || "
         "' available)' END FROM short), completed_ms = CASE WHEN EXISTS (SELECT 1 FROM short) "
         "THEN $4::bigint END, stages = $5, updated_ms = $4 WHERE o.id = $1 AND o.status = "
-        "'accepted' RETURNING o.status, o.reason) SELECT status, reason FROM upd",
+        "'accepted' AND NOT EXISTS (SELECT 1 FROM fenced) RETURNING o.status, o.reason) "
+        "SELECT status, reason FROM upd UNION ALL SELECT 'fenced', NULL FROM fenced",
+    [P_REJECT] = "UPDATE orders SET status = 'rejected', reason = $2, completed_ms = $3, stages = "
+                 "$4, updated_ms = $3 WHERE id = $1 AND status = 'accepted' RETURNING 1",
     [P_PAID] = "UPDATE orders SET status = 'paid', stages = $2, updated_ms = $3 WHERE id = $1 AND "
                "status = 'reserved' RETURNING 1",
     [P_PAYFAIL] =
@@ -140,6 +148,7 @@ static int writer_setup(pg_store_t *q, char *err, size_t errsz)
 typedef struct params {
     const char *v[10];
     char num[6][24];
+    weft_buf_t c; /* fences array literal */
     int n;
     weft_buf_t a, b; /* array literals or items JSON */
 } params_t;
@@ -205,7 +214,24 @@ static int send_op(pg_store_t *q, store_op_t *op, params_t *p)
         p->v[2] = p->b.data;
         p->v[3] = num(p, 0, now);
         p->v[4] = o->stages;
-        p->n = 5;
+        p->v[5] = NULL;
+        if (op->fences) {
+            weft_buf_reset(&p->c);
+            weft_buf_append(&p->c, "{", 1);
+            for (size_t i = 0; i < o->req.nitems; i++)
+                weft_buf_printf(&p->c, "%s%" PRId64, i ? "," : "", op->fences[i]);
+            weft_buf_append(&p->c, "}", 1);
+            p->v[5] = p->c.data;
+        }
+        p->n = 6;
+        break;
+    case STORE_REJECT:
+        stmt = P_REJECT;
+        p->v[0] = o->id;
+        p->v[1] = o->reason;
+        p->v[2] = num(p, 0, now);
+        p->v[3] = o->stages;
+        p->n = 4;
         break;
     case STORE_PAID:
         stmt = P_PAID;
@@ -270,6 +296,11 @@ static void take_result(store_op_t *op, PGresult *r)
             break;
         }
         op->rc = 0;
+        if (strcmp(PQgetvalue(r, 0, 0), "fenced") == 0) {
+            op->fenced = true;
+            op->rc = 1;
+            break;
+        }
         op->status = order_status_parse(PQgetvalue(r, 0, 0));
         if (!PQgetisnull(r, 0, 1)) snprintf(o->reason, sizeof o->reason, "%s", PQgetvalue(r, 0, 1));
         break;
@@ -302,10 +333,12 @@ static int pg_apply(store_t *st, store_op_t **ops, size_t n, char *err, size_t e
     memset(&p, 0, sizeof p);
     weft_buf_init(&p.a, 0);
     weft_buf_init(&p.b, 0);
+    weft_buf_init(&p.c, 0);
     int rc = PQsendQueryParams(q->w, "BEGIN", 0, NULL, NULL, NULL, NULL, 0) ? 0 : -EIO;
     for (size_t i = 0; i < n && rc == 0; i++) {
         ops[i]->dup_id[0] = 0;
         ops[i]->dup_same = false;
+        ops[i]->fenced = false;
         if (ops[i]->ord) ops[i]->status = ops[i]->ord->status;
         rc = send_op(q, ops[i], &p);
     }
@@ -313,6 +346,7 @@ static int pg_apply(store_t *st, store_op_t **ops, size_t n, char *err, size_t e
     if (!PQpipelineSync(q->w)) rc = -EIO;
     weft_buf_free(&p.a);
     weft_buf_free(&p.b);
+    weft_buf_free(&p.c);
     if (rc < 0) one_line(err, errsz, "send", PQerrorMessage(q->w));
     /* Read every result up to the Sync: BEGIN, n operations, COMMIT. */
     size_t idx = 0; /* 0: BEGIN, 1..n: ops, n+1: COMMIT */

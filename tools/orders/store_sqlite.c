@@ -33,6 +33,8 @@ enum {
     S_UPSERT_STOCK,
     S_STOCK_SET,
     S_SHIPMENT,
+    S_TAKE_FENCED, /* as S_TAKE, only if fence < ?3, storing ?3 */
+    S_FENCE,
     S_NSTMT
 };
 
@@ -56,6 +58,9 @@ static const char *const stmt_sql[S_NSTMT] = {
     [S_STOCK_SET] = "INSERT INTO stock_sets(sku, qty, at_ms, delta) VALUES(?1,?2,?3,?4)",
     [S_SHIPMENT] = "INSERT INTO shipments(order_id, applied_ms) VALUES(?1,?2) "
                    "ON CONFLICT DO NOTHING",
+    [S_TAKE_FENCED] = "UPDATE stock SET available = available - ?1, reserved = reserved + ?1, "
+                      "fence = ?3 WHERE sku = ?2 AND available >= ?1 AND fence < ?3",
+    [S_FENCE] = "SELECT fence FROM stock WHERE sku = ?1",
 };
 
 typedef struct sq_store {
@@ -176,8 +181,25 @@ static int op_reserve(sq_store_t *q, store_op_t *op, char *err, size_t errsz)
     if (rc <= 0) goto done; /* error, or not 'accepted' any more: applied before */
     for (size_t i = 0; i < o->req.nitems; i++) {
         order_item_t *it = &o->req.items[i];
-        bind(q->st[S_TAKE], "it", it->qty, it->sku);
-        if ((rc = run(q, S_TAKE, err, errsz)) < 0) goto done;
+        int take = op->fences ? S_TAKE_FENCED : S_TAKE;
+        if (op->fences)
+            bind(q->st[take], "iti", it->qty, it->sku, op->fences[i]);
+        else
+            bind(q->st[take], "it", it->qty, it->sku);
+        if ((rc = run(q, take, err, errsz)) < 0) goto done;
+        if (rc == 0 && op->fences) {
+            sqlite3_stmt *s = q->st[S_FENCE];
+            bind(s, "t", it->sku);
+            bool stale =
+                sqlite3_step(s) == SQLITE_ROW && sqlite3_column_int64(s, 0) >= op->fences[i];
+            sqlite3_reset(s);
+            if (stale) { /* a newer lock holder wrote: nothing of this order is applied */
+                op->fenced = true;
+                if ((rc = exec(q->w, "ROLLBACK TO r", err, errsz)) < 0) goto done;
+                rc = 0; /* -> "nothing to do", status kept */
+                goto done;
+            }
+        }
         if (rc == 0) {
             sqlite3_stmt *s = q->st[S_AVAIL];
             bind(s, "t", it->sku);
@@ -262,6 +284,7 @@ static int sq_apply(store_t *st, store_op_t **ops, size_t n, char *err, size_t e
         store_op_t *op = ops[i];
         op->dup_id[0] = 0;
         op->dup_same = false;
+        op->fenced = false;
         if (op->ord) op->status = op->ord->status;
         int r;
         switch (op->kind) {
@@ -286,6 +309,14 @@ static int sq_apply(store_t *st, store_op_t **ops, size_t n, char *err, size_t e
             break;
         case STORE_SET_STOCK:
             r = op_set_stock(q, op, err, errsz);
+            break;
+        case STORE_REJECT:
+            r = set_status(q, op->ord, ORDER_REJECTED, ORDER_ACCEPTED, op->ord->reason,
+                           (int64_t)order_wall_ms(), err, errsz);
+            if (r >= 0) {
+                if (r > 0) op->status = ORDER_REJECTED;
+                r = r > 0 ? 0 : 1;
+            }
             break;
         default:
             r = -EINVAL;
