@@ -3,13 +3,11 @@
  *
  * DESIGN
  * Threads: libmicrohttpd's polling threads (opts.threads, epoll, one thread pool) parse requests
- * and run `handler`; one timer thread of ours resumes connections whose answer is due; the thread
- * that called orders_mock_start/stop.
- * Latency without blocking a thread: as tools/fixture/server.c does, a request whose answer is
- * due later suspends its connection (MHD_suspend_connection, from the handler, the only place
- * libmicrohttpd allows it) and goes into a min-heap by due time; the timer thread pops due
- * entries and calls MHD_resume_connection (thread-safe), and libmicrohttpd calls the handler
- * again, which answers. So thousands of delayed or held payments wait on two threads.
+ * and run `handler`; the timer thread of weft/mhd_delay.h resumes connections whose answer is
+ * due; the thread that called orders_mock_start/stop.
+ * Latency without blocking a thread: a request whose answer is due later suspends its connection
+ * until then (weft_mhd_delay_sleep, the fixture's mechanism too) and libmicrohttpd calls the
+ * handler again, which answers. So thousands of delayed or held payments wait on two threads.
  * Measured on the 2-core machine with wrk (unique keys): 21,400 req/s at 1,000 connections with
  * --latency 30:200 (p50 40 ms, p99 243 ms), 65,000 req/s at 100 connections without latency:
  * twice the engine's 10,000 orders/s target with the latency on, so the mock never limits the
@@ -17,12 +15,9 @@
  * State: the outcome of every key and the capture count of every order_id, in two weft_htab
  * tables over two arrays, all under `mu`. The outcome is decided and stored under `mu` before the
  * answer is scheduled, so concurrent requests with one key see one outcome and capture once.
- * Invariants: a request is in the heap only while its connection is suspended (it suspends
- * BEFORE it is pushed), and libmicrohttpd never frees a suspended connection, so heap pointers
- * stay valid. Once `stopping` is set nothing is pushed; orders_mock_stop resumes every entry
- * before stopping the daemon (libmicrohttpd forbids stopping with suspended connections).
- * Locks: timer_mu (heap, stopping) and mu (tables, counters, rng) are never held together and
- * never across a libmicrohttpd call.
+ * Stop: quiesce the listener, weft_mhd_delay_stop (every waiting request is answered at once),
+ * stop the daemon, then free.
+ * Locks: mu (tables, counters, rng) is never held across a libmicrohttpd call.
  */
 #include "orders/mock.h"
 
@@ -45,6 +40,7 @@
 #include <weft/sys.h>
 
 #include "orders/orders.h"
+#include "weft/mhd_delay.h"
 
 #define MAX_BODY (64 * 1024)
 #define MAX_KEY 255
@@ -69,6 +65,7 @@ typedef struct mreq {
     int phase; /* 0: receiving, 1: answer decided and waiting, 2: answered */
     unsigned status;
     uint64_t due_ns;
+    weft_mhd_wait_t wait;
     char resp[192];
 } mreq_t;
 
@@ -77,12 +74,7 @@ struct orders_mock {
     orders_mock_opts_t o;
     double mu_ln, sigma_ln; /* lognormal parameters of the latency in ms */
 
-    pthread_t timer_thread;
-    pthread_mutex_t timer_mu;
-    pthread_cond_t timer_cv;
-    mreq_t **heap; /* min-heap by due_ns */
-    size_t nheap, heap_cap;
-    bool stopping;
+    weft_mhd_delay_t *delay; /* resumes delayed answers */
 
     pthread_mutex_t mu;
     uint64_t rng;
@@ -95,88 +87,12 @@ struct orders_mock {
     orders_mock_stats_t st;
 };
 
-/* ---- timer heap (timer_mu held) ---- */
-
-static void heap_swap(orders_mock_t *m, size_t a, size_t b)
-{
-    mreq_t *t = m->heap[a];
-    m->heap[a] = m->heap[b];
-    m->heap[b] = t;
-}
-
-static int heap_push(orders_mock_t *m, mreq_t *q)
-{
-    if (m->nheap == m->heap_cap) {
-        size_t cap = m->heap_cap ? m->heap_cap * 2 : 256;
-        mreq_t **h = realloc(m->heap, cap * sizeof *h);
-        if (!h) return -ENOMEM;
-        m->heap = h;
-        m->heap_cap = cap;
-    }
-    size_t i = m->nheap++;
-    m->heap[i] = q;
-    while (i > 0 && m->heap[(i - 1) / 2]->due_ns > m->heap[i]->due_ns) {
-        heap_swap(m, i, (i - 1) / 2);
-        i = (i - 1) / 2;
-    }
-    return 0;
-}
-
-static mreq_t *heap_pop(orders_mock_t *m)
-{
-    mreq_t *top = m->heap[0];
-    m->heap[0] = m->heap[--m->nheap];
-    size_t i = 0;
-    for (;;) {
-        size_t l = 2 * i + 1, r = l + 1, s = i;
-        if (l < m->nheap && m->heap[l]->due_ns < m->heap[s]->due_ns) s = l;
-        if (r < m->nheap && m->heap[r]->due_ns < m->heap[s]->due_ns) s = r;
-        if (s == i) break;
-        heap_swap(m, i, s);
-        i = s;
-    }
-    return top;
-}
-
-static void *timer_main(void *arg)
-{
-    orders_mock_t *m = arg;
-    mreq_t *due[64];
-    pthread_mutex_lock(&m->timer_mu);
-    while (!m->stopping) {
-        uint64_t now = weft_now_ns();
-        size_t n = 0;
-        while (m->nheap && m->heap[0]->due_ns <= now && n < 64) due[n++] = heap_pop(m);
-        if (n) {
-            pthread_mutex_unlock(&m->timer_mu);
-            for (size_t i = 0; i < n; i++) MHD_resume_connection(due[i]->conn);
-            pthread_mutex_lock(&m->timer_mu);
-            continue;
-        }
-        if (m->nheap == 0) {
-            pthread_cond_wait(&m->timer_cv, &m->timer_mu);
-        } else {
-            uint64_t wake = m->heap[0]->due_ns;
-            struct timespec ts = {(time_t)(wake / 1000000000u), (long)(wake % 1000000000u)};
-            pthread_cond_timedwait(&m->timer_cv, &m->timer_mu, &ts);
-        }
-    }
-    pthread_mutex_unlock(&m->timer_mu);
-    return NULL;
-}
-
-/* Suspends q's connection until q->due_ns. Returns false if the mock is stopping or out of
- * memory (then the connection is not suspended and the caller answers at once). */
+/* Suspends q's connection until q->due_ns (weft/mhd_delay.h). Returns false if the mock is
+ * stopping or out of memory (then the connection is not suspended and the caller answers at
+ * once). */
 static bool sleep_until_due(mreq_t *q)
 {
-    orders_mock_t *m = q->m;
-    MHD_suspend_connection(q->conn);
-    pthread_mutex_lock(&m->timer_mu);
-    bool ok = !m->stopping && heap_push(m, q) == 0;
-    if (ok && m->heap[0] == q) pthread_cond_signal(&m->timer_cv);
-    pthread_mutex_unlock(&m->timer_mu);
-    if (!ok) MHD_resume_connection(q->conn);
-    return ok;
+    return weft_mhd_delay_sleep(q->m->delay, &q->wait, q->conn, q->due_ns);
 }
 
 /* ---- outcome tables (mu held) ---- */
@@ -510,19 +426,11 @@ int orders_mock_start(const orders_mock_opts_t *opts, orders_mock_t **out, char 
         m->sigma_ln = (log(o.p99_ms) - m->mu_ln) / 2.3263478740408408; /* z of 0.99 */
     }
     pthread_mutex_init(&m->mu, NULL);
-    pthread_mutex_init(&m->timer_mu, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&m->timer_cv, &ca);
-    pthread_condattr_destroy(&ca);
-    int rc = pthread_create(&m->timer_thread, NULL, timer_main, m);
-    if (rc) {
-        pthread_cond_destroy(&m->timer_cv);
-        pthread_mutex_destroy(&m->timer_mu);
+    int rc = weft_mhd_delay_create(&m->delay);
+    if (rc < 0) {
         pthread_mutex_destroy(&m->mu);
         free(m);
-        return -rc;
+        return rc;
     }
     unsigned flags =
         MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_TURBO;
@@ -551,19 +459,10 @@ void orders_mock_stop(orders_mock_t *m)
 {
     if (!m) return;
     MHD_socket lfd = m->daemon ? MHD_quiesce_daemon(m->daemon) : MHD_INVALID_SOCKET;
-    pthread_mutex_lock(&m->timer_mu);
-    m->stopping = true;
-    size_t n = m->nheap;
-    mreq_t **pending = m->heap;
-    m->heap = NULL;
-    m->nheap = m->heap_cap = 0;
-    pthread_cond_signal(&m->timer_cv);
-    pthread_mutex_unlock(&m->timer_mu);
-    pthread_join(m->timer_thread, NULL);
-    for (size_t i = 0; i < n; i++) MHD_resume_connection(pending[i]->conn);
-    free(pending);
+    weft_mhd_delay_stop(m->delay); /* answers every waiting request now */
     if (m->daemon) MHD_stop_daemon(m->daemon);
     if (lfd != MHD_INVALID_SOCKET) close(lfd);
+    weft_mhd_delay_destroy(m->delay);
     for (size_t i = 0; i < m->nkeys; i++) {
         free(m->keys[i].key);
         free(m->keys[i].order_id);
@@ -573,8 +472,6 @@ void orders_mock_stop(orders_mock_t *m)
     free(m->orders);
     weft_htab_free(&m->key_tab);
     weft_htab_free(&m->order_tab);
-    pthread_cond_destroy(&m->timer_cv);
-    pthread_mutex_destroy(&m->timer_mu);
     pthread_mutex_destroy(&m->mu);
     free(m);
 }
