@@ -46,6 +46,7 @@ enum { BURST_THREADS = 8, BURST_ORDERS = 2000, SKUS = 10, STOCK_PER_SKU = 150, M
 typedef struct demo {
     char dir[64], db[128], redis_url[64], mock_url[96], url[96], log[128];
     pid_t redis_pid, serve_pid, logistics_pid;
+    int logistics_out; /* the worker's stdout: its summary line when it stops */
     orders_mock_t *mock;
 } demo_t;
 
@@ -207,6 +208,8 @@ static void stop_all(demo_t *d)
     stop_child(&d->serve_pid);
     stop_child(&d->logistics_pid);
     stop_child(&d->redis_pid);
+    if (d->logistics_out >= 0) close(d->logistics_out);
+    d->logistics_out = -1;
     orders_mock_stop(d->mock);
     d->mock = NULL;
     if (d->dir[0]) nftw(d->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
@@ -409,7 +412,7 @@ static int run_audit(const demo_t *d, const char *acked)
 static int demo_orders(int argc, char **argv)
 {
     weft_demo_heading("weft orders: the order engine end to end");
-    demo_t d = {0};
+    demo_t d = {.logistics_out = -1};
     snprintf(d.dir, sizeof d.dir, "/tmp/weft-demo-orders-XXXXXX");
     if (!mkdtemp(d.dir)) {
         fprintf(stderr, "weft demo orders: cannot create a temporary directory\n");
@@ -460,7 +463,7 @@ static int demo_orders(int argc, char **argv)
                       d.db,
                       "--quiet",
                       NULL};
-        d.logistics_pid = spawn(la, NULL, d.log);
+        d.logistics_pid = spawn(la, &d.logistics_out, d.log);
         if (d.logistics_pid < 0) d.logistics_pid = 0;
         printf("logistics: weft orders logistics (consumer group on weft:ship)\n");
     }
@@ -565,6 +568,16 @@ static int demo_orders(int argc, char **argv)
     if (a != 0) {
         printf("  %s\n", a == WEFT_EXIT_USAGE ? "(not available in this build)" : "FAILED");
         if (a != WEFT_EXIT_USAGE) rc = WEFT_EXIT_FAILED;
+    }
+    if (d.logistics_pid) {
+        stop_child(&d.logistics_pid);
+        char line[512];
+        ssize_t n = read(d.logistics_out, line, sizeof line - 1);
+        if (n > 0) {
+            line[n] = '\0';
+            printf("\nlogistics worker: %s",
+                   strstr(line, "applied") ? strstr(line, "applied") : line);
+        }
     }
     printf("\nstopping the engine, the worker, Redis and the mock.\n");
     free(res);
