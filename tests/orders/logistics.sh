@@ -133,4 +133,17 @@ if command -v sqlite3 >/dev/null; then
 else
   echo "logistics: sqlite3 not installed, SQLite part skipped"
 fi
+# 5. Started before the engine created the tables: it waits for them, then ships.
+sql "CREATE DATABASE late" >/dev/null
+late=${pg%/postgres}/late
+rcli flushall >/dev/null
+pg=$late start_worker late1
+grep_err() { grep -q "waiting for the schema" "$dir/w-late1.err"; }
+wait_for grep_err
+psql -qtAX "$late" -c "$schema" >/dev/null
+psql -qtAX "$late" -c "INSERT INTO orders(id, idem_key, body_hash, status) VALUES ('l1', 'kl1', 'h', 'paid')"
+rcli xadd weft:ship '*' order_id l1 at_ms 1 >/dev/null
+late_shipped() { [ "$(psql -qtAX "$late" -c "select status from orders where id = 'l1'")" = shipped ]; }
+wait_for late_shipped
+stop_worker "$wpid"
 echo "logistics: ok"

@@ -504,8 +504,21 @@ static int cmd_logistics(int argc, char **argv)
         snprintf(consumer, sizeof consumer, "logistics@%s", host);
         w.consumer = consumer;
     }
+    struct sigaction sa = {.sa_handler = on_signal};
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    stopping = 0;
+    /* The worker may start before the engine created the tables: wait for them, saying so once. */
     char err[512];
-    int rc = ship_db_open(w.db_url, &w.db, err, sizeof err);
+    int rc;
+    bool said = false;
+    while ((rc = ship_db_open(w.db_url, &w.db, err, sizeof err)) == -ENOENT && !stopping) {
+        if (!said) say(&w, "%s; waiting for the schema (weft orders serve creates it)", err);
+        said = true;
+        nap(200);
+    }
+    if (rc == -ENOENT) return WEFT_EXIT_OK; /* stopped while waiting */
     if (rc < 0)
         return weft_cli_error(CMD, rc == -ENOMEM ? WEFT_EXIT_INTERNAL : WEFT_EXIT_USAGE, "%s", err);
     const char *hook = getenv("WEFT_ORDERS_LOGISTICS_STOP_BEFORE_ACK");
@@ -513,11 +526,6 @@ static int cmd_logistics(int argc, char **argv)
     snprintf(w.claim_cursor, sizeof w.claim_cursor, "0-0");
     weft_hist_init(&w.lag_ms);
 
-    struct sigaction sa = {.sa_handler = on_signal};
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    stopping = 0;
     if (!w.quiet)
         fprintf(stderr,
                 "weft " CMD ": consumer %s of group " GROUP " on %s " STREAM ", database %s\n",

@@ -26,9 +26,10 @@ typedef enum ship_result {
     SHIP_REFUSED,   /* unknown order, or not paid: nothing changed; `why` says which */
 } ship_result_t;
 
-/* Opens "sqlite:PATH" (WAL, synchronous=FULL, busy timeout: the engine writes the same file) or
- * "postgresql://..." (synchronous_commit on). The schema must exist (`weft orders serve` creates
- * it). Returns 0, -EINVAL (unknown scheme) or -EIO with a one-line message in err.
+/* Opens "sqlite:PATH" (WAL, synchronous=FULL, a busy handler: the engine writes the same file) or
+ * "postgresql://..." (synchronous_commit on). Returns 0, -EINVAL (unknown scheme), -ENOENT when
+ * the orders or shipments table does not exist yet (`weft orders serve` creates them: retry), or
+ * -EIO, each with a one-line message in err.
  * Ownership: returns owned; close with ship_db_close. Thread safety: one thread at a time. */
 int ship_db_open(const char *url, ship_db_t **out, char *err, size_t errsz);
 

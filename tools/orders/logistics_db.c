@@ -60,8 +60,11 @@ static int busy_wait(void *arg, int tries)
 
 static int open_sqlite(ship_db_t *db, const char *path, char *err, size_t errsz)
 {
-    if (sqlite3_open_v2(path, &db->sq, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) !=
-        SQLITE_OK)
+    /* CREATE: the worker may start before the engine made the file; it then waits for the schema
+     * (-ENOENT below) in a file the engine will open. */
+    if (sqlite3_open_v2(path, &db->sq,
+                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                        NULL) != SQLITE_OK)
         return sq_fail(db, err, errsz, path);
     sqlite3_busy_handler(db->sq, busy_wait, NULL);
     char *m = NULL;
@@ -80,10 +83,11 @@ static int open_sqlite(ship_db_t *db, const char *path, char *err, size_t errsz)
         sqlite3_prepare_v2(db->sq,
                            "UPDATE orders SET status = 'shipped', completed_ms = ?2, "
                            "updated_ms = ?2 WHERE id = ?1 AND status = 'paid'",
-                           -1, &db->st_update, NULL) != SQLITE_OK)
-        return sq_fail(db, err, errsz,
-                       "the orders and shipments tables (start weft orders serve "
-                       "once to create them)");
+                           -1, &db->st_update, NULL) != SQLITE_OK) {
+        bool missing = strncmp(sqlite3_errmsg(db->sq), "no such table", 13) == 0;
+        sq_fail(db, err, errsz, path);
+        return missing ? -ENOENT : -EIO;
+    }
     return 0;
 }
 
@@ -99,12 +103,14 @@ static int open_pg(ship_db_t *db, const char *url, char *err, size_t errsz)
     bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
     PQclear(r);
     r = PQprepare(db->pg, "ship", PG_SHIP, 2, NULL);
+    const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+    bool missing = state && strcmp(state, "42P01") == 0; /* undefined_table */
     ok = ok && PQresultStatus(r) == PGRES_COMMAND_OK;
     PQclear(r);
     if (!ok) {
         snprintf(err, errsz, "postgresql: %s", PQerrorMessage(db->pg));
         err[strcspn(err, "\n")] = '\0';
-        return -EIO;
+        return missing ? -ENOENT : -EIO;
     }
     return 0;
 }
