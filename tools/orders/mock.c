@@ -3,10 +3,10 @@
  *
  * DESIGN
  * Threads: libmicrohttpd's polling threads (opts.threads, epoll, one thread pool) parse requests
- * and run `handler`; the timer thread of weft/mhd_delay.h resumes connections whose answer is
+ * and run `handler`; the timer thread of common/mhd-delay-int.h resumes connections whose answer is
  * due; the thread that called orders_mock_start/stop.
  * Latency without blocking a thread: a request whose answer is due later suspends its connection
- * until then (weft_mhd_delay_sleep, the fixture's mechanism too) and libmicrohttpd calls the
+ * until then (tools_mhd_delay_sleep, the fixture's mechanism too) and libmicrohttpd calls the
  * handler again, which answers. So thousands of delayed or held payments wait on two threads.
  * Measured on the 2-core machine with wrk (unique keys): 21,400 req/s at 1,000 connections with
  * --latency 30:200 (p50 40 ms, p99 243 ms), 65,000 req/s at 100 connections without latency:
@@ -15,7 +15,7 @@
  * State: the outcome of every key and the capture count of every order_id, in two weft_htab
  * tables over two arrays, all under `mu`. The outcome is decided and stored under `mu` before the
  * answer is scheduled, so concurrent requests with one key see one outcome and capture once.
- * Stop: quiesce the listener, weft_mhd_delay_stop (every waiting request is answered at once),
+ * Stop: quiesce the listener, tools_mhd_delay_stop (every waiting request is answered at once),
  * stop the daemon, then free.
  * Locks: mu (tables, counters, rng) is never held across a libmicrohttpd call.
  */
@@ -40,7 +40,7 @@
 #include <weft/sys.h>
 
 #include "orders/orders.h"
-#include "weft/mhd_delay.h"
+#include "common/mhd-delay-int.h"
 
 #define MAX_BODY (64 * 1024)
 #define MAX_KEY 255
@@ -65,7 +65,7 @@ typedef struct mreq {
     int phase; /* 0: receiving, 1: answer decided and waiting, 2: answered */
     unsigned status;
     uint64_t due_ns;
-    weft_mhd_wait_t wait;
+    tools_mhd_wait_t wait;
     char resp[192];
 } mreq_t;
 
@@ -74,7 +74,7 @@ struct orders_mock {
     orders_mock_opts_t o;
     double mu_ln, sigma_ln; /* lognormal parameters of the latency in ms */
 
-    weft_mhd_delay_t *delay; /* resumes delayed answers */
+    tools_mhd_delay_t *delay; /* resumes delayed answers */
 
     pthread_mutex_t mu;
     uint64_t rng;
@@ -87,12 +87,12 @@ struct orders_mock {
     orders_mock_stats_t st;
 };
 
-/* Suspends q's connection until q->due_ns (weft/mhd_delay.h). Returns false if the mock is
+/* Suspends q's connection until q->due_ns (common/mhd-delay-int.h). Returns false if the mock is
  * stopping or out of memory (then the connection is not suspended and the caller answers at
  * once). */
 static bool sleep_until_due(mreq_t *q)
 {
-    return weft_mhd_delay_sleep(q->m->delay, &q->wait, q->conn, q->due_ns);
+    return tools_mhd_delay_sleep(q->m->delay, &q->wait, q->conn, q->due_ns);
 }
 
 /* ---- outcome tables (mu held) ---- */
@@ -426,7 +426,7 @@ int orders_mock_start(const orders_mock_opts_t *opts, orders_mock_t **out, char 
         m->sigma_ln = (log(o.p99_ms) - m->mu_ln) / 2.3263478740408408; /* z of 0.99 */
     }
     pthread_mutex_init(&m->mu, NULL);
-    int rc = weft_mhd_delay_create(&m->delay);
+    int rc = tools_mhd_delay_create(&m->delay);
     if (rc < 0) {
         pthread_mutex_destroy(&m->mu);
         free(m);
@@ -459,10 +459,10 @@ void orders_mock_stop(orders_mock_t *m)
 {
     if (!m) return;
     MHD_socket lfd = m->daemon ? MHD_quiesce_daemon(m->daemon) : MHD_INVALID_SOCKET;
-    weft_mhd_delay_stop(m->delay); /* answers every waiting request now */
+    tools_mhd_delay_stop(m->delay); /* answers every waiting request now */
     if (m->daemon) MHD_stop_daemon(m->daemon);
     if (lfd != MHD_INVALID_SOCKET) close(lfd);
-    weft_mhd_delay_destroy(m->delay);
+    tools_mhd_delay_destroy(m->delay);
     for (size_t i = 0; i < m->nkeys; i++) {
         free(m->keys[i].key);
         free(m->keys[i].order_id);

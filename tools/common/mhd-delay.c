@@ -1,7 +1,7 @@
-/* Delayed answers on libmicrohttpd (mhd_delay.h).
+/* Delayed answers on libmicrohttpd (mhd-delay-int.h).
  *
  * DESIGN
- * Threads: the daemon's threads call weft_mhd_delay_sleep from handlers; one timer thread of ours
+ * Threads: the daemon's threads call tools_mhd_delay_sleep from handlers; one timer thread of ours
  * pops due entries and resumes their connections (MHD_resume_connection is thread-safe); the
  * owner calls create/stop/destroy.
  * Invariants: a wait is in the min-heap only while its connection is suspended: sleep suspends
@@ -12,7 +12,7 @@
  * every entry, so MHD_stop_daemon finds no suspended connection.
  * Locks: mu (heap, stopping) is never held across a libmicrohttpd call.
  */
-#include "weft/mhd_delay.h"
+#include "common/mhd-delay-int.h"
 
 #include <errno.h>
 #include <microhttpd.h>
@@ -21,27 +21,27 @@
 #include <time.h>
 #include <weft/sys.h>
 
-struct weft_mhd_delay {
+struct tools_mhd_delay {
     pthread_t thread;
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    weft_mhd_wait_t **heap; /* min-heap by due_ns */
+    tools_mhd_wait_t **heap; /* min-heap by due_ns */
     size_t n, cap;
     bool stopping, joined;
 };
 
-static void swap(weft_mhd_delay_t *d, size_t a, size_t b)
+static void swap(tools_mhd_delay_t *d, size_t a, size_t b)
 {
-    weft_mhd_wait_t *t = d->heap[a];
+    tools_mhd_wait_t *t = d->heap[a];
     d->heap[a] = d->heap[b];
     d->heap[b] = t;
 }
 
-static int push(weft_mhd_delay_t *d, weft_mhd_wait_t *w)
+static int push(tools_mhd_delay_t *d, tools_mhd_wait_t *w)
 {
     if (d->n == d->cap) {
         size_t cap = d->cap ? d->cap * 2 : 256;
-        weft_mhd_wait_t **h = realloc(d->heap, cap * sizeof *h);
+        tools_mhd_wait_t **h = realloc(d->heap, cap * sizeof *h);
         if (!h) return -ENOMEM;
         d->heap = h;
         d->cap = cap;
@@ -55,9 +55,9 @@ static int push(weft_mhd_delay_t *d, weft_mhd_wait_t *w)
     return 0;
 }
 
-static weft_mhd_wait_t *pop(weft_mhd_delay_t *d)
+static tools_mhd_wait_t *pop(tools_mhd_delay_t *d)
 {
-    weft_mhd_wait_t *top = d->heap[0];
+    tools_mhd_wait_t *top = d->heap[0];
     d->heap[0] = d->heap[--d->n];
     size_t i = 0;
     for (;;) {
@@ -73,7 +73,7 @@ static weft_mhd_wait_t *pop(weft_mhd_delay_t *d)
 
 static void *timer_main(void *arg)
 {
-    weft_mhd_delay_t *d = arg;
+    tools_mhd_delay_t *d = arg;
     struct MHD_Connection *due[64];
     pthread_mutex_lock(&d->mu);
     while (!d->stopping) {
@@ -98,10 +98,10 @@ static void *timer_main(void *arg)
     return NULL;
 }
 
-int weft_mhd_delay_create(weft_mhd_delay_t **out)
+int tools_mhd_delay_create(tools_mhd_delay_t **out)
 {
     *out = NULL;
-    weft_mhd_delay_t *d = calloc(1, sizeof *d);
+    tools_mhd_delay_t *d = calloc(1, sizeof *d);
     if (!d) return -ENOMEM;
     pthread_mutex_init(&d->mu, NULL);
     pthread_condattr_t ca;
@@ -120,8 +120,8 @@ int weft_mhd_delay_create(weft_mhd_delay_t **out)
     return 0;
 }
 
-bool weft_mhd_delay_sleep(weft_mhd_delay_t *d, weft_mhd_wait_t *w, struct MHD_Connection *conn,
-                          uint64_t due_ns)
+bool tools_mhd_delay_sleep(tools_mhd_delay_t *d, tools_mhd_wait_t *w, struct MHD_Connection *conn,
+                           uint64_t due_ns)
 {
     w->conn = conn;
     w->due_ns = due_ns;
@@ -134,13 +134,13 @@ bool weft_mhd_delay_sleep(weft_mhd_delay_t *d, weft_mhd_wait_t *w, struct MHD_Co
     return ok;
 }
 
-void weft_mhd_delay_stop(weft_mhd_delay_t *d)
+void tools_mhd_delay_stop(tools_mhd_delay_t *d)
 {
     if (d->joined) return;
     pthread_mutex_lock(&d->mu);
     d->stopping = true;
     size_t n = d->n;
-    weft_mhd_wait_t **pending = d->heap;
+    tools_mhd_wait_t **pending = d->heap;
     d->heap = NULL;
     d->n = d->cap = 0;
     pthread_cond_signal(&d->cv);
@@ -151,10 +151,10 @@ void weft_mhd_delay_stop(weft_mhd_delay_t *d)
     free(pending);
 }
 
-void weft_mhd_delay_destroy(weft_mhd_delay_t *d)
+void tools_mhd_delay_destroy(tools_mhd_delay_t *d)
 {
     if (!d) return;
-    weft_mhd_delay_stop(d);
+    tools_mhd_delay_stop(d);
     pthread_cond_destroy(&d->cv);
     pthread_mutex_destroy(&d->mu);
     free(d);
