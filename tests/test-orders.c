@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -25,6 +26,7 @@
 #include "orders/engine.h"
 #include "orders/mock.h"
 #include "orders/order.h"
+#include "orders/store.h"
 #include "weft/cli.h"
 
 /* As in test-loop: libuv's process-wide signal pipe and TSan's background thread appear at the
@@ -579,7 +581,9 @@ TEST_T(healthz_and_unknown_sku_rejected, 60)
 static int run_weft(int argc, const char **argv)
 {
     fflush(stdout);
-    return weft_cli_main(argc, (char **)argv);
+    int rc = weft_cli_main(argc, (char **)argv);
+    fflush(stdout);
+    return rc;
 }
 
 TEST_T(audit_passes_on_a_clean_run_and_catches_corruption, 60)
@@ -871,6 +875,8 @@ static void services_stop(services_t *s)
     CHECK_EQ(waitpid(s->watchdog, &st, 0), s->watchdog);
 }
 
+static void fencing_check(const char *db); /* below */
+
 TEST_T(postgresql_store_idempotency_contention_and_audit, 180)
 {
     services_t sv;
@@ -919,6 +925,225 @@ TEST_T(postgresql_store_idempotency_contention_and_audit, 180)
     json_decref(stock);
     const char *av[] = {"weft", "orders", "audit", "--db", pg, "--payment", s.mock_url};
     CHECK_EQ(run_weft(7, av), 0);
+    svc_stop(&s);
+    fencing_check(pg);
+    services_stop(&sv);
+}
+
+/* ---- fencing: the durable write refuses a lock holder whose token is stale ---- */
+
+static store_op_t op_of(store_op_kind_t kind, store_order_t *o)
+{
+    store_op_t op;
+    memset(&op, 0, sizeof op);
+    op.kind = kind;
+    op.ord = o;
+    return op;
+}
+
+static void apply1(store_t *st, store_op_t *op)
+{
+    char err[256];
+    int rc = store_apply(st, &op, 1, err, sizeof err);
+    CHECK_MSG(rc == 0, "store_apply: %d %s", rc, err);
+}
+
+static void fencing_check(const char *db)
+{
+    store_t *st = NULL;
+    char err[256];
+    CHECK_MSG(store_open(db, &st, err, sizeof err) == 0, "%s", err);
+    store_op_t set = {.kind = STORE_SET_STOCK, .sku = "fenced-sku", .qty = 10};
+    apply1(st, &set);
+    order_item_t item = {.sku = (char *)"fenced-sku", .qty = 2};
+    store_order_t o[2];
+    for (int i = 0; i < 2; i++) {
+        memset(&o[i], 0, sizeof o[i]);
+        order_new_id(o[i].id);
+        char key[32];
+        snprintf(key, sizeof key, "fence-%s-%d", db[0] == 's' ? "sq" : "pg", i);
+        o[i].idem_key = strdup(key);
+        o[i].req.user = (char *)"u";
+        o[i].req.payment_token = (char *)"t";
+        o[i].req.items = &item;
+        o[i].req.nitems = 1;
+        o[i].stages = "{}";
+        o[i].created_ms = order_wall_ms();
+        store_op_t c = op_of(STORE_CREATE, &o[i]);
+        apply1(st, &c);
+        CHECK_EQ(c.rc, 0);
+        o[i].status = ORDER_ACCEPTED;
+    }
+    /* Holder A got token 5 and wrote. */
+    int64_t f5 = 5, f3 = 3, f6 = 6;
+    store_op_t a = op_of(STORE_RESERVE, &o[0]);
+    a.fences = &f5;
+    apply1(st, &a);
+    CHECK_EQ(a.rc, 0);
+    CHECK(!a.fenced);
+    CHECK_EQ(a.status, ORDER_RESERVED);
+    /* Holder B's lease expired while paused; its token 3 is older: nothing is written. */
+    store_op_t b = op_of(STORE_RESERVE, &o[1]);
+    b.fences = &f3;
+    apply1(st, &b);
+    CHECK(b.fenced);
+    CHECK_EQ(b.status, ORDER_ACCEPTED);
+    int64_t avail, reserved;
+    CHECK_EQ(store_get_stock(st, "fenced-sku", &avail, &reserved), 0);
+    CHECK_EQ(avail, 8);
+    CHECK_EQ(reserved, 2);
+    /* With a fresh lock and token it goes through. */
+    b = op_of(STORE_RESERVE, &o[1]);
+    b.fences = &f6;
+    apply1(st, &b);
+    CHECK(!b.fenced);
+    CHECK_EQ(b.status, ORDER_RESERVED);
+    CHECK_EQ(store_get_stock(st, "fenced-sku", &avail, &reserved), 0);
+    CHECK_EQ(avail, 6);
+    for (int i = 0; i < 2; i++) free((char *)o[i].idem_key);
+    store_close(st);
+}
+
+TEST_T(fencing_token_refuses_a_stale_lock_holder_sqlite, 30)
+{
+    char db[600];
+    snprintf(db, sizeof db, "sqlite:%s/fence.db", weft_test_tmpdir());
+    fencing_check(db);
+}
+
+/* ---- Redis ---- */
+
+static pid_t start_logistics(const char *redis, const char *db)
+{
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGTERM); /* gone with the test, however it ends */
+        int null = open("/dev/null", O_WRONLY);
+        dup2(null, 1);
+        execl(weft_bin(), "weft", "orders", "logistics", "--redis", redis, "--db", db, "--quiet",
+              (char *)NULL);
+        _exit(127);
+    }
+    return pid;
+}
+
+static void stop_child(pid_t pid)
+{
+    CHECK_EQ(kill(pid, SIGTERM), 0);
+    int st;
+    CHECK_EQ(waitpid(pid, &st, 0), pid);
+}
+
+static void redis_flush(const char *url)
+{
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "redis-cli -u '%s' FLUSHALL >/dev/null", url);
+    CHECK_EQ(system(cmd), 0);
+}
+
+TEST_T(redis_lua_and_lock_hot_sku_never_oversell_and_audit_passes, 240)
+{
+    services_t sv;
+    if (!services_init(&sv)) return;
+    char redis[256];
+    if (!services_start(&sv, "redis", redis, sizeof redis)) {
+        services_stop(&sv);
+        return;
+    }
+    for (int mode = 0; mode < 2; mode++) {
+        redis_flush(redis);
+        char db[600];
+        snprintf(db, sizeof db, "sqlite:%s/redis-%d.db", weft_test_tmpdir(), mode);
+        svc_t s;
+        svc_start(&s, (orders_mock_opts_t){.decline_rate = 0.2},
+                  (engine_opts_t){.db_url = db,
+                                  .redis_url = redis,
+                                  .stock = mode ? ENGINE_STOCK_LOCK : ENGINE_STOCK_LUA});
+        for (int i = 0; i < 1000; i++) { /* connected and reconciled */
+            weft_buf_t b;
+            weft_buf_init(&b, 4096);
+            long st = req(&s, "GET", "/healthz", NULL, NULL, &b);
+            weft_buf_free(&b);
+            if (st == 200) break;
+            usleep(10000);
+        }
+        set_stock(&s, "hot", 50);
+        buy.s = &s;
+        memset(buy.created, 0, sizeof buy.created);
+        pthread_barrier_init(&buy.go, NULL, BUYERS);
+        pthread_t th[BUYERS];
+        for (int i = 0; i < BUYERS; i++)
+            CHECK_EQ(pthread_create(&th[i], NULL, buyer, (void *)(intptr_t)i), 0);
+        for (int i = 0; i < BUYERS; i++) pthread_join(th[i], NULL);
+        pthread_barrier_destroy(&buy.go);
+        int created = 0;
+        for (int i = 0; i < BUYERS; i++) created += buy.created[i];
+        CHECK_EQ(created, BUYERS * BUYS);
+        wait_idle(&s);
+        json_t *stock = get_json(&s, "/stock/hot", 200);
+        CHECK(json_integer_value(json_object_get(stock, "available")) >= 0);
+        CHECK_EQ(json_integer_value(json_object_get(stock, "available")) +
+                     json_integer_value(json_object_get(stock, "reserved")),
+                 50);
+        json_decref(stock);
+        pid_t lg = start_logistics(redis, db);
+        const char *av[] = {"weft", "orders",    "audit",    "--db",   db,  "--redis",
+                            redis,  "--payment", s.mock_url, "--wait", "60"};
+        CHECK_MSG(run_weft(11, av) == 0, "audit failed with --stock %s", mode ? "lock" : "lua");
+        stop_child(lg);
+        svc_stop(&s);
+    }
+    services_stop(&sv);
+}
+
+TEST_T(redis_restart_is_reconciled_from_the_database, 240)
+{
+    services_t sv;
+    if (!services_init(&sv)) return;
+    char redis[256];
+    if (!services_start(&sv, "redis", redis, sizeof redis)) {
+        services_stop(&sv);
+        return;
+    }
+    svc_t s;
+    char db[600];
+    snprintf(db, sizeof db, "sqlite:%s/reconcile.db", weft_test_tmpdir());
+    svc_start(&s, (orders_mock_opts_t){.decline_rate = 0.3},
+              (engine_opts_t){.db_url = db, .redis_url = redis, .stock = ENGINE_STOCK_LUA});
+    for (int i = 0; i < 1000 && req(&s, "GET", "/healthz", NULL, NULL, NULL) != 200; i++)
+        usleep(10000);
+    set_stock(&s, "a", 100);
+    char body[256], key[32];
+    for (int round = 0; round < 2; round++) {
+        for (int i = 0; i < 20; i++) {
+            snprintf(key, sizeof key, "rr-%d-%d", round, i);
+            long st = 0;
+            for (int t = 0; t < 500 && st != 201; t++) {
+                st = req(&s, "POST", "/orders", key, order_body(body, sizeof body, "a", 2), NULL);
+                if (st != 201) usleep(10000);
+            }
+            CHECK_EQ(st, 201);
+        }
+        wait_idle(&s);
+        if (round == 0) {
+            /* A restarted Redis is empty: the engine must notice, and rebuild it. */
+            char cmd[1400];
+            snprintf(cmd, sizeof cmd, "bash '%s' restart redis '%s' >/dev/null", services_sh(),
+                     sv.dir);
+            CHECK_EQ(system(cmd), 0);
+            int i = 0;
+            while (req(&s, "GET", "/healthz", NULL, NULL, NULL) == 200 && i++ < 100) usleep(10000);
+            for (i = 0; i < 2000 && req(&s, "GET", "/healthz", NULL, NULL, NULL) != 200; i++)
+                usleep(10000);
+            CHECK_MSG(i < 2000, "the engine did not reconcile Redis");
+        }
+    }
+    pid_t lg = start_logistics(redis, db);
+    const char *av[] = {"weft", "orders",    "audit",    "--db",   db,  "--redis",
+                        redis,  "--payment", s.mock_url, "--wait", "60"};
+    CHECK_EQ(run_weft(11, av), 0);
+    stop_child(lg);
     svc_stop(&s);
     services_stop(&sv);
 }

@@ -46,6 +46,8 @@ struct stock_redis {
     engine_stock_mode_t mode;
     store_t *store;
     redisAsyncContext *ac; /* NULL while disconnected */
+    bool connecting;       /* ac is not connected yet */
+    bool republish;        /* (re)connected: the stream may have been lost with Redis */
     int state;
     size_t inflight;
     atomic_bool healthy;
@@ -102,12 +104,19 @@ static int cmd(stock_redis_t *s, redisCallbackFn *cb, void *priv, int argc, cons
 static void on_retry_timer(weft_loop_timer_t *t, void *arg)
 {
     stock_redis_t *s = arg;
+    if (s->ac && s->connecting) {
+        /* No answer to the connect: a refused connection shows as POLLERR, which libuv reports
+         * as an error status that hiredis' libuv adapter drops. Give up on it and retry. */
+        redisAsyncFree(s->ac);
+        s->ac = NULL;
+    }
     if (!s->ac && !s->destroying) connect_now(s);
     if (s->state == ST_WAIT) try_reconcile(s);
 }
 
 static void schedule(stock_redis_t *s, uint64_t ms)
 {
+
     if (s->retry && !s->destroying) weft_loop_timer_start(s->retry, ms, 0);
 }
 
@@ -121,6 +130,7 @@ static void on_group(redisAsyncContext *ac, void *r, void *priv)
 static void on_connect(const redisAsyncContext *ac, int status)
 {
     stock_redis_t *s = ac->data;
+    s->connecting = false;
     if (status != REDIS_OK) {
         s->ac = NULL; /* hiredis frees it */
         schedule(s, 300);
@@ -128,6 +138,7 @@ static void on_connect(const redisAsyncContext *ac, int status)
     }
     const char *g[] = {"XGROUP", "CREATE", "weft:ship", "logistics", "0", "MKSTREAM"};
     cmd(s, on_group, NULL, 6, g);
+    s->republish = true;
     s->state = ST_WAIT;
     try_reconcile(s);
 }
@@ -157,10 +168,23 @@ static void connect_now(stock_redis_t *s)
         return;
     }
     ac->data = s;
-    redisLibuvAttach(ac, weft_loop_uv(s->loop));
+    /* Fails while libuv still tracks the previous connection's descriptor (hiredis closes the
+     * socket before libuv has closed its poll handle, and the new socket gets the same number):
+     * try again once that handle is gone. */
+    if (redisLibuvAttach(ac, weft_loop_uv(s->loop)) != REDIS_OK) {
+        redisAsyncFree(ac);
+        schedule(s, 100);
+        return;
+    }
     redisAsyncSetConnectCallback(ac, on_connect);
     redisAsyncSetDisconnectCallback(ac, on_disconnect);
     s->ac = ac;
+    s->connecting = true;
+    schedule(s, 1000); /* the connect's deadline (see on_retry_timer) */
+    /* hiredis 0.14 watches the socket only once a command is queued: without one, a refused
+     * connection would never be noticed (nor a successful one reported). */
+    const char *ping[] = {"PING"};
+    cmd(s, NULL, NULL, 1, ping);
 }
 
 int stock_redis_create(weft_loop_t *loop, const char *url, engine_stock_mode_t mode, store_t *store,
@@ -233,6 +257,17 @@ static int snap_row(void *arg, int ncols, char **c)
     return 0;
 }
 
+static int republish_row(void *arg, int ncols, char **c)
+{
+    snap_t *p = arg;
+    char ms[24];
+    snprintf(ms, sizeof ms, "%" PRIu64, order_wall_ms());
+    const char *argv[] = {"XADD",  "weft:ship",        "*",     "order_id", c[0],
+                          "items", c[1] ? c[1] : "[]", "at_ms", ms};
+    cmd(p->s, NULL, NULL, 9, argv);
+    return 0;
+}
+
 static void on_ready(redisAsyncContext *ac, void *reply, void *priv)
 {
     stock_redis_t *s = ac->data;
@@ -262,6 +297,14 @@ static void try_reconcile(stock_redis_t *s)
         s->state = ST_WAIT;
         schedule(s, 500);
         return;
+    }
+    /* A restarted Redis lost weft:ship too: hand every paid order to logistics again (the
+     * worker applies each order once, so a duplicate entry is harmless). */
+    if (s->republish) {
+        s->republish = false;
+        if (store_query(s->store, "SELECT id, items, 0 FROM orders WHERE status = 'paid'",
+                        republish_row, &p, err, sizeof err) < 0)
+            fprintf(stderr, "weft orders: redis reconcile: %s\n", err);
     }
     /* The epoch: a new value invalidates every earlier weft:ord decision. */
     const char *lua = "local e = redis.call('INCR', 'weft:epoch') "
