@@ -115,10 +115,10 @@ run_one() {
   ack50=$(sed -n 's/^latency_us: p50=\([0-9]*\).*/\1/p' "$dir/$name.wrk")
   ack99=$(sed -n 's/^latency_us: .*p99=\([0-9]*\).*/\1/p' "$dir/$name.wrk")
   # Completion: wait (bounded) until every order is terminal.
-  local left=0
-  for i in $(seq 1 600); do
+  local left=0 until=$((SECONDS + 60))
+  while :; do
     left=$(q "SELECT count(*) FROM orders WHERE status IN ('accepted','reserved','paid')")
-    [ "${left:-1}" = 0 ] && break
+    [ "${left:-1}" = 0 ] || [ $SECONDS -ge $until ] && break
     sleep 0.1
   done
   local done50 done99
