@@ -146,4 +146,15 @@ rcli xadd weft:ship '*' order_id l1 at_ms 1 >/dev/null
 late_shipped() { [ "$(psql -qtAX "$late" -c "select status from orders where id = 'l1'")" = shipped ]; }
 wait_for late_shipped
 stop_worker "$wpid"
+
+# 6. Redis restarted under a running worker (its data gone): it reconnects, re-creates the group
+# and ships what is added afterwards.
+pg=$late start_worker late2
+psql -qtAX "$late" -c "INSERT INTO orders(id, idem_key, body_hash, status) VALUES ('l2', 'kl2', 'h', 'paid')"
+"$svc" restart redis "$dir" >/dev/null
+rcli xadd weft:ship '*' order_id l2 at_ms 1 >/dev/null
+l2_shipped() { [ "$(psql -qtAX "$late" -c "select status from orders where id = 'l2'")" = shipped ]; }
+wait_for l2_shipped
+grep -q "connection lost; reconnecting" "$dir/w-late2.err" || fail "no reconnect logged"
+stop_worker "$wpid"
 echo "logistics: ok"
