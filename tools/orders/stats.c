@@ -9,6 +9,11 @@
  * Readers (GET /stats) serialise under snap_mu. Histograms merge by adding bucket counts
  * (weft_hist), so the cumulative percentiles are exactly those of all records, whatever the
  * grouping into seconds. Lock order: ev_mu and snap_mu are never held together.
+ * The CPU side runs in a process (weft/procpool.h, one worker): each second's events go to it as
+ * bytes (records + SKU arena), it folds them into histograms and per-SKU totals and sends back
+ * the aggregate as sparse buckets with exact totals, which this side adds into the cumulative
+ * state (weft_hist_add_bucket/add_totals: the same counts as recording in place). A worker that
+ * crashes or times out costs nothing: that second is folded in-process instead.
  */
 #include "orders/stats.h"
 
@@ -23,6 +28,7 @@
 #include <weft/hash.h>
 #include <weft/hist.h>
 #include <weft/htab.h>
+#include <weft/procpool.h>
 #include <weft/sys.h>
 
 #include "orders/store.h"
@@ -63,6 +69,9 @@ struct stats {
     size_t nskus, skus_cap;
     weft_htab_t sku_index;
     uint64_t seconds;
+
+    weft_procpool_t *pp; /* NULL: fold in-process */
+    uint64_t folded_remote, folded_local;
 
     pthread_mutex_t run_mu;
     pthread_cond_t run_cv;
@@ -112,7 +121,7 @@ static bool sku_eq(uint64_t val, const void *key, const void *ctx)
 }
 
 /* Under snap_mu. */
-static void sku_add(stats_t *s, const char *sku, int64_t qty)
+static void sku_add(stats_t *s, const char *sku, int64_t qty, int64_t orders)
 {
     bool added;
     uint64_t *v = weft_htab_put(&s->sku_index, weft_hash_str(sku), sku_eq, sku, s, &added);
@@ -144,47 +153,213 @@ static void sku_add(stats_t *s, const char *sku, int64_t qty)
         *v = s->nskus++;
     }
     s->skus[*v].units += (uint64_t)qty;
-    s->skus[*v].orders++;
+    s->skus[*v].orders += (uint64_t)orders;
 }
 
-static void fold(stats_t *s, ev_t *ev, size_t n, const char *arena)
+/* Folds one second's events into `sec` (pure: runs in the worker or in-process). SKU units of
+ * shipped orders go to `skus` as "sku\0" + int64 units + int64 orders entries. */
+static void fold_events(agg_t *sec, const ev_t *ev, size_t n, const char *arena, size_t arena_len,
+                        weft_buf_t *skus)
+{
+    agg_init(sec);
+    for (size_t i = 0; i < n; i++) {
+        const ev_t *e = &ev[i];
+        if (e->kind == EV_STAGE && e->stage < STATS_NSTAGES) {
+            weft_hist_record(&sec->stage_us[e->stage], e->v);
+            if (e->attempts > 1) sec->retries[e->stage] += e->attempts - 1;
+        } else if (e->kind == EV_COMMIT) {
+            sec->commits++;
+            sec->commit_ops += e->attempts;
+            if (!e->ok) sec->commit_fail++;
+            weft_hist_record(&sec->commit_us, e->v);
+            weft_hist_record(&sec->batch, e->attempts);
+        } else if (e->kind == EV_ORDER) {
+            if (e->status <= ORDER_PAYMENT_FAILED) sec->by_status[e->status]++;
+            weft_hist_record(&sec->total_ms, e->v);
+            if (e->status != ORDER_SHIPPED) continue;
+            sec->revenue_cents += (uint64_t)e->amount;
+            size_t off = e->sku_off;
+            for (uint32_t k = 0; k < e->attempts; k++) {
+                int64_t qty, one = 1;
+                if (off + sizeof qty >= arena_len) break;
+                memcpy(&qty, arena + off, sizeof qty);
+                off += sizeof qty;
+                const char *sku = arena + off;
+                size_t l = strnlen(sku, arena_len - off);
+                if (off + l >= arena_len) break;
+                off += l + 1;
+                weft_buf_append(skus, sku, l + 1);
+                weft_buf_append(skus, &qty, sizeof qty);
+                weft_buf_append(skus, &one, sizeof one);
+            }
+        }
+    }
+}
+
+/* Adds a folded second: under snap_mu. */
+static void publish(stats_t *s, const agg_t *sec, const char *skus, size_t len, bool remote)
+{
+    pthread_mutex_lock(&s->snap_mu);
+    for (size_t off = 0; off < len;) {
+        const char *sku = skus + off;
+        size_t l = strnlen(sku, len - off);
+        if (off + l + 1 + 16 > len) break;
+        int64_t units, orders;
+        memcpy(&units, skus + off + l + 1, 8);
+        memcpy(&orders, skus + off + l + 9, 8);
+        sku_add(s, sku, units, orders);
+        off += l + 1 + 16;
+    }
+    s->last = *sec;
+    agg_merge(&s->cum, sec);
+    s->seconds++;
+    if (remote)
+        s->folded_remote++;
+    else if (sec->commits || sec->total_ms.count)
+        s->folded_local++; /* (an idle second is not counted) */
+    pthread_mutex_unlock(&s->snap_mu);
+}
+
+/* ---- the worker side: bytes in, bytes out ---- */
+
+typedef struct fold_hdr {
+    uint64_t nev, arena_len;
+} fold_hdr_t;
+
+static int put_hist(weft_buf_t *b, const weft_hist_t *h)
+{
+    uint64_t nz = 0;
+    for (size_t i = 0; i < WEFT_HIST_BUCKETS; i++) nz += weft_hist_bucket_count(h, i) != 0;
+    uint64_t head[5] = {h->count, h->sum, h->min, h->max, nz};
+    int rc = weft_buf_append(b, head, sizeof head);
+    for (size_t i = 0; i < WEFT_HIST_BUCKETS && !rc; i++) {
+        uint64_t c = weft_hist_bucket_count(h, i);
+        if (!c) continue;
+        uint64_t pair[2] = {i, c};
+        rc = weft_buf_append(b, pair, sizeof pair);
+    }
+    return rc;
+}
+
+static int get_hist(const char **p, const char *end, weft_hist_t *h)
+{
+    uint64_t head[5];
+    if ((size_t)(end - *p) < sizeof head) return -EINVAL;
+    memcpy(head, *p, sizeof head);
+    *p += sizeof head;
+    weft_hist_init(h);
+    if (head[4] > WEFT_HIST_BUCKETS || (size_t)(end - *p) < head[4] * 16) return -EINVAL;
+    for (uint64_t i = 0; i < head[4]; i++) {
+        uint64_t pair[2];
+        memcpy(pair, *p, sizeof pair);
+        *p += sizeof pair;
+        if (weft_hist_add_bucket(h, (size_t)pair[0], pair[1]) < 0) return -EINVAL;
+    }
+    if (head[0]) weft_hist_add_totals(h, head[1], head[2], head[3]);
+    return h->count == head[0] ? 0 : -EINVAL;
+}
+
+/* The aggregate as bytes: the plain counters, then each histogram, then the SKU entries. */
+static int put_agg(weft_buf_t *b, const agg_t *a, const weft_buf_t *skus)
+{
+    int rc = weft_buf_append(b, a->by_status, sizeof a->by_status);
+    uint64_t plain[4 + STATS_NSTAGES] = {a->revenue_cents, a->commits, a->commit_ops,
+                                         a->commit_fail};
+    memcpy(plain + 4, a->retries, sizeof a->retries);
+    if (!rc) rc = weft_buf_append(b, plain, sizeof plain);
+    for (int i = 0; i < STATS_NSTAGES && !rc; i++) rc = put_hist(b, &a->stage_us[i]);
+    if (!rc) rc = put_hist(b, &a->total_ms);
+    if (!rc) rc = put_hist(b, &a->commit_us);
+    if (!rc) rc = put_hist(b, &a->batch);
+    if (!rc && skus->len) rc = weft_buf_append(b, skus->data, skus->len);
+    return rc;
+}
+
+static int get_agg(const char *p, size_t len, agg_t *a, const char **skus, size_t *skus_len)
+{
+    const char *end = p + len;
+    uint64_t plain[4 + STATS_NSTAGES];
+    agg_init(a);
+    if (len < sizeof a->by_status + sizeof plain) return -EINVAL;
+    memcpy(a->by_status, p, sizeof a->by_status);
+    p += sizeof a->by_status;
+    memcpy(plain, p, sizeof plain);
+    p += sizeof plain;
+    a->revenue_cents = plain[0];
+    a->commits = plain[1];
+    a->commit_ops = plain[2];
+    a->commit_fail = plain[3];
+    memcpy(a->retries, plain + 4, sizeof a->retries);
+    for (int i = 0; i < STATS_NSTAGES; i++)
+        if (get_hist(&p, end, &a->stage_us[i]) < 0) return -EINVAL;
+    if (get_hist(&p, end, &a->total_ms) < 0 || get_hist(&p, end, &a->commit_us) < 0 ||
+        get_hist(&p, end, &a->batch) < 0)
+        return -EINVAL;
+    *skus = p;
+    *skus_len = (size_t)(end - p);
+    return 0;
+}
+
+/* Runs in the worker process. */
+static int proc_fold(const void *arg, size_t len, weft_buf_t *out)
+{
+    fold_hdr_t h;
+    if (len < sizeof h) return -EINVAL;
+    memcpy(&h, arg, sizeof h);
+    if (h.nev > len / sizeof(ev_t) || sizeof h + h.nev * sizeof(ev_t) + h.arena_len != len)
+        return -EINVAL;
+    ev_t *ev = malloc(h.nev ? h.nev * sizeof *ev : 1);
+    agg_t *sec = malloc(sizeof *sec);
+    weft_buf_t skus;
+    weft_buf_init(&skus, 0);
+    int rc = ev && sec ? 0 : -ENOMEM;
+    if (!rc) {
+        memcpy(ev, (const char *)arg + sizeof h, h.nev * sizeof *ev);
+        fold_events(sec, ev, h.nev, (const char *)arg + sizeof h + h.nev * sizeof *ev, h.arena_len,
+                    &skus);
+        rc = put_agg(out, sec, &skus);
+    }
+    weft_buf_free(&skus);
+    free(ev);
+    free(sec);
+    return rc;
+}
+WEFT_PROCPOOL_FN("orders.stats.fold", proc_fold)
+
+/* Folds a second's events, in the worker if there is one, and publishes the result. */
+static void fold(stats_t *s, ev_t *ev, size_t n, const weft_buf_t *arena)
 {
     static _Thread_local agg_t sec; /* 200 KB: not on the stack */
-    agg_init(&sec);
-    for (size_t i = 0; i < n; i++) {
-        ev_t *e = &ev[i];
-        if (e->kind == EV_STAGE) {
-            weft_hist_record(&sec.stage_us[e->stage], e->v);
-            if (e->attempts > 1) sec.retries[e->stage] += e->attempts - 1;
-        } else if (e->kind == EV_COMMIT) {
-            sec.commits++;
-            sec.commit_ops += e->attempts;
-            if (!e->ok) sec.commit_fail++;
-            weft_hist_record(&sec.commit_us, e->v);
-            weft_hist_record(&sec.batch, e->attempts);
-        } else {
-            if (e->status <= ORDER_PAYMENT_FAILED) sec.by_status[e->status]++;
-            weft_hist_record(&sec.total_ms, e->v);
-            if (e->status == ORDER_SHIPPED) sec.revenue_cents += (uint64_t)e->amount;
+    if (s->pp && n) {
+        weft_buf_t msg;
+        weft_buf_init(&msg, 0);
+        fold_hdr_t h = {n, arena->len};
+        weft_future_t *f = NULL;
+        int rc = weft_buf_append(&msg, &h, sizeof h);
+        if (!rc) rc = weft_buf_append(&msg, ev, n * sizeof *ev);
+        if (!rc && arena->len) rc = weft_buf_append(&msg, arena->data, arena->len);
+        if (!rc)
+            rc = weft_procpool_submit(s->pp, "orders.stats.fold", msg.data, msg.len, 5000000000ull,
+                                      &f);
+        weft_buf_free(&msg);
+        if (!rc) rc = weft_future_wait(f, -1);
+        if (!rc) rc = weft_future_status(f);
+        size_t rlen = 0;
+        const char *res = rc ? NULL : weft_future_value(f, &rlen);
+        const char *skus = NULL;
+        size_t skus_len = 0;
+        if (res && get_agg(res, rlen, &sec, &skus, &skus_len) == 0) {
+            publish(s, &sec, skus, skus_len, true);
+            weft_future_release(f);
+            return;
         }
+        weft_future_release(f);
     }
-    pthread_mutex_lock(&s->snap_mu);
-    for (size_t i = 0; i < n; i++) {
-        ev_t *e = &ev[i];
-        if (e->kind != EV_ORDER || e->status != ORDER_SHIPPED) continue;
-        const char *p = arena + e->sku_off;
-        for (uint32_t k = 0; k < e->attempts; k++) {
-            int64_t qty;
-            memcpy(&qty, p, sizeof qty);
-            p += sizeof qty;
-            sku_add(s, p, qty);
-            p += strlen(p) + 1;
-        }
-    }
-    s->last = sec;
-    agg_merge(&s->cum, &sec);
-    s->seconds++;
-    pthread_mutex_unlock(&s->snap_mu);
+    weft_buf_t skus;
+    weft_buf_init(&skus, 0);
+    fold_events(&sec, ev, n, arena->data, arena->len, &skus);
+    publish(s, &sec, skus.data, skus.len, false);
+    weft_buf_free(&skus);
 }
 
 static void *stats_main(void *arg)
@@ -210,7 +385,7 @@ static void *stats_main(void *arg)
         s->nev = 0;
         s->arena = spare_arena;
         pthread_mutex_unlock(&s->ev_mu);
-        fold(s, ev, n, arena.data);
+        fold(s, ev, n, &arena);
         spare = ev;
         spare_cap = cap;
         spare_arena = arena;
@@ -237,8 +412,11 @@ int stats_create(stats_t **out)
     agg_init(&s->last);
     agg_init(&s->cum);
     weft_htab_init(&s->sku_index);
+    weft_procpool_opts_t po = {.workers = 1, .max_message = 64u << 20};
+    if (weft_procpool_create(&s->pp, &po) < 0) s->pp = NULL; /* folds in-process instead */
     int rc = pthread_create(&s->th, NULL, stats_main, s);
     if (rc) {
+        if (s->pp) weft_procpool_destroy(s->pp);
         free(s);
         return -rc;
     }
@@ -254,6 +432,7 @@ void stats_destroy(stats_t *s)
     pthread_cond_signal(&s->run_cv);
     pthread_mutex_unlock(&s->run_mu);
     pthread_join(s->th, NULL);
+    if (s->pp) weft_procpool_destroy(s->pp);
     free(s->ev);
     weft_buf_free(&s->arena);
     for (size_t i = 0; i < s->nskus; i++) free(s->skus[i].sku);
@@ -389,7 +568,11 @@ int stats_json(stats_t *s, weft_buf_t *b, size_t live)
         rc = weft_buf_printf(b, "%s\"%s\":%" PRIu64, i ? "," : "", counter_names[i],
                              atomic_load_explicit(&s->counters[i], memory_order_relaxed));
     pthread_mutex_lock(&s->snap_mu);
-    if (!rc) rc = weft_buf_printf(b, "},\"seconds\":%" PRIu64 ",\"last_second\":", s->seconds);
+    if (!rc)
+        rc = weft_buf_printf(b,
+                             "},\"seconds\":%" PRIu64 ",\"folded\":{\"process\":%" PRIu64
+                             ",\"in_process\":%" PRIu64 "},\"last_second\":",
+                             s->seconds, s->folded_remote, s->folded_local);
     if (!rc) rc = agg_json(b, &s->last);
     if (!rc) rc = weft_buf_printf(b, ",\"cumulative\":");
     if (!rc) rc = agg_json(b, &s->cum);
