@@ -31,6 +31,16 @@
  *   capture twice.
  * Overload: live orders (intake to terminal) are bounded by max_live and the pool queue by its
  *   capacity; past either, 503 with Retry-After. No queue grows without bound.
+ * With Redis (--redis, stock.h): the loop asks Redis first (lua script or lock + fencing token),
+ *   then queues the RESERVE with the decision's fences; the database re-checks every unit and
+ *   token, and the loop then mirrors (lock: DECRBY, unlock) or undoes (lua: give back; a refused
+ *   decision also triggers a reconcile). A refused fence (lease lost) leaves the order
+ *   'accepted' and it tries again. A paid order is handed over by XADD weft:ship and leaves the
+ *   engine; `weft orders logistics` marks it shipped. A payment-failed order's units go back to
+ *   Redis only after the release committed.
+ * Stages and where they run: create (intake pool + writer), reserve (writer, or Redis on the
+ *   loop + writer), payment (loop: HTTP), logistics (writer, or loop: XADD), statistics (stats.c:
+ *   a stats thread and a worker process, never on the request path).
  * Lock order: no two of idem_mu, wq_mu, lq_mu, all_mu, st_mu are ever held together; no
  *   callback runs under any of them.
  */
