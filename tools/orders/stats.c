@@ -593,3 +593,50 @@ int stats_json(stats_t *s, weft_buf_t *b, size_t live)
     if (!rc) rc = weft_buf_printf(b, "]}");
     return rc;
 }
+
+static void view_agg(struct stats_view_agg *v, const agg_t *a)
+{
+    v->by_status = a->by_status;
+    v->revenue_cents = a->revenue_cents;
+    v->commits = a->commits;
+    v->commit_ops = a->commit_ops;
+    v->commit_fail = a->commit_fail;
+    v->retries = a->retries;
+    for (int i = 0; i < STATS_NSTAGES; i++) v->stage_us[i] = &a->stage_us[i];
+    v->total_ms = &a->total_ms;
+    v->commit_us = &a->commit_us;
+}
+
+int stats_view(stats_t *s, int (*fn)(const stats_view_t *v, void *arg), void *arg)
+{
+    stats_view_t v;
+    memset(&v, 0, sizeof v);
+    v.uptime_s = (double)(weft_now_ns() - s->start_ns) / 1e9;
+    for (int i = 0; i < STATS_NCOUNTERS; i++)
+        v.counters[i] = atomic_load_explicit(&s->counters[i], memory_order_relaxed);
+    pthread_mutex_lock(&s->snap_mu);
+    v.seconds = s->seconds;
+    view_agg(&v.cum, &s->cum);
+    view_agg(&v.last, &s->last);
+    /* The top SKUs by a partial selection: STATS_VIEW_TOP passes, no allocation. */
+    for (size_t i = 0; i < s->nskus; i++) {
+        const sku_tot_t *t = &s->skus[i];
+        size_t pos = v.ntop;
+        while (pos > 0 &&
+               (t->units > v.top_units[pos - 1] ||
+                (t->units == v.top_units[pos - 1] && strcmp(t->sku, v.top_sku[pos - 1]) < 0)))
+            pos--;
+        if (pos >= STATS_VIEW_TOP) continue;
+        size_t last = v.ntop < STATS_VIEW_TOP ? v.ntop : STATS_VIEW_TOP - 1;
+        for (size_t j = last; j > pos; j--) {
+            v.top_sku[j] = v.top_sku[j - 1];
+            v.top_units[j] = v.top_units[j - 1];
+        }
+        v.top_sku[pos] = t->sku;
+        v.top_units[pos] = t->units;
+        if (v.ntop < STATS_VIEW_TOP) v.ntop++;
+    }
+    int rc = fn(&v, arg);
+    pthread_mutex_unlock(&s->snap_mu);
+    return rc;
+}

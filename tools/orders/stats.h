@@ -13,6 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <weft/buf.h>
+#include <weft/hist.h>
 
 #include "orders/order.h"
 
@@ -64,5 +65,29 @@ void stats_commit(stats_t *s, size_t ops, uint64_t us, int ok);
 
 /* Appends the GET /stats JSON. Returns 0 or -ENOMEM. Thread safety: any thread. */
 int stats_json(stats_t *s, weft_buf_t *out, size_t live);
+
+/* A read-only view of the snapshot GET /stats serialises, for issue 10's /metrics and /events
+ * (metrics.c): the cumulative aggregate and the last complete second. */
+#define STATS_VIEW_TOP 10
+typedef struct stats_view {
+    double uptime_s;
+    uint64_t seconds; /* complete seconds folded */
+    uint64_t counters[STATS_NCOUNTERS];
+    struct stats_view_agg {
+        const uint64_t *by_status; /* [ORDER_PAYMENT_FAILED + 1], by order_status_t */
+        uint64_t revenue_cents, commits, commit_ops, commit_fail;
+        const uint64_t *retries;                    /* [STATS_NSTAGES] */
+        const weft_hist_t *stage_us[STATS_NSTAGES]; /* microseconds */
+        const weft_hist_t *total_ms, *commit_us;    /* completion in ms; commit in us */
+    } cum, last;
+    size_t ntop; /* the SKUs with the most units shipped, most first */
+    const char *top_sku[STATS_VIEW_TOP];
+    uint64_t top_units[STATS_VIEW_TOP];
+} stats_view_t;
+
+/* Calls fn(view, arg) with a consistent view, valid only during the call (snap_mu is held: fn
+ * must be quick and must not call back into stats). Returns what fn returns. Thread safety: any
+ * thread. */
+int stats_view(stats_t *s, int (*fn)(const stats_view_t *v, void *arg), void *arg);
 
 #endif
