@@ -840,6 +840,29 @@ size_t engine_live(engine_t *e)
     return atomic_load_explicit(&e->live, memory_order_acquire);
 }
 
+struct stats *engine_stats(engine_t *e)
+{
+    return e->stats;
+}
+
+void engine_gauges(engine_t *e, engine_gauges_t *g)
+{
+    memset(g, 0, sizeof *g);
+    g->live = engine_live(e);
+    weft_pool_stats_t ps;
+    weft_pool_stats(e->pool, &ps);
+    g->intake_threads = ps.threads;
+    g->intake_running = ps.running;
+    g->intake_queued = ps.queued;
+    /* Walks the queues under their locks: once per scrape, bounded by max_live. */
+    pthread_mutex_lock(&e->wq_mu);
+    for (store_op_t *q = e->wq_head; q; q = q->next) g->writer_queued++;
+    pthread_mutex_unlock(&e->wq_mu);
+    pthread_mutex_lock(&e->lq_mu);
+    for (ord_t *o = e->lq_head; o; o = o->next) g->loop_queued++;
+    pthread_mutex_unlock(&e->lq_mu);
+}
+
 /* ---- lifecycle ---- */
 
 static int resume_one(void *arg, store_order_t *so)

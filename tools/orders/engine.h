@@ -67,6 +67,17 @@ void engine_get_stats(engine_t *e, engine_call_t *c);
 /* Orders in flight (accepted but not terminal, plus intake). Thread safety: any thread. */
 size_t engine_live(engine_t *e);
 
+/* For /metrics and /events (issue 10): the statistics (borrowed, valid until engine_destroy)
+ * and the engine's queues and workers now. Thread safety: any thread. */
+struct stats *engine_stats(engine_t *e);
+typedef struct engine_gauges {
+    size_t live;                          /* as engine_live */
+    int intake_threads;                   /* the intake pool */
+    size_t intake_running, intake_queued; /* its busy workers and queue */
+    size_t writer_queued, loop_queued;    /* operations waiting for the writer / loop */
+} engine_gauges_t;
+void engine_gauges(engine_t *e, engine_gauges_t *g);
+
 /* Stops: callers must have stopped submitting (the HTTP server quiesced and every call done).
  * Finishes the group commits in progress, cancels payment attempts (their orders stay in the
  * database at their stage and resume on the next start), and frees everything. NULL ignored. */
