@@ -195,16 +195,7 @@ static double run_peer(long n, int threads)
 
 int main(int argc, char **argv)
 {
-    long n = 1000000;
-    const char *env = getenv("WEFT_BENCH_N");
-    if (argc > 1)
-        n = atol(argv[1]);
-    else if (env)
-        n = atol(env);
-    if (n <= 0) {
-        fprintf(stderr, "usage: bench-pool [N]   (N > 0 tasks)\n");
-        return 2;
-    }
+    long n = bench_arg_n(argc, argv, 1000000, "bench-pool");
     int cpus = weft_cpu_count();
     printf("bench-pool: %ld no-op tasks per run, %d usable CPUs, one submitting thread\n", n, cpus);
 

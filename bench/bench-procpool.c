@@ -206,16 +206,7 @@ static void run_peer(long n, int workers, double *noop, double *arg4k)
 
 int main(int argc, char **argv)
 {
-    long n = 100000;
-    const char *env = getenv("WEFT_BENCH_N");
-    if (argc > 1)
-        n = atol(argv[1]);
-    else if (env)
-        n = atol(env);
-    if (n <= 0) {
-        fprintf(stderr, "usage: bench-procpool [N]   (N > 0 tasks)\n");
-        return 2;
-    }
+    long n = bench_arg_n(argc, argv, 100000, "bench-procpool");
     int cpus = weft_cpu_count();
     printf("bench-procpool: %ld tasks per run, %d usable CPUs, %d workers, one submitting thread, "
            "%d in flight\n",

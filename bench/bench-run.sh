@@ -35,6 +35,11 @@ t0=$(now)
 t1=$(now)
 weft_rate=$(rate "$jobs" "$t0" "$t1")
 echo "weft run        $(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.2f", b-a}') s   $weft_rate jobs/s"
+# The same with the state journal: a record per job, synced as jobs finish (group commit).
+t0=$(now)
+(cd "$tmp" && "$weft" run --plain --threads "$par" --state st dag.yaml >/dev/null)
+t1=$(now)
+echo "weft run --state $(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.2f", b-a}') s   $(rate "$jobs" "$t0" "$t1") jobs/s   (journal synced as jobs finish)"
 
 if command -v parallel >/dev/null; then
   t0=$(now)

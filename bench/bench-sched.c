@@ -23,7 +23,6 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
-#include "peer.h"
 #include <weft/loop.h>
 #include <weft/pool.h>
 #include <weft/procpool.h>
@@ -230,20 +229,6 @@ static int nap200(void *a, weft_ctx_t *c)
     return 0;
 }
 
-static void nap_fire(weft_loop_timer_t *t, void *arg)
-{
-    weft_loop_timer_destroy(t);
-    weft_sched_aop_done(arg, 0, NULL, 0, NULL);
-}
-
-static int anap(weft_sched_aop_t *op)
-{
-    weft_loop_timer_t *t;
-    int rc = weft_loop_timer_create(op->loop, nap_fire, op, &t);
-    if (rc == 0) weft_loop_timer_start(t, (uint64_t)(uintptr_t)op->arg, 0);
-    return rc;
-}
-
 static atomic_llong peak_rss;
 static atomic_bool sampling;
 
@@ -273,7 +258,7 @@ static void concurrent_1000(void)
     for (int i = 0; i < 1000; i++) {
         weft_sched_task_t t = {.type = WEFT_SCHED_IO,
                                .fn = nap200,
-                               .async_fn = anap,
+                               .async_fn = weft_sched_async_sleep,
                                .async_arg = (void *)(uintptr_t)200};
         weft_sched_submit(s, &t, NULL, &fs[i]);
     }
@@ -420,7 +405,7 @@ static void burn_done(weft_future_t *f, void *arg)
     if (m->forms & F_T) t.fn = t_wait;
     if (m->forms & F_P) t.proc_fn = "bench.wait";
     if (m->forms & F_L) {
-        t.async_fn = anap;
+        t.async_fn = weft_sched_async_sleep;
         t.async_arg = (void *)(uintptr_t)WAIT_MS;
     }
     weft_future_t *g;
@@ -462,13 +447,7 @@ static void run_peer(int n)
 
 int main(int argc, char **argv)
 {
-    long n = argc > 1                 ? atol(argv[1])
-             : getenv("WEFT_BENCH_N") ? atol(getenv("WEFT_BENCH_N"))
-                                      : 300000;
-    if (n <= 0) {
-        fprintf(stderr, "usage: bench-sched [N]   (N > 0 tasks)\n");
-        return 2;
-    }
+    long n = bench_arg_n(argc, argv, 300000, "bench-sched");
     fs = malloc(WINDOW * sizeof *fs);
     if (!fs) return 1;
     int cpus = weft_cpu_count();

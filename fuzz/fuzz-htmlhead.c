@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <weft/utf8.h>
 
 #include "crawl/htmlhead.h"
 
@@ -28,16 +29,10 @@ static void check_field(const char *s)
     size_t n = strlen(s);
     if (n > CRAWL_FIELD_MAX) abort();
     if (n && (s[0] == ' ' || s[n - 1] == ' ')) abort(); /* trimmed */
-    const unsigned char *p = (const unsigned char *)s;
-    for (size_t i = 0; i < n;) {
-        unsigned char c = p[i];
-        if (c == '\t' || c == '\n' || c == '\r' || (c == ' ' && p[i + 1] == ' ')) abort();
-        size_t k = c < 0x80 ? 1 : c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC2 ? 2 : 0;
-        if (k == 0 || i + k > n) abort();
-        for (size_t j = 1; j < k; j++)
-            if ((p[i + j] & 0xC0) != 0x80) abort();
-        i += k;
-    }
+    if (!weft_utf8_valid(s, n)) abort();
+    for (size_t i = 0; i < n; i++)
+        if (s[i] == '\t' || s[i] == '\n' || s[i] == '\r' || (s[i] == ' ' && s[i + 1] == ' '))
+            abort();
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -1,7 +1,8 @@
 /* libFuzzer target for the `weft run` job-file parser (tools/run/jobfile.c): untrusted YAML.
  *
  * Checks: no crash or leak (ASan); either the file parses, or the error is one line that starts
- * with "PATH:LINE: "; a parsed file has valid, unique job names and dependencies that exist. */
+ * with "PATH:LINE: "; a parsed file has valid, unique job names (found by jobfile_find),
+ * dependencies that exist, and an order that puts every job after its dependencies. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,15 +21,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             const struct job *j = &jf.jobs[i];
             if (!j->name || !*j->name || j->line < 1) abort();
             if (j->kind == JOB_SHELL && !j->run) abort();
-            for (size_t k = 0; k < i; k++)
-                if (strcmp(jf.jobs[k].name, j->name) == 0) abort();
-            for (size_t d = 0; d < j->ndeps; d++) {
-                bool found = false;
-                for (size_t k = 0; k < jf.n && !found; k++)
-                    found = strcmp(jf.jobs[k].name, j->deps[d]) == 0;
-                if (!found) abort();
-            }
+            if (jobfile_find(&jf, j->name) != (int)i) abort(); /* unique and found */
+            for (size_t d = 0; d < j->ndeps; d++)
+                if (jobfile_find(&jf, j->deps[d]) < 0) abort();
         }
+        /* The order is a permutation with dependencies first. */
+        size_t *pos = calloc(jf.n, sizeof *pos);
+        if (!pos || !jf.order) abort();
+        for (size_t k = 0; k < jf.n; k++) {
+            if (jf.order[k] < 0 || (size_t)jf.order[k] >= jf.n || pos[jf.order[k]]) abort();
+            pos[jf.order[k]] = k + 1;
+        }
+        for (size_t i = 0; i < jf.n; i++)
+            for (size_t d = 0; d < jf.jobs[i].ndeps; d++)
+                if (pos[jobfile_find(&jf, jf.jobs[i].deps[d])] >= pos[i]) abort();
+        free(pos);
         jobfile_free(&jf);
     } else {
         if (!err.data || strncmp(err.data, "f.yaml:", 7) != 0) abort();

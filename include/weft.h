@@ -6,10 +6,14 @@
 #include <weft/sys.h>
 #include <weft/buf.h>
 #include <weft/hist.h>
+#include <weft/hash.h>
+#include <weft/htab.h>
+#include <weft/utf8.h>
 #include <weft/future.h>
 #include <weft/pool.h>
 #include <weft/procpool.h>
 #include <weft/loop.h>
+#include <weft/http.h>
 #include <weft/sched.h>
 
 #endif /* WEFT_H */

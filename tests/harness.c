@@ -1,7 +1,9 @@
 /* Test runner: see harness.h. */
 #include "harness.h"
 
+#include <arpa/inet.h>
 #include <dirent.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <errno.h>
 #include <signal.h>
@@ -9,6 +11,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -225,4 +228,17 @@ int main(int argc, char **argv)
     for (int i = 0; i < ntests; i++) run_forked(i) ? passed++ : failed++;
     printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
+}
+
+const char *weft_test_refused_url(void)
+{
+    static char url[64];
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    CHECK(fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
+          getsockname(fd, (struct sockaddr *)&a, &len) == 0);
+    close(fd);
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/", ntohs(a.sin_port));
+    return url;
 }

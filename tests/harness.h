@@ -31,6 +31,9 @@ void weft_test_fail_alloc(long nth);
 bool weft_test_alloc_failure_pending(void);
 /* Reinstalls the C library's allocator. */
 void weft_test_restore_alloc(void);
+/* A URL on a loopback port nothing listens on: one the kernel just gave us, closed again (port 1
+ * is not safe to assume: a test service of another suite may hold it). Static storage. */
+const char *weft_test_refused_url(void);
 /* A fresh empty directory for this test, removed afterwards (by the parent). */
 const char *weft_test_tmpdir(void);
 

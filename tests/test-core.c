@@ -175,12 +175,12 @@ TEST(hash_is_stable_and_never_zero)
  * shares a run), removals in the middle of runs and wrap-around at the end of the array. */
 TEST(htab_matches_a_reference_under_inserts_and_removals)
 {
-    enum { N = 4096 };
+    enum { N = 512 };
     static bool in[N];
     memset(in, 0, sizeof in);
     weft_htab_t t = WEFT_HTAB_INIT;
     uint64_t rng = 7;
-    for (int round = 0; round < 200000; round++) {
+    for (long round = 0, rounds = weft_test_scale(40000); round < rounds; round++) {
         uint64_t k = weft_rand(&rng) % N;
         /* Few distinct low bits: long runs, and the probe wraps past the last slot. */
         uint64_t h = ((k % 7) + 1) | (k << 40) | (UINT64_C(0xF) << 3);
@@ -226,5 +226,142 @@ TEST(htab_put_fails_cleanly_when_allocation_fails)
     weft_test_restore_alloc();
     CHECK_EQ(t.len, 0);
     CHECK(weft_htab_put(&t, 5, u64_eq, &k, NULL, &added) != NULL && added);
+    weft_htab_free(&t);
+}
+
+/* ---- utf8 ---- */
+
+#include <errno.h>
+#include <string.h>
+#include <weft/utf8.h>
+
+/* The reference: RFC 3629's encoder. */
+static int utf8_encode(uint32_t cp, char out[4])
+{
+    if (cp < 0x80) {
+        out[0] = (char)cp;
+        return 1;
+    }
+    if (cp < 0x800) {
+        out[0] = (char)(0xC0 | cp >> 6);
+        out[1] = (char)(0x80 | (cp & 0x3F));
+        return 2;
+    }
+    if (cp < 0x10000) {
+        out[0] = (char)(0xE0 | cp >> 12);
+        out[1] = (char)(0x80 | (cp >> 6 & 0x3F));
+        out[2] = (char)(0x80 | (cp & 0x3F));
+        return 3;
+    }
+    out[0] = (char)(0xF0 | cp >> 18);
+    out[1] = (char)(0x80 | (cp >> 12 & 0x3F));
+    out[2] = (char)(0x80 | (cp >> 6 & 0x3F));
+    out[3] = (char)(0x80 | (cp & 0x3F));
+    return 4;
+}
+
+TEST(utf8_decode_round_trips_every_scalar_value)
+{
+    for (uint32_t cp = 0; cp <= 0x10FFFF; cp++) {
+        if (cp >= 0xD800 && cp <= 0xDFFF) continue;
+        char b[4];
+        int n = utf8_encode(cp, b);
+        uint32_t got;
+        CHECK_EQ(weft_utf8_decode(b, (size_t)n, &got), n);
+        CHECK_EQ(got, cp);
+        for (int k = 1; k < n; k++) CHECK_EQ(weft_utf8_decode(b, (size_t)k, &got), -EAGAIN);
+    }
+}
+
+/* Every 1..3-byte string decodes exactly when it is the encoding of a scalar value: no overlong
+ * form, no surrogate is accepted, and nothing valid is refused. */
+TEST(utf8_decode_accepts_exactly_the_shortest_forms)
+{
+    for (uint32_t v = 0; v < (1u << 24); v++) {
+        unsigned char s[3] = {(unsigned char)(v >> 16), (unsigned char)(v >> 8), (unsigned char)v};
+        if (s[0] < 0xC0 && (v & 0xFFFF)) continue; /* ASCII and stray continuations: once each */
+        uint32_t cp;
+        int n = weft_utf8_decode((const char *)s, 3, &cp);
+        if (n == -EAGAIN) { /* a valid start of a 4-byte sequence */
+            CHECK(s[0] >= 0xF0 && s[0] <= 0xF4);
+            continue;
+        }
+        if (n < 0) {
+            CHECK_EQ(n, -EILSEQ);
+            CHECK_EQ(cp, WEFT_UTF8_REPLACEMENT);
+            continue;
+        }
+        char b[4];
+        CHECK(!(cp >= 0xD800 && cp <= 0xDFFF));
+        CHECK_EQ(utf8_encode(cp, b), n);
+        CHECK(memcmp(b, s, (size_t)n) == 0);
+    }
+    static const char *const bad[] = {
+        "\xC0\x80",         "\xC1\xBF",         "\xE0\x9F\xBF",     "\xED\xA0\x80", "\xED\xBF\xBF",
+        "\xF0\x8F\xBF\xBF", "\xF4\x90\x80\x80", "\xF5\x80\x80\x80", "\xFF",         "\x80",
+        "\xE2\x28\xA1"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        uint32_t cp;
+        CHECK_EQ(weft_utf8_decode(bad[i], strlen(bad[i]), &cp), -EILSEQ);
+    }
+    uint32_t cp;
+    CHECK_EQ(weft_utf8_decode("\xF4\x8F\xBF\xBF", 4, &cp), 4);
+    CHECK_EQ(cp, 0x10FFFF);
+    CHECK_EQ(weft_utf8_decode("", 0, &cp), -EINVAL);
+}
+
+TEST(utf8_validate_width_and_escapers)
+{
+    CHECK(weft_utf8_valid("caf\xC3\xA9 \xE6\x97\xA5", 9));
+    CHECK(!weft_utf8_valid("ab\xED\xA0\x80", 5));
+    CHECK_EQ(weft_utf8_valid_prefix("ab\xE6\x97", 4, false), 4);
+    CHECK_EQ(weft_utf8_valid_prefix("ab\xE6\x97", 4, true), 2);
+    CHECK_EQ(weft_utf8_valid_prefix("ab\xFFxy", 5, false), 2);
+    /* Width: ASCII 1, wide 2, combining 0, each invalid byte 1 (its U+FFFD), controls 1. */
+    CHECK_EQ(weft_utf8_width("abc", 3), 3);
+    CHECK_EQ(weft_utf8_width("\xE6\x97\xA5\xE6\x9C\xAC", 6), 4);
+    CHECK_EQ(weft_utf8_width("e\xCC\x81", 3), 1);
+    CHECK_EQ(weft_utf8_width("\xF5\x80\x80\x80", 4), 4);
+    CHECK_EQ(weft_utf8_width("\xE0\x80\x80", 3), 3);
+    CHECK_EQ(weft_utf8_width("\t\x7F", 2), 2);
+    CHECK_EQ(weft_utf8_width("\xEF\xBC\xA1\xF0\x9F\x98\x80", 7), 4); /* fullwidth A, emoji */
+
+    weft_buf_t b;
+    weft_buf_init(&b, 0);
+    static const char in[] = "a\"\\<&>'\x01\x7F\xC3\xA9\xFF\xE6\x97";
+    CHECK_EQ(weft_utf8_escape_json(&b, in, sizeof in - 1), 0);
+    CHECK_STR_EQ(b.data, "a\\\"\\\\<&>'\\u0001\\u007f\xC3\xA9\\ufffd\\ufffd\\ufffd");
+    weft_buf_reset(&b);
+    CHECK_EQ(weft_utf8_escape_html(&b, in, sizeof in - 1), 0);
+    CHECK_STR_EQ(b.data, "a&quot;\\&lt;&amp;&gt;&#39;  \xC3\xA9&#xFFFD;&#xFFFD;&#xFFFD;");
+    weft_buf_reset(&b);
+    CHECK_EQ(weft_utf8_repair(&b, in, sizeof in - 1), 0);
+    CHECK_STR_EQ(b.data, "a\"\\<&>'\x01\x7F\xC3\xA9\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD");
+    CHECK(weft_utf8_valid(b.data, b.len));
+    /* A failed append reports the error (the buffer's max). */
+    weft_buf_t small;
+    weft_buf_init(&small, 4);
+    CHECK_EQ(weft_utf8_escape_json(&small, "abc\"def", 7), -EMSGSIZE);
+    weft_buf_free(&small);
+    weft_buf_free(&b);
+}
+
+/* weft_htab_prefetch is a hint: safe on an empty table, and the table is the same after it. */
+TEST(htab_prefetch_is_only_a_hint)
+{
+    weft_htab_t t = WEFT_HTAB_INIT;
+    weft_htab_prefetch(&t, 12345);
+    bool added;
+    for (uint64_t k = 1; k <= 100; k++) {
+        uint64_t *v = weft_htab_put(&t, weft_hash(&k, sizeof k), NULL, NULL, NULL, &added);
+        CHECK(v && added);
+        *v = k;
+    }
+    for (uint64_t k = 1; k <= 200; k++) weft_htab_prefetch(&t, weft_hash(&k, sizeof k));
+    CHECK_EQ(t.len, 100);
+    for (uint64_t k = 1; k <= 100; k++) {
+        uint64_t *v = weft_htab_find(&t, weft_hash(&k, sizeof k), NULL, NULL, NULL);
+        CHECK(v && *v == k);
+    }
     weft_htab_free(&t);
 }

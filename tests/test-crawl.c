@@ -4,15 +4,21 @@
  * and the HTML report's escaping; and the head extractor on its own. */
 #include "harness.h"
 
+#include <arpa/inet.h>
 #include <jansson.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <weft/err.h>
 #include <weft/loop.h>
 #include <weft/sys.h>
+#include <weft/utf8.h>
 
 #include "crawl/crawl.h"
+#include "crawl/hosts.h"
 #include "crawl/htmlhead.h"
 #include "crawl/input.h"
 #include "crawl/retry.h"
@@ -254,9 +260,9 @@ TEST_T(redirects_timeouts_body_cap_invalid, 120)
 {
     weft_fixture_t *fx = fixture();
     const char *paths[] = {
-        "/redirect/3", "/redirect-loop", "/delay/5000",         "/drip/200/300",
-        "/huge/8",     "/bighead/600",   "not a url",           "ftp://x/y",
-        "/status/404", "/status/204",    "http://127.0.0.1:1/",
+        "/redirect/3",           "/redirect-loop", "/delay/5000", "/drip/200/300", "/huge/8",
+        "/bighead/600",          "not a url",      "ftp://x/y",   "/status/404",   "/status/204",
+        weft_test_refused_url(),
     };
     FILE *f = url_file(fx, paths, sizeof paths / sizeof paths[0]);
     /* A comment and a blank line do not count as lines with URLs, but do count in numbering. */
@@ -503,4 +509,107 @@ TEST_T(command_outputs_and_report, 120)
     CHECK(strstr(h, "&lt;script&gt;alert(1)&lt;/script&gt;") != NULL);
     CHECK(strstr(h, "onerror") == NULL || strstr(h, "<img") == NULL);
     weft_fixture_stop(fx);
+}
+
+/* ---- the table on hostile text ---- */
+
+/* Display column at which `mark` starts in `line`. */
+static size_t col_of(const char *line, const char *mark)
+{
+    const char *end = strstr(line, mark);
+    CHECK(end);
+    return weft_utf8_width(line, (size_t)(end - line));
+}
+
+/* The URL column is padded by counting what weft_cli_put_safe printed: the titles line up
+ * whatever bytes the URL holds (bad leads 0xF5.., overlongs, surrogates, truncated tails, wide
+ * and combining characters, a long wide URL cut at the column's edge). */
+TEST(table_aligns_on_invalid_utf8)
+{
+    static const char *const urls[] = {
+        "http://a/plain",
+        "http://a/\xF5\x80\x80\x80",
+        "http://a/\xE0\x80\x80x",
+        "http://a/\xED\xA0\x80",
+        "http://a/\xF0\x90\x80",
+        "http://a/\xC0\xAF\xFF",
+        "http://a/\xE6\x97\xA5\xE6\x9C\xAC",
+        "http://a/e\xCC\x81",
+        "http://a/\xE6\x97\xA5\xE6\x97\xA5\xE6\x97\xA5\xE6\x97\xA5\xE6\x97\xA5\xE6\x97\xA5"
+        "\xE6\x97\xA5\xE6\x97\xA5\xE6\x97\xA5\xE6\x97\xA5\xE6\x97\xA5\xE6\x97\xA5"
+        "\xE6\x97\xA5\xE6\x97\xA5\xE6\x97\xA5\xE6\x97\xA5\xE6\x97\xA5",
+    };
+    enum { N = sizeof urls / sizeof urls[0] };
+    char name[512];
+    snprintf(name, sizeof name, "%s/table.txt", weft_test_tmpdir());
+    fflush(stdout);
+    int saved = dup(1);
+    FILE *f = fopen(name, "w+");
+    CHECK(f && saved >= 0);
+    CHECK(dup2(fileno(f), 1) == 1);
+    crawl_opts_t o;
+    quick_opts(&o);
+    o.table = true;
+    crawl_out_t *out;
+    CHECK_EQ(crawl_out_open(&out, &o), 0);
+    for (int i = 0; i < N; i++) {
+        crawl_result_t r = {.line = (uint64_t)i + 1,
+                            .url = (char *)urls[i],
+                            .status = 200,
+                            .title = "TITLE",
+                            .attempts = 1};
+        crawl_out_result(out, CRAWL_SEQ, &r);
+    }
+    CHECK_EQ(crawl_out_close(out), 0);
+    fflush(stdout);
+    CHECK(dup2(saved, 1) == 1);
+    close(saved);
+    rewind(f);
+    char line[1024];
+    size_t want = 0;
+    int rows = 0;
+    while (fgets(line, sizeof line, f)) {
+        if (!strstr(line, "TITLE")) continue;
+        size_t c = col_of(line, "TITLE");
+        if (rows++ == 0) want = c;
+        CHECK_MSG(c == want, "row %d: title at column %zu, want %zu: %s", rows, c, want, line);
+    }
+    CHECK_EQ(rows, N);
+    fclose(f);
+}
+
+/* ---- the host table ---- */
+
+/* Thousands of distinct hosts through a small window: the idle ones are swept from the host
+ * table (a weft_htab) while it is in use, and every URL comes out once, in input order. */
+TEST(dispatch_sweeps_idle_hosts_and_keeps_order)
+{
+    enum { N = 3000 };
+    FILE *f = tmpfile();
+    CHECK(f);
+    for (int i = 0; i < N; i++) fprintf(f, "http://h%d.test:%d/p%d\n", i % 2000, 80 + i % 3, i);
+    rewind(f);
+    crawl_opts_t o;
+    quick_opts(&o);
+    o.per_host = 1;
+    crawl_input_t *in;
+    CHECK_EQ(crawl_input_open(&in, f), 0);
+    crawl_dispatch_t *d;
+    CHECK_EQ(crawl_dispatch_create(&d, &o, in, 4), 0);
+    uint64_t line = 0, now = weft_now_ns();
+    while (!crawl_dispatch_idle(d)) {
+        uint64_t wake;
+        crawl_item_t *it = crawl_dispatch_next(d, now, &wake);
+        CHECK_MSG(it != NULL, "stalled after line %llu", (unsigned long long)line);
+        CHECK(it->invalid == NULL);
+        CHECK_EQ(it->res.line, line + 1);
+        line = it->res.line;
+        crawl_dispatch_attempt_done(d, it);
+        crawl_dispatch_release(d, it);
+    }
+    CHECK_EQ(line, N);
+    CHECK_EQ(crawl_dispatch_error(d), 0);
+    crawl_dispatch_destroy(d);
+    crawl_input_close(in);
+    fclose(f);
 }

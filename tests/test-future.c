@@ -7,10 +7,12 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/wait.h>
 #include <weft/future.h>
 #include <weft/sys.h>
 
@@ -92,6 +94,64 @@ TEST(embedded_future_release_frees_value_not_record)
     weft_future_release(&rec.f);
     CHECK_EQ(rec.before, 1);
     CHECK_EQ(rec.after, 2);
+}
+
+/* ---- misuse is diagnosed (issue 8, item 6) ---- */
+
+/* Runs fn in a child process and checks that it aborts with a message containing `needle`. */
+static void expect_abort(void (*fn)(void), const char *needle)
+{
+    int p[2];
+    CHECK(pipe(p) == 0);
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        dup2(p[1], 2);
+        close(p[0]);
+        close(p[1]);
+        fn();
+        _exit(0); /* not reached if fn aborts */
+    }
+    close(p[1]);
+    char buf[512] = "";
+    size_t len = 0;
+    ssize_t k;
+    while (len < sizeof buf - 1 && (k = read(p[0], buf + len, sizeof buf - 1 - len)) > 0)
+        len += (size_t)k;
+    buf[len] = '\0';
+    close(p[0]);
+    int st;
+    CHECK(waitpid(pid, &st, 0) == pid);
+    CHECK_MSG(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT, "child status %d, stderr: %s", st, buf);
+    CHECK_MSG(strstr(buf, needle) != NULL, "no '%s' in: %s", needle, buf);
+}
+
+static void release_embedded_twice(void)
+{
+    weft_future_t f;
+    weft_future_init(&f);
+    weft_future_complete(&f, 0, NULL, 0, NULL);
+    weft_future_release(&f);
+    weft_future_release(&f); /* misuse: aborts */
+}
+
+TEST(releasing_an_embedded_future_twice_aborts_with_a_message)
+{
+    expect_abort(release_embedded_twice, "released more often than once");
+}
+
+TEST(completing_an_embedded_future_twice_returns_ealready)
+{
+    weft_future_t f;
+    weft_future_init(&f);
+    CHECK_EQ(weft_future_complete(&f, 0, xstrdup("one"), 4, free), 0);
+    CHECK_EQ(weft_future_complete(&f, 0, xstrdup("two"), 4, free), -EALREADY); /* freed */
+    CHECK_EQ(weft_future_fail(&f, -EIO, "late"), -EALREADY);
+    CHECK_EQ(weft_future_cancel(&f), -EALREADY);
+    CHECK_EQ(weft_future_start(&f), -EALREADY);
+    CHECK_STR_EQ(weft_future_value(&f, NULL), "one");
+    CHECK(weft_future_message(&f) == NULL);
+    weft_future_release(&f);
 }
 
 struct delayed {
@@ -350,6 +410,37 @@ TEST(as_completed_holds_references_and_destroys_while_pending)
     CHECK_EQ(weft_future_complete(keep, 0, NULL, 0, NULL), 0); /* no stale callback */
     weft_future_release(keep);
     weft_future_iter_destroy(NULL);
+}
+
+/* Issue 8, bug 2: a caller-owned (embedded) future given to as_completed is the caller's again
+ * once the iterator has yielded it (docs/lifetime.md); the iterator must not touch it afterwards,
+ * not even in iter_destroy (it used to hold a reference and detach a node: use-after-free). */
+TEST(as_completed_embedded_future_freed_once_yielded)
+{
+    enum { N = 4 };
+    weft_future_t *fs[N];
+    for (int i = 0; i < N; i++) {
+        fs[i] = malloc(sizeof *fs[i]);
+        CHECK(fs[i]);
+        weft_future_init(fs[i]);
+    }
+    CHECK_EQ(weft_future_complete(fs[2], 0, xstrdup("early"), 6, free), 0);
+    weft_future_iter_t *it;
+    CHECK_EQ(weft_future_as_completed(fs, N, &it), 0);
+    CHECK_EQ(weft_future_complete(fs[0], 0, xstrdup("a"), 2, free), 0);
+    CHECK_EQ(weft_future_complete(fs[3], 0, xstrdup("b"), 2, free), 0);
+    for (int k = 0; k < 3; k++) {
+        weft_future_t *g;
+        CHECK_EQ(weft_future_iter_next(it, -1, &g), 0);
+        CHECK(g == fs[2] || g == fs[0] || g == fs[3]);
+        CHECK(weft_future_value(g, NULL) != NULL);
+        weft_future_release(g); /* frees the value: no reference held by the iterator */
+        free(g);
+    }
+    weft_future_iter_destroy(it); /* fs[1] still pending: detached, not yielded */
+    CHECK_EQ(weft_future_complete(fs[1], 0, NULL, 0, NULL), 0); /* no stale callback */
+    weft_future_release(fs[1]);
+    free(fs[1]);
 }
 
 /* ---- stress ---- */

@@ -22,7 +22,7 @@
 #include "logs/report.h"
 #include "logs/run.h"
 #include "logs/stats.h"
-#include "weft/cli.h"
+#include "common/cli-int.h"
 
 /* ---- helpers ------------------------------------------------------------------------------ */
 

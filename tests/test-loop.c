@@ -5,6 +5,7 @@
 #include "harness.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <fcntl.h>
 #include <libgen.h>
 #include <pthread.h>
@@ -16,6 +17,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 #include <weft/err.h>
+#include <weft/http.h>
 #include <weft/loop.h>
 #include <weft/pool.h>
 #include <weft/sys.h>
@@ -309,6 +311,217 @@ TEST(stop_and_run_again)
     weft_loop_destroy(loop);
 }
 
+/* Loop-thread-only calls from another thread used to run (a data race on libuv's state) and
+ * return 0; now they return -EPERM and do nothing (issue 8, bug 6). */
+typedef struct other_thread_calls {
+    weft_loop_t *loop;
+    weft_loop_timer_t *timer;
+    int create_rc, start_rc, stop_rc, destroy_rc, http_rc;
+    weft_loop_timer_t *created;
+    weft_http_t *h;
+} other_thread_calls_t;
+
+static void never_timer(weft_loop_timer_t *t, void *arg)
+{
+    (void)t;
+    (void)arg;
+}
+
+static void never_http(weft_http_t *h, weft_http_resp_t *resp, void *arg)
+{
+    (void)h;
+    (void)resp;
+    (void)arg;
+}
+
+static void *call_from_other_thread(void *arg)
+{
+    other_thread_calls_t *c = arg;
+    c->created = (weft_loop_timer_t *)1;
+    c->create_rc = weft_loop_timer_create(c->loop, never_timer, NULL, &c->created);
+    if (c->timer) {
+        c->start_rc = weft_loop_timer_start(c->timer, 1, 0);
+        c->stop_rc = weft_loop_timer_stop(c->timer);
+        c->destroy_rc = weft_loop_timer_destroy(c->timer);
+    }
+    weft_http_opts_t o = {.url = "http://127.0.0.1:1/"};
+    c->h = (weft_http_t *)1;
+    c->http_rc = weft_http_start(c->loop, &o, never_http, NULL, &c->h);
+    return NULL;
+}
+
+static void run_other_thread(other_thread_calls_t *c)
+{
+    pthread_t th;
+    CHECK_EQ(pthread_create(&th, NULL, call_from_other_thread, c), 0);
+    CHECK_EQ(pthread_join(th, NULL), 0);
+    CHECK_EQ(c->create_rc, -EPERM);
+    CHECK(c->created == NULL);
+    CHECK_EQ(c->http_rc, -EPERM);
+    CHECK(c->h == NULL);
+}
+
+TEST(loop_thread_only_calls_from_another_thread_return_eperm)
+{
+    /* A caller-driven loop: its creator may use it while it is stopped, nobody else may. */
+    weft_loop_t *loop;
+    CHECK_EQ(weft_loop_create(&loop, NULL), 0);
+    weft_loop_timer_t *t;
+    CHECK_EQ(weft_loop_timer_create(loop, never_timer, NULL, &t), 0);
+    other_thread_calls_t c = {.loop = loop, .timer = t};
+    run_other_thread(&c);
+    CHECK_EQ(c.start_rc, -EPERM);
+    CHECK_EQ(c.stop_rc, -EPERM);
+    CHECK_EQ(c.destroy_rc, -EPERM);
+    CHECK_EQ(weft_loop_timer_start(t, 1000, 0), 0);
+    CHECK_EQ(weft_loop_timer_stop(t), 0);
+    CHECK_EQ(weft_loop_timer_destroy(t), 0);
+    weft_loop_destroy(loop);
+
+    /* An own-thread loop: only its thread. */
+    weft_loop_opts_t o = {.own_thread = true};
+    CHECK_EQ(weft_loop_create(&loop, &o), 0);
+    other_thread_calls_t c2 = {.loop = loop};
+    run_other_thread(&c2);
+    weft_loop_timer_t *t2 = (weft_loop_timer_t *)1;
+    CHECK_EQ(weft_loop_timer_create(loop, never_timer, NULL, &t2), -EPERM); /* the creator too */
+    CHECK(t2 == NULL);
+    weft_loop_destroy(loop);
+}
+
+/* weft_loop_destroy from one of the loop's own callbacks used to free the loop under uv_run
+ * (use-after-free; an own-thread loop also joined itself). Now it returns -EDEADLK. */
+typedef struct destroy_inside {
+    weft_loop_t *loop;
+    int rc;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool done;
+} destroy_inside_t;
+
+static void destroy_from_callback(void *arg, int status)
+{
+    destroy_inside_t *d = arg;
+    if (status < 0) return;
+    int rc = weft_loop_destroy(d->loop);
+    pthread_mutex_lock(&d->mu);
+    d->rc = rc;
+    d->done = true;
+    pthread_cond_signal(&d->cv);
+    pthread_mutex_unlock(&d->mu);
+    if (!weft_loop_on_loop_thread(d->loop)) return;
+    weft_loop_stop(d->loop); /* -EINVAL for an own-thread loop: harmless */
+}
+
+static void no_op_work(void *arg, int status)
+{
+    (void)arg;
+    (void)status;
+}
+
+static void no_op_await(weft_future_t *f, void *arg, int status)
+{
+    (void)f;
+    (void)arg;
+    (void)status;
+}
+
+TEST(loop_destroy_from_its_own_callback_returns_edeadlk)
+{
+    for (int own = 0; own < 2; own++) {
+        weft_loop_opts_t o = {.own_thread = own};
+        destroy_inside_t d = {.rc = 1};
+        pthread_mutex_init(&d.mu, NULL);
+        pthread_cond_init(&d.cv, NULL);
+        CHECK_EQ(weft_loop_create(&d.loop, &o), 0);
+        CHECK_EQ(weft_loop_post(d.loop, destroy_from_callback, &d), 0);
+        if (!own) CHECK_EQ(weft_loop_run(d.loop), 0);
+        pthread_mutex_lock(&d.mu);
+        while (!d.done) pthread_cond_wait(&d.cv, &d.mu);
+        pthread_mutex_unlock(&d.mu);
+        CHECK_EQ(d.rc, -EDEADLK);
+        CHECK_EQ(weft_loop_destroy(d.loop), 0); /* from outside: fine */
+        pthread_mutex_destroy(&d.mu);
+        pthread_cond_destroy(&d.cv);
+    }
+    CHECK_EQ(weft_loop_destroy(NULL), 0);
+}
+
+/* A caller-driven loop that another thread is running cannot be destroyed: -EBUSY. */
+typedef struct runner {
+    weft_loop_t *loop;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool running;
+} runner_t;
+
+static void mark_running(void *arg, int status)
+{
+    runner_t *r = arg;
+    if (status < 0) return;
+    pthread_mutex_lock(&r->mu);
+    r->running = true;
+    pthread_cond_signal(&r->cv);
+    pthread_mutex_unlock(&r->mu);
+}
+
+static void *run_loop_thread(void *arg)
+{
+    runner_t *r = arg;
+    weft_loop_run(r->loop);
+    return NULL;
+}
+
+TEST(loop_destroy_while_another_thread_runs_it_returns_ebusy)
+{
+    runner_t r = {.running = false};
+    pthread_mutex_init(&r.mu, NULL);
+    pthread_cond_init(&r.cv, NULL);
+    CHECK_EQ(weft_loop_create(&r.loop, NULL), 0);
+    CHECK_EQ(weft_loop_post(r.loop, mark_running, &r), 0);
+    pthread_t th;
+    CHECK_EQ(pthread_create(&th, NULL, run_loop_thread, &r), 0);
+    pthread_mutex_lock(&r.mu);
+    while (!r.running) pthread_cond_wait(&r.cv, &r.mu);
+    pthread_mutex_unlock(&r.mu);
+    CHECK_EQ(weft_loop_destroy(r.loop), -EBUSY);
+    CHECK_EQ(weft_loop_stop(r.loop), 0);
+    CHECK_EQ(pthread_join(th, NULL), 0);
+    CHECK_EQ(weft_loop_destroy(r.loop), 0);
+    pthread_mutex_destroy(&r.mu);
+    pthread_cond_destroy(&r.cv);
+}
+
+TEST(loop_null_arguments_return_einval)
+{
+    weft_loop_t *loop;
+    CHECK_EQ(weft_loop_create(&loop, NULL), 0);
+    CHECK_EQ(weft_loop_post(NULL, no_op_work, NULL), -EINVAL);
+    CHECK_EQ(weft_loop_post(loop, NULL, NULL), -EINVAL);
+    weft_loop_work_t w = {.fn = NULL};
+    CHECK_EQ(weft_loop_post_work(loop, &w), -EINVAL);
+    CHECK_EQ(weft_loop_post_work(loop, NULL), -EINVAL);
+    weft_future_t *f = weft_future_create();
+    CHECK(f);
+    CHECK_EQ(weft_loop_await(NULL, f, no_op_await, NULL), -EINVAL);
+    CHECK_EQ(weft_loop_await(loop, NULL, no_op_await, NULL), -EINVAL);
+    CHECK_EQ(weft_loop_await(loop, f, NULL, NULL), -EINVAL);
+    weft_loop_timer_t *t = (weft_loop_timer_t *)1;
+    CHECK_EQ(weft_loop_timer_create(loop, NULL, NULL, &t), -EINVAL);
+    CHECK(t == NULL);
+    CHECK_EQ(weft_loop_timer_start(NULL, 1, 0), -EINVAL);
+    CHECK_EQ(weft_loop_timer_stop(NULL), -EINVAL);
+    CHECK_EQ(weft_loop_timer_destroy(NULL), 0);
+    weft_http_opts_t ho = {.url = "http://127.0.0.1:1/"};
+    CHECK_EQ(weft_http_start(loop, &ho, NULL, NULL, NULL), -EINVAL);
+    CHECK_EQ(weft_http_cancel(NULL), -EINVAL);
+    weft_future_t *hf = (weft_future_t *)1;
+    CHECK_EQ(weft_http_fetch(NULL, &ho, &hf), -EINVAL);
+    CHECK(hf == NULL);
+    weft_future_release(f);
+    CHECK_EQ(weft_loop_destroy(loop), 0);
+}
+
 /* ---- awaiting futures ---- */
 
 typedef struct await_state {
@@ -388,6 +601,83 @@ TEST(await_pending_at_destroy)
     CHECK_EQ(s.calls, 2);
     weft_future_release(pending);
     weft_future_release(done);
+}
+
+/* Issue 8, bug 2: an awaited caller-owned record is the caller's again inside the await
+ * callback (docs/lifetime.md), so the callback may release its future and free it; the loop
+ * must not touch the record afterwards (it used to drop a reference on it: use-after-free). */
+typedef struct embedded_state {
+    weft_loop_t *loop;
+    long calls, ok, stop_after;
+} embedded_state_t;
+
+typedef struct owned_task {
+    weft_task_t t;
+    embedded_state_t *s;
+} owned_task_t;
+
+static void free_in_callback(weft_future_t *f, void *arg, int status)
+{
+    owned_task_t *ot = arg;
+    embedded_state_t *s = ot->s;
+    CHECK(f == &ot->t.future);
+    if (status == 0 && weft_future_status(f) == 0) {
+        int *v = weft_future_value(f, NULL);
+        if (v && *v == 49) s->ok++;
+    }
+    weft_future_release(f); /* frees the value */
+    free(ot);               /* the record is ours again here */
+    if (++s->calls == s->stop_after) weft_loop_stop(s->loop);
+}
+
+TEST(await_embedded_record_freed_in_callback)
+{
+    weft_loop_t *loop;
+    CHECK_EQ(weft_loop_create(&loop, NULL), 0);
+    weft_pool_t *pool;
+    weft_pool_opts_t po = {.threads = 2};
+    CHECK_EQ(weft_pool_create(&pool, &po), 0);
+    long n = weft_test_scale(500);
+    embedded_state_t s = {.loop = loop, .stop_after = n + 1};
+    for (long i = 0; i < n; i++) {
+        owned_task_t *ot = malloc(sizeof *ot);
+        CHECK(ot);
+        ot->s = &s;
+        weft_task_init(&ot->t, square_task, (void *)(intptr_t)7);
+        CHECK_EQ(weft_pool_submit_task(pool, &ot->t), 0);
+        CHECK_EQ(weft_loop_await(loop, &ot->t.future, free_in_callback, ot), 0);
+    }
+    /* And one completed by hand before the await. */
+    owned_task_t *ot = malloc(sizeof *ot);
+    CHECK(ot);
+    ot->s = &s;
+    weft_task_init(&ot->t, square_task, NULL);
+    int *v = malloc(sizeof *v);
+    CHECK(v);
+    *v = 49;
+    CHECK_EQ(weft_future_complete(&ot->t.future, 0, v, sizeof *v, free), 0);
+    CHECK_EQ(weft_loop_await(loop, &ot->t.future, free_in_callback, ot), 0);
+    CHECK_EQ(weft_loop_run(loop), 0);
+    CHECK_EQ(s.calls, n + 1);
+    CHECK_EQ(s.ok, n + 1);
+    weft_pool_destroy(pool);
+    weft_loop_destroy(loop);
+}
+
+/* The same at destroy: a pending embedded future's await is called with -ECANCELED, and the
+ * callback may free the record then (the future stays PENDING and is never completed). */
+TEST(await_embedded_pending_at_destroy_freed_in_callback)
+{
+    weft_loop_t *loop;
+    CHECK_EQ(weft_loop_create(&loop, NULL), 0);
+    embedded_state_t s = {.loop = loop};
+    owned_task_t *ot = malloc(sizeof *ot);
+    CHECK(ot);
+    ot->s = &s;
+    weft_task_init(&ot->t, square_task, NULL);
+    CHECK_EQ(weft_loop_await(loop, &ot->t.future, free_in_callback, ot), 0);
+    weft_loop_destroy(loop);
+    CHECK_EQ(s.calls, 1);
 }
 
 /* Completers race with destroy: every await is called exactly once, nothing after destroy. */
@@ -477,7 +767,7 @@ TEST_T(http_on_loop, 60)
     char url[256];
     url_of(url, sizeof url, &fx, "/redirect/3");
     weft_http_opts_t o = {.url = url, .keep_body = true};
-    CHECK_EQ(weft_loop_http_start(loop, &o, on_http, &s, NULL), 0);
+    CHECK_EQ(weft_http_start(loop, &o, on_http, &s, NULL), 0);
     CHECK_EQ(weft_loop_run(loop), 0);
     CHECK_EQ(s.last.error, 0);
     CHECK_EQ(s.last.status, 200);
@@ -493,13 +783,13 @@ TEST_T(http_on_loop, 60)
     s.expected = 100;
     url_of(url, sizeof url, &fx, "/delay/300");
     uint64_t t0 = weft_now_ns();
-    for (int i = 0; i < 100; i++) CHECK_EQ(weft_loop_http_start(loop, &o, on_http, &s, NULL), 0);
-    CHECK_EQ(weft_loop_http_active(loop), 100);
+    for (int i = 0; i < 100; i++) CHECK_EQ(weft_http_start(loop, &o, on_http, &s, NULL), 0);
+    CHECK_EQ(weft_http_active(loop), 100);
     CHECK_EQ(weft_loop_run(loop), 0);
     double secs = (double)(weft_now_ns() - t0) / 1e9;
     CHECK_EQ(s.done, 100);
     CHECK_MSG(secs < 15, "100 concurrent 300 ms requests took %.1f s (sequential: 30 s)", secs);
-    CHECK_EQ(weft_loop_http_active(loop), 0);
+    CHECK_EQ(weft_http_active(loop), 0);
     weft_http_resp_free(&s.last);
     weft_loop_destroy(loop);
     fixture_stop(&fx);
@@ -508,7 +798,7 @@ TEST_T(http_on_loop, 60)
 static void cancel_timer(weft_loop_timer_t *t, void *arg)
 {
     http_state_t *s = arg;
-    CHECK_EQ(weft_loop_http_cancel(s->to_cancel), 0);
+    CHECK_EQ(weft_http_cancel(s->to_cancel), 0);
     weft_loop_timer_destroy(t);
 }
 
@@ -524,7 +814,7 @@ TEST_T(http_errors_and_cancel, 60)
     url_of(u[1], sizeof u[1], &fx, "/huge/4");
     url_of(u[2], sizeof u[2], &fx, "/delay/5000");
     url_of(u[3], sizeof u[3], &fx, "/retry-after/7/loop-test");
-    snprintf(u[4], sizeof u[4], "http://127.0.0.1:1/");
+    snprintf(u[4], sizeof u[4], "%s", weft_test_refused_url());
     snprintf(u[5], sizeof u[5], "ftp://127.0.0.1/x");
     weft_http_opts_t o[6] = {
         {.url = u[0]},
@@ -534,7 +824,7 @@ TEST_T(http_errors_and_cancel, 60)
         {.url = u[4]},
         {.url = u[5]},
     };
-    for (int i = 0; i < 6; i++) CHECK_EQ(weft_loop_http_start(loop, &o[i], on_http, &s, NULL), 0);
+    for (int i = 0; i < 6; i++) CHECK_EQ(weft_http_start(loop, &o[i], on_http, &s, NULL), 0);
     s.expected = 6;
     CHECK_EQ(weft_loop_run(loop), 0);
     int want[6] = {WEFT_EREDIRECTS, -EMSGSIZE, -ETIMEDOUT, 0, -ECONNREFUSED, -EINVAL};
@@ -548,7 +838,7 @@ TEST_T(http_errors_and_cancel, 60)
     /* Retry-After is captured raw. */
     s = (http_state_t){.loop = loop, .expected = 1};
     url_of(u[3], sizeof u[3], &fx, "/retry-after/9/loop-test2");
-    CHECK_EQ(weft_loop_http_start(loop, &o[3], on_http, &s, NULL), 0);
+    CHECK_EQ(weft_http_start(loop, &o[3], on_http, &s, NULL), 0);
     CHECK_EQ(weft_loop_run(loop), 0);
     CHECK_EQ(s.last.status, 429);
     CHECK_STR_EQ(s.last.retry_after, "9");
@@ -557,7 +847,7 @@ TEST_T(http_errors_and_cancel, 60)
     /* Cancel a transfer from a timer: its callback runs once, with -ECANCELED. */
     s = (http_state_t){.loop = loop, .expected = 1};
     weft_http_opts_t slow = {.url = u[2]};
-    CHECK_EQ(weft_loop_http_start(loop, &slow, on_http, &s, &s.to_cancel), 0);
+    CHECK_EQ(weft_http_start(loop, &slow, on_http, &s, &s.to_cancel), 0);
     weft_loop_timer_t *t;
     CHECK_EQ(weft_loop_timer_create(loop, cancel_timer, &s, &t), 0);
     CHECK_EQ(weft_loop_timer_start(t, 50, 0), 0);
@@ -568,7 +858,7 @@ TEST_T(http_errors_and_cancel, 60)
 
     /* Destroy with transfers in flight: each callback runs once, with -ECANCELED. */
     s = (http_state_t){.loop = loop, .expected = 100};
-    for (int i = 0; i < 3; i++) CHECK_EQ(weft_loop_http_start(loop, &slow, on_http, &s, NULL), 0);
+    for (int i = 0; i < 3; i++) CHECK_EQ(weft_http_start(loop, &slow, on_http, &s, NULL), 0);
     weft_loop_destroy(loop);
     CHECK_EQ(s.done, 3);
     for (int i = 0; i < 3; i++) CHECK_EQ(s.errors[i], -ECANCELED);
@@ -587,7 +877,7 @@ TEST_T(http_fetch_future, 60)
     url_of(url, sizeof url, &fx, "/page/7");
     weft_http_opts_t o = {.url = url, .keep_body = true};
     weft_future_t *f;
-    CHECK_EQ(weft_loop_http_fetch(loop, &o, &f), 0);
+    CHECK_EQ(weft_http_fetch(loop, &o, &f), 0);
     CHECK_EQ(weft_future_wait(f, -1), 0);
     CHECK_EQ(weft_future_status(f), 0);
     weft_http_resp_t *r = weft_future_value(f, NULL);
@@ -596,7 +886,7 @@ TEST_T(http_fetch_future, 60)
 
     /* Cancelling the future aborts the running transfer. */
     url_of(url, sizeof url, &fx, "/delay/20000");
-    CHECK_EQ(weft_loop_http_fetch(loop, &o, &f), 0);
+    CHECK_EQ(weft_http_fetch(loop, &o, &f), 0);
     usleep(100000);
     int rc = weft_future_cancel(f);
     CHECK(rc == -EBUSY || rc == 0);
@@ -605,7 +895,7 @@ TEST_T(http_fetch_future, 60)
     weft_future_release(f);
 
     /* A fetch still running at destroy completes with -ECANCELED. */
-    CHECK_EQ(weft_loop_http_fetch(loop, &o, &f), 0);
+    CHECK_EQ(weft_http_fetch(loop, &o, &f), 0);
     weft_loop_destroy(loop);
     CHECK(weft_future_done(f));
     CHECK_EQ(weft_future_status(f), -ECANCELED);

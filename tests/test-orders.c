@@ -27,7 +27,7 @@
 #include "orders/mock.h"
 #include "orders/order.h"
 #include "orders/store.h"
-#include "weft/cli.h"
+#include "common/cli-int.h"
 
 /* As in test-loop: libuv's process-wide signal pipe and TSan's background thread appear at the
  * first loop; create one before the tests so the per-test leak check sees only the test's own. */

@@ -156,6 +156,117 @@ TEST(caller_owned_records_run_without_allocation)
     weft_pool_destroy(p);
 }
 
+/* ---- misuse is diagnosed (issue 8, bug 6) ---- */
+
+/* Submitting a record that is still queued used to link it into the queue twice: two workers
+ * then span forever on the cycle. Now the second submission is refused with -EBUSY. */
+TEST_T(double_submit_of_a_queued_record_returns_ebusy, 20)
+{
+    weft_pool_t *p = make_pool(1, 0, NULL);
+    struct gate g;
+    gate_init(&g);
+    weft_task_t block, t;
+    weft_task_init(&block, gate_task, &g);
+    CHECK_EQ(weft_pool_submit_task(p, &block), 0);
+    gate_wait_arrived(&g, 1); /* the only worker is busy: t stays queued */
+    atomic_int count = 0;
+    weft_task_init(&t, count_task, &count);
+    CHECK_EQ(weft_pool_submit_task(p, &t), 0);
+    CHECK_EQ(weft_pool_submit_task(p, &t), -EBUSY);
+    CHECK_EQ(weft_pool_try_submit_task(p, &t), -EBUSY);
+    CHECK_EQ(weft_pool_submit_tasks(p, &t, 1), -EBUSY);
+    gate_open(&g);
+    CHECK_EQ(weft_future_wait(&t.future, -1), 0);
+    CHECK_EQ(weft_future_status(&t.future), 0);
+    CHECK_EQ(atomic_load(&count), 1);
+    CHECK_EQ(weft_pool_submit_task(p, &t), -EALREADY); /* DONE: not PENDING */
+    CHECK_EQ(weft_future_wait(&block.future, -1), 0);
+    weft_future_release(&t.future);
+    weft_future_release(&block.future);
+    CHECK_EQ(weft_pool_destroy(p), 0);
+    gate_destroy(&g);
+}
+
+struct self_destroy {
+    weft_pool_t *p;
+    int destroy_rc, map_rc;
+};
+
+static int add_one(void *item, void *arg)
+{
+    (*(int *)item)++;
+    return 0;
+}
+
+static int self_destroy_task(void *arg, weft_ctx_t *ctx)
+{
+    struct self_destroy *sd = arg;
+    int item = 0;
+    sd->map_rc = weft_pool_map(sd->p, add_one, &item, 1, sizeof item, 0, NULL);
+    sd->destroy_rc = weft_pool_destroy(sd->p); /* used to free the pool under this worker */
+    return 0;
+}
+
+TEST_T(destroy_and_map_from_own_task_return_edeadlk, 20)
+{
+    weft_pool_t *p = make_pool(1, 0, NULL);
+    struct self_destroy sd = {.p = p, .destroy_rc = 1, .map_rc = 1};
+    weft_future_t *f;
+    CHECK_EQ(weft_pool_submit(p, self_destroy_task, &sd, &f), 0);
+    CHECK_EQ(weft_future_wait(f, -1), 0);
+    CHECK_EQ(weft_future_status(f), 0);
+    weft_future_release(f);
+    CHECK_EQ(sd.destroy_rc, -EDEADLK);
+    CHECK_EQ(sd.map_rc, -EDEADLK);
+    /* The pool is intact: it still runs work, and destroy from outside works. */
+    atomic_int count = 0;
+    CHECK_EQ(weft_pool_submit(p, count_task, &count, &f), 0);
+    CHECK_EQ(weft_future_wait(f, -1), 0);
+    weft_future_release(f);
+    CHECK_EQ(atomic_load(&count), 1);
+    CHECK_EQ(weft_pool_destroy(p), 0);
+    CHECK_EQ(weft_pool_destroy(NULL), 0);
+}
+
+TEST(null_pool_or_fn_returns_einval)
+{
+    weft_future_t *f = (weft_future_t *)1;
+    CHECK_EQ(weft_pool_create(NULL, NULL), -EINVAL);
+    CHECK_EQ(weft_pool_submit(NULL, nop_task, NULL, &f), -EINVAL);
+    CHECK(f == NULL);
+    CHECK_EQ(weft_pool_try_submit(NULL, nop_task, NULL, NULL), -EINVAL);
+    weft_task_t t;
+    weft_task_init(&t, nop_task, NULL);
+    CHECK_EQ(weft_pool_submit_task(NULL, &t), -EINVAL);
+    CHECK_EQ(weft_pool_try_submit_task(NULL, &t), -EINVAL);
+    CHECK_EQ(weft_pool_submit_tasks(NULL, &t, 1), -EINVAL);
+    CHECK_EQ(weft_pool_shutdown(NULL, WEFT_SHUTDOWN_WAIT), -EINVAL);
+    CHECK_EQ(weft_pool_resize(NULL, 2), -EINVAL);
+    int item = 0;
+    CHECK_EQ(weft_pool_map(NULL, add_one, &item, 1, sizeof item, 0, NULL), -EINVAL);
+    weft_pool_t *p = make_pool(1, 0, NULL);
+    f = (weft_future_t *)1;
+    CHECK_EQ(weft_pool_submit(p, NULL, NULL, &f), -EINVAL);
+    CHECK(f == NULL);
+    CHECK_EQ(weft_pool_try_submit(p, NULL, NULL, NULL), -EINVAL);
+    weft_task_t nofn;
+    weft_task_init(&nofn, NULL, NULL);
+    CHECK_EQ(weft_pool_submit_task(p, &nofn), -EINVAL);
+    CHECK_EQ(weft_pool_submit_task(p, NULL), -EINVAL);
+    weft_task_t two[2];
+    weft_task_init(&two[0], nop_task, NULL);
+    weft_task_init(&two[1], NULL, NULL);
+    CHECK_EQ(weft_pool_submit_tasks(p, two, 2), -EINVAL);
+    CHECK(!weft_future_done(&two[0].future));  /* nothing was queued */
+    CHECK_EQ(weft_pool_submit_task(p, &t), 0); /* t was left untouched and still works */
+    CHECK_EQ(weft_future_wait(&t.future, -1), 0);
+    weft_future_release(&t.future);
+    weft_future_release(&two[0].future);
+    weft_future_release(&two[1].future);
+    weft_future_release(&nofn.future);
+    CHECK_EQ(weft_pool_destroy(p), 0);
+}
+
 static int name_task(void *arg, weft_ctx_t *ctx)
 {
     pthread_getname_np(pthread_self(), arg, 16);

@@ -24,6 +24,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <weft/err.h>
+#include <weft/hash.h>
 #include <weft/procpool.h>
 #include <weft/sys.h>
 
@@ -129,9 +130,7 @@ static int fn_append(const void *arg, size_t len, weft_buf_t *out)
 
 static uint64_t checksum(const unsigned char *p, size_t n)
 {
-    uint64_t h = 1469598103934665603u;
-    for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 1099511628211u;
-    return h;
+    return weft_hash(p, n);
 }
 
 static int fn_sum(const void *arg, size_t len, weft_buf_t *out)
@@ -175,6 +174,39 @@ static int fn_fds(const void *arg, size_t len, weft_buf_t *out)
     return 0;
 }
 
+/* Writes `text` to the file `path` atomically (a temporary file, then rename). */
+static int write_file(const char *path, const char *text)
+{
+    char tmp[600];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) return -errno;
+    size_t n = strlen(text);
+    ssize_t w = write(fd, text, n);
+    close(fd);
+    if (w != (ssize_t)n) return -EIO;
+    return rename(tmp, path) < 0 ? -errno : 0;
+}
+
+/* arg = a directory. Forks a grandchild that sleeps forever, writes its pid to DIR/grandchild,
+ * writes the worker's pid to DIR/started, then hangs. */
+static int fn_fork_hang(const void *arg, size_t len, weft_buf_t *out)
+{
+    char path[512], text[32];
+    pid_t gc = fork();
+    if (gc < 0) return -errno;
+    if (gc == 0)
+        for (;;) pause();
+    snprintf(path, sizeof path, "%.*s/grandchild", (int)len, (const char *)arg);
+    snprintf(text, sizeof text, "%d", (int)gc);
+    if (write_file(path, text) < 0) return -EIO;
+    snprintf(path, sizeof path, "%.*s/started", (int)len, (const char *)arg);
+    snprintf(text, sizeof text, "%d", (int)getpid());
+    if (write_file(path, text) < 0) return -EIO;
+    for (;;) pause();
+    return 0;
+}
+
 WEFT_PROCPOOL_FN("echo", fn_echo)
 WEFT_PROCPOOL_FN("noop", fn_noop)
 WEFT_PROCPOOL_FN("pid", fn_pid)
@@ -190,6 +222,7 @@ WEFT_PROCPOOL_FN("append", fn_append)
 WEFT_PROCPOOL_FN("sum", fn_sum)
 WEFT_PROCPOOL_FN("big", fn_big)
 WEFT_PROCPOOL_FN("fds", fn_fds)
+WEFT_PROCPOOL_FN("fork_hang", fn_fork_hang)
 
 /* ---- helpers ------------------------------------------------------------------------------- */
 
@@ -477,6 +510,45 @@ TEST(large_argument_and_result_bigger_than_the_ring)
     weft_procpool_destroy(pp);
 }
 
+TEST(oversized_result_fails_with_emsgsize_and_says_why)
+{
+    /* Big results (overflow memfd) and small ones (in the ring), each just over the limit. */
+    size_t maxes[] = {1u << 20, 1000};
+    for (int k = 0; k < 2; k++) {
+        weft_procpool_opts_t o = {.workers = 1, .max_message = maxes[k]};
+        weft_procpool_t *pp;
+        CHECK_EQ(weft_procpool_create(&pp, &o), 0);
+        char arg[32], want[128];
+        snprintf(arg, sizeof arg, "%zu", maxes[k] + 1);
+        weft_future_t *f = sub(pp, "big", arg, 0);
+        snprintf(want, sizeof want, "result of %zu bytes exceeds max_message %zu", maxes[k] + 1,
+                 maxes[k]);
+        check_failed(f, -EMSGSIZE, want);
+        CHECK_STR_EQ(weft_future_message(f), want);
+        CHECK(weft_future_value(f, NULL) == NULL);
+        weft_future_release(f);
+        snprintf(arg, sizeof arg, "%zu", 3 * maxes[k]);
+        f = sub(pp, "big", arg, 0);
+        snprintf(want, sizeof want, "result of %zu bytes exceeds max_message %zu", 3 * maxes[k],
+                 maxes[k]);
+        check_failed(f, -EMSGSIZE, want);
+        weft_future_release(f);
+        /* Exactly max_message bytes is fine, and the worker was not replaced for it. */
+        snprintf(arg, sizeof arg, "%zu", maxes[k]);
+        f = sub(pp, "big", arg, 0);
+        size_t size = 0;
+        ok_value(f);
+        weft_future_value(f, &size);
+        CHECK_EQ(size, maxes[k]);
+        weft_future_release(f);
+        weft_procpool_stats_t st;
+        weft_procpool_stats(pp, &st);
+        CHECK_EQ(st.crashed, 0);
+        CHECK_EQ(st.respawned, 0);
+        weft_procpool_destroy(pp);
+    }
+}
+
 TEST(crash_fails_only_its_task_and_the_pool_recovers)
 {
     weft_procpool_t *pp = make_pool(2, 0);
@@ -551,6 +623,137 @@ TEST(timeout_kills_the_worker_and_fails_with_etimedout)
     weft_procpool_destroy(pp);
 }
 
+/* Reads a pid written by fn_fork_hang to DIR/name; 0 if the file is not there. */
+static pid_t read_pid(const char *dir, const char *name)
+{
+    char path[600], text[32] = "";
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *in = fopen(path, "re");
+    if (!in) return 0;
+    if (!fgets(text, sizeof text, in)) text[0] = '\0';
+    fclose(in);
+    return (pid_t)atoi(text);
+}
+
+/* Waits (bounded) until fn_fork_hang has written DIR/started; returns the worker's pid. */
+static pid_t wait_started(const char *dir)
+{
+    for (int i = 0; i < 3000; i++) {
+        pid_t p = read_pid(dir, "started");
+        if (p > 0) return p;
+        usleep(10000);
+    }
+    CHECK_MSG(0, "the task never started");
+    return 0;
+}
+
+/* Checks that the grandchild fn_fork_hang forked was killed with the worker. Kills it if not,
+ * so that a failure leaves nothing behind. */
+static void check_grandchild_gone(pid_t gc)
+{
+    CHECK(gc > 0);
+    bool ok = gone(gc);
+    if (!ok) kill(gc, SIGKILL);
+    CHECK_MSG(ok, "grandchild %d survived its worker", (int)gc);
+}
+
+TEST(timeout_kills_what_the_worker_forked)
+{
+    weft_procpool_t *pp = make_pool(1, 0);
+    /* The task must reach its fork before the deadline; on a loaded machine it may not, so the
+     * timeout grows until it does (the grandchild's pid is written before `started`). */
+    for (int64_t timeout = 500 * 1000000LL;; timeout *= 2) {
+        const char *dir = weft_test_tmpdir();
+        char path[600];
+        snprintf(path, sizeof path, "%s/started", dir);
+        unlink(path);
+        weft_future_t *f = sub(pp, "fork_hang", dir, timeout);
+        check_failed(f, -ETIMEDOUT, "timed out");
+        weft_future_release(f);
+        pid_t worker = read_pid(dir, "started");
+        if (worker <= 0) {
+            CHECK(timeout < 30 * SEC);
+            continue;
+        }
+        CHECK_MSG(gone(worker), "worker %d was not reaped", (int)worker);
+        check_grandchild_gone(read_pid(dir, "grandchild"));
+        break;
+    }
+    weft_future_t *f = sub(pp, "echo", "after", 0);
+    CHECK_STR_EQ(ok_value(f), "after");
+    weft_future_release(f);
+    weft_procpool_destroy(pp);
+}
+
+TEST(forced_cancel_kills_a_running_task_and_the_pool_goes_on)
+{
+    weft_procpool_t *pp = make_pool(1, 0);
+    /* Short tasks first: the pool then hands the worker many tasks at a time. */
+    for (int i = 0; i < 300; i++) weft_future_release(sub(pp, "noop", "", 0));
+    weft_future_t *f = sub(pp, "pid", "", 0);
+    pid_t victim = (pid_t)atoi(ok_value(f));
+    weft_future_release(f);
+    const char *dir = weft_test_tmpdir();
+    char log[300], arg[400];
+    snprintf(log, sizeof log, "%s/log", dir);
+    weft_future_t *hang = sub(pp, "fork_hang", dir, 0); /* no timeout: only a cancel ends it */
+    snprintf(arg, sizeof arg, "%s\na", log);
+    weft_future_t *a = sub(pp, "append", arg, 0);
+    snprintf(arg, sizeof arg, "%s\nb", log);
+    weft_future_t *b = sub(pp, "append", arg, 0);
+    weft_future_t *c = sub(pp, "pid", "", 0);
+    /* `hang` and `a` at least are in the worker's ring (b and c too, or in the pool's queue). */
+    weft_procpool_stats_t st;
+    weft_procpool_stats(pp, &st);
+    CHECK(st.running >= 2);
+    CHECK_EQ(wait_started(dir), victim);
+
+    /* Handed to the worker but not started: cancelled without force, and it never runs. */
+    CHECK_EQ(weft_procpool_cancel(pp, a, false), 0);
+    CHECK(weft_future_done(a));
+    CHECK_EQ(weft_future_status(a), -ECANCELED);
+    CHECK_EQ(weft_procpool_cancel(pp, a, true), -EALREADY);
+    /* Running: refused without force, killed with it; DONE when the call returns. */
+    CHECK_EQ(weft_procpool_cancel(pp, hang, false), -EBUSY);
+    CHECK(!weft_future_done(hang));
+    CHECK_EQ(weft_procpool_cancel(pp, hang, true), 0);
+    CHECK(weft_future_done(hang));
+    check_failed(hang, -ECANCELED, "cancelled");
+    CHECK_EQ(weft_procpool_cancel(pp, hang, true), -EALREADY);
+    CHECK_EQ(weft_procpool_cancel(NULL, hang, true), -EINVAL);
+    CHECK_EQ(weft_procpool_cancel(pp, NULL, true), -EINVAL);
+    /* The worker and what it forked are gone; the tasks it held run on its replacement. */
+    CHECK_MSG(gone(victim), "worker %d was not reaped", (int)victim);
+    check_grandchild_gone(read_pid(dir, "grandchild"));
+    ok_value(b);
+    CHECK(atoi(ok_value(c)) != victim);
+    f = sub(pp, "echo", "next", 0);
+    CHECK_STR_EQ(ok_value(f), "next");
+    weft_future_release(f);
+    char text[64] = "";
+    FILE *in = fopen(log, "re");
+    CHECK(in != NULL);
+    size_t n = fread(text, 1, sizeof text - 1, in);
+    fclose(in);
+    text[n] = '\0';
+    CHECK_STR_EQ(text, "b\n");
+    /* The replacement is started by the supervisor after it reaps the victim, which need not
+     * have happened yet when the other tasks are done (they may run on the other worker). */
+    for (int i = 0; i < 1000; i++) {
+        weft_procpool_stats(pp, &st);
+        if (st.respawned >= 1) break;
+        usleep(10000);
+    }
+    CHECK_EQ(st.crashed, 0);
+    CHECK_EQ(st.failed, 2);
+    CHECK(st.respawned >= 1);
+    weft_future_release(hang);
+    weft_future_release(a);
+    weft_future_release(b);
+    weft_future_release(c);
+    weft_procpool_destroy(pp);
+}
+
 TEST(max_tasks_per_child_replaces_workers)
 {
     weft_procpool_t *pp = make_pool(2, 3);
@@ -619,6 +822,42 @@ TEST(workers_die_with_their_parent)
     }
 }
 
+static void destroy_cb(weft_future_t *f, void *arg)
+{
+    weft_procpool_destroy(arg);
+}
+
+TEST(destroy_from_a_completion_callback_aborts_with_a_message)
+{
+    int p[2];
+    CHECK(pipe(p) == 0);
+    pid_t child = fork();
+    CHECK(child >= 0);
+    if (child == 0) {
+        dup2(p[1], 2);
+        close(p[0]);
+        signal(SIGABRT, SIG_DFL);
+        weft_procpool_t *pp = make_pool(1, 0);
+        weft_future_t *f = sub(pp, "sleep", "20", 0);
+        weft_future_on_complete(f, destroy_cb, pp);
+        weft_future_wait(f, 30 * SEC);
+        sleep(30); /* the supervisor aborts the process */
+        _exit(0);
+    }
+    close(p[1]);
+    char text[4096] = "";
+    size_t n = 0;
+    ssize_t k;
+    while (n < sizeof text - 1 && (k = read(p[0], text + n, sizeof text - 1 - n)) > 0)
+        n += (size_t)k;
+    close(p[0]);
+    int st;
+    CHECK_EQ(waitpid(child, &st, 0), child);
+    CHECK_MSG(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT, "status %#x: %s", st, text);
+    CHECK_MSG(strstr(text, "weft_procpool_destroy called from the pool's own thread"), "stderr: %s",
+              text);
+}
+
 TEST(cancel_skips_queued_tasks)
 {
     weft_procpool_t *pp = make_pool(1, 0);
@@ -633,7 +872,8 @@ TEST(cancel_skips_queued_tasks)
         fs[i] = sub(pp, "append", arg, 0);
     }
     /* Long tasks are handed to a worker one or two at a time; the rest wait in the queue. */
-    for (int i = 5; i < N; i++) CHECK_EQ(weft_future_cancel(fs[i]), 0);
+    for (int i = 5; i < N; i++)
+        CHECK_EQ(i % 2 ? weft_future_cancel(fs[i]) : weft_procpool_cancel(pp, fs[i], false), 0);
     weft_procpool_stats_t st;
     weft_procpool_stats(pp, &st);
     CHECK(st.queued >= 1);

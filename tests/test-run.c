@@ -7,6 +7,8 @@
 #include "run/run.h"
 
 #include <errno.h>
+#include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -102,6 +104,103 @@ TEST(jobfile_errors_name_the_line)
                   "case %zu: got \"%s\", want \"%s...\"", i, err, cases[i].want);
         CHECK_EQ(jf.n, 0);
     }
+}
+
+TEST(jobfile_second_jobs_key_and_second_document_are_errors)
+{
+    static const struct {
+        const char *text, *want;
+    } cases[] = {
+        {"jobs:\n  a: {run: x}\njobs:\n  b: {run: y}\n",
+         "t.yaml:3: 'jobs' given twice at the top level (first at line 1)"},
+        {"defaults: {retries: 1}\ndefaults: {retries: 2}\njobs:\n  a: {run: x}\n",
+         "t.yaml:2: 'defaults' given twice at the top level (first at line 1)"},
+        {"jobs:\n  a: {run: x}\n---\njobs:\n  b: {run: y}\n",
+         "t.yaml:4: a second YAML document (after '---')"},
+        {"jobs:\n  a: {<<: 3, run: x}\n", "t.yaml:2: '<<' in job 'a' must merge a map"},
+        {"x-base: &b {retires: 2}\njobs:\n  a: {<<: *b, run: x}\n",
+         "t.yaml:1: unknown key 'retires' in job 'a' (did you mean 'retries'?)"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct jobfile jf;
+        char err[512];
+        CHECK_EQ(parse(cases[i].text, &jf, err, sizeof err), WEFT_EPARSE);
+        CHECK_MSG(strncmp(err, cases[i].want, strlen(cases[i].want)) == 0,
+                  "case %zu: got \"%s\", want \"%s...\"", i, err, cases[i].want);
+    }
+}
+
+TEST(jobfile_merge_keys)
+{
+    const char *text = "x-base: &base\n"
+                       "  type: cpu\n"
+                       "  retries: 3\n"
+                       "  env: &env {A: '1', B: '2'}\n"
+                       "x-more: &more {priority: 7, retries: 9}\n"
+                       "jobs:\n"
+                       "  a:\n"
+                       "    <<: *base\n"
+                       "    run: echo a\n"
+                       "    retries: 1\n"
+                       "  b:\n"
+                       "    <<: [*base, *more]\n"
+                       "    run: echo b\n"
+                       "    env: {<<: *env, B: '3'}\n";
+    struct jobfile jf;
+    char err[512];
+    CHECK_MSG(parse(text, &jf, err, sizeof err) == 0, "%s", err);
+    CHECK_EQ(jf.n, 2);
+    CHECK_EQ(jf.jobs[0].type, WEFT_SCHED_CPU);
+    CHECK_EQ(jf.jobs[0].retries, 1); /* its own key wins */
+    CHECK_EQ(jf.jobs[0].nenv, 2);
+    CHECK_EQ(jf.jobs[1].retries, 3); /* the first merged map wins over the second */
+    CHECK_EQ(jf.jobs[1].priority, 7);
+    CHECK_EQ(jf.jobs[1].nenv, 2);
+    CHECK_STR_EQ(jf.jobs[1].env[0], "B=3");
+    CHECK_STR_EQ(jf.jobs[1].env[1], "A=1");
+    jobfile_free(&jf);
+}
+
+TEST(jobfile_cwd_is_relative_to_the_file)
+{
+    const char *text = "jobs:\n  a: {run: x, cwd: src}\n  b: {run: x, cwd: /abs}\n  c: {run: x}\n";
+    struct jobfile jf;
+    weft_buf_t b;
+    weft_buf_init(&b, 0);
+    CHECK_EQ(jobfile_parse("some/dir/j.yaml", text, strlen(text), &jf, &b), 0);
+    CHECK_STR_EQ(jf.jobs[0].cwd, "some/dir/src");
+    CHECK_STR_EQ(jf.jobs[1].cwd, "/abs");
+    CHECK(jf.jobs[2].cwd == NULL);
+    jobfile_free(&jf);
+    CHECK_EQ(jobfile_parse("j.yaml", text, strlen(text), &jf, &b), 0);
+    CHECK_STR_EQ(jf.jobs[0].cwd, "src");
+    CHECK_EQ(jobfile_find(&jf, "b"), 1);
+    CHECK_EQ(jobfile_find(&jf, "zz"), -1);
+    jobfile_free(&jf);
+    weft_buf_free(&b);
+}
+
+/* 40,000 jobs in a chain: the parse and the checks must be linear. Not a timing assertion: the
+ * test's timeout (the harness kills it) is the bound, about 100x what a linear parse takes. */
+TEST_T(jobfile_many_jobs, 60)
+{
+    weft_buf_t t;
+    weft_buf_init(&t, 0);
+    weft_buf_printf(&t, "jobs:\n");
+    for (int i = 0; i < 40000; i++)
+        if (i)
+            weft_buf_printf(&t, "  j%d: {run: 'true', deps: j%d}\n", i, i - 1);
+        else
+            weft_buf_printf(&t, "  j0: {run: 'true'}\n");
+    struct jobfile jf;
+    weft_buf_t err;
+    weft_buf_init(&err, 0);
+    CHECK_MSG(jobfile_parse("t.yaml", t.data, t.len, &jf, &err) == 0, "%s", err.data);
+    CHECK_EQ(jf.n, 40000);
+    CHECK_EQ(jobfile_find(&jf, "j39999"), 39999);
+    jobfile_free(&jf);
+    weft_buf_free(&err);
+    weft_buf_free(&t);
 }
 
 TEST(durations)
@@ -215,4 +314,208 @@ TEST(cancel_stops_the_command)
         run_shell("sleep 60", NULL, NULL, 0, log, 0, after_100ms, &when, msg, sizeof msg, &cpu),
         -ECANCELED);
     CHECK(weft_now_ns() - when < 5000000000ull);
+}
+
+static void append_raw(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "a");
+    if (!f) return;
+    fputs(text, f);
+    fclose(f);
+}
+
+TEST(journal_keeps_finished_jobs_and_ignores_torn_records)
+{
+    const char *text = "jobs:\n  a: {run: x}\n  b: {run: y}\n  c: {run: z}\n  d: {run: w}\n";
+    struct jobfile jf;
+    char err[512], path[600];
+    CHECK_MSG(parse(text, &jf, err, sizeof err) == 0, "%s", err);
+    snprintf(path, sizeof path, "%s/state", weft_test_tmpdir());
+    int order[] = {0, 1, 2, 3};
+    uint64_t fp[4];
+    CHECK_EQ(job_fingerprints(&jf, order, fp), 0);
+    CHECK(fp[0] != fp[1]);
+    struct journal jr;
+    CHECK_EQ(journal_create(&jr, path, &jf, fp, NULL), 0);
+    journal_add(&jr, "ok", 0, 1, fp[0], "a");
+    journal_add(&jr, "failed", WEFT_EEXIT, 1, fp[1], "b");
+    CHECK_EQ(journal_sync(&jr), 0);
+    journal_add(&jr, "ok", 0, 2, fp[1], "b"); /* a later record replaces the earlier one */
+    CHECK_EQ(journal_sync(&jr), 0);
+    journal_close(&jr);
+    /* A damaged record for c, then one torn by a crash in the middle of writing it for d. */
+    char line[256];
+    snprintf(line, sizeof line, "ok\t0\t1\t%016llx\tc\t0123456789abcdef\n",
+             (unsigned long long)fp[2]);
+    append_raw(path, line);
+    snprintf(line, sizeof line, "ok\t0\t1\t%016llx\td", (unsigned long long)fp[3]);
+    append_raw(path, line);
+    bool ok[4];
+    size_t changed;
+    weft_buf_t why;
+    weft_buf_init(&why, 0);
+    CHECK_EQ(journal_load(path, &jf, fp, ok, &changed, &why), 0);
+    CHECK(ok[0] && ok[1] && !ok[2] && !ok[3]);
+    CHECK_EQ(changed, 0);
+    /* b's definition changed: it runs again. */
+    fp[1] ^= 1;
+    CHECK_EQ(journal_load(path, &jf, fp, ok, &changed, &why), 0);
+    CHECK(ok[0] && !ok[1]);
+    CHECK_EQ(changed, 1);
+    /* A new journal carries the resumed jobs over. */
+    CHECK_EQ(journal_create(&jr, path, &jf, fp, ok), 0);
+    journal_close(&jr);
+    CHECK_EQ(journal_load(path, &jf, fp, ok, &changed, &why), 0);
+    CHECK(ok[0] && !ok[1] && !ok[2] && !ok[3]);
+    weft_buf_free(&why);
+    jobfile_free(&jf);
+}
+
+TEST(journal_fingerprint_follows_dependencies)
+{
+    const char *t1 = "jobs:\n  a: {run: x}\n  b: {run: y, deps: a}\n  c: {run: z}\n";
+    const char *t2 = "jobs:\n  a: {run: X}\n  b: {run: y, deps: a}\n  c: {run: z, retries: 3}\n";
+    struct jobfile j1, j2;
+    char err[512];
+    CHECK_EQ(parse(t1, &j1, err, sizeof err), 0);
+    CHECK_EQ(parse(t2, &j2, err, sizeof err), 0);
+    int order[] = {0, 1, 2};
+    uint64_t f1[3], f2[3];
+    CHECK_EQ(job_fingerprints(&j1, order, f1), 0);
+    CHECK_EQ(job_fingerprints(&j2, order, f2), 0);
+    CHECK(f1[0] != f2[0]);  /* edited */
+    CHECK(f1[1] != f2[1]);  /* its dependency was edited */
+    CHECK_EQ(f1[2], f2[2]); /* retries say how, not what: the same job */
+    jobfile_free(&j1);
+    jobfile_free(&j2);
+}
+
+TEST(shell_cpu_time_is_the_commands)
+{
+    char log[600], msg[256];
+    snprintf(log, sizeof log, "%s/cpu.log", weft_test_tmpdir());
+    uint64_t cpu = 0;
+    /* A busy loop in a grandchild: the keeper waits for the shell, which waits for it. */
+    CHECK_EQ(run_shell("i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done", NULL, NULL, 0, log, 0,
+                       NULL, NULL, msg, sizeof msg, &cpu),
+             0);
+    CHECK_MSG(cpu > 0, "cpu %llu", (unsigned long long)cpu);
+}
+
+/* Columns a terminal shows for a line: escape sequences take none, a UTF-8 character one. */
+static int visible_cols(const char *s, size_t n)
+{
+    int cols = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == 0x1b && i + 1 < n && s[i + 1] == '[') {
+            for (i += 2; i < n && !((unsigned char)s[i] >= 0x40 && (unsigned char)s[i] <= 0x7e);
+                 i++) {
+            }
+            continue;
+        }
+        if ((c & 0xc0) != 0x80) cols++;
+    }
+    return cols;
+}
+
+TEST(live_display_fits_the_terminal)
+{
+    struct live_job jobs[20];
+    for (int i = 0; i < 20; i++) {
+        memset(&jobs[i], 0, sizeof jobs[i]);
+        jobs[i].name = i % 2 ? "a-rather-long-job-name-indeed" : "short";
+        jobs[i].route = "processes";
+        jobs[i].elapsed_s = 12.5;
+        jobs[i].total_s = i % 3 ? 600 : 0;
+        snprintf(jobs[i].tail, sizeof jobs[i].tail,
+                 "compiling src/some/long/path/file%d.c ... \xc3\xa9t\xc3\xa9 done 99%%", i);
+    }
+    struct live_view v = {.n = 40000,
+                          .finished = 12345,
+                          .ok = 12000,
+                          .failed = 300,
+                          .skipped = 45,
+                          .running = 20,
+                          .waiting = 27635,
+                          .t_s = 1234.5,
+                          .procs_busy = 2,
+                          .procs = 2,
+                          .threads_busy = 18,
+                          .threads = 64,
+                          .jobs = jobs,
+                          .njobs = 20};
+    static const int widths[] = {20, 40, 60, 80, 104, 105, 160};
+    for (size_t w = 0; w < sizeof widths / sizeof widths[0]; w++)
+        for (int rows = 5; rows <= 30; rows += 25) {
+            char *out = NULL;
+            size_t len = 0;
+            FILE *f = open_memstream(&out, &len);
+            CHECK(f != NULL);
+            int lines = run_live_draw(f, &v, rows, widths[w]);
+            fclose(f);
+            CHECK(lines <= rows - 2);
+            int counted = 0;
+            for (const char *p = out, *end = out + len; p < end; counted++) {
+                const char *nl = memchr(p, '\n', (size_t)(end - p));
+                size_t n = nl ? (size_t)(nl - p) : (size_t)(end - p);
+                int cols = visible_cols(p, n);
+                CHECK_MSG(cols < widths[w], "width %d: a line of %d columns: %.*s", widths[w], cols,
+                          (int)n, p);
+                p += n + 1;
+            }
+            CHECK(counted >= lines); /* the last "line" may be the autowrap switch alone */
+            if (rows == 5) CHECK(strstr(out, " +20 more running") != NULL);
+            if (rows == 30) CHECK(strstr(out, "more running") == NULL);
+            free(out);
+        }
+}
+
+struct pusher {
+    struct run_events *q;
+    int id;
+};
+
+static void *push_many(void *arg)
+{
+    struct pusher *p = arg;
+    for (int i = 0; i < 2000; i++) run_events_push(p->q, p->id, EV_START, 0, 0);
+    return NULL;
+}
+
+/* Events pushed from many threads all arrive, sorted by time; none is lost or doubled. */
+TEST(events_from_threads_arrive_in_time_order)
+{
+    struct run_events *q;
+    CHECK_EQ(run_events_open(&q), 0);
+    pthread_t th[4];
+    struct pusher ps[4];
+    for (int i = 0; i < 4; i++) {
+        ps[i] = (struct pusher){q, i};
+        CHECK_EQ(pthread_create(&th[i], NULL, push_many, &ps[i]), 0);
+    }
+    struct run_event *evs = NULL;
+    size_t cap = 0, got = 0, per[4] = {0};
+    bool lost = false;
+    uint64_t last = 0;
+    while (got < 8000) { /* taking while the threads push: the arrays are swapped under them */
+        int fds[2];
+        run_events_fds(q, fds);
+        struct pollfd pf = {.fd = fds[0], .events = POLLIN};
+        poll(&pf, 1, 100);
+        size_t k = run_events_take(q, 4, &evs, &cap, &lost);
+        for (size_t i = 0; i < k; i++) {
+            CHECK(i == 0 || evs[i - 1].t_ns <= evs[i].t_ns);
+            per[evs[i].job]++;
+        }
+        if (k) last = evs[k - 1].t_ns;
+        got += k;
+    }
+    CHECK(last > 0);
+    for (int i = 0; i < 4; i++) pthread_join(th[i], NULL);
+    CHECK(!lost);
+    CHECK_EQ(got, 8000);
+    for (int i = 0; i < 4; i++) CHECK_EQ(per[i], 2000);
+    free(evs);
+    run_events_close(q);
 }

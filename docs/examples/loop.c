@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <weft/err.h>
+#include <weft/http.h>
 #include <weft/loop.h>
 #include <weft/pool.h>
 
@@ -73,7 +74,7 @@ int main(void)
         weft_loop_timer_start(t, 50, 0) == 0)
         a.pending++;
     weft_http_opts_t req = {.url = "http://127.0.0.1:1/", .connect_timeout_ms = 2000};
-    if (weft_loop_http_start(a.loop, &req, on_http, &a, NULL) == 0) a.pending++;
+    if (weft_http_start(a.loop, &req, on_http, &a, NULL) == 0) a.pending++;
 
     weft_loop_run(a.loop); /* returns when the last callback calls weft_loop_stop */
     printf("sum of cubes 1..10 = %ld\n", a.sum);

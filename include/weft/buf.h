@@ -10,6 +10,10 @@
 #include <stdarg.h>
 #include <stddef.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef struct weft_buf {
     char *data; /* read-only: NULL until the first append */
     size_t len; /* read-only */
@@ -42,5 +46,9 @@ char *weft_buf_steal(weft_buf_t *b, size_t *len);
 void weft_buf_free(weft_buf_t *b);
 
 /* Thread safety of every function above: a buffer is used by one thread at a time. */
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif /* WEFT_BUF_H */

@@ -10,6 +10,10 @@
 
 #include <errno.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* X(name, value, message). The enum and weft_strerror() are both generated from this table. */
 #define WEFT_ERRNO_MAP(X)                                                                          \
     X(WEFT_ECRASHED, -4100, "worker process crashed")                                              \
@@ -38,5 +42,9 @@ const char *weft_strerror(int err);
 /* Returns the symbolic name of `err` ("ETIMEDOUT", "WEFT_ECRASHED", ...) or "UNKNOWN"; never
  * NULL. Ownership: the string is static. Thread safety: any thread. */
 const char *weft_err_name(int err);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif /* WEFT_ERR_H */

@@ -6,29 +6,40 @@
  * it, attach completion callbacks or cancel it; the event loop awaits it with weft_loop_await()
  * (weft/loop.h), which is a completion callback that hands over to the loop thread.
  *
- * Futures are reference-counted. weft_future_create() makes a heap future (freed when the last
- * reference goes); weft_future_init() prepares one embedded in a caller-owned record (a
- * weft_task_t), which the caller keeps alive until it is DONE and then releases once to free
- * its value and message.
+ * Lifetime (docs/lifetime.md, the one rule for every module): weft_future_create() makes a heap
+ * future, reference-counted and freed when the last reference goes; weft_future_init() prepares
+ * one embedded in a caller-owned record (a weft_task_t), which weft never reference-counts: it is
+ * borrowed until its release event (DONE, or the final callback of an await or iterator it was
+ * handed to), and then released once by its owner to free its value and message.
  */
 #ifndef WEFT_FUTURE_H
 #define WEFT_FUTURE_H
 
 #include <stdarg.h>
-#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#ifndef __cplusplus
+/* Not needed by this header (it has no atomics): kept for C files that still get <stdatomic.h>
+ * through it (src/exec/procpool*.c, shmring.c, src/sched/sched.c, tools/run); remove once they
+ * include it themselves. */
+#include <stdatomic.h>
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
 
 typedef struct weft_future weft_future_t;
 typedef void (*weft_future_cb)(weft_future_t *f, void *arg);
 typedef void (*weft_free_fn)(void *value);
 
 /* Layout is public only so that futures can be embedded in caller-owned records; every field is
- * private. */
+ * private. state_ and refs_ are accessed only as atomics, inside the library (plain storage here
+ * so that this header compiles as C++). */
 struct weft_future {
-    _Atomic uint32_t state_;
-    _Atomic uint32_t refs_;
+    uint32_t state_;
+    uint32_t refs_;
     int status_;
     uint32_t flags_;
     void *value_;
@@ -44,8 +55,9 @@ struct weft_future {
  * Ownership: returns owned; drop with weft_future_release(). Thread safety: any thread. */
 weft_future_t *weft_future_create(void);
 
-/* Prepares an embedded future (one reference, never freed by weft). Ownership: borrows `f`,
- * which must outlive every use; call weft_future_release() once it is DONE to free its value and
+/* Prepares an embedded future (never freed, never reference-counted by weft). Ownership: `f` is
+ * yours; whatever you hand it to borrows it until that operation's release event
+ * (docs/lifetime.md); after the last one, call weft_future_release() once to free its value and
  * message. Thread safety: any thread, before `f` is shared. */
 void weft_future_init(weft_future_t *f);
 
@@ -53,8 +65,10 @@ void weft_future_init(weft_future_t *f);
 weft_future_t *weft_future_retain(weft_future_t *f);
 
 /* Drops a reference; the last one frees the value (with its free function), the message and, for
- * heap futures, the future. Releasing a PENDING future is allowed: the executor holds its own
- * reference. Thread safety: any thread. NULL is ignored. */
+ * heap futures, the future. Releasing a PENDING heap future is allowed: the executor holds its
+ * own reference. An embedded future is released exactly once, after its release event
+ * (docs/lifetime.md); releasing it again aborts with a message. Thread safety: any thread. NULL
+ * is ignored. */
 void weft_future_release(weft_future_t *f);
 
 /* ---- consumer side ---- */
@@ -108,9 +122,12 @@ int weft_future_wait_any(weft_future_t *const *fs, size_t n, int64_t timeout_ns,
 /* as_completed: yields each of `n` futures once, in the order they complete. */
 typedef struct weft_future_iter weft_future_iter_t;
 
-/* Creates the iterator; it holds a reference to each future until destroyed. Returns 0 or
- * -ENOMEM (*out = NULL). Ownership: returns owned; free with weft_future_iter_destroy().
- * Thread safety: any thread; the iterator itself is for one thread at a time. */
+/* Creates the iterator; it holds a reference to each heap future until destroyed. An embedded
+ * (caller-owned) future is borrowed until the iterator yields it or is destroyed, whichever
+ * comes first: that is its release event (docs/lifetime.md), and the iterator never touches it
+ * afterwards. Returns 0 or -ENOMEM (*out = NULL). Ownership: returns owned; free with
+ * weft_future_iter_destroy(). Thread safety: any thread; the iterator itself is for one thread
+ * at a time. */
 int weft_future_as_completed(weft_future_t *const *fs, size_t n, weft_future_iter_t **out);
 
 /* Sets *out to the next DONE future (borrowed from the iterator). Returns 0, -ETIMEDOUT, or
@@ -159,5 +176,9 @@ bool weft_ctx_cancelled(const weft_ctx_t *ctx);
 
 /* The future the task will complete. Ownership: borrowed. */
 weft_future_t *weft_ctx_future(const weft_ctx_t *ctx);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif /* WEFT_FUTURE_H */

@@ -13,6 +13,10 @@
 #include <stdint.h>
 #include <stddef.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #define WEFT_HIST_SUB_BITS 7
 #define WEFT_HIST_MAX_BITS 48
 #define WEFT_HIST_BUCKETS ((WEFT_HIST_MAX_BITS - WEFT_HIST_SUB_BITS + 1) << WEFT_HIST_SUB_BITS)
@@ -55,5 +59,9 @@ void weft_hist_add_totals(weft_hist_t *h, uint64_t sum, uint64_t min, uint64_t m
 
 /* Thread safety of every function above: one thread at a time per histogram; merge per-thread
  * histograms at the end. */
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif /* WEFT_HIST_H */

@@ -73,6 +73,19 @@ static inline uint64_t *weft_htab_find(const weft_htab_t *t, uint64_t hash, weft
     }
 }
 
+/* Starts loading the slot where a lookup of `hash` begins, so that a batch of lookups can
+ * overlap their cache misses (compute the hashes and prefetch a batch, then look them up).
+ * Only a hint: no effect on the table. */
+static inline void weft_htab_prefetch(const weft_htab_t *t, uint64_t hash)
+{
+#if defined(__GNUC__) || defined(__clang__)
+    if (t->slots) __builtin_prefetch(&t->slots[hash & t->mask]);
+#else
+    (void)t;
+    (void)hash;
+#endif
+}
+
 /* Finds `key` or adds it: *added tells which. A new entry's value is 0, for the caller to set
  * through the returned pointer (valid until the next put, reserve or remove). Returns NULL on
  * -ENOMEM, with the table unchanged. */

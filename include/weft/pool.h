@@ -14,6 +14,10 @@
 #include <stdint.h>
 #include <weft/future.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef struct weft_pool weft_pool_t;
 typedef int (*weft_task_fn)(void *arg, weft_ctx_t *ctx);
 
@@ -24,9 +28,11 @@ typedef struct weft_pool_opts {
 } weft_pool_opts_t;
 
 /* A caller-owned task record. Set fn and arg with weft_task_init(); keep the record alive and
- * unmoved until its future is DONE, then weft_future_release(&t->future) once. Cancelling a
- * queued record returns 0 at once, but its future becomes DONE (-ECANCELED, without running the
- * task) when a worker reaches it or at shutdown: the pool never drops a record it still holds. */
+ * unmoved until its release event (docs/lifetime.md): its future turning DONE, or, if you also
+ * handed the future to weft_loop_await or an as_completed iterator, that one's event. Then
+ * weft_future_release(&t->future) once. Cancelling a queued record returns 0 at once, but its
+ * future becomes DONE (-ECANCELED, without running the task) when a worker reaches it or at
+ * shutdown: the pool never drops a record it still holds. */
 typedef struct weft_task {
     /* public, set by weft_task_init */
     weft_task_fn fn;
@@ -43,7 +49,7 @@ typedef enum weft_shutdown {
     WEFT_SHUTDOWN_CANCEL,   /* complete queued, unstarted tasks with -ECANCELED, then stop */
 } weft_shutdown_t;
 
-typedef struct weft_pool_stats {
+typedef struct weft_pool_stats_s {
     int threads;          /* current worker threads */
     size_t queued;        /* waiting in the queue */
     size_t running;       /* being executed now */
@@ -62,7 +68,9 @@ int weft_pool_create(weft_pool_t **out, const weft_pool_opts_t *opts);
 void weft_task_init(weft_task_t *t, weft_task_fn fn, void *arg);
 
 /* Queues fn(arg), blocking while the queue is full. On success *out (if not NULL) gets a new
- * reference to the task's future. Returns 0, -ESHUTDOWN after shutdown, or -ENOMEM.
+ * reference to the task's future (a heap future); `arg` is borrowed until it is DONE
+ * (docs/lifetime.md). Returns 0, -ESHUTDOWN after shutdown, -ENOMEM, or -EINVAL
+ * (NULL pool or fn).
  * Ownership: returns an owned future reference; release it. Thread safety: any thread. */
 int weft_pool_submit(weft_pool_t *p, weft_task_fn fn, void *arg, weft_future_t **out);
 
@@ -70,9 +78,11 @@ int weft_pool_submit(weft_pool_t *p, weft_task_fn fn, void *arg, weft_future_t *
 int weft_pool_try_submit(weft_pool_t *p, weft_task_fn fn, void *arg, weft_future_t **out);
 
 /* Queues a caller-owned record; blocks while the queue is full. No allocation. Returns 0,
- * -ESHUTDOWN (the record is left untouched and stays yours), or -EALREADY if its future is not
- * PENDING (e.g. cancelled). Ownership: borrows `t` until its future is DONE. Thread safety: any
- * thread. */
+ * -ESHUTDOWN (the record is left untouched and stays yours), -EBUSY if the record is still in a
+ * queue (submitted twice: the first submission stands), -EALREADY if its future is not PENDING
+ * (running, DONE), or -EINVAL (NULL pool, record or fn). Ownership: borrows `t` until its
+ * release event (docs/lifetime.md): its future turning DONE, or the callback of whatever you
+ * attached to it (weft_loop_await). Thread safety: any thread. */
 int weft_pool_submit_task(weft_pool_t *p, weft_task_t *t);
 
 /* As weft_pool_submit_task but never blocks: -EAGAIN when the queue is full. */
@@ -81,31 +91,40 @@ int weft_pool_try_submit_task(weft_pool_t *p, weft_task_t *t);
 /* Queues `n` caller-owned records with one lock round per batch that fits, blocking while the
  * queue is full. Returns 0 when all are queued; on shutdown returns -ESHUTDOWN, and the records
  * not queued are completed with -ESHUTDOWN. Records whose future is not PENDING are skipped and
- * make it return -EALREADY (the others are queued). Ownership: borrows. Thread safety: any
- * thread. */
+ * make it return -EALREADY, or -EBUSY if one of them was still queued (the others are queued).
+ * Returns -EINVAL, queueing nothing, for a NULL pool or a record without fn. Ownership: borrows
+ * each record as weft_pool_submit_task does. Thread safety: any thread. */
 int weft_pool_submit_tasks(weft_pool_t *p, weft_task_t *tasks, size_t n);
 
 /* Calls fn(item, arg) for each of the `n` items of `item_size` bytes in `items`, `chunksize`
  * items per task (0: chosen for the pool size), and waits for all. fn typically writes its result
- * into the item. Returns 0, or the error of the lowest-indexed failing item. Ownership: borrows.
- * Thread safety: any thread except the pool's own workers (it would deadlock a full pool). */
+ * into the item. Returns 0, the error of the lowest-indexed failing item, -EINVAL, or -EDEADLK
+ * when called from one of the pool's own tasks (it would wait for chunks queued behind itself).
+ * Ownership: borrows. Thread safety: any thread except the pool's own workers. */
 int weft_pool_map(weft_pool_t *p, int (*fn)(void *item, void *arg), void *items, size_t n,
                   size_t item_size, size_t chunksize, void *arg);
 
 /* Changes the number of worker threads (1..1024). Extra threads exit after their current task.
- * Returns 0, -EINVAL or -ESHUTDOWN. Thread safety: any thread. */
+ * Returns 0, -EINVAL (also for a NULL pool) or -ESHUTDOWN. Thread safety: any thread. */
 int weft_pool_resize(weft_pool_t *p, int threads);
 
 /* Fills a snapshot of the pool's counters. Thread safety: any thread. */
 void weft_pool_stats(weft_pool_t *p, weft_pool_stats_t *out);
 
 /* Stops accepting tasks; WAIT lets queued tasks run, CANCEL completes them with -ECANCELED.
- * Returns at once; weft_pool_destroy() joins. Calling it twice is harmless (returns -EALREADY).
+ * Returns at once; weft_pool_destroy() joins. Calling it twice is harmless (returns -EALREADY);
+ * -EINVAL for a NULL pool or an unknown mode.
  * Thread safety: any thread. */
 int weft_pool_shutdown(weft_pool_t *p, weft_shutdown_t mode);
 
 /* Shuts down (WAIT) if not done yet, joins every thread and frees the pool. Outstanding futures
- * stay valid. Ownership: takes `p`. Thread safety: any thread but the pool's own workers. */
-void weft_pool_destroy(weft_pool_t *p);
+ * stay valid. Returns 0, or -EDEADLK when called from one of the pool's own tasks (a worker
+ * cannot join itself; the pool is left untouched). NULL is ignored (returns 0). Ownership: takes
+ * `p` when it returns 0. Thread safety: any thread but the pool's own workers. */
+int weft_pool_destroy(weft_pool_t *p);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif /* WEFT_POOL_H */

@@ -23,9 +23,26 @@
  *
  * Retries: exponential backoff with full jitter, only on the errors the policy names; every
  * attempt's error is kept. Timeouts end with -ETIMEDOUT on every route: a process worker is killed
- * and replaced; a thread CANNOT be killed safely, so the task's cancel token is set
- * (weft_ctx_cancelled) and its future fails at once while the thread finishes in the background;
- * a loop task's I/O is cancelled through its cancel hook.
+ * and replaced; a loop task's I/O is cancelled through its cancel hook; a thread CANNOT be killed
+ * safely, so the task's cancel token is set (weft_ctx_cancelled). On the thread and loop routes
+ * the timed-out attempt is then waited for: the retry (or the final -ETIMEDOUT) comes only once
+ * fn has returned (or the operation called weft_sched_aop_done), so two attempts of a task never
+ * run at once and DONE means that no attempt holds the task's arguments.
+ *
+ * LIFETIME (the one rule, docs/lifetime.md): what a caller hands the scheduler comes back by one
+ * event, the task's future becoming DONE, which happens after the last internal user (queue,
+ * timer, attempt, abandoned attempt, dependency edge) let go:
+ *   - `arg` and `async_arg` are yours again when the task's future is DONE (for a task submitted
+ *     without a future: when weft_sched_wait_idle returns 0 or weft_sched_destroy returns);
+ *   - every other pointer of weft_sched_task_t is borrowed for the submit call only (proc_arg
+ *     bytes are copied);
+ *   - the future returned by submit is a reference of yours (weft_future_release); the
+ *     scheduler's own reference is gone by DONE;
+ *   - a dependent starts only after its dependency's future is DONE, so it can read the value.
+ *
+ * MISUSE is diagnosed: every function that returns int returns -EINVAL for a NULL scheduler,
+ * graph, task or required out-pointer, and weft_sched_destroy/weft_sched_wait_idle return
+ * -EDEADLK from the scheduler's own threads instead of waiting for themselves.
  */
 #ifndef WEFT_SCHED_H
 #define WEFT_SCHED_H
@@ -39,7 +56,8 @@
 
 typedef struct weft_sched weft_sched_t;
 
-/* A task id: unique for the scheduler's lifetime; 0 is never a valid id. */
+/* A task id: unique for the scheduler's lifetime and increasing in submission order; 0 is never
+ * a valid id. (A scheduler accepts 2^38 submissions; then submit returns -ENOSPC.) */
 typedef uint64_t weft_sched_id_t;
 
 typedef enum weft_sched_type {
@@ -88,6 +106,12 @@ void weft_sched_aop_done(weft_sched_aop_t *op, int status, void *value, size_t s
 void weft_sched_aop_fail(weft_sched_aop_t *op, int status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* An async function that sleeps: it finishes after `(uintptr_t)op->arg` milliseconds (the task's
+ * async_arg), or with -ECANCELED at once on timeout or cancel. The loop route's stand-in for I/O
+ * that waits without a thread, for demos, benchmarks and tests. Thread safety: as any
+ * weft_sched_async_fn (loop thread). */
+int weft_sched_async_sleep(weft_sched_aop_t *op);
+
 /* ---- tasks ---- */
 
 /* Retry policy. Attempt k (k >= 1 failures so far) waits a uniformly random delay in
@@ -102,8 +126,9 @@ typedef struct weft_sched_retry {
 } weft_sched_retry_t;
 
 /* A task description; zero-initialise and set what you need. Every pointer is borrowed for the
- * duration of the submit call, except `arg` and `async_arg` (yours until the future is DONE);
- * proc_arg bytes are copied. At least one of fn, proc_fn, async_fn must be set. */
+ * duration of the submit call, except `arg` and `async_arg` (yours again when the future is
+ * DONE: see LIFETIME above); proc_arg bytes are copied. At least one of fn, proc_fn, async_fn
+ * must be set; proc_fn must name a registered function (else submit returns -EINVAL). */
 typedef struct weft_sched_task {
     weft_sched_type_t type;
     int priority;     /* higher runs first; -1000000..1000000 */
@@ -146,22 +171,26 @@ typedef struct weft_sched_opts {
     uint64_t aging_ns;     /* queued time that adds 1 to a task's priority; 0: 1 s */
     uint64_t tick_ns;      /* period of adaptive sizing and re-probing; 0: 100 ms */
     uint64_t seed;         /* jitter random seed; 0: from the clock */
-    size_t remember;       /* finished tasks whose outcome stays queryable by id; 0: 65536 */
+    size_t remember;       /* outcomes kept queryable by id (and usable as deps): a finished
+                              task's stays until `remember` (rounded up to a power of two) later
+                              tasks were submitted; 0: 65536 */
     bool fixed_routes;     /* never re-route by measurement (MIXED/AUTO go to threads) */
     const char *name;      /* thread and process name prefix; NULL: "sched" */
 } weft_sched_opts_t;
 
-/* Creates a scheduler and its executors. `opts` may be NULL. Returns 0, -EINVAL, -ENOMEM or an
- * executor's error (*out = NULL on failure). Ownership: returns owned; free with
- * weft_sched_destroy(). Thread safety: any thread. */
+/* Creates a scheduler and its executors. `opts` may be NULL. Returns 0, -EINVAL (also for a NULL
+ * `out`), -ENOMEM or an executor's error (*out = NULL on failure). Ownership: returns owned; free
+ * with weft_sched_destroy(). Thread safety: any thread. */
 int weft_sched_create(weft_sched_t **out, const weft_sched_opts_t *opts);
 
 /* Submits a task. *id (if not NULL) gets its id; *out (if not NULL) a new reference to its future
  * (value: what the task produced; for the process form the result bytes). Without `out` no
  * future is allocated. A dependency that already failed makes the task fail at once with
- * WEFT_ESKIPPED. Returns 0, -EINVAL (no form, bad priority or policy), -ENOENT (a dependency id
- * unknown or forgotten, see opts.remember), -ESHUTDOWN or -ENOMEM.
- * Ownership: borrows `t` (see weft_sched_task_t); returns an owned future reference.
+ * WEFT_ESKIPPED. Returns 0, -EINVAL (NULL s or t, no form, a proc_fn not registered, bad
+ * priority or policy), -ENOENT (a dependency id unknown or forgotten, see opts.remember),
+ * -ESHUTDOWN, -ENOSPC or -ENOMEM; on failure *id = 0 and *out = NULL.
+ * Ownership: borrows `t`; arg/async_arg until DONE (LIFETIME above); returns an owned future
+ * reference.
  * Thread safety: any thread, including tasks and completion callbacks. */
 int weft_sched_submit(weft_sched_t *s, const weft_sched_task_t *t, weft_sched_id_t *id,
                       weft_future_t **out);
@@ -172,22 +201,26 @@ int weft_sched_submit(weft_sched_t *s, const weft_sched_task_t *t, weft_sched_id
 int weft_sched_submit_many(weft_sched_t *s, const weft_sched_task_t *tasks, size_t n,
                            weft_sched_id_t *ids, weft_future_t **futs);
 
-/* Waits until no task is queued, waiting for dependencies, backing off or running (timeout_ns
- * < 0: forever). Returns 0 or -ETIMEDOUT. Thread safety: any thread but the executors' own. */
+/* Waits until every submitted task's future is DONE (timeout_ns < 0: forever). Returns 0,
+ * -ETIMEDOUT, -EINVAL (NULL s) or -EDEADLK when called from one of this scheduler's tasks,
+ * completion callbacks or async functions (it would wait for itself).
+ * Thread safety: any thread; see -EDEADLK. */
 int weft_sched_wait_idle(weft_sched_t *s, int64_t timeout_ns);
 
 /* Stops accepting tasks. WAIT: everything submitted still runs; CANCEL: tasks not yet started
- * fail with -ECANCELED and running ones get a cancel request. Returns 0 or -EALREADY.
+ * fail with -ECANCELED and running ones get a cancel request. Returns 0, -EALREADY or -EINVAL.
  * Thread safety: any thread. */
 int weft_sched_shutdown(weft_sched_t *s, weft_shutdown_t mode);
 
 /* Shuts down (WAIT) if needed, waits for every task, stops the executors and frees everything.
- * Outstanding futures stay valid. Ownership: takes `s`. Thread safety: any thread but the
- * executors' own. */
-void weft_sched_destroy(weft_sched_t *s);
+ * Outstanding futures stay valid. Returns 0; -EINVAL for NULL; -EDEADLK (and does nothing) when
+ * called from one of this scheduler's tasks, completion callbacks or async functions, which it
+ * would wait for. Ownership: takes `s` when it returns 0. Thread safety: any thread; see
+ * -EDEADLK. */
+int weft_sched_destroy(weft_sched_t *s);
 
 /* Resizes the executors by hand (0 leaves one as it is) and turns adaptive sizing off for those
- * changed. Returns 0, -EINVAL or -ESHUTDOWN. Thread safety: any thread. */
+ * changed. Returns 0, -EINVAL (also NULL s) or -ESHUTDOWN. Thread safety: any thread. */
 int weft_sched_resize(weft_sched_t *s, int procs, int threads);
 
 /* ---- what happened to a task ---- */
@@ -207,7 +240,7 @@ typedef enum weft_sched_state {
 
 #define WEFT_SCHED_KEPT_ERRORS 16
 
-typedef struct weft_sched_info {
+typedef struct weft_sched_info_s {
     weft_sched_state_t state;
     weft_sched_route_t route;           /* of the current or last attempt; NONE before the first */
     int attempts;                       /* started so far */
@@ -217,9 +250,10 @@ typedef struct weft_sched_info {
     uint64_t submitted_ns, started_ns, finished_ns; /* weft_now_ns() clock; 0: not yet */
 } weft_sched_info_t;
 
-/* Fills what is known about task `id`. Finished tasks stay known for about the last
- * opts.remember finished tasks, with their state, status, attempts and only the first and last
- * failed attempts' errors (errors[0], errors[1]). Returns 0 or -ENOENT. Thread safety: any. */
+/* Fills what is known about task `id`. A finished task stays known until opts.remember later
+ * tasks were submitted, with its state, status, attempts and only the first and last failed
+ * attempts' errors (errors[0], errors[1]). Returns 0, -ENOENT or -EINVAL (NULL s or out).
+ * Thread safety: any. */
 int weft_sched_info(weft_sched_t *s, weft_sched_id_t id, weft_sched_info_t *out);
 
 /* "waiting", "queued", ... Ownership: static. */
@@ -249,10 +283,11 @@ void weft_sched_graph_destroy(weft_sched_graph_t *g);
  * async_arg stay borrowed until the task is done). */
 int weft_sched_graph_add(weft_sched_graph_t *g, const char *name, const weft_sched_task_t *t);
 
-/* Makes task `task` depend on task `on` (indexes). Returns 0, -EINVAL or -ENOMEM. */
+/* Makes task `task` depend on task `on` (indexes). Returns 0, -EINVAL (NULL g, a bad index,
+ * task == on, or already submitted) or -ENOMEM. */
 int weft_sched_graph_depend(weft_sched_graph_t *g, int task, int on);
 
-/* The index of the task named `name`, or -ENOENT. */
+/* The index of the task named `name`, or -ENOENT (-EINVAL for NULL arguments). */
 int weft_sched_graph_find(const weft_sched_graph_t *g, const char *name);
 
 /* Number of tasks, and the name of task i (borrowed). */
@@ -273,8 +308,9 @@ int weft_sched_graph_order(const weft_sched_graph_t *g, int *order, weft_buf_t *
 int weft_sched_graph_resume(weft_sched_graph_t *g, const char *path, weft_buf_t *why);
 
 /* Submits every task, refusing a cycle first (WEFT_ECYCLE, named in `why`). All or nothing:
- * on failure nothing was submitted. Returns 0, WEFT_ECYCLE, -EINVAL, -ENOENT, -EALREADY (already
- * submitted), -ESHUTDOWN or -ENOMEM. Thread safety: any thread. */
+ * on failure nothing was submitted. Returns 0, WEFT_ECYCLE, -EINVAL (also NULL s or g, or an
+ * unregistered proc_fn, named in `why`), -ENOENT, -EALREADY (already submitted), -ESHUTDOWN or
+ * -ENOMEM. Thread safety: any thread. */
 int weft_sched_graph_submit(weft_sched_t *s, weft_sched_graph_t *g, weft_buf_t *why);
 
 /* Waits until every task of a submitted graph finished. Returns 0 (all succeeded or were
@@ -303,7 +339,7 @@ typedef struct weft_sched_exec_stats {
     uint64_t run_p50_ns, run_p90_ns, run_p99_ns; /* attempt run time, all time */
 } weft_sched_exec_stats_t;
 
-typedef struct weft_sched_stats {
+typedef struct weft_sched_stats_s {
     weft_sched_exec_stats_t exec[WEFT_ROUTE_COUNT]; /* indexed by weft_sched_route_t */
     bool has[WEFT_ROUTE_COUNT];                     /* which executors exist */
     size_t waiting;                                 /* tasks waiting for dependencies */

@@ -7,6 +7,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* Monotonic time in nanoseconds (CLOCK_MONOTONIC). Thread safety: any thread,
  * async-signal-safe. */
 uint64_t weft_now_ns(void);
@@ -43,5 +47,9 @@ int weft_replace_allocator(void *(*malloc_fn)(size_t), void *(*calloc_fn)(size_t
 
 /* The library version, "MAJOR.MINOR.PATCH". Ownership: static. Thread safety: any thread. */
 const char *weft_version(void);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif /* WEFT_SYS_H */

@@ -35,7 +35,8 @@ int weft__future_settle(weft_future_t *f, int status, void *value, size_t size,
 /* Marks a PENDING future as held by an executor's queue: from now on weft_future_cancel() only
  * records the request (and returns 0) and the executor completes the future with -ECANCELED
  * when weft_future_start() reports it, so a queue never holds a DONE caller-owned record that
- * its owner may already have freed. Returns 0, or -EALREADY if the future is not PENDING.
+ * its owner may already have freed. Returns 0, -EBUSY if it is already held (the record is
+ * still in a queue: submitted twice), or -EALREADY if the future is not PENDING.
  * Thread safety: any thread. */
 int weft__future_hold(weft_future_t *f);
 
@@ -47,6 +48,11 @@ void weft__future_request_cancel(weft_future_t *f);
  * frees the allocation, which starts `offset` bytes before `f` (offset < 2^24). Call right after
  * weft_future_init(), before `f` is shared. */
 void weft__future_init_heap(weft_future_t *f, size_t offset);
+
+/* True for a heap future (weft_future_create, or weft__future_init_heap): the only kind the
+ * library may hold a reference to. An embedded (caller-owned) future is borrowed until its
+ * release event instead (docs/lifetime.md), and never retained by an internal user. */
+bool weft__future_is_heap(const weft_future_t *f);
 
 /* A completion callback node that the caller owns, so that it can be removed again (wait_any,
  * as_completed, an event loop's await that gets cancelled). Fields are private to future.c. */

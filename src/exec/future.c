@@ -45,11 +45,15 @@
 #include "exec/future-int.h"
 
 #include "core/alloc.h"
+#include "core/cpu.h"
+#include "core/slist.h"
 
 #include <errno.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <weft/sys.h>
@@ -71,6 +75,14 @@ enum {
 #define FL_OFFSET_SHIFT 8
 
 _Static_assert(sizeof(weft_future_t) <= 64, "a future fits in a cache line");
+
+/* The public struct keeps state_ and refs_ as plain uint32_t, so that weft/future.h has no
+ * _Atomic and compiles as C++; they are only ever accessed as atomics, through these. */
+_Static_assert(sizeof(_Atomic uint32_t) == sizeof(uint32_t) &&
+                   _Alignof(_Atomic uint32_t) == _Alignof(uint32_t),
+               "an atomic uint32_t is a plain uint32_t in memory");
+#define STATE(f) ((_Atomic uint32_t *)&(f)->state_)
+#define REFS(f) ((_Atomic uint32_t *)&(f)->refs_)
 
 /* ---- stripes ----------------------------------------------------------------------------- */
 
@@ -140,8 +152,8 @@ static bool cond_wait_until(pthread_cond_t *cv, pthread_mutex_t *mu, uint64_t de
 
 void weft_future_init(weft_future_t *f)
 {
-    atomic_init(&f->state_, PH_PENDING);
-    atomic_init(&f->refs_, 1);
+    atomic_init(STATE(f), PH_PENDING);
+    atomic_init(REFS(f), 1);
     f->status_ = -EINPROGRESS;
     f->flags_ = 0;
     f->value_ = NULL;
@@ -165,10 +177,15 @@ weft_future_t *weft_future_create(void)
     return f;
 }
 
+bool weft__future_is_heap(const weft_future_t *f)
+{
+    return f->flags_ & FL_HEAP; /* written before f is shared */
+}
+
 weft_future_t *weft_future_retain(weft_future_t *f)
 {
     /* Relaxed: a new reference is made from an existing one, which already orders access. */
-    atomic_fetch_add_explicit(&f->refs_, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(REFS(f), 1, memory_order_relaxed);
     return f;
 }
 
@@ -184,7 +201,15 @@ void weft_future_release(weft_future_t *f)
     /* acq_rel: the release half pairs with the acquire half of the decrement that drops the
      * last reference, so every use of the future happens before it is freed. (Not release plus
      * an acquire fence: ThreadSanitizer does not model fences, and on x86 both cost the same.) */
-    if (atomic_fetch_sub_explicit(&f->refs_, 1, memory_order_acq_rel) != 1) return;
+    uint32_t refs = atomic_fetch_sub_explicit(REFS(f), 1, memory_order_acq_rel);
+    if (refs == 0) { /* only an embedded future can be seen here: a heap one would be freed */
+        fprintf(stderr,
+                "weft: weft_future_release: future %p released more often than once "
+                "(docs/lifetime.md)\n",
+                (void *)f);
+        abort();
+    }
+    if (refs != 1) return;
     free_result(f->value_, f->free_value_, f->message_);
     f->value_ = NULL;
     f->message_ = NULL;
@@ -203,7 +228,7 @@ static uint32_t load_state(const weft_future_t *f)
 {
     /* Acquire pairs with the release that publishes DONE in publish(): after seeing DONE, the
      * result fields are visible. The cast drops const only for the atomic load. */
-    return atomic_load_explicit((_Atomic uint32_t *)&f->state_, memory_order_acquire);
+    return atomic_load_explicit(STATE(f), memory_order_acquire);
 }
 
 bool weft_future_done(const weft_future_t *f)
@@ -241,12 +266,12 @@ bool weft_future_cancel_requested(const weft_future_t *f)
 /* Sets `flag` under the stripe lock unless the future is DONE. Returns false if DONE. */
 static bool set_flag_unless_done(weft_future_t *f, uint32_t flag)
 {
-    uint32_t s = atomic_load_explicit(&f->state_, memory_order_acquire);
+    uint32_t s = atomic_load_explicit(STATE(f), memory_order_acquire);
     for (;;) {
         if ((s & PH_MASK) == PH_DONE) return false;
         if (s & flag) return true;
         /* Acquire on failure pairs with publish()'s release (we may then read the result). */
-        if (atomic_compare_exchange_weak_explicit(&f->state_, &s, s | flag, memory_order_acq_rel,
+        if (atomic_compare_exchange_weak_explicit(STATE(f), &s, s | flag, memory_order_acq_rel,
                                                   memory_order_acquire))
             return true;
     }
@@ -259,22 +284,13 @@ static bool set_flag_unless_done(weft_future_t *f, uint32_t flag)
  * there. */
 #define WAIT_SPIN_NS 10000
 
-static inline void cpu_relax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#elif defined(__aarch64__)
-    __asm__ __volatile__("yield");
-#endif
-}
-
 int weft_future_wait(weft_future_t *f, int64_t timeout_ns)
 {
     if (weft_future_done(f)) return 0;
     if (timeout_ns == 0) return -ETIMEDOUT;
     uint64_t spin_start = 0;
     for (unsigned i = 1;; i++) {
-        cpu_relax();
+        weft__cpu_relax();
         if (weft_future_done(f)) return 0;
         if ((i & 63) == 0) {
             uint64_t now = weft_now_ns();
@@ -356,13 +372,8 @@ int weft_future_on_complete(weft_future_t *f, weft_future_cb cb, void *arg)
 /* Runs detached callbacks (newest first in the list) in registration order. */
 static void run_callbacks(weft_future_t *f, weft__cbnode_t *list)
 {
-    weft__cbnode_t *fifo = NULL;
-    while (list) {
-        weft__cbnode_t *next = list->next;
-        list->next = fifo;
-        fifo = list;
-        list = next;
-    }
+    weft__cbnode_t *fifo = list;
+    WEFT__SLIST_REVERSE(fifo, next);
     while (fifo) {
         /* Read everything before the call: the node's owner may free it once cb has run. */
         weft__cbnode_t *next = fifo->next;
@@ -379,13 +390,13 @@ static void run_callbacks(weft_future_t *f, weft__cbnode_t *list)
  * phase was not in `from`. */
 static uint32_t claim(weft_future_t *f, unsigned from, uint32_t extra)
 {
-    uint32_t s = atomic_load_explicit(&f->state_, memory_order_relaxed);
+    uint32_t s = atomic_load_explicit(STATE(f), memory_order_relaxed);
     for (;;) {
         if (!(from & (1u << (s & PH_MASK)))) return 0;
         uint32_t n = (s & ~(uint32_t)PH_MASK) | PH_COMPLETING | extra;
         /* Acquire pairs with the release in init/hold/start by other threads: we then own the
          * result fields. */
-        if (atomic_compare_exchange_weak_explicit(&f->state_, &s, n, memory_order_acquire,
+        if (atomic_compare_exchange_weak_explicit(STATE(f), &s, n, memory_order_acquire,
                                                   memory_order_relaxed))
             return n;
     }
@@ -397,8 +408,7 @@ static void publish(weft_future_t *f, uint32_t s)
 {
     while (!(s & (F_WAITERS | F_CALLBACKS))) {
         /* Release pairs with the acquire in load_state(): the result is visible with DONE. */
-        if (atomic_compare_exchange_weak_explicit(&f->state_, &s,
-                                                  (s & ~(uint32_t)PH_MASK) | PH_DONE,
+        if (atomic_compare_exchange_weak_explicit(STATE(f), &s, (s & ~(uint32_t)PH_MASK) | PH_DONE,
                                                   memory_order_release, memory_order_relaxed))
             return;
     }
@@ -407,7 +417,7 @@ static void publish(weft_future_t *f, uint32_t s)
     weft__cbnode_t *list = f->callbacks_;
     f->callbacks_ = NULL;
     /* COMPLETING (2) + 1 = DONE (3), keeping every flag; release as above. */
-    uint32_t old = atomic_fetch_add_explicit(&f->state_, 1, memory_order_release);
+    uint32_t old = atomic_fetch_add_explicit(STATE(f), 1, memory_order_release);
     pthread_mutex_unlock(&st->mu);
     if (old & F_WAITERS) pthread_cond_broadcast(&st->cv);
     run_callbacks(f, list);
@@ -471,11 +481,12 @@ int weft_future_fail(weft_future_t *f, int status, const char *fmt, ...)
 
 int weft__future_hold(weft_future_t *f)
 {
-    uint32_t s = atomic_load_explicit(&f->state_, memory_order_relaxed);
+    uint32_t s = atomic_load_explicit(STATE(f), memory_order_relaxed);
     for (;;) {
         if ((s & PH_MASK) != PH_PENDING) return -EALREADY;
+        if (s & F_HELD) return -EBUSY; /* already queued: a second link would make a cycle */
         /* Relaxed: the executor's queue lock orders the record's publication. */
-        if (atomic_compare_exchange_weak_explicit(&f->state_, &s, s | F_HELD, memory_order_relaxed,
+        if (atomic_compare_exchange_weak_explicit(STATE(f), &s, s | F_HELD, memory_order_relaxed,
                                                   memory_order_relaxed))
             return 0;
     }
@@ -483,7 +494,7 @@ int weft__future_hold(weft_future_t *f)
 
 int weft_future_start(weft_future_t *f)
 {
-    uint32_t s = atomic_load_explicit(&f->state_, memory_order_acquire);
+    uint32_t s = atomic_load_explicit(STATE(f), memory_order_acquire);
     for (;;) {
         switch (s & PH_MASK) {
         case PH_PENDING:
@@ -493,7 +504,7 @@ int weft_future_start(weft_future_t *f)
             }
             /* Acquire pairs with the release of whoever prepared the work (a CAS in hold or
              * the queue lock in practice); relaxed would do, acquire costs nothing on x86. */
-            if (atomic_compare_exchange_weak_explicit(&f->state_, &s,
+            if (atomic_compare_exchange_weak_explicit(STATE(f), &s,
                                                       (s & ~(uint32_t)PH_MASK) | PH_RUNNING,
                                                       memory_order_acquire, memory_order_acquire))
                 return 0;
@@ -508,33 +519,33 @@ int weft_future_start(weft_future_t *f)
 
 void weft__future_request_cancel(weft_future_t *f)
 {
-    uint32_t s = atomic_load_explicit(&f->state_, memory_order_relaxed);
+    uint32_t s = atomic_load_explicit(STATE(f), memory_order_relaxed);
     /* CAS, never a blind fetch_or: once DONE the record may be freed. */
     while ((s & PH_MASK) < PH_COMPLETING &&
-           !atomic_compare_exchange_weak_explicit(&f->state_, &s, s | F_CANCEL,
-                                                  memory_order_relaxed, memory_order_relaxed)) {
+           !atomic_compare_exchange_weak_explicit(STATE(f), &s, s | F_CANCEL, memory_order_relaxed,
+                                                  memory_order_relaxed)) {
     }
 }
 
 int weft_future_cancel(weft_future_t *f)
 {
-    uint32_t s = atomic_load_explicit(&f->state_, memory_order_relaxed);
+    uint32_t s = atomic_load_explicit(STATE(f), memory_order_relaxed);
     for (;;) {
         switch (s & PH_MASK) {
         case PH_PENDING:
             if (!(s & F_HELD)) {
                 if (settle_from(f, FROM_PENDING, F_CANCEL, -ECANCELED, NULL, 0, NULL, NULL) == 0)
                     return 0;
-                s = atomic_load_explicit(&f->state_, memory_order_relaxed);
+                s = atomic_load_explicit(STATE(f), memory_order_relaxed);
                 continue; /* it started or completed meanwhile */
             }
             /* Held by a queue: record the request; the executor settles it (see hold). */
-            if (atomic_compare_exchange_weak_explicit(&f->state_, &s, s | F_CANCEL,
+            if (atomic_compare_exchange_weak_explicit(STATE(f), &s, s | F_CANCEL,
                                                       memory_order_relaxed, memory_order_relaxed))
                 return 0;
             break;
         case PH_RUNNING:
-            if (atomic_compare_exchange_weak_explicit(&f->state_, &s, s | F_CANCEL,
+            if (atomic_compare_exchange_weak_explicit(STATE(f), &s, s | F_CANCEL,
                                                       memory_order_relaxed, memory_order_relaxed))
                 return -EBUSY;
             break;
@@ -622,18 +633,23 @@ struct waitset {
         weft__cbnode_t node;
         struct waitset *ws;
         size_t index;
-        bool attached; /* registered and not yet known to be removed */
+        bool attached;  /* registered and not yet known to be removed */
+        bool has_fired; /* its callback ran (under mu): the future may be yielded, so never
+                           touch it again (an embedded one may be freed once yielded) */
+        bool heap;      /* as_completed holds a reference (heap futures only) */
     } * nodes;
 };
 
 static void waitset_cb(weft_future_t *f, void *arg)
 {
+    (void)f; /* never touched: once it is yielded, its owner may free it */
     struct wnode *wn = arg;
     struct waitset *ws = wn->ws;
     size_t index = wn->index;
     pthread_mutex_lock(&ws->mu);
     if (ws->ready) ws->ready[ws->tail++] = index;
     ws->fired++;
+    wn->has_fired = true;
     pthread_cond_broadcast(&ws->cv);
     pthread_mutex_unlock(&ws->mu);
 }
@@ -661,19 +677,33 @@ static bool waitset_attach(struct waitset *ws, weft_future_t *f, size_t i)
     wn->node.heap = 0;
     wn->ws = ws;
     wn->index = i;
+    wn->has_fired = false;
     wn->attached = weft__future_add_node(f, &wn->node) == 0;
     return wn->attached;
 }
 
-/* Detaches every node and waits until no callback can still touch the waitset. */
+/* Detaches every node and waits until no callback can still touch the waitset. A future whose
+ * node has fired is not touched at all: as_completed may have yielded it, and an embedded
+ * future is its owner's again once yielded (docs/lifetime.md). */
 static void waitset_destroy(struct waitset *ws, weft_future_t *const *fs, size_t n)
 {
-    size_t detached_by_completer = 0;
-    for (size_t i = 0; i < n; i++)
-        if (ws->nodes[i].attached && !weft__future_remove_node(fs[i], &ws->nodes[i].node))
-            detached_by_completer++;
+    bool must_wait = false;
+    for (size_t i = 0; i < n; i++) {
+        struct wnode *wn = &ws->nodes[i];
+        if (!wn->attached) continue;
+        pthread_mutex_lock(&ws->mu);
+        bool fired = wn->has_fired;
+        pthread_mutex_unlock(&ws->mu);
+        /* Not fired: not yielded either, so fs[i] is still borrowed and may be touched. */
+        if (fired || weft__future_remove_node(fs[i], &wn->node))
+            wn->attached = false;
+        else
+            must_wait = true; /* its completer detached it: the callback is on its way */
+    }
     pthread_mutex_lock(&ws->mu);
-    while (ws->fired < detached_by_completer) pthread_cond_wait(&ws->cv, &ws->mu);
+    for (size_t i = 0; must_wait && i < n; i++)
+        while (ws->nodes[i].attached && !ws->nodes[i].has_fired)
+            pthread_cond_wait(&ws->cv, &ws->mu);
     pthread_mutex_unlock(&ws->mu);
     pthread_cond_destroy(&ws->cv);
     pthread_mutex_destroy(&ws->mu);
@@ -735,7 +765,10 @@ int weft_future_as_completed(weft_future_t *const *fs, size_t n, weft_future_ite
     size_t *ready = (size_t *)(nodes + n);
     waitset_init(&it->ws, nodes, ready);
     for (size_t i = 0; i < n; i++) {
-        it->fs[i] = weft_future_retain(fs[i]);
+        /* A reference on heap futures only: an embedded one is borrowed until it is yielded
+         * (or the iterator destroyed), and is never touched after it was yielded. */
+        nodes[i].heap = weft__future_is_heap(fs[i]);
+        it->fs[i] = nodes[i].heap ? weft_future_retain(fs[i]) : fs[i];
         if (!waitset_attach(&it->ws, fs[i], i)) {
             pthread_mutex_lock(&it->ws.mu);
             it->ws.ready[it->ws.tail++] = i;
@@ -771,6 +804,8 @@ void weft_future_iter_destroy(weft_future_iter_t *it)
 {
     if (!it) return;
     waitset_destroy(&it->ws, it->fs, it->n);
-    for (size_t i = 0; i < it->n; i++) weft_future_release(it->fs[i]);
+    /* The heap bit was read at creation: a yielded embedded future may be gone by now. */
+    for (size_t i = 0; i < it->n; i++)
+        if (it->ws.nodes[i].heap) weft_future_release(it->fs[i]);
     weft__free(it);
 }

@@ -53,10 +53,12 @@
 #include "exec/future-int.h"
 
 #include "core/alloc.h"
+#include "core/slist.h"
 
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <weft/pool.h>
@@ -124,8 +126,12 @@ static weft_task_t *record_new(weft_task_fn fn, void *arg)
 
 static bool record_is_heap(const weft_task_t *t)
 {
-    return t->future.flags_ & 1u; /* FL_HEAP in future.c; set before the record is shared */
+    return weft__future_is_heap(&t->future);
 }
+
+/* The pool whose task the calling thread is running, if any: destroy and map refuse to run
+ * there (they would join or wait for the calling worker itself). */
+static _Thread_local weft_pool_t *current_pool;
 
 /* ---- workers ----------------------------------------------------------------------------- */
 
@@ -177,15 +183,9 @@ static weft_task_t *take_inbox(weft_pool_t *p, weft_task_t **last)
 {
     /* Acquire pairs with the pushers' release half: the records' fields are visible. */
     weft_task_t *t = atomic_exchange_explicit(&p->inbox, NULL, memory_order_acquire);
-    weft_task_t *fifo = NULL;
     *last = t;
-    while (t) {
-        weft_task_t *next = t->next_;
-        t->next_ = fifo;
-        fifo = t;
-        t = next;
-    }
-    return fifo;
+    WEFT__SLIST_REVERSE(t, next_);
+    return t;
 }
 
 /* Appends the inbox to the FIFO. Called with mu held. */
@@ -207,6 +207,7 @@ static void *worker_main(void *arg)
     char name[16];
     snprintf(name, sizeof name, "%s-%d", p->name, sl->index);
     pthread_setname_np(pthread_self(), name);
+    current_pool = p;
 
     pthread_mutex_lock(&p->mu);
     for (;;) {
@@ -327,6 +328,7 @@ static void pool_free(weft_pool_t *p)
 
 int weft_pool_create(weft_pool_t **out, const weft_pool_opts_t *opts)
 {
+    if (!out) return -EINVAL;
     *out = NULL;
     weft_pool_opts_t o = {0};
     if (opts) o = *opts;
@@ -373,6 +375,7 @@ int weft_pool_create(weft_pool_t **out, const weft_pool_opts_t *opts)
 
 int weft_pool_shutdown(weft_pool_t *p, weft_shutdown_t mode)
 {
+    if (!p || (mode != WEFT_SHUTDOWN_WAIT && mode != WEFT_SHUTDOWN_CANCEL)) return -EINVAL;
     pthread_mutex_lock(&p->mu);
     if (atomic_load_explicit(&p->shutdown, memory_order_relaxed)) {
         pthread_mutex_unlock(&p->mu);
@@ -401,9 +404,11 @@ int weft_pool_shutdown(weft_pool_t *p, weft_shutdown_t mode)
     return 0;
 }
 
-void weft_pool_destroy(weft_pool_t *p)
+int weft_pool_destroy(weft_pool_t *p)
 {
-    if (!p) return;
+    if (!p) return 0;
+    /* A worker cannot join itself, and freeing the pool under it would be a use-after-free. */
+    if (current_pool == p) return -EDEADLK;
     weft_pool_shutdown(p, WEFT_SHUTDOWN_WAIT);
     pthread_mutex_lock(&p->resize_mu);
     for (int i = 0; i < MAX_THREADS; i++) {
@@ -417,11 +422,12 @@ void weft_pool_destroy(weft_pool_t *p)
     drain_inbox_locked(p);
     settle_list(p->head, -ECANCELED);
     pool_free(p);
+    return 0;
 }
 
 int weft_pool_resize(weft_pool_t *p, int threads)
 {
-    if (threads < 1 || threads > MAX_THREADS) return -EINVAL;
+    if (!p || threads < 1 || threads > MAX_THREADS) return -EINVAL;
     pthread_mutex_lock(&p->resize_mu);
     pthread_mutex_lock(&p->mu);
     if (atomic_load_explicit(&p->shutdown, memory_order_relaxed)) {
@@ -440,6 +446,10 @@ int weft_pool_resize(weft_pool_t *p, int threads)
 
 void weft_pool_stats(weft_pool_t *p, weft_pool_stats_t *out)
 {
+    if (!p) {
+        memset(out, 0, sizeof *out);
+        return;
+    }
     pthread_mutex_lock(&p->mu);
     out->threads = p->live;
     out->queued = atomic_load_explicit(&p->count, memory_order_relaxed);
@@ -529,9 +539,9 @@ static int enqueue(weft_pool_t *p, weft_task_t *t, bool block, bool hold)
     size_t got;
     int rc = reserve(p, 1, block, &got);
     if (rc < 0) return rc;
-    if (hold && weft__future_hold(&t->future) != 0) {
+    if (hold && (rc = weft__future_hold(&t->future)) != 0) { /* -EBUSY: queued already */
         unreserve(p, 1);
-        return -EALREADY;
+        return rc;
     }
     t->enqueued_ns_ = weft_now_ns();
     push_chain(p, t, t, 1);
@@ -541,6 +551,7 @@ static int enqueue(weft_pool_t *p, weft_task_t *t, bool block, bool hold)
 static int submit(weft_pool_t *p, weft_task_fn fn, void *arg, weft_future_t **out, bool block)
 {
     if (out) *out = NULL;
+    if (!p || !fn) return -EINVAL;
     weft_task_t *t = record_new(fn, arg);
     if (!t) return -ENOMEM;
     weft_future_t *f = out ? weft_future_retain(&t->future) : NULL;
@@ -566,19 +577,24 @@ int weft_pool_try_submit(weft_pool_t *p, weft_task_fn fn, void *arg, weft_future
 
 int weft_pool_submit_task(weft_pool_t *p, weft_task_t *t)
 {
+    if (!p || !t || !t->fn) return -EINVAL;
     return enqueue(p, t, true, true);
 }
 
 int weft_pool_try_submit_task(weft_pool_t *p, weft_task_t *t)
 {
+    if (!p || !t || !t->fn) return -EINVAL;
     return enqueue(p, t, false, true);
 }
 
 int weft_pool_submit_tasks(weft_pool_t *p, weft_task_t *tasks, size_t n)
 {
+    if (!p || (n && !tasks)) return -EINVAL;
+    for (size_t k = 0; k < n; k++)
+        if (!tasks[k].fn) return -EINVAL; /* before anything is queued */
     uint64_t now = weft_now_ns();
     size_t i = 0;
-    bool skipped = false;
+    int skipped = 0; /* -EBUSY (one was still queued) wins over -EALREADY (not PENDING) */
     int rc = 0;
     while (i < n) {
         size_t got;
@@ -589,8 +605,9 @@ int weft_pool_submit_tasks(weft_pool_t *p, weft_task_t *tasks, size_t n)
         size_t queued = 0;
         for (; i < n && queued < got; i++) {
             weft_task_t *t = &tasks[i];
-            if (weft__future_hold(&t->future) != 0) {
-                skipped = true; /* not PENDING: never queue a record that may be gone */
+            int hrc = weft__future_hold(&t->future);
+            if (hrc != 0) { /* never queue a record twice, or one that may be gone */
+                if (skipped != -EBUSY) skipped = hrc;
                 continue;
             }
             t->enqueued_ns_ = now;
@@ -603,10 +620,13 @@ int weft_pool_submit_tasks(weft_pool_t *p, weft_task_t *tasks, size_t n)
         if (queued) push_chain(p, newest, oldest, queued);
     }
     if (rc < 0) {
-        for (; i < n; i++) weft__future_settle(&tasks[i].future, rc, NULL, 0, NULL, NULL);
+        /* Hold first: never settle a record that another queue still holds (submitted twice). */
+        for (; i < n; i++)
+            if (weft__future_hold(&tasks[i].future) == 0)
+                weft__future_settle(&tasks[i].future, rc, NULL, 0, NULL, NULL);
         return rc;
     }
-    return skipped ? -EALREADY : 0;
+    return skipped;
 }
 
 /* ---- map --------------------------------------------------------------------------------- */
@@ -631,6 +651,8 @@ static int map_task(void *arg, weft_ctx_t *ctx)
 int weft_pool_map(weft_pool_t *p, int (*fn)(void *item, void *arg), void *items, size_t n,
                   size_t item_size, size_t chunksize, void *arg)
 {
+    if (!p) return -EINVAL;
+    if (current_pool == p) return -EDEADLK; /* it would wait for chunks behind its own task */
     if (n == 0) return 0;
     if (!fn || !items || item_size == 0) return -EINVAL;
     if (chunksize == 0) {

@@ -5,9 +5,10 @@
  * in its environment and its shared memory at fixed descriptors (procpool-int.h). It never runs
  * main(): a constructor recognises worker mode, runs the worker loop and leaves with _exit(). The
  * registry is therefore built by the same constructors in parent and worker; messages name a
- * function by the 64-bit FNV-1a hash of its name, which the worker looks up in its own registry,
- * so no table order has to agree and a function missing in the worker is reported, not mistaken
- * for another one.
+ * function by the hash of its name (weft_hash_str: XXH3, the same in every process, never 0), which
+ * the worker looks up in its own registry, so no table order has to agree and a function missing
+ * in the worker is reported, not mistaken for another one. Parent and worker run the same binary,
+ * so they always hash alike.
  *
  * Which constructor enters worker mode. It must run after every WEFT_PROCPOOL_FN registration
  * (priority 101). Two candidates, both at the lowest priority (65535):
@@ -43,6 +44,7 @@
 #include "exec/procpool-int.h"
 
 #include "core/alloc.h"
+#include "core/cpu.h"
 
 #include <errno.h>
 #include <link.h>
@@ -57,6 +59,7 @@
 #include <unistd.h>
 #include <fcntl.h>
 #include <weft/err.h>
+#include <weft/hash.h>
 #include <weft/sys.h>
 
 /* ---- registry ------------------------------------------------------------------------------ */
@@ -103,22 +106,12 @@ static int module_of(uintptr_t addr)
     return fm.found;
 }
 
-uint64_t weft__pp_hash(const char *name)
-{
-    uint64_t h = 0xcbf29ce484222325u;
-    for (const unsigned char *p = (const unsigned char *)name; *p; p++) {
-        h ^= *p;
-        h *= 0x100000001b3u;
-    }
-    return h ? h : 1;
-}
-
 int weft_procpool_register(const char *name, weft_proc_fn fn)
 {
     if (!name || !fn) return -EINVAL;
     size_t len = strlen(name);
     if (len == 0 || len > 63) return -EINVAL;
-    uint64_t h = weft__pp_hash(name);
+    uint64_t h = weft_hash_str(name);
     pthread_mutex_lock(&reg_mu);
     size_t n = atomic_load_explicit(&nreg, memory_order_relaxed); /* writers hold reg_mu */
     int rc = 0;
@@ -138,7 +131,7 @@ int weft_procpool_register(const char *name, weft_proc_fn fn)
 
 weft_proc_fn weft__pp_lookup(const char *name, uint64_t *hash)
 {
-    uint64_t h = weft__pp_hash(name);
+    uint64_t h = weft_hash_str(name);
     *hash = h;
     size_t n = atomic_load_explicit(&nreg, memory_order_acquire); /* pairs with register */
     for (size_t i = 0; i < n; i++)
@@ -329,10 +322,30 @@ static void put_result(wk_t *w, uint64_t id, int status, uint64_t run_ns, const 
     weft_buf_free(&err);
 }
 
+/* Answers a task without running it and gives its record back. */
+static void finish_task(wk_t *w, uint64_t id, int status, uint64_t run_ns, const weft_buf_t *out)
+{
+    put_result(w, id, status, run_ns, out->data, out->len);
+    weft__shmring_next(&w->tq);
+    weft__shmring_release(&w->tq); /* the parent never sleeps waiting for task space */
+    if (weft__shmring_publish(&w->rq)) wake_parent();
+}
+
 static void run_task(wk_t *w, const weft__pp_task_msg_t *m, const unsigned char *payload,
                      size_t avail, weft_buf_t *out)
 {
     weft__pp_ctrl_t *c = w->ctrl;
+    weft_buf_reset(out);
+    if (m->slot >= WEFT__PP_MAX_DEPTH) die("corrupt task message");
+    /* seq_cst: the read-modify-write that decides against the parent's cancel (a CAS on the
+     * same word; see claim in procpool-int.h). */
+    uint64_t old = atomic_exchange_explicit(&c->claim[m->slot], m->id, memory_order_seq_cst);
+    if (old == (m->id | WEFT__PP_CANCELLED)) {
+        if (m->kind == WEFT__PP_TASK_BIG && ftruncate(WEFT__PP_FD_OVF_IN, 0) < 0)
+            die("cannot truncate the argument memfd");
+        finish_task(w, m->id, -ECANCELED, 0, out);
+        return;
+    }
     /* Release: start_ns is never seen newer than the running_id read before it (the
      * supervisor reads id, start, id; see procpool.c). */
     atomic_store_explicit(&c->start_ns, weft_now_ns(), memory_order_release);
@@ -345,7 +358,6 @@ static void run_task(wk_t *w, const weft__pp_task_msg_t *m, const unsigned char 
     size_t len = (size_t)m->len;
     void *big = NULL;
     int status = 0;
-    weft_buf_reset(out);
     if (m->kind == WEFT__PP_TASK_BIG) {
         if (m->len > c->max_message) die("oversized argument");
         big = weft__malloc(len ? len : 1);
@@ -381,11 +393,20 @@ static void run_task(wk_t *w, const weft__pp_task_msg_t *m, const unsigned char 
         }
     }
     weft__free(big);
+    if (status >= 0 && out->len > c->max_message) {
+        /* `out` has no limit of its own (see worker_loop), so N is the size the function
+         * really produced. */
+        size_t n = out->len;
+        weft_buf_reset(out);
+        weft_buf_printf(out, "result of %zu bytes exceeds max_message %llu", n,
+                        (unsigned long long)c->max_message);
+        status = -EMSGSIZE;
+    } else if (status < 0 && out->len > WEFT__PP_MAX_TEXT) {
+        out->len = WEFT__PP_MAX_TEXT; /* the parent keeps no more of a message */
+        out->data[out->len] = '\0';
+    }
 
-    put_result(w, m->id, status, run_ns, out->data, out->len);
-    weft__shmring_next(&w->tq);
-    weft__shmring_release(&w->tq); /* the parent never sleeps waiting for task space */
-    if (weft__shmring_publish(&w->rq)) wake_parent();
+    finish_task(w, m->id, status, run_ns, out);
     /* Release: pairs with the supervisor's loads (nothing depends on it but the deadline). */
     atomic_store_explicit(&c->running_id, 0, memory_order_release);
     if (out->cap > (1u << 20)) { /* do not keep a huge buffer for the next small result */
@@ -404,8 +425,11 @@ static _Noreturn void worker_loop(wk_t *w)
     atomic_store_explicit(&c->ready, 1, memory_order_release);
     wake_parent();
 
+    /* No limit on the result buffer: a function that produces more than max_message bytes fails
+     * with a message that says how many it produced (run_task), which a buffer limited to
+     * max_message could not tell. The memory is the worker's own. */
     weft_buf_t out;
-    weft_buf_init(&out, (size_t)c->max_message);
+    weft_buf_init(&out, 0);
     for (;;) {
         void *p;
         size_t n;

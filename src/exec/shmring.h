@@ -145,14 +145,4 @@ bool weft__shmring_consumer_prepare(weft_shmring_t *r, uint32_t *seq);
 void weft__shmring_consumer_unprepare(weft_shmring_t *r);
 int weft__shmring_consumer_sleep(weft_shmring_t *r, uint32_t seq, int64_t timeout_ns);
 
-/* A short pause for spin loops. */
-static inline void weft__cpu_relax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#elif defined(__aarch64__)
-    __asm__ __volatile__("yield");
-#endif
-}
-
 #endif /* WEFT_EXEC_SHMRING_H */

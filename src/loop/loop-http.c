@@ -3,7 +3,7 @@
  *
  * DESIGN
  * Threads: everything here runs on the loop thread (or on the destroying thread, which stands in
- * for it once the loop has stopped), except weft_loop_http_fetch, which only posts to the loop.
+ * for it once the loop has stopped), except weft_http_fetch, which only posts to the loop.
  * libcurl tells us which sockets to watch (socket callback: one uv_poll_t per socket, created on
  * first interest and closed on CURL_POLL_REMOVE) and when to call it back (timer callback: one
  * uv_timer_t). Poll and timer events call curl_multi_socket_action, after which finished
@@ -13,7 +13,7 @@
  * recycled through a free list.
  * Invariants: a transfer is on `active` from start until its completion is delivered; a cancelled
  * transfer is removed from the multi handle at once and its callback deferred through the loop's
- * queue, so weft_loop_http_cancel never calls back into its caller.
+ * queue, so weft_http_cancel never calls back into its caller.
  */
 #include "loop/loop-int.h"
 
@@ -21,6 +21,7 @@
 #include "exec/future-int.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <weft/err.h>
@@ -256,7 +257,7 @@ static void on_cancel_watch(uv_timer_t *timer)
         /* Relaxed: see on_progress in http.c; a request seen one tick later is fine. */
         bool flag = t->x.o.cancel && atomic_load_explicit(t->x.o.cancel, memory_order_relaxed);
         if (flag || (t->x.cancel_future && weft_future_cancel_requested(t->x.cancel_future)))
-            weft_loop_http_cancel(t);
+            weft_http_cancel(t);
     }
 }
 
@@ -320,9 +321,12 @@ fail:
     return rc;
 }
 
-int weft_loop_http_start(weft_loop_t *loop, const weft_http_opts_t *opts, weft_http_cb cb,
-                         void *arg, weft_http_t **out)
+int weft_http_start(weft_loop_t *loop, const weft_http_opts_t *opts, weft_http_cb cb, void *arg,
+                    weft_http_t **out)
 {
+    if (out) *out = NULL;
+    if (!loop || !cb) return -EINVAL;
+    if (!weft__loop_thread_ok(loop)) return -EPERM;
     return start(loop, opts, cb, arg, NULL, out);
 }
 
@@ -331,8 +335,10 @@ static void deliver_deferred(void *arg, int status)
     deliver(arg);
 }
 
-int weft_loop_http_cancel(weft_http_t *t)
+int weft_http_cancel(weft_http_t *t)
 {
+    if (!t) return -EINVAL;
+    if (!weft__loop_thread_ok(t->loop)) return -EPERM;
     if (t->finished) return -EALREADY;
     end_transfer(t, CURLE_ABORTED_BY_CALLBACK);
     t->resp.error = -ECANCELED;
@@ -343,8 +349,9 @@ int weft_loop_http_cancel(weft_http_t *t)
     return 0;
 }
 
-size_t weft_loop_http_active(const weft_loop_t *loop)
+size_t weft_http_active(const weft_loop_t *loop)
 {
+    weft__loop_thread_check(loop, "weft_http_active");
     return loop->http ? loop->http->nactive : 0;
 }
 
@@ -409,10 +416,11 @@ static void fetch_start(void *arg, int status)
     }
 }
 
-int weft_loop_http_fetch(weft_loop_t *loop, const weft_http_opts_t *opts, weft_future_t **out)
+int weft_http_fetch(weft_loop_t *loop, const weft_http_opts_t *opts, weft_future_t **out)
 {
+    if (!out) return -EINVAL;
     *out = NULL;
-    if (!opts || !opts->url) return -EINVAL;
+    if (!loop || !opts || !opts->url) return -EINVAL;
     if (opts->post_body || opts->headers) return -EINVAL; /* not copied for the deferred start */
     fetch_req_t *r = weft__calloc(1, sizeof *r);
     if (!r) return -ENOMEM;

@@ -8,7 +8,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <uv.h>
-#include <weft/loop.h>
+#include <weft/http.h>
 
 typedef struct await_node await_node_t;
 typedef struct weft__loop_http weft__loop_http_t;
@@ -28,6 +28,7 @@ struct weft_loop {
     _Atomic bool running;  /* a caller is inside weft_loop_run */
 
     bool own_thread;
+    pthread_t creator; /* written once by create: may use a caller-driven loop while stopped */
     pthread_t thread;
     char name[16];
     int max_connections;
@@ -70,6 +71,15 @@ void weft__xfer_release(weft__xfer_t *x);
  * callbacks), then free curl and close poll handles. */
 void weft__loop_http_cancel_all(weft_loop_t *loop);
 void weft__loop_http_close(weft_loop_t *loop);
+
+/* True if the calling thread may make "loop thread only" calls: it runs the loop now (or
+ * stands in for it in destroy), or it created this caller-driven loop and the loop is not
+ * running. Public loop-thread-only functions return -EPERM otherwise (weft/loop.h). */
+bool weft__loop_thread_ok(const weft_loop_t *loop);
+
+/* Aborts with a message naming `fn` if weft__loop_thread_ok(loop) is false: for the few
+ * loop-thread-only functions that cannot return an error. */
+void weft__loop_thread_check(const weft_loop_t *loop, const char *fn);
 
 /* Queues a loop-internal work record even while destroy runs (for deferred completions).
  * Loop thread only. */

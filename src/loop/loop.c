@@ -33,14 +33,17 @@
 #include "exec/future-int.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 struct await_node {
     weft__cbnode_t cbn;    /* attached to the future */
     weft_loop_work_t work; /* queued on the loop */
     weft_loop_t *loop;
-    weft_future_t *f;
+    weft_future_t *f; /* a reference if heap; borrowed until cb is called if embedded */
+    bool heap;
     weft_loop_await_cb cb;
     void *arg;
     await_node_t *prev, *next; /* in loop->awaits */
@@ -53,6 +56,24 @@ struct weft_loop_timer {
     void *arg;
     struct weft_loop_timer *prev, *next;
 };
+
+/* The loop the calling thread is running, if any: how weft_loop_on_loop_thread knows. */
+static _Thread_local weft_loop_t *current_loop;
+
+bool weft__loop_thread_ok(const weft_loop_t *loop)
+{
+    if (current_loop == loop) return true;
+    /* Acquire pairs with weft_loop_run's release store: the last run happened before this. */
+    return !loop->own_thread && pthread_equal(loop->creator, pthread_self()) &&
+           !atomic_load_explicit(&loop->running, memory_order_acquire);
+}
+
+void weft__loop_thread_check(const weft_loop_t *loop, const char *fn)
+{
+    if (weft__loop_thread_ok(loop)) return;
+    fprintf(stderr, "weft: %s called from a thread that is not the loop thread\n", fn);
+    abort();
+}
 
 /* ---- the handoff queue ---- */
 
@@ -96,6 +117,7 @@ static void on_async(uv_async_t *a)
 
 int weft_loop_post_work(weft_loop_t *loop, weft_loop_work_t *w)
 {
+    if (!loop || !w || !w->fn) return -EINVAL;
     pthread_mutex_lock(&loop->mu);
     if (loop->closed) {
         pthread_mutex_unlock(&loop->mu);
@@ -132,6 +154,7 @@ static void posted_run(void *arg, int status)
 
 int weft_loop_post(weft_loop_t *loop, weft_loop_fn fn, void *arg)
 {
+    if (!loop || !fn) return -EINVAL;
     posted_t *p = weft__malloc(sizeof *p);
     if (!p) return -ENOMEM;
     p->w.fn = posted_run;
@@ -145,12 +168,19 @@ int weft_loop_post(weft_loop_t *loop, weft_loop_fn fn, void *arg)
 
 /* ---- awaiting futures ---- */
 
+/* Calls the await's callback last: inside it an embedded future is its owner's again (it may
+ * be released and freed there), so nothing here touches it afterwards. A heap future is kept
+ * alive by the await's reference until the callback has returned. */
 static void await_run(void *arg, int status)
 {
     await_node_t *n = arg;
-    n->cb(n->f, n->arg, status);
-    weft_future_release(n->f);
+    weft_future_t *f = n->f;
+    weft_loop_await_cb cb = n->cb;
+    void *cb_arg = n->arg;
+    bool heap = n->heap;
     weft__free(n);
+    cb(f, cb_arg, status);
+    if (heap) weft_future_release(f);
 }
 
 /* mu held. */
@@ -182,6 +212,7 @@ static void on_future_done(weft_future_t *f, void *arg)
 
 int weft_loop_await(weft_loop_t *loop, weft_future_t *f, weft_loop_await_cb cb, void *arg)
 {
+    if (!loop || !f || !cb) return -EINVAL;
     await_node_t *n = weft__calloc(1, sizeof *n);
     if (!n) return -ENOMEM;
     n->cbn.cb = on_future_done;
@@ -189,13 +220,14 @@ int weft_loop_await(weft_loop_t *loop, weft_future_t *f, weft_loop_await_cb cb, 
     n->work.fn = await_run;
     n->work.arg = n;
     n->loop = loop;
-    n->f = weft_future_retain(f);
+    n->heap = weft__future_is_heap(f);
+    n->f = n->heap ? weft_future_retain(f) : f;
     n->cb = cb;
     n->arg = arg;
     pthread_mutex_lock(&loop->mu);
     if (loop->closed) {
         pthread_mutex_unlock(&loop->mu);
-        weft_future_release(f);
+        if (n->heap) weft_future_release(f);
         weft__free(n);
         return -ESHUTDOWN;
     }
@@ -222,7 +254,10 @@ static void on_timer(uv_timer_t *h)
 int weft_loop_timer_create(weft_loop_t *loop, weft_loop_timer_cb cb, void *arg,
                            weft_loop_timer_t **out)
 {
+    if (!out) return -EINVAL;
     *out = NULL;
+    if (!loop || !cb) return -EINVAL;
+    if (!weft__loop_thread_ok(loop)) return -EPERM;
     weft_loop_timer_t *t = weft__calloc(1, sizeof *t);
     if (!t) return -ENOMEM;
     uv_timer_init(&loop->uv, &t->h);
@@ -239,12 +274,17 @@ int weft_loop_timer_create(weft_loop_t *loop, weft_loop_timer_cb cb, void *arg,
 
 int weft_loop_timer_start(weft_loop_timer_t *t, uint64_t timeout_ms, uint64_t repeat_ms)
 {
+    if (!t) return -EINVAL;
+    if (!weft__loop_thread_ok(t->loop)) return -EPERM;
     return uv_timer_start(&t->h, on_timer, timeout_ms, repeat_ms);
 }
 
-void weft_loop_timer_stop(weft_loop_timer_t *t)
+int weft_loop_timer_stop(weft_loop_timer_t *t)
 {
+    if (!t) return -EINVAL;
+    if (!weft__loop_thread_ok(t->loop)) return -EPERM;
     uv_timer_stop(&t->h);
+    return 0;
 }
 
 static void free_timer(uv_handle_t *h)
@@ -252,22 +292,21 @@ static void free_timer(uv_handle_t *h)
     weft__free(h->data);
 }
 
-void weft_loop_timer_destroy(weft_loop_timer_t *t)
+int weft_loop_timer_destroy(weft_loop_timer_t *t)
 {
-    if (!t) return;
+    if (!t) return 0;
     weft_loop_t *loop = t->loop;
+    if (!weft__loop_thread_ok(loop)) return -EPERM;
     if (t->prev)
         t->prev->next = t->next;
     else
         loop->timers = t->next;
     if (t->next) t->next->prev = t->prev;
     uv_close((uv_handle_t *)&t->h, free_timer);
+    return 0;
 }
 
 /* ---- lifecycle ---- */
-
-/* The loop the calling thread is running, if any: how weft_loop_on_loop_thread knows. */
-static _Thread_local weft_loop_t *current_loop;
 
 static void run_here(weft_loop_t *loop)
 {
@@ -303,6 +342,7 @@ int weft_loop_create(weft_loop_t **out, const weft_loop_opts_t *opts)
     pthread_mutex_init(&loop->mu, NULL);
     pthread_cond_init(&loop->cv, NULL);
     loop->own_thread = o.own_thread;
+    loop->creator = pthread_self();
     loop->max_connections = o.max_connections ? o.max_connections : 256;
     snprintf(loop->name, sizeof loop->name, "%s", o.name ? o.name : "weft-loop");
     if (o.own_thread) {
@@ -358,6 +398,7 @@ bool weft_loop_on_loop_thread(const weft_loop_t *loop)
 
 uint64_t weft_loop_now_ms(const weft_loop_t *loop)
 {
+    weft__loop_thread_check(loop, "weft_loop_now_ms");
     return uv_now(&loop->uv);
 }
 
@@ -379,9 +420,14 @@ static void walk_close(uv_handle_t *h, void *arg)
     if (!uv_is_closing(h)) uv_close(h, h->type == UV_POLL ? free_data : NULL);
 }
 
-void weft_loop_destroy(weft_loop_t *loop)
+int weft_loop_destroy(weft_loop_t *loop)
 {
-    if (!loop) return;
+    if (!loop) return 0;
+    /* From a callback of this loop: it would free the loop under uv_run (or join itself). */
+    if (current_loop == loop) return -EDEADLK;
+    /* A caller-driven loop that another thread is running: stop it and wait for run first. */
+    if (!loop->own_thread && atomic_load_explicit(&loop->running, memory_order_acquire))
+        return -EBUSY;
     if (loop->own_thread) {
         atomic_store_explicit(&loop->stop_req, true, memory_order_release);
         pthread_mutex_lock(&loop->mu);
@@ -421,4 +467,5 @@ void weft_loop_destroy(weft_loop_t *loop)
     pthread_mutex_destroy(&loop->mu);
     pthread_cond_destroy(&loop->cv);
     weft__free(loop);
+    return 0;
 }

@@ -3,7 +3,7 @@
  * resumed from one.
  *
  * The graph owns deep copies of its task descriptions. Once submitted, the scheduler writes each
- * task's weft_sched_info_t in the graph under the scheduler's mutex (core-int.h), and reads of it
+ * task's weft_sched_info_t in the graph under the scheduler's mutex (sched-int.h), and reads of it
  * take that mutex too; everything else here belongs to the graph's one thread. Destroying a
  * submitted graph waits for its tasks, because the scheduler borrows their names and infos.
  *
@@ -13,7 +13,7 @@
  * where state is "ok" (succeeded or resumed) or a weft_sched_state_name() ("failed", "skipped",
  * "cancelled", "waiting", ...). Names hold no control characters, so tabs and newlines delimit.
  */
-#include "sched/core-int.h"
+#include "sched/sched-int.h"
 
 #include "core/alloc.h"
 
@@ -23,6 +23,8 @@
 #include <string.h>
 #include <unistd.h>
 #include <weft/err.h>
+#include <weft/hash.h>
+#include <weft/htab.h>
 #include <weft/sys.h>
 
 struct gnode {
@@ -38,20 +40,19 @@ struct gnode {
 struct weft_sched_graph {
     struct gnode *n;
     size_t count, cap;
-    uint32_t *slots; /* name hash: index + 1, 0 empty */
-    size_t nslots;
-    weft_sched_t *s; /* set once submitted */
+    weft_htab_t names; /* name -> index */
+    weft_sched_t *s;   /* set once submitted */
 };
 
-static uint32_t hash_name(const char *s)
+static bool name_eq(uint64_t val, const void *key, const void *ctx)
 {
-    uint32_t h = 2166136261u;
-    for (; *s; s++) h = (h ^ (uint8_t)*s) * 16777619u;
-    return h;
+    const weft_sched_graph_t *g = ctx;
+    return strcmp(g->n[val].name, key) == 0;
 }
 
 int weft_sched_graph_create(weft_sched_graph_t **out)
 {
+    if (!out) return -EINVAL;
     *out = weft__calloc(1, sizeof **out);
     return *out ? 0 : -ENOMEM;
 }
@@ -78,38 +79,24 @@ void weft_sched_graph_destroy(weft_sched_graph_t *g)
     if (g->s) weft_sched_graph_wait(g, -1);
     for (size_t i = 0; i < g->count; i++) node_free(&g->n[i]);
     weft__free(g->n);
-    weft__free(g->slots);
+    weft_htab_free(&g->names);
     weft__free(g);
 }
 
 int weft_sched_graph_find(const weft_sched_graph_t *g, const char *name)
 {
-    if (!g->nslots) return -ENOENT;
-    for (size_t i = hash_name(name) & (g->nslots - 1);; i = (i + 1) & (g->nslots - 1)) {
-        uint32_t v = g->slots[i];
-        if (!v) return -ENOENT;
-        if (strcmp(g->n[v - 1].name, name) == 0) return (int)(v - 1);
-    }
+    if (!g || !name) return -EINVAL;
+    uint64_t *v = weft_htab_find(&g->names, weft_hash_str(name), name_eq, name, g);
+    return v ? (int)*v : -ENOENT;
 }
 
 static int index_name(weft_sched_graph_t *g, size_t idx)
 {
-    if ((g->count + 1) * 2 > g->nslots) {
-        size_t ns = g->nslots ? g->nslots * 2 : 64;
-        uint32_t *sl = weft__calloc(ns, sizeof *sl);
-        if (!sl) return -ENOMEM;
-        for (size_t k = 0; k < g->count; k++) {
-            size_t i = hash_name(g->n[k].name) & (ns - 1);
-            while (sl[i]) i = (i + 1) & (ns - 1);
-            sl[i] = (uint32_t)k + 1;
-        }
-        weft__free(g->slots);
-        g->slots = sl;
-        g->nslots = ns;
-    }
-    size_t i = hash_name(g->n[idx].name) & (g->nslots - 1);
-    while (g->slots[i]) i = (i + 1) & (g->nslots - 1);
-    g->slots[i] = (uint32_t)idx + 1;
+    bool added;
+    const char *name = g->n[idx].name;
+    uint64_t *v = weft_htab_put(&g->names, weft_hash_str(name), name_eq, name, g, &added);
+    if (!v) return -ENOMEM;
+    *v = idx;
     return 0;
 }
 
@@ -126,7 +113,7 @@ static void *dup_bytes(const void *p, size_t n, int *rc)
 
 int weft_sched_graph_add(weft_sched_graph_t *g, const char *name, const weft_sched_task_t *t)
 {
-    if (g->s || !name || !t) return -EINVAL;
+    if (!g || g->s || !name || !t) return -EINVAL;
     size_t len = strlen(name);
     if (len == 0 || len > 255) return -EINVAL;
     for (const unsigned char *p = (const unsigned char *)name; *p; p++)
@@ -186,7 +173,8 @@ int weft_sched_graph_add(weft_sched_graph_t *g, const char *name, const weft_sch
 
 int weft_sched_graph_depend(weft_sched_graph_t *g, int task, int on)
 {
-    if (g->s || task < 0 || on < 0 || (size_t)task >= g->count || (size_t)on >= g->count)
+    if (!g || g->s || task < 0 || on < 0 || task == on || (size_t)task >= g->count ||
+        (size_t)on >= g->count)
         return -EINVAL;
     struct gnode *nd = &g->n[task];
     for (size_t i = 0; i < nd->nlocal; i++)
@@ -215,6 +203,7 @@ const char *weft_sched_graph_name(const weft_sched_graph_t *g, int i)
 int weft_sched_graph_order(const weft_sched_graph_t *g, int *order, weft_buf_t *why, int *cycle,
                            size_t *ncycle)
 {
+    if (!g || (g->count && !order)) return -EINVAL;
     size_t n = g->count;
     if (ncycle) *ncycle = 0;
     if (n == 0) return 0;
@@ -247,6 +236,7 @@ int weft_sched_graph_order(const weft_sched_graph_t *g, int *order, weft_buf_t *
 
 int weft_sched_graph_resume(weft_sched_graph_t *g, const char *path, weft_buf_t *why)
 {
+    if (!g || !path) return -EINVAL;
     if (g->s) return -EALREADY;
     FILE *f = fopen(path, "re");
     if (!f) {
@@ -293,6 +283,7 @@ int weft_sched_graph_resume(weft_sched_graph_t *g, const char *path, weft_buf_t 
 
 int weft_sched_graph_submit(weft_sched_t *s, weft_sched_graph_t *g, weft_buf_t *why)
 {
+    if (!s || !g) return -EINVAL;
     if (g->s) return -EALREADY;
     size_t n = g->count;
     if (n == 0) {
@@ -340,7 +331,7 @@ int weft_sched_graph_submit(weft_sched_t *s, weft_sched_graph_t *g, weft_buf_t *
 
 int weft_sched_graph_wait(weft_sched_graph_t *g, int64_t timeout_ns)
 {
-    if (!g->s) return -EINVAL;
+    if (!g || !g->s) return -EINVAL;
     uint64_t deadline = timeout_ns < 0 ? 0 : weft_now_ns() + (uint64_t)timeout_ns;
     bool ok = true;
     for (size_t i = 0; i < g->count; i++) {
@@ -357,7 +348,7 @@ int weft_sched_graph_wait(weft_sched_graph_t *g, int64_t timeout_ns)
 
 int weft_sched_graph_info(weft_sched_graph_t *g, int i, weft_sched_info_t *out)
 {
-    if (i < 0 || (size_t)i >= g->count) return -EINVAL;
+    if (!g || !out || i < 0 || (size_t)i >= g->count) return -EINVAL;
     if (g->s)
         weft__sched_copy_info(g->s, out, &g->n[i].info);
     else
@@ -372,6 +363,7 @@ weft_future_t *weft_sched_graph_future(const weft_sched_graph_t *g, int i)
 
 int weft_sched_graph_save(weft_sched_graph_t *g, const char *path)
 {
+    if (!g || !path) return -EINVAL;
     size_t plen = strlen(path);
     char *tmp = weft__malloc(plen + 32);
     if (!tmp) return -ENOMEM;

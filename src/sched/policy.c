@@ -120,9 +120,6 @@ void weft__class_init(weft__class_t *c, const char *name)
 {
     memset(c, 0, sizeof *c);
     snprintf(c->name, sizeof c->name, "%s", name);
-    uint32_t h = 2166136261u; /* FNV-1a */
-    for (const char *p = c->name; *p; p++) h = (h ^ (uint8_t)*p) * 16777619u;
-    c->hash = h;
     c->last_route = WEFT_ROUTE_NONE;
 }
 

@@ -1,7 +1,7 @@
 /* The scheduler's monitoring (weft/sched.h): a snapshot struct, and the same as text and JSON
  * with every class's route and why, and the recent sizing and routing events. Reads the
- * scheduler's state under its mutex (core-int.h) and formats after unlocking. */
-#include "sched/core-int.h"
+ * scheduler's state under its mutex (sched-int.h) and formats after unlocking. */
+#include "sched/sched-int.h"
 
 #include "core/alloc.h"
 
@@ -29,8 +29,9 @@ static size_t task_bytes(const weft_sched_t *s)
 {
     size_t b = s->nchunks * WEFT__CHUNK * sizeof(struct rec);
     for (int r = 0; r < WEFT_ROUTE_COUNT; r++)
-        b += s->rq[r].caplv * (sizeof(struct pqlevel) + 4) + s->rq[r].nmap * 4;
-    b += s->timers.cap * sizeof(weft__rq_ent_t);
+        b += s->rq[r].caplv * (sizeof(struct pqlevel) + 4) +
+             (s->rq[r].map.mask + 1) * sizeof(weft_htab_slot_t);
+    b += s->captimers * sizeof(struct tmr);
     b += s->capedges * sizeof(struct edge);
     b += s->futures * 64; /* a future is 56 bytes, 64 with the allocator's header */
     b += s->parg_bytes;
@@ -133,6 +134,7 @@ static int finish(weft_buf_t *out, weft_buf_t *b, bool err)
 
 int weft_sched_stats_text(weft_sched_t *s, weft_buf_t *out)
 {
+    if (!s || !out) return -EINVAL;
     struct view v;
     int rc = view_take(s, &v);
     if (rc < 0) return rc;
@@ -197,6 +199,7 @@ static bool json_str(weft_buf_t *b, const char *s)
 
 int weft_sched_stats_json(weft_sched_t *s, weft_buf_t *out)
 {
+    if (!s || !out) return -EINVAL;
     struct view v;
     int rc = view_take(s, &v);
     if (rc < 0) return rc;

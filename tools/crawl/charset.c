@@ -2,10 +2,12 @@
 #include "crawl/charset.h"
 
 #include <errno.h>
-#include <pthread.h>
 #include <stdint.h>
 #include <string.h>
 #include <strings.h>
+#include <weft/utf8.h>
+
+#include "common/iconv-int.h"
 
 /* Label -> iconv name. The WHATWG table maps many labels; these are the ones seen in practice. */
 static const struct {
@@ -151,72 +153,6 @@ const char *crawl_charset_bom(const unsigned char *p, size_t n, size_t *bom_len)
     return NULL;
 }
 
-/* Length of the UTF-8 sequence starting at p[0] if it is valid and complete within n bytes;
- * 0 if invalid; -1 if it is a valid but incomplete prefix. Follows RFC 3629 (no overlongs,
- * surrogates or code points above U+10FFFF). */
-static int utf8_seq(const unsigned char *p, size_t n)
-{
-    unsigned char c = p[0];
-    if (c < 0x80) return 1;
-    int len;
-    unsigned char lo = 0x80, hi = 0xBF;
-    if (c >= 0xC2 && c <= 0xDF)
-        len = 2;
-    else if (c >= 0xE0 && c <= 0xEF) {
-        len = 3;
-        if (c == 0xE0) lo = 0xA0;
-        if (c == 0xED) hi = 0x9F;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        len = 4;
-        if (c == 0xF0) lo = 0x90;
-        if (c == 0xF4) hi = 0x8F;
-    } else
-        return 0;
-    for (int i = 1; i < len; i++) {
-        if ((size_t)i >= n) return -1;
-        unsigned char lim_lo = i == 1 ? lo : 0x80, lim_hi = i == 1 ? hi : 0xBF;
-        if (p[i] < lim_lo || p[i] > lim_hi) return 0;
-    }
-    return len;
-}
-
-size_t crawl_utf8_valid_prefix(const unsigned char *p, size_t n, bool last)
-{
-    size_t i = 0;
-    while (i < n) {
-        if (p[i] < 0x80) {
-            i++;
-            continue;
-        }
-        int l = utf8_seq(p + i, n - i);
-        if (l > 0) {
-            i += (size_t)l;
-        } else if (l < 0 && !last) {
-            return n; /* an incomplete tail is fine for now */
-        } else {
-            return i;
-        }
-    }
-    return n;
-}
-
-static pthread_mutex_t iconv_mu = PTHREAD_MUTEX_INITIALIZER;
-
-iconv_t crawl_iconv_open(const char *to, const char *from)
-{
-    pthread_mutex_lock(&iconv_mu);
-    iconv_t cd = iconv_open(to, from);
-    pthread_mutex_unlock(&iconv_mu);
-    return cd;
-}
-
-void crawl_iconv_close(iconv_t cd)
-{
-    pthread_mutex_lock(&iconv_mu);
-    iconv_close(cd);
-    pthread_mutex_unlock(&iconv_mu);
-}
-
 int crawl_decoder_open(crawl_decoder_t *d, const char *enc)
 {
     memset(d, 0, sizeof *d);
@@ -226,34 +162,26 @@ int crawl_decoder_open(crawl_decoder_t *d, const char *enc)
         d->utf8 = true;
         return 0;
     }
-    d->cd = crawl_iconv_open("UTF-8", enc);
+    d->cd = tools_iconv_open("UTF-8", enc);
     return d->cd == (iconv_t)-1 ? -EINVAL : 0;
 }
 
 static const char replacement[] = "\xEF\xBF\xBD";
 
-/* UTF-8 input: copies valid sequences, replaces invalid bytes. */
+/* UTF-8 input: copies valid runs, replaces each invalid byte (weft/utf8.h decides which). */
 static int feed_utf8(crawl_decoder_t *d, const unsigned char *p, size_t n, bool last,
                      weft_buf_t *out)
 {
+    const char *s = (const char *)p;
     size_t i = 0;
     int rc = 0;
     while (i < n && rc == 0) {
-        size_t start = i;
-        while (i < n && p[i] < 0x80) i++;
-        for (;;) {
-            if (i >= n) break;
-            int l = utf8_seq(p + i, n - i);
-            if (l > 0) {
-                i += (size_t)l;
-                continue;
-            }
-            break;
-        }
-        if (i > start) rc = weft_buf_append(out, p + start, i - start);
+        size_t good = weft_utf8_valid_prefix(s + i, n - i, true);
+        if (good) rc = weft_buf_append(out, s + i, good);
+        i += good;
         if (i >= n || rc) break;
-        int l = utf8_seq(p + i, n - i);
-        if (l < 0 && !last) { /* incomplete at the end: carry it */
+        uint32_t cp;
+        if (weft_utf8_decode(s + i, n - i, &cp) == -EAGAIN && !last) { /* carry the tail */
             d->ncarry = n - i;
             memcpy(d->carry, p + i, d->ncarry);
             return 0;
@@ -328,6 +256,6 @@ int crawl_decoder_feed(crawl_decoder_t *d, const char *in, size_t n, bool last, 
 
 void crawl_decoder_close(crawl_decoder_t *d)
 {
-    if (d->cd != (iconv_t)-1) crawl_iconv_close(d->cd);
+    if (d->cd != (iconv_t)-1) tools_iconv_close(d->cd);
     d->cd = (iconv_t)-1;
 }

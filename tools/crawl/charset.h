@@ -22,17 +22,6 @@ const char *crawl_charset_from_content_type(const char *ct);
 /* The encoding named by a byte-order mark at the start of `p`, or NULL; *bom_len gets its size. */
 const char *crawl_charset_bom(const unsigned char *p, size_t n, size_t *bom_len);
 
-/* Length of the longest prefix of `p` that is valid UTF-8 and, when `last` is false, may end in
- * an incomplete but so far valid sequence; returns n when everything is fine. */
-size_t crawl_utf8_valid_prefix(const unsigned char *p, size_t n, bool last);
-
-/* iconv_open and iconv_close, serialized by one mutex: glibc loads and unloads its conversion
- * modules with dlopen/dlclose on first use and last close, and ThreadSanitizer cannot see the
- * loader's own lock; the mutex makes the ordering visible (and costs nothing measurable). Use
- * these everywhere in the tools. */
-iconv_t crawl_iconv_open(const char *to, const char *from);
-void crawl_iconv_close(iconv_t cd);
-
 /* An incremental decoder: bytes in `enc` to UTF-8, invalid input replaced by U+FFFD. A sequence
  * split across feeds is carried over. */
 typedef struct crawl_decoder {

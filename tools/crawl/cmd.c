@@ -4,9 +4,10 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <weft/err.h>
+#include <weft/hash.h>
 
 #include "crawl/crawl.h"
-#include "weft/cli.h"
+#include "common/cli-int.h"
 
 static void usage(FILE *f)
 {
@@ -87,10 +88,13 @@ typedef struct sink {
     uint64_t compared, differ, first_diff_line;
 } sink_t;
 
-static uint32_t fnv(uint32_t h, const char *s)
+/* A digest of the fields every mode must extract identically; never 0 (0 means "no record"). */
+static uint32_t digest_of(const crawl_result_t *r)
 {
-    for (; s && *s; s++) h = (h ^ (unsigned char)*s) * 16777619u;
-    return (h ^ 0xFF) * 16777619u;
+    const uint64_t parts[4] = {
+        r->title ? weft_hash_str(r->title) : 0, r->description ? weft_hash_str(r->description) : 0,
+        r->error_kind ? weft_hash_str(r->error_kind) : 0, (uint64_t)r->status};
+    return (uint32_t)weft_hash(parts, sizeof parts) | 1;
 }
 
 static void add_note(sink_t *k, crawl_mode_t mode, const crawl_result_t *r, size_t at)
@@ -149,9 +153,7 @@ static void on_result(void *arg, crawl_mode_t mode, const crawl_result_t *r)
     crawl_out_result(k->out, mode, r);
     if (k->want_notes) note(k, mode, r);
     if (k->digest || k->first_mode) {
-        uint32_t d = fnv(fnv(fnv(2166136261u, r->title), r->description), r->error_kind);
-        d = (d ^ (uint32_t)r->status) * 16777619u;
-        d |= 1; /* 0 means "no record" */
+        uint32_t d = digest_of(r);
         if (k->first_mode) {
             if (r->line >= k->ndigest) {
                 size_t n = k->ndigest ? k->ndigest : 1024;

@@ -12,14 +12,15 @@
 #include <stdlib.h>
 #include <string.h>
 #include <weft/err.h>
-#include <weft/loop.h>
+#include <weft/http.h>
 #include <weft/pool.h>
 #include <weft/sys.h>
+#include <weft/utf8.h>
 
 #include "crawl/crawl.h"
 #include "demo/demo.h"
 #include "fixture/fixture.h"
-#include "weft/cli.h"
+#include "common/cli-int.h"
 
 static int start_fixture(const char *demo, weft_fixture_t **fx)
 {
@@ -110,10 +111,15 @@ static int demo_fetch(int argc, char **argv)
 
 /* ---- titles ---- */
 
+/* Characters (code points) in `s`; each invalid byte counts as one. */
 static size_t code_points(const char *s)
 {
-    size_t n = 0;
-    for (; *s; s++) n += ((unsigned char)*s & 0xC0) != 0x80;
+    size_t n = 0, len = strlen(s);
+    for (size_t i = 0; i < len; n++) {
+        uint32_t cp;
+        int l = weft_utf8_decode(s + i, len - i, &cp);
+        i += l > 0 ? (size_t)l : 1;
+    }
     return n;
 }
 
@@ -204,7 +210,7 @@ static int with_loop(char **urls, long n, weft_future_t **fs)
     weft_loop_t *loop;
     int rc = weft_loop_create(&loop, &(weft_loop_opts_t){.own_thread = true});
     for (long i = 0; rc == 0 && i < n; i++)
-        rc = weft_loop_http_fetch(loop, &(weft_http_opts_t){.url = urls[i]}, &fs[i]);
+        rc = weft_http_fetch(loop, &(weft_http_opts_t){.url = urls[i]}, &fs[i]);
     if (rc == 0) rc = weft_future_wait_all(fs, (size_t)n, -1);
     weft_loop_destroy(loop);
     return rc;

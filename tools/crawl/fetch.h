@@ -3,7 +3,7 @@
 #ifndef WEFT_TOOLS_CRAWL_FETCH_H
 #define WEFT_TOOLS_CRAWL_FETCH_H
 
-#include <weft/loop.h>
+#include <weft/http.h>
 
 #include "crawl/crawl.h"
 #include "crawl/hosts.h"

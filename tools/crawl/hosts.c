@@ -1,21 +1,22 @@
 /* The dispatch window: per-host queues, in-flight limits and token buckets (hosts.h).
  *
- * Hosts live in a chained hash table keyed by host key. Hosts with queued items are also on a
- * circular "ring" that dispatch walks round robin from a cursor; a host leaves the ring when its
- * queue empties and the table when it is idle (nothing queued or in flight) and its bucket is
- * full again, so that memory follows the window, not the input.
+ * Hosts live in a weft_htab keyed by host key (values are host pointers). Hosts with queued items
+ * are also on a circular "ring" that dispatch walks round robin from a cursor; a host leaves the
+ * ring when its queue empties and the table when it is idle (nothing queued or in flight) and its
+ * bucket is full again, so that memory follows the window, not the input.
  */
 #include "crawl/hosts.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <weft/hash.h>
+#include <weft/htab.h>
 #include <weft/sys.h>
 
 struct crawl_host {
     char *key;
-    uint32_t hash;
-    crawl_host_t *chain;                 /* hash bucket */
+    uint64_t hash;                       /* weft_hash_str(key) */
     crawl_host_t *ring_prev, *ring_next; /* non-NULL while queued items exist */
     crawl_item_t *qhead, *qtail;
     int inflight;
@@ -29,20 +30,12 @@ struct crawl_dispatch {
     size_t window, in_window;
     bool eof;
     int error;
-    uint64_t interval_ns; /* 1/rate, 0: no rate limit */
-    crawl_host_t **buckets;
-    size_t nbuckets, nhosts;
+    uint64_t interval_ns;                     /* 1/rate, 0: no rate limit */
+    weft_htab_t hosts;                        /* key -> crawl_host_t * */
     crawl_host_t *cursor;                     /* ring position */
     crawl_item_t *immediate, *immediate_tail; /* invalid lines, in input order */
     crawl_item_t *delayed;                    /* retries, sorted by not_before_ns */
 };
-
-static uint32_t hash_str(const char *s)
-{
-    uint32_t h = 2166136261u; /* FNV-1a */
-    for (; *s; s++) h = (h ^ (unsigned char)*s) * 16777619u;
-    return h;
-}
 
 int crawl_dispatch_create(crawl_dispatch_t **out, const crawl_opts_t *o, crawl_input_t *in,
                           size_t window)
@@ -54,12 +47,7 @@ int crawl_dispatch_create(crawl_dispatch_t **out, const crawl_opts_t *o, crawl_i
     d->in = in;
     d->window = window ? window : 1;
     d->interval_ns = o->rate > 0 ? (uint64_t)(1e9 / o->rate) : 0;
-    d->nbuckets = 64;
-    d->buckets = calloc(d->nbuckets, sizeof *d->buckets);
-    if (!d->buckets) {
-        free(d);
-        return -ENOMEM;
-    }
+    weft_htab_init(&d->hosts);
     *out = d;
     return 0;
 }
@@ -84,51 +72,49 @@ static void free_host(crawl_host_t *h)
 void crawl_dispatch_destroy(crawl_dispatch_t *d)
 {
     if (!d) return;
-    for (size_t b = 0; b < d->nbuckets; b++)
-        for (crawl_host_t *h = d->buckets[b], *next; h; h = next) {
-            next = h->chain;
-            free_host(h);
-        }
+    size_t pos = 0;
+    for (weft_htab_slot_t *s; (s = weft_htab_next(&d->hosts, &pos));)
+        free_host((crawl_host_t *)(uintptr_t)s->val);
     for (crawl_item_t *lists[2] = {d->immediate, d->delayed}, **l = lists; l < lists + 2; l++)
         for (crawl_item_t *it = *l, *next; it; it = next) {
             next = it->next;
             free_item(it);
         }
-    free(d->buckets);
+    weft_htab_free(&d->hosts);
     free(d);
 }
 
 /* ---- the host table ---- */
 
+static bool host_eq(uint64_t val, const void *key, const void *ctx)
+{
+    (void)ctx;
+    return strcmp(((const crawl_host_t *)(uintptr_t)val)->key, key) == 0;
+}
+
+/* The entry host_get has just added, before its value is set. */
+static bool is_unset(uint64_t val, const void *key, const void *ctx)
+{
+    (void)key;
+    (void)ctx;
+    return val == 0;
+}
+
 static crawl_host_t *host_get(crawl_dispatch_t *d, const char *key)
 {
-    uint32_t h = hash_str(key);
-    for (crawl_host_t *x = d->buckets[h & (d->nbuckets - 1)]; x; x = x->chain)
-        if (x->hash == h && strcmp(x->key, key) == 0) return x;
-    if (d->nhosts >= 2 * d->nbuckets) { /* grow */
-        size_t nb = d->nbuckets * 2;
-        crawl_host_t **b = calloc(nb, sizeof *b);
-        if (b) {
-            for (size_t i = 0; i < d->nbuckets; i++)
-                for (crawl_host_t *x = d->buckets[i], *next; x; x = next) {
-                    next = x->chain;
-                    x->chain = b[x->hash & (nb - 1)];
-                    b[x->hash & (nb - 1)] = x;
-                }
-            free(d->buckets);
-            d->buckets = b;
-            d->nbuckets = nb;
-        }
-    }
+    uint64_t h = weft_hash_str(key);
+    bool added;
+    uint64_t *v = weft_htab_put(&d->hosts, h, host_eq, key, NULL, &added);
+    if (!v) return NULL;
+    if (!added) return (crawl_host_t *)(uintptr_t)*v;
     crawl_host_t *x = calloc(1, sizeof *x);
     if (!x || !(x->key = strdup(key))) {
         free(x);
+        weft_htab_remove(&d->hosts, h, is_unset, NULL, NULL, NULL);
         return NULL;
     }
     x->hash = h;
-    x->chain = d->buckets[h & (d->nbuckets - 1)];
-    d->buckets[h & (d->nbuckets - 1)] = x;
-    d->nhosts++;
+    *v = (uintptr_t)x;
     return x;
 }
 
@@ -137,22 +123,23 @@ static crawl_host_t *host_get(crawl_dispatch_t *d, const char *key)
 static void host_maybe_free(crawl_dispatch_t *d, crawl_host_t *x, uint64_t now)
 {
     if (x->refs || x->ring_next || x->next_ns > now) return;
-    crawl_host_t **pp = &d->buckets[x->hash & (d->nbuckets - 1)];
-    while (*pp != x) pp = &(*pp)->chain;
-    *pp = x->chain;
-    d->nhosts--;
+    weft_htab_remove(&d->hosts, x->hash, host_eq, x->key, NULL, NULL);
     free(x->key);
     free(x);
 }
 
-/* Frees every idle host whose bucket is full: called when many distinct hosts accumulate. */
+/* Frees every idle host whose bucket is full: called when many distinct hosts accumulate. The
+ * table cannot change while it is walked, so the hosts are listed first (no sweep without
+ * memory for the list: it is only an optimisation). */
 static void sweep(crawl_dispatch_t *d, uint64_t now)
 {
-    for (size_t b = 0; b < d->nbuckets; b++)
-        for (crawl_host_t *x = d->buckets[b], *next; x; x = next) {
-            next = x->chain;
-            host_maybe_free(d, x, now);
-        }
+    size_t n = 0, pos = 0;
+    crawl_host_t **all = malloc(d->hosts.len * sizeof *all);
+    if (!all) return;
+    for (weft_htab_slot_t *s; (s = weft_htab_next(&d->hosts, &pos));)
+        all[n++] = (crawl_host_t *)(uintptr_t)s->val;
+    for (size_t i = 0; i < n; i++) host_maybe_free(d, all[i], now);
+    free(all);
 }
 
 /* ---- the ring of hosts with queued items ---- */
@@ -240,7 +227,7 @@ static void refill(crawl_dispatch_t *d, uint64_t now)
             push_immediate(d, it);
             continue;
         }
-        if (d->nhosts > 4 * d->window + 1024) sweep(d, now);
+        if (d->hosts.len > 4 * d->window + 1024) sweep(d, now);
         it->host = host_get(d, l.host);
         if (it->host) it->host->refs++;
         if (!it->host) {

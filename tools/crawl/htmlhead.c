@@ -14,6 +14,7 @@
 #include <string.h>
 #include <strings.h>
 #include <weft/buf.h>
+#include <weft/utf8.h>
 
 #include "crawl/charset.h"
 
@@ -52,7 +53,7 @@ static void quiet_structured(void *ctx, xmlErrorPtr err)
 }
 
 /* Collapses runs of ASCII whitespace to one space, trims, caps at CRAWL_FIELD_MAX bytes without
- * splitting a UTF-8 sequence (the parser hands us valid UTF-8). `dst` holds CRAWL_FIELD_MAX + 1
+ * splitting a UTF-8 sequence. `dst` holds CRAWL_FIELD_MAX + 1
  * bytes. */
 static void collapse(char *dst, const char *src, size_t n)
 {
@@ -65,14 +66,18 @@ static void collapse(char *dst, const char *src, size_t n)
             i++;
             continue;
         }
-        size_t cl = c < 0x80 ? 1 : c < 0xE0 ? 2 : c < 0xF0 ? 3 : 4;
-        if (i + cl > n) break;
+        uint32_t cp;
+        int l = weft_utf8_decode(src + i, n - i, &cp);
+        if (l == -EAGAIN) break; /* a truncated last character */
+        /* The parser hands us valid UTF-8; should a bad byte slip through, it becomes U+FFFD. */
+        const char *from = l > 0 ? src + i : "\xEF\xBF\xBD";
+        size_t cl = l > 0 ? (size_t)l : 3;
         if (o + cl + (space ? 1 : 0) > CRAWL_FIELD_MAX) break;
         if (space) dst[o++] = ' ';
         space = false;
-        memcpy(dst + o, src + i, cl);
+        memcpy(dst + o, from, cl);
         o += cl;
-        i += cl;
+        i += l > 0 ? (size_t)l : 1;
     }
     dst[o] = '\0';
 }

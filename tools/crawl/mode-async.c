@@ -1,4 +1,4 @@
-/* Async mode: up to --concurrency transfers at once on one event loop (weft_loop_http_start:
+/* Async mode: up to --concurrency transfers at once on one event loop (weft_http_start:
  * libcurl's multi interface on libuv), each body streamed into its own head extractor as it
  * arrives. The seed's asyncio + aiohttp. */
 #include <errno.h>
@@ -36,7 +36,7 @@ static int start(crawl_run_t *r, crawl_item_t *it)
     it->slot = f;
     weft_http_opts_t ho;
     crawl_fetch_prepare(r->o, it, f, &ho);
-    int rc = weft_loop_http_start(r->loop, &ho, on_done, it, NULL);
+    int rc = weft_http_start(r->loop, &ho, on_done, it, NULL);
     if (rc < 0) {
         f->next = s->free;
         s->free = f;

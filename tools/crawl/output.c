@@ -5,9 +5,10 @@
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
+#include <weft/utf8.h>
 
 #include "crawl/crawl.h"
-#include "weft/cli.h"
+#include "common/cli-int.h"
 
 struct crawl_out {
     const crawl_opts_t *o;
@@ -48,26 +49,10 @@ int crawl_out_open(crawl_out_t **out, const crawl_opts_t *o)
     return 0;
 }
 
-/* Display columns weft_cli_put_safe uses for `s` capped at `max` (the ellipsis counts one). */
-static size_t safe_cols(const char *s, size_t max)
-{
-    size_t cols = 0;
-    const unsigned char *p = (const unsigned char *)s;
-    while (*p) {
-        if (cols == max) return cols + 1;
-        size_t n = *p < 0x80 ? 1 : *p >= 0xF0 ? 4 : *p >= 0xE0 ? 3 : *p >= 0xC2 ? 2 : 1;
-        for (size_t i = 1; i < n; i++)
-            if ((p[i] & 0xC0) != 0x80) n = 1;
-        p += n;
-        cols++;
-    }
-    return cols;
-}
-
+/* Pads to `width` columns by what weft_cli_put_safe printed, so rows align on any input. */
 static void put_padded(FILE *f, const char *s, size_t width)
 {
-    weft_cli_put_safe(f, s, width - 1);
-    for (size_t c = safe_cols(s, width - 1); c < width; c++) fputc(' ', f);
+    for (size_t c = weft_cli_put_safe(f, s, width - 1); c < width; c++) fputc(' ', f);
 }
 
 void crawl_out_mode_begin(crawl_out_t *out, crawl_mode_t mode, int parallelism)
@@ -83,36 +68,16 @@ void crawl_out_mode_begin(crawl_out_t *out, crawl_mode_t mode, int parallelism)
     fflush(stdout);
 }
 
-/* A JSON string from possibly invalid UTF-8 (replaced), or null. */
+/* A JSON string from possibly invalid UTF-8 (each bad byte replaced by U+FFFD), or null. */
 static json_t *jstr(const char *s)
 {
     if (!s) return json_null();
     json_t *j = json_string(s);
     if (j) return j;
-    size_t n = strlen(s);
-    char *fixed = malloc(3 * n + 1), *o = fixed;
-    if (!fixed) return json_null();
-    for (const unsigned char *p = (const unsigned char *)s; *p;) {
-        size_t k = *p < 0x80                  ? 1
-                   : *p >= 0xF0 && *p <= 0xF4 ? 4
-                   : *p >= 0xE0               ? 3
-                   : *p >= 0xC2               ? 2
-                                              : 0;
-        for (size_t i = 1; i < k; i++)
-            if ((p[i] & 0xC0) != 0x80) k = 0;
-        if (k == 0) {
-            memcpy(o, "\xEF\xBF\xBD", 3);
-            o += 3;
-            p++;
-        } else {
-            memcpy(o, p, k);
-            o += k;
-            p += k;
-        }
-    }
-    *o = '\0';
-    j = json_string(fixed);
-    free(fixed);
+    weft_buf_t fixed;
+    weft_buf_init(&fixed, 0);
+    if (weft_utf8_repair(&fixed, s, strlen(s)) == 0) j = json_string(fixed.data ? fixed.data : "");
+    weft_buf_free(&fixed);
     return j ? j : json_null();
 }
 

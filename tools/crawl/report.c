@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <weft/utf8.h>
 
 #include "crawl/crawl.h"
 
@@ -13,43 +14,10 @@ static const char *const colors[CRAWL_NMODES] = {"#d9534f", "#f0ad4e", "#0275d8"
 void crawl_html_escape(FILE *f, const char *s)
 {
     if (!s) return;
-    const unsigned char *p = (const unsigned char *)s;
-    while (*p) {
-        unsigned char c = *p;
-        size_t n = c < 0x80 ? 1 : c >= 0xF0 && c <= 0xF4 ? 4 : c >= 0xE0 ? 3 : c >= 0xC2 ? 2 : 0;
-        for (size_t i = 1; i < n; i++)
-            if ((p[i] & 0xC0) != 0x80) n = 0;
-        if (n == 0) {
-            fputs("&#xFFFD;", f);
-            p++;
-            continue;
-        }
-        if (n > 1) {
-            fwrite(p, 1, n, f);
-            p += n;
-            continue;
-        }
-        switch (c) {
-        case '&':
-            fputs("&amp;", f);
-            break;
-        case '<':
-            fputs("&lt;", f);
-            break;
-        case '>':
-            fputs("&gt;", f);
-            break;
-        case '"':
-            fputs("&quot;", f);
-            break;
-        case '\'':
-            fputs("&#39;", f);
-            break;
-        default:
-            fputc(c < 0x20 || c == 0x7F ? ' ' : c, f);
-        }
-        p++;
-    }
+    weft_buf_t b;
+    weft_buf_init(&b, 0);
+    if (weft_utf8_escape_html(&b, s, strlen(s)) == 0 && b.len) fwrite(b.data, 1, b.len, f);
+    weft_buf_free(&b);
 }
 
 static double mean_ms(const crawl_stats_t *s)

@@ -6,7 +6,7 @@
 
 #include "crawl/crawl.h"
 #include "crawl/hosts.h"
-#include "weft/cli.h"
+#include "common/cli-int.h"
 
 typedef struct crawl_run crawl_run_t;
 

@@ -6,7 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "weft/cli.h"
+#include "common/cli-int.h"
 
 #define MAX_DEMOS 16
 static struct {

@@ -10,7 +10,7 @@
 #include <weft/sys.h>
 
 #include "demo/demo.h"
-#include "weft/cli.h"
+#include "common/cli-int.h"
 
 /* Sum over k in [lo, hi) of the digit sum of k (123 -> 1 + 2 + 3), the obvious way. */
 static uint64_t digit_sums(uint64_t lo, uint64_t hi)

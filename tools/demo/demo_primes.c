@@ -11,7 +11,7 @@
 #include <weft/sys.h>
 
 #include "demo/demo.h"
-#include "weft/cli.h"
+#include "common/cli-int.h"
 
 typedef struct prime_range {
     uint64_t lo, hi; /* [lo, hi) */

@@ -14,7 +14,7 @@
 #include "logs/gen.h"
 #include "logs/report.h"
 #include "logs/run.h"
-#include "weft/cli.h"
+#include "common/cli-int.h"
 
 static char *analyze(const char *file, int jobs, weft_logs_mode_t mode, double *secs,
                      uint64_t *merge_ns, weft_logs_report_t *keep)

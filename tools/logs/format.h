@@ -31,7 +31,7 @@ typedef struct weft_logs_rec {
 } weft_logs_rec_t;
 
 typedef struct weft_logs_op {
-    uint8_t kind;   /* private: enum in format.c */
+    uint8_t kind;   /* private: enum op_kind in format-int.h */
     uint8_t delim;  /* the byte that ends a skipped field (0: end of line) */
     uint8_t quoted; /* the field sits between double quotes (backslash escapes honoured) */
     uint16_t len;   /* literal length */

@@ -15,7 +15,7 @@
 #include <string.h>
 
 #include "logs/format.h"
-#include "weft/cli.h"
+#include "common/cli-int.h"
 
 void weft_logs_gen_defaults(weft_logs_gen_opts_t *o)
 {

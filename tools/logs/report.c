@@ -6,8 +6,9 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <string.h>
+#include <weft/utf8.h>
 
-#include "weft/cli.h"
+#include "common/cli-int.h"
 
 void weft_logs_secs(char *buf, size_t len, uint64_t us)
 {
@@ -130,36 +131,12 @@ void weft_logs_print_text(FILE *f, const weft_logs_report_t *r, const weft_logs_
 
 /* ---- JSON ---------------------------------------------------------------------------------- */
 
-/* Appends s as a JSON string: quotes, backslashes and control characters escaped, invalid
- * UTF-8 replaced by U+FFFD. */
+/* Appends s as a JSON string (weft/utf8.h: quotes, backslashes and controls escaped, invalid
+ * UTF-8 as \ufffd). */
 static int json_str(weft_buf_t *b, const char *s)
 {
     int rc = weft_buf_append(b, "\"", 1);
-    const unsigned char *p = (const unsigned char *)s;
-    while (*p && !rc) {
-        unsigned char ch = *p;
-        size_t n = ch < 0x80                  ? 1
-                   : ch >= 0xC2 && ch < 0xE0  ? 2
-                   : ch >= 0xE0 && ch < 0xF0  ? 3
-                   : ch >= 0xF0 && ch <= 0xF4 ? 4
-                                              : 0;
-        for (size_t i = 1; i < n; i++)
-            if ((p[i] & 0xC0) != 0x80) n = 0;
-        if (n == 0) {
-            rc = weft_buf_append(b, "\\ufffd", 6);
-            p++;
-        } else if (ch == '"' || ch == '\\') {
-            char e[2] = {'\\', (char)ch};
-            rc = weft_buf_append(b, e, 2);
-            p++;
-        } else if (ch < 0x20 || ch == 0x7f) {
-            rc = weft_buf_printf(b, "\\u%04x", ch);
-            p++;
-        } else {
-            rc = weft_buf_append(b, p, n);
-            p += n;
-        }
-    }
+    if (!rc) rc = weft_utf8_escape_json(b, s, strlen(s));
     return rc ? rc : weft_buf_append(b, "\"", 1);
 }
 
@@ -217,41 +194,7 @@ int weft_logs_write_json(weft_buf_t *b, const weft_logs_report_t *r)
 
 static int html_str(weft_buf_t *b, const char *s)
 {
-    int rc = 0;
-    const unsigned char *p = (const unsigned char *)s;
-    while (*p && !rc) {
-        unsigned char ch = *p;
-        size_t n = ch < 0x80                  ? 1
-                   : ch >= 0xC2 && ch < 0xE0  ? 2
-                   : ch >= 0xE0 && ch < 0xF0  ? 3
-                   : ch >= 0xF0 && ch <= 0xF4 ? 4
-                                              : 0;
-        for (size_t i = 1; i < n; i++)
-            if ((p[i] & 0xC0) != 0x80) n = 0;
-        const char *rep = NULL;
-        if (n == 0)
-            rep = "&#xFFFD;";
-        else if (ch == '&')
-            rep = "&amp;";
-        else if (ch == '<')
-            rep = "&lt;";
-        else if (ch == '>')
-            rep = "&gt;";
-        else if (ch == '"')
-            rep = "&quot;";
-        else if (ch == '\'')
-            rep = "&#39;";
-        else if (ch < 0x20 || ch == 0x7f)
-            rep = " ";
-        if (rep) {
-            rc = weft_buf_append(b, rep, strlen(rep));
-            p++;
-        } else {
-            rc = weft_buf_append(b, p, n);
-            p += n;
-        }
-    }
-    return rc;
+    return weft_utf8_escape_html(b, s, strlen(s));
 }
 
 /* A vertical bar chart as inline SVG. */

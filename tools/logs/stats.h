@@ -6,13 +6,15 @@
  * grouping gives the same totals; the report then sorts with total orders (count descending,
  * then the key ascending), so the output does not depend on the number of workers or chunks.
  *
- * The tables are specialised here rather than built on a generic map: an IPv4 entry is 8 bytes
- * (a 32-bit key and a 32-bit count, empty when the count is 0), which keeps 1 M distinct
- * clients in 16 MB per worker and the hot probe in one cache line; a generic map with pointer
- * keys or 64-bit values would double that and add an indirection per line. The IPv4 table is
- * split into 4 partitions by hash so that growth never copies more than a quarter of it and
- * the final merge runs one task per partition (4 MB each at 1 M clients: large enough for
- * huge pages, see stats.c).
+ * IPv6 clients and paths use weft_htab (the one hash table): for IPv6 as an index into a dense
+ * array of entries, for paths (keyed by hash alone) holding the count itself. The IPv4 table alone
+ * is specialised, on purpose: an IPv4 entry is 8 bytes (a 32-bit key and a 32-bit count, empty when
+ * the count is 0), which keeps 1 M distinct clients in 16 MB per worker and the hot probe in one
+ * cache line; weft_htab's 16-byte {hash, value} slots plus the entry they point to would triple
+ * that and add a dependent load per line, the cost that dominates `weft logs` at 1 GB/s (measured:
+ * see stats.c). The IPv4 table is split into 4 partitions by hash so that growth never copies more
+ * than a quarter of it and the final merge runs one task per partition (4 MB each at 1 M clients:
+ * large enough for huge pages, see stats.c).
  */
 #ifndef WEFT_TOOLS_LOGS_STATS_H
 #define WEFT_TOOLS_LOGS_STATS_H
@@ -23,6 +25,7 @@
 #include <string.h>
 #include <weft/buf.h>
 #include <weft/hist.h>
+#include <weft/htab.h>
 
 #include "logs/format.h"
 
@@ -53,19 +56,26 @@ typedef struct weft_logs_e6 {
     uint64_t count; /* 0: empty */
 } weft_logs_e6_t;
 
+/* IPv6 clients: entries in first-seen order, found through a weft_htab (hash6 -> index). */
 typedef struct weft_logs_t6 {
-    weft_logs_e6_t *slots;
-    size_t mask, used;
+    weft_htab_t index;
+    weft_logs_e6_t *ents;
+    size_t used, cap;
 } weft_logs_t6_t;
 
+/* A path's first-seen text, in the arena, and its hash. */
 typedef struct weft_logs_ep {
-    uint64_t hash, count; /* count 0: empty */
-    uint32_t off, len;    /* the first-seen text, in the arena */
+    uint64_t hash;
+    uint32_t off, len;
 } weft_logs_ep_t;
 
+/* Paths, keyed by their 64-bit hash alone: a weft_htab from the hash to the path's count (the
+ * hot path is one probe and an increment, as fast as the table it replaced), and the texts in
+ * first-seen order beside it. */
 typedef struct weft_logs_tp {
-    weft_logs_ep_t *slots;
-    size_t mask, used;
+    weft_htab_t counts;
+    weft_logs_ep_t *ents;
+    size_t used, cap;
     char *arena;
     size_t alen, acap;
     bool overflow; /* more than WEFT_LOGS_MAX_PATHS distinct paths were seen */

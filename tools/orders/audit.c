@@ -22,7 +22,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <weft/err.h>
-#include <weft/loop.h>
+#include <weft/http.h>
 #include <weft/sys.h>
 
 #include "orders/order.h"

@@ -37,7 +37,7 @@
 
 #include "demo/demo.h"
 #include "orders/mock.h"
-#include "weft/cli.h"
+#include "common/cli-int.h"
 
 extern char **environ;
 

@@ -2,7 +2,7 @@
  *
  * DESIGN
  * One weft_loop (caller-driven, on the main thread) runs everything: a 1 ms timer starts the
- * requests that are due, and libcurl's multi interface (weft_loop_http_start) carries them.
+ * requests that are due, and libcurl's multi interface (weft_http_start) carries them.
  * Open loop: request i of a step is scheduled at step_start + i / rate whatever the responses
  * take, and its latency is measured from that scheduled instant, not from when it was actually
  * sent, so a stalled server or a late loop shows up as latency (no coordinated omission; the
@@ -28,6 +28,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <weft/hist.h>
+#include <weft/http.h>
 #include <weft/loop.h>
 #include <weft/sys.h>
 
@@ -393,7 +394,7 @@ static void start(req_t *r)
         snprintf(hkey, sizeof hkey, "Idempotency-Key: %s", r->key);
     }
     r->attempts++;
-    if (weft_loop_http_start(l->loop, &ho, on_resp, r, NULL) < 0) {
+    if (weft_http_start(l->loop, &ho, on_resp, r, NULL) < 0) {
         l->transport[3]++;
         if (r->kind != K_POLL && retry(r, weft_now_ns())) return;
         if (r->kind == K_ORDER) l->gave_up++;

@@ -82,7 +82,7 @@ int pay_start(weft_loop_t *loop, const char *base_url, const char *order_id, int
             .post_len = body.len,
             .headers = headers,
         };
-        rc = weft_loop_http_start(loop, &o, on_done, c, NULL);
+        rc = weft_http_start(loop, &o, on_done, c, NULL);
     }
     weft_buf_free(&url);
     weft_buf_free(&body);

@@ -1,10 +1,10 @@
-/* The payment client of `weft orders serve`: POST {base}/pay on the event loop (weft's libcurl
- * client), with the order id as Idempotency-Key, so a retry can never capture twice. The whole
- * HTTP side is in pay.c (one file to edit when the client moves to weft/http.h). */
+/* The payment client of `weft orders serve`: POST {base}/pay on the event loop (weft/http.h),
+ * with the order id as Idempotency-Key, so a retry can never capture twice. */
 #ifndef WEFT_TOOLS_ORDERS_PAY_H
 #define WEFT_TOOLS_ORDERS_PAY_H
 
 #include <stdint.h>
+#include <weft/http.h>
 #include <weft/loop.h>
 
 typedef enum pay_result {

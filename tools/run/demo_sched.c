@@ -31,12 +31,12 @@
 #include <time.h>
 #include <unistd.h>
 #include <weft/err.h>
-#include <weft/loop.h>
+#include <weft/http.h>
 #include <weft/procpool.h>
 #include <weft/sched.h>
 #include <weft/sys.h>
 
-#include "weft/cli.h"
+#include "common/cli-int.h"
 
 /* ---- the HTTP sink ----------------------------------------------------------------------- */
 
@@ -478,7 +478,7 @@ static int a_fetch(weft_sched_aop_t *op)
 {
     struct item *it = op->arg;
     weft_http_opts_t o = {.url = it->path, .keep_body = true, .timeout_ms = 30000};
-    return weft_loop_http_start(op->loop, &o, a_fetched, op, NULL);
+    return weft_http_start(op->loop, &o, a_fetched, op, NULL);
 }
 
 static int a_extract(weft_sched_aop_t *op)

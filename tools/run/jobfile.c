@@ -12,6 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <weft/err.h>
+#include <weft/hash.h>
+#include <weft/htab.h>
 #include <yaml.h>
 
 #define MAX_JOBS 100000
@@ -87,6 +89,89 @@ static bool key_in(const char *key, const char *const *keys)
     for (size_t i = 0; keys[i]; i++)
         if (strcmp(key, keys[i]) == 0) return true;
     return false;
+}
+
+/* A mapping's pairs with YAML merge keys applied ("<<: *base" or "<<: [*a, *b]", as in YAML 1.1):
+ * the map's own keys win over merged ones, and an earlier merged map wins over a later one. A
+ * key given twice in the map itself is an error. Returns the pairs (free them) and their count in
+ * *n, or NULL with c->failed set. */
+struct kv {
+    yaml_node_t *k, *v;
+};
+
+static bool has_key(const struct kv *kv, size_t n, const char *key)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(scalar(kv[i].k), key) == 0) return true;
+    return false;
+}
+
+static int add_pairs(struct ctx *c, yaml_node_t *m, const char *where, struct kv **kv, size_t *n,
+                     size_t *cap, bool merged, int depth)
+{
+    if (depth > 8) {
+        fail(c, m, "merge keys ('<<') nested too deep %s", where);
+        return -1;
+    }
+    yaml_node_t *merge = NULL;
+    for (yaml_node_pair_t *p = m->data.mapping.pairs.start; p < m->data.mapping.pairs.top; p++) {
+        yaml_node_t *kn = node(c, p->key), *vn = node(c, p->value);
+        const char *key = scalar(kn);
+        if (!key) {
+            fail(c, kn, "keys %s must be plain names", where);
+            return -1;
+        }
+        if (strcmp(key, "<<") == 0 && kn->data.scalar.style == YAML_PLAIN_SCALAR_STYLE) {
+            if (merge) {
+                fail(c, kn, "merge key '<<' given twice %s", where);
+                return -1;
+            }
+            merge = vn;
+            continue;
+        }
+        if (has_key(*kv, *n, key)) {
+            if (merged) continue; /* overridden */
+            fail(c, kn, "key '%s' given twice %s", key, where);
+            return -1;
+        }
+        if (*n == *cap) {
+            *cap = *cap ? *cap * 2 : 16;
+            *kv = realloc(*kv, *cap * sizeof **kv);
+            if (!*kv) abort();
+        }
+        (*kv)[(*n)++] = (struct kv){kn, vn};
+    }
+    if (!merge) return 0;
+    if (merge->type == YAML_MAPPING_NODE)
+        return add_pairs(c, merge, where, kv, n, cap, true, depth + 1);
+    if (merge->type == YAML_SEQUENCE_NODE) {
+        for (yaml_node_item_t *it = merge->data.sequence.items.start;
+             it < merge->data.sequence.items.top; it++) {
+            yaml_node_t *e = node(c, *it);
+            if (e->type != YAML_MAPPING_NODE) {
+                fail(c, e, "'<<' %s must merge a map or a list of maps", where);
+                return -1;
+            }
+            if (add_pairs(c, e, where, kv, n, cap, true, depth + 1) < 0) return -1;
+        }
+        return 0;
+    }
+    fail(c, merge, "'<<' %s must merge a map or a list of maps (such as <<: *base)", where);
+    return -1;
+}
+
+static struct kv *pairs_of(struct ctx *c, yaml_node_t *m, const char *where, size_t *n)
+{
+    struct kv *kv = NULL;
+    size_t cap = 0;
+    *n = 0;
+    if (add_pairs(c, m, where, &kv, n, &cap, false, 0) < 0) {
+        free(kv);
+        return NULL;
+    }
+    if (!kv) kv = malloc(sizeof *kv); /* an empty map: not an error */
+    if (!kv) abort();
+    return kv;
 }
 
 int run_parse_duration(const char *s, uint64_t *ns)
@@ -247,35 +332,41 @@ static char *dup(const char *s)
     return d;
 }
 
+static void parse_settings(struct ctx *c, struct job *j, yaml_node_t *k, const struct kv *kv,
+                           size_t np, const struct common *defaults);
+
 static void parse_job(struct ctx *c, struct job *j, yaml_node_t *k, yaml_node_t *v,
                       const struct common *defaults)
 {
-    static const char *const keys[] = {"run",     "kind",     "type",    "deps",    "priority",
-                                       "retries", "retry-on", "backoff", "timeout", "duration",
-                                       "url",     "cwd",      "env",     "class",   NULL};
     j->name = dup(scalar(k));
     j->line = (int)k->start_mark.line + 1;
-    char where[128];
-    snprintf(where, sizeof where, "job '%s'", j->name);
     if (v->type != YAML_MAPPING_NODE) {
         fail(c, v, "job '%s' must be a map of settings (run:, deps:, ...)", j->name);
         return;
     }
+    char in[160];
+    snprintf(in, sizeof in, "in job '%s'", j->name);
+    size_t np;
+    struct kv *kv = pairs_of(c, v, in, &np);
+    if (!kv) return;
+    parse_settings(c, j, k, kv, np, defaults);
+    free(kv);
+}
+
+static void parse_settings(struct ctx *c, struct job *j, yaml_node_t *k, const struct kv *kv,
+                           size_t np, const struct common *defaults)
+{
+    static const char *const keys[] = {"run",     "kind",     "type",    "deps",    "priority",
+                                       "retries", "retry-on", "backoff", "timeout", "duration",
+                                       "url",     "cwd",      "env",     "class",   NULL};
+    char where[128];
+    snprintf(where, sizeof where, "job '%s'", j->name);
     struct common o = *defaults;
     const char *kind = NULL;
     yaml_node_t *kind_node = NULL, *dur_node = NULL;
-    for (yaml_node_pair_t *p = v->data.mapping.pairs.start; p < v->data.mapping.pairs.top; p++) {
-        yaml_node_t *kn = node(c, p->key), *vn = node(c, p->value);
+    for (size_t pi = 0; pi < np; pi++) {
+        yaml_node_t *kn = kv[pi].k, *vn = kv[pi].v;
         const char *key = scalar(kn), *s;
-        if (!key) {
-            fail(c, kn, "keys in job '%s' must be plain names", j->name);
-            return;
-        }
-        for (yaml_node_pair_t *q = v->data.mapping.pairs.start; q < p; q++)
-            if (scalar(node(c, q->key)) && strcmp(scalar(node(c, q->key)), key) == 0) {
-                fail(c, kn, "key '%s' given twice in job '%s'", key, j->name);
-                return;
-            }
         if (!key_in(key, keys)) {
             char in[160];
             snprintf(in, sizeof in, "in job '%s'", j->name);
@@ -320,14 +411,18 @@ static void parse_job(struct ctx *c, struct job *j, yaml_node_t *k, yaml_node_t 
                 fail(c, vn, "env of job '%s' must be a map of NAME: value", j->name);
                 return;
             }
-            size_t n = (size_t)(vn->data.mapping.pairs.top - vn->data.mapping.pairs.start);
+            char ein[160];
+            snprintf(ein, sizeof ein, "in the env of job '%s'", j->name);
+            size_t n;
+            struct kv *e = pairs_of(c, vn, ein, &n);
+            if (!e) return;
             j->env = calloc(n + 1, sizeof *j->env);
             if (!j->env) abort();
-            for (yaml_node_pair_t *e = vn->data.mapping.pairs.start; e < vn->data.mapping.pairs.top;
-                 e++) {
-                const char *name = scalar(node(c, e->key)), *val = scalar(node(c, e->value));
+            for (size_t ei = 0; ei < n; ei++) {
+                const char *name = scalar(e[ei].k), *val = scalar(e[ei].v);
                 if (!name || !val || !*name || strchr(name, '=')) {
-                    fail(c, node(c, e->key), "bad env entry in job '%s' (NAME: value)", j->name);
+                    fail(c, e[ei].k, "bad env entry in job '%s' (NAME: value)", j->name);
+                    free(e);
                     return;
                 }
                 size_t len = strlen(name) + strlen(val) + 2;
@@ -335,6 +430,7 @@ static void parse_job(struct ctx *c, struct job *j, yaml_node_t *k, yaml_node_t 
                 if (!j->env[j->nenv]) abort();
                 snprintf(j->env[j->nenv++], len, "%s=%s", name, val);
             }
+            free(e);
             continue;
         }
         if (!(s = want_scalar(c, vn, key, where))) return;
@@ -356,7 +452,17 @@ static void parse_job(struct ctx *c, struct job *j, yaml_node_t *k, yaml_node_t 
         } else if (strcmp(key, "url") == 0) {
             j->url = dup(s);
         } else if (strcmp(key, "cwd") == 0) {
-            j->cwd = dup(s);
+            /* Relative to the job file's directory, so that a job file works from anywhere. */
+            const char *slash = strrchr(c->path, '/');
+            if (s[0] == '/' || !slash || strcmp(c->path, "-") == 0) {
+                j->cwd = dup(s);
+            } else {
+                size_t dl = (size_t)(slash - c->path) + 1, len = dl + strlen(s) + 1;
+                j->cwd = malloc(len);
+                if (!j->cwd) abort();
+                memcpy(j->cwd, c->path, dl);
+                memcpy(j->cwd + dl, s, len - dl);
+            }
         } else if (strcmp(key, "class") == 0) {
             if (!*s || strlen(s) > 60) {
                 fail(c, vn, "class of job '%s' must be 1..60 characters", j->name);
@@ -423,8 +529,22 @@ static void job_free(struct job *j)
     free(j->dep_lines);
 }
 
+static bool name_eq(uint64_t val, const void *key, const void *ctx)
+{
+    const struct job *jobs = ctx;
+    return strcmp(jobs[val].name, key) == 0;
+}
+
+int jobfile_find(const struct jobfile *jf, const char *name)
+{
+    const uint64_t *v = weft_htab_find(&jf->names, weft_hash_str(name), name_eq, name, jf->jobs);
+    return v ? (int)*v : -1;
+}
+
 void jobfile_free(struct jobfile *jf)
 {
+    weft_htab_free(&jf->names);
+    free(jf->order);
     for (size_t i = 0; i < jf->n; i++) job_free(&jf->jobs[i]);
     free(jf->jobs);
     free(jf->path);
@@ -441,7 +561,7 @@ static void check_deps(struct ctx *c, struct jobfile *jf)
     for (size_t i = 0; i < jf->n && !c->failed; i++) {
         struct job *j = &jf->jobs[i];
         for (size_t k = 0; k < j->ndeps; k++) {
-            int d = weft_sched_graph_find(g, j->deps[k]);
+            int d = jobfile_find(jf, j->deps[k]);
             if (d < 0) {
                 c->failed = true;
                 weft_buf_printf(c->err, "%s:%d: job '%s' depends on unknown job '%s'", c->path,
@@ -469,7 +589,10 @@ static void check_deps(struct ctx *c, struct jobfile *jf)
             weft_buf_printf(c->err, "%s:%d: %s", c->path, jf->jobs[cycle[0]].line, why.data);
         }
         weft_buf_free(&why);
-        free(order);
+        if (c->failed)
+            free(order);
+        else
+            jf->order = order;
         free(cycle);
     }
     weft_sched_graph_destroy(g);
@@ -522,11 +645,39 @@ int jobfile_parse(const char *path, const char *text, size_t len, struct jobfile
         fail(&c, root, "expected a map with a 'jobs' key at the top");
         goto out;
     }
+    /* A second YAML document would be silently ignored by a reader of the first: refuse it. */
+    yaml_document_t next;
+    if (!yaml_parser_load(&parser, &next)) {
+        c.failed = true;
+        weft_buf_printf(err, "%s:%zu: YAML error: %s", path, parser.problem_mark.line + 1,
+                        parser.problem ? parser.problem : "malformed");
+        goto out;
+    }
+    yaml_node_t *next_root = yaml_document_get_root_node(&next);
+    if (next_root) {
+        fail(&c, next_root,
+             "a second YAML document (after '---'): a job file holds one; put every job under "
+             "the one 'jobs' key");
+        yaml_document_delete(&next);
+        goto out;
+    }
+    yaml_document_delete(&next);
     /* defaults and pools first: jobs use them whatever the order in the file */
+    yaml_node_t *seen[3] = {NULL, NULL, NULL}; /* the key nodes of jobs, defaults, pools */
     for (yaml_node_pair_t *p = root->data.mapping.pairs.start; p < root->data.mapping.pairs.top;
          p++) {
         yaml_node_t *kn = node(&c, p->key), *vn = node(&c, p->value);
         const char *key = scalar(kn);
+        if (key && strncmp(key, "x-", 2) == 0) continue; /* free for anchors (&base) and notes */
+        if (key && key_in(key, top)) {
+            size_t w = key[0] == 'j' ? 0 : key[0] == 'd' ? 1 : 2;
+            if (seen[w]) {
+                fail(&c, kn, "'%s' given twice at the top level (first at line %zu)", key,
+                     seen[w]->start_mark.line + 1);
+                goto out;
+            }
+            seen[w] = kn;
+        }
         if (!key || !key_in(key, top)) {
             if (key)
                 unknown_key(&c, kn, "at the top level", top);
@@ -541,19 +692,16 @@ int jobfile_parse(const char *path, const char *text, size_t len, struct jobfile
                 fail(&c, vn, "'defaults' must be a map");
                 goto out;
             }
-            for (yaml_node_pair_t *q = vn->data.mapping.pairs.start; q < vn->data.mapping.pairs.top;
-                 q++) {
-                yaml_node_t *dk = node(&c, q->key);
-                if (!scalar(dk) || !key_in(scalar(dk), dkeys)) {
-                    if (scalar(dk))
-                        unknown_key(&c, dk, "in defaults", dkeys);
-                    else
-                        fail(&c, dk, "keys in defaults must be plain names");
-                    goto out;
-                }
-                common_key(&c, scalar(dk), node(&c, q->value), "defaults", &defaults);
-                if (c.failed) goto out;
+            size_t nd;
+            struct kv *kv = pairs_of(&c, vn, "in defaults", &nd);
+            for (size_t q = 0; kv && q < nd && !c.failed; q++) {
+                if (!key_in(scalar(kv[q].k), dkeys))
+                    unknown_key(&c, kv[q].k, "in defaults", dkeys);
+                else
+                    common_key(&c, scalar(kv[q].k), kv[q].v, "defaults", &defaults);
             }
+            free(kv);
+            if (c.failed) goto out;
         } else {
             if (vn->type != YAML_MAPPING_NODE) {
                 fail(&c, vn, "'pools' must be a map (processes:, threads:)");
@@ -612,11 +760,15 @@ int jobfile_parse(const char *path, const char *text, size_t len, struct jobfile
                  name ? " '" : "", name ? name : "", name ? "'" : "");
             goto out;
         }
-        for (size_t i = 0; i < out->n; i++)
-            if (strcmp(out->jobs[i].name, name) == 0) {
-                fail(&c, kn, "duplicate job '%s' (first at line %d)", name, out->jobs[i].line);
-                goto out;
-            }
+        bool added;
+        uint64_t *slot =
+            weft_htab_put(&out->names, weft_hash_str(name), name_eq, name, out->jobs, &added);
+        if (!slot) abort();
+        if (!added) {
+            fail(&c, kn, "duplicate job '%s' (first at line %d)", name, out->jobs[*slot].line);
+            goto out;
+        }
+        *slot = out->n;
         parse_job(&c, &out->jobs[out->n++], kn, vn, &defaults);
         if (c.failed) goto out;
     }

@@ -1,5 +1,5 @@
 /* weft: the command-line front end. Every subcommand registers itself (WEFT_COMMAND). */
-#include "weft/cli.h"
+#include "common/cli-int.h"
 
 int main(int argc, char **argv)
 {

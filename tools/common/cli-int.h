@@ -1,8 +1,9 @@
 /* The weft command's shared pieces: the subcommand registry, exit codes and small terminal
- * helpers every subcommand uses. Subcommands live in tools/<name>/ and use only the public API.
+ * helpers every subcommand uses. Internal to tools/ (not a libweft header, hence -int.h).
+ * Subcommands live in tools/<name>/ and use only the public API plus tools/common/.
  */
-#ifndef WEFT_TOOLS_CLI_H
-#define WEFT_TOOLS_CLI_H
+#ifndef WEFT_TOOLS_COMMON_CLI_INT_H
+#define WEFT_TOOLS_COMMON_CLI_INT_H
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -18,14 +19,21 @@ enum {
 
 typedef int (*weft_cmd_fn)(int argc, char **argv);
 
-/* Registers a subcommand `weft NAME`; `summary` is one line for `weft --help`. Call from a
- * constructor (WEFT_COMMAND does). */
-void weft_cli_register(const char *name, weft_cmd_fn fn, const char *summary);
-#define WEFT_COMMAND(name, fn, summary)                                                            \
+/* Registers a subcommand: `weft NAME` when `group` is NULL, `weft GROUP NAME` otherwise (the
+ * order engine's `weft orders serve`); `summary` is one line for the group's --help. Call from a
+ * constructor (WEFT_COMMAND and WEFT_SUBCOMMAND do). */
+void weft_cli_register(const char *group, const char *name, weft_cmd_fn fn, const char *summary);
+#define WEFT_COMMAND(name, fn, summary) WEFT_SUBCOMMAND(NULL, name, fn, summary)
+#define WEFT_SUBCOMMAND(group, name, fn, summary)                                                  \
     __attribute__((constructor)) static void weft__cmd_reg_##fn(void)                              \
     {                                                                                              \
-        weft_cli_register(name, fn, summary);                                                      \
+        weft_cli_register(group, name, fn, summary);                                               \
     }
+
+/* Runs `weft [GROUP] COMMAND ARGS...` from argv[0] = the group's (or the program's) name:
+ * `--help` lists the group's commands after `intro` (a paragraph saying what the group is, and
+ * an example). Returns the command's exit code, or WEFT_EXIT_USAGE for an unknown one. */
+int weft_cli_dispatch(const char *group, const char *intro, int argc, char **argv);
 
 /* Runs `weft ARGV...` as if from the shell (used by `weft demo` and tests). */
 int weft_cli_main(int argc, char **argv);
@@ -46,9 +54,11 @@ int weft_cli_parse_size(const char *s, uint64_t *out);
 /* Parses a non-negative integer in [min, max]. Returns 0 or -EINVAL. */
 int weft_cli_parse_int(const char *s, long min, long max, long *out);
 
-/* Writes `s` to `f` with control characters and invalid UTF-8 replaced, so that text from
- * untrusted sources cannot drive the terminal. At most `max_cols` code points (0: no limit). */
-void weft_cli_put_safe(FILE *f, const char *s, size_t max_cols);
+/* Writes `s` to `f` with control characters (as a space) and invalid bytes (as U+FFFD) replaced,
+ * so that text from untrusted sources cannot drive the terminal. At most `max_cols` columns of
+ * text (0: no limit; widths from weft_utf8_width), then an ellipsis if text was left out.
+ * Returns the columns written, the ellipsis included. */
+size_t weft_cli_put_safe(FILE *f, const char *s, size_t max_cols);
 
 /* Progress bar on stderr, drawn only when stderr is a terminal. */
 typedef struct weft_progress {

@@ -1,67 +1,88 @@
-/* Subcommand registry and shared terminal helpers (cli.h). */
-#include "weft/cli.h"
+/* Subcommand registry and shared terminal helpers (common/cli-int.h). */
+#include "common/cli-int.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include <weft/sys.h>
+#include <weft/utf8.h>
 
-#define MAX_CMDS 32
-static struct {
-    const char *name, *summary;
+#define MAX_CMDS 48
+struct cmd {
+    const char *group, *name, *summary;
     weft_cmd_fn fn;
-} cmds[MAX_CMDS];
+};
+static struct cmd cmds[MAX_CMDS];
 static int ncmds;
 
-void weft_cli_register(const char *name, weft_cmd_fn fn, const char *summary)
+void weft_cli_register(const char *group, const char *name, weft_cmd_fn fn, const char *summary)
 {
     if (ncmds == MAX_CMDS) abort();
+    cmds[ncmds].group = group;
     cmds[ncmds].name = name;
     cmds[ncmds].fn = fn;
     cmds[ncmds].summary = summary;
     ncmds++;
 }
 
+static bool in_group(int i, const char *group)
+{
+    return group ? cmds[i].group && strcmp(cmds[i].group, group) == 0 : !cmds[i].group;
+}
+
 static int cmp_cmd(const void *a, const void *b)
 {
-    const char *const *x = a, *const *y = b;
-    return strcmp(*x, *y);
+    const struct cmd *x = a, *y = b;
+    return strcmp(x->name, y->name);
 }
 
-static void usage(FILE *f)
+static void usage(const char *group, const char *intro, FILE *f)
 {
     qsort(cmds, (size_t)ncmds, sizeof cmds[0], cmp_cmd);
-    fprintf(f, "usage: weft COMMAND [ARGS...]\n\n"
-               "weft is a concurrency toolkit: threads, processes and an event loop, measured\n"
-               "side by side. Commands:\n\n");
-    for (int i = 0; i < ncmds; i++) fprintf(f, "  %-10s %s\n", cmds[i].name, cmds[i].summary);
-    fprintf(f, "\n'weft COMMAND --help' describes each one.\n"
-               "Exit codes: 0 success, 1 some work failed, 2 usage or input error, 3 internal "
-               "error.\n");
+    fprintf(f, "usage: weft %s%sCOMMAND [ARGS...]\n\n%s\nCommands:\n\n", group ? group : "",
+            group ? " " : "", intro);
+    for (int i = 0; i < ncmds; i++)
+        if (in_group(i, group)) fprintf(f, "  %-13s %s\n", cmds[i].name, cmds[i].summary);
+    fprintf(f,
+            "\n'weft %s%sCOMMAND --help' describes each one.\n"
+            "Exit codes: 0 success, 1 some work failed, 2 usage or input error, 3 internal "
+            "error.\n",
+            group ? group : "", group ? " " : "");
 }
 
-int weft_cli_main(int argc, char **argv)
+int weft_cli_dispatch(const char *group, const char *intro, int argc, char **argv)
 {
     if (argc < 2) {
-        usage(stderr);
+        usage(group, intro, stderr);
         return WEFT_EXIT_USAGE;
     }
     if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
         strcmp(argv[1], "help") == 0) {
-        usage(stdout);
-        return WEFT_EXIT_OK;
-    }
-    if (strcmp(argv[1], "--version") == 0) {
-        printf("weft %s\n", weft_version());
+        usage(group, intro, stdout);
         return WEFT_EXIT_OK;
     }
     for (int i = 0; i < ncmds; i++)
-        if (strcmp(cmds[i].name, argv[1]) == 0) return cmds[i].fn(argc - 1, argv + 1);
-    fprintf(stderr, "weft: unknown command '%s'\n\n", argv[1]);
-    usage(stderr);
+        if (in_group(i, group) && strcmp(cmds[i].name, argv[1]) == 0)
+            return cmds[i].fn(argc - 1, argv + 1);
+    fprintf(stderr, "weft%s%s: unknown command '%s'\n\n", group ? " " : "", group ? group : "",
+            argv[1]);
+    usage(group, intro, stderr);
     return WEFT_EXIT_USAGE;
+}
+
+int weft_cli_main(int argc, char **argv)
+{
+    if (argc >= 2 && strcmp(argv[1], "--version") == 0) {
+        printf("weft %s\n", weft_version());
+        return WEFT_EXIT_OK;
+    }
+    return weft_cli_dispatch(NULL,
+                             "weft is a concurrency toolkit: threads, processes and an event "
+                             "loop, measured\nside by side.\n",
+                             argc, argv);
 }
 
 int weft_cli_usage_error(const char *cmd, const char *fmt, ...)
@@ -130,41 +151,30 @@ int weft_cli_parse_int(const char *s, long min, long max, long *out)
     return 0;
 }
 
-/* Length of the valid UTF-8 sequence at s (1..4), or 0 if invalid. */
-static size_t utf8_len(const unsigned char *s)
+size_t weft_cli_put_safe(FILE *f, const char *s, size_t max_cols)
 {
-    if (s[0] < 0x80) return 1;
-    size_t n = s[0] >= 0xF0 && s[0] <= 0xF4  ? 4
-               : s[0] >= 0xE0                ? 3
-               : s[0] >= 0xC2 && s[0] < 0xE0 ? 2
-                                             : 0;
-    for (size_t i = 1; i < n; i++)
-        if ((s[i] & 0xC0) != 0x80) return 0;
-    return n;
-}
-
-void weft_cli_put_safe(FILE *f, const char *s, size_t max_cols)
-{
-    const unsigned char *p = (const unsigned char *)s;
-    size_t cols = 0;
-    while (*p && (!max_cols || cols < max_cols)) {
-        size_t n = utf8_len(p);
-        if (n == 0) {
-            fputs("\xEF\xBF\xBD", f); /* U+FFFD for invalid bytes */
-            p++;
-        } else if (n == 1 && (*p < 0x20 || *p == 0x7F)) {
-            fputc(' ', f);
-            p++;
-        } else if (n == 2 && p[0] == 0xC2 && p[1] < 0xA0) { /* C1 controls */
-            fputc(' ', f);
-            p += 2;
+    size_t n = strlen(s), cols = 0, i = 0;
+    while (i < n) {
+        uint32_t cp;
+        int l = weft_utf8_decode(s + i, n - i, &cp);
+        size_t w = (size_t)weft_utf8_cp_width(cp);
+        if (max_cols && cols + w > max_cols) break;
+        if (l < 0) {
+            fputs("\xEF\xBF\xBD", f); /* U+FFFD for each invalid byte */
+            l = 1;
+        } else if (cp < 0x20 || (cp >= 0x7F && cp < 0xA0)) {
+            fputc(' ', f); /* C0 and C1 controls, DEL */
         } else {
-            fwrite(p, 1, n, f);
-            p += n;
+            fwrite(s + i, 1, (size_t)l, f);
         }
+        cols += w;
+        i += (size_t)l;
+    }
+    if (i < n) {
+        fputs("\xE2\x80\xA6", f); /* ellipsis */
         cols++;
     }
-    if (*p) fputs("\xE2\x80\xA6", f); /* ellipsis */
+    return cols;
 }
 
 void weft_progress_start(weft_progress_t *p, const char *label, uint64_t total)
