@@ -35,7 +35,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <weft/sys.h>
 
+#include "common/mhd-delay-int.h"
+#include "orders/metrics.h"
 #include "orders/order.h"
 
 struct api {
@@ -43,7 +46,8 @@ struct api {
     struct MHD_Daemon *d;
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    size_t pending; /* requests with the engine */
+    size_t pending;           /* requests with the engine */
+    tools_mhd_delay_t *delay; /* paces GET /events (one event per second) */
 };
 
 typedef enum route {
@@ -53,6 +57,9 @@ typedef enum route {
     R_STOCK,     /* GET|PUT /stock/{sku} */
     R_HEALTH,    /* GET /healthz */
     R_STATS,     /* GET /stats */
+    R_METRICS,   /* GET /metrics (issue 10, metrics.c) */
+    R_EVENTS,    /* GET /events: Server-Sent Events, one per second */
+    R_ASSET,     /* GET / and the dashboard's files */
     R_NOT_FOUND, /* 404 */
     R_METHOD,    /* 405 */
 } route_t;
@@ -136,6 +143,11 @@ static route_t route(const char *method, const char *url, const char **arg, bool
     }
     if (strcmp(url, "/healthz") == 0) return get ? R_HEALTH : R_METHOD;
     if (strcmp(url, "/stats") == 0) return get ? R_STATS : R_METHOD;
+    if (strcmp(url, "/metrics") == 0) return get ? R_METRICS : R_METHOD;
+    if (strcmp(url, "/events") == 0) return get ? R_EVENTS : R_METHOD;
+    size_t n;
+    const char *ct;
+    if (metrics_asset(url, &n, &ct)) return get ? R_ASSET : R_METHOD;
     return R_NOT_FOUND;
 }
 
@@ -168,6 +180,85 @@ static int submit_stock(req_t *r)
     return engine_set_stock(r->api->e, &r->call, r->arg, r->qty);
 }
 
+/* GET /events: the state of one SSE stream; freed by libmicrohttpd with the response. */
+typedef struct sse {
+    api_t *api;
+    struct MHD_Connection *conn;
+    tools_mhd_wait_t wait;
+    uint64_t seq, next_ns;
+    weft_buf_t ev;
+    size_t off;
+} sse_t;
+
+static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    (void)pos;
+    sse_t *s = cls;
+    if (s->off == s->ev.len) {
+        uint64_t now = weft_now_ns();
+        if (now < s->next_ns) {
+            if (!tools_mhd_delay_sleep(s->api->delay, &s->wait, s->conn, s->next_ns))
+                return MHD_CONTENT_READER_END_OF_STREAM; /* stopping */
+            return 0;                                    /* called again once resumed */
+        }
+        weft_buf_reset(&s->ev);
+        s->off = 0;
+        s->next_ns = now + 1000000000u;
+        if (metrics_event(s->api->e, ++s->seq, &s->ev) < 0)
+            return MHD_CONTENT_READER_END_WITH_ERROR;
+    }
+    size_t n = s->ev.len - s->off < max ? s->ev.len - s->off : max;
+    memcpy(buf, s->ev.data + s->off, n);
+    s->off += n;
+    return (ssize_t)n;
+}
+
+static void sse_free(void *cls)
+{
+    sse_t *s = cls;
+    weft_buf_free(&s->ev);
+    free(s);
+}
+
+/* Answers the issue-10 routes that are not JSON: /metrics, /events, the dashboard. */
+static enum MHD_Result send_other(req_t *r)
+{
+    struct MHD_Response *resp = NULL;
+    const char *ct = "text/plain";
+    if (r->route == R_METRICS) {
+        if (metrics_prometheus(r->api->e, &r->call.body) < 0) {
+            error(r, 503, "out of memory");
+            return send_answer(r->conn, r);
+        }
+        resp = MHD_create_response_from_buffer(r->call.body.len, r->call.body.data,
+                                               MHD_RESPMEM_MUST_COPY);
+        ct = METRICS_CONTENT_TYPE;
+    } else if (r->route == R_EVENTS) {
+        sse_t *s = calloc(1, sizeof *s);
+        if (!s) return MHD_NO;
+        s->api = r->api;
+        s->conn = r->conn;
+        weft_buf_init(&s->ev, 0);
+        resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, sse_read, s, sse_free);
+        if (!resp) {
+            sse_free(s);
+            return MHD_NO;
+        }
+        MHD_add_response_header(resp, "Cache-Control", "no-cache");
+        ct = "text/event-stream";
+    } else {
+        size_t n = 0;
+        const char *data = metrics_asset(r->arg ? r->arg : "/", &n, &ct);
+        resp = MHD_create_response_from_buffer(n, (void *)data, MHD_RESPMEM_PERSISTENT);
+    }
+    if (!resp) return MHD_NO;
+    MHD_add_response_header(resp, "Content-Type", ct);
+    enum MHD_Result ret = MHD_queue_response(r->conn, 200, resp);
+    MHD_destroy_response(resp);
+    r->answered = true;
+    return ret;
+}
+
 static enum MHD_Result dispatch(req_t *r)
 {
     engine_t *e = r->api->e;
@@ -184,6 +275,10 @@ static enum MHD_Result dispatch(req_t *r)
     case R_STATS:
         engine_get_stats(e, &r->call);
         break;
+    case R_METRICS:
+    case R_EVENTS:
+    case R_ASSET:
+        return send_other(r);
     case R_ORDER:
         if (!valid_arg(r->arg, 64))
             error(r, 404, "no such order");
@@ -262,6 +357,7 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const cha
         r->api = a;
         r->conn = conn;
         r->route = route(method, url, &r->arg, &r->put);
+        if (r->route == R_ASSET) r->arg = url; /* libmicrohttpd keeps the URL */
         weft_buf_init(&r->in, ORDER_MAX_BODY);
         weft_buf_init(&r->call.body, 0);
         *con_cls = r;
@@ -301,6 +397,12 @@ int api_start(engine_t *e, const char *host, int port, int threads, api_t **out,
     a->e = e;
     pthread_mutex_init(&a->mu, NULL);
     pthread_cond_init(&a->cv, NULL);
+    if (tools_mhd_delay_create(&a->delay) < 0) {
+        pthread_mutex_destroy(&a->mu);
+        pthread_cond_destroy(&a->cv);
+        free(a);
+        return -ENOMEM;
+    }
     a->d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
                                 MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ITC,
                             0, NULL, NULL, handler, a, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
@@ -310,6 +412,7 @@ int api_start(engine_t *e, const char *host, int port, int threads, api_t **out,
                             completed, a, MHD_OPTION_END);
     if (!a->d) {
         snprintf(err, errsz, "cannot listen on %s:%d (address in use?)", host, port);
+        tools_mhd_delay_destroy(a->delay);
         pthread_mutex_destroy(&a->mu);
         pthread_cond_destroy(&a->cv);
         free(a);
@@ -329,7 +432,9 @@ void api_stop(api_t *a)
     pthread_mutex_lock(&a->mu);
     while (a->pending) pthread_cond_wait(&a->cv, &a->mu);
     pthread_mutex_unlock(&a->mu);
+    tools_mhd_delay_stop(a->delay); /* open /events streams end now */
     MHD_stop_daemon(a->d);
+    tools_mhd_delay_destroy(a->delay);
     if (lfd != MHD_INVALID_SOCKET) close(lfd);
     pthread_mutex_destroy(&a->mu);
     pthread_cond_destroy(&a->cv);
