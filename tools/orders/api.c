@@ -40,6 +40,7 @@
 #include "common/mhd-delay-int.h"
 #include "orders/metrics.h"
 #include "orders/order.h"
+#include "orders/stats.h"
 
 struct api {
     engine_t *e;
@@ -342,6 +343,8 @@ static enum MHD_Result dispatch(req_t *r)
     default:
         error(r, 500, "internal error");
     }
+    /* Refused here, before the engine: count them as the engine counts its own 400s. */
+    if (r->route == R_ORDERS) stats_count(engine_stats(e), STATS_BAD_REQUEST, 1);
     return send_answer(r->conn, r);
 }
 
