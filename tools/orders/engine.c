@@ -159,6 +159,7 @@ static void ord_free(ord_t *o)
     pthread_mutex_unlock(&e->all_mu);
     free(o->key);
     free(o->body);
+    free(o->hold.fences); /* a lock-mode hold a stop left behind (NULL otherwise) */
     order_req_free(&o->so.req);
     free(o);
     /* Release: pairs with the acquire loads of engine_live, which only reads a count. */
