@@ -656,7 +656,14 @@ static void on_pay(void *arg, pay_result_t r, const char *detail)
     switch (r) {
     case PAY_CAPTURED:
         stage_end(o, STATS_PAYMENT);
-        queue_op(o, STORE_PAID);
+        if (e->redis) {
+            queue_op(o, STORE_PAID); /* then XADD for the logistics worker */
+        } else {
+            /* In-process logistics: its write joins the payment's transaction (one statement
+             * instead of two, one hand-off fewer); the order goes reserved -> shipped. */
+            stage_begin(o, STATS_SHIP);
+            queue_op(o, STORE_PAID_SHIP);
+        }
         return;
     case PAY_DECLINED:
     case PAY_REFUSED:

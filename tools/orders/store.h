@@ -48,6 +48,8 @@ typedef enum store_op_kind {
     STORE_PAID,      /* reserved -> paid */
     STORE_PAYFAIL,   /* reserved -> payment_failed, releasing exactly what was reserved */
     STORE_SHIP,      /* paid -> shipped + shipments row (in-process logistics) */
+    STORE_PAID_SHIP, /* reserved -> shipped + shipments row in one transaction: payment and
+                        in-process logistics committed together (no Redis) */
     STORE_SET_STOCK, /* PUT /stock: available = qty, a stock_sets row with the delta */
     STORE_REJECT,    /* accepted -> rejected (reason): Redis found the stock short */
 } store_op_kind_t;

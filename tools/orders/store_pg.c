@@ -26,7 +26,7 @@
 
 #include "orders/store_int.h"
 
-enum { P_CREATE, P_RESERVE, P_PAID, P_PAYFAIL, P_SHIP, P_SET_STOCK, P_REJECT, P_N };
+enum { P_CREATE, P_RESERVE, P_PAID, P_PAYFAIL, P_SHIP, P_SET_STOCK, P_REJECT, P_PAID_SHIP, P_N };
 
 static const char *const pg_sql[P_N] = {
     [P_CREATE] =
@@ -57,6 +57,11 @@ static const char *const pg_sql[P_N] = {
         "THEN $4::bigint END, stages = $5, updated_ms = $4 WHERE o.id = $1 AND o.status = "
         "'accepted' AND NOT EXISTS (SELECT 1 FROM fenced) RETURNING o.status, o.reason) "
         "SELECT status, reason FROM upd UNION ALL SELECT 'fenced', NULL FROM fenced",
+    [P_PAID_SHIP] =
+        "WITH upd AS (UPDATE orders SET status = 'shipped', completed_ms = $2, stages = $3, "
+        "updated_ms = $2 WHERE id = $1 AND status = 'reserved' RETURNING id), "
+        "sh AS (INSERT INTO shipments(order_id, applied_ms) SELECT id, $2 FROM upd "
+        "ON CONFLICT DO NOTHING RETURNING 1) SELECT 1 FROM upd",
     [P_REJECT] = "UPDATE orders SET status = 'rejected', reason = $2, completed_ms = $3, stages = "
                  "$4, updated_ms = $3 WHERE id = $1 AND status = 'accepted' RETURNING 1",
     [P_PAID] = "UPDATE orders SET status = 'paid', stages = $2, updated_ms = $3 WHERE id = $1 AND "
@@ -240,6 +245,13 @@ static int send_op(pg_store_t *q, store_op_t *op, params_t *p)
         p->v[2] = num(p, 0, now);
         p->n = 3;
         break;
+    case STORE_PAID_SHIP:
+        stmt = P_PAID_SHIP;
+        p->v[0] = o->id;
+        p->v[1] = num(p, 0, now);
+        p->v[2] = o->stages;
+        p->n = 3;
+        break;
     case STORE_PAYFAIL:
         stmt = P_PAYFAIL;
         p->v[0] = o->id;
@@ -305,13 +317,21 @@ static void take_result(store_op_t *op, PGresult *r)
         if (!PQgetisnull(r, 0, 1)) snprintf(o->reason, sizeof o->reason, "%s", PQgetvalue(r, 0, 1));
         break;
     case STORE_PAID:
-    case STORE_PAYFAIL:
-    case STORE_SHIP:
         op->rc = rows ? 0 : 1;
-        if (rows)
-            op->status = op->kind == STORE_PAID   ? ORDER_PAID
-                         : op->kind == STORE_SHIP ? ORDER_SHIPPED
-                                                  : ORDER_PAYMENT_FAILED;
+        if (rows) op->status = ORDER_PAID;
+        break;
+    case STORE_SHIP:
+    case STORE_PAID_SHIP:
+        op->rc = rows ? 0 : 1;
+        if (rows) op->status = ORDER_SHIPPED;
+        break;
+    case STORE_PAYFAIL:
+        op->rc = rows ? 0 : 1;
+        if (rows) op->status = ORDER_PAYMENT_FAILED;
+        break;
+    case STORE_REJECT:
+        op->rc = rows ? 0 : 1;
+        if (rows) op->status = ORDER_REJECTED;
         break;
     default:
         op->rc = 0;

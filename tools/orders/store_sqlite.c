@@ -301,6 +301,15 @@ static int sq_apply(store_t *st, store_op_t **ops, size_t n, char *err, size_t e
                 r = r > 0 ? 0 : 1;
             }
             break;
+        case STORE_PAID_SHIP:
+            r = set_status(q, op->ord, ORDER_PAID, ORDER_RESERVED, NULL, 0, err, errsz);
+            if (r > 0) {
+                op->status = ORDER_PAID;
+                r = op_ship(q, op, err, errsz);
+            } else if (r == 0) {
+                r = 1;
+            }
+            break;
         case STORE_PAYFAIL:
             r = op_payfail(q, op, err, errsz);
             break;
