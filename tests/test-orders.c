@@ -1156,3 +1156,28 @@ TEST_T(redis_restart_is_reconciled_from_the_database, 240)
     svc_stop(&s);
     services_stop(&sv);
 }
+
+/* ---- command line: documented exit codes ---- */
+
+TEST_T(serve_and_audit_exit_codes, 60)
+{
+    const char *nolisten[] = {"weft", "orders", "serve", "--listen", "nope"};
+    CHECK_EQ(run_weft(5, nolisten), 2);
+    const char *stock[] = {"weft", "orders", "serve", "--stock", "lock"};
+    CHECK_EQ(run_weft(5, stock), 2);
+    const char *db[] = {"weft", "orders", "serve", "--db", "mysql://x", "--payment", "http://x"};
+    CHECK_EQ(run_weft(7, db), 2);
+    const char *redis[] = {"weft",      "orders",   "serve", "--redis", "redis://nohost",
+                           "--payment", "http://x", "--db",  NULL};
+    char path[600];
+    snprintf(path, sizeof path, "sqlite:%s/x.db", weft_test_tmpdir());
+    redis[8] = path;
+    CHECK_EQ(run_weft(9, redis), 2);
+    const char *nodir[] = {"weft",      "orders",  "serve", "--db", "sqlite:/nonexistent/dir/x.db",
+                           "--payment", "http://x"};
+    CHECK_EQ(run_weft(7, nodir), 1);
+    const char *audit[] = {"weft", "orders", "audit"};
+    CHECK_EQ(run_weft(3, audit), 2);
+    const char *audit_db[] = {"weft", "orders", "audit", "--db", "sqlite:/nonexistent/dir/x.db"};
+    CHECK_EQ(run_weft(5, audit_db), 1);
+}

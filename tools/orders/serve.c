@@ -150,7 +150,10 @@ static int cmd_serve(int argc, char **argv)
     int rc = engine_create(&eo, &e, err, sizeof err);
     if (rc < 0) {
         orders_mock_stop(mock);
-        return weft_cli_error("orders serve", rc == -ENOMEM ? WEFT_EXIT_INTERNAL : WEFT_EXIT_FAILED,
+        return weft_cli_error("orders serve",
+                              rc == -ENOMEM   ? WEFT_EXIT_INTERNAL
+                              : rc == -EINVAL ? WEFT_EXIT_USAGE /* a bad --db or --redis URL */
+                                              : WEFT_EXIT_FAILED,
                               "%s", err);
     }
     api_t *api = NULL;
