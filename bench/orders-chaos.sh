@@ -39,9 +39,10 @@ cleanup() {
   for p in $load_pid $engine_pid $worker_pid $mock_pid; do kill -9 "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
   "$src/scripts/services.sh" stop "$dir" >/dev/null 2>&1 || true
-  rm -rf "$dir"
+  [ -n "${CHAOS_KEEP:-}" ] && echo "chaos: kept $dir" || rm -rf "$dir"
 }
 trap cleanup EXIT
+trap 'exit 143' TERM INT # so that a timeout still runs cleanup
 now() { date +%s.%N; }
 say() { echo "chaos: $*"; }
 
@@ -87,9 +88,14 @@ for s in $(seq 0 99); do
 done
 
 # The first 201 after a restart: a probe order, retried until the engine takes it.
-first_201() { # t_kill
-  local n=0 st
+first_201() { # t_kill what
+  local n=0 st end=$(($(date +%s) + 60))
   while :; do
+    if [ "$(date +%s)" -gt "$end" ]; then
+      say "no 201 within 60 s of the kill at $1; engine log:"; tail -n 20 "$dir/engine.out"
+      echo "$1 $(now) $2" >>"$dir/restarts"
+      return 1
+    fi
     n=$((n + 1))
     st=$(curl -s -o /dev/null -w '%{http_code}' -m 2 -X POST -H "Idempotency-Key: probe-$1-$n" \
       -H 'Content-Type: application/json' \
@@ -98,7 +104,7 @@ first_201() { # t_kill
     [ "$st" = 201 ] && break
     sleep 0.01
   done
-  echo "$1 $(now)" >>"$dir/restarts"
+  echo "$1 $(now) $2" >>"$dir/restarts"
 }
 
 t_load=$(now)
@@ -110,6 +116,7 @@ load_pid=$!
 # Kill instants: uniformly random within the middle 80 % of the run, sorted.
 instants=$(awk -v n="$kills" -v s="$seconds" -v seed="$RANDOM" 'BEGIN { srand(seed);
   for (i = 0; i < n; i++) printf "%.3f\n", s * (0.1 + 0.8 * rand()) }' | sort -n)
+rc=0
 : >"$dir/restarts"
 for at in $instants; do
   while awk -v a="$at" -v t0="$t_load" -v t="$(now)" 'BEGIN { exit !(t - t0 < a) }'; do
@@ -119,7 +126,7 @@ for at in $instants; do
   kill -9 "$engine_pid" 2>/dev/null || true
   wait "$engine_pid" 2>/dev/null || true
   start_engine
-  first_201 "$tk"
+  first_201 "$tk" engine || rc=1
 done
 if [ "$short" = 0 ] && [ "$use_redis" = 1 ]; then
   for svc in redis postgres; do
@@ -127,18 +134,19 @@ if [ "$short" = 0 ] && [ "$use_redis" = 1 ]; then
     tk=$(now)
     kill -9 "$pid" 2>/dev/null || true
     for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    rm -f "$dir/$svc.pid"
     # PostgreSQL's backends outlive a killed postmaster for a moment: retry until it starts.
+    up=0
     for _ in $(seq 30); do
-      "$src/scripts/services.sh" start "$svc" "$dir" "$svc_port" >/dev/null 2>&1 && break
+      "$src/scripts/services.sh" restart "$svc" "$dir" >>"$dir/restart.out" 2>&1 && { up=1; break; }
       sleep 1
     done
-    say "$svc killed -9 and restarted on port $svc_port"
-    first_201 "$tk"
+    [ "$up" = 1 ] || { say "$svc did not restart:"; tail -n 5 "$dir/restart.out"; rc=1; }
+    say "$svc killed -9 at $(awk -v a="$tk" -v b="$t_load" 'BEGIN { printf "%.1f", a - b }') s," \
+      "restarted on port $svc_port"
+    first_201 "$tk" "$svc" || rc=1
     sleep 5
   done
 fi
-rc=0
 wait "$load_pid" || rc=$?
 load_pid=
 cat "$dir/load.out"
@@ -151,14 +159,15 @@ load = json.load(open(sys.argv[1]))
 secs = load["seconds"]
 t0 = float(sys.argv[3])
 for line in open(sys.argv[2]):
-    tk, t201 = map(float, line.split())
+    a, b, what = line.split()
+    tk, t201 = float(a), float(b)
     s = int(tk - t0)
     around = secs[max(0, s - 1): s + 4]
     worst = max((x["max_ms"] for x in around), default=0)
     p99 = max((x["p99_ms"] for x in around), default=0)
     base = [x["p99_ms"] for x in secs[max(0, s - 6): max(0, s - 1)]]
-    print("chaos: kill at %6.2f s: first 201 after %6.0f ms; around it p99 %.0f ms, max %.0f ms "
-          "(before: p99 %.1f ms)" % (tk - t0, (t201 - tk) * 1000, p99, worst,
+    print("chaos: kill -9 %-8s at %6.2f s: first 201 after %6.0f ms; around it p99 %.0f ms, "
+          "max %.0f ms (before: p99 %.1f ms)" % (what, tk - t0, (t201 - tk) * 1000, p99, worst,
                                      max(base) if base else 0))
 PY
 

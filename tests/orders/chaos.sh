@@ -9,5 +9,5 @@ WEFT_BIN=${WEFT_BIN:-$src/build/release/weft} bash "$src/bench/orders-chaos.sh" 
   { cat "$out"; echo "FAIL: orders-chaos.sh --short exited $?"; exit 1; }
 grep -q "first 201 after" "$out" || { cat "$out"; echo "FAIL: no restart measured"; exit 1; }
 grep -q "^PASSED" "$out" || { cat "$out"; echo "FAIL: audit did not pass"; exit 1; }
-grep "^chaos: kill at" "$out"
+grep "^chaos: kill -9" "$out"
 echo "chaos: ok"
