@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -1180,4 +1181,65 @@ TEST_T(serve_and_audit_exit_codes, 60)
     CHECK_EQ(run_weft(3, audit), 2);
     const char *audit_db[] = {"weft", "orders", "audit", "--db", "sqlite:/nonexistent/dir/x.db"};
     CHECK_EQ(run_weft(5, audit_db), 1);
+}
+
+/* ---- overload ---- */
+
+static size_t on_header(char *p, size_t size, size_t n, void *ud)
+{
+    if (n * size > 12 && strncasecmp(p, "Retry-After:", 12) == 0) *(bool *)ud = true;
+    return size * n;
+}
+
+TEST_T(overload_answers_503_with_retry_after_and_never_queues_unboundedly, 60)
+{
+    svc_t s;
+    /* Slow payments keep the first orders in flight; max_live 3 bounds them. */
+    svc_start(&s, (orders_mock_opts_t){.p50_ms = 400, .p99_ms = 500},
+              (engine_opts_t){.max_live = 3});
+    set_stock(&s, "sku-1", 100);
+    char body[256], key[32], url[256];
+    snprintf(url, sizeof url, "%s/orders", s.url);
+    int created = 0, overloaded = 0;
+    for (int i = 0; i < 10; i++) {
+        snprintf(key, sizeof key, "ov-%d", i);
+        bool retry_after = false;
+        struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
+        char kh[64];
+        snprintf(kh, sizeof kh, "Idempotency-Key: %s", key);
+        h = curl_slist_append(h, kh);
+        CURL *c = curl_easy_init();
+        curl_easy_setopt(c, CURLOPT_URL, url);
+        curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, order_body(body, sizeof body, "sku-1", 1));
+        curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
+        curl_easy_setopt(c, CURLOPT_HEADERDATA, &retry_after);
+        curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+        weft_buf_t out;
+        weft_buf_init(&out, 4096);
+        curl_easy_setopt(c, CURLOPT_WRITEDATA, &out);
+        long st = 0;
+        CHECK_EQ(curl_easy_perform(c), CURLE_OK);
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &st);
+        if (st == 201) created++;
+        if (st == 503) {
+            overloaded++;
+            CHECK(retry_after);
+            CHECK(strstr(out.data, "\"error\""));
+        }
+        CHECK_MSG(st == 201 || st == 503, "status %ld", st);
+        weft_buf_free(&out);
+        curl_easy_cleanup(c);
+        curl_slist_free_all(h);
+    }
+    CHECK(created >= 3);
+    CHECK(overloaded > 0);
+    CHECK(engine_live(s.e) <= 3);
+    wait_idle(&s);
+    /* Once the orders in flight finish, new ones are accepted again. */
+    CHECK_EQ(
+        req(&s, "POST", "/orders", "ov-after", order_body(body, sizeof body, "sku-1", 1), NULL),
+        201);
+    wait_idle(&s);
+    svc_stop(&s);
 }
