@@ -128,8 +128,8 @@ static int make_body(ld_t *l, req_t *r)
     int nitems = 1 + (int)(rnd(l) % (uint64_t)l->o.max_items);
     if (r->kind == K_BAD) {
         static const char *const bad[] = {
-            "{\"user\":\"u1\",\"items\":[{\"sku\":\"sku-0\",\"qty\":0}],\"amount_cents\":100,"
-            "\"payment_token\":\"t\"}",
+            ("{\"user\":\"u1\",\"items\":[{\"sku\":\"sku-0\",\"qty\":0}],\"amount_cents\":100,"
+             "\"payment_token\":\"t\"}"),
             "{\"user\":\"u1\",\"items\":[],\"amount_cents\":100,\"payment_token\":\"t\"}",
             "{\"user\":\"u1\",\"items\":[{\"sku\":\"sku-0\",\"qty\":1}],\"amount_cents\":\"x\"}",
             "{\"user\":", "[1,2,3]"};
