@@ -730,7 +730,7 @@ static void *crash_client(void *arg)
     return NULL;
 }
 
-TEST_T(kill9_under_load_then_restart_loses_and_duplicates_nothing, 240)
+static void kill9_run(const char *dbu)
 {
     curl_global_init(CURL_GLOBAL_DEFAULT);
     char mock_url[128], db[600], url[128], listen[128];
@@ -738,7 +738,10 @@ TEST_T(kill9_under_load_then_restart_loses_and_duplicates_nothing, 240)
     orders_mock_opts_t mo = {
         .p50_ms = 2, .p99_ms = 30, .fail_rate = 0.05, .decline_rate = 0.1, .seed = 3};
     CHECK_EQ(orders_mock_start(&mo, &mock, mock_url, sizeof mock_url), 0);
-    snprintf(db, sizeof db, "sqlite:%s/crash.db", weft_test_tmpdir());
+    if (dbu)
+        snprintf(db, sizeof db, "%s", dbu);
+    else
+        snprintf(db, sizeof db, "sqlite:%s/crash.db", weft_test_tmpdir());
     pid_t pid = start_child("127.0.0.1:0", db, mock_url, url, sizeof url);
     CHECK_MSG(url[0], "the engine did not start");
     snprintf(listen, sizeof listen, "%s", url + 7); /* same port after each restart */
@@ -796,6 +799,11 @@ TEST_T(kill9_under_load_then_restart_loses_and_duplicates_nothing, 240)
     curl_easy_cleanup(c);
     orders_mock_stop(mock);
     curl_global_cleanup();
+}
+
+TEST_T(kill9_under_load_then_restart_loses_and_duplicates_nothing, 240)
+{
+    kill9_run(NULL);
 }
 
 /* ---- real servers: scripts/services.sh ---- */
@@ -1242,4 +1250,13 @@ TEST_T(overload_answers_503_with_retry_after_and_never_queues_unboundedly, 60)
         201);
     wait_idle(&s);
     svc_stop(&s);
+}
+
+TEST_T(kill9_under_load_with_postgresql_loses_and_duplicates_nothing, 240)
+{
+    services_t sv;
+    if (!services_init(&sv)) return;
+    char pg[256];
+    if (services_start(&sv, "postgres", pg, sizeof pg)) kill9_run(pg);
+    services_stop(&sv);
 }
