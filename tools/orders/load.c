@@ -645,6 +645,10 @@ static void svg_chart(FILE *f, const char *title, const char *xlabel, const char
     if (x1 <= x0) x1 = x0 + 1;
     if (y1 <= 0) y1 = 1;
     fprintf(f, "<svg width='%.0f' height='%.0f' xmlns='http://www.w3.org/2000/svg'>", W, H);
+    fprintf(f, "<text x='%.0f' y='%.0f' font-size='11'>%.4g</text>", L, H - B + 14,
+            logx ? pow(10, x0) : x0);
+    fprintf(f, "<text x='%.0f' y='%.0f' font-size='11' text-anchor='end'>%.4g</text>", W - R,
+            H - B + 14, logx ? pow(10, x1) : x1);
     fprintf(f, "<text x='%.0f' y='18' font-weight='bold'>%s</text>", L, title);
     fprintf(f, "<line x1='%.0f' y1='%.0f' x2='%.0f' y2='%.0f' stroke='#000'/>", L, H - B, W - R,
             H - B);
@@ -659,7 +663,7 @@ static void svg_chart(FILE *f, const char *title, const char *xlabel, const char
             fprintf(f, "%.1f,%.1f ", L + (xv - x0) / (x1 - x0) * (W - L - R),
                     H - B - y[s][i] / y1 * (H - T - B));
         }
-        fprintf(f, "'/><text x='%.0f' y='%.0f' fill='%s'>%s</text>", W - R - 150,
+        fprintf(f, "'/><text x='%.0f' y='%.0f' fill='%s' font-size='12'>%s</text>", L + 10,
                 T + 14.0 * (s + 1), colors[s % 4], names[s]);
     }
     fprintf(f, "</svg>\n");
@@ -674,14 +678,14 @@ static void write_html(const ld_t *l, const weft_hist_t *all, FILE *f)
     fprintf(f, "</pre>\n");
     /* the percentile spectrum: x = 1 / (1 - q) on a log axis */
     double x[NQ - 1], ys[NQ], *y[1] = {ys};
-    const char *names[] = {"acknowledgement latency, ms", "achieved/s", "p99 ms"};
+    const char *names[] = {"acknowledgement latency, ms", "achieved/s", "p99 ms", "offered/s"};
     double q[NQ];
     spectrum(all, q);
     for (int i = 0; i < NQ - 1; i++) {
         x[i] = 1 / (1 - quantiles[i]);
         ys[i] = q[i] / 1000;
     }
-    svg_chart(f, "percentile spectrum (x: 1/(1-q): 2 = p50, 100 = p99, 1000 = p99.9)",
+    svg_chart(f, "percentile spectrum (x = 1/(1-q): 2 is p50, 100 p99, 1000 p99.9)",
               "1/(1-quantile), log", "ms", 1, names, x, (const double *const *)y, NQ - 1, true);
     if (l->o.nsteps > 1) {
         double *sx = calloc((size_t)l->o.nsteps, sizeof *sx),
@@ -694,9 +698,10 @@ static void write_html(const ld_t *l, const weft_hist_t *all, FILE *f)
                 sa[i] = (double)l->steps[i].acked / d;
                 sp[i] = ms(weft_hist_quantile(&l->steps[i].lat, 0.99));
             }
-            const double *ya[1] = {sa}, *yp[1] = {sp};
-            svg_chart(f, "step curve: achieved vs offered", "offered orders/s", "/s", 1, names + 1,
-                      sx, ya, l->o.nsteps, false);
+            const double *ya[2] = {sa, sx}, *yp[1] = {sp};
+            const char *an[2] = {names[1], names[3]};
+            svg_chart(f, "step curve: achieved vs offered", "offered orders/s", "/s", 2, an, sx, ya,
+                      l->o.nsteps, false);
             svg_chart(f, "step curve: p99 vs offered", "offered orders/s", "ms", 1, names + 2, sx,
                       yp, l->o.nsteps, false);
         }
