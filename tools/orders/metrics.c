@@ -32,6 +32,7 @@ typedef struct mctx {
     weft_buf_t *b;
     engine_gauges_t g;
     int rc;
+    size_t ntop; /* /events: how many of the hottest SKUs to include */
 } mctx_t;
 
 static void put(mctx_t *m, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -203,7 +204,7 @@ static int event(const stats_view_t *v, void *arg)
         "\"intake\":%zu,\"writer\":%zu,\"loop\":%zu},\"top\":[",
         m->g.live, m->g.intake_running, m->g.intake_threads, m->g.intake_queued, m->g.writer_queued,
         m->g.loop_queued);
-    for (size_t i = 0; i < v->ntop; i++) {
+    for (size_t i = 0; i < v->ntop && i < m->ntop; i++) {
         put(m, "%s[", i ? "," : "");
         char sku[40];
         snprintf(sku, sizeof sku, "%.32s", v->top_sku[i]);
@@ -216,11 +217,22 @@ static int event(const stats_view_t *v, void *arg)
 
 int metrics_event(engine_t *e, uint64_t seq, weft_buf_t *out)
 {
-    mctx_t m = {.b = out};
+    weft_buf_t ev;
+    weft_buf_init(&ev, 0);
+    mctx_t m = {.b = &ev, .ntop = STATS_VIEW_TOP};
     engine_gauges(e, &m.g);
-    put(&m, "id: %" PRIu64 "\nretry: 1000\ndata: {", seq);
-    if (!m.rc) m.rc = stats_view(engine_stats(e), event, &m);
-    put(&m, "}\n\n");
+    /* At most METRICS_EVENT_MAX bytes: the fixed part is ~1.2 KiB; if long SKU names push it
+     * over, fewer of the hottest SKUs go out. */
+    for (;;) {
+        put(&m, "id: %" PRIu64 "\nretry: 1000\ndata: {", seq);
+        if (!m.rc) m.rc = stats_view(engine_stats(e), event, &m);
+        put(&m, "}\n\n");
+        if (m.rc || ev.len <= METRICS_EVENT_MAX || m.ntop == 0) break;
+        weft_buf_reset(&ev);
+        m.ntop = m.ntop > 3 ? m.ntop - 3 : 0;
+    }
+    if (!m.rc) m.rc = weft_buf_append(out, ev.data, ev.len);
+    weft_buf_free(&ev);
     return m.rc;
 }
 /* ---- the dashboard's files ---- */

@@ -19,6 +19,8 @@
  * Thread safety: any thread. */
 int metrics_prometheus(engine_t *e, weft_buf_t *out);
 
+#define METRICS_EVENT_MAX 2048 /* bytes per /events event, blank line included */
+
 /* Appends one SSE event ("id: SEQ\nretry: 1000\ndata: {JSON}\n\n", at most 2 KiB) describing
  * `e` now. Returns 0 or -ENOMEM. Ownership: borrows. Thread safety: any thread. */
 int metrics_event(engine_t *e, uint64_t seq, weft_buf_t *out);
