@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # make bench: every benchmark, each printing weft's figures beside its peers' from the same run.
-#   bench/run.sh BUILD_DIR [NAME...]    NAME: pool, procpool, logs, crawl, sched, run (default: all)
+#   bench/run.sh BUILD_DIR [NAME...]    NAME: pool, procpool, logs, crawl, sched, run, orders (default:
+#                                       all)
 # The C benchmarks are build/.../bench-<name>; the scripted ones bench/bench-<name>.sh.
 set -uo pipefail
 build=$(realpath "${1:-build/release}"); shift || true

@@ -98,6 +98,10 @@ typedef struct weft_http_opts {
     const char *cacert;               /* CA bundle file for https, or NULL: CURL_CA_BUNDLE, then
                                          SSL_CERT_FILE from the environment, then libcurl's default */
     bool insecure;                    /* do not verify the server certificate (testing only) */
+    const char *post_body; /* when set: a POST of these post_len bytes (copied), not a GET */
+    size_t post_len;
+    const char *const *headers; /* extra request headers, "Name: value", NULL-terminated (copied);
+                                   NULL: none */
 } weft_http_opts_t;
 
 /* One transfer on the loop. */
@@ -122,8 +126,9 @@ int weft_http_start(weft_loop_t *loop, const weft_http_opts_t *opts, weft_http_c
  * the loop thread). Thread safety: loop thread only, and not from an on_data callback. */
 int weft_http_cancel(weft_http_t *h);
 
-/* Starts a transfer from any thread and returns a future for it. The future's status is
- * resp->error and its value is the weft_http_resp_t * (owned by the future, with its body if
+/* Starts a transfer from any thread and returns a future for it (GET only: post_body and headers
+ * make it fail with -EINVAL; use weft_http_start on the loop thread for those). The future's status
+ * is resp->error and its value is the weft_http_resp_t * (owned by the future, with its body if
  * opts->keep_body). weft_future_cancel() on it aborts the transfer. on_data, if set, runs on the
  * loop thread. Returns 0, -ENOMEM, -EINVAL or -ESHUTDOWN (*out = NULL). Ownership: strings in
  * `opts` are copied; opts->data_arg and opts->cancel are borrowed until the future is DONE

@@ -73,6 +73,13 @@ bool weft_loop_on_loop_thread(const weft_loop_t *loop);
  * Thread safety: loop thread only (aborts with a message otherwise). */
 uint64_t weft_loop_now_ms(const weft_loop_t *loop);
 
+/* The libuv loop underneath, for libraries that attach their own handles to it (the order
+ * engine's hiredis libuv adapter). Handles added this way must be closed on the loop thread before
+ * weft_loop_destroy(); closing callbacks still pending then are run by it. Ownership: borrowed,
+ * valid until weft_loop_destroy(). Thread safety: loop thread only. */
+typedef struct uv_loop_s uv_loop_t;
+uv_loop_t *weft_loop_uv(weft_loop_t *loop);
+
 /* ---- the handoff queue: any thread -> loop thread ---- */
 
 /* status is 0, or -ECANCELED when the loop is destroyed before the function could run. */

@@ -192,15 +192,37 @@ int weft__xfer_setup(CURL *e, weft__xfer_t *x, const weft_http_opts_t *opts, wef
         SET(CURLOPT_SSL_VERIFYPEER, 0L);
         SET(CURLOPT_SSL_VERIFYHOST, 0L);
     }
+    if (x->o.post_body) {
+        /* COPYPOSTFIELDS: libcurl keeps its own copy, so the caller's body may go at once. */
+        SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)x->o.post_len);
+        SET(CURLOPT_COPYPOSTFIELDS, x->o.post_body);
+    }
+    for (const char *const *hp = x->o.headers; hp && *hp && c == CURLE_OK; hp++) {
+        struct curl_slist *n = curl_slist_append(x->headers, *hp);
+        if (!n)
+            c = CURLE_OUT_OF_MEMORY;
+        else
+            x->headers = n;
+    }
+    if (x->headers) SET(CURLOPT_HTTPHEADER, x->headers);
     if (x->o.cancel || x->cancel_future || x->o.first_byte_timeout_ms > 0) {
         SET(CURLOPT_XFERINFOFUNCTION, on_progress);
         SET(CURLOPT_XFERINFODATA, x);
         SET(CURLOPT_NOPROGRESS, 0L);
     }
 #undef SET
+    x->o.post_body = NULL; /* copied by libcurl; the caller's pointer may dangle later */
+    x->o.headers = NULL;   /* copied into x->headers */
+    if (c != CURLE_OK) weft__xfer_release(x);
     if (c == CURLE_OUT_OF_MEMORY) return -ENOMEM;
     if (c != CURLE_OK) return -EINVAL;
     return 0;
+}
+
+void weft__xfer_release(weft__xfer_t *x)
+{
+    curl_slist_free_all(x->headers);
+    x->headers = NULL;
 }
 
 static int map_error(CURLcode code, weft__xfer_t *x)
@@ -296,6 +318,7 @@ void weft__xfer_finish(CURL *e, weft__xfer_t *x, CURLcode code)
     r->t.first_byte_us = info_us(e, CURLINFO_STARTTRANSFER_TIME_T);
     r->t.total_us = info_us(e, CURLINFO_TOTAL_TIME_T);
     r->t.redirect_us = info_us(e, CURLINFO_REDIRECT_TIME_T);
+    weft__xfer_release(x);
 }
 
 /* ---- blocking session ---- */

@@ -312,6 +312,7 @@ static int start(weft_loop_t *loop, const weft_http_opts_t *opts, weft_http_cb c
     if (out) *out = t;
     return 0;
 fail:
+    weft__xfer_release(&t->x);
     if (t->easy) release_easy(loop, t->easy);
     weft_http_resp_free(&t->resp);
     weft__free(t->url);
@@ -421,6 +422,7 @@ int weft_http_fetch(weft_loop_t *loop, const weft_http_opts_t *opts, weft_future
     if (!out) return -EINVAL;
     *out = NULL;
     if (!loop || !opts || !opts->url) return -EINVAL;
+    if (opts->post_body || opts->headers) return -EINVAL; /* not copied for the deferred start */
     fetch_req_t *r = weft__calloc(1, sizeof *r);
     if (!r) return -ENOMEM;
     bool fail = false;

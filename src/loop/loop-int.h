@@ -48,6 +48,7 @@ typedef struct weft__xfer {
     int abort_error;              /* set when our write callback ends the transfer */
     bool body_started;            /* the write callback has run once */
     weft_future_t *cancel_future; /* abort when its cancellation is requested */
+    struct curl_slist *headers;   /* owned copy of o.headers, freed by weft__xfer_release */
 } weft__xfer_t;
 
 /* curl_global_init, once per process. Returns 0 or -ENOMEM. */
@@ -59,8 +60,12 @@ int weft__http_global_init(void);
 int weft__xfer_setup(CURL *e, weft__xfer_t *x, const weft_http_opts_t *opts, weft_http_resp_t *resp,
                      weft_future_t *cancel_future);
 
-/* Fills x->resp from `e` after the transfer ended with `code`. */
+/* Fills x->resp from `e` after the transfer ended with `code`, then releases what setup
+ * allocated (weft__xfer_release). */
 void weft__xfer_finish(CURL *e, weft__xfer_t *x, CURLcode code);
+
+/* Frees what weft__xfer_setup allocated besides the response (the header list). Idempotent. */
+void weft__xfer_release(weft__xfer_t *x);
 
 /* Loop HTTP teardown, called by weft_loop_destroy on the destroying thread: first cancel (calls
  * callbacks), then free curl and close poll handles. */

@@ -402,6 +402,11 @@ uint64_t weft_loop_now_ms(const weft_loop_t *loop)
     return uv_now(&loop->uv);
 }
 
+uv_loop_t *weft_loop_uv(weft_loop_t *loop)
+{
+    return &loop->uv;
+}
+
 static void free_data(uv_handle_t *h)
 {
     weft__free(h->data);

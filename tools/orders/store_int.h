@@ -1,0 +1,36 @@
+/* The store's backends (store_sqlite.c, store_pg.c) behind store.h's functions. */
+#ifndef WEFT_TOOLS_ORDERS_STORE_INT_H
+#define WEFT_TOOLS_ORDERS_STORE_INT_H
+
+#include "orders/store.h"
+
+typedef struct store_vt {
+    const char *kind;
+    int (*apply)(store_t *s, store_op_t **ops, size_t n, char *err, size_t errsz);
+    int (*get_order)(store_t *s, const char *id, weft_buf_t *out);
+    int (*get_stock)(store_t *s, const char *sku, int64_t *available, int64_t *reserved);
+    int (*load_pending)(store_t *s, int (*cb)(void *, store_order_t *), void *arg);
+    int (*query)(store_t *s, const char *sql, int (*cb)(void *, int, char **), void *arg, char *err,
+                 size_t errsz);
+    int (*ping)(store_t *s);
+    void (*close)(store_t *s);
+} store_vt_t;
+
+struct store {
+    const store_vt_t *vt;
+};
+
+int store_sqlite_open(const char *path, store_t **out, char *err, size_t errsz);
+int store_pg_open(const char *url, store_t **out, char *err, size_t errsz);
+
+/* The GET /orders/{id} JSON from a row's text columns (id, status, items, amount_cents,
+ * created_ms, completed_ms, stages, reason; NULL for SQL NULL). Returns 0 or -ENOMEM. */
+int store_order_json(weft_buf_t *out, char **cols);
+
+/* The columns of that row, for both backends. */
+#define STORE_ORDER_COLS "id, status, items, amount_cents, created_ms, completed_ms, stages, reason"
+
+/* The schema, as statements each backend runs (types valid in both dialects). */
+extern const char *const store_schema[];
+
+#endif
