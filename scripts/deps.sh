@@ -8,6 +8,7 @@ build_pkgs=(
   build-essential cmake pkg-config git clang llvm libclang-rt-14-dev clang-format
   libuv1-dev libcurl4-openssl-dev libxml2-dev libjansson-dev libmicrohttpd-dev
   zlib1g-dev libyaml-dev libxxhash-dev
+  redis-server postgresql libhiredis-dev libpq-dev libsqlite3-dev
 )
 bench_pkgs=(
   mawk goaccess nginx-light hyperfine parallel python3 python3-aiohttp python3-requests
