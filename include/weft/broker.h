@@ -116,6 +116,11 @@ int weft_broker_submit(weft_broker_t *b, const weft_broker_task_t *tasks, size_t
  * the number of tasks reset, or a negative error. Ownership: borrows `ids`. */
 int weft_broker_resume(weft_broker_t *b, const char *const *ids, size_t n);
 
+/* Forgets the tasks `ids` (their state, result and dependents lists), so that submitting them
+ * again runs them anew: a fresh run of the same DAG. Returns 0, -EBUSY (one of them is queued
+ * or running: nothing was forgotten) or a negative error. Ownership: borrows `ids`. */
+int weft_broker_forget(weft_broker_t *b, const char *const *ids, size_t n);
+
 /* Waits until at least `n` tasks submitted in the namespace have finished (done, failed,
  * skipped or cancelled), or timeout_ns passes (< 0: forever). Returns 0, -ETIMEDOUT or a
  * connection error. */
@@ -157,6 +162,10 @@ typedef struct weft_broker_event {
  * (0..max) or a negative error. Ownership: fills the caller's array. */
 int weft_broker_events(weft_broker_t *b, const char *after, weft_broker_event_t *ev, int max,
                        int block_ms);
+
+/* Sets `id` to the stream id of the newest event ("0-0" if none): read from there to see only
+ * what happens next. Returns 0 or a negative error. */
+int weft_broker_events_last(weft_broker_t *b, char id[32]);
 
 /* Appends a table of live workers (name, host, pid, slots, running, done, and the tasks each
  * runs) to `out`. Returns the number of live workers or a negative error. Ownership: appends to

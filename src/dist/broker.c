@@ -703,3 +703,42 @@ int weft_broker_workers(weft_broker_t *b, weft_buf_t *out)
     freeReplyObject(names);
     return rc ? rc : live;
 }
+
+int weft_broker_forget(weft_broker_t *b, const char *const *ids, size_t n)
+{
+    if (!b || (n && !ids)) return -EINVAL;
+    for (size_t i = 0; i < n; i++) redisAppendCommand(b->c, "HGET %s:t:%s st", b->prefix, ids[i]);
+    int rc = 0;
+    for (size_t i = 0; i < n; i++) {
+        redisReply *r = NULL;
+        if (redisGetReply(b->c, (void **)&r) != REDIS_OK) return weft__broker_err(b->c, NULL);
+        if (r->type == REDIS_REPLY_STRING) {
+            weft_broker_state_t st = weft__broker_state(r->str, r->len);
+            if (st == WEFT_BROKER_QUEUED || st == WEFT_BROKER_RUNNING || st == WEFT_BROKER_BACKOFF)
+                rc = -EBUSY;
+        }
+        freeReplyObject(r);
+    }
+    if (rc) return rc;
+    for (size_t i = 0; i < n; i++)
+        redisAppendCommand(b->c, "UNLINK %s:t:%s %s:d:%s", b->prefix, ids[i], b->prefix, ids[i]);
+    for (size_t i = 0; i < n; i++) {
+        redisReply *r = NULL;
+        if (redisGetReply(b->c, (void **)&r) != REDIS_OK) return weft__broker_err(b->c, NULL);
+        freeReplyObject(r);
+    }
+    return 0;
+}
+
+int weft_broker_events_last(weft_broker_t *b, char id[32])
+{
+    if (!b || !id) return -EINVAL;
+    int rc;
+    redisReply *r = cmd(b, &rc, "XREVRANGE %s:ev + - COUNT 1", b->prefix);
+    if (!r) return rc;
+    snprintf(id, 32, "0-0");
+    if (r->type == REDIS_REPLY_ARRAY && r->elements == 1)
+        snprintf(id, 32, "%s", r->element[0]->element[0]->str);
+    freeReplyObject(r);
+    return 0;
+}
