@@ -489,3 +489,108 @@ TEST_T(cancel_running_remote_task, 60)
     weft_broker_destroy(b);
     redis_stop(&r);
 }
+
+/* Redis restarted mid-run (AOF on, fsync always): the workers reconnect, the run finishes,
+ * nothing lost, nothing recorded twice. */
+TEST_T(redis_restart_mid_run, 240)
+{
+    setenv("WEFT_REDIS_AOF", "1", 1);
+    redis_t r;
+    redis_start(&r);
+    weft_broker_t *b;
+    connect_fresh(&r, &b, NULL);
+    long n = weft_test_scale(3000);
+    weft_broker_task_t *t = calloc((size_t)n, sizeof *t);
+    char(*ids)[24] = calloc((size_t)n, sizeof *ids);
+    const char **deps = calloc((size_t)n, sizeof *deps);
+    CHECK(t && ids && deps);
+    for (long i = 0; i < n; i++) {
+        snprintf(ids[i], sizeof ids[i], "r%ld", i);
+        t[i] = (weft_broker_task_t){.id = ids[i], .fn = "tb.echo", .arg = "v", .len = 1};
+        if (i > 0) {
+            deps[i] = ids[(i - 1) / 2];
+            t[i].deps = &deps[i];
+            t[i].ndeps = 1;
+        }
+    }
+    weft_broker_worker_opts_t o = {.procs = 1, .threads = 1, .slots = 8, .lease_ms = 2000};
+    pid_t w[2] = {worker_start(&r, "w0", &o, NULL), worker_start(&r, "w1", &o, NULL)};
+    CHECK_EQ(weft_broker_submit(b, t, (size_t)n), 0);
+    uint64_t fin = 0;
+    while (fin < (uint64_t)n / 3) {
+        CHECK_EQ(weft_broker_counts(b, NULL, &fin), 0);
+        weft_broker_event_t ev;
+        weft_broker_events(b, "$", &ev, 1, 20);
+    }
+    weft_broker_destroy(b);
+    char cmd[1200];
+    snprintf(cmd, sizeof cmd, "bash %s restart redis %s >/dev/null", r.services, r.dir);
+    CHECK_EQ(system(cmd), 0);
+    /* The server may still be loading its AOF: retry until it answers. */
+    while (weft_broker_create(&b, r.url, NULL) != 0) {
+        struct timespec ts = {0, 20000000};
+        nanosleep(&ts, NULL);
+    }
+    CHECK_EQ(weft_broker_wait(b, (uint64_t)n, -1), 0);
+    for (int i = 0; i < 2; i++) worker_stop(w[i]);
+    uint64_t sub = 0;
+    CHECK_EQ(weft_broker_counts(b, &sub, &fin), 0);
+    CHECK_EQ(sub, (uint64_t)n);
+    CHECK_EQ(fin, (uint64_t)n);
+    check_recorded_once(b, n, 'r');
+    free(t);
+    free(ids);
+    free(deps);
+    weft_broker_destroy(b);
+    redis_stop(&r);
+}
+
+/* A slow worker holds only what it runs (no prefetch): while it runs a long task, the other
+ * worker takes every other task. */
+TEST_T(slow_worker_no_prefetch_inversion, 120)
+{
+    redis_t r;
+    redis_start(&r);
+    weft_broker_t *b;
+    connect_fresh(&r, &b, NULL);
+    char cmd[1400];
+    snprintf(cmd, sizeof cmd, "while [ ! -e %s/go ]; do sleep 0.02; done", r.dir);
+    weft_broker_task_t lt = {.id = "long", .cmd = cmd};
+    CHECK_EQ(weft_broker_submit(b, &lt, 1), 0);
+    weft_broker_worker_opts_t slow = {.procs = -1, .threads = 1, .slots = 1, .lease_ms = 1000};
+    pid_t ws = worker_start(&r, "slow", &slow, NULL);
+    await_state(b, "long", WEFT_BROKER_RUNNING);
+    char ids[40][8];
+    weft_broker_task_t t[40];
+    for (int i = 0; i < 40; i++) {
+        snprintf(ids[i], sizeof ids[i], "s%d", i);
+        t[i] = (weft_broker_task_t){.id = ids[i], .cmd = "true", .priority = i % 3 - 1};
+    }
+    CHECK_EQ(weft_broker_submit(b, t, 40), 0);
+    weft_broker_worker_opts_t fast = {.procs = -1, .threads = 2, .lease_ms = 1000};
+    pid_t wf = worker_start(&r, "fast", &fast, NULL);
+    CHECK_EQ(weft_broker_wait(b, 40, -1), 0);
+    for (int i = 0; i < 40; i++) {
+        weft_broker_result_t res = result_of(b, ids[i]);
+        CHECK_EQ(res.state, WEFT_BROKER_DONE);
+        CHECK_STR_EQ(res.worker, "fast");
+        weft_broker_result_free(&res);
+    }
+    weft_broker_result_t res = result_of(b, "long");
+    CHECK_EQ(res.state, WEFT_BROKER_RUNNING);
+    weft_broker_result_free(&res);
+    char go[600];
+    snprintf(go, sizeof go, "%s/go", r.dir);
+    FILE *f = fopen(go, "w");
+    CHECK(f);
+    fclose(f);
+    CHECK_EQ(weft_broker_wait(b, 41, -1), 0);
+    res = result_of(b, "long");
+    CHECK_EQ(res.state, WEFT_BROKER_DONE);
+    CHECK_STR_EQ(res.worker, "slow");
+    weft_broker_result_free(&res);
+    worker_stop(ws);
+    worker_stop(wf);
+    weft_broker_destroy(b);
+    redis_stop(&r);
+}

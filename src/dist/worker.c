@@ -80,6 +80,7 @@ struct weft_broker_worker {
     char autoclaim[WEFT__BROKER_BANDS][48];
     char pending[WEFT__BROKER_BANDS][48]; /* own pending list read so far; "" once drained */
     char last[48];                        /* the last entry id take() saw */
+    bool reread_pending;                  /* set on (re)connecting */
 };
 
 static void job_free(job_t *j)
@@ -229,7 +230,13 @@ static void ensure_conn(weft_broker_worker_t *w)
     int failures = 0;
     while (!w->c && !stopping(w)) {
         if (weft__broker_connect(&w->conf, &w->c, w->sha) == 0) {
-            for (int b = 0; b < WEFT__BROKER_BANDS; b++) strcpy(w->autoclaim[b], "0-0");
+            /* A claim whose reply was lost with the old connection left entries in our
+             * pending list that we do not run: read it again (what we run is skipped). */
+            for (int b = 0; b < WEFT__BROKER_BANDS; b++) {
+                strcpy(w->autoclaim[b], "0-0");
+                strcpy(w->pending[b], "0");
+            }
+            w->reread_pending = true;
             return;
         }
         uint64_t ms = 50 + weft_backoff(100, 2000, ++failures, &w->rng);
@@ -542,8 +549,6 @@ static void heartbeat(weft_broker_worker_t *w)
     if (r) freeReplyObject(r);
     if (r) r = wcmd(w, "SADD %s:workers %s", w->prefix, w->name);
     if (r) freeReplyObject(r);
-    if (r) r = wcmd(w, "EVALSHA %s 0 %s %s", w->sha[WEFT__S_PROMOTE], w->prefix, w->ttl);
-    if (r) freeReplyObject(r);
     weft_buf_free(&tasks);
 }
 
@@ -633,11 +638,15 @@ int weft_broker_worker_run(weft_broker_worker_t *w)
 {
     if (!w) return -EINVAL;
     bool own_pending = true; /* first drain our own pending list (ID 0) */
-    uint64_t next_hb = 0;
+    uint64_t next_hb = 0, next_promote = 0;
     int free_slots;
     while (!stopping(w) || w->nrunning > 0) {
         ensure_conn(w);
         if (!w->c) break; /* stopping without Redis: what runs is reclaimed after the lease */
+        if (w->reread_pending) {
+            w->reread_pending = false;
+            own_pending = true;
+        }
         collect(w, 0);
         if (record(w) < 0) continue;
         uint64_t now = weft_now_ns();
@@ -652,6 +661,13 @@ int weft_broker_worker_run(weft_broker_worker_t *w)
                 free_slots -= got;
             }
             if (!w->c) continue;
+        }
+        if (now >= next_promote) { /* retries whose backoff is over go back to their stream */
+            next_promote = now + 50000000ull;
+            redisReply *r =
+                wcmd(w, "EVALSHA %s 0 %s %s", w->sha[WEFT__S_PROMOTE], w->prefix, w->ttl);
+            if (!r) continue;
+            freeReplyObject(r);
         }
         free_slots = w->o.slots - w->nrunning;
         if (stopping(w) || free_slots <= 0) {
