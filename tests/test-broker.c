@@ -594,3 +594,33 @@ TEST_T(slow_worker_no_prefetch_inversion, 120)
     weft_broker_destroy(b);
     redis_stop(&r);
 }
+
+/* One completion queues two dependents in two bands within one script, so both entries get
+ * the same id (ids are per stream). The worker must run both (it once took the second for one
+ * it already ran, and only the lease brought it back: with a long lease, never in time). */
+TEST_T(same_entry_id_in_two_bands, 60)
+{
+    redis_t r;
+    redis_start(&r);
+    weft_broker_t *b;
+    connect_fresh(&r, &b, NULL);
+    const char *root[] = {"root"};
+    weft_broker_task_t t[] = {
+        {.id = "root", .cmd = "true"},
+        {.id = "hi", .cmd = "true", .priority = 1, .deps = root, .ndeps = 1},
+        {.id = "lo", .cmd = "true", .priority = -1, .deps = root, .ndeps = 1},
+    };
+    CHECK_EQ(weft_broker_submit(b, t, 3), 0);
+    weft_broker_worker_opts_t o = {.procs = -1, .threads = 1, .slots = 2, .lease_ms = 600000};
+    pid_t w = worker_start(&r, "w1", &o, NULL);
+    CHECK_EQ(weft_broker_wait(b, 3, -1), 0);
+    for (int i = 0; i < 3; i++) {
+        weft_broker_result_t res = result_of(b, t[i].id);
+        CHECK_EQ(res.state, WEFT_BROKER_DONE);
+        CHECK_EQ(res.deliveries, 1);
+        weft_broker_result_free(&res);
+    }
+    worker_stop(w);
+    weft_broker_destroy(b);
+    redis_stop(&r);
+}

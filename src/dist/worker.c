@@ -212,6 +212,8 @@ static redisReply *wcmd_argv(weft_broker_worker_t *w, int argc, const char **arg
     if (!w->c) return NULL;
     redisReply *r = redisCommandArgv(w->c, argc, argv, argl);
     if (!r || w->c->err || r->type == REDIS_REPLY_ERROR) {
+        if (getenv("WEFT_BROKER_DEBUG"))
+            fprintf(stderr, "broker %s: %s\n", w->name, r ? r->str : w->c->errstr);
         if (r) freeReplyObject(r);
         drop_conn(w);
         return NULL;
@@ -303,12 +305,13 @@ static int start_job(weft_broker_worker_t *w, int band, const redisReply *e)
     return 0;
 }
 
-/* True if this worker runs the task of stream entry `entry` now (an XAUTOCLAIM or an own
- * pending read may hand it back: it must not start twice here). */
-static bool holding(const weft_broker_worker_t *w, const char *entry)
+/* True if this worker runs the task of entry `entry` of band `band` now (an XAUTOCLAIM or an own
+ * pending read may hand it back: it must not start twice here). Entry ids are per stream: one
+ * script that queues tasks in two bands gives both entries the same id. */
+static bool holding(const weft_broker_worker_t *w, int band, const char *entry)
 {
     for (const job_t *j = w->running; j; j = j->rnext)
-        if (strcmp(j->entry, entry) == 0) return true;
+        if (j->band == band && strcmp(j->entry, entry) == 0) return true;
     return false;
 }
 
@@ -326,7 +329,7 @@ static int take(weft_broker_worker_t *w, int band, const redisReply *entries)
         weft__free(argl);
         return 0; /* they stay pending and come back by our ID 0 read or a reclaim */
     }
-    char maxr[16], bandstr[4];
+    char maxr[16], bandstr[12];
     snprintf(maxr, sizeof maxr, "%d", w->conf.max_redeliveries);
     snprintf(bandstr, sizeof bandstr, "%d", band);
     size_t k = 0;
@@ -345,7 +348,7 @@ static int take(weft_broker_worker_t *w, int band, const redisReply *entries)
         const char *id = NULL;
         for (size_t x = 0; x + 1 < f->elements; x += 2)
             if (strcmp(f->element[x]->str, "id") == 0) id = f->element[x + 1]->str;
-        if (!id || holding(w, e->element[0]->str)) continue;
+        if (!id || holding(w, band, e->element[0]->str)) continue;
         argv[k++] = e->element[0]->str;
         argv[k++] = id;
         nk++;
@@ -709,9 +712,22 @@ int weft_broker_worker_run(weft_broker_worker_t *w)
         if (w->nrunning > 0) {
             collect(w, 20); /* tasks run: wake up for their ends, poll the streams again */
         } else {
-            /* Idle: block on the normal band briefly (a high-band task waits <= 50 ms). */
-            int block = (int)(w->o.heartbeat_ms < 50 ? w->o.heartbeat_ms : 50);
-            if (read_band(w, 1, ">", 1, block ? block : 1) < 0) continue;
+            /* Idle: block on every band at once, COUNT 1. A blocked read is served from the
+             * one stream that got an entry; only if entries arrive in two bands between the
+             * reads above and this one does it return one of each (at most 2 extra). */
+            int block = (int)(w->o.heartbeat_ms < 100 ? w->o.heartbeat_ms : 100);
+            redisReply *r = wcmd(w,
+                                 "XREADGROUP GROUP " WEFT__BROKER_GROUP
+                                 " %s COUNT 1 BLOCK %d STREAMS %s:q:0 %s:q:1 %s:q:2 > > >",
+                                 w->name, block ? block : 1, w->prefix, w->prefix, w->prefix);
+            if (!r) continue;
+            for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
+                const redisReply *st = r->element[i];
+                const char *key = st->element[0]->str;
+                int band = key[strlen(key) - 1] - '0';
+                if (band >= 0 && band < WEFT__BROKER_BANDS) take(w, band, st->element[1]);
+            }
+            freeReplyObject(r);
         }
     }
     /* Finish: record what is left if the connection allows. */
