@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# bench-dist: end-to-end no-op tasks/s through Redis Streams (weft/broker.h), with Redis' own
+# XADD rate as the floor, all from the same run against one throw-away local Redis 7.
+#
+#   bench/bench-dist.sh [N]      N tasks per mode (default 20000)
+#
+# Rows: bench-dist round-trip (submit one task per call, workers read COUNT 1) and batched
+# (one pipelined submit, COUNT 128, completions recorded in batches), each with
+# $WEFT_BENCH_WORKERS worker processes (default 2); then redis-benchmark XADD with one request
+# per round trip and pipelined by 128: no task can go through Redis faster than its XADD.
+# Peers: Celery (python3-celery) and RQ (python3-rq) are in Debian but not installed by
+# scripts/deps.sh; when `python3 -c 'import celery'` / `import rq` works a row says so, and
+# they are not run yet (see docs/distributed.md).
+# Environment (set by bench/run.sh): WEFT_BUILD, WEFT_SRC.
+set -uo pipefail
+src=${WEFT_SRC:-$(cd "$(dirname "$0")/.." && pwd)}
+build=${WEFT_BUILD:-$src/build/release}
+n=${1:-20000}
+dir=$(mktemp -d)
+trap 'bash "$src/scripts/services.sh" stop "$dir"; rm -rf "$dir"' EXIT
+url=$(bash "$src/scripts/services.sh" start redis "$dir") || exit 1
+port=${url##*:}
+WEFT_REDIS_URL=$url WEFT_SRC=$src "$build/bench-dist" "$n"
+for p in 1 128; do
+  r=$(redis-benchmark -p "$port" -q -n 200000 -c 1 -P "$p" XADD bench:floor '*' f v 2>/dev/null |
+    tr '\r' '\n' | grep 'requests per second' | tail -1 | awk '{print $(NF-4)}')
+  printf 'floor redis-benchmark XADD, pipeline %-3d: %s requests/s\n' "$p" "$r"
+done
+for peer in celery rq; do
+  if python3 -c "import $peer" 2>/dev/null; then
+    echo "peer $peer: installed, not run by this script yet"
+  else
+    echo "peer $peer: not installed (apt-get install python3-$peer)"
+  fi
+done
