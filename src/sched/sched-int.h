@@ -425,7 +425,13 @@ struct weft_sched {
 
     /* counters */
     uint64_t submitted, succeeded, failed, skipped, cancelled;
-    size_t ext_inflight;      /* detached extdep callbacks still to run */
+    size_t ext_inflight; /* detached extdep callbacks still to run */
+    /* Threads inside weft__run_todo, which may still be launching into an executor after the
+     * last task settled: wait_idle (and so destroy) waits for 0 as well as for unsettled == 0.
+     * idle_waiters counts wait_idle callers, so that run_todo takes mu to wake them only when
+     * someone waits (both seq_cst: one of the two sides sees the other's write). */
+    _Atomic size_t todo_running;
+    _Atomic unsigned idle_waiters;
     _Atomic size_t unsettled; /* submitted tasks whose futures are not settled yet: wait_idle
                                  waits for 0; the thread that brings it to 0 broadcasts idle_cv
                                  under mu */

@@ -186,8 +186,11 @@ int weft_sched_wait_idle(weft_sched_t *s, int64_t timeout_ns)
     uint64_t deadline = timeout_ns < 0 ? UINT64_MAX : weft_now_ns() + (uint64_t)timeout_ns;
     int rc = 0;
     pthread_mutex_lock(&s->mu);
-    /* Acquire pairs with unsettle's acq_rel decrement. */
-    while (atomic_load_explicit(&s->unsettled, memory_order_acquire) > 0) {
+    atomic_fetch_add(&s->idle_waiters, 1); /* before the todo_running check below (seq_cst) */
+    /* Acquire pairs with unsettle's acq_rel decrement. Idle also needs no thread inside
+     * weft__run_todo: one may still be handing work to an executor that destroy would free. */
+    while (atomic_load_explicit(&s->unsettled, memory_order_acquire) > 0 ||
+           atomic_load(&s->todo_running) > 0) {
         if (deadline == UINT64_MAX) {
             pthread_cond_wait(&s->idle_cv, &s->mu);
             continue;
@@ -206,6 +209,7 @@ int weft_sched_wait_idle(weft_sched_t *s, int64_t timeout_ns)
         ts.tv_nsec = (long)(abs % 1000000000u);
         pthread_cond_timedwait(&s->idle_cv, &s->mu, &ts);
     }
+    atomic_fetch_sub(&s->idle_waiters, 1);
     pthread_mutex_unlock(&s->mu);
     return rc;
 }

@@ -637,6 +637,7 @@ void weft__run_todo(weft_sched_t *s, struct todo *t)
 {
     weft_sched_t *outer = weft__in_sched;
     weft__in_sched = s;
+    atomic_fetch_add(&s->todo_running, 1);
     for (;;) {
         if (t->launch) {
             struct att *a = t->launch;
@@ -746,4 +747,9 @@ void weft__run_todo(weft_sched_t *s, struct todo *t)
         att_free(a);
     }
     weft__in_sched = outer;
+    if (atomic_fetch_sub(&s->todo_running, 1) == 1 && atomic_load(&s->idle_waiters) > 0) {
+        pthread_mutex_lock(&s->mu);
+        pthread_cond_broadcast(&s->idle_cv);
+        pthread_mutex_unlock(&s->mu);
+    }
 }
