@@ -27,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <weft/err.h>
 #include <weft/sys.h>
 
@@ -372,24 +373,44 @@ void weft_broker_destroy(weft_broker_t *b)
     weft__free(b);
 }
 
-/* Runs one command; returns the reply (free it) or NULL with *rc set. */
+/* (Re)connects if the connection is gone or broken (Redis restarted). Returns 0 or an error. */
+static int ensure(weft_broker_t *b)
+{
+    if (b->c && !b->c->err) return 0;
+    redisFree(b->c);
+    b->c = NULL;
+    return weft__broker_connect(&b->conf, &b->c, b->sha);
+}
+
+/* Runs one command; returns the reply (free it) or NULL with *rc set. The commands sent this
+ * way are reads or idempotent scripts: on a lost connection they are sent again on a new one,
+ * for up to about 10 s (a Redis restart), so that a long `weft run --broker` survives it. */
 static redisReply *cmd(weft_broker_t *b, int *rc, const char *fmt, ...)
 {
-    va_list ap;
-    va_start(ap, fmt);
-    redisReply *r = redisvCommand(b->c, fmt, ap);
-    va_end(ap);
-    *rc = weft__broker_err(b->c, r);
-    if (*rc) {
+    for (int tries = 0;; tries++) {
+        *rc = ensure(b);
+        redisReply *r = NULL;
+        if (*rc == 0) {
+            va_list ap;
+            va_start(ap, fmt);
+            r = redisvCommand(b->c, fmt, ap);
+            va_end(ap);
+            *rc = weft__broker_err(b->c, r);
+        }
+        if (*rc == 0) return r;
         if (r) freeReplyObject(r);
-        return NULL;
+        bool lost = !b->c || b->c->err || *rc == -EAGAIN;
+        if (!lost || tries >= 100) return NULL;
+        struct timespec ts = {0, 100 * 1000 * 1000};
+        nanosleep(&ts, NULL);
     }
-    return r;
 }
 
 int weft_broker_reset(weft_broker_t *b)
 {
     if (!b) return -EINVAL;
+    int erc = ensure(b);
+    if (erc) return erc;
     char cursor[32] = "0";
     int rc;
     do {
@@ -439,6 +460,8 @@ static int check_task(const weft_broker_task_t *t)
 int weft_broker_submit(weft_broker_t *b, const weft_broker_task_t *tasks, size_t n)
 {
     if (!b || (n && !tasks)) return -EINVAL;
+    int erc = ensure(b);
+    if (erc) return erc;
     for (size_t i = 0; i < n; i++)
         if (check_task(&tasks[i])) return -EINVAL;
     /* Pipelined in windows, so that a large DAG does not buffer all its commands at once. */
@@ -511,6 +534,8 @@ int weft_broker_submit(weft_broker_t *b, const weft_broker_task_t *tasks, size_t
 int weft_broker_resume(weft_broker_t *b, const char *const *ids, size_t n)
 {
     if (!b || (n && !ids)) return -EINVAL;
+    int erc = ensure(b);
+    if (erc) return erc;
     const char **argv = weft__malloc((n + 5) * sizeof *argv);
     size_t *argl = weft__malloc((n + 5) * sizeof *argl);
     int rc = -ENOMEM;
@@ -707,6 +732,8 @@ int weft_broker_workers(weft_broker_t *b, weft_buf_t *out)
 int weft_broker_forget(weft_broker_t *b, const char *const *ids, size_t n)
 {
     if (!b || (n && !ids)) return -EINVAL;
+    int erc = ensure(b);
+    if (erc) return erc;
     for (size_t i = 0; i < n; i++) redisAppendCommand(b->c, "HGET %s:t:%s st", b->prefix, ids[i]);
     int rc = 0;
     for (size_t i = 0; i < n; i++) {

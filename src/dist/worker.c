@@ -541,17 +541,23 @@ static void heartbeat(weft_broker_worker_t *w)
         }
     }
     uint64_t ttl_ms = w->o.lease_ms * 3;
-    redisReply *r =
-        wcmd(w,
-             "HSET %s:w:%s host %s pid %d slots %d running %d done %llu tasks %s "
-             "seen %llu",
-             w->prefix, w->name, w->host, (int)getpid(), w->o.slots, w->nrunning, w->ndone,
-             tasks.data ? tasks.data : "-", (unsigned long long)(weft_now_ns() / 1000000));
-    if (r) freeReplyObject(r);
-    if (r) r = wcmd(w, "PEXPIRE %s:w:%s %llu", w->prefix, w->name, (unsigned long long)ttl_ms);
-    if (r) freeReplyObject(r);
-    if (r) r = wcmd(w, "SADD %s:workers %s", w->prefix, w->name);
-    if (r) freeReplyObject(r);
+    redisAppendCommand(w->c,
+                       "HSET %s:w:%s host %s pid %d slots %d running %d done %llu tasks %s "
+                       "seen %llu",
+                       w->prefix, w->name, w->host, (int)getpid(), w->o.slots, w->nrunning,
+                       w->ndone, tasks.data ? tasks.data : "-",
+                       (unsigned long long)(weft_now_ns() / 1000000));
+    redisAppendCommand(w->c, "PEXPIRE %s:w:%s %llu", w->prefix, w->name,
+                       (unsigned long long)ttl_ms);
+    redisAppendCommand(w->c, "SADD %s:workers %s", w->prefix, w->name);
+    for (int x = 0; x < 3; x++) {
+        redisReply *r = NULL;
+        if (redisGetReply(w->c, (void **)&r) != REDIS_OK) {
+            drop_conn(w);
+            break;
+        }
+        freeReplyObject(r);
+    }
     weft_buf_free(&tasks);
 }
 
