@@ -82,7 +82,7 @@ typedef enum weft_broker_state {
 } weft_broker_state_t;
 
 /* What weft_broker_result returns. */
-typedef struct weft_broker_result {
+typedef struct weft_broker_result_s {
     weft_broker_state_t state;
     int status;       /* final status (0 or negative errno / WEFT_E*), -EINPROGRESS before */
     int deliveries;   /* times a worker was handed the task (>= attempts when workers died) */
