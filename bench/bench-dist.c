@@ -5,7 +5,8 @@
  *     round-trip: submit one task per call, workers read one entry per XREADGROUP (batch 1);
  *     batched:    one pipelined submit, workers read COUNT 128 and record in batches.
  * $WEFT_BENCH_WORKERS (default 2) worker processes, each with one process worker.
- * Prints "dist <mode> N tasks: T s, R tasks/s". */
+ * Prints "dist <mode> N tasks: T s, R tasks/s", then runs the peers on the same Redis
+ * (bench/dist_peer.py: RQ and Celery, N/10 tasks) and prints the ratios. */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -88,8 +89,6 @@ static double run(const char *url, const char *mode, long n, int nworkers)
 int main(int argc, char **argv)
 {
     long n = bench_arg_n(argc, argv, 20000, "bench-dist");
-    (void)bench_peer_open; /* the peers (Celery, RQ) are not in Debian: see bench-dist.sh */
-    (void)bench_peer_close;
     const char *url = getenv("WEFT_REDIS_URL");
     if (!url) {
         fprintf(stderr, "bench-dist: set WEFT_REDIS_URL (bench/bench-dist.sh starts a Redis)\n");
@@ -98,7 +97,29 @@ int main(int argc, char **argv)
     const char *ws = getenv("WEFT_BENCH_WORKERS");
     int nworkers = ws ? atoi(ws) : 2;
     if (nworkers < 1 || nworkers > 64) nworkers = 2;
-    run(url, "round-trip", n, nworkers);
-    run(url, "batched", n, nworkers);
+    double rt = run(url, "round-trip", n, nworkers);
+    double batched = run(url, "batched", n, nworkers);
+    /* Peers on the same Redis (bench/dist_peer.py: python3-rq, python3-celery), fewer tasks:
+     * they are slow. */
+    long pn = n / 10 < 500 ? 500 : n / 10;
+    const char *peers[] = {"rq", "celery"};
+    for (int i = 0; i < 2; i++) {
+        char args[512], line[512];
+        snprintf(args, sizeof args, "%s %ld %d '%s'", peers[i], pn, nworkers, url);
+        FILE *f = bench_peer_open("dist_peer.py", args);
+        double rate = 0;
+        while (f && fgets(line, sizeof line, f)) {
+            fputs(line, stdout);
+            const char *c = strrchr(line, ',');
+            if (c) rate = atof(c + 1);
+        }
+        bench_peer_close(f, "dist_peer.py");
+        if (rate > 0)
+            printf("ratio weft/%s: %.1fx (round-trip), %.1fx (batched)\n", peers[i], rt / rate,
+                   batched / rate);
+        else
+            printf("peer %s: did not run (python3-%s installed? apt-get install python3-%s)\n",
+                   peers[i], peers[i], peers[i]);
+    }
     return 0;
 }

@@ -8,9 +8,8 @@
 # (one pipelined submit, COUNT 128, completions recorded in batches), each with
 # $WEFT_BENCH_WORKERS worker processes (default 2); then redis-benchmark XADD with one request
 # per round trip and pipelined by 128: no task can go through Redis faster than its XADD.
-# Peers: Celery (python3-celery) and RQ (python3-rq) are in Debian but not installed by
-# scripts/deps.sh; when `python3 -c 'import celery'` / `import rq` works a row says so, and
-# they are not run yet (see docs/distributed.md).
+# Peers (run by bench-dist itself, on the same Redis, N/10 tasks): RQ and Celery with its Redis
+# broker (bench/dist_peer.py; Debian's python3-rq and python3-celery, apt-get install them).
 # Environment (set by bench/run.sh): WEFT_BUILD, WEFT_SRC.
 set -uo pipefail
 src=${WEFT_SRC:-$(cd "$(dirname "$0")/.." && pwd)}
@@ -23,13 +22,7 @@ port=${url##*:}
 WEFT_REDIS_URL=$url WEFT_SRC=$src "$build/bench-dist" "$n"
 for p in 1 128; do
   r=$(redis-benchmark -p "$port" -q -n 200000 -c 1 -P "$p" XADD bench:floor '*' f v 2>/dev/null |
-    tr '\r' '\n' | grep 'requests per second' | tail -1 | awk '{print $(NF-4)}')
+    tr '\r' '\n' | grep 'requests per second' | tail -1 |
+    sed -E 's/.*: ([0-9.]+) requests per second.*/\1/')
   printf 'floor redis-benchmark XADD, pipeline %-3d: %s requests/s\n' "$p" "$r"
-done
-for peer in celery rq; do
-  if python3 -c "import $peer" 2>/dev/null; then
-    echo "peer $peer: installed, not run by this script yet"
-  else
-    echo "peer $peer: not installed (apt-get install python3-$peer)"
-  fi
 done
