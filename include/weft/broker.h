@@ -139,8 +139,8 @@ void weft_broker_result_free(weft_broker_result_t *r);
 
 /* Cancels task `id`: one not started yet is recorded CANCELLED at once (its dependents are
  * skipped); a running shell command is killed by its worker within a heartbeat and recorded
- * CANCELLED (a running registered function is not killed: it is recorded CANCELLED when it
- * returns or its timeout fires, see docs/distributed.md).
+ * CANCELLED (a running registered function is not killed: it is recorded with its outcome, or
+ * CANCELLED if it fails, see docs/distributed.md).
  * Returns 0, -ENOENT (no such task) or -EALREADY (finished). */
 int weft_broker_cancel(weft_broker_t *b, const char *id);
 
