@@ -17,6 +17,7 @@ enum {
     WEFT__S_CANCEL,
     WEFT__S_PROMOTE,
     WEFT__S_RESUME,
+    WEFT__S_FETCH,
     WEFT__S_COUNT
 };
 

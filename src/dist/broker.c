@@ -102,37 +102,63 @@ static const char lua_submit[] = LUA_COMMON
     "if rem == 0 then enqueue(id) end\n"
     "return 1\n";
 
-/* ARGV: P TTL maxredeliver worker group band (entry id)... -> per entry {entry, id, action,
- * fn, cmd, arg, to, tries, att, bo}; action "run" or "ack" (already handled: acknowledged). */
-static const char lua_claim[] = LUA_COMMON
+/* One entry handed to worker wk: count the delivery, dead-letter it past the limit, else mark it
+ * RUNNING under this entry. Returns the row the worker reads: {entry, id, action, fn, cmd, arg,
+ * to, tries, att, bo, band}; action "run" or "ack" (already handled: acknowledged). */
+#define LUA_CLAIM                                                                                  \
+    "local function claim(band, e, id, maxr, wk, g)\n"                                            \
+    "  local k = P..':t:'..id\n"                                                                  \
+    "  local st = redis.call('HGET', k, 'st')\n"                                                  \
+    "  local act = 'ack'\n"                                                                       \
+    "  if st == 'queued' or (st == 'running' and redis.call('HGET', k, 'sid') == e) then\n"      \
+    "    local del = redis.call('HINCRBY', k, 'del', 1)\n"                                        \
+    "    local att = tonumber(redis.call('HGET', k, 'att'))\n"                                    \
+    "    if att < 1 then att = 1 end\n"                                                           \
+    "    if del > att + maxr then\n"                                                              \
+    "      redis.call('XADD', P..':dead', '*', 'id', id, 'deliveries', del, 'worker', wk,\n"     \
+    "        'err', redis.call('HGET', k, 'err') or 'its workers died')\n"                        \
+    "      redis.call('HSET', k, 'err', 'dead-lettered after '..del..' deliveries')\n"            \
+    "      finish(id, 'failed', -4100, wk)\n"                                                     \
+    "      skip_dependents(id)\n"                                                                 \
+    "    else\n"                                                                                  \
+    "      act = 'run'\n"                                                                         \
+    "      redis.call('HSET', k, 'st', 'running', 'wk', wk, 'sid', e)\n"                          \
+    "      ev(id, 'running', wk, 0, redis.call('HGET', k, 'tries'))\n"                            \
+    "    end\n"                                                                                   \
+    "  end\n"                                                                                     \
+    "  if act == 'ack' then redis.call('XACK', P..':q:'..band, g, e) end\n"                       \
+    "  local f = redis.call('HMGET', k, 'fn', 'cmd', 'arg', 'to', 'tries', 'att', 'bo')\n"        \
+    "  return {e, id, act, f[1] or '', f[2] or '', f[3] or '', f[4] or '0', f[5] or '0',\n"      \
+    "    f[6] or '0', f[7] or '0', tostring(band)}\n"                                             \
+    "end\n"
+
+/* ARGV: P TTL maxredeliver worker group band (entry id)... -> a claim row per entry (entries
+ * read by the caller: its own pending list, or taken over with XAUTOCLAIM). */
+static const char lua_claim[] = LUA_COMMON LUA_CLAIM
     "local maxr, wk, g, band = tonumber(ARGV[3]), ARGV[4], ARGV[5], ARGV[6]\n"
-    "local q = P..':q:'..band\n"
     "local out = {}\n"
     "for i = 7, #ARGV, 2 do\n"
-    "  local e, id = ARGV[i], ARGV[i + 1]\n"
-    "  local k = P..':t:'..id\n"
-    "  local st = redis.call('HGET', k, 'st')\n"
-    "  local act = 'ack'\n"
-    "  if st == 'queued' or (st == 'running' and redis.call('HGET', k, 'sid') == e) then\n"
-    "    local del = redis.call('HINCRBY', k, 'del', 1)\n"
-    "    local att = tonumber(redis.call('HGET', k, 'att'))\n"
-    "    if att < 1 then att = 1 end\n"
-    "    if del > att + maxr then\n"
-    "      redis.call('XADD', P..':dead', '*', 'id', id, 'deliveries', del, 'worker', wk,\n"
-    "        'err', redis.call('HGET', k, 'err') or 'its workers died')\n"
-    "      redis.call('HSET', k, 'err', 'dead-lettered after '..del..' deliveries')\n"
-    "      finish(id, 'failed', -4100, wk)\n"
-    "      skip_dependents(id)\n"
-    "    else\n"
-    "      act = 'run'\n"
-    "      redis.call('HSET', k, 'st', 'running', 'wk', wk, 'sid', e)\n"
-    "      ev(id, 'running', wk, 0, redis.call('HGET', k, 'tries'))\n"
+    "  out[#out + 1] = claim(band, ARGV[i], ARGV[i + 1], maxr, wk, g)\n"
+    "end\n"
+    "return out\n";
+
+/* ARGV: P TTL maxredeliver worker group count -> claim rows: reads up to `count` new entries,
+ * highest band first, and claims them, in one round trip. */
+static const char lua_fetch[] = LUA_COMMON LUA_CLAIM
+    "local maxr, wk, g, want = tonumber(ARGV[3]), ARGV[4], ARGV[5], tonumber(ARGV[6])\n"
+    "local out = {}\n"
+    "for band = 0, 2 do\n"
+    "  if want <= 0 then break end\n"
+    "  local r = redis.call('XREADGROUP', 'GROUP', g, wk, 'COUNT', want, 'STREAMS',\n"
+    "    P..':q:'..band, '>')\n"
+    "  if r then\n"
+    "    for _, e in ipairs(r[1][2]) do\n"
+    "      want = want - 1\n"
+    "      local f, id = e[2], nil\n"
+    "      for x = 1, #f, 2 do if f[x] == 'id' then id = f[x + 1] end end\n"
+    "      if id then out[#out + 1] = claim(band, e[1], id, maxr, wk, g) end\n"
     "    end\n"
     "  end\n"
-    "  if act == 'ack' then redis.call('XACK', q, g, e) end\n"
-    "  local f = redis.call('HMGET', k, 'fn', 'cmd', 'arg', 'to', 'tries', 'att', 'bo')\n"
-    "  out[#out + 1] = {e, id, act, f[1] or '', f[2] or '', f[3] or '', f[4] or '0',\n"
-    "    f[5] or '0', f[6] or '0', f[7] or '0'}\n"
     "end\n"
     "return out\n";
 
@@ -232,8 +258,8 @@ static const char lua_resume[] = LUA_COMMON
     "return #reset\n";
 /* clang-format on */
 
-static const char *const scripts[WEFT__S_COUNT] = {lua_submit, lua_claim,   lua_complete,
-                                                   lua_cancel, lua_promote, lua_resume};
+static const char *const scripts[WEFT__S_COUNT] = {
+    lua_submit, lua_claim, lua_complete, lua_cancel, lua_promote, lua_resume, lua_fetch};
 
 struct weft_broker {
     weft__broker_conf_t conf;

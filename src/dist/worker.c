@@ -251,7 +251,7 @@ static void ensure_conn(weft_broker_worker_t *w)
 
 static int start_job(weft_broker_worker_t *w, int band, const redisReply *e)
 {
-    /* {entry, id, action, fn, cmd, arg, to, tries, att, bo} */
+    /* {entry, id, action, fn, cmd, arg, to, tries, att, bo, band} */
     const char *act = e->element[2]->str;
     if (strcmp(act, "run") != 0) return 0;
     job_t *j = weft__calloc(1, sizeof *j);
@@ -361,7 +361,7 @@ static int take(weft_broker_worker_t *w, int band, const redisReply *entries)
             got = -1;
         } else {
             for (size_t i = 0; i < r->elements; i++)
-                if (r->element[i]->type == REDIS_REPLY_ARRAY && r->element[i]->elements == 10)
+                if (r->element[i]->type == REDIS_REPLY_ARRAY && r->element[i]->elements == 11)
                     start_job(w, band, r->element[i]);
             got = (int)r->elements;
             freeReplyObject(r);
@@ -387,6 +387,26 @@ static int read_band(weft_broker_worker_t *w, int band, const char *id, int coun
     int got = 0;
     if (r->type == REDIS_REPLY_ARRAY && r->elements == 1)
         got = take(w, band, r->element[0]->element[1]);
+    freeReplyObject(r);
+    return got;
+}
+
+/* Reads up to `count` new entries, highest band first, and claims them: one script, one round
+ * trip. Returns entries taken, -1 on a lost connection. */
+static int fetch(weft_broker_worker_t *w, int count)
+{
+    redisReply *r =
+        wcmd(w, "EVALSHA %s 0 %s %s %d %s " WEFT__BROKER_GROUP " %d", w->sha[WEFT__S_FETCH],
+             w->prefix, w->ttl, w->conf.max_redeliveries, w->name, count);
+    if (!r) return -1;
+    int got = 0;
+    for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
+        const redisReply *e = r->element[i];
+        if (e->type != REDIS_REPLY_ARRAY || e->elements != 11) continue;
+        int band = atoi(e->element[10]->str);
+        if (band >= 0 && band < WEFT__BROKER_BANDS) start_job(w, band, e);
+        got++;
+    }
     freeReplyObject(r);
     return got;
 }
@@ -706,14 +726,7 @@ int weft_broker_worker_run(weft_broker_worker_t *w)
             if (!w->c || own_pending) continue;
             count = free_slots < w->o.batch ? free_slots : w->o.batch;
         }
-        for (int b = 0; b < WEFT__BROKER_BANDS && count > 0; b++) {
-            int g = read_band(w, b, ">", count, 0);
-            if (g < 0) {
-                got = -1;
-                break;
-            }
-            got += g, count -= g;
-        }
+        got = fetch(w, count);
         if (got != 0) continue;
         if (w->nrunning > 0) {
             collect(w, 20); /* tasks run: wake up for their ends, poll the streams again */
