@@ -15,5 +15,6 @@
 #include <weft/loop.h>
 #include <weft/http.h>
 #include <weft/sched.h>
+#include <weft/broker.h>
 
 #endif /* WEFT_H */

@@ -13,7 +13,8 @@
 # NAME/. PostgreSQL runs with fsync=on and synchronous_commit=on (what the order engine's
 # acknowledgements rest on); as root its cluster is created and run as `nobody` (initdb refuses
 # root), so DIR is made traversable (mode 711). Redis keeps nothing on disk: the order engine
-# rebuilds it from the database after a restart.
+# rebuilds it from the database after a restart. With WEFT_REDIS_AOF=1 in the environment Redis
+# keeps an append-only file (fsync always) and a restart reloads it (the broker's tests).
 #
 # Use from a test, so that servers stop even when the test fails:
 #   dir=$(mktemp -d); trap 'scripts/services.sh stop "$dir"; rm -rf "$dir"' EXIT
@@ -56,8 +57,10 @@ start_redis() { # dir port
   local dir=$1 port=$2
   command -v redis-server >/dev/null || die "redis-server is not installed (scripts/deps.sh)"
   mkdir -p "$dir/redis"
+  local aof=(--appendonly no)
+  [ "${WEFT_REDIS_AOF:-}" = 1 ] && aof=(--appendonly yes --appendfsync always)
   setsid redis-server --bind 127.0.0.1 --port "$port" --dir "$dir/redis" --save "" \
-    --appendonly no --daemonize no --logfile "$dir/redis.log" --maxclients 4000 \
+    "${aof[@]}" --daemonize no --logfile "$dir/redis.log" --maxclients 4000 \
     </dev/null >/dev/null 2>&1 &
   local pid=$! i
   for i in $(seq 1 100); do

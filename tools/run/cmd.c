@@ -63,6 +63,10 @@ static void usage(FILE *f)
            "                       --state names another file)\n"
            "      --stats-json F   append a JSON snapshot of the scheduler to F every second\n"
            "      --plain          line logs even on a terminal\n"
+           "      --broker URL     run on `weft worker`s through Redis (redis://HOST:PORT):\n"
+           "                       shell and sleep jobs only; plain log with each job's worker;\n"
+           "                       --resume (any value) resumes from the broker's state\n"
+           "      --ns NAME        the broker namespace the workers serve (default weft)\n"
            "  -h, --help           this text\n\n"
            "Job file (see docs/run.md):\n"
            "  defaults: {type: auto, retries: 1, timeout: 10m}   # optional\n"
@@ -546,7 +550,19 @@ static int cmd_run(int argc, char **argv)
     const char *log_dir = "weft-run.logs";
     bool dry = false, plain = false;
     long procs = 0, threads = 0;
-    enum { OPT_PROCS = 256, OPT_THREADS, OPT_LOG_DIR, OPT_STATE, OPT_RESUME, OPT_STATS, OPT_PLAIN };
+    const char *broker = NULL, *ns = NULL;
+    bool resume_broker = false;
+    enum {
+        OPT_PROCS = 256,
+        OPT_THREADS,
+        OPT_LOG_DIR,
+        OPT_STATE,
+        OPT_RESUME,
+        OPT_STATS,
+        OPT_PLAIN,
+        OPT_BROKER,
+        OPT_NS
+    };
     static const struct option longs[] = {{"help", no_argument, NULL, 'h'},
                                           {"dry-run", no_argument, NULL, 'n'},
                                           {"procs", required_argument, NULL, OPT_PROCS},
@@ -556,6 +572,8 @@ static int cmd_run(int argc, char **argv)
                                           {"resume", required_argument, NULL, OPT_RESUME},
                                           {"stats-json", required_argument, NULL, OPT_STATS},
                                           {"plain", no_argument, NULL, OPT_PLAIN},
+                                          {"broker", required_argument, NULL, OPT_BROKER},
+                                          {"ns", required_argument, NULL, OPT_NS},
                                           {NULL, 0, NULL, 0}};
     /* getopt_long: "-j2", "-j 2", "--procs=2" and "--procs 2" all work, options may follow the
      * job file, and "--" ends the options. */
@@ -585,6 +603,12 @@ static int cmd_run(int argc, char **argv)
             if (o != OPT_PROCS) threads = n;
             break;
         }
+        case OPT_BROKER:
+        case OPT_NS:
+            if (!*optarg) return weft_cli_usage_error("run", "--%s needs a value", longs[li].name);
+            if (o == OPT_BROKER) broker = optarg;
+            if (o == OPT_NS) ns = optarg;
+            break;
         case OPT_LOG_DIR:
         case OPT_STATE:
         case OPT_RESUME:
@@ -610,6 +634,9 @@ static int cmd_run(int argc, char **argv)
         file = argv[i];
     }
     if (!file) return weft_cli_usage_error("run", "no job file given");
+    if (broker && resume) { /* --resume with a broker: its state is in Redis */
+        resume_broker = true;
+    }
     if (resume && !state_out) state_out = resume;
 
     struct run r;
@@ -632,6 +659,11 @@ static int cmd_run(int argc, char **argv)
         return code;
     }
     weft_buf_free(&err);
+    if (broker && !dry) {
+        int code = run_broker(&r.jf, broker, ns, resume_broker, log_dir);
+        jobfile_free(&r.jf);
+        return code;
+    }
 
     int exit_code = WEFT_EXIT_INTERNAL;
     size_t n = r.jf.n;

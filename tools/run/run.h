@@ -174,4 +174,12 @@ int run_shell(const char *command, const char *cwd, char *const *env, size_t nen
               const char *log_path, uint64_t timeout_ns, bool (*cancelled)(void *), void *carg,
               char *msg, size_t msglen, uint64_t *cpu_ns);
 
+/* ---- on a broker (broker.c) ---- */
+
+/* Runs the job file's DAG on Redis workers (`weft run --broker URL`): submits it (after
+ * forgetting an earlier run of the same file, or resuming it), prints the plain log from the
+ * workers' events and writes each job's output to LOG_DIR/NAME.log. Returns the exit code. */
+int run_broker(const struct jobfile *jf, const char *url, const char *ns, bool resume,
+               const char *log_dir);
+
 #endif

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# weft worker / weft run --broker / weft workers against a throw-away Redis: two workers run a
+# job file; the plain log names the worker of each job; a failed job is resumed from the
+# broker's state; `weft workers` lists both. Redis and the workers stop also when this fails.
+set -euo pipefail
+SRC=${WEFT_SRC:-$(cd "$(dirname "$0")/../.." && pwd)}
+WEFT=${WEFT_BIN:?set WEFT_BIN to the weft binary}
+dir=$(mktemp -d)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  bash "$SRC/scripts/services.sh" stop "$dir"
+  rm -rf "$dir"
+}
+trap cleanup EXIT
+fail() { echo "FAIL: $*" >&2; exit 1; }
+url=$(bash "$SRC/scripts/services.sh" start redis "$dir")
+cd "$dir"
+"$WEFT" worker --broker "$url" --name m1 --threads 2 2>w1.err & pids+=($!)
+"$WEFT" worker --broker "$url" --name m2 --threads 2 2>w2.err & pids+=($!)
+cat > j.yaml <<'Y'
+jobs:
+  a: {run: "echo hello-a"}
+  b: {run: "echo out; test -e fixed", deps: [a]}
+  c: {run: "echo c >> runs", deps: [b]}
+  d: {kind: sleep, duration: 10ms}
+Y
+set +e
+"$WEFT" run --broker "$url" j.yaml >log1
+rc=$?
+set -e
+[ $rc -eq 1 ] || fail "first run: exit $rc"
+grep -q 'weft run: 4 jobs: 2 ok, 1 failed, 1 skipped, 0 cancelled' log1 || fail "summary: $(cat log1)"
+grep -Eq '^\[ *[0-9.]+s\] ok       a \(on m[12]\)$' log1 || fail "no worker named: $(cat log1)"
+grep -q 'failed   b: exit status 1 (on m' log1 || fail "b: $(cat log1)"
+grep -q 'skipped  c: a dependency failed' log1 || fail "c: $(cat log1)"
+[ "$(cat weft-run.logs/a.log)" = hello-a ] || fail "a's log"
+"$WEFT" workers --broker "$url" >workers
+grep -q '^m1 ' workers && grep -q '^m2 ' workers && grep -q '2 live workers' workers ||
+  fail "workers: $(cat workers)"
+touch fixed
+"$WEFT" run --broker "$url" --resume broker j.yaml >log2 || fail "resume: $(cat log2)"
+grep -q '4 jobs: 4 ok (2 from the earlier run)' log2 || fail "resume: $(cat log2)"
+grep -q 'resumed  a' log2 || fail "a not resumed: $(cat log2)"
+[ "$(cat runs)" = c ] || fail "c ran $(wc -l <runs) times"
+# A fresh run (no --resume) runs everything again.
+"$WEFT" run --broker "$url" j.yaml >log3 || fail "fresh: $(cat log3)"
+grep -q '4 jobs: 4 ok, 0 failed' log3 || fail "fresh: $(cat log3)"
+# Usage errors.
+set +e
+"$WEFT" worker 2>err; [ $? -eq 2 ] || fail "worker without --broker"
+"$WEFT" workers --broker "redis://127.0.0.1:1" 2>err; [ $? -eq 2 ] || fail "unreachable broker"
+set -e
+echo "ok: weft worker / run --broker / workers"

@@ -1,0 +1,269 @@
+/* `weft run --broker URL`: the job file's DAG submitted to Redis (weft/broker.h) and run by
+ * `weft worker`s anywhere; the plain log is fed from the workers' event stream and says which
+ * worker ran each job. Only shell and sleep jobs can run remotely (they name no code). */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <weft/broker.h>
+#include <weft/err.h>
+#include <weft/hash.h>
+#include <weft/sys.h>
+
+#include "common/cli-int.h"
+#include "run/run.h"
+
+static volatile sig_atomic_t stop_req;
+static void on_sig(int sig)
+{
+    (void)sig;
+    stop_req = 1;
+}
+
+/* Appends `s` single-quoted for /bin/sh. */
+static int quote(weft_buf_t *b, const char *s)
+{
+    int rc = weft_buf_append(b, "'", 1);
+    for (; rc == 0 && *s; s++)
+        rc = *s == '\'' ? weft_buf_append(b, "'\\''", 4) : weft_buf_append(b, s, 1);
+    return rc ? rc : weft_buf_append(b, "'", 1);
+}
+
+/* The command a worker runs for job j: its directory and environment, then the command. */
+static int remote_command(const struct job *j, weft_buf_t *b)
+{
+    int rc = 0;
+    if (j->cwd) {
+        rc = weft_buf_append(b, "cd ", 3);
+        if (rc == 0) rc = quote(b, j->cwd);
+        if (rc == 0) rc = weft_buf_append(b, " || exit 126; ", 14);
+    }
+    for (size_t e = 0; rc == 0 && e < j->nenv; e++) {
+        const char *eq = strchr(j->env[e], '=');
+        if (!eq) continue;
+        rc = weft_buf_printf(b, "export %.*s=", (int)(eq - j->env[e]), j->env[e]);
+        if (rc == 0) rc = quote(b, eq + 1);
+        if (rc == 0) rc = weft_buf_append(b, "; ", 2);
+    }
+    if (rc) return rc;
+    if (j->kind == JOB_SHELL) return weft_buf_printf(b, "%s", j->run);
+    return weft_buf_printf(b, "sleep %.3f", (double)j->duration_ns / 1e9);
+}
+
+static bool id_eq(uint64_t val, const void *key, const void *ctx)
+{
+    char *const *ids = ctx;
+    return strcmp(ids[val], key) == 0;
+}
+
+static double at(uint64_t t0_ms, uint64_t ms)
+{
+    return ms > t0_ms ? (double)(ms - t0_ms) / 1000.0 : 0.0;
+}
+
+int run_broker(const struct jobfile *jf, const char *url, const char *ns, bool resume,
+               const char *log_dir)
+{
+    size_t n = jf->n;
+    for (size_t i = 0; i < n; i++)
+        if (jf->jobs[i].kind != JOB_SHELL && jf->jobs[i].kind != JOB_SLEEP)
+            return weft_cli_error("run", WEFT_EXIT_USAGE,
+                                  "job '%s': only shell and sleep jobs run on a broker",
+                                  jf->jobs[i].name);
+    weft_broker_opts_t bo = {.ns = ns};
+    weft_broker_t *b;
+    int rc = weft_broker_create(&b, url, &bo);
+    if (rc < 0)
+        return weft_cli_error("run", WEFT_EXIT_USAGE, "cannot use broker %s: %s", url,
+                              weft_strerror(rc));
+    int exit_code = WEFT_EXIT_INTERNAL;
+    /* Task ids: the job file's path (absolute) and the job's name, so that --resume finds them. */
+    char real[4096];
+    if (!realpath(jf->path, real)) snprintf(real, sizeof real, "%s", jf->path);
+    char prefix[24];
+    snprintf(prefix, sizeof prefix, "%016llx", (unsigned long long)weft_hash_str(real));
+    char **ids = calloc(n, sizeof *ids);
+    weft_broker_task_t *t = calloc(n, sizeof *t);
+    const char ***deps = calloc(n, sizeof *deps);
+    weft_buf_t *cmds = calloc(n, sizeof *cmds);
+    bool *reported = calloc(n, sizeof *reported);
+    int *starts = calloc(n, sizeof *starts);
+    weft_htab_t byid = WEFT_HTAB_INIT;
+    if (!ids || !t || !deps || !cmds || !reported || !starts) goto out;
+    for (size_t i = 0; i < n; i++) {
+        const struct job *j = &jf->jobs[i];
+        size_t l = strlen(prefix) + strlen(j->name) + 2;
+        ids[i] = malloc(l);
+        if (!ids[i]) goto out;
+        snprintf(ids[i], l, "%s/%s", prefix, j->name);
+        weft_buf_init(&cmds[i], 0);
+        if (remote_command(j, &cmds[i]) < 0) goto out;
+        bool added;
+        uint64_t *v = weft_htab_put(&byid, weft_hash_str(ids[i]), id_eq, ids[i], ids, &added);
+        if (!v) goto out;
+        *v = i;
+    }
+    for (size_t k = 0; k < n; k++) { /* dependencies first */
+        size_t i = (size_t)jf->order[k];
+        const struct job *j = &jf->jobs[i];
+        deps[k] = calloc(j->ndeps + 1, sizeof *deps[k]);
+        if (!deps[k]) goto out;
+        for (size_t d = 0; d < j->ndeps; d++) deps[k][d] = ids[jobfile_find(jf, j->deps[d])];
+        t[k] = (weft_broker_task_t){.id = ids[i],
+                                    .cmd = cmds[i].data,
+                                    .priority = j->priority,
+                                    .deps = deps[k],
+                                    .ndeps = j->ndeps,
+                                    .attempts = j->retries + 1,
+                                    .backoff_ms = j->backoff_ns / 1000000,
+                                    .timeout_ms = (j->timeout_ns + 999999) / 1000000};
+    }
+    char after[32];
+    if ((rc = weft_broker_events_last(b, after)) < 0) goto fail;
+    size_t resumed = 0;
+    if (resume) {
+        rc = weft_broker_resume(b, (const char *const *)ids, n);
+        if (rc < 0) goto fail;
+    } else {
+        rc = weft_broker_forget(b, (const char *const *)ids, n);
+        if (rc == -EBUSY) {
+            weft_cli_error("run", WEFT_EXIT_USAGE,
+                           "jobs of %s still run on the broker (use --resume to follow them)",
+                           jf->path);
+            exit_code = WEFT_EXIT_USAGE;
+            goto out;
+        }
+        if (rc < 0) goto fail;
+    }
+    if ((rc = weft_broker_submit(b, t, n)) < 0) goto fail;
+    struct sigaction sa = {0}, old_int, old_term;
+    sa.sa_handler = on_sig;
+    sigaction(SIGINT, &sa, &old_int);
+    sigaction(SIGTERM, &sa, &old_term);
+    mkdir(log_dir, 0755);
+    uint64_t t0 = weft_now_ns(), t0_ms = strtoull(after, NULL, 10);
+    size_t finished = 0, counts[WEFT_BROKER_CANCELLED + 1] = {0};
+    /* Jobs that finished before (resume, or known): report them now. */
+    for (size_t i = 0; i < n; i++) {
+        weft_broker_result_t res;
+        if (weft_broker_result(b, ids[i], &res) == 0 && res.state == WEFT_BROKER_DONE) {
+            printf("[%7.2fs] resumed  %s (succeeded in the earlier run, on %s)\n", 0.0,
+                   jf->jobs[i].name, res.worker);
+            reported[i] = true;
+            finished++, resumed++;
+            counts[WEFT_BROKER_DONE]++;
+        }
+        weft_broker_result_free(&res);
+    }
+    weft_broker_event_t ev[128];
+    bool cancelled = false;
+    while (finished < n) {
+        if (stop_req && !cancelled) {
+            cancelled = true;
+            fprintf(stderr, "weft run: interrupted: cancelling the jobs on the broker\n");
+            for (size_t i = 0; i < n; i++)
+                if (!reported[i]) weft_broker_cancel(b, ids[i]);
+        }
+        int k = weft_broker_events(b, after, ev, 128, 200);
+        if (k < 0) {
+            rc = k;
+            goto restore;
+        }
+        if (t0_ms == 0 && k > 0) t0_ms = ev[0].ms;
+        for (int e = 0; e < k; e++) {
+            snprintf(after, sizeof after, "%s", ev[e].stream_id);
+            const uint64_t *v =
+                weft_htab_find(&byid, weft_hash_str(ev[e].id), id_eq, ev[e].id, ids);
+            if (!v || reported[*v]) continue;
+            size_t idx = (size_t)*v;
+            const struct job *j = &jf->jobs[idx];
+            double ts = at(t0_ms, ev[e].ms);
+            switch (ev[e].state) {
+            case WEFT_BROKER_RUNNING:
+                printf("[%7.2fs] start    %s (%s on %s%s)\n", ts, j->name,
+                       weft_sched_type_name(j->type), ev[e].worker, starts[idx]++ ? ", again" : "");
+                break;
+            case WEFT_BROKER_BACKOFF:
+                printf("[%7.2fs] retry    %s: attempt %d failed (%s); %d left\n", ts, j->name,
+                       ev[e].attempts, weft_err_name(ev[e].status),
+                       j->retries + 1 - ev[e].attempts);
+                break;
+            case WEFT_BROKER_DONE:
+            case WEFT_BROKER_FAILED:
+            case WEFT_BROKER_SKIPPED:
+            case WEFT_BROKER_CANCELLED: {
+                reported[idx] = true;
+                finished++;
+                counts[ev[e].state]++;
+                weft_broker_result_t res;
+                weft_broker_result(b, ids[idx], &res);
+                char path[4096];
+                snprintf(path, sizeof path, "%s/%s.log", log_dir, j->name);
+                if (res.value.len) {
+                    FILE *f = fopen(path, "w");
+                    if (f) {
+                        fwrite(res.value.data, 1, res.value.len, f);
+                        fclose(f);
+                    }
+                }
+                if (ev[e].state == WEFT_BROKER_DONE) {
+                    printf("[%7.2fs] ok       %s (on %s%s)\n", ts, j->name, ev[e].worker,
+                           ev[e].attempts > 1 ? ", after a retry" : "");
+                } else {
+                    static const char *const names[] = {[WEFT_BROKER_FAILED] = "failed",
+                                                        [WEFT_BROKER_SKIPPED] = "skipped",
+                                                        [WEFT_BROKER_CANCELLED] = "cancel"};
+                    printf("[%7.2fs] %-8s %s: ", ts, names[ev[e].state], j->name);
+                    const char *m = res.error.len ? res.error.data : weft_strerror(ev[e].status);
+                    if (strncmp(m, "skipped: ", 9) == 0) m += 9;
+                    weft_cli_put_safe(stdout, m, 300);
+                    if (ev[e].worker[0]) printf(" (on %s)", ev[e].worker);
+                    if (ev[e].state == WEFT_BROKER_FAILED) printf(" (log: %s)", path);
+                    putchar('\n');
+                }
+                weft_broker_result_free(&res);
+                break;
+            }
+            default:
+                break;
+            }
+        }
+        fflush(stdout);
+    }
+    double secs = (double)(weft_now_ns() - t0) / 1e9;
+    size_t ok = counts[WEFT_BROKER_DONE];
+    printf("weft run: %zu jobs: %zu ok", n, ok);
+    if (resumed) printf(" (%zu from the earlier run)", resumed);
+    printf(", %zu failed, %zu skipped, %zu cancelled in %.2f s (%.1f jobs/s)\n",
+           counts[WEFT_BROKER_FAILED], counts[WEFT_BROKER_SKIPPED], counts[WEFT_BROKER_CANCELLED],
+           secs, secs > 0 ? (double)(n - resumed) / secs : 0.0);
+    if (ok < n)
+        printf("rerun the rest with: weft run --broker %s --resume broker %s\n", url, jf->path);
+    exit_code = ok == n ? WEFT_EXIT_OK : WEFT_EXIT_FAILED;
+    if (cancelled) exit_code = 130;
+    rc = 0;
+restore:
+    sigaction(SIGINT, &old_int, NULL);
+    sigaction(SIGTERM, &old_term, NULL);
+fail:
+    if (rc < 0)
+        exit_code =
+            weft_cli_error("run", WEFT_EXIT_INTERNAL, "broker %s: %s", url, weft_strerror(rc));
+out:
+    for (size_t i = 0; ids && i < n; i++) {
+        free(ids[i]);
+        if (cmds) weft_buf_free(&cmds[i]);
+        if (deps) free(deps[i]);
+    }
+    weft_htab_free(&byid);
+    free(ids);
+    free(t);
+    free(deps);
+    free(cmds);
+    free(reported);
+    free(starts);
+    weft_broker_destroy(b);
+    return exit_code;
+}
