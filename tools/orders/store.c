@@ -2,6 +2,7 @@
  * (the schema text and the order JSON). See store.h. */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "orders/store_int.h"
@@ -111,5 +112,31 @@ int store_order_json(weft_buf_t *out, char **c)
                              c[6] ? c[6] : "{}");
     if (!rc) rc = c[7] ? order_json_str(out, c[7]) : weft_buf_append(out, "null", 4);
     if (!rc) rc = weft_buf_append(out, "}", 1);
+    return rc;
+}
+
+int store_stock_row(void *arg, int n, char **c)
+{
+    store_stock_out_t *o = arg;
+    o->a = strtoll(c[0], NULL, 10);
+    o->r = strtoll(c[1], NULL, 10);
+    return 1;
+}
+
+int store_pending_row(void *arg, int n, char **c)
+{
+    store_pend_t *p = arg;
+    store_order_t o;
+    memset(&o, 0, sizeof o);
+    snprintf(o.id, sizeof o.id, "%s", c[0]);
+    o.status = order_status_parse(c[1]);
+    o.req.amount_cents = c[3] ? strtoll(c[3], NULL, 10) : 0;
+    o.created_ms = c[4] ? strtoull(c[4], NULL, 10) : 0;
+    o.stages = c[5];
+    if (order_items_parse(c[2] ? c[2] : "", &o.req.items, &o.req.nitems) < 0) return -EIO;
+    o.req.payment_token = c[6];
+    o.req.user = c[7];
+    int rc = p->cb(p->arg, &o);
+    order_items_free(o.req.items, o.req.nitems);
     return rc;
 }

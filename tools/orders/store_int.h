@@ -30,6 +30,24 @@ int store_order_json(weft_buf_t *out, char **cols);
 /* The columns of that row, for both backends. */
 #define STORE_ORDER_COLS "id, status, items, amount_cents, created_ms, completed_ms, stages, reason"
 
+/* Row callbacks both backends' readers share (cols: text columns, NULL for SQL NULL). */
+typedef struct store_stock_out {
+    int64_t a, r;
+} store_stock_out_t;
+/* "available, reserved" into a store_stock_out_t; returns 1 (one row). */
+int store_stock_row(void *arg, int n, char **cols);
+
+/* The orders to resume at start (STORE_PENDING_SQL's columns), each passed to cb. */
+typedef struct store_pend {
+    int (*cb)(void *, store_order_t *);
+    void *arg;
+} store_pend_t;
+#define STORE_PENDING_SQL                                                                          \
+    "SELECT id, status, items, amount_cents, created_ms, stages, payment_token, user_id FROM "     \
+    "orders WHERE status IN ('accepted','reserved','paid') ORDER BY created_ms"
+/* Returns cb's result, or -EIO for unreadable items. */
+int store_pending_row(void *arg, int n, char **cols);
+
 /* The schema, as statements each backend runs (types valid in both dialects). */
 extern const char *const store_schema[];
 

@@ -461,59 +461,20 @@ static int pg_get_order(store_t *st, const char *id, weft_buf_t *out)
     return rc == 1 ? 0 : rc == 0 ? -ENOENT : rc;
 }
 
-typedef struct stock_out {
-    int64_t a, r;
-} stock_out_t;
-
-static int stock_row(void *arg, int n, char **c)
-{
-    stock_out_t *o = arg;
-    o->a = strtoll(c[0], NULL, 10);
-    o->r = strtoll(c[1], NULL, 10);
-    return 1;
-}
-
 static int pg_get_stock(store_t *st, const char *sku, int64_t *available, int64_t *reserved)
 {
-    stock_out_t o = {0, 0};
+    store_stock_out_t o = {0, 0};
     int rc = pg_read((pg_store_t *)st, "SELECT available, reserved FROM stock WHERE sku = $1", 1,
-                     &sku, stock_row, &o, NULL, 0);
+                     &sku, store_stock_row, &o, NULL, 0);
     *available = o.a;
     *reserved = o.r;
     return rc == 1 ? 0 : rc == 0 ? -ENOENT : rc;
 }
 
-typedef struct pend {
-    int (*cb)(void *, store_order_t *);
-    void *arg;
-} pend_t;
-
-static int pending_row(void *arg, int n, char **c)
-{
-    pend_t *p = arg;
-    store_order_t o;
-    memset(&o, 0, sizeof o);
-    snprintf(o.id, sizeof o.id, "%s", c[0]);
-    o.status = order_status_parse(c[1]);
-    o.req.amount_cents = c[3] ? strtoll(c[3], NULL, 10) : 0;
-    o.created_ms = c[4] ? strtoull(c[4], NULL, 10) : 0;
-    o.stages = c[5];
-    if (order_items_parse(c[2] ? c[2] : "", &o.req.items, &o.req.nitems) < 0) return -EIO;
-    o.req.payment_token = c[6];
-    o.req.user = c[7];
-    int rc = p->cb(p->arg, &o);
-    order_items_free(o.req.items, o.req.nitems);
-    return rc;
-}
-
 static int pg_load_pending(store_t *st, int (*cb)(void *, store_order_t *), void *arg)
 {
-    pend_t p = {cb, arg};
-    return pg_read((pg_store_t *)st,
-                   "SELECT id, status, items, amount_cents, created_ms, stages, payment_token, "
-                   "user_id FROM orders WHERE status IN ('accepted','reserved','paid') "
-                   "ORDER BY created_ms",
-                   0, NULL, pending_row, &p, NULL, 0);
+    store_pend_t p = {cb, arg};
+    return pg_read((pg_store_t *)st, STORE_PENDING_SQL, 0, NULL, store_pending_row, &p, NULL, 0);
 }
 
 static int pg_query(store_t *st, const char *sql, int (*cb)(void *, int, char **), void *arg,
