@@ -48,6 +48,7 @@ struct stock_redis {
     redisAsyncContext *ac; /* NULL while disconnected */
     bool connecting;       /* ac is not connected yet */
     bool republish;        /* (re)connected: the stream may have been lost with Redis */
+    bool again;            /* asked to reconcile while one ran: its snapshot may be stale */
     int state;
     size_t inflight;
     atomic_bool healthy;
@@ -277,6 +278,12 @@ static void on_ready(redisAsyncContext *ac, void *reply, void *priv)
         schedule(s, 200);
         return;
     }
+    if (s->again) { /* the snapshot predates a change (PUT /stock): take another */
+        s->again = false;
+        s->state = ST_WAIT;
+        try_reconcile(s);
+        return;
+    }
     s->state = ST_READY;
     atomic_store_explicit(&s->healthy, true, memory_order_relaxed);
 }
@@ -285,6 +292,7 @@ static void try_reconcile(stock_redis_t *s)
 {
     if (s->state != ST_WAIT || s->inflight || !s->ac) return;
     s->state = ST_RECONCILING;
+    s->again = false; /* this snapshot sees every change made so far */
     atomic_store_explicit(&s->healthy, false, memory_order_relaxed);
     const char *del[] = {"DEL", "weft:stock:ready"};
     cmd(s, NULL, NULL, 2, del);
@@ -315,6 +323,7 @@ static void try_reconcile(stock_redis_t *s)
 
 void stock_redis_reconcile(stock_redis_t *s)
 {
+    if (s->state == ST_RECONCILING) s->again = true;
     if (s->state == ST_READY) s->state = ST_WAIT;
     atomic_store_explicit(&s->healthy, false, memory_order_relaxed);
     try_reconcile(s);
