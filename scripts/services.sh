@@ -44,7 +44,7 @@ free_port() {
 # alive PID PATTERN: the process runs and its command line contains PATTERN (so a recycled pid
 # is never killed).
 alive() {
-  [ -r "/proc/$1/cmdline" ] && tr '\0' ' ' <"/proc/$1/cmdline" | grep -q -- "$2"
+  [ -r "/proc/$1/cmdline" ] && tr "\\0" " " <"/proc/$1/cmdline" | grep -- "$2" >/dev/null
 }
 
 wait_gone() { # pid, seconds

@@ -110,7 +110,10 @@ assert ids == list(range(ids[0], ids[0] + len(ids))), ids
 assert data["t"] > 0 and "queues" in data and "workers" in data
 PY
 
-curl -sf "$url/" | grep -q 'src="/uPlot.iife.min.js"' || fail "GET / is not the dashboard"
-curl -sf "$url/uPlot.iife.min.js" | grep -q "uPlot" || fail "GET /uPlot.iife.min.js"
-curl -sf "$url/dashboard.js" | grep -q "EventSource" || fail "GET /dashboard.js"
+# Each page is saved first: `curl | grep -q` under pipefail fails when grep exits before curl has
+# written the whole body (SIGPIPE), which made this check flaky on the 50 KB uPlot file.
+get() { curl -sf -o "$dir/page" "$url$1" && grep -q -- "$2" "$dir/page"; }
+get / 'src="/uPlot.iife.min.js"' || fail "GET / is not the dashboard"
+get /uPlot.iife.min.js "uPlot" || fail "GET /uPlot.iife.min.js"
+get /dashboard.js "EventSource" || fail "GET /dashboard.js"
 echo "metrics: ok"
