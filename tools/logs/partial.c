@@ -103,12 +103,6 @@ static int cmp_ek(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-static int cmp_slot(const void *a, const void *b)
-{
-    uint64_t x = ((const weft_htab_slot_t *)a)->hash, y = ((const weft_htab_slot_t *)b)->hash;
-    return (x > y) - (x < y);
-}
-
 static int cmp_day(const void *a, const void *b)
 {
     uint32_t x = ((const weft_logs_day_t *)a)->date, y = ((const weft_logs_day_t *)b)->date;
@@ -143,10 +137,10 @@ static int put_ext(weft_buf_t *out, const weft_logs_ext_t *x, bool sorted)
 {
     int rc = put_varint(out, x->panels) | put_varint(out, x->ndays);
     weft_logs_day_t *d = malloc((x->ndays + 1) * sizeof *d);
-    weft_htab_slot_t *v = malloc((x->visitors.len + 1) * sizeof *v);
-    if (!d || !v) {
+    weft_logs_vis_t *v = NULL;
+    size_t nv = 0;
+    if (!d || weft_logs_vset_view(&x->visitors, &v, &nv) != 0) {
         free(d);
-        free(v);
         return -ENOMEM;
     }
     if (x->ndays) memcpy(d, x->days, x->ndays * sizeof *d);
@@ -154,15 +148,12 @@ static int put_ext(weft_buf_t *out, const weft_logs_ext_t *x, bool sorted)
     for (size_t i = 0; i < x->ndays; i++)
         rc |= put_varint(out, d[i].date) | put_varint(out, d[i].requests) |
               put_varint(out, d[i].bytes);
-    size_t nv = 0, pos = 0;
-    for (weft_htab_slot_t *s; (s = weft_htab_next(&x->visitors, &pos));) v[nv++] = *s;
-    if (sorted) qsort(v, nv, sizeof *v, cmp_slot);
-    rc |= put_varint(out, nv);
+    rc |= put_varint(out, nv); /* sorted by hash in either case */
     if (!rc) rc = weft_buf_reserve(out, nv * 12);
     for (size_t i = 0; i < nv && !rc; i++) {
         uint8_t h[8];
         tools_store_le64(h, v[i].hash);
-        rc = weft_buf_append(out, h, 8) | put_varint(out, v[i].val);
+        rc = weft_buf_append(out, h, 8) | put_varint(out, v[i].date);
     }
     free(d);
     free(v);
@@ -378,19 +369,12 @@ static bool get_ext(rd_t *r, weft_logs_ext_t *x, uint64_t parsed, bool apply, in
     if (!r->what && nd && sum != parsed) return bad(r, "day counts do not add up");
     uint64_t nv = get_varint(r);
     if (nv > parsed || nv > (uint64_t)(r->end - r->p) / 9) return bad(r, "bad visitor count");
-    if (apply && nv && weft_htab_reserve(&x->visitors, x->visitors.len + nv) != 0) *oom = -ENOMEM;
     for (uint64_t i = 0; i < nv && !r->what; i++) {
         const uint8_t *h = get_bytes(r, 8);
         uint64_t date = get_varint(r);
         if (!h || !tools_load_le64(h) || date > UINT32_MAX) return bad(r, "bad visitor entry");
-        if (apply && !*oom) {
-            bool added;
-            uint64_t *v = weft_htab_put(&x->visitors, tools_load_le64(h), NULL, NULL, NULL, &added);
-            if (!v)
-                *oom = -ENOMEM;
-            else if (added)
-                *v = date;
-        }
+        if (apply && !*oom && weft_logs_vset_add(&x->visitors, tools_load_le64(h), date) != 0)
+            *oom = -ENOMEM;
     }
     uint64_t nm = get_varint(r);
     if (nm > 1440) return bad(r, "bad minute count");

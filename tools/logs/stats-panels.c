@@ -138,12 +138,123 @@ int weft_logs_tk_add(weft_logs_tk_t *t, uint64_t h, const char *text, uint32_t l
     return rc;
 }
 
+/* ---- the visitor set ----------------------------------------------------------------------- */
+
+#define VSET_PEND (1u << 20) /* buffered entries: 16 MiB, sorted and merged in when full */
+
+/* Sorts `a` by hash into `out`: one pass into 2^16 buckets by the top 16 bits (the hashes are
+ * uniform, so a bucket holds a few entries), then each bucket by insertion. `count` has 2^16 + 1
+ * entries. */
+static void bucket_sort(const weft_logs_vis_t *a, weft_logs_vis_t *out, size_t n, size_t *count)
+{
+    memset(count, 0, (((size_t)1 << 16) + 1) * sizeof *count);
+    for (size_t i = 0; i < n; i++) count[(a[i].hash >> 48) + 1]++;
+    for (size_t k = 1; k <= (size_t)1 << 16; k++) count[k] += count[k - 1];
+    for (size_t i = 0; i < n; i++) out[count[a[i].hash >> 48]++] = a[i];
+    /* count[k] is now the end of bucket k */
+    for (size_t k = 0, start = 0; k < (size_t)1 << 16; start = count[k++]) {
+        for (size_t i = start + 1; i < count[k]; i++) {
+            weft_logs_vis_t v = out[i];
+            size_t j = i;
+            while (j > start && out[j - 1].hash > v.hash) {
+                out[j] = out[j - 1];
+                j--;
+            }
+            out[j] = v;
+        }
+    }
+}
+
+/* Drops repeated hashes from a sorted array; returns the new length. */
+static size_t unique(weft_logs_vis_t *a, size_t n)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        if (!k || a[k - 1].hash != a[i].hash) a[k++] = a[i];
+    return k;
+}
+
+/* Merges the sorted unique `b` into the set's sorted array. Returns 0 or -ENOMEM. */
+static int vset_merge_sorted(weft_logs_vset_t *s, const weft_logs_vis_t *b, size_t m)
+{
+    if (!m) return 0;
+    weft_logs_vis_t *a = realloc(s->sorted, (s->n + m) * sizeof *a);
+    if (!a) return -ENOMEM;
+    s->sorted = a;
+    /* backwards, into the end of the grown array, dropping the hashes in both */
+    size_t i = s->n, j = m, o = s->n + m;
+    while (i || j) {
+        if (j && (!i || b[j - 1].hash > a[i - 1].hash)) {
+            a[--o] = b[--j];
+        } else {
+            if (j && b[j - 1].hash == a[i - 1].hash) j--;
+            a[--o] = a[--i];
+        }
+    }
+    size_t k = s->n + m - o;
+    memmove(a, a + o, k * sizeof *a);
+    s->n = k;
+    return 0;
+}
+
+/* Sorts the buffer and merges it in. */
+static int vset_flush(weft_logs_vset_t *s)
+{
+    if (!s->npend) return 0;
+    weft_logs_vis_t *tmp = malloc(s->npend * sizeof *tmp);
+    size_t *count = malloc((((size_t)1 << 16) + 1) * sizeof *count);
+    if (!tmp || !count) {
+        free(tmp);
+        free(count);
+        return -ENOMEM;
+    }
+    bucket_sort(s->pend, tmp, s->npend, count);
+    free(count);
+    int rc = vset_merge_sorted(s, tmp, unique(tmp, s->npend));
+    free(tmp);
+    if (!rc) s->npend = 0;
+    return rc;
+}
+
+int weft_logs_vset_add(weft_logs_vset_t *s, uint64_t hash, uint64_t date)
+{
+    if (!s->pend) {
+        s->pend = malloc(VSET_PEND * sizeof *s->pend);
+        if (!s->pend) return -ENOMEM;
+    }
+    if (s->npend == VSET_PEND && vset_flush(s) != 0) return -ENOMEM;
+    s->pend[s->npend++] = (weft_logs_vis_t){hash, date};
+    return 0;
+}
+
+int weft_logs_vset_view(const weft_logs_vset_t *s, weft_logs_vis_t **out, size_t *n)
+{
+    weft_logs_vset_t v = {NULL, 0, NULL, 0};
+    *out = NULL;
+    *n = 0;
+    if (s->npend) {
+        v.pend = malloc(s->npend * sizeof *v.pend);
+        if (!v.pend) return -ENOMEM;
+        memcpy(v.pend, s->pend, s->npend * sizeof *v.pend);
+        v.npend = s->npend;
+    }
+    int rc = vset_merge_sorted(&v, s->sorted, s->n);
+    if (!rc) rc = vset_flush(&v);
+    free(v.pend);
+    if (rc) {
+        free(v.sorted);
+        return rc;
+    }
+    *out = v.sorted;
+    *n = v.n;
+    return 0;
+}
+
 /* ---- the panels' part ---------------------------------------------------------------------- */
 
 int weft_logs_ext_init(weft_logs_ext_t *e)
 {
     memset(e, 0, sizeof *e);
-    weft_htab_init(&e->visitors);
     e->seen = calloc(WEFT_LOGS_SEEN, sizeof *e->seen);
     if (!e->seen) return -ENOMEM;
     tk_init(&e->urls, WEFT_LOGS_TK_MAX);
@@ -158,7 +269,8 @@ void weft_logs_ext_free(weft_logs_ext_t *e)
 {
     free(e->days);
     free(e->seen);
-    weft_htab_free(&e->visitors);
+    free(e->visitors.sorted);
+    free(e->visitors.pend);
     tk_free(&e->urls);
     tk_free(&e->ips);
     tk_free(&e->agents);
@@ -237,8 +349,6 @@ void weft_logs_ext_prepare(const weft_logs_ext_t *e, const weft_logs_rec_t *r, u
         h->visitor = nonzero(mix(mix(h->client, r->date), h->agent));
         if (e->seen[h->visitor & (WEFT_LOGS_SEEN - 1)] == h->visitor)
             h->visitor = 0; /* counted already */
-        else
-            weft_htab_prefetch(&e->visitors, h->visitor);
     }
     if (panels & WEFT_LOGS_PANEL_IPS) weft_htab_prefetch(&e->ips.index, nonzero(h->client));
     if ((panels & WEFT_LOGS_PANEL_URLS) && r->path) {
@@ -275,14 +385,10 @@ int weft_logs_ext_record_h(weft_logs_ext_t *e, const weft_logs_rec_t *r, unsigne
     uint64_t hu = hs->agent;
     if ((panels & WEFT_LOGS_PANEL_VISITORS) && hs->visitor &&
         e->seen[hs->visitor & (WEFT_LOGS_SEEN - 1)] != hs->visitor) {
-        bool added;
-        uint64_t *v = weft_htab_put(&e->visitors, hs->visitor, NULL, NULL, NULL, &added);
-        if (!v) {
+        if (weft_logs_vset_add(&e->visitors, hs->visitor, r->date) != 0)
             rc = -ENOMEM;
-        } else {
-            if (added) *v = r->date;
+        else
             e->seen[hs->visitor & (WEFT_LOGS_SEEN - 1)] = hs->visitor;
-        }
     }
     if ((panels & WEFT_LOGS_PANEL_URLS) && r->path) {
         uint64_t h = hs->url;
@@ -335,17 +441,13 @@ int weft_logs_ext_merge(weft_logs_ext_t *dst, const weft_logs_ext_t *src)
     for (size_t i = 0; i < src->ndays; i++)
         rc |= weft_logs_ext_add_day(dst, src->days[i].date, src->days[i].requests,
                                     src->days[i].bytes);
-    if (src->visitors.len &&
-        weft_htab_reserve(&dst->visitors, dst->visitors.len + src->visitors.len))
+    weft_logs_vis_t *v;
+    size_t nv;
+    if (weft_logs_vset_view(&src->visitors, &v, &nv) != 0) {
         rc = -ENOMEM;
-    size_t pos = 0;
-    for (weft_htab_slot_t *s; (s = weft_htab_next(&src->visitors, &pos));) {
-        bool added;
-        uint64_t *v = weft_htab_put(&dst->visitors, s->hash, NULL, NULL, NULL, &added);
-        if (!v)
-            rc = -ENOMEM;
-        else if (added)
-            *v = s->val;
+    } else {
+        rc |= vset_merge_sorted(&dst->visitors, v, nv);
+        free(v);
     }
     for (int i = 0; i < 1440; i++) dst->minutely[i] += src->minutely[i];
     rc |= tk_merge(&dst->urls, &src->urls) | tk_merge(&dst->ips, &src->ips) |
@@ -724,14 +826,17 @@ int weft_logs_ext_report_build(const weft_logs_ext_t *e, size_t top_n, weft_logs
         qsort(out->days, out->ndays, sizeof *out->days, cmp_day);
     }
     if (e->panels & WEFT_LOGS_PANEL_VISITORS) {
-        out->visitors = e->visitors.len;
-        size_t pos = 0;
-        for (weft_htab_slot_t *s; out->ndays && (s = weft_htab_next(&e->visitors, &pos));) {
-            weft_logs_day_row_t key = {.date = (uint32_t)s->val};
+        weft_logs_vis_t *v;
+        size_t nv;
+        if (weft_logs_vset_view(&e->visitors, &v, &nv) != 0) return -ENOMEM;
+        out->visitors = nv;
+        for (size_t i = 0; i < nv && out->ndays; i++) {
+            weft_logs_day_row_t key = {.date = (uint32_t)v[i].date};
             weft_logs_day_row_t *d =
                 bsearch(&key, out->days, out->ndays, sizeof *out->days, cmp_day);
             if (d) d->visitors++;
         }
+        free(v);
     }
     memcpy(out->minutely, e->minutely, sizeof out->minutely);
     rc |= panel_from(&out->urls, &e->urls, AS_URL, top_n, e->panels & WEFT_LOGS_PANEL_URLS);

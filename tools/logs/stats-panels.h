@@ -74,14 +74,33 @@ typedef struct weft_logs_day {
 
 #define WEFT_LOGS_SEEN 4096
 
+/* Unique visitors: the 64-bit hash of (client, date, user agent) and the date. */
+typedef struct weft_logs_vis {
+    uint64_t hash, date;
+} weft_logs_vis_t;
+
+/* A set of visitors kept as a sorted array of unique entries plus a buffer of new ones, sorted
+ * (radix) and merged in when full: appending is a sequential write per line where a hash table
+ * takes a cache miss (measured: docs/logs.md). */
+typedef struct weft_logs_vset {
+    weft_logs_vis_t *sorted; /* unique, ascending by hash */
+    size_t n;
+    weft_logs_vis_t *pend; /* appended, not yet merged */
+    size_t npend;
+} weft_logs_vset_t;
+
+int weft_logs_vset_add(weft_logs_vset_t *s, uint64_t hash, uint64_t date);
+/* The whole set as a new sorted array of unique entries (*out owned; free()). */
+int weft_logs_vset_view(const weft_logs_vset_t *s, weft_logs_vis_t **out, size_t *n);
+
 typedef struct weft_logs_ext {
     unsigned panels; /* WEFT_LOGS_PANEL_* counted (the union over merged parts) */
     weft_logs_day_t *days;
     size_t ndays, capdays;
-    weft_htab_t visitors; /* nonzero(hash(client, date, user agent)) -> date */
-    uint64_t *seen;       /* WEFT_LOGS_SEEN visitor hashes known to be in `visitors` (a cache
-                           * indexed by the hash's low bits; 0: empty): a client's next request
-                           * of the day skips the large table */
+    weft_logs_vset_t visitors;
+    uint64_t *seen; /* WEFT_LOGS_SEEN visitor hashes known to be in `visitors` (a cache
+                     * indexed by the hash's low bits; 0: empty): a client's next request
+                     * of the day skips the large table */
     uint64_t minutely[1440];
     weft_logs_tk_t urls, ips, agents, referrers, vhosts;
 } weft_logs_ext_t;
