@@ -1926,3 +1926,28 @@ TEST_T(filters_convert_time_zones_and_leave_out_crawlers_statics_and_dates, 60)
     CHECK_EQ(off, WEFT_LOGS_PANELS_ALL & ~(WEFT_LOGS_PANEL_DAILY | WEFT_LOGS_PANEL_IPS));
     CHECK_EQ(weft_logs_panels_parse("daily,nope", &off), -EINVAL);
 }
+
+/* The visitor set past its buffer (several sort-and-merge rounds), and two sets merged. */
+TEST_T(visitor_set_counts_exactly_across_flushes_and_merges, 60)
+{
+    weft_logs_ext_t a, b;
+    CHECK_EQ(weft_logs_ext_init(&a), 0);
+    CHECK_EQ(weft_logs_ext_init(&b), 0);
+    const uint64_t distinct = 1700000, adds = 2600000;
+    for (uint64_t i = 0; i < adds; i++) {
+        uint64_t h = mix64(i % distinct) | 1;
+        CHECK_EQ(weft_logs_vset_add(i & 1 ? &a.visitors : &b.visitors, h, h % 3), 0);
+    }
+    for (int k = 0; k < 2; k++) {
+        weft_logs_vis_t *v;
+        size_t n;
+        CHECK_EQ(weft_logs_vset_view(&a.visitors, &v, &n), 0);
+        if (k == 1) CHECK_EQ(n, distinct);
+        for (size_t i = 1; i < n; i++) CHECK(v[i - 1].hash < v[i].hash);
+        for (size_t i = 0; i < n; i++) CHECK_EQ(v[i].date, v[i].hash % 3);
+        free(v);
+        if (k == 0) CHECK_EQ(weft_logs_ext_merge(&a, &b), 0);
+    }
+    weft_logs_ext_free(&a);
+    weft_logs_ext_free(&b);
+}
