@@ -95,16 +95,22 @@ typedef struct run_out {
     weft_logs_part_t *part; /* kept if asked */
 } run_out_t;
 
+static weft_logs_run_opts_t opts_for(const char *const *files, size_t n, int jobs,
+                                     weft_logs_mode_t mode, uint64_t chunk, const char *format)
+{
+    return (weft_logs_run_opts_t){.files = files,
+                                  .nfiles = n,
+                                  .jobs = jobs,
+                                  .mode = mode,
+                                  .chunk_size = chunk,
+                                  .format = format};
+}
+
 static int run(const char *const *files, size_t n, int jobs, weft_logs_mode_t mode, uint64_t chunk,
                const char *format, bool use_mmap, run_out_t *out, bool keep)
 {
-    weft_logs_run_opts_t o = {.files = files,
-                              .nfiles = n,
-                              .jobs = jobs,
-                              .mode = mode,
-                              .chunk_size = chunk,
-                              .format = format,
-                              .use_mmap = use_mmap};
+    weft_logs_run_opts_t o = opts_for(files, n, jobs, mode, chunk, format);
+    o.use_mmap = use_mmap;
     weft_logs_run_result_t res;
     char err[256];
     memset(out, 0, sizeof *out);
@@ -1629,13 +1635,8 @@ static char *run_panels(const char *file, int jobs, weft_logs_mode_t mode, uint6
                         const char *format, const weft_logs_filter_t *filter, weft_buf_t *partial)
 {
     const char *files[] = {file};
-    weft_logs_run_opts_t o = {.files = files,
-                              .nfiles = 1,
-                              .jobs = jobs,
-                              .mode = mode,
-                              .chunk_size = chunk,
-                              .format = format,
-                              .filter = filter};
+    weft_logs_run_opts_t o = opts_for(files, 1, jobs, mode, chunk, format);
+    o.filter = filter;
     weft_logs_run_result_t res;
     char err[256];
     CHECK_MSG(weft_logs_run(&o, &res, err, sizeof err) == 0, "%s", err);
