@@ -62,6 +62,15 @@ int logs_run_failf(run_t *r, int code, const char *fmt, ...)
     return code;
 }
 
+void logs_run_progress(run_t *r)
+{
+    /* relaxed: statistics for the bar only */
+    uint64_t done = atomic_load_explicit(&r->done_bytes, memory_order_relaxed);
+    r->prog.bytes = done - r->comp_seen + r->stream_bytes;
+    r->prog.items = atomic_load_explicit(&r->done_lines, memory_order_relaxed);
+    weft_progress_update(&r->prog, done);
+}
+
 static void add_bad(weft_logs_run_result_t *res, size_t file, uint64_t base, const chunk_t *c)
 {
     for (uint32_t k = 0; k < c->nbad && res->nbad < WEFT_LOGS_BAD_KEEP; k++) {
@@ -112,16 +121,27 @@ int weft_logs_run(const weft_logs_run_opts_t *o, weft_logs_run_result_t *res, ch
     if (mapped_total / csize > WEFT_LOGS_MAX_CHUNKS) /* a tiny --chunk-size on a big input */
         csize = (mapped_total + WEFT_LOGS_MAX_CHUNKS - 1) / WEFT_LOGS_MAX_CHUNKS;
     if (!code) code = logs_run_make_chunks(&r, csize);
-    uint64_t total = 0; /* for the bar: file bytes (compressed files: their compressed size) */
-    for (size_t i = 0; i < r.nin; i++)
-        total += r.in[i].stream ? (S_ISREG(r.in[i].st.st_mode) ? (uint64_t)r.in[i].st.st_size : 0)
-                                : r.in[i].size;
+    /* The bar: the fraction of file bytes done (compressed files: their compressed size and
+     * position), or none when an input's size is unknown (standard input, a FIFO); always the
+     * decoded bytes and the lines analysed, with their rates. Drawn for inputs of 64 MiB or more,
+     * or of unknown size after a second. */
+    uint64_t total = 0;
+    bool unknown = false;
+    for (size_t i = 0; i < r.nin; i++) {
+        bool reg = !r.in[i].stream || S_ISREG(r.in[i].st.st_mode);
+        unknown |= !reg;
+        total += r.in[i].stream ? (reg ? (uint64_t)r.in[i].st.st_size : 0) : r.in[i].size;
+    }
     res->nchunks = r.nchunks;
-    weft_progress_start(&r.prog, "weft logs", total);
-    if (!o->progress || total < (64u << 20)) r.prog.enabled = false;
+    weft_progress_start(&r.prog, "weft logs", unknown ? 0 : total);
+    r.prog.rates = true;
+    r.prog.items_unit = "lines";
+    if (unknown) r.prog.delay_ns = 1000000000u;
+    if (!o->progress || (!unknown && total < (64u << 20))) r.prog.enabled = false;
     if (!code)
         code = o->mode == WEFT_LOGS_PROCESSES ? logs_run_processes(&r, res)
                                               : logs_run_threads(&r, res);
+    logs_run_progress(&r);
     weft_progress_finish(&r.prog);
     res->input_bytes = mapped_total + r.stream_bytes; /* decoded bytes analysed */
     res->idents = NULL;
