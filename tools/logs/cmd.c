@@ -14,6 +14,7 @@
 #include <weft/utf8.h>
 
 #include "logs/gen.h"
+#include "logs/html.h"
 #include "logs/report.h"
 #include "logs/run.h"
 #include "logs/stats.h"
@@ -22,66 +23,70 @@
 static void usage(FILE *f)
 {
     fprintf(
-        f,
-        "usage: weft logs [OPTIONS] [FILE...]\n"
-        "       weft logs merge [OPTIONS] PARTIAL...\n"
-        "       weft logs gen [OPTIONS]          (see 'weft logs gen --help')\n\n"
-        "Analyzes web server access logs in parallel: requests per hour of day, status codes\n"
-        "(counts, shares and classes), the top client IPs (exact) and the number of distinct\n"
-        "ones, response time average/min/max/p50/p90/p95/p99, bytes sent, the top paths and\n"
-        "the top not-found (404) and static-file paths.\n"
-        "Regular files are split into chunks at line ends and read with pread (or --io\n"
-        "mmap); '-' (or no FILE) reads standard input, FIFOs and <(...) are read as streams,\n"
-        "and gzip, xz, bzip2 and zstd files (recognised by their first bytes) are decompressed\n"
-        "as streams. Several files are analyzed together. Results are identical for every\n"
-        "worker count, chunk size and mode.\n\n"
-        "Options:\n"
-        "  -j, --jobs N          workers (default: the CPUs this process may use)\n"
-        "  --mode MODE           threads (default) or processes (worker processes, partial\n"
-        "                        results returned as compact bytes)\n"
-        "  -f, --format FMT      auto (default: recognised per file from its first lines),\n"
-        "                        default (Common Log Format + response time in seconds),\n"
-        "                        common, combined, combined-rt, or nginx:'LOG_FORMAT'\n"
-        "  --log-format STRING   an nginx log_format string, e.g.\n"
-        "                        '$remote_addr - $remote_user [$time_local] \"$request\" "
-        "$status\n"
-        "                        $body_bytes_sent $request_time' (same as -f nginx:STRING)\n"
-        "  -n, --top N           how many client IPs and paths to list (default 10)\n"
-        "  --exclude-ip IP[,IP]  leave out the lines of these clients (exact addresses;\n"
-        "                        repeatable, up to 64 of each family); counted as excluded\n"
-        "  --ignore-status CODE[,CODE]  leave out the lines with these status codes\n"
-        "  --json                print one JSON object instead of the text report\n"
-        "  --html FILE           also write a self-contained HTML report to FILE\n"
-        "  --save-partial FILE   also write the partial statistics to FILE, for 'merge'\n"
-        "  --chunk-size SIZE     bytes per chunk (K/M/G; default 8M; with processes two chunks\n"
-        "                        per worker, at least 32M; 4M blocks for streams); results\n"
-        "                        never depend on it (at most 1 M chunks per run)\n"
-        "  --io METHOD           read (default: pread into a small buffer per worker) or\n"
-        "                        mmap (map the files); results never depend on it\n"
-        "  --timing              print the time taken and the throughput on stderr\n"
-        "  --no-progress         no progress bar (it is drawn on stderr only for inputs of\n"
-        "                        64 MiB or more, and only when stderr is a terminal)\n\n"
-        "merge: combines partial statistics written with --save-partial (from several runs or\n"
-        "machines) into the report a single run over all their inputs gives. It takes -n,\n"
-        "--json, --html and --save-partial. Each partial lists the inputs it counted (their\n"
-        "decoded size and a hash of their first and last 64 KiB): a partial whose inputs\n"
-        "were all counted already is skipped with a warning, one that shares only some is\n"
-        "refused (exit 2).\n\n"
-        "Notes:\n"
-        "  The hour is the hour as written in the log: the UTC offset is not applied.\n"
-        "  Ties in the top lists: count descending, then IPv4 before IPv6, then the address\n"
-        "  in numeric order (paths: by byte order). ::ffff:a.b.c.d counts as a.b.c.d.\n"
-        "  Response times are summed as integer microseconds; percentiles come from a\n"
-        "  histogram with < 1%% relative error; lines whose time is '-' are not timed.\n"
-        "  Malformed lines are counted and skipped; the first %d are shown on stderr with\n"
-        "  their file and line number (control and non-UTF-8 bytes as \\xNN). Paths are\n"
-        "  counted without their query string.\n\n"
-        "Exit codes: 0 success (malformed lines included, with a warning when they are most),\n"
-        "1 a worker failed or an output could not be written, 2 usage error, no line parsed\n"
-        "(the format tried is named), or unusable input (missing or unreadable file,\n"
-        "directory, compressed data that is truncated, corrupt or followed by garbage: the\n"
-        "message names the offset; corrupt partial), 3 internal error (out of memory).\n",
-        WEFT_LOGS_BAD_KEEP);
+        f, "usage: weft logs [OPTIONS] [FILE...]\n"
+           "       weft logs merge [OPTIONS] PARTIAL...\n"
+           "       weft logs gen [OPTIONS]          (see 'weft logs gen --help')\n\n"
+           "Analyzes web server access logs in parallel: requests per hour of day, status codes\n"
+           "(counts, shares and classes), the top client IPs (exact) and the number of distinct\n"
+           "ones, response time average/min/max/p50/p90/p95/p99, bytes sent, the top paths and\n"
+           "the top not-found (404) and static-file paths.\n"
+           "Regular files are split into chunks at line ends and read with pread (or --io\n"
+           "mmap); '-' (or no FILE) reads standard input, FIFOs and <(...) are read as streams,\n"
+           "and gzip, xz, bzip2 and zstd files (recognised by their first bytes) are decompressed\n"
+           "as streams. Several files are analyzed together. Results are identical for every\n"
+           "worker count, chunk size and mode.\n\n"
+           "Options:\n"
+           "  -j, --jobs N          workers (default: the CPUs this process may use)\n"
+           "  --mode MODE           threads (default) or processes (worker processes, partial\n"
+           "                        results returned as compact bytes)\n"
+           "  -f, --format FMT      auto (default: recognised per file from its first lines),\n"
+           "                        default (Common Log Format + response time in seconds),\n"
+           "                        common, combined, combined-rt, or nginx:'LOG_FORMAT'\n"
+           "  --log-format STRING   an nginx log_format string, e.g.\n"
+           "                        '$remote_addr - $remote_user [$time_local] \"$request\" "
+           "$status\n"
+           "                        $body_bytes_sent $request_time' (same as -f nginx:STRING)\n"
+           "  -n, --top N           how many client IPs and paths to list (default 10)\n"
+           "  --exclude-ip IP[,IP]  leave out the lines of these clients (exact addresses;\n"
+           "                        repeatable, up to 64 of each family); counted as excluded\n"
+           "  --ignore-status CODE[,CODE]  leave out the lines with these status codes\n"
+           "  --json                print one JSON object instead of the text report\n"
+           "  --html FILE           also write an HTML dashboard to FILE: summary cards, a chart\n"
+           "                        and a sortable table per panel, drawn from the report's\n"
+           "                        JSON embedded in the page (self-contained: no network)\n"
+           "  --save-partial FILE   also write the partial statistics to FILE, for 'merge'\n"
+           "  --chunk-size SIZE     bytes per chunk (K/M/G; default 8M; with processes two chunks\n"
+           "                        per worker, at least 32M; 4M blocks for streams); results\n"
+           "                        never depend on it (at most 1 M chunks per run)\n"
+           "  --io METHOD           read (default: pread into a small buffer per worker) or\n"
+           "                        mmap (map the files); results never depend on it\n"
+           "  --timing              print the time taken and the throughput (decoded bytes and\n"
+           "                        lines per second) on stderr\n"
+           "  --no-progress         no progress bar (drawn on stderr only when it is a terminal,\n"
+           "                        for inputs of 64 MiB or more or of unknown size; it shows\n"
+           "                        decoded bytes and lines analysed and their rates)\n\n");
+    fprintf(f,
+            "merge: combines partial statistics written with --save-partial (from several runs or\n"
+            "machines) into the report a single run over all their inputs gives. It takes -n,\n"
+            "--json, --html and --save-partial. Each partial lists the inputs it counted (their\n"
+            "decoded size and a hash of their first and last 64 KiB): a partial whose inputs\n"
+            "were all counted already is skipped with a warning, one that shares only some is\n"
+            "refused (exit 2).\n\n"
+            "Notes:\n"
+            "  The hour is the hour as written in the log: the UTC offset is not applied.\n"
+            "  Ties in the top lists: count descending, then IPv4 before IPv6, then the address\n"
+            "  in numeric order (paths: by byte order). ::ffff:a.b.c.d counts as a.b.c.d.\n"
+            "  Response times are summed as integer microseconds; percentiles come from a\n"
+            "  histogram with < 1%% relative error; lines whose time is '-' are not timed.\n"
+            "  Malformed lines are counted and skipped; the first %d are shown on stderr with\n"
+            "  their file and line number (control and non-UTF-8 bytes as \\xNN). Paths are\n"
+            "  counted without their query string.\n\n"
+            "Exit codes: 0 success (malformed lines included, with a warning when they are most),\n"
+            "1 a worker failed or an output could not be written, 2 usage error, no line parsed\n"
+            "(the format tried is named), or unusable input (missing or unreadable file,\n"
+            "directory, compressed data that is truncated, corrupt or followed by garbage: the\n"
+            "message names the offset; corrupt partial), 3 internal error (out of memory).\n",
+            WEFT_LOGS_BAD_KEEP);
 }
 
 /* Writes a malformed line for a terminal: printable text as is, a backslash doubled, control
@@ -265,13 +270,19 @@ typedef struct outputs {
     const ident_list_t *inputs; /* what the part counted (for --save-partial) */
 } outputs_t;
 
+/* Writes the file whole or not at all: into PATH.tmp, then renamed over PATH, so a reader
+ * (a browser reloading a live report) never sees it half-written. */
 static int write_file(const char *path, const void *data, size_t len)
 {
-    FILE *f = fopen(path, "wb");
+    char tmp[4096];
+    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp) return -ENAMETOOLONG;
+    FILE *f = fopen(tmp, "wb");
     if (!f) return -errno;
     size_t n = fwrite(data, 1, len, f);
     int rc = n == len ? 0 : -EIO;
     if (fclose(f) != 0 && !rc) rc = -errno;
+    if (!rc && rename(tmp, path) != 0) rc = -errno;
+    if (rc) unlink(tmp);
     return rc;
 }
 
@@ -299,7 +310,7 @@ static int emit(const char *cmd, const weft_logs_part_t *part, const outputs_t *
     if (o->html) {
         weft_buf_t b;
         weft_buf_init(&b, 0);
-        int rc = weft_logs_write_html(&b, &rep, meta);
+        int rc = weft_logs_write_html(&b, &rep, meta, 0);
         if (!rc) rc = write_file(o->html, b.data, b.len);
         weft_buf_free(&b);
         if (rc)
@@ -625,10 +636,10 @@ static int cmd_logs(int argc, char **argv)
         if (timing) {
             double s = (double)elapsed / 1e9;
             fprintf(stderr,
-                    "weft logs: %.1f MB, %" PRIu64 " lines in %.3f s (%.2f GB/s), %d %s, %zu "
-                    "chunks; scan %.3f s, merge %.1f ms\n",
+                    "weft logs: %.1f MB (decoded), %" PRIu64 " lines in %.3f s (%.2f GB/s, %.2f M "
+                    "lines/s), %d %s, %zu chunks; scan %.3f s, merge %.1f ms\n",
                     (double)res.input_bytes / 1e6, res.part->lines, s,
-                    (double)res.input_bytes / 1e9 / s, ro.jobs,
+                    (double)res.input_bytes / 1e9 / s, (double)res.part->lines / 1e6 / s, ro.jobs,
                     ro.mode == WEFT_LOGS_PROCESSES ? "processes" : "threads", res.nchunks,
                     (double)res.scan_ns / 1e9, (double)res.merge_ns / 1e6);
         }

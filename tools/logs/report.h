@@ -1,4 +1,5 @@
-/* weft logs: the outputs - terminal report, JSON and a self-contained HTML page. Each is a pure
+/* weft logs: the outputs - terminal report and JSON (the HTML page, drawn from the JSON, is
+ * html.h). Each is a pure
  * function of a weft_logs_report_t, so equal statistics give byte-identical output.
  */
 #ifndef WEFT_TOOLS_LOGS_REPORT_H
@@ -23,10 +24,6 @@ void weft_logs_print_text(FILE *f, const weft_logs_report_t *r, const weft_logs_
  * distinct_paths, top_404_paths, distinct_404_paths, top_static_paths, distinct_static_paths,
  * static_requests. Returns 0 or -ENOMEM. Ownership: appends to `out`. */
 int weft_logs_write_json(weft_buf_t *out, const weft_logs_report_t *r);
-
-/* A self-contained HTML page (inline CSS and SVG; no scripts, nothing fetched); every text from
- * the log is escaped. Returns 0 or -ENOMEM. Ownership: appends to `out`. */
-int weft_logs_write_html(weft_buf_t *out, const weft_logs_report_t *r, const weft_logs_meta_t *m);
 
 /* Seconds from microseconds, as the shortest exact decimal ("0.052", "1", "0.000125"). */
 void weft_logs_secs(char *buf, size_t len, uint64_t us);
