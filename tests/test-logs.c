@@ -1579,3 +1579,191 @@ TEST(progress_shows_decoded_bytes_and_lines)
     weft_progress_format(&p, p.start_ns + 1000000000u, buf, sizeof buf);
     CHECK(strstr(buf, " 25.0%  4.0 kB  4.0 kB/s  1.0s") != NULL);
 }
+
+/* ---- live mode (--follow) ---------------------------------------------------------------- */
+
+/* `weft ARGV` in a child process whose standard output is a pipe (*out) and whose standard
+ * input is `in` (or /dev/null for -1); `other` (or -1), the parent's end of `in`, is closed in
+ * the child. */
+static pid_t spawn_weft(char **argv, int in, int other, int *out)
+{
+    int p[2];
+    CHECK_EQ(pipe(p), 0);
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        if (other >= 0) close(other);
+        if (in < 0) in = open("/dev/null", O_RDONLY);
+        dup2(in, STDIN_FILENO);
+        dup2(p[1], STDOUT_FILENO);
+        close(p[0]);
+        close(p[1]);
+        int argc = 0;
+        while (argv[argc]) argc++;
+        int code = weft_cli_main(argc, argv);
+        fflush(stdout);
+        _exit(code);
+    }
+    close(p[1]);
+    *out = p[0];
+    return pid;
+}
+
+/* Reads the child's JSON lines until one reports `want` lines, or with want 0 until the end of
+ * its output; returns that line (owned), or NULL if the output ended first. Blocking reads:
+ * the test's timeout bounds them. */
+static char *await_json_lines(int fd, uint64_t want)
+{
+    static char buf[1 << 20];
+    static size_t len;
+    char *last = NULL;
+    for (;;) {
+        char *nl;
+        while ((nl = memchr(buf, '\n', len)) != NULL) {
+            size_t n = (size_t)(nl - buf) + 1;
+            free(last);
+            last = strndup(buf, n);
+            memmove(buf, buf + n, len - n);
+            len -= n;
+            const char *l = strstr(last, "{\"lines\":");
+            if (want && l && strtoull(l + 9, NULL, 10) == want) return last;
+        }
+        ssize_t r = read(fd, buf + len, sizeof buf - len);
+        if (r <= 0) {
+            if (want) free(last);
+            return want ? NULL : last;
+        }
+        len += (size_t)r;
+    }
+}
+
+/* The lines of a generated log, to append in pieces. */
+static char **log_lines(uint64_t size, uint64_t seed, size_t *n)
+{
+    const char *src = path_in_tmp("src.log");
+    gen_file(src, size, seed, "combined", 0.02, 0.1, false, 500);
+    size_t len;
+    char *text = read_all(src, &len);
+    size_t cap = 1024;
+    char **lines = malloc(cap * sizeof *lines);
+    *n = 0;
+    for (char *p = text, *e; p < text + len; p = e + 1) {
+        e = memchr(p, '\n', (size_t)(text + len - p));
+        if (*n == cap) lines = realloc(lines, (cap *= 2) * sizeof *lines);
+        lines[(*n)++] = strndup(p, (size_t)(e - p) + 1);
+    }
+    free(text);
+    return lines;
+}
+
+static void append_lines(const char *path, char **lines, size_t from, size_t to)
+{
+    FILE *f = fopen(path, "ab");
+    CHECK(f != NULL);
+    for (size_t i = from; i < to; i++) fputs(lines[i], f);
+    CHECK(fclose(f) == 0);
+}
+
+/* --follow counts a file as it grows, through a rename rotation (the old file still written
+ * after the rename), a line written in two pieces and a copytruncate; SIGINT prints the final
+ * report and exits 0, and that report equals a batch run over the rotated files and the current
+ * one. Each step waits until the follower has counted what was written (no sleeps). */
+TEST_T(follow_file_through_rotations_equals_batch, 120)
+{
+    size_t n;
+    char **lines = log_lines(256 << 10, 11, &n);
+    CHECK(n > 1200);
+    const char *log = path_in_tmp("live.log"), *r1 = path_in_tmp("live.log.1"),
+               *r2 = path_in_tmp("live.log.2");
+    append_lines(log, lines, 0, 400);
+    char *argv[] = {"weft", "logs", "--follow", "--json", (char *)log, NULL};
+    int out;
+    pid_t pid = spawn_weft(argv, -1, -1, &out);
+    free(await_json_lines(out, 400));
+    /* A line in two pieces: counted once, when whole. */
+    size_t half = strlen(lines[400]) / 2;
+    FILE *f = fopen(log, "ab");
+    CHECK(f != NULL);
+    CHECK(fwrite(lines[400], 1, half, f) == half);
+    CHECK(fclose(f) == 0);
+    f = fopen(log, "ab");
+    CHECK(f != NULL);
+    CHECK(fputs(lines[400] + half, f) >= 0);
+    CHECK(fclose(f) == 0);
+    append_lines(log, lines, 401, 600);
+    free(await_json_lines(out, 600));
+    /* rename rotation: the writer keeps writing the old file a little, then the new one */
+    CHECK_EQ(rename(log, r1), 0);
+    append_lines(r1, lines, 600, 700);
+    append_lines(log, lines, 700, 1000);
+    free(await_json_lines(out, 1000));
+    /* copytruncate: copied, truncated, then written again (less than it held) */
+    size_t len;
+    char *copy = read_all(log, &len);
+    write_text(r2, copy, len);
+    free(copy);
+    CHECK_EQ(truncate(log, 0), 0);
+    append_lines(log, lines, 1000, 1100);
+    free(await_json_lines(out, 1100));
+    CHECK_EQ(kill(pid, SIGINT), 0);
+    char *final = await_json_lines(out, 0);
+    int st;
+    CHECK_EQ(waitpid(pid, &st, 0), pid);
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    close(out);
+    run_out_t b;
+    const char *files[] = {r1, r2, log};
+    CHECK_EQ(run(files, 3, 2, WEFT_LOGS_THREADS, 0, NULL, false, &b, false), 0);
+    CHECK(final != NULL);
+    if (strcmp(final, b.json) != 0) fprintf(stderr, "follow: %s\nbatch:  %s\n", final, b.json);
+    CHECK(strcmp(final, b.json) == 0);
+    free(final);
+    free(b.json);
+    for (size_t i = 0; i < n; i++) free(lines[i]);
+    free(lines);
+}
+
+/* `tail -f access.log | weft logs --follow --json -`: standard input is counted as it arrives,
+ * and its end (a last line without a newline included) ends the run with the final report,
+ * equal to a batch run over the same bytes. */
+TEST_T(follow_stdin_counts_as_lines_arrive, 120)
+{
+    size_t n;
+    char **lines = log_lines(64 << 10, 12, &n);
+    CHECK(n > 300);
+    int in[2];
+    CHECK_EQ(pipe(in), 0);
+    char *argv[] = {"weft", "logs", "--follow", "--json", "-", NULL};
+    int out;
+    pid_t pid = spawn_weft(argv, in[0], in[1], &out);
+    close(in[0]);
+    const char *all = path_in_tmp("all.log");
+    FILE *copy = fopen(all, "wb");
+    CHECK(copy != NULL);
+    for (size_t i = 0; i < 200; i++) {
+        CHECK(write(in[1], lines[i], strlen(lines[i])) == (ssize_t)strlen(lines[i]));
+        fputs(lines[i], copy);
+    }
+    free(await_json_lines(out, 200));
+    for (size_t i = 200; i < n; i++) {
+        size_t len = strlen(lines[i]) - (i == n - 1); /* the last without its newline */
+        CHECK(write(in[1], lines[i], len) == (ssize_t)len);
+        fwrite(lines[i], 1, len, copy);
+    }
+    CHECK(fclose(copy) == 0);
+    close(in[1]);
+    char *final = await_json_lines(out, 0);
+    int st;
+    CHECK_EQ(waitpid(pid, &st, 0), pid);
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    close(out);
+    run_out_t b;
+    const char *files[] = {all};
+    CHECK_EQ(run(files, 1, 2, WEFT_LOGS_THREADS, 0, NULL, false, &b, false), 0);
+    CHECK(final != NULL && strcmp(final, b.json) == 0);
+    CHECK(strstr(b.json, "{\"lines\":") == b.json);
+    free(final);
+    free(b.json);
+    for (size_t i = 0; i < n; i++) free(lines[i]);
+    free(lines);
+}

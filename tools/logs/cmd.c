@@ -60,6 +60,14 @@ static void usage(FILE *f)
            "                        never depend on it (at most 1 M chunks per run)\n"
            "  --io METHOD           read (default: pread into a small buffer per worker) or\n"
            "                        mmap (map the files); results never depend on it\n"
+           "  --follow              live mode: keep reading the inputs as they grow (files by\n"
+           "                        name, through rename or copytruncate rotation, like tail -F;\n"
+           "                        '-' until its end, e.g. tail -f access.log | weft logs\n"
+           "                        --follow -); each second redraw the report on a terminal,\n"
+           "                        print a JSON line (--json) and rewrite --html FILE (the page\n"
+           "                        reloads itself); Ctrl-C (SIGINT) or SIGTERM prints the final\n"
+           "                        report and exits 0. Counts equal a batch run over the same\n"
+           "                        lines (the rotated files and the current one)\n"
            "  --timing              print the time taken and the throughput (decoded bytes and\n"
            "                        lines per second) on stderr\n"
            "  --no-progress         no progress bar (drawn on stderr only when it is a terminal,\n"
@@ -335,6 +343,39 @@ static int emit(const char *cmd, const weft_logs_part_t *part, const outputs_t *
     return code;
 }
 
+/* Live mode (--follow): each second, the report so far - the HTML file rewritten (it reloads
+ * itself), a JSON line, or the terminal report redrawn when standard output is a terminal. */
+typedef struct live {
+    const outputs_t *o;
+    const weft_logs_meta_t *meta;
+    bool tty;
+} live_t;
+
+static void live_tick(void *arg, const weft_logs_part_t *part, bool changed)
+{
+    const live_t *l = arg;
+    weft_logs_report_t rep;
+    if (!changed || weft_logs_report_build(part, (size_t)l->o->top, (size_t)l->o->top, &rep)) {
+        if (changed) weft_logs_report_free(&rep);
+        return; /* out of memory: the final report says so */
+    }
+    weft_buf_t b;
+    weft_buf_init(&b, 0);
+    if (l->o->html && weft_logs_write_html(&b, &rep, l->meta, 1) == 0)
+        write_file(l->o->html, b.data, b.len); /* a failure shows in the final write */
+    b.len = 0;
+    if (l->o->json && weft_logs_write_json(&b, &rep) == 0) {
+        fwrite(b.data, 1, b.len, stdout);
+        fflush(stdout);
+    } else if (!l->o->json && l->tty) {
+        fputs("\033[H\033[2J", stdout);
+        weft_logs_print_text(stdout, &rep, l->meta);
+        fflush(stdout);
+    }
+    weft_buf_free(&b);
+    weft_logs_report_free(&rep);
+}
+
 /* Options shared by analysis and merge; returns 1 if `a` was consumed (with *i advanced), 0 if
  * unknown, or an exit code + 1 on error... kept simple: -1 on a usage error. */
 static int output_opt(const char *cmd, int argc, char **argv, int *i, outputs_t *o)
@@ -501,7 +542,7 @@ static int cmd_logs(int argc, char **argv)
     weft_logs_run_opts_t ro = {.jobs = weft_cpu_count(), .progress = true};
     weft_logs_filter_t filter;
     memset(&filter, 0, sizeof filter);
-    bool timing = false;
+    bool timing = false, follow = false;
     const char **files = calloc((size_t)argc + 1, sizeof *files);
     char *fmtbuf = NULL;
     if (!files) return weft_cli_error(cmd, WEFT_EXIT_INTERNAL, "out of memory");
@@ -518,6 +559,10 @@ static int cmd_logs(int argc, char **argv)
         if (r) continue;
         if (strcmp(a, "--timing") == 0) {
             timing = true;
+            continue;
+        }
+        if (strcmp(a, "--follow") == 0) {
+            follow = true;
             continue;
         }
         if (strcmp(a, "--no-progress") == 0) {
@@ -617,8 +662,32 @@ static int cmd_logs(int argc, char **argv)
     ro.files = files;
     weft_logs_run_result_t res;
     char err[512];
+    char inputs[512];
+    size_t off = 0;
+    for (size_t i = 0; i < ro.nfiles && off + 8 < sizeof inputs; i++) {
+        int n = snprintf(inputs + off, sizeof inputs - off, "%s%s", i ? ", " : "",
+                         strcmp(files[i], "-") == 0 ? "(stdin)" : files[i]);
+        if (n < 0) break;
+        off += (size_t)n;
+    }
+    if (off >= sizeof inputs) off = sizeof inputs - 1;
+    inputs[off] = '\0';
     uint64_t t0 = weft_now_ns();
-    code = weft_logs_run(&ro, &res, err, sizeof err);
+    bool tty = isatty(STDOUT_FILENO);
+    if (follow) {
+        weft_logs_meta_t lmeta = {.inputs = inputs, .formats = NULL};
+        live_t live = {.o = &o, .meta = &lmeta, .tty = tty};
+        weft_logs_follow_opts_t fo = {.files = files,
+                                      .nfiles = ro.nfiles,
+                                      .format = ro.format,
+                                      .filter = ro.filter,
+                                      .tick = live_tick,
+                                      .arg = &live};
+        code = weft_logs_follow(&fo, &res, err, sizeof err);
+        if (!code && tty && !o.json) fputs("\033[H\033[2J", stdout); /* the final replaces it */
+    } else {
+        code = weft_logs_run(&ro, &res, err, sizeof err);
+    }
     uint64_t elapsed = weft_now_ns() - t0;
     if (code) {
         weft_cli_error(cmd, code, "%s", err);
@@ -643,16 +712,6 @@ static int cmd_logs(int argc, char **argv)
                     ro.mode == WEFT_LOGS_PROCESSES ? "processes" : "threads", res.nchunks,
                     (double)res.scan_ns / 1e9, (double)res.merge_ns / 1e6);
         }
-        char inputs[512];
-        size_t off = 0;
-        for (size_t i = 0; i < ro.nfiles && off + 8 < sizeof inputs; i++) {
-            int n = snprintf(inputs + off, sizeof inputs - off, "%s%s", i ? ", " : "",
-                             strcmp(files[i], "-") == 0 ? "(stdin)" : files[i]);
-            if (n < 0) break;
-            off += (size_t)n;
-        }
-        if (off >= sizeof inputs) off = sizeof inputs - 1;
-        inputs[off] = '\0';
         weft_logs_meta_t meta = {.inputs = inputs, .formats = res.format_names};
         ident_list_t ids = {0};
         for (size_t i = 0; i < ro.nfiles && !code; i++) {

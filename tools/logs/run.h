@@ -82,6 +82,35 @@ void weft_logs_chunk_bounds(const char *map, uint64_t size, uint64_t start, uint
 int weft_logs_run(const weft_logs_run_opts_t *o, weft_logs_run_result_t *res, char *err,
                   size_t errlen);
 
+/* ---- live mode (run-follow.c) ---- */
+
+typedef struct weft_logs_follow_opts {
+    const char *const *files; /* regular files, followed by name; "-": standard input */
+    size_t nfiles;
+    const char *format;               /* NULL or "auto": detect per input from its first lines */
+    const weft_logs_filter_t *filter; /* NULL: none */
+    uint64_t tick_ms;                 /* how often `tick` is called; 0: 1000 */
+    /* Called on the calling thread every tick_ms with everything counted so far (`changed`:
+     * since the last call; always true the first time). Borrows `part`. The caller reports the
+     * final result itself. */
+    void (*tick)(void *arg, const weft_logs_part_t *part, bool changed);
+    void *arg;
+} weft_logs_follow_opts_t;
+
+/* Counts the inputs as they grow, like `tail -F`: a file is read to its end, then again as lines
+ * are appended (an inotify event or the tick, whichever comes first); when its name comes to
+ * name another file (rename rotation) the rest of the old one is read and the new one is
+ * followed from its start; when it shrinks (copytruncate) it is read again from its start.
+ * Standard input is read until its end. Only whole lines are counted: a line still being
+ * written is counted once its newline arrives (or when it proves final: at the end of standard
+ * input, or when its file is rotated or truncated). Returns on SIGINT or SIGTERM, or when every
+ * input has ended (only standard input ends), with the result as weft_logs_run's (nchunks 0,
+ * scan_ns the time followed). Returns 0 or a WEFT_EXIT_ code with a message in `err`.
+ * Ownership: borrows opts; res is the caller's (weft_logs_run_result_free). Thread safety: one
+ * call per process at a time (it handles SIGINT and SIGTERM while it runs). */
+int weft_logs_follow(const weft_logs_follow_opts_t *o, weft_logs_run_result_t *res, char *err,
+                     size_t errlen);
+
 /* Frees what weft_logs_run put into `res`. */
 void weft_logs_run_result_free(weft_logs_run_result_t *res);
 
