@@ -31,6 +31,7 @@
 #include "logs/report.h"
 #include "logs/run.h"
 #include "logs/stats.h"
+#include "logs/ua.h"
 #include "common/cli-int.h"
 
 /* ---- helpers ------------------------------------------------------------------------------ */
@@ -439,7 +440,7 @@ static void check_against_ref(const char *json, const ref_t *r)
     /* the not-found panel: distinct 404 paths and the first of the top list */
     snprintf(dp, sizeof dp, "\"distinct_404_paths\":%zu,", r->distinct_404);
     CHECK_MSG(strstr(json, dp) != NULL, "%s not in %.200s", dp, strstr(json, "distinct_404"));
-    snprintf(dp, sizeof dp, "\"distinct_static_paths\":%zu,\"static_requests\":%zu,\"excluded\":0}",
+    snprintf(dp, sizeof dp, "\"distinct_static_paths\":%zu,\"static_requests\":%zu,\"excluded\":0",
              r->distinct_statics, r->nstatics);
     CHECK_MSG(strstr(json, dp) != NULL, "%s not in %.200s", dp, strstr(json, "distinct_static"));
     if (r->top404) {
@@ -732,7 +733,13 @@ static bool same_rec(const weft_logs_rec_t *a, const weft_logs_rec_t *b)
 {
     return a->family == b->family && a->hour == b->hour && a->status == b->status &&
            a->bytes == b->bytes && a->rt_us == b->rt_us && a->path == b->path &&
-           a->path_len == b->path_len && (a->family == 4 ? a->ip4 == b->ip4 : 1) &&
+           a->path_len == b->path_len && a->minute == b->minute && a->date == b->date &&
+           a->utc_off_min == b->utc_off_min && a->method == b->method &&
+           a->method_len == b->method_len && a->protocol == b->protocol &&
+           a->protocol_len == b->protocol_len && a->vhost == b->vhost &&
+           a->vhost_len == b->vhost_len && a->referrer == b->referrer &&
+           a->referrer_len == b->referrer_len && a->user_agent == b->user_agent &&
+           a->user_agent_len == b->user_agent_len && (a->family == 4 ? a->ip4 == b->ip4 : 1) &&
            (a->family == 6 ? memcmp(a->ip6, b->ip6, 16) == 0 : 1);
 }
 
@@ -816,6 +823,74 @@ TEST_T(presets_equal_the_interpreter_on_mutated_lines, 60)
             free(exact);
         }
     }
+}
+
+static bool slice_is(const char *p, size_t n, const char *want)
+{
+    if (!want) return p == NULL && n == 0;
+    return p && n == strlen(want) && memcmp(p, want, n) == 0;
+}
+
+/* The record's borrowed fields and time parts, from the presets (fast paths and interpreter) and
+ * from nginx variables. */
+TEST(record_has_method_protocol_vhost_referrer_agent_date_minute_offset)
+{
+    char err[160];
+    const char *line =
+        "2001:db8::1 - - [29/Feb/2024:23:59:58 -0130] \"POST /a/b?q=1 HTTP/2.0\" 201 "
+        "12 \"https://ex.org/x\" \"Mozilla/5.0 (X11; Linux) \\\"q\\\"\" 0.250\n";
+    size_t n = strlen(line);
+    char *buf = malloc(3 * n);
+    CHECK(buf != NULL);
+    for (int i = 0; i < 3; i++) memcpy(buf + i * n, line, n); /* the fast path's margin */
+    weft_logs_format_t f;
+    CHECK_EQ(weft_logs_format_compile("combined-rt", &f, err, sizeof err), 0);
+    for (int k = 0; k < 2; k++) {
+        if (k) f.fast = 0;
+        weft_logs_rec_t r;
+        CHECK(weft_logs_parse(&f, buf, buf + 3 * n, &r) == buf + n - 1);
+        CHECK(r.date == WEFT_LOGS_DATE(2024, 2, 29) && r.hour == 23 && r.minute == 59);
+        CHECK_EQ(r.utc_off_min, -90);
+        CHECK(slice_is(r.method, r.method_len, "POST"));
+        CHECK(slice_is(r.protocol, r.protocol_len, "HTTP/2.0"));
+        CHECK(slice_is(r.path, r.path_len, "/a/b"));
+        CHECK(slice_is(r.referrer, r.referrer_len, "https://ex.org/x"));
+        CHECK(slice_is(r.user_agent, r.user_agent_len, "Mozilla/5.0 (X11; Linux) \\\"q\\\""));
+        CHECK(slice_is(r.vhost, r.vhost_len, NULL));
+    }
+    free(buf);
+    /* no protocol (HTTP/0.9), no target */
+    CHECK_EQ(weft_logs_format_compile("common", &f, err, sizeof err), 0);
+    const char *l2 = "1.2.3.4 - - [01/Jan/2025:00:00:00 +0000] \"GET /x\" 200 1";
+    weft_logs_rec_t r;
+    CHECK(weft_logs_parse_line(&f, l2, l2 + strlen(l2), &r));
+    CHECK(slice_is(r.method, r.method_len, "GET") && slice_is(r.protocol, r.protocol_len, NULL));
+    CHECK(slice_is(r.referrer, r.referrer_len, NULL) && r.minute == 0);
+    const char *l3 = "1.2.3.4 - - [01/Jan/2025:00:07:00 +0000] \"-\" 400 0";
+    CHECK(weft_logs_parse_line(&f, l3, l3 + strlen(l3), &r));
+    CHECK(!r.method && !r.protocol && !r.path && r.minute == 7);
+    /* nginx variables */
+    CHECK_EQ(weft_logs_format_compile("$host $remote_addr [$time_iso8601] $request_method "
+                                      "$request_uri $server_protocol $status \"$http_referer\" "
+                                      "\"$http_user_agent\"",
+                                      &f, err, sizeof err),
+             0);
+    const char *l4 =
+        "ex.org 1.2.3.4 [2025-03-09T07:45:00+05:30] GET /p?x HTTP/1.0 404 \"-\" \"curl/8\"";
+    CHECK(weft_logs_parse_line(&f, l4, l4 + strlen(l4), &r));
+    CHECK(r.date == WEFT_LOGS_DATE(2025, 3, 9) && r.hour == 7 && r.minute == 45);
+    CHECK_EQ(r.utc_off_min, 330);
+    CHECK(slice_is(r.vhost, r.vhost_len, "ex.org") && slice_is(r.method, r.method_len, "GET"));
+    CHECK(slice_is(r.protocol, r.protocol_len, "HTTP/1.0") && slice_is(r.path, r.path_len, "/p"));
+    CHECK(slice_is(r.referrer, r.referrer_len, "-") &&
+          slice_is(r.user_agent, r.user_agent_len, "curl/8"));
+    /* the packed date and the day number */
+    CHECK_EQ(weft_logs_civil_day(1970, 1, 1), 0);
+    CHECK_EQ(weft_logs_civil_day(2024, 2, 29), 19782);
+    int y, m, d;
+    weft_logs_civil_date(19782, &y, &m, &d);
+    CHECK(y == 2024 && m == 2 && d == 29);
+    CHECK(WEFT_LOGS_DATE(2024, 12, 31) < WEFT_LOGS_DATE(2025, 1, 1));
 }
 
 static uint64_t rnd(uint64_t *s, uint64_t n)
@@ -1637,6 +1712,19 @@ static char *await_json_lines(int fd, uint64_t want)
     }
 }
 
+/* The output of a batch `weft ARGV` (one JSON line), owned. */
+static char *batch_json(char **argv)
+{
+    int out;
+    pid_t pid = spawn_weft(argv, -1, -1, &out);
+    char *json = await_json_lines(out, 0);
+    int st;
+    CHECK_EQ(waitpid(pid, &st, 0), pid);
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    close(out);
+    return json;
+}
+
 /* The lines of a generated log, to append in pieces. */
 static char **log_lines(uint64_t size, uint64_t seed, size_t *n)
 {
@@ -1711,14 +1799,13 @@ TEST_T(follow_file_through_rotations_equals_batch, 120)
     CHECK_EQ(waitpid(pid, &st, 0), pid);
     CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
     close(out);
-    run_out_t b;
-    const char *files[] = {r1, r2, log};
-    CHECK_EQ(run(files, 3, 2, WEFT_LOGS_THREADS, 0, NULL, false, &b, false), 0);
-    CHECK(final != NULL);
-    if (strcmp(final, b.json) != 0) fprintf(stderr, "follow: %s\nbatch:  %s\n", final, b.json);
-    CHECK(strcmp(final, b.json) == 0);
+    char *batch[] = {"weft", "logs", "--json", "-j2", (char *)r1, (char *)r2, (char *)log, NULL};
+    char *want = batch_json(batch);
+    CHECK(final != NULL && want != NULL);
+    if (strcmp(final, want) != 0) fprintf(stderr, "follow: %s\nbatch:  %s\n", final, want);
+    CHECK(strcmp(final, want) == 0);
     free(final);
-    free(b.json);
+    free(want);
     for (size_t i = 0; i < n; i++) free(lines[i]);
     free(lines);
 }
@@ -1757,13 +1844,190 @@ TEST_T(follow_stdin_counts_as_lines_arrive, 120)
     CHECK_EQ(waitpid(pid, &st, 0), pid);
     CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
     close(out);
-    run_out_t b;
-    const char *files[] = {all};
-    CHECK_EQ(run(files, 1, 2, WEFT_LOGS_THREADS, 0, NULL, false, &b, false), 0);
-    CHECK(final != NULL && strcmp(final, b.json) == 0);
-    CHECK(strstr(b.json, "{\"lines\":") == b.json);
+    char *batch[] = {"weft", "logs", "--json", "-j2", (char *)all, NULL};
+    char *want = batch_json(batch);
+    CHECK(final != NULL && want != NULL && strcmp(final, want) == 0);
+    CHECK(strstr(want, "{\"lines\":") == want);
     free(final);
-    free(b.json);
+    free(want);
     for (size_t i = 0; i < n; i++) free(lines[i]);
     free(lines);
+}
+
+/* ---- the GoAccess panels ------------------------------------------------------------------- */
+
+/* The whole report (every panel on, every row) as JSON, from a run with `filter` (NULL: none,
+ * which counts every panel). */
+static char *run_panels(const char *file, int jobs, weft_logs_mode_t mode, uint64_t chunk,
+                        const char *format, const weft_logs_filter_t *filter, weft_buf_t *partial)
+{
+    const char *files[] = {file};
+    weft_logs_run_opts_t o = {.files = files,
+                              .nfiles = 1,
+                              .jobs = jobs,
+                              .mode = mode,
+                              .chunk_size = chunk,
+                              .format = format,
+                              .filter = filter};
+    weft_logs_run_result_t res;
+    char err[256];
+    CHECK_MSG(weft_logs_run(&o, &res, err, sizeof err) == 0, "%s", err);
+    if (partial) CHECK_EQ(weft_logs_part_serialize(res.part, partial, true), 0);
+    weft_logs_report_t rep;
+    CHECK_EQ(weft_logs_report_build(res.part, 1000000, 1000000, &rep), 0);
+    weft_buf_t b;
+    weft_buf_init(&b, 0);
+    CHECK_EQ(weft_logs_write_json(&b, &rep), 0);
+    weft_logs_report_free(&rep);
+    weft_logs_run_result_free(&res);
+    return weft_buf_steal(&b, NULL);
+}
+
+/* Runs tests/logs-panels-ref.py (an independent count in Python) on the log and weft's JSON. */
+static void check_panels_ref(const char *log, const char *json, bool host)
+{
+    char src[1024], cmd[3200];
+    snprintf(src, sizeof src, "%s", __FILE__); /* .../tests/test-logs.c */
+    char *slash = strrchr(src, '/');
+    CHECK(slash != NULL);
+    *slash = '\0';
+    const char *jf = path_in_tmp("panels.json");
+    write_text(jf, json, strlen(json));
+    snprintf(cmd, sizeof cmd, "python3 '%s/logs-panels-ref.py' '%s' '%s' %s 2>&1", src, log, jf,
+             host ? "host" : "");
+    FILE *p = popen(cmd, "r");
+    CHECK(p != NULL);
+    char out[2048] = "";
+    size_t n = fread(out, 1, sizeof out - 1, p);
+    out[n] = '\0';
+    int st = pclose(p);
+    CHECK_MSG(st == 0 && strncmp(out, "ok", 2) == 0, "reference: %s", out);
+}
+
+/* Generated combined-rt lines, plus hand-written ones: escaped paths that decode to the same
+ * text, no protocol, a query string, an IPv4-mapped client, referrers with ports and queries. */
+static void panels_log(const char *path, bool host)
+{
+    const char *gen = path_in_tmp("panels-gen.log");
+    gen_file(gen, 200 << 10, 77, "combined-rt", 0, 0.1, false, 400);
+    size_t len;
+    char *data = read_all(gen, &len);
+    static const char extra[] =
+        "10.0.0.1 - - [14/Jan/2025:23:59:59 +0000] \"GET /docs/a%20b.html HTTP/1.1\" 200 10 "
+        "\"https://ex.org:8443/x?y=1\" \"Mozilla/5.0 (compatible; ExampleCrawler/1.0)\" 0.001\n"
+        "10.0.0.1 - - [14/Jan/2025:23:59:59 +0000] \"GET /docs/a b.html\" 200 10 \"-\" "
+        "\"Mozilla/5.0 (compatible; ExampleCrawler/1.0)\" "
+        "0.001\n"
+        "::ffff:10.0.0.1 - - [15/Jan/2025:00:00:00 +0000] \"GET /docs/a%20b.html?q=%20 HTTP/1.1\" "
+        "200 12 \"http://ex.org\" \"Mozilla/5.0 (compatible; ExampleCrawler/1.0)\" 1.5\n"
+        "10.0.0.2 - - [15/Jan/2025:00:00:00 +0000] \"GET /%61%2Fb%00 HTTP/1.0\" 404 - \"\" \"\" "
+        "-\n";
+    FILE *f = fopen(path, "wb");
+    CHECK(f != NULL);
+    int k = 0;
+    for (const char *p = data, *end = data + len; p < end; k++) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        size_t n = nl ? (size_t)(nl - p) + 1 : (size_t)(end - p);
+        if (host) fprintf(f, "h%d.example.org ", k % 7);
+        fwrite(p, 1, n, f);
+        p += n;
+    }
+    for (const char *p = extra; *p; k++) {
+        const char *nl = strchr(p, '\n');
+        if (host) fprintf(f, "v%d.example.org ", k % 3);
+        fwrite(p, 1, (size_t)(nl - p) + 1, f);
+        p = nl + 1;
+    }
+    CHECK(fclose(f) == 0);
+    free(data);
+}
+
+TEST_T(goaccess_panels_equal_an_independent_count_for_every_worker_count_and_mode, 120)
+{
+    const char *hosted = "nginx:$host $remote_addr $ident $remote_user [$time_local] \"$request\" "
+                         "$status $body_bytes_sent \"$http_referer\" \"$http_user_agent\" "
+                         "$request_time";
+    for (int host = 0; host < 2; host++) {
+        const char *log = path_in_tmp("panels.log");
+        panels_log(log, host);
+        const char *fmt = host ? hosted : "combined-rt";
+        weft_buf_t part;
+        weft_buf_init(&part, 0);
+        char *one = run_panels(log, 1, WEFT_LOGS_THREADS, 0, fmt, NULL, &part);
+        check_panels_ref(log, one, host);
+        CHECK(strstr(one, "{\"method\":\"GET\",\"path\":\"/docs/a b.html\",\"protocol\":"
+                          "\"HTTP/1.1\",\"hits\":2,\"bytes\":22,\"rt_avg\":0.7505,\"rt_sum\":1.501,"
+                          "\"rt_max\":1.5}") != NULL);
+        CHECK(strstr(one, "{\"name\":\"ex.org:8443\",\"hits\":1") != NULL);
+        CHECK(strstr(one, "\"path\":\"/a/b%00\"") != NULL);
+        CHECK(strstr(one, "{\"name\":\"Other crawlers\",\"hits\":") != NULL);
+        CHECK((strstr(one, "\"vhosts\":") != NULL) == (host == 1));
+        const struct {
+            int jobs;
+            weft_logs_mode_t mode;
+            uint64_t chunk;
+        } runs[] = {{2, WEFT_LOGS_THREADS, 0},
+                    {3, WEFT_LOGS_THREADS, 4099},
+                    {2, WEFT_LOGS_PROCESSES, 0},
+                    {1, WEFT_LOGS_PROCESSES, 3001}};
+        for (size_t i = 0; i < sizeof runs / sizeof runs[0]; i++) {
+            char *other =
+                run_panels(log, runs[i].jobs, runs[i].mode, runs[i].chunk, fmt, NULL, NULL);
+            CHECK_MSG(strcmp(one, other) == 0, "run %zu differs", i);
+            free(other);
+        }
+        /* the partial carries every panel */
+        weft_logs_part_t *back = weft_logs_part_create();
+        CHECK(back != NULL);
+        char err[160];
+        CHECK_EQ(weft_logs_part_merge_bytes(back, part.data, part.len, err, sizeof err), 0);
+        weft_logs_report_t rep;
+        CHECK_EQ(weft_logs_report_build(back, 1000000, 1000000, &rep), 0);
+        weft_buf_t b;
+        weft_buf_init(&b, 0);
+        CHECK_EQ(weft_logs_write_json(&b, &rep), 0);
+        CHECK_MSG(b.len == strlen(one) && memcmp(b.data, one, b.len) == 0, "partial differs");
+        weft_buf_free(&b);
+        weft_logs_report_free(&rep);
+        weft_logs_part_destroy(back);
+        weft_buf_free(&part);
+        free(one);
+    }
+}
+
+TEST(user_agents_classify_into_os_browser_and_crawler)
+{
+    static const struct {
+        const char *ua, *os, *browser, *crawler;
+    } cases[] = {
+        {"Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+         "Chrome/120.0 Safari/537.36 Edg/120.0",
+         "Windows", "Edge", NULL},
+        {"Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) "
+         "Chrome/120.0 Mobile Safari/537.36",
+         "Android", "Chrome", NULL},
+        {"Mozilla/5.0 (iPhone; CPU iPhone OS 17_2 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like "
+         "Gecko) Version/17.2 Mobile/15E148 Safari/604.1",
+         "iOS", "Safari", NULL},
+        {"Mozilla/5.0 (Macintosh; Intel Mac OS X 14_2) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+         "Version/17.2 Safari/605.1.15",
+         "macOS", "Safari", NULL},
+        {"Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Gecko/20100101 Firefox/121.0", "Linux",
+         "Firefox", NULL},
+        {"Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)", "Unknown",
+         "Crawlers", "Googlebot"},
+        {"Mozilla/5.0 (compatible; SomeNewSPIDER/0.1)", "Unknown", "Crawlers", "Other crawlers"},
+        {"curl/8.5.0", "Unknown", "curl", NULL},
+        {"-", "Unknown", "Unknown", NULL},
+        {"", "Unknown", "Unknown", NULL},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        weft_logs_ua_class_t c = weft_logs_ua_classify(cases[i].ua, strlen(cases[i].ua));
+        CHECK_MSG(strcmp(c.os, cases[i].os) == 0 && strcmp(c.browser, cases[i].browser) == 0 &&
+                      (c.crawler ? cases[i].crawler && strcmp(c.crawler, cases[i].crawler) == 0
+                                 : !cases[i].crawler),
+                  "%s: %s / %s / %s", cases[i].ua, c.os, c.browser, c.crawler ? c.crawler : "-");
+        CHECK_EQ(weft_logs_ua_is_crawler(cases[i].ua, strlen(cases[i].ua)),
+                 cases[i].crawler != NULL);
+    }
 }

@@ -25,12 +25,14 @@ function eq(what, a, b) {
 
 async function main() {
   const log = path.join(tmp, "access.log");
-  execFileSync(weft, ["logs", "gen", "--size", "3M", "--seed", "7", "-o", log]);
+  execFileSync(weft, ["logs", "gen", "--size", "3M", "--seed", "7", "--format", "combined",
+    "-o", log]);
   // A hostile line: its path must be shown as text, never run.
   appendFileSync(log, ('10.9.9.9 - - [15/Jan/2025:10:30:45 +0000] "GET /<img/src/onerror=window.__pwned=1><b>x</b> ' +
-    'HTTP/1.1" 404 1 0.1\n').repeat(2000));
+    'HTTP/1.1" 404 1 "-" "curl/8.0"\n').repeat(2000));
   const html = path.join(tmp, "report.html");
-  const json = JSON.parse(execFileSync(weft, ["logs", "--html", html, "--json", "-j2", log]));
+  const json = JSON.parse(execFileSync(weft, ["logs", "--panels", "all",
+    "--html", html, "--json", "-j2", log]));
 
   browser = await chromium.launchPersistentContext(`${tmp}/profile`, {
     executablePath: process.env.WEFT_CHROMIUM || "/usr/bin/chromium",

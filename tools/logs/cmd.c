@@ -272,7 +272,7 @@ static int filter_add(weft_logs_filter_t *f, bool exclude, const char *list)
 }
 
 typedef struct outputs {
-    bool json;
+    bool json, csv;
     const char *html, *save;
     long top;
     const ident_list_t *inputs; /* what the part counted (for --save-partial) */
@@ -325,10 +325,11 @@ static int emit(const char *cmd, const weft_logs_part_t *part, const outputs_t *
             code = weft_cli_error(cmd, rc == -ENOMEM ? WEFT_EXIT_INTERNAL : WEFT_EXIT_FAILED,
                                   "cannot write %s: %s", o->html, strerror(-rc));
     }
-    if (!code && o->json) {
+    if (!code && (o->json || o->csv)) {
         weft_buf_t b;
         weft_buf_init(&b, 0);
-        if (weft_logs_write_json(&b, &rep) != 0)
+        if ((o->json ? weft_logs_write_json(&b, &rep) : 0) != 0 ||
+            (o->csv ? weft_logs_write_csv(&b, &rep) : 0) != 0)
             code = weft_cli_error(cmd, WEFT_EXIT_INTERNAL, "out of memory");
         else
             fwrite(b.data, 1, b.len, stdout);
@@ -381,8 +382,8 @@ static void live_tick(void *arg, const weft_logs_part_t *part, bool changed)
 static int output_opt(const char *cmd, int argc, char **argv, int *i, outputs_t *o)
 {
     const char *a = argv[*i];
-    if (strcmp(a, "--json") == 0) {
-        o->json = true;
+    if (strcmp(a, "--json") == 0 || strcmp(a, "--csv") == 0) {
+        *(a[2] == 'j' ? &o->json : &o->csv) = true;
         return 1;
     }
     bool takes = strcmp(a, "--html") == 0 || strcmp(a, "--save-partial") == 0 ||
@@ -542,6 +543,8 @@ static int cmd_logs(int argc, char **argv)
     weft_logs_run_opts_t ro = {.jobs = weft_cpu_count(), .progress = true};
     weft_logs_filter_t filter;
     memset(&filter, 0, sizeof filter);
+    filter.no_panels = WEFT_LOGS_PANELS_ALL & ~WEFT_LOGS_PANELS_DEFAULT;
+    ro.filter = &filter;
     bool timing = false, follow = false;
     const char **files = calloc((size_t)argc + 1, sizeof *files);
     char *fmtbuf = NULL;
@@ -569,6 +572,18 @@ static int cmd_logs(int argc, char **argv)
             ro.progress = false;
             continue;
         }
+        if (strcmp(a, "--ignore-crawlers") == 0 || strcmp(a, "--ignore-statics") == 0 ||
+            strcmp(a, "--anonymize-ip") == 0) {
+            if (a[2] == 'a')
+                filter.anonymize = true;
+            else if (a[9] == 'c')
+                filter.ignore_crawlers = true;
+            else
+                filter.ignore_statics = true;
+            filter.any = true;
+            ro.filter = &filter;
+            continue;
+        }
         if (strcmp(a, "-") == 0 || a[0] != '-') {
             files[ro.nfiles++] = a;
             continue;
@@ -584,7 +599,9 @@ static int cmd_logs(int argc, char **argv)
                      strcmp(a, "-f") == 0 || strcmp(a, "--format") == 0 ||
                      strcmp(a, "--log-format") == 0 || strcmp(a, "--chunk-size") == 0 ||
                      strcmp(a, "--io") == 0 || strcmp(a, "--exclude-ip") == 0 ||
-                     strcmp(a, "--ignore-status") == 0;
+                     strcmp(a, "--ignore-status") == 0 || strcmp(a, "--panels") == 0 ||
+                     strcmp(a, "--tz") == 0 || strcmp(a, "--since") == 0 ||
+                     strcmp(a, "--until") == 0;
         if (!known) {
             code = weft_cli_usage_error(cmd, "unknown option '%s'", a);
             break;
@@ -627,6 +644,25 @@ static int cmd_logs(int argc, char **argv)
         } else if (strcmp(a, "--exclude-ip") == 0 || strcmp(a, "--ignore-status") == 0) {
             if (filter_add(&filter, a[2] == 'e', v) != 0)
                 code = weft_cli_usage_error(cmd, "bad %s '%s'", a, v);
+            ro.filter = &filter;
+        } else if (strcmp(a, "--panels") == 0) {
+            if (weft_logs_panels_parse(v, &filter.no_panels) != 0)
+                code = weft_cli_usage_error(cmd,
+                                            "bad --panels '%s' (all, none, or daily, visitors, "
+                                            "minutely, urls, ips, agents, referrers, vhosts)",
+                                            v);
+            ro.filter = &filter;
+        } else if (strcmp(a, "--tz") == 0) {
+            if (weft_logs_tz_parse(v, &filter) != 0)
+                code = weft_cli_usage_error(
+                    cmd, "bad --tz '%s' (UTC, +HHMM, -HH:MM, or a zone such as Europe/Berlin)", v);
+            ro.filter = &filter;
+        } else if (strcmp(a, "--since") == 0 || strcmp(a, "--until") == 0) {
+            uint32_t d = weft_logs_date_parse(v);
+            if (!d)
+                code = weft_cli_usage_error(cmd, "bad %s '%s' (YYYY-MM-DD or DD/Mon/YYYY)", a, v);
+            *(a[2] == 's' ? &filter.since : &filter.until) = d;
+            filter.any = true;
             ro.filter = &filter;
         } else if (strcmp(a, "--chunk-size") == 0) {
             uint64_t cs;

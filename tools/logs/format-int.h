@@ -15,6 +15,12 @@ enum op_kind {
     OP_STATUS,     /* $status: three digits */
     OP_BYTES,      /* $body_bytes_sent (or $bytes_sent): digits or "-" */
     OP_RT,         /* $request_time: seconds with a decimal fraction, or "-" */
+    OP_METHOD,     /* $request_method: borrowed as weft_logs_rec_t.method */
+    OP_PROTOCOL,   /* $server_protocol */
+    OP_VHOST,      /* $host, $http_host, $server_name */
+    OP_REFERRER,   /* $http_referer */
+    OP_UA,         /* $http_user_agent */
+    OP_NKINDS
 };
 
 #endif

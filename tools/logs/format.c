@@ -52,6 +52,11 @@ static int var_kind(const char *name, size_t n)
     if (IS("status")) return OP_STATUS;
     if (IS("body_bytes_sent") || IS("bytes_sent")) return OP_BYTES;
     if (IS("request_time")) return OP_RT;
+    if (IS("request_method")) return OP_METHOD;
+    if (IS("server_protocol")) return OP_PROTOCOL;
+    if (IS("host") || IS("http_host") || IS("server_name")) return OP_VHOST;
+    if (IS("http_referer")) return OP_REFERRER;
+    if (IS("http_user_agent")) return OP_UA;
     return OP_SKIP;
 #undef IS
 }
@@ -110,7 +115,7 @@ static int compile_nginx(const char *s, weft_logs_format_t *f, char *err, size_t
     }
 
     /* Pass 2: operations, with delimiters; the first variable of each typed kind wins. */
-    bool seen[OP_RT + 1] = {false};
+    bool seen[OP_NKINDS] = {false};
     f->nops = 0;
     for (int t = 0; t < nt; t++) {
         weft_logs_op_t *op = &f->ops[f->nops++];

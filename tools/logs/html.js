@@ -14,7 +14,8 @@
   const TITLES = {
     hourly: "Requests per hour of day", daily: "Visitors and requests per day",
     minutely: "Requests per minute", status: "Status codes", status_classes: "Status classes",
-    response_time: "Response time (seconds)", top_ips: "Visitor IPs", urls: "Requested URLs",
+    response_time: "Response time (seconds)", top_ips: "Top client IPs",
+    ips: "Visitor IPs: hits, bytes and times", urls: "Requested URLs",
     top_paths: "Top paths", top_404_paths: "Not found (404) URLs",
     top_static_paths: "Static requests", os: "Operating systems", browsers: "Browsers",
     crawlers: "Crawlers", referrers: "Referrers", referring_sites: "Referring sites",
@@ -26,10 +27,12 @@
     static_requests: "Static requests", distinct_paths: "Distinct paths",
   };
   const ORDER = ["daily", "hourly", "minutely", "status_classes", "status", "response_time",
-    "urls", "top_paths", "top_ips", "top_404_paths", "top_static_paths", "os", "browsers",
+    "urls", "top_paths", "ips", "top_ips", "top_404_paths", "top_static_paths", "os", "browsers",
     "crawlers", "referring_sites", "referrers", "vhosts"];
-  const WIDE = { daily: 1, minutely: 1, urls: 1, top_paths: 1, referrers: 1 };
+  const WIDE = { daily: 1, minutely: 1, urls: 1, ips: 1, top_paths: 1, referrers: 1 };
   const COUNT_KEYS = ["count", "hits", "requests"];
+  const LABELS = ["path", "url", "ip", "name", "os", "browser", "crawler", "site", "referrer",
+    "vhost", "host"];
   const drawn = { panels: [], cards: [], tables: {}, charts: 0, ready: false };
   const charts = [];
 
@@ -61,6 +64,7 @@
     Object.values(v).every(isNum);
 
   // ---- charts (uPlot) ----
+  const zero = (_, lo, hi) => [0, hi > 0 ? hi * 1.08 : 1]; // counts: the axis starts at 0
   function chartWidth(box) { return Math.max(200, box.clientWidth || 300); }
   function barChart(box, labels, series, opts) {
     // series: [{label, values, color}]; x is the index, labelled by labels[i].
@@ -74,7 +78,7 @@
       width: chartWidth(box), height: (opts && opts.height) || 220,
       legend: { show: true, live: true },
       cursor: { points: { show: false } },
-      scales: { x: { time: false, range: [-0.5, labels.length - 0.5] } },
+      scales: { x: { time: false, range: [-0.5, labels.length - 0.5] }, y: { range: zero } },
       axes: [
         { splits: () => xs.filter((i) => i % every === 0),
           values: (_, v) => v.map((i) => short(labels[i] ?? "", 10)), gap: 4 },
@@ -92,17 +96,21 @@
   }
   function timeChart(box, xs, series, opts) {
     if (!window.uPlot || !xs.length) return;
+    const days = xs.every((x) => x % 86400 === 0), D = 86400;
     const u = new uPlot({
       width: chartWidth(box), height: 240,
-      scales: { x: { time: true }, b: {} },
-      axes: [{}, { label: "count", size: 64, values: (_, v) => v.map(grouped) },
+      scales: { x: { time: true, range: days ? (_, lo, hi) => [lo - D / 2, hi + D / 2] : undefined },
+        y: { range: zero }, b: { range: zero } },
+      axes: [days ? { space: 70, incrs: [D, 2 * D, 7 * D, 14 * D, 28 * D, 91 * D, 365 * D],
+        values: (_, v) => v.map((t) => new Date(t * 1000).toISOString().slice(0, 10)) } : {},
+      { scale: "y", label: "count", size: 64, values: (_, v) => v.map(grouped) },
         ...(opts.bytes ? [{ scale: "b", side: 1, size: 70, label: "bytes",
           values: (_, v) => v.map(bytes), grid: { show: false } }] : [])],
       series: [{ label: "date" }, ...series.map((s, k) => ({
-        label: s.label, scale: isBytes(s.label) ? "b" : undefined,
+        label: s.label, scale: isBytes(s.label) ? "b" : "y",
         stroke: ["#3b7dd8", "#e0823d", "#3a9a5b", "#9a3ab0"][k % 4], width: 2,
-        fill: k === 0 ? "#3b7dd822" : undefined,
-        paths: xs.length < 40 ? uPlot.paths.bars({ size: [0.5, 40] }) : undefined,
+        fill: k === 0 ? "#3b7dd855" : undefined, points: { show: xs.length < 60 },
+        paths: k === 0 && xs.length < 60 ? uPlot.paths.bars({ size: [0.5, 60] }) : undefined,
         value: (_, v) => v === null ? "-" : fmt(s.label, v) }))],
     }, [xs, ...series.map((s) => s.values)], box);
     charts.push([u, box]);
@@ -175,7 +183,10 @@
   // ---- panels ----
   const main = document.querySelector("main");
   const nav = document.querySelector("nav");
+  const cards = el("div", "cards");
   const panels = el("div", "panels");
+  main.appendChild(cards); // in the page before the charts are drawn: they size to their boxes
+  main.appendChild(panels);
   function panel(key, sub) {
     const p = el("section", "panel" + (WIDE[key] ? " wide" : ""));
     p.id = "panel-" + key;
@@ -193,11 +204,17 @@
   const share = (v, whole) => whole ? (100 * v / whole).toFixed(2) + "%" : "-";
   const distinctOf = (key) => R["distinct_" + key.replace(/^top_/, "")];
 
-  function hourly(key, v) {
-    const p = panel(key, "The hour as written in the log.");
-    const labels = v.map((_, i) => String(i).padStart(2, "0"));
-    barChart(chartBox(p), labels, [{ label: "requests", values: v }], { xlabel: "hour" });
-    const rows = v.map((n, i) => ({ hour: labels[i], requests: n }));
+  // A series of counts by position: hours of the day, minutes of the day (HH:MM), or any other.
+  function series(key, v) {
+    const minutes = v.length === 1440;
+    const p = panel(key, key === "hourly" ? "The hour as written in the log." :
+      minutes ? "Requests in each minute of the day; the table lists the minutes with any." : "");
+    const labels = v.map((_, i) => minutes ? String(Math.floor(i / 60)).padStart(2, "0") + ":" +
+      String(i % 60).padStart(2, "0") : String(i).padStart(2, "0"));
+    barChart(chartBox(p), labels, [{ label: "requests", values: v }],
+      { xlabel: minutes ? "minute" : key === "hourly" ? "hour" : "" });
+    const rows = v.map((n, i) => ({ hour: labels[i], requests: n }))
+      .filter((r) => !minutes || r.requests);
     p.appendChild(table(key, [{ key: "hour", label: "Hour" },
       { key: "requests", label: "Requests", num: true },
       { key: "requests", label: "Share", num: true, fmt: (x) => share(x, R.parsed) }],
@@ -239,7 +256,7 @@
     const num = (k) => v.every((o) => o[k] === null || o[k] === undefined || isNum(o[k]));
     const numCols = cols.filter(num);
     const valueKey = COUNT_KEYS.find((k) => numCols.includes(k)) || numCols[0];
-    const labelKey = cols.find((k) => !num(k)) || cols[0];
+    const labelKey = LABELS.find((k) => cols.includes(k)) || cols.find((k) => !num(k)) || cols[0];
     const d = distinctOf(key);
     const p = panel(key, isNum(d) ? `${v.length.toLocaleString("en-US")} shown of ` +
       `${d.toLocaleString("en-US")} distinct` : `${v.length.toLocaleString("en-US")} rows`);
@@ -277,7 +294,6 @@
   const title = document.querySelector("header p");
   title.textContent = [META.inputs, META.formats ? "format: " + META.formats : "",
     META.live ? "live: redrawn every second" : ""].filter(Boolean).join(" \u00b7 ");
-  const cards = el("div", "cards");
   function card(key, label, value, sub) {
     const c = el("div", "card");
     c.dataset.key = key;
@@ -311,15 +327,12 @@
     const v = R[k];
     if (known.has(k) || (isNum(v) && /^distinct_/.test(k))) continue;
     if (v === null) { if (TITLES[k] || /^top_/.test(k)) nullPanel(k); continue; }
-    if (k === "hourly" && isNumArray(v)) hourly(k, v);
+    if (isNumArray(v) && v.length) series(k, v);
     else if (k === "response_time" && isNumObject(v)) statObject(k, v);
     else if (isNumObject(v)) numObject(k, v);
     else if (isObjArray(v)) objArray(k, v);
     else if (Array.isArray(v) && v.length === 0) emptyPanel(k);
-    else if (isNumArray(v)) hourly(k, v);
   }
-  main.appendChild(cards);
-  main.appendChild(panels);
   drawn.ready = true;
   window.__logs = drawn;
 })();
