@@ -47,6 +47,15 @@ static const char *human_bytes(char *buf, size_t len, uint64_t v)
     return buf;
 }
 
+/* A count of distinct paths, or "more than 65,536" after a recount (rank.c). */
+static const char *distinct_text(char *buf, size_t len, uint64_t v)
+{
+    if (v != WEFT_LOGS_DISTINCT_UNKNOWN) return grouped(buf, len, v);
+    char m[32];
+    snprintf(buf, len, "more than %s", grouped(m, sizeof m, WEFT_LOGS_MAX_PATHS));
+    return buf;
+}
+
 static double pct(uint64_t part, uint64_t whole)
 {
     return whole ? 100.0 * (double)part / (double)whole : 0.0;
@@ -122,11 +131,13 @@ void weft_logs_print_text(FILE *f, const weft_logs_report_t *r, const weft_logs_
     }
 
     if (r->paths_overflow) {
-        fprintf(f, "\nTop paths: not computed (more than %d distinct paths)\n",
+        fprintf(f,
+                "\nTop paths: not computed (more than %d distinct paths in an input that "
+                "cannot be read twice for the exact recount: a stream or merged partials)\n",
                 WEFT_LOGS_MAX_PATHS);
     } else if (r->npaths) {
         fprintf(f, "\nTop %zu paths (of %s; query strings dropped)\n", r->npaths,
-                grouped(a, sizeof a, r->distinct_paths));
+                distinct_text(a, sizeof a, r->distinct_paths));
         for (size_t i = 0; i < r->npaths; i++) {
             fprintf(f, "  %3zu  %12s  %5.2f%%  ", i + 1,
                     grouped(a, sizeof a, r->top_paths[i].count),
@@ -137,11 +148,13 @@ void weft_logs_print_text(FILE *f, const weft_logs_report_t *r, const weft_logs_
     }
     uint64_t nf = r->status[404];
     if (r->paths404_overflow) {
-        fprintf(f, "\nNot found (404): not computed (more than %d distinct paths)\n",
+        fprintf(f,
+                "\nNot found (404): not computed (more than %d distinct paths in an input that "
+                "cannot be read twice for the exact recount: a stream or merged partials)\n",
                 WEFT_LOGS_MAX_PATHS);
     } else if (r->npaths404) {
         fprintf(f, "\nNot found (404): top %zu paths (of %s)\n", r->npaths404,
-                grouped(a, sizeof a, r->distinct_paths404));
+                distinct_text(a, sizeof a, r->distinct_paths404));
         for (size_t i = 0; i < r->npaths404; i++) {
             fprintf(f, "  %3zu  %12s  %5.2f%%  ", i + 1,
                     grouped(a, sizeof a, r->top_paths404[i].count),
@@ -151,12 +164,14 @@ void weft_logs_print_text(FILE *f, const weft_logs_report_t *r, const weft_logs_
         }
     }
     if (r->statics_overflow) {
-        fprintf(f, "\nStatic requests: not computed (more than %d distinct paths)\n",
+        fprintf(f,
+                "\nStatic requests: not computed (more than %d distinct paths in an input that "
+                "cannot be read twice for the exact recount: a stream or merged partials)\n",
                 WEFT_LOGS_MAX_PATHS);
     } else if (r->nstatics) {
         fprintf(f, "\nStatic requests: %s (%.2f%%), top %zu files (of %s)\n",
                 grouped(a, sizeof a, r->static_hits), pct(r->static_hits, r->parsed), r->nstatics,
-                grouped(b, sizeof b, r->distinct_statics));
+                distinct_text(b, sizeof b, r->distinct_statics));
         for (size_t i = 0; i < r->nstatics; i++) {
             fprintf(f, "  %3zu  %12s  %5.2f%%  ", i + 1,
                     grouped(a, sizeof a, r->top_statics[i].count),
@@ -273,6 +288,8 @@ static int json_paths(weft_buf_t *b, const char *key, const char *dkey, bool ove
         rc |= json_str(b, list[i].path);
         rc |= weft_buf_printf(b, ",\"count\":%" PRIu64 "}", list[i].count);
     }
+    if (distinct == WEFT_LOGS_DISTINCT_UNKNOWN) /* recounted: more than the table holds */
+        return rc | weft_buf_printf(b, "],\"%s\":null", dkey);
     return rc | weft_buf_printf(b, "],\"%s\":%" PRIu64, dkey, distinct);
 }
 
