@@ -8,6 +8,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
@@ -2030,4 +2031,83 @@ TEST(user_agents_classify_into_os_browser_and_crawler)
         CHECK_EQ(weft_logs_ua_is_crawler(cases[i].ua, strlen(cases[i].ua)),
                  cases[i].crawler != NULL);
     }
+}
+
+/* More than WEFT_LOGS_MAX_PATHS distinct paths (and not-found and static ones), the most
+ * requested ones written last, after the tables filled: the top lists are exact (an exact
+ * recount, run.c), agree with the counts the test wrote, and are identical for -j1, -j2,
+ * processes and small chunks. Static files: only 3 reach the recount's threshold, so 3 are
+ * listed (exact), with the exact total. Before: the three lists were null. */
+TEST_T(top_paths_beyond_table_limit_are_exact, 240)
+{
+    const char *file = path_in_tmp("many.log");
+    FILE *f = fopen(file, "wb");
+    CHECK(f != NULL);
+#define MANY_LINE "10.0.%d.%d - - [15/Jan/2025:10:30:45 +0000] \"GET %s HTTP/1.1\" %d 10 0.01\n"
+    char p[64];
+    uint64_t statics = 0;
+    for (int i = 0; i < 70000; i++) { /* unique paths, all not found, and unique static files */
+        snprintf(p, sizeof p, "/u/%d", i);
+        fprintf(f, MANY_LINE, i % 200, i % 250, p, 404);
+        snprintf(p, sizeof p, "/s/%d.css", i);
+        fprintf(f, MANY_LINE, i % 200, i % 250, p, 200);
+        statics++;
+    }
+    for (int k = 1; k <= 12; k++) { /* then the most requested: /hot/k 200 - 10k times */
+        snprintf(p, sizeof p, "/hot/%d", k);
+        for (int c = 0; c < 200 - 10 * k; c++)
+            fprintf(f, MANY_LINE, k, c % 250, p, c % 2 ? 404 : 200);
+    }
+    for (int k = 1; k <= 3; k++) {
+        snprintf(p, sizeof p, "/top-%d.js", k);
+        for (int c = 0; c < 50 - k; c++, statics++) fprintf(f, MANY_LINE, k, c, p, 200);
+    }
+    CHECK(fclose(f) == 0);
+#undef MANY_LINE
+    /* The reference, from what was written. */
+    weft_buf_t want, want404, wants;
+    weft_buf_init(&want, 0);
+    weft_buf_init(&want404, 0);
+    weft_buf_init(&wants, 0);
+    weft_buf_printf(&want, "\"top_paths\":[");
+    weft_buf_printf(&want404, "\"top_404_paths\":[");
+    for (int k = 1; k <= 10; k++) {
+        int n = 200 - 10 * k;
+        weft_buf_printf(&want, "%s{\"path\":\"/hot/%d\",\"count\":%d}", k > 1 ? "," : "", k, n);
+        weft_buf_printf(&want404, "%s{\"path\":\"/hot/%d\",\"count\":%d}", k > 1 ? "," : "", k,
+                        n / 2);
+    }
+    weft_buf_printf(&want, "],\"distinct_paths\":null");
+    weft_buf_printf(&want404, "],\"distinct_404_paths\":null");
+    weft_buf_printf(&wants,
+                    "\"top_static_paths\":[{\"path\":\"/top-1.js\",\"count\":49},{\"path\":\"/"
+                    "top-2.js\",\"count\":48},{\"path\":\"/top-3.js\",\"count\":47}],"
+                    "\"distinct_static_paths\":null,\"static_requests\":%" PRIu64,
+                    statics);
+    char *first = NULL;
+    struct {
+        int jobs;
+        weft_logs_mode_t mode;
+        uint64_t chunk;
+    } runs[] = {{1, WEFT_LOGS_THREADS, 0},
+                {2, WEFT_LOGS_THREADS, 0},
+                {2, WEFT_LOGS_PROCESSES, 0},
+                {2, WEFT_LOGS_THREADS, 256 << 10}};
+    for (size_t i = 0; i < sizeof runs / sizeof runs[0]; i++) {
+        char *json = run_json(file, runs[i].jobs, runs[i].mode, runs[i].chunk);
+        CHECK(json != NULL);
+        CHECK_MSG(strstr(json, want.data) != NULL, "%s", json);
+        CHECK(strstr(json, want404.data) != NULL);
+        CHECK_MSG(strstr(json, wants.data) != NULL, "%s", json);
+        if (!first)
+            first = json;
+        else {
+            CHECK(strcmp(first, json) == 0);
+            free(json);
+        }
+    }
+    free(first);
+    weft_buf_free(&want);
+    weft_buf_free(&want404);
+    weft_buf_free(&wants);
 }

@@ -258,8 +258,9 @@
     const valueKey = COUNT_KEYS.find((k) => numCols.includes(k)) || numCols[0];
     const labelKey = LABELS.find((k) => cols.includes(k)) || cols.find((k) => !num(k)) || cols[0];
     const d = distinctOf(key);
-    const p = panel(key, isNum(d) ? `${v.length.toLocaleString("en-US")} shown of ` +
-      `${d.toLocaleString("en-US")} distinct` : `${v.length.toLocaleString("en-US")} rows`);
+    const shown = v.length.toLocaleString("en-US");
+    const p = panel(key, isNum(d) ? `${shown} shown of ${d.toLocaleString("en-US")} distinct` :
+      d === null ? `${shown} shown of more than 65,536 distinct (exact counts)` : `${shown} rows`);
     const tk = timeKey(v[0]);
     if (tk && v.every((o) => toEpoch(o[tk]) !== null)) {
       const series = numCols.filter((k) => k !== tk).slice(0, 3);

@@ -244,6 +244,8 @@ int logs_run_open_inputs(run_t *r, const weft_logs_format_t *fixed)
             continue;
         }
         in->size = (uint64_t)in->st.st_size;
+        if (o->recount && o->recount->sizes && o->recount->sizes[i] < in->size)
+            in->size = o->recount->sizes[i]; /* the snapshot the first run read */
         int irc = file_ident(in);
         if (irc)
             return logs_run_failf(r, irc == -ENOMEM ? WEFT_EXIT_INTERNAL : WEFT_EXIT_USAGE,

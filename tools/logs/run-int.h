@@ -79,6 +79,9 @@ int logs_run_failf(run_t *r, int code, const char *fmt, ...) __attribute__((form
  * thread (the reader) only. */
 void logs_run_progress(run_t *r);
 
+/* Points a part's path tables at the shared buckets of a recount pass (run.c). */
+void logs_run_recount_setup(const weft_logs_recount_t *rc, weft_logs_part_t *part);
+
 /* Inputs (input.c): analysing a chunk, keeping its first malformed lines, reading a stream. */
 int logs_run_analyze_fd(int fd, uint64_t size, uint64_t start, uint64_t end,
                         const weft_logs_format_t *f, weft_logs_part_t *part,

@@ -170,7 +170,10 @@ int logs_run_threads(run_t *r, weft_logs_run_result_t *res)
     if (!w || !parts || !fs) code = logs_run_failf(r, WEFT_EXIT_INTERNAL, "out of memory");
     for (int i = 0; i < j && !code; i++) {
         parts[i] = weft_logs_part_create();
-        if (!parts[i]) code = logs_run_failf(r, WEFT_EXIT_INTERNAL, "out of memory");
+        if (!parts[i])
+            code = logs_run_failf(r, WEFT_EXIT_INTERNAL, "out of memory");
+        else if (r->o->recount)
+            logs_run_recount_setup(r->o->recount, parts[i]);
         w[i] = (worker_t){.run = r, .part = parts[i]};
     }
     uint64_t t0 = weft_now_ns();

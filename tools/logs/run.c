@@ -21,6 +21,20 @@
  * checks and merges as results arrive, in submission order.
  * Results are identical in both modes and for any worker count or chunk size: every statistic
  * is an integer sum and the report sorts with total orders.
+ * Top paths beyond WEFT_LOGS_MAX_PATHS distinct (an exact recount, bounded memory). A path table
+ * keeps at most 65,536 distinct paths (of up to 256 bytes each) per worker. When one overflows
+ * and every input can be read again (regular files, compressed ones included: not standard input
+ * or a FIFO, whose panel then stays null), two more passes in threads mode make its top list
+ * exact: (1) every path adds its count to one of 2^20 hash buckets, atomic counters the workers
+ * share (8 MiB per table); (2) T is the count of the 16,384th fullest bucket (plus one when ties
+ * would take more than twice as many), and only the paths whose bucket holds at least T are
+ * counted, exactly, in the ordinary table. A path counted T times or more lies in such a bucket,
+ * so every path with count >= T is counted exactly; the table keeps those, and the report lists
+ * its top N (fewer when fewer than N paths reach T, as with a flat distribution). The buckets are
+ * sums, so T and the list are the same for any worker count, chunk size or mode. The distinct
+ * count is then unknown ("more than 65,536", JSON null); the total of static requests is the
+ * buckets' sum. Each pass re-reads the input (the first run's snapshot of a growing file): an
+ * overflowing run costs about three times one that fits.
  */
 #include "logs/run.h"
 
@@ -50,6 +64,7 @@
 #include "common/cli-int.h"
 
 #include "logs/run-int.h"
+#include "logs/tables-int.h"
 
 int logs_run_failf(run_t *r, int code, const char *fmt, ...)
 {
@@ -59,6 +74,120 @@ int logs_run_failf(run_t *r, int code, const char *fmt, ...)
         vsnprintf(r->err, r->errlen, fmt, ap);
         va_end(ap);
     }
+    return code;
+}
+
+/* ---- the exact recount of overflowing path tables ---- */
+
+static weft_logs_tp_t *path_table(weft_logs_part_t *p, int k)
+{
+    return k == 0 ? &p->paths : k == 1 ? &p->paths404 : &p->statics;
+}
+
+void logs_run_recount_setup(const weft_logs_recount_t *rc, weft_logs_part_t *part)
+{
+    for (int k = 0; k < 3; k++) {
+        if (!rc->buckets[k]) continue;
+        weft_logs_tp_t *t = path_table(part, k);
+        t->bmask = WEFT_LOGS_RECOUNT_BUCKETS - 1;
+        if (rc->thresh[k]) {
+            t->select = rc->buckets[k];
+            t->thresh = rc->thresh[k];
+        } else {
+            t->buckets = rc->buckets[k];
+        }
+    }
+}
+
+static int cmp_desc(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return (x < y) - (x > y);
+}
+
+/* The threshold: the count of the 16,384th fullest bucket, or one more when ties at it would
+ * select more than twice as many buckets; *total: the sum of all counts. */
+static uint64_t pick_threshold(_Atomic uint64_t *b, uint64_t *v, uint64_t *total)
+{
+    const size_t n = WEFT_LOGS_RECOUNT_BUCKETS, want = WEFT_LOGS_MAX_PATHS / 4;
+    *total = 0;
+    for (size_t i = 0; i < n; i++) {
+        v[i] = atomic_load_explicit(&b[i], memory_order_relaxed); /* after the run: joined */
+        *total += v[i];
+    }
+    qsort(v, n, sizeof *v, cmp_desc);
+    uint64_t t = v[want - 1] ? v[want - 1] : 1;
+    size_t above = 0;
+    while (above < n && v[above] >= t) above++;
+    return above > 2 * want ? t + 1 : t;
+}
+
+/* Replaces the overflowed tables of `part` by exact ones (see DESIGN). Returns 0 or an exit code;
+ * a table is left overflowed (its panel null) when its candidates still do not fit. */
+static int recount_paths(run_t *r, const weft_logs_run_opts_t *o, weft_logs_part_t *part)
+{
+    weft_logs_recount_t rc;
+    memset(&rc, 0, sizeof rc);
+    uint64_t *sizes = calloc(r->nin, sizeof *sizes), *vals = NULL, totals[3] = {0, 0, 0};
+    int code = sizes ? 0 : logs_run_failf(r, WEFT_EXIT_INTERNAL, "out of memory");
+    for (size_t i = 0; i < r->nin && sizes; i++)
+        sizes[i] = r->in[i].stream ? UINT64_MAX : r->in[i].size;
+    rc.sizes = sizes;
+    for (int k = 0; k < 3 && !code; k++) {
+        if (!path_table(part, k)->overflow) continue;
+        rc.buckets[k] = calloc(WEFT_LOGS_RECOUNT_BUCKETS, sizeof *rc.buckets[k]);
+        if (!rc.buckets[k]) code = logs_run_failf(r, WEFT_EXIT_INTERNAL, "out of memory");
+    }
+    weft_logs_run_opts_t oo = *o;
+    oo.mode = WEFT_LOGS_THREADS; /* the passes share the buckets: threads, whatever the mode */
+    oo.progress = false;
+    oo.recount = &rc;
+    weft_logs_run_result_t res;
+    char err[256];
+    for (int pass = 0; pass < 2 && !code; pass++) {
+        if (pass == 1) {
+            if (!(vals = malloc(WEFT_LOGS_RECOUNT_BUCKETS * sizeof *vals))) {
+                code = logs_run_failf(r, WEFT_EXIT_INTERNAL, "out of memory");
+                break;
+            }
+            for (int k = 0; k < 3; k++)
+                if (rc.buckets[k]) rc.thresh[k] = pick_threshold(rc.buckets[k], vals, &totals[k]);
+        }
+        code = weft_logs_run(&oo, &res, err, sizeof err);
+        if (code) {
+            logs_run_failf(r, code, "recounting the paths: %s", err);
+            break;
+        }
+        if (pass == 1) {
+            for (int k = 0; k < 3 && !code; k++) {
+                const weft_logs_tp_t *src = path_table(res.part, k);
+                if (!rc.buckets[k] || src->overflow) continue;
+                weft_logs_tp_t t;
+                int e = weft_logs_tp_init(&t);
+                for (size_t i = 0; i < src->used && !e; i++) {
+                    const weft_logs_ep_t *x = &src->ents[i];
+                    uint64_t raw = *tp_find(src, x->hash);
+                    if ((raw & ~TP_STATIC) >= rc.thresh[k])
+                        e = weft_logs_tp_add(&t, x->hash, src->arena + x->off, x->len,
+                                             path_keep(x->len), raw);
+                }
+                if (e) {
+                    weft_logs_tp_free(&t);
+                    code = logs_run_failf(r, WEFT_EXIT_INTERNAL, "out of memory");
+                    break;
+                }
+                t.recounted = true;
+                t.thresh = rc.thresh[k];
+                t.total = totals[k];
+                weft_logs_tp_free(path_table(part, k));
+                *path_table(part, k) = t;
+            }
+        }
+        weft_logs_run_result_free(&res);
+    }
+    for (int k = 0; k < 3; k++) free(rc.buckets[k]);
+    free(vals);
+    free(sizes);
     return code;
 }
 
@@ -148,6 +277,18 @@ int weft_logs_run(const weft_logs_run_opts_t *o, weft_logs_run_result_t *res, ch
     if (!code && !(res->idents = malloc(r.nin * sizeof *res->idents)))
         code = logs_run_failf(&r, WEFT_EXIT_INTERNAL, "out of memory");
     for (size_t i = 0; !code && i < r.nin; i++) res->idents[i] = r.in[i].ident;
+    bool again = !o->recount; /* can every input be read again for a recount? */
+    for (size_t i = 0; i < r.nin; i++)
+        again &= strcmp(o->files[i], "-") != 0 && S_ISREG(r.in[i].st.st_mode);
+    if (!code && again &&
+        (res->part->paths.overflow || res->part->paths404.overflow || res->part->statics.overflow))
+        code = recount_paths(&r, o, res->part);
+    if (code && res->part) { /* a failed recount: no result (run.h) */
+        weft_logs_part_destroy(res->part);
+        res->part = NULL;
+        free(res->idents);
+        res->idents = NULL;
+    }
 
     if (!code) { /* line numbers: each chunk counted its own lines; offset them in order */
         uint64_t base = 0;

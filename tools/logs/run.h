@@ -8,6 +8,7 @@
 #ifndef WEFT_TOOLS_LOGS_RUN_H
 #define WEFT_TOOLS_LOGS_RUN_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -32,7 +33,19 @@ typedef struct weft_logs_run_opts {
     bool use_mmap;                    /* map files instead of pread into per-worker buffers */
     bool progress;                    /* draw a progress bar when stderr is a terminal */
     const weft_logs_filter_t *filter; /* NULL: none */
+    const struct weft_logs_recount *recount; /* internal to run.c: NULL */
 } weft_logs_run_opts_t;
+
+/* The exact recount of path tables that overflowed (run.c describes it): for each table (0: all
+ * paths, 1: not found, 2: static files) being recounted, the hash buckets its first pass fills
+ * (shared by the workers) and, in its second pass, the threshold selecting the candidates; the
+ * input sizes of the first run, so that a growing file is read up to the same snapshot. */
+#define WEFT_LOGS_RECOUNT_BUCKETS (1u << 20)
+typedef struct weft_logs_recount {
+    _Atomic uint64_t *buckets[3];
+    uint64_t thresh[3]; /* 0: the first pass */
+    const uint64_t *sizes;
+} weft_logs_recount_t;
 
 typedef struct weft_logs_badline {
     size_t file; /* index into opts.files */
