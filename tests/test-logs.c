@@ -2111,3 +2111,131 @@ TEST_T(top_paths_beyond_table_limit_are_exact, 240)
     weft_buf_free(&want404);
     weft_buf_free(&wants);
 }
+
+/* --tz (fixed and by zone), --since/--until, --ignore-crawlers, --ignore-statics and
+ * --anonymize-ip on hand-written lines whose answers are worked out below. */
+TEST_T(filters_convert_time_zones_and_leave_out_crawlers_statics_and_dates, 60)
+{
+    static const char text[] =
+        "10.1.2.3 - - [14/Jan/2025:23:30:00 +0100] \"GET /a.css HTTP/1.1\" 200 10 \"-\" "
+        "\"Googlebot/2.1\" 0.1\n"
+        "10.1.2.4 - - [14/Jan/2025:23:30:00 -0500] \"GET /b HTTP/1.1\" 200 20 \"-\" \"curl/8\" "
+        "0.2\n"
+        "2001:db8:0:1:2:3:4:5 - - [15/Jan/2025:00:10:00 +0000] \"GET /c HTTP/1.1\" 200 30 \"-\" "
+        "\"curl/8\" 0.3\n"
+        "10.1.2.5 - - [16/Jan/2025:12:00:00 +0000] \"GET /d HTTP/1.1\" 200 40 \"-\" \"curl/8\" "
+        "0.4\n";
+    const char *log = path_in_tmp("tz.log");
+    write_text(log, text, strlen(text));
+    static const struct {
+        const char *tz, *since, *until;
+        bool crawlers, statics, anon;
+        const char *want[4];
+    } cases[] = {
+        /* as written: 14th 23:30 twice, 15th 00:10, 16th 12:00 */
+        {NULL,
+         NULL,
+         NULL,
+         false,
+         false,
+         false,
+         {"\"daily\":[{\"date\":\"2025-01-14\",\"requests\":2,",
+          "{\"date\":\"2025-01-15\",\"requests\":1,", "\"excluded\":0", NULL}},
+        /* UTC: 22:30 on the 14th, 04:30 and 00:10 on the 15th, 12:00 on the 16th */
+        {"UTC",
+         NULL,
+         NULL,
+         false,
+         false,
+         false,
+         {"\"hourly\":[1,0,0,0,1,0,0,0,0,0,0,0,1,0,0,0,0,0,0,0,0,0,1,0]",
+          "{\"date\":\"2025-01-14\",\"requests\":1,", "{\"date\":\"2025-01-15\",\"requests\":2,",
+          NULL}},
+        /* +05:30: 04:00, 10:00 and 05:40 on the 15th, 17:30 on the 16th */
+        {"+05:30",
+         NULL,
+         NULL,
+         false,
+         false,
+         false,
+         {"\"hourly\":[0,0,0,0,1,1,0,0,0,0,1,0,0,0,0,0,0,1,0,0,0,0,0,0]",
+          "\"daily\":[{\"date\":\"2025-01-15\",\"requests\":3,", NULL, NULL}},
+        /* New York in January is -05:00: 17:30, 23:30 and 19:10 on the 14th, 07:00 on the 16th */
+        {"America/New_York",
+         NULL,
+         NULL,
+         false,
+         false,
+         false,
+         {"\"hourly\":[0,0,0,0,0,0,0,1,0,0,0,0,0,0,0,0,0,1,0,1,0,0,0,1]",
+          "\"daily\":[{\"date\":\"2025-01-14\",\"requests\":3,", NULL, NULL}},
+        {NULL,
+         "2025-01-15",
+         "15/Jan/2025",
+         false,
+         false,
+         false,
+         {"\"parsed\":1,", "\"excluded\":3", NULL, NULL}},
+        {"UTC",
+         "2025-01-15",
+         NULL,
+         false,
+         false,
+         false,
+         {"\"parsed\":3,", "\"excluded\":1", NULL, NULL}},
+        {NULL, NULL, NULL, true, false, false, {"\"parsed\":3,", "\"crawlers\":[]", NULL, NULL}},
+        {NULL,
+         NULL,
+         NULL,
+         false,
+         true,
+         false,
+         {"\"parsed\":3,", "\"top_static_paths\":[]", NULL, NULL}},
+        {NULL,
+         NULL,
+         NULL,
+         false,
+         false,
+         true,
+         {"\"top_ips\":[{\"ip\":\"10.1.2.0\",\"count\":3},{\"ip\":\"2001:db8::\",\"count\":1}]",
+          "\"distinct_ips\":2,", "\"visitors\":4,", NULL}},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        weft_logs_filter_t f;
+        memset(&f, 0, sizeof f);
+        if (cases[i].tz) CHECK_EQ(weft_logs_tz_parse(cases[i].tz, &f), 0);
+        if (cases[i].since) CHECK((f.since = weft_logs_date_parse(cases[i].since)) != 0);
+        if (cases[i].until) CHECK((f.until = weft_logs_date_parse(cases[i].until)) != 0);
+        f.ignore_crawlers = cases[i].crawlers;
+        f.ignore_statics = cases[i].statics;
+        f.anonymize = cases[i].anon;
+        f.any =
+            f.tz_mode || f.since || f.until || f.ignore_crawlers || f.ignore_statics || f.anonymize;
+        for (int mode = 0; mode < 2; mode++) {
+            char *json = run_panels(log, 2, mode ? WEFT_LOGS_PROCESSES : WEFT_LOGS_THREADS, 0,
+                                    "combined-rt", &f, NULL);
+            for (int k = 0; k < 4 && cases[i].want[k]; k++)
+                CHECK_MSG(strstr(json, cases[i].want[k]) != NULL, "case %zu: %s not in %s", i,
+                          cases[i].want[k], json);
+            free(json);
+        }
+    }
+    /* option values */
+    weft_logs_filter_t f;
+    memset(&f, 0, sizeof f);
+    CHECK_EQ(weft_logs_tz_parse("-0130", &f), 0);
+    CHECK_EQ(f.tz_off_min, -90);
+    CHECK_EQ(weft_logs_tz_parse("+2400", &f), -EINVAL);
+    CHECK_EQ(weft_logs_tz_parse("Not/AZone", &f), -EINVAL);
+    CHECK_EQ(weft_logs_tz_parse("../../etc/passwd", &f), -EINVAL);
+    CHECK(weft_logs_date_parse("2025-13-01") == 0 && weft_logs_date_parse("15/Foo/2025") == 0);
+    CHECK(weft_logs_date_parse("2025-01-15x") == 0);
+    unsigned off;
+    CHECK_EQ(weft_logs_panels_parse("all", &off), 0);
+    CHECK_EQ(off, 0u);
+    CHECK_EQ(weft_logs_panels_parse("+urls", &off), 0);
+    CHECK_EQ(off, WEFT_LOGS_PANEL_IPS);
+    CHECK_EQ(weft_logs_panels_parse("daily,ips", &off), 0);
+    CHECK_EQ(off, WEFT_LOGS_PANELS_ALL & ~(WEFT_LOGS_PANEL_DAILY | WEFT_LOGS_PANEL_IPS));
+    CHECK_EQ(weft_logs_panels_parse("daily,nope", &off), -EINVAL);
+}

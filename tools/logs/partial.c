@@ -121,7 +121,7 @@ static int put_tk(weft_buf_t *out, const weft_logs_tk_t *t, bool sorted)
 {
     weft_logs_ek_t *e = malloc((t->used + 1) * sizeof *e);
     if (!e) return -ENOMEM;
-    memcpy(e, t->ents, t->used * sizeof *e);
+    if (t->used) memcpy(e, t->ents, t->used * sizeof *e);
     if (sorted) qsort(e, t->used, sizeof *e, cmp_ek);
     int rc = put_varint(out, t->overflow) | put_varint(out, t->used);
     for (size_t i = 0; i < t->used && !rc; i++) {

@@ -144,6 +144,8 @@ int weft_logs_ext_init(weft_logs_ext_t *e)
 {
     memset(e, 0, sizeof *e);
     weft_htab_init(&e->visitors);
+    e->seen = calloc(WEFT_LOGS_SEEN, sizeof *e->seen);
+    if (!e->seen) return -ENOMEM;
     tk_init(&e->urls, WEFT_LOGS_TK_MAX);
     tk_init(&e->ips, WEFT_LOGS_TK_MAX_IPS);
     tk_init(&e->agents, WEFT_LOGS_TK_MAX);
@@ -155,6 +157,7 @@ int weft_logs_ext_init(weft_logs_ext_t *e)
 void weft_logs_ext_free(weft_logs_ext_t *e)
 {
     free(e->days);
+    free(e->seen);
     weft_htab_free(&e->visitors);
     tk_free(&e->urls);
     tk_free(&e->ips);
@@ -232,7 +235,10 @@ void weft_logs_ext_prepare(const weft_logs_ext_t *e, const weft_logs_rec_t *r, u
     h->client = client_key(r, ck, &cklen);
     if (panels & WEFT_LOGS_PANEL_VISITORS) {
         h->visitor = nonzero(mix(mix(h->client, r->date), h->agent));
-        weft_htab_prefetch(&e->visitors, h->visitor);
+        if (e->seen[h->visitor & (WEFT_LOGS_SEEN - 1)] == h->visitor)
+            h->visitor = 0; /* counted already */
+        else
+            weft_htab_prefetch(&e->visitors, h->visitor);
     }
     if (panels & WEFT_LOGS_PANEL_IPS) weft_htab_prefetch(&e->ips.index, nonzero(h->client));
     if ((panels & WEFT_LOGS_PANEL_URLS) && r->path) {
@@ -267,13 +273,16 @@ int weft_logs_ext_record_h(weft_logs_ext_t *e, const weft_logs_rec_t *r, unsigne
     }
     if (panels & WEFT_LOGS_PANEL_MINUTELY) e->minutely[r->hour * 60 + r->minute]++;
     uint64_t hu = hs->agent;
-    if (panels & WEFT_LOGS_PANEL_VISITORS) {
+    if ((panels & WEFT_LOGS_PANEL_VISITORS) && hs->visitor &&
+        e->seen[hs->visitor & (WEFT_LOGS_SEEN - 1)] != hs->visitor) {
         bool added;
         uint64_t *v = weft_htab_put(&e->visitors, hs->visitor, NULL, NULL, NULL, &added);
-        if (!v)
+        if (!v) {
             rc = -ENOMEM;
-        else if (added)
-            *v = r->date;
+        } else {
+            if (added) *v = r->date;
+            e->seen[hs->visitor & (WEFT_LOGS_SEEN - 1)] = hs->visitor;
+        }
     }
     if ((panels & WEFT_LOGS_PANEL_URLS) && r->path) {
         uint64_t h = hs->url;

@@ -72,11 +72,16 @@ typedef struct weft_logs_day {
     uint64_t requests, bytes;
 } weft_logs_day_t;
 
+#define WEFT_LOGS_SEEN 4096
+
 typedef struct weft_logs_ext {
     unsigned panels; /* WEFT_LOGS_PANEL_* counted (the union over merged parts) */
     weft_logs_day_t *days;
     size_t ndays, capdays;
     weft_htab_t visitors; /* nonzero(hash(client, date, user agent)) -> date */
+    uint64_t *seen;       /* WEFT_LOGS_SEEN visitor hashes known to be in `visitors` (a cache
+                           * indexed by the hash's low bits; 0: empty): a client's next request
+                           * of the day skips the large table */
     uint64_t minutely[1440];
     weft_logs_tk_t urls, ips, agents, referrers, vhosts;
 } weft_logs_ext_t;
