@@ -40,7 +40,7 @@ typedef struct weft_logs_run_opts {
  * paths, 1: not found, 2: static files) being recounted, the hash buckets its first pass fills
  * (shared by the workers) and, in its second pass, the threshold selecting the candidates; the
  * input sizes of the first run, so that a growing file is read up to the same snapshot. */
-#define WEFT_LOGS_RECOUNT_BUCKETS (1u << 20)
+#define WEFT_LOGS_RECOUNT_BUCKETS (1u << 18)
 typedef struct weft_logs_recount {
     _Atomic uint64_t *buckets[3];
     uint64_t thresh[3]; /* 0: the first pass */
