@@ -124,10 +124,12 @@ static int run(const char *const *files, size_t n, int jobs, weft_logs_mode_t mo
         out->bad_line[i] = res.bad[i].line;
         out->bad_file[i] = res.bad[i].file;
     }
-    if (keep)
+    if (keep) {
         out->part = res.part;
-    else
+        free(res.idents);
+    } else {
         weft_logs_run_result_free(&res);
+    }
     return 0;
 }
 
