@@ -1767,10 +1767,18 @@ TEST_T(follow_file_through_rotations_equals_batch, 120)
     const char *log = path_in_tmp("live.log"), *r1 = path_in_tmp("live.log.1"),
                *r2 = path_in_tmp("live.log.2");
     append_lines(log, lines, 0, 400);
-    char *argv[] = {"weft", "logs", "--follow", "--json", (char *)log, NULL};
+    const char *html = path_in_tmp("live.html");
+    char *argv[] = {"weft",   "logs",       "--follow",  "--json",
+                    "--html", (char *)html, (char *)log, NULL};
     int out;
     pid_t pid = spawn_weft(argv, -1, -1, &out);
     free(await_json_lines(out, 400));
+    /* The page was rewritten (renamed into place) before the JSON line of the same tick. */
+    size_t hlen;
+    char *page = read_all(html, &hlen);
+    CHECK(strstr(page, "http-equiv=\"refresh\"") != NULL);
+    CHECK(strstr(page, "id=\"weft-report\">{\"lines\":400,") != NULL);
+    free(page);
     /* A line in two pieces: counted once, when whole. */
     size_t half = strlen(lines[400]) / 2;
     FILE *f = fopen(log, "ab");
@@ -1807,6 +1815,11 @@ TEST_T(follow_file_through_rotations_equals_batch, 120)
     CHECK(final != NULL && want != NULL);
     if (strcmp(final, want) != 0) fprintf(stderr, "follow: %s\nbatch:  %s\n", final, want);
     CHECK(strcmp(final, want) == 0);
+    page = read_all(html, &hlen); /* the final page: the final report, no more reloading */
+    CHECK(strstr(page, "http-equiv=\"refresh\"") == NULL);
+    final[strlen(final) - 1] = '\0'; /* without its newline; these paths have no '<' */
+    CHECK(strstr(page, final) != NULL);
+    free(page);
     free(final);
     free(want);
     for (size_t i = 0; i < n; i++) free(lines[i]);
