@@ -72,7 +72,17 @@ typedef struct weft_progress {
     bool drawn;       /* the line is on the screen now */
     const char *unit; /* NULL: bytes, as a percentage */
     uint64_t errors;  /* shown as "N failed" when unit is set */
+    /* Byte mode (unit NULL) with `rates` set: besides the percentage of done/total (omitted
+     * when the total is unknown), the bytes processed (`bytes`, which may differ from `done`:
+     * decoded bytes while `done` counts a compressed file's position) and their rate, and
+     * `items` of `items_unit` (e.g. lines) and their rate. Set them before each update. */
+    bool rates;
+    uint64_t bytes, items;
+    const char *items_unit;
+    uint64_t delay_ns; /* draw nothing until this long after the start (short runs stay quiet) */
 } weft_progress_t;
+/* Starts a bar; resets every field but `label` and `total` to its default (no unit, no rates).
+ * Thread safety: a bar is used by one thread at a time. */
 void weft_progress_start(weft_progress_t *p, const char *label, uint64_t total);
 void weft_progress_update(weft_progress_t *p, uint64_t done); /* redraws at most 10 times/s */
 void weft_progress_finish(weft_progress_t *p);

@@ -14,6 +14,7 @@
 #include <weft/utf8.h>
 
 #include "logs/gen.h"
+#include "logs/html.h"
 #include "logs/report.h"
 #include "logs/run.h"
 #include "logs/stats.h"
@@ -72,16 +73,28 @@ static void usage(FILE *f)
         "  --json                print one JSON object instead of the text report\n"
         "  --csv                 print CSV (panel,name,method,protocol,hits,visitors,bytes,\n"
         "                        rt_avg,rt_sum,rt_max; one row per item) instead\n"
-        "  --html FILE           also write a self-contained HTML report to FILE\n"
+        "  --html FILE           also write an HTML dashboard to FILE: summary cards, a chart\n"
+        "                        and a sortable table per panel, drawn from the report's\n"
+        "                        JSON embedded in the page (self-contained: no network)\n"
         "  --save-partial FILE   also write the partial statistics to FILE, for 'merge'\n"
         "  --chunk-size SIZE     bytes per chunk (K/M/G; default 8M; with processes two chunks\n"
         "                        per worker, at least 32M; 4M blocks for streams); results\n"
         "                        never depend on it (at most 1 M chunks per run)\n"
         "  --io METHOD           read (default: pread into a small buffer per worker) or\n"
         "                        mmap (map the files); results never depend on it\n"
-        "  --timing              print the time taken and the throughput on stderr\n"
-        "  --no-progress         no progress bar (it is drawn on stderr only for inputs of\n"
-        "                        64 MiB or more, and only when stderr is a terminal)\n\n");
+        "  --follow              live mode: keep reading the inputs as they grow (files by\n"
+        "                        name, through rename or copytruncate rotation, like tail -F;\n"
+        "                        '-' until its end, e.g. tail -f access.log | weft logs\n"
+        "                        --follow -); each second redraw the report on a terminal,\n"
+        "                        print a JSON line (--json) and rewrite --html FILE (the page\n"
+        "                        reloads itself); Ctrl-C (SIGINT) or SIGTERM prints the final\n"
+        "                        report and exits 0. Counts equal a batch run over the same\n"
+        "                        lines (the rotated files and the current one)\n"
+        "  --timing              print the time taken and the throughput (decoded bytes and\n"
+        "                        lines per second) on stderr\n"
+        "  --no-progress         no progress bar (drawn on stderr only when it is a terminal,\n"
+        "                        for inputs of 64 MiB or more or of unknown size; it shows\n"
+        "                        decoded bytes and lines analysed and their rates)\n\n");
     fprintf(
         f,
 
@@ -96,7 +109,13 @@ static void usage(FILE *f)
         "  Hours, minutes and dates are as written in the log (the UTC offset is not\n"
         "  applied) unless --tz is given. Paths in the URL panel are %%XX-decoded (as GoAccess\n"
         "  shows them; rows equal once decoded are added together). A panel with more\n"
-        "  distinct keys than it holds (65,536; IPs 1,048,576) is dropped, never shown wrong.\n"
+        "  distinct keys than it holds (65,536; IPs 1,048,576) is dropped, never shown wrong,\n"
+        "  except the top paths (all, not found, static), which stay exact: beyond 65,536\n"
+        "  distinct paths, two more passes over the files (a hash-bucket count, then an exact\n"
+        "  count of the candidates; 3-6x the time, bounded memory) list exactly the paths\n"
+        "  requested at least as often as the 4,096th fullest bucket, their distinct number\n"
+        "  shown as 'more than 65,536'. Standard input and FIFOs cannot be read twice: their\n"
+        "  lists are then left out (null).\n"
         "  Ties in the top lists: count descending, then IPv4 before IPv6, then the address\n"
         "  in numeric order (paths: by byte order). ::ffff:a.b.c.d counts as a.b.c.d.\n"
         "  Response times are summed as integer microseconds; percentiles come from a\n"
@@ -293,13 +312,19 @@ typedef struct outputs {
     const ident_list_t *inputs; /* what the part counted (for --save-partial) */
 } outputs_t;
 
+/* Writes the file whole or not at all: into PATH.tmp, then renamed over PATH, so a reader
+ * (a browser reloading a live report) never sees it half-written. */
 static int write_file(const char *path, const void *data, size_t len)
 {
-    FILE *f = fopen(path, "wb");
+    char tmp[4096];
+    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp) return -ENAMETOOLONG;
+    FILE *f = fopen(tmp, "wb");
     if (!f) return -errno;
     size_t n = fwrite(data, 1, len, f);
     int rc = n == len ? 0 : -EIO;
     if (fclose(f) != 0 && !rc) rc = -errno;
+    if (!rc && rename(tmp, path) != 0) rc = -errno;
+    if (rc) unlink(tmp);
     return rc;
 }
 
@@ -327,7 +352,7 @@ static int emit(const char *cmd, const weft_logs_part_t *part, const outputs_t *
     if (o->html) {
         weft_buf_t b;
         weft_buf_init(&b, 0);
-        int rc = weft_logs_write_html(&b, &rep, meta);
+        int rc = weft_logs_write_html(&b, &rep, meta, 0);
         if (!rc) rc = write_file(o->html, b.data, b.len);
         weft_buf_free(&b);
         if (rc)
@@ -351,6 +376,39 @@ static int emit(const char *cmd, const weft_logs_part_t *part, const outputs_t *
         code =
             weft_cli_error(cmd, WEFT_EXIT_FAILED, "cannot write the report: %s", strerror(errno));
     return code;
+}
+
+/* Live mode (--follow): each second, the report so far - the HTML file rewritten (it reloads
+ * itself), a JSON line, or the terminal report redrawn when standard output is a terminal. */
+typedef struct live {
+    const outputs_t *o;
+    const weft_logs_meta_t *meta;
+    bool tty;
+} live_t;
+
+static void live_tick(void *arg, const weft_logs_part_t *part, bool changed)
+{
+    const live_t *l = arg;
+    weft_logs_report_t rep;
+    if (!changed || weft_logs_report_build(part, (size_t)l->o->top, (size_t)l->o->top, &rep)) {
+        if (changed) weft_logs_report_free(&rep);
+        return; /* out of memory: the final report says so */
+    }
+    weft_buf_t b;
+    weft_buf_init(&b, 0);
+    if (l->o->html && weft_logs_write_html(&b, &rep, l->meta, 1) == 0)
+        write_file(l->o->html, b.data, b.len); /* a failure shows in the final write */
+    b.len = 0;
+    if (l->o->json && weft_logs_write_json(&b, &rep) == 0) {
+        fwrite(b.data, 1, b.len, stdout);
+        fflush(stdout);
+    } else if (!l->o->json && l->tty) {
+        fputs("\033[H\033[2J", stdout);
+        weft_logs_print_text(stdout, &rep, l->meta);
+        fflush(stdout);
+    }
+    weft_buf_free(&b);
+    weft_logs_report_free(&rep);
 }
 
 /* Options shared by analysis and merge; returns 1 if `a` was consumed (with *i advanced), 0 if
@@ -521,7 +579,7 @@ static int cmd_logs(int argc, char **argv)
     memset(&filter, 0, sizeof filter);
     filter.no_panels = WEFT_LOGS_PANELS_ALL & ~WEFT_LOGS_PANELS_DEFAULT;
     ro.filter = &filter;
-    bool timing = false;
+    bool timing = false, follow = false;
     const char **files = calloc((size_t)argc + 1, sizeof *files);
     char *fmtbuf = NULL;
     if (!files) return weft_cli_error(cmd, WEFT_EXIT_INTERNAL, "out of memory");
@@ -538,6 +596,10 @@ static int cmd_logs(int argc, char **argv)
         if (r) continue;
         if (strcmp(a, "--timing") == 0) {
             timing = true;
+            continue;
+        }
+        if (strcmp(a, "--follow") == 0) {
+            follow = true;
             continue;
         }
         if (strcmp(a, "--no-progress") == 0) {
@@ -670,8 +732,32 @@ static int cmd_logs(int argc, char **argv)
     ro.files = files;
     weft_logs_run_result_t res;
     char err[512];
+    char inputs[512];
+    size_t off = 0;
+    for (size_t i = 0; i < ro.nfiles && off + 8 < sizeof inputs; i++) {
+        int n = snprintf(inputs + off, sizeof inputs - off, "%s%s", i ? ", " : "",
+                         strcmp(files[i], "-") == 0 ? "(stdin)" : files[i]);
+        if (n < 0) break;
+        off += (size_t)n;
+    }
+    if (off >= sizeof inputs) off = sizeof inputs - 1;
+    inputs[off] = '\0';
     uint64_t t0 = weft_now_ns();
-    code = weft_logs_run(&ro, &res, err, sizeof err);
+    bool tty = isatty(STDOUT_FILENO);
+    if (follow) {
+        weft_logs_meta_t lmeta = {.inputs = inputs, .formats = NULL};
+        live_t live = {.o = &o, .meta = &lmeta, .tty = tty};
+        weft_logs_follow_opts_t fo = {.files = files,
+                                      .nfiles = ro.nfiles,
+                                      .format = ro.format,
+                                      .filter = ro.filter,
+                                      .tick = live_tick,
+                                      .arg = &live};
+        code = weft_logs_follow(&fo, &res, err, sizeof err);
+        if (!code && tty && !o.json) fputs("\033[H\033[2J", stdout); /* the final replaces it */
+    } else {
+        code = weft_logs_run(&ro, &res, err, sizeof err);
+    }
     uint64_t elapsed = weft_now_ns() - t0;
     if (code) {
         weft_cli_error(cmd, code, "%s", err);
@@ -689,23 +775,13 @@ static int cmd_logs(int argc, char **argv)
         if (timing) {
             double s = (double)elapsed / 1e9;
             fprintf(stderr,
-                    "weft logs: %.1f MB, %" PRIu64 " lines in %.3f s (%.2f GB/s), %d %s, %zu "
-                    "chunks; scan %.3f s, merge %.1f ms\n",
+                    "weft logs: %.1f MB (decoded), %" PRIu64 " lines in %.3f s (%.2f GB/s, %.2f M "
+                    "lines/s), %d %s, %zu chunks; scan %.3f s, merge %.1f ms\n",
                     (double)res.input_bytes / 1e6, res.part->lines, s,
-                    (double)res.input_bytes / 1e9 / s, ro.jobs,
+                    (double)res.input_bytes / 1e9 / s, (double)res.part->lines / 1e6 / s, ro.jobs,
                     ro.mode == WEFT_LOGS_PROCESSES ? "processes" : "threads", res.nchunks,
                     (double)res.scan_ns / 1e9, (double)res.merge_ns / 1e6);
         }
-        char inputs[512];
-        size_t off = 0;
-        for (size_t i = 0; i < ro.nfiles && off + 8 < sizeof inputs; i++) {
-            int n = snprintf(inputs + off, sizeof inputs - off, "%s%s", i ? ", " : "",
-                             strcmp(files[i], "-") == 0 ? "(stdin)" : files[i]);
-            if (n < 0) break;
-            off += (size_t)n;
-        }
-        if (off >= sizeof inputs) off = sizeof inputs - 1;
-        inputs[off] = '\0';
         weft_logs_meta_t meta = {.inputs = inputs, .formats = res.format_names};
         ident_list_t ids = {0};
         for (size_t i = 0; i < ro.nfiles && !code; i++) {

@@ -244,6 +244,8 @@ int logs_run_open_inputs(run_t *r, const weft_logs_format_t *fixed)
             continue;
         }
         in->size = (uint64_t)in->st.st_size;
+        if (o->recount && o->recount->sizes && o->recount->sizes[i] < in->size)
+            in->size = o->recount->sizes[i]; /* the snapshot the first run read */
         int irc = file_ident(in);
         if (irc)
             return logs_run_failf(r, irc == -ENOMEM ? WEFT_EXIT_INTERNAL : WEFT_EXIT_USAGE,
@@ -432,16 +434,18 @@ int logs_run_read_stream(run_t *r, size_t fi, uint64_t bsize, bool detect, emit_
         }
         weft_logs_ident_add(ida, buf, cut - added_nl); /* before emit: it takes the block */
         rc = emit(r, rec, buf, cut, arg);
-        /* The bar counts file bytes, as for mapped files: for a compressed file the compressed
-         * bytes read so far against its size (its decoded size is unknown until the end); a
-         * FIFO or standard input has no size and does not move it. --timing reports the decoded
-         * bytes (stream_bytes). relaxed: progress statistic only. */
+        /* The bar's fraction counts file bytes, as for mapped files: for a compressed file the
+         * compressed bytes read so far against its size (its decoded size is unknown until the
+         * end); a FIFO or standard input has no size. Its byte count and rate are decoded bytes
+         * (stream_bytes, as --timing). relaxed: progress statistic only. */
         r->stream_bytes += cut - added_nl;
         uint64_t in_now = weft_logs_dec_in_bytes(dec);
-        if (S_ISREG(in->st.st_mode))
+        if (S_ISREG(in->st.st_mode)) {
             atomic_fetch_add_explicit(&r->done_bytes, in_now - in_seen, memory_order_relaxed);
+            r->comp_seen += in_now - in_seen;
+        }
         in_seen = in_now;
-        weft_progress_update(&r->prog, atomic_load_explicit(&r->done_bytes, memory_order_relaxed));
+        logs_run_progress(r);
     }
     free(carry);
     weft_logs_dec_destroy(dec);

@@ -244,9 +244,12 @@ int weft_logs_part_serialize(const weft_logs_part_t *p, weft_buf_t *out, bool so
     size_t plen = out->len - start - HEADER;
     memcpy(h, MAGIC, 8);
     tools_store_le32(h + 8, VERSION);
-    tools_store_le32(h + 12, (p->paths.overflow ? FLAG_PATHS_OVERFLOW : 0) |
-                                 (p->paths404.overflow ? FLAG_404_OVERFLOW : 0) |
-                                 (p->statics.overflow ? FLAG_STATIC_OVERFLOW : 0));
+    /* A recounted path table (run.c) holds only the most requested paths: a partial cannot
+     * carry the rest, so it says overflow and the merge leaves the panel out. */
+    tools_store_le32(h + 12,
+                     (p->paths.overflow || p->paths.recounted ? FLAG_PATHS_OVERFLOW : 0) |
+                         (p->paths404.overflow || p->paths404.recounted ? FLAG_404_OVERFLOW : 0) |
+                         (p->statics.overflow || p->statics.recounted ? FLAG_STATIC_OVERFLOW : 0));
     tools_store_le64(h + 16, plen);
     uLong crc = crc32(0L, Z_NULL, 0);
     for (size_t off = 0; off < plen;) { /* crc32 takes a uInt length */

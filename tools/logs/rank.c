@@ -98,7 +98,7 @@ static int top_of(const weft_logs_tp_t *tp, size_t n, bool *overflow, uint64_t *
     *overflow = tp->overflow;
     *count = 0;
     if (tp->overflow) return 0;
-    *distinct = tp->used;
+    *distinct = tp->recounted ? WEFT_LOGS_DISTINCT_UNKNOWN : tp->used;
     pathc_t *pc = calloc(n ? n : 1, sizeof *pc);
     if (!pc) return -ENOMEM;
     topk_t t = {pc, 0, n, sizeof *pc, cmp_pathc};
@@ -197,8 +197,8 @@ int weft_logs_report_build(const weft_logs_part_t *p, size_t top_n, size_t top_p
     if (!rc)
         rc = top_of(&p->statics, top_paths, &out->statics_overflow, &out->distinct_statics,
                     &out->top_statics, &out->nstatics);
-    out->static_hits = 0;
-    for (size_t i = 0; i < p->statics.used && !p->statics.overflow; i++)
+    out->static_hits = p->statics.recounted ? p->statics.total : 0;
+    for (size_t i = 0; i < p->statics.used && !p->statics.overflow && !p->statics.recounted; i++)
         out->static_hits += tp_count(&p->statics, i);
     if (!rc) rc = weft_logs_ext_report_build(&p->ext, top_paths, &out->ext);
     if (rc) return rc;

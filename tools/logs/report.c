@@ -1,6 +1,6 @@
-/* weft logs: terminal, JSON and HTML reports (report.h). Numbers are printed from integers;
- * shares and bar lengths are derived from them at print time, so they too are identical for
- * identical statistics. */
+/* weft logs: terminal and JSON reports (report.h; the HTML one is html.c). Numbers are printed from
+ * integers; shares and bar lengths are derived from them at print time, so they too are identical
+ * for identical statistics. */
 #include "logs/report.h"
 
 #include <errno.h>
@@ -44,6 +44,15 @@ static const char *human_bytes(char *buf, size_t len, uint64_t v)
         u++;
     }
     snprintf(buf, len, u ? "%.1f %s" : "%.0f %s", d, unit[u]);
+    return buf;
+}
+
+/* A count of distinct paths, or "more than 65,536" after a recount (rank.c). */
+static const char *distinct_text(char *buf, size_t len, uint64_t v)
+{
+    if (v != WEFT_LOGS_DISTINCT_UNKNOWN) return grouped(buf, len, v);
+    char m[32];
+    snprintf(buf, len, "more than %s", grouped(m, sizeof m, WEFT_LOGS_MAX_PATHS));
     return buf;
 }
 
@@ -122,11 +131,13 @@ void weft_logs_print_text(FILE *f, const weft_logs_report_t *r, const weft_logs_
     }
 
     if (r->paths_overflow) {
-        fprintf(f, "\nTop paths: not computed (more than %d distinct paths)\n",
+        fprintf(f,
+                "\nTop paths: not computed (more than %d distinct paths in an input that "
+                "cannot be read twice for the exact recount: a stream or merged partials)\n",
                 WEFT_LOGS_MAX_PATHS);
     } else if (r->npaths) {
         fprintf(f, "\nTop %zu paths (of %s; query strings dropped)\n", r->npaths,
-                grouped(a, sizeof a, r->distinct_paths));
+                distinct_text(a, sizeof a, r->distinct_paths));
         for (size_t i = 0; i < r->npaths; i++) {
             fprintf(f, "  %3zu  %12s  %5.2f%%  ", i + 1,
                     grouped(a, sizeof a, r->top_paths[i].count),
@@ -137,11 +148,13 @@ void weft_logs_print_text(FILE *f, const weft_logs_report_t *r, const weft_logs_
     }
     uint64_t nf = r->status[404];
     if (r->paths404_overflow) {
-        fprintf(f, "\nNot found (404): not computed (more than %d distinct paths)\n",
+        fprintf(f,
+                "\nNot found (404): not computed (more than %d distinct paths in an input that "
+                "cannot be read twice for the exact recount: a stream or merged partials)\n",
                 WEFT_LOGS_MAX_PATHS);
     } else if (r->npaths404) {
         fprintf(f, "\nNot found (404): top %zu paths (of %s)\n", r->npaths404,
-                grouped(a, sizeof a, r->distinct_paths404));
+                distinct_text(a, sizeof a, r->distinct_paths404));
         for (size_t i = 0; i < r->npaths404; i++) {
             fprintf(f, "  %3zu  %12s  %5.2f%%  ", i + 1,
                     grouped(a, sizeof a, r->top_paths404[i].count),
@@ -151,12 +164,14 @@ void weft_logs_print_text(FILE *f, const weft_logs_report_t *r, const weft_logs_
         }
     }
     if (r->statics_overflow) {
-        fprintf(f, "\nStatic requests: not computed (more than %d distinct paths)\n",
+        fprintf(f,
+                "\nStatic requests: not computed (more than %d distinct paths in an input that "
+                "cannot be read twice for the exact recount: a stream or merged partials)\n",
                 WEFT_LOGS_MAX_PATHS);
     } else if (r->nstatics) {
         fprintf(f, "\nStatic requests: %s (%.2f%%), top %zu files (of %s)\n",
                 grouped(a, sizeof a, r->static_hits), pct(r->static_hits, r->parsed), r->nstatics,
-                grouped(b, sizeof b, r->distinct_statics));
+                distinct_text(b, sizeof b, r->distinct_statics));
         for (size_t i = 0; i < r->nstatics; i++) {
             fprintf(f, "  %3zu  %12s  %5.2f%%  ", i + 1,
                     grouped(a, sizeof a, r->top_statics[i].count),
@@ -273,6 +288,8 @@ static int json_paths(weft_buf_t *b, const char *key, const char *dkey, bool ove
         rc |= json_str(b, list[i].path);
         rc |= weft_buf_printf(b, ",\"count\":%" PRIu64 "}", list[i].count);
     }
+    if (distinct == WEFT_LOGS_DISTINCT_UNKNOWN) /* recounted: more than the table holds */
+        return rc | weft_buf_printf(b, "],\"%s\":null", dkey);
     return rc | weft_buf_printf(b, "],\"%s\":%" PRIu64, dkey, distinct);
 }
 
@@ -496,178 +513,5 @@ int weft_logs_write_csv(weft_buf_t *b, const weft_logs_report_t *r)
                           &w->bytes, w);
         }
     }
-    return rc ? -ENOMEM : 0;
-}
-
-/* ---- HTML ---------------------------------------------------------------------------------- */
-
-static int html_str(weft_buf_t *b, const char *s)
-{
-    return weft_utf8_escape_html(b, s, strlen(s));
-}
-
-/* A vertical bar chart as inline SVG. */
-static int svg_bars(weft_buf_t *b, const uint64_t *v, const char *const *labels, int n, int w,
-                    int h)
-{
-    uint64_t max = 1;
-    for (int i = 0; i < n; i++)
-        if (v[i] > max) max = v[i];
-    int bw = w / n;
-    int rc = weft_buf_printf(b,
-                             "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" "
-                             "role=\"img\">",
-                             w, h + 20);
-    for (int i = 0; i < n; i++) {
-        int bh = (int)((double)v[i] / (double)max * h);
-        rc |= weft_buf_printf(b,
-                              "<rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" fill=\"#3b7dd8\">"
-                              "<title>%s: %" PRIu64 "</title></rect>"
-                              "<text x=\"%d\" y=\"%d\" font-size=\"10\" text-anchor=\"middle\">"
-                              "%s</text>",
-                              i * bw + 2, h - bh, bw - 4, bh, labels[i], v[i], i * bw + bw / 2,
-                              h + 14, labels[i]);
-    }
-    return rc | weft_buf_printf(b, "</svg>\n");
-}
-
-static int hbar(weft_buf_t *b, uint64_t v, uint64_t max)
-{
-    int w = max ? (int)((double)v / (double)max * 300) : 0;
-    return weft_buf_printf(b,
-                           "<svg width=\"300\" height=\"12\"><rect width=\"%d\" height=\"12\" "
-                           "fill=\"#3b7dd8\"/></svg>",
-                           w);
-}
-
-int weft_logs_write_html(weft_buf_t *b, const weft_logs_report_t *r, const weft_logs_meta_t *m)
-{
-    char a[32], c[32];
-    int rc =
-        weft_buf_printf(b, "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-                           "<title>weft logs report</title><style>"
-                           "body{font-family:system-ui,sans-serif;margin:2em;color:#222}"
-                           "table{border-collapse:collapse}td,th{padding:2px 10px;text-align:left}"
-                           "td.n{text-align:right;font-variant-numeric:tabular-nums}"
-                           "h2{margin-top:1.5em;border-bottom:1px solid #ccc}"
-                           "</style></head><body>\n<h1>Access log report</h1>\n");
-    if (m && m->inputs) {
-        rc |= weft_buf_printf(b, "<p>Input: ");
-        rc |= html_str(b, m->inputs);
-        if (m->formats) {
-            rc |= weft_buf_printf(b, " (format: ");
-            rc |= html_str(b, m->formats);
-            rc |= weft_buf_printf(b, ")");
-        }
-        rc |= weft_buf_printf(b, "</p>\n");
-    }
-    char v[7][24];
-    uint64_t us[7] = {r->rt_avg, r->rt_min, r->rt_max, r->rt_p50, r->rt_p90, r->rt_p95, r->rt_p99};
-    for (int i = 0; i < 7; i++) weft_logs_secs(v[i], sizeof v[i], us[i]);
-    rc |= weft_buf_printf(b, "<h2>Summary</h2><table>");
-    rc |= weft_buf_printf(b, "<tr><th>Lines</th><td class=n>%s</td></tr>",
-                          grouped(a, sizeof a, r->lines));
-    rc |= weft_buf_printf(b, "<tr><th>Parsed</th><td class=n>%s</td></tr>",
-                          grouped(a, sizeof a, r->parsed));
-    rc |= weft_buf_printf(b, "<tr><th>Malformed</th><td class=n>%s</td></tr>",
-                          grouped(a, sizeof a, r->malformed));
-    rc |= weft_buf_printf(b, "<tr><th>Distinct client IPs</th><td class=n>%s</td></tr>",
-                          grouped(a, sizeof a, r->distinct_ips));
-    rc |= weft_buf_printf(b, "<tr><th>Bytes sent</th><td class=n>%s</td></tr>",
-                          grouped(a, sizeof a, r->bytes));
-    rc |= weft_buf_printf(b,
-                          "<tr><th>Response time (s)</th><td class=n>avg %s, min %s, max %s, "
-                          "p50 %s, p90 %s, p95 %s, p99 %s (%s timed)</td></tr></table>\n",
-                          v[0], v[1], v[2], v[3], v[4], v[5], v[6],
-                          grouped(a, sizeof a, r->rt_count));
-
-    static const char *const hours[24] = {"00", "01", "02", "03", "04", "05", "06", "07",
-                                          "08", "09", "10", "11", "12", "13", "14", "15",
-                                          "16", "17", "18", "19", "20", "21", "22", "23"};
-    rc |= weft_buf_printf(b, "<h2>Requests per hour of day</h2><p>The hour as written in the log "
-                             "(UTC offset not applied).</p>\n");
-    rc |= svg_bars(b, r->hourly, hours, 24, 720, 160);
-
-    uint64_t cls[6] = {0};
-    for (int s = 100; s < WEFT_LOGS_STATUS_MAX; s++) cls[s < 600 ? s / 100 : 0] += r->status[s];
-    static const char *const cl[6] = {"other", "1xx", "2xx", "3xx", "4xx", "5xx"};
-    rc |= weft_buf_printf(b, "<h2>Status codes</h2>\n");
-    rc |= svg_bars(b, cls, cl, 6, 360, 120);
-    rc |= weft_buf_printf(b, "<table><tr><th>Status</th><th>Requests</th><th>Share</th><th>"
-                             "</th></tr>");
-    for (int s = 100; s < WEFT_LOGS_STATUS_MAX; s++) {
-        if (!r->status[s]) continue;
-        rc |= weft_buf_printf(b, "<tr><td>%d</td><td class=n>%s</td><td class=n>%.2f%%</td><td>", s,
-                              grouped(a, sizeof a, r->status[s]), pct(r->status[s], r->parsed));
-        rc |= hbar(b, r->status[s], r->parsed) | weft_buf_printf(b, "</td></tr>");
-    }
-    rc |= weft_buf_printf(b, "</table>\n<h2>Top client IPs</h2><table><tr><th>#</th><th>IP</th>"
-                             "<th>Requests</th><th>Share</th><th></th></tr>");
-    for (size_t i = 0; i < r->ntop; i++) {
-        char ip[64];
-        weft_logs_ip_text(&r->top[i], ip, sizeof ip);
-        rc |= weft_buf_printf(b, "<tr><td class=n>%zu</td><td>", i + 1);
-        rc |= html_str(b, ip);
-        rc |=
-            weft_buf_printf(b, "</td><td class=n>%s</td><td class=n>%.2f%%</td><td>",
-                            grouped(a, sizeof a, r->top[i].count), pct(r->top[i].count, r->parsed));
-        rc |= hbar(b, r->top[i].count, r->top[0].count) | weft_buf_printf(b, "</td></tr>");
-    }
-    rc |= weft_buf_printf(b, "</table>\n<h2>Top paths</h2>");
-    if (r->paths_overflow) {
-        rc |= weft_buf_printf(b, "<p>Not computed: more than %d distinct paths.</p>\n",
-                              WEFT_LOGS_MAX_PATHS);
-    } else {
-        rc |= weft_buf_printf(b,
-                              "<p>%s distinct paths (query strings dropped).</p><table><tr>"
-                              "<th>#</th><th>Path</th><th>Requests</th><th>Share</th></tr>",
-                              grouped(c, sizeof c, r->distinct_paths));
-        for (size_t i = 0; i < r->npaths; i++) {
-            rc |= weft_buf_printf(b, "<tr><td class=n>%zu</td><td>", i + 1);
-            rc |= html_str(b, r->top_paths[i].path);
-            rc |= weft_buf_printf(b, "</td><td class=n>%s</td><td class=n>%.2f%%</td></tr>",
-                                  grouped(a, sizeof a, r->top_paths[i].count),
-                                  pct(r->top_paths[i].count, r->parsed));
-        }
-        rc |= weft_buf_printf(b, "</table>\n");
-    }
-    rc |= weft_buf_printf(b, "<h2>Not found (404)</h2>");
-    if (r->paths404_overflow) {
-        rc |= weft_buf_printf(b, "<p>Not computed: more than %d distinct paths.</p>\n",
-                              WEFT_LOGS_MAX_PATHS);
-    } else {
-        rc |= weft_buf_printf(b,
-                              "<p>%s distinct paths answered 404.</p><table><tr>"
-                              "<th>#</th><th>Path</th><th>Requests</th><th>Share of 404</th></tr>",
-                              grouped(c, sizeof c, r->distinct_paths404));
-        for (size_t i = 0; i < r->npaths404; i++) {
-            rc |= weft_buf_printf(b, "<tr><td class=n>%zu</td><td>", i + 1);
-            rc |= html_str(b, r->top_paths404[i].path);
-            rc |= weft_buf_printf(b, "</td><td class=n>%s</td><td class=n>%.2f%%</td></tr>",
-                                  grouped(a, sizeof a, r->top_paths404[i].count),
-                                  pct(r->top_paths404[i].count, r->status[404]));
-        }
-        rc |= weft_buf_printf(b, "</table>\n");
-    }
-    rc |= weft_buf_printf(b, "<h2>Static requests</h2>");
-    if (r->statics_overflow) {
-        rc |= weft_buf_printf(b, "<p>Not computed: more than %d distinct paths.</p>\n",
-                              WEFT_LOGS_MAX_PATHS);
-    } else {
-        rc |= weft_buf_printf(b,
-                              "<p>%s requests for %s static files.</p><table><tr>"
-                              "<th>#</th><th>Path</th><th>Requests</th><th>Share</th></tr>",
-                              grouped(a, sizeof a, r->static_hits),
-                              grouped(c, sizeof c, r->distinct_statics));
-        for (size_t i = 0; i < r->nstatics; i++) {
-            rc |= weft_buf_printf(b, "<tr><td class=n>%zu</td><td>", i + 1);
-            rc |= html_str(b, r->top_statics[i].path);
-            rc |= weft_buf_printf(b, "</td><td class=n>%s</td><td class=n>%.2f%%</td></tr>",
-                                  grouped(a, sizeof a, r->top_statics[i].count),
-                                  pct(r->top_statics[i].count, r->parsed));
-        }
-        rc |= weft_buf_printf(b, "</table>\n");
-    }
-    rc |= weft_buf_printf(b, "<p><small>Generated by weft logs.</small></p></body></html>\n");
     return rc ? -ENOMEM : 0;
 }

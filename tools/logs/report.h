@@ -1,4 +1,5 @@
-/* weft logs: the outputs - terminal report, JSON and a self-contained HTML page. Each is a pure
+/* weft logs: the outputs - terminal report and JSON (the HTML page, drawn from the JSON, is
+ * html.h). Each is a pure
  * function of a weft_logs_report_t, so equal statistics give byte-identical output.
  */
 #ifndef WEFT_TOOLS_LOGS_REPORT_H
@@ -30,10 +31,6 @@ int weft_logs_write_json(weft_buf_t *out, const weft_logs_report_t *r);
  * lists, daily, minutely (non-zero minutes) and every GoAccess panel, as in the JSON; empty
  * fields where a column does not apply. Returns 0 or -ENOMEM. Ownership: appends to `out`. */
 int weft_logs_write_csv(weft_buf_t *b, const weft_logs_report_t *r);
-
-/* A self-contained HTML page (inline CSS and SVG; no scripts, nothing fetched); every text from
- * the log is escaped. Returns 0 or -ENOMEM. Ownership: appends to `out`. */
-int weft_logs_write_html(weft_buf_t *out, const weft_logs_report_t *r, const weft_logs_meta_t *m);
 
 /* Seconds from microseconds, as the shortest exact decimal ("0.052", "1", "0.000125"). */
 void weft_logs_secs(char *buf, size_t len, uint64_t us);

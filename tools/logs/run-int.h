@@ -50,7 +50,9 @@ typedef struct run {
     size_t nchunks;
     _Atomic size_t next;         /* the next unclaimed chunk */
     _Atomic uint64_t done_bytes; /* for the progress bar only: file bytes (compressed ones too) */
+    _Atomic uint64_t done_lines; /* for the progress bar only: lines analysed */
     uint64_t stream_bytes;       /* decoded bytes of the streams (written by the reader only) */
+    uint64_t comp_seen;          /* compressed bytes in done_bytes (written by the reader only) */
     chunk_t **recs;              /* stream blocks, in stream order (owned by the reader) */
     size_t nrecs, caprecs;
     /* the block queue */
@@ -71,6 +73,14 @@ typedef int (*emit_fn)(run_t *r, chunk_t *rec, char *data, size_t len, void *arg
 
 /* Stores the first error message of the run (printf-style) and returns `code`. */
 int logs_run_failf(run_t *r, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* Redraws the progress bar: the fraction of the known input sizes done (file bytes, a
+ * compressed file's position), the decoded bytes and lines analysed and their rates. Calling
+ * thread (the reader) only. */
+void logs_run_progress(run_t *r);
+
+/* Points a part's path tables at the shared buckets of a recount pass (run.c). */
+void logs_run_recount_setup(const weft_logs_recount_t *rc, weft_logs_part_t *part);
 
 /* Inputs (input.c): analysing a chunk, keeping its first malformed lines, reading a stream. */
 int logs_run_analyze_fd(int fd, uint64_t size, uint64_t start, uint64_t end,

@@ -213,6 +213,7 @@ static int collect_proc(run_t *r, weft_future_t *f, chunk_t *c, weft_logs_part_t
     weft_logs_chunkres_t res = {.lines = h.lines, .nbad = h.nbad};
     memcpy(res.bad, v + sizeof h, badlen);
     if (logs_run_keep_bad(c, &res)) return logs_run_failf(r, WEFT_EXIT_INTERNAL, "out of memory");
+    atomic_fetch_add_explicit(&r->done_lines, h.lines, memory_order_relaxed); /* bar only */
     char err[128];
     uint64_t t0 = weft_now_ns();
     int rc = weft_logs_part_merge_bytes(acc, v + sizeof h + badlen, len - sizeof h - badlen, err,
@@ -279,7 +280,7 @@ int logs_run_processes(run_t *r, weft_logs_run_result_t *res)
         weft_future_release(fs[i]);
         atomic_fetch_add_explicit(&r->done_bytes, r->chunks[i].end - r->chunks[i].start,
                                   memory_order_relaxed); /* relaxed: progress only */
-        weft_progress_update(&r->prog, atomic_load_explicit(&r->done_bytes, memory_order_relaxed));
+        logs_run_progress(r);
     }
     proc_stream_t ps = {.pp = pp, .acc = acc, .cap = (size_t)j * 2};
     ps.fs = calloc(ps.cap, sizeof *ps.fs);

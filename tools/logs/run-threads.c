@@ -104,8 +104,9 @@ static int worker_fn(void *arg, weft_ctx_t *ctx)
             if (rc && rc != -ENOMEM && !w->err) w->err = rc;
         }
         if (logs_run_keep_bad(c, &res)) w->part->oom = -ENOMEM;
-        /* relaxed: a statistic for the progress bar, read with relaxed loads */
+        /* relaxed: statistics for the progress bar, read with relaxed loads */
         atomic_fetch_add_explicit(&r->done_bytes, c->end - c->start, memory_order_relaxed);
+        atomic_fetch_add_explicit(&r->done_lines, res.lines, memory_order_relaxed);
     }
     block_t *b;
     while ((b = queue_pop(r)) != NULL) { /* the queue mutex orders the reader's writes */
@@ -113,6 +114,7 @@ static int worker_fn(void *arg, weft_ctx_t *ctx)
         res.nbad = 0;
         weft_logs_analyze(&r->in[b->rec->file].fmt, b->data, b->len, w->part, &res);
         if (logs_run_keep_bad(b->rec, &res)) w->part->oom = -ENOMEM;
+        atomic_fetch_add_explicit(&r->done_lines, res.lines, memory_order_relaxed); /* bar */
         free(b->data);
         free(b);
     }
@@ -168,7 +170,10 @@ int logs_run_threads(run_t *r, weft_logs_run_result_t *res)
     if (!w || !parts || !fs) code = logs_run_failf(r, WEFT_EXIT_INTERNAL, "out of memory");
     for (int i = 0; i < j && !code; i++) {
         parts[i] = weft_logs_part_create();
-        if (!parts[i]) code = logs_run_failf(r, WEFT_EXIT_INTERNAL, "out of memory");
+        if (!parts[i])
+            code = logs_run_failf(r, WEFT_EXIT_INTERNAL, "out of memory");
+        else if (r->o->recount)
+            logs_run_recount_setup(r->o->recount, parts[i]);
         w[i] = (worker_t){.run = r, .part = parts[i]};
     }
     uint64_t t0 = weft_now_ns();
@@ -188,9 +193,7 @@ int logs_run_threads(run_t *r, weft_logs_run_result_t *res)
                 emit_queue, NULL);
     queue_close(r);
     for (int i = 0; i < submitted; i++) {
-        while (weft_future_wait(fs[i], 100000000) == -ETIMEDOUT)
-            weft_progress_update(&r->prog,
-                                 atomic_load_explicit(&r->done_bytes, memory_order_relaxed));
+        while (weft_future_wait(fs[i], 100000000) == -ETIMEDOUT) logs_run_progress(r);
         int st = weft_future_status(fs[i]);
         if (st && !code)
             code = logs_run_failf(r, st == -ENOMEM ? WEFT_EXIT_INTERNAL : WEFT_EXIT_FAILED,

@@ -8,6 +8,7 @@
 #ifndef WEFT_TOOLS_LOGS_RUN_H
 #define WEFT_TOOLS_LOGS_RUN_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -32,7 +33,19 @@ typedef struct weft_logs_run_opts {
     bool use_mmap;                    /* map files instead of pread into per-worker buffers */
     bool progress;                    /* draw a progress bar when stderr is a terminal */
     const weft_logs_filter_t *filter; /* NULL: none */
+    const struct weft_logs_recount *recount; /* internal to run.c: NULL */
 } weft_logs_run_opts_t;
+
+/* The exact recount of path tables that overflowed (run.c describes it): for each table (0: all
+ * paths, 1: not found, 2: static files) being recounted, the hash buckets its first pass fills
+ * (shared by the workers) and, in its second pass, the threshold selecting the candidates; the
+ * input sizes of the first run, so that a growing file is read up to the same snapshot. */
+#define WEFT_LOGS_RECOUNT_BUCKETS (1u << 18)
+typedef struct weft_logs_recount {
+    _Atomic uint64_t *buckets[3];
+    uint64_t thresh[3]; /* 0: the first pass */
+    const uint64_t *sizes;
+} weft_logs_recount_t;
 
 typedef struct weft_logs_badline {
     size_t file; /* index into opts.files */
@@ -81,6 +94,35 @@ void weft_logs_chunk_bounds(const char *map, uint64_t size, uint64_t start, uint
  * res is filled and owned by the caller. Thread safety: any thread. */
 int weft_logs_run(const weft_logs_run_opts_t *o, weft_logs_run_result_t *res, char *err,
                   size_t errlen);
+
+/* ---- live mode (run-follow.c) ---- */
+
+typedef struct weft_logs_follow_opts {
+    const char *const *files; /* regular files, followed by name; "-": standard input */
+    size_t nfiles;
+    const char *format;               /* NULL or "auto": detect per input from its first lines */
+    const weft_logs_filter_t *filter; /* NULL: none */
+    uint64_t tick_ms;                 /* how often `tick` is called; 0: 1000 */
+    /* Called on the calling thread every tick_ms with everything counted so far (`changed`:
+     * since the last call; always true the first time). Borrows `part`. The caller reports the
+     * final result itself. */
+    void (*tick)(void *arg, const weft_logs_part_t *part, bool changed);
+    void *arg;
+} weft_logs_follow_opts_t;
+
+/* Counts the inputs as they grow, like `tail -F`: a file is read to its end, then again as lines
+ * are appended (an inotify event or the tick, whichever comes first); when its name comes to
+ * name another file (rename rotation) the rest of the old one is read and the new one is
+ * followed from its start; when it shrinks (copytruncate) it is read again from its start.
+ * Standard input is read until its end. Only whole lines are counted: a line still being
+ * written is counted once its newline arrives (or when it proves final: at the end of standard
+ * input, or when its file is rotated or truncated). Returns on SIGINT or SIGTERM, or when every
+ * input has ended (only standard input ends), with the result as weft_logs_run's (nchunks 0,
+ * scan_ns the time followed). Returns 0 or a WEFT_EXIT_ code with a message in `err`.
+ * Ownership: borrows opts; res is the caller's (weft_logs_run_result_free). Thread safety: one
+ * call per process at a time (it handles SIGINT and SIGTERM while it runs). */
+int weft_logs_follow(const weft_logs_follow_opts_t *o, weft_logs_run_result_t *res, char *err,
+                     size_t errlen);
 
 /* Frees what weft_logs_run put into `res`. */
 void weft_logs_run_result_free(weft_logs_run_result_t *res);

@@ -19,6 +19,7 @@
 #ifndef WEFT_TOOLS_LOGS_STATS_H
 #define WEFT_TOOLS_LOGS_STATS_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -31,8 +32,9 @@
 #include "logs/stats-panels.h"
 
 #define WEFT_LOGS_PARTS 4
-#define WEFT_LOGS_MAX_PATHS 65536 /* distinct paths tracked; beyond, the panel is dropped */
-#define WEFT_LOGS_PATH_KEEP 256   /* bytes of each path kept for display */
+#define WEFT_LOGS_MAX_PATHS 65536 /* distinct paths in memory; beyond, a recount (run.c) */
+#define WEFT_LOGS_DISTINCT_UNKNOWN UINT64_MAX /* a recounted table's distinct paths */
+#define WEFT_LOGS_PATH_KEEP 256               /* bytes of each path kept for display */
 #define WEFT_LOGS_STATUS_MAX 1000
 
 typedef struct weft_logs_e4 {
@@ -81,6 +83,15 @@ typedef struct weft_logs_tp {
     char *arena;
     size_t alen, acap;
     bool overflow; /* more than WEFT_LOGS_MAX_PATHS distinct paths were seen */
+    /* The recount of a table that overflowed (run.c): with `buckets`, a path is only added to
+     * its hash bucket's count (buckets[hash & bmask], shared by the workers, atomic); with
+     * `select`, only the paths whose bucket holds at least `thresh` are counted. `recounted`:
+     * the table holds exactly the paths counted `thresh` times or more, with their exact counts,
+     * of more than WEFT_LOGS_MAX_PATHS distinct, and `total` is the sum of all counts. */
+    _Atomic uint64_t *buckets;
+    const _Atomic uint64_t *select;
+    uint64_t bmask, thresh, total;
+    bool recounted;
 } weft_logs_tp_t;
 
 typedef struct weft_logs_part {

@@ -9,6 +9,7 @@
  * table stays specialised: see stats.h.
  */
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -248,6 +249,14 @@ void weft_logs_tp_free(weft_logs_tp_t *t)
 int weft_logs_tp_add(weft_logs_tp_t *t, uint64_t h, const char *text, uint32_t len, uint32_t keep,
                      uint64_t n)
 {
+    if (__builtin_expect(t->buckets != NULL, 0)) { /* a recount's first pass (run.c) */
+        /* relaxed: a sum read after the workers' futures completed (their release edge) */
+        atomic_fetch_add_explicit(&t->buckets[h & t->bmask], n & ~TP_STATIC, memory_order_relaxed);
+        return 0;
+    }
+    if (__builtin_expect(t->select != NULL, 0) &&
+        atomic_load_explicit(&t->select[h & t->bmask], memory_order_relaxed) < t->thresh)
+        return 0; /* a recount's second pass: not a candidate (relaxed: read-only by now) */
     uint64_t *v = tp_find(t, h);
     if (v) {
         *v += n;
