@@ -21,6 +21,12 @@ static void parse_all(const weft_logs_format_t *f, const char *p, const char *en
         if (e) {
             if (r.hour < 0 || r.hour > 23 || r.status < 100 || r.status > 999) abort();
             if (r.path && (r.path < p || r.path + r.path_len > end)) abort();
+            if (r.minute < 0 || r.minute > 59) abort();
+            const char *sl[] = {r.method, r.protocol, r.vhost, r.referrer, r.user_agent};
+            size_t ln[] = {r.method_len, r.protocol_len, r.vhost_len, r.referrer_len,
+                           r.user_agent_len};
+            for (int k = 0; k < 5; k++)
+                if (sl[k] && (sl[k] < p || sl[k] + ln[k] > end)) abort();
             if (e < p || e > end) abort();
         }
         const char *nl = memchr(p, '\n', (size_t)(end - p));
@@ -52,7 +58,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             if (ea != eb) abort();
             if (ea && (a.family != b.family || a.hour != b.hour || a.status != b.status ||
                        a.bytes != b.bytes || a.rt_us != b.rt_us || a.path != b.path ||
-                       a.path_len != b.path_len || (a.family == 4 && a.ip4 != b.ip4) ||
+                       a.path_len != b.path_len || a.minute != b.minute || a.date != b.date ||
+                       a.utc_off_min != b.utc_off_min || a.method != b.method ||
+                       a.method_len != b.method_len || a.protocol != b.protocol ||
+                       a.protocol_len != b.protocol_len || a.vhost != b.vhost ||
+                       a.referrer != b.referrer || a.referrer_len != b.referrer_len ||
+                       a.user_agent != b.user_agent || a.user_agent_len != b.user_agent_len ||
+                       (a.family == 4 && a.ip4 != b.ip4) ||
                        (a.family == 6 && memcmp(a.ip6, b.ip6, 16) != 0)))
                 abort();
             const char *nl = memchr(p, '\n', (size_t)(end - p));

@@ -731,7 +731,13 @@ static bool same_rec(const weft_logs_rec_t *a, const weft_logs_rec_t *b)
 {
     return a->family == b->family && a->hour == b->hour && a->status == b->status &&
            a->bytes == b->bytes && a->rt_us == b->rt_us && a->path == b->path &&
-           a->path_len == b->path_len && (a->family == 4 ? a->ip4 == b->ip4 : 1) &&
+           a->path_len == b->path_len && a->minute == b->minute && a->date == b->date &&
+           a->utc_off_min == b->utc_off_min && a->method == b->method &&
+           a->method_len == b->method_len && a->protocol == b->protocol &&
+           a->protocol_len == b->protocol_len && a->vhost == b->vhost &&
+           a->vhost_len == b->vhost_len && a->referrer == b->referrer &&
+           a->referrer_len == b->referrer_len && a->user_agent == b->user_agent &&
+           a->user_agent_len == b->user_agent_len && (a->family == 4 ? a->ip4 == b->ip4 : 1) &&
            (a->family == 6 ? memcmp(a->ip6, b->ip6, 16) == 0 : 1);
 }
 
@@ -815,6 +821,74 @@ TEST_T(presets_equal_the_interpreter_on_mutated_lines, 60)
             free(exact);
         }
     }
+}
+
+static bool slice_is(const char *p, size_t n, const char *want)
+{
+    if (!want) return p == NULL && n == 0;
+    return p && n == strlen(want) && memcmp(p, want, n) == 0;
+}
+
+/* The record's borrowed fields and time parts, from the presets (fast paths and interpreter) and
+ * from nginx variables. */
+TEST(record_has_method_protocol_vhost_referrer_agent_date_minute_offset)
+{
+    char err[160];
+    const char *line =
+        "2001:db8::1 - - [29/Feb/2024:23:59:58 -0130] \"POST /a/b?q=1 HTTP/2.0\" 201 "
+        "12 \"https://ex.org/x\" \"Mozilla/5.0 (X11; Linux) \\\"q\\\"\" 0.250\n";
+    size_t n = strlen(line);
+    char *buf = malloc(3 * n);
+    CHECK(buf != NULL);
+    for (int i = 0; i < 3; i++) memcpy(buf + i * n, line, n); /* the fast path's margin */
+    weft_logs_format_t f;
+    CHECK_EQ(weft_logs_format_compile("combined-rt", &f, err, sizeof err), 0);
+    for (int k = 0; k < 2; k++) {
+        if (k) f.fast = 0;
+        weft_logs_rec_t r;
+        CHECK(weft_logs_parse(&f, buf, buf + 3 * n, &r) == buf + n - 1);
+        CHECK(r.date == WEFT_LOGS_DATE(2024, 2, 29) && r.hour == 23 && r.minute == 59);
+        CHECK_EQ(r.utc_off_min, -90);
+        CHECK(slice_is(r.method, r.method_len, "POST"));
+        CHECK(slice_is(r.protocol, r.protocol_len, "HTTP/2.0"));
+        CHECK(slice_is(r.path, r.path_len, "/a/b"));
+        CHECK(slice_is(r.referrer, r.referrer_len, "https://ex.org/x"));
+        CHECK(slice_is(r.user_agent, r.user_agent_len, "Mozilla/5.0 (X11; Linux) \\\"q\\\""));
+        CHECK(slice_is(r.vhost, r.vhost_len, NULL));
+    }
+    free(buf);
+    /* no protocol (HTTP/0.9), no target */
+    CHECK_EQ(weft_logs_format_compile("common", &f, err, sizeof err), 0);
+    const char *l2 = "1.2.3.4 - - [01/Jan/2025:00:00:00 +0000] \"GET /x\" 200 1";
+    weft_logs_rec_t r;
+    CHECK(weft_logs_parse_line(&f, l2, l2 + strlen(l2), &r));
+    CHECK(slice_is(r.method, r.method_len, "GET") && slice_is(r.protocol, r.protocol_len, NULL));
+    CHECK(slice_is(r.referrer, r.referrer_len, NULL) && r.minute == 0);
+    const char *l3 = "1.2.3.4 - - [01/Jan/2025:00:07:00 +0000] \"-\" 400 0";
+    CHECK(weft_logs_parse_line(&f, l3, l3 + strlen(l3), &r));
+    CHECK(!r.method && !r.protocol && !r.path && r.minute == 7);
+    /* nginx variables */
+    CHECK_EQ(weft_logs_format_compile("$host $remote_addr [$time_iso8601] $request_method "
+                                      "$request_uri $server_protocol $status \"$http_referer\" "
+                                      "\"$http_user_agent\"",
+                                      &f, err, sizeof err),
+             0);
+    const char *l4 =
+        "ex.org 1.2.3.4 [2025-03-09T07:45:00+05:30] GET /p?x HTTP/1.0 404 \"-\" \"curl/8\"";
+    CHECK(weft_logs_parse_line(&f, l4, l4 + strlen(l4), &r));
+    CHECK(r.date == WEFT_LOGS_DATE(2025, 3, 9) && r.hour == 7 && r.minute == 45);
+    CHECK_EQ(r.utc_off_min, 330);
+    CHECK(slice_is(r.vhost, r.vhost_len, "ex.org") && slice_is(r.method, r.method_len, "GET"));
+    CHECK(slice_is(r.protocol, r.protocol_len, "HTTP/1.0") && slice_is(r.path, r.path_len, "/p"));
+    CHECK(slice_is(r.referrer, r.referrer_len, "-") &&
+          slice_is(r.user_agent, r.user_agent_len, "curl/8"));
+    /* the packed date and the day number */
+    CHECK_EQ(weft_logs_civil_day(1970, 1, 1), 0);
+    CHECK_EQ(weft_logs_civil_day(2024, 2, 29), 19782);
+    int y, m, d;
+    weft_logs_civil_date(19782, &y, &m, &d);
+    CHECK(y == 2024 && m == 2 && d == 29);
+    CHECK(WEFT_LOGS_DATE(2024, 12, 31) < WEFT_LOGS_DATE(2025, 1, 1));
 }
 
 static uint64_t rnd(uint64_t *s, uint64_t n)

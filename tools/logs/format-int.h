@@ -21,7 +21,12 @@ enum op_kind {
     OP_URI,        /* $request_uri or $uri: the target alone */
     OP_STATUS,     /* $status: three digits */
     OP_BYTES,      /* $body_bytes_sent (or $bytes_sent): digits or "-" */
-    OP_RT,         /* $request_time: seconds with a decimal fraction, or "-" (also "-1") */
+    OP_RT,         /* $request_time: seconds with a decimal fraction, or "-" */
+    OP_METHOD,     /* $request_method: borrowed as weft_logs_rec_t.method */
+    OP_PROTOCOL,   /* $server_protocol */
+    OP_VHOST,      /* $host, $http_host, $server_name */
+    OP_REFERRER,   /* $http_referer */
+    OP_UA,         /* $http_user_agent */
     /* weft's own variables, for the presets and the translated formats */
     OP_IPPORT,    /* $remote_addr_port: ELB's client:port (IPv4, [IPv6] or IPv6 then :port) */
     OP_DATE,      /* $date_utc: W3C's date field, 2019-12-04 (UTC) */
@@ -31,16 +36,6 @@ enum op_kind {
     OP_RT_US,     /* $request_time_us: integer microseconds (Apache %D), or "-" */
     OP_RT_AWS,    /* $request_time_aws: seconds as OP_RT; "-1" (ELB: no target) is no value */
     OP_NKINDS
-};
-
-/* weft_logs_op_t.cap: the record slice an OP_SKIP field fills (the text as written, "-" too) */
-enum op_cap {
-    CAP_NONE,
-    CAP_METHOD,   /* $request_method */
-    CAP_PROTOCOL, /* $server_protocol */
-    CAP_VHOST,    /* $host, $server_name, $http_host */
-    CAP_REFERER,  /* $http_referer */
-    CAP_UA,       /* $http_user_agent */
 };
 
 /* Translates an Apache LogFormat string into the nginx-style string with the same fields

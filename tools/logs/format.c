@@ -86,11 +86,9 @@ static int fail(char *err, size_t errlen, const char *msg, const char *detail)
     return -EINVAL;
 }
 
-/* A variable's operation, and for OP_SKIP the record slice it fills. */
-static int var_kind(const char *name, size_t n, int *cap)
+static int var_kind(const char *name, size_t n)
 {
 #define IS(s) (n == sizeof(s) - 1 && memcmp(name, s, n) == 0)
-    *cap = CAP_NONE;
     if (IS("remote_addr")) return OP_IP;
     if (IS("time_local")) return OP_TIME_LOCAL;
     if (IS("time_iso8601")) return OP_TIME_ISO;
@@ -99,6 +97,11 @@ static int var_kind(const char *name, size_t n, int *cap)
     if (IS("status")) return OP_STATUS;
     if (IS("body_bytes_sent") || IS("bytes_sent")) return OP_BYTES;
     if (IS("request_time")) return OP_RT;
+    if (IS("request_method")) return OP_METHOD;
+    if (IS("server_protocol")) return OP_PROTOCOL;
+    if (IS("host") || IS("http_host") || IS("server_name")) return OP_VHOST;
+    if (IS("http_referer")) return OP_REFERRER;
+    if (IS("http_user_agent")) return OP_UA;
     if (IS("remote_addr_port")) return OP_IPPORT;
     if (IS("date_utc")) return OP_DATE;
     if (IS("time_utc")) return OP_TIME_HMS;
@@ -106,11 +109,6 @@ static int var_kind(const char *name, size_t n, int *cap)
     if (IS("request_time_ms")) return OP_RT_MS;
     if (IS("request_time_us")) return OP_RT_US;
     if (IS("request_time_aws")) return OP_RT_AWS;
-    if (IS("request_method")) *cap = CAP_METHOD;
-    if (IS("server_protocol")) *cap = CAP_PROTOCOL;
-    if (IS("host") || IS("server_name") || IS("http_host")) *cap = CAP_VHOST;
-    if (IS("http_referer")) *cap = CAP_REFERER;
-    if (IS("http_user_agent")) *cap = CAP_UA;
     return OP_SKIP;
 #undef IS
 }
@@ -137,7 +135,7 @@ static int compile_nginx(const char *s, weft_logs_format_t *f, char *err, size_t
     /* Pass 1: tokens. A literal is stored in lits[]; a variable records its kind. */
     struct tok {
         bool var;
-        int kind, cap;
+        int kind;
         size_t off, len;
     } toks[WEFT_LOGS_MAX_OPS];
     int nt = 0;
@@ -166,10 +164,10 @@ static int compile_nginx(const char *s, weft_logs_format_t *f, char *err, size_t
                     return fail(err, errlen, "bad variable name in log format", NULL);
             if (nt > 0 && toks[nt - 1].var)
                 return fail(err, errlen, "variables must be separated by literal text: $", name);
-            int cap, kind = var_kind(name, nlen, &cap);
+            int kind = var_kind(name, nlen);
             if (kind == OP_BYTES && prefer_body_bytes && nlen == strlen("bytes_sent"))
                 kind = OP_SKIP;
-            toks[nt++] = (struct tok){.var = true, .kind = kind, .cap = cap};
+            toks[nt++] = (struct tok){.var = true, .kind = kind};
             i += adv;
         } else {
             if (nt == 0 || toks[nt - 1].var) toks[nt++] = (struct tok){.off = nlits};
@@ -178,10 +176,9 @@ static int compile_nginx(const char *s, weft_logs_format_t *f, char *err, size_t
         }
     }
 
-    /* Pass 2: operations, with delimiters; the first variable of each typed kind (and of each
-     * captured slice) wins. One time (or a W3C date then time), one response time. */
-    bool seen[OP_NKINDS] = {false}, seen_cap[CAP_UA + 1] = {false}, any_time = false,
-         any_rt = false;
+    /* Pass 2: operations, with delimiters; the first variable of each typed kind wins. One time
+     * (or a W3C date then time), one response time. */
+    bool seen[OP_NKINDS] = {false}, any_time = false, any_rt = false;
     f->nops = 0;
     for (int t = 0; t < nt; t++) {
         weft_logs_op_t *op = &f->ops[f->nops++];
@@ -193,7 +190,7 @@ static int compile_nginx(const char *s, weft_logs_format_t *f, char *err, size_t
             op->len = (uint16_t)toks[t].len;
             continue;
         }
-        int kind = toks[t].kind, cap = toks[t].cap;
+        int kind = toks[t].kind;
         if (kind == OP_URI && seen[OP_REQUEST]) kind = OP_SKIP;
         if (kind == OP_REQUEST && seen[OP_URI]) kind = OP_SKIP;
         if (kind == OP_IPPORT && seen[OP_IP]) kind = OP_SKIP;
@@ -202,13 +199,10 @@ static int compile_nginx(const char *s, weft_logs_format_t *f, char *err, size_t
         if (is_time_kind(kind) && any_time) kind = OP_SKIP;
         if (is_rt_kind(kind) && any_rt) kind = OP_SKIP;
         if (kind != OP_SKIP && seen[kind]) kind = OP_SKIP;
-        if (kind == OP_SKIP && cap && seen_cap[cap]) cap = CAP_NONE;
         seen[kind] = true;
-        seen_cap[cap] = true;
         any_time |= is_time_kind(kind);
         any_rt |= is_rt_kind(kind);
         op->kind = (uint8_t)kind;
-        op->cap = kind == OP_SKIP ? (uint8_t)cap : 0;
         bool before_quote = t > 0 && f->lits[toks[t - 1].off + toks[t - 1].len - 1] == '"';
         bool after_quote = t + 1 < nt && f->lits[toks[t + 1].off] == '"';
         op->quoted = before_quote && after_quote;

@@ -6,9 +6,10 @@
  * headers (IIS, CloudFront) are translated into the same operations (format-apache.c,
  * format-w3c.c). Caddy's JSON lines are read by a small JSON scanner instead (format-json.c).
  * The parser then walks one line with that list:
- * no regex, no sscanf, no allocation, and it extracts only what the statistics need (the hour
- * digits of the timestamp, the status as three digits, the response time as integer
- * microseconds, the client address as 32 or 128 bits).
+ * no regex, no sscanf, no allocation, and it extracts only what the statistics need (the date,
+ * hour, minute and offset of the timestamp, the status as three digits, the response time as
+ * integer microseconds, the client address as 32 or 128 bits) and borrows the text fields
+ * (path, method, protocol, virtual host, referrer, user agent) as slices of the line.
  */
 #ifndef WEFT_TOOLS_LOGS_FORMAT_H
 #define WEFT_TOOLS_LOGS_FORMAT_H
@@ -21,24 +22,70 @@
 #define WEFT_LOGS_MAX_OPS 128 /* CloudFront's 33 fields take 65 */
 #define WEFT_LOGS_SPEC_MAX 1024
 
-/* One parsed line. `path` points into the line (borrowed). */
+/* One parsed line. The slices point into the line (borrowed) and are NULL/0 when the format has
+ * no such field; they are the text as written (quotes removed, escapes kept; nginx's "-" is kept
+ * as "-", readers treat it as absent). The time fields are the local time as written in the log;
+ * utc_off_min says how far east of UTC it is (0 when the format has no offset: UTC). */
 typedef struct weft_logs_rec {
     int family;       /* 4 or 6 */
     uint32_t ip4;     /* host byte order, when family == 4 */
     uint8_t ip6[16];  /* network byte order, when family == 6 */
     int hour;         /* 0..23, as written in the log (the UTC offset is not applied) */
+    int minute;       /* 0..59, as written */
+    uint32_t date;    /* the date as written, packed: WEFT_LOGS_DATE(y, m, d) (sorts as dates) */
+    int utc_off_min;  /* the UTC offset written with the time, in minutes (+0800: 480) */
     int status;       /* 100..999 */
     uint64_t bytes;   /* response body bytes; 0 for "-" or when the format has none */
     int64_t rt_us;    /* response time in microseconds; -1 when absent or "-" */
     const char *path; /* request path without the query string; NULL when none */
     size_t path_len;
+    const char *method; /* "GET" ($request's first word, $request_method) */
+    size_t method_len;
+    const char *protocol; /* "HTTP/1.1" ($request's last word, $server_protocol) */
+    size_t protocol_len;
+    const char *vhost; /* $host, $http_host, $server_name (Apache %v) */
+    size_t vhost_len;
+    const char *referrer; /* $http_referer */
+    size_t referrer_len;
+    const char *user_agent; /* $http_user_agent */
+    size_t user_agent_len;
 } weft_logs_rec_t;
+
+/* A date packed into an integer (year << 9 | month << 5 | day) and its parts. */
+#define WEFT_LOGS_DATE(y, m, d) ((uint32_t)(y) << 9 | (uint32_t)(m) << 5 | (uint32_t)(d))
+#define WEFT_LOGS_DATE_Y(x) ((int)((x) >> 9))
+#define WEFT_LOGS_DATE_M(x) ((int)((x) >> 5 & 15))
+#define WEFT_LOGS_DATE_D(x) ((int)((x)&31))
+
+/* Days since 1970-01-01 of a proleptic Gregorian date (y >= 1, m 1..12, d 1..31; d is not
+ * checked against the month's length). */
+static inline int32_t weft_logs_civil_day(int y, int m, int d)
+{
+    y -= m <= 2;
+    int era = y / 400, yoe = y - era * 400;
+    int doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+    int doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return (int32_t)(era * 146097 + doe - 719468);
+}
+
+/* The inverse: y/m/d of a day number. */
+static inline void weft_logs_civil_date(int32_t z, int *y, int *m, int *d)
+{
+    z += 719468;
+    int era = (z >= 0 ? z : z - 146096) / 146097;
+    int doe = z - era * 146097;
+    int yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    int doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    int mp = (5 * doy + 2) / 153;
+    *d = doy - (153 * mp + 2) / 5 + 1;
+    *m = mp < 10 ? mp + 3 : mp - 9;
+    *y = yoe + era * 400 + (*m <= 2);
+}
 
 typedef struct weft_logs_op {
     uint8_t kind;   /* private: enum op_kind in format-int.h */
     uint8_t delim;  /* the byte that ends a skipped field (0: end of line) */
     uint8_t quoted; /* the field sits between double quotes (backslash escapes honoured) */
-    uint8_t cap;    /* OP_SKIP: the record slice the field's text goes to (enum op_cap), 0: none */
     uint16_t len;   /* literal length */
     uint16_t off;   /* literal offset in lits[] */
 } weft_logs_op_t;

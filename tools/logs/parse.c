@@ -224,32 +224,89 @@ request_target(const char *m, const char *end, weft_logs_rec_t *r)
     return te;
 }
 
+/* In a request "METHOD SP TARGET [SP PROTOCOL]" from `s` to its closing quote `q`, where `m`
+ * ends METHOD and `te` ends TARGET's path (request_target): borrows the method (when a target
+ * follows it) and the protocol (the last word, when it starts after the path). */
+static inline __attribute__((always_inline)) void
+request_words(const char *s, const char *m, const char *te, const char *q, weft_logs_rec_t *r)
+{
+    if (te == m) return; /* no target */
+    if (m > s) {
+        r->method = s;
+        r->method_len = (size_t)(m - s);
+    }
+    const char *x = q;
+    if (q - te >= 9 && q[-9] == ' ' && !eq_bytes(tools_load_le64(q - 8), ONES * ' '))
+        x = q - 8; /* the usual "HTTP/1.1" */
+    else
+        while (x > te && x[-1] != ' ') x--;
+    if (x > te && x < q) {
+        r->protocol = x;
+        r->protocol_len = (size_t)(q - x);
+    }
+}
+
+/* Clears the fields a line may not set. */
+static inline __attribute__((always_inline)) void rec_reset(weft_logs_rec_t *r)
+{
+    r->path = NULL;
+    r->path_len = 0;
+    r->rt_us = -1;
+    r->bytes = 0;
+    r->minute = 0;
+    r->date = 0;
+    r->utc_off_min = 0;
+    r->method = r->protocol = r->vhost = r->referrer = r->user_agent = NULL;
+    r->method_len = r->protocol_len = r->vhost_len = r->referrer_len = r->user_agent_len = 0;
+}
+
 static inline int two(const char *p)
 {
     return (p[0] - '0') * 10 + (p[1] - '0');
 }
 
-/* The month name at p (3 bytes) is valid. */
-static inline bool is_month(const char *p)
+/* The month named at p (3 bytes): 1..12, or 0 when it is not a month. */
+static inline int month_num(const char *p)
 {
     switch ((uint32_t)(unsigned char)p[0] << 16 | (uint32_t)(unsigned char)p[1] << 8 |
             (unsigned char)p[2]) {
     case 'J' << 16 | 'a' << 8 | 'n':
+        return 1;
     case 'F' << 16 | 'e' << 8 | 'b':
+        return 2;
     case 'M' << 16 | 'a' << 8 | 'r':
+        return 3;
     case 'A' << 16 | 'p' << 8 | 'r':
+        return 4;
     case 'M' << 16 | 'a' << 8 | 'y':
+        return 5;
     case 'J' << 16 | 'u' << 8 | 'n':
+        return 6;
     case 'J' << 16 | 'u' << 8 | 'l':
+        return 7;
     case 'A' << 16 | 'u' << 8 | 'g':
+        return 8;
     case 'S' << 16 | 'e' << 8 | 'p':
+        return 9;
     case 'O' << 16 | 'c' << 8 | 't':
+        return 10;
     case 'N' << 16 | 'o' << 8 | 'v':
+        return 11;
     case 'D' << 16 | 'e' << 8 | 'c':
-        return true;
+        return 12;
     default:
-        return false;
+        return 0;
     }
+}
+
+/* The time fields of a record from the (checked) numbers of a timestamp. */
+static inline __attribute__((always_inline)) void
+set_time(weft_logs_rec_t *r, int y, int mon, int d, int h, int mi, int sign, int oh, int om)
+{
+    r->hour = h;
+    r->minute = mi;
+    r->date = WEFT_LOGS_DATE(y, mon, d);
+    r->utc_off_min = sign * (oh * 60 + om);
 }
 
 /* True if every byte of w selected by `digits` is an ASCII digit (SWAR: a byte b is a digit iff
@@ -266,7 +323,7 @@ static inline bool digits_at(uint64_t w, uint64_t digits)
 
 /* The same check as parse_time_local, on eight bytes at a time. */
 static inline __attribute__((always_inline)) const char *
-parse_time_local_swar(const char *p, const char *end, int *hour)
+parse_time_local_swar(const char *p, const char *end, weft_logs_rec_t *r)
 {
     if (end - p < 26) return NULL;
     uint64_t a = tools_load_le64(p), b = tools_load_le64(p + 8), c = tools_load_le64(p + 16),
@@ -280,15 +337,15 @@ parse_time_local_swar(const char *p, const char *end, int *hour)
         !digits_at(b, M(0) | M(1) | M(2) | M(4) | M(5) | M(7)) ||
         !digits_at(c, M(0) | M(2) | M(3) | M(6) | M(7)) || !digits_at(d, M(6) | M(7)))
         return NULL;
-    int day = two(p), h = two(p + 12);
-    if (!is_month(p + 3) || day < 1 || day > 31 || h > 23 || two(p + 15) > 59 || two(p + 18) > 60)
-        return NULL;
-    *hour = h;
+    int day = two(p), h = two(p + 12), mon = month_num(p + 3);
+    if (!mon || day < 1 || day > 31 || h > 23 || two(p + 15) > 59 || two(p + 18) > 60) return NULL;
+    set_time(r, two(p + 7) * 100 + two(p + 9), mon, day, h, two(p + 15), p[21] == '-' ? -1 : 1,
+             two(p + 22), two(p + 24));
     return p + 26;
 }
 
 /* 15/Jan/2025:10:30:45 +0800 */
-static inline const char *parse_time_local(const char *p, const char *end, int *hour)
+static inline const char *parse_time_local(const char *p, const char *end, weft_logs_rec_t *r)
 {
     if (end - p < 26) return NULL;
     if (p[2] != '/' || p[6] != '/' || p[11] != ':' || p[14] != ':' || p[17] != ':' ||
@@ -298,18 +355,20 @@ static inline const char *parse_time_local(const char *p, const char *end, int *
     for (size_t i = 0; i < sizeof digits / sizeof digits[0]; i++)
         if (!is_digit(p[digits[i]])) return NULL;
     static const char months[] = "JanFebMarAprMayJunJulAugSepOctNovDec";
-    bool month = false;
+    int month = 0;
     for (int m = 0; m < 12 && !month; m++)
-        month = p[3] == months[3 * m] && p[4] == months[3 * m + 1] && p[5] == months[3 * m + 2];
+        if (p[3] == months[3 * m] && p[4] == months[3 * m + 1] && p[5] == months[3 * m + 2])
+            month = m + 1;
     int day = two(p), h = two(p + 12);
     if (!month || day < 1 || day > 31 || h > 23 || two(p + 15) > 59 || two(p + 18) > 60)
         return NULL;
-    *hour = h;
+    set_time(r, two(p + 7) * 100 + two(p + 9), month, day, h, two(p + 15), p[21] == '-' ? -1 : 1,
+             two(p + 22), two(p + 24));
     return p + 26;
 }
 
 /* 2025-01-15T10:30:45+08:00 */
-static inline const char *parse_time_iso(const char *p, const char *end, int *hour)
+static inline const char *parse_time_iso(const char *p, const char *end, weft_logs_rec_t *r)
 {
     if (end - p < 25) return NULL;
     if (p[4] != '-' || p[7] != '-' || p[10] != 'T' || p[13] != ':' || p[16] != ':' ||
@@ -322,7 +381,8 @@ static inline const char *parse_time_iso(const char *p, const char *end, int *ho
     if (mon < 1 || mon > 12 || day < 1 || day > 31 || h > 23 || two(p + 14) > 59 ||
         two(p + 17) > 60)
         return NULL;
-    *hour = h;
+    set_time(r, two(p) * 100 + two(p + 2), mon, day, h, two(p + 14), p[19] == '-' ? -1 : 1,
+             two(p + 20), two(p + 23));
     return p + 25;
 }
 
@@ -384,12 +444,12 @@ static inline bool all_digits(const char *p, int n)
 /* W3C's date field: 2019-12-04. */
 static const char *parse_date_ymd(const char *p, const char *end, weft_logs_rec_t *r)
 {
-    (void)r;
     if (end - p < 10 || p[4] != '-' || p[7] != '-' || !all_digits(p, 4) || !all_digits(p + 5, 2) ||
         !all_digits(p + 8, 2))
         return NULL;
     int mon = two(p + 5), day = two(p + 8);
     if (mon < 1 || mon > 12 || day < 1 || day > 31) return NULL;
+    r->date = WEFT_LOGS_DATE(two(p) * 100 + two(p + 2), mon, day);
     return p + 10;
 }
 
@@ -399,9 +459,10 @@ static const char *parse_hms(const char *p, const char *end, weft_logs_rec_t *r)
     if (end - p < 8 || p[2] != ':' || p[5] != ':' || !all_digits(p, 2) || !all_digits(p + 3, 2) ||
         !all_digits(p + 6, 2))
         return NULL;
-    int h = two(p);
-    if (h > 23 || two(p + 3) > 59 || two(p + 6) > 60) return NULL;
+    int h = two(p), mi = two(p + 3);
+    if (h > 23 || mi > 59 || two(p + 6) > 60) return NULL;
     r->hour = h;
+    r->minute = mi;
     return p + 8;
 }
 
@@ -417,8 +478,10 @@ static const char *parse_time_isoz(const char *p, const char *end, weft_logs_rec
     }
     if (p < end && *p == 'Z') return p + 1;
     if (end - p >= 6 && (*p == '+' || *p == '-') && all_digits(p + 1, 2) && p[3] == ':' &&
-        all_digits(p + 4, 2))
+        all_digits(p + 4, 2)) {
+        r->utc_off_min = (*p == '-' ? -1 : 1) * (two(p + 1) * 60 + two(p + 4));
         return p + 6;
+    }
     return NULL;
 }
 
@@ -453,15 +516,6 @@ static const char *parse_ipport(const weft_logs_op_t *op, const char *p, const c
     return parse_ip(a, ae, r) == ae ? e : NULL;
 }
 
-/* Records the text of a captured field (enum op_cap). */
-static inline void set_cap(weft_logs_rec_t *r, int cap, const char *s, const char *e)
-{
-    (void)r;
-    (void)cap;
-    (void)s;
-    (void)e;
-}
-
 const char *weft_logs__parse_ip(const char *p, const char *end, weft_logs_rec_t *r)
 {
     return parse_ip(p, end, r);
@@ -482,10 +536,7 @@ const char *weft_logs__parse_time_isoz(const char *p, const char *end, weft_logs
 static const char *parse_fast(const weft_logs_format_t *f, const char *p, const char *end,
                               weft_logs_rec_t *r)
 {
-    r->path = NULL;
-    r->path_len = 0;
-    r->rt_us = -1;
-    r->bytes = 0;
+    rec_reset(r);
     p = parse_ip(p, end, r);
     if (!p || p == end || *p != ' ') return NULL;
     p++;
@@ -499,7 +550,7 @@ static const char *parse_fast(const weft_logs_format_t *f, const char *p, const 
         p++;
     }
     if (p == end || *p != '[') return NULL;
-    p = parse_time_local_swar(p + 1, end, &r->hour);
+    p = parse_time_local_swar(p + 1, end, r);
     if (!p || end - p < 3 || p[0] != ']' || p[1] != ' ' || p[2] != '"') return NULL;
     p += 3;
     const char *s = p, *m = p;
@@ -511,9 +562,10 @@ static const char *parse_fast(const weft_logs_format_t *f, const char *p, const 
         m = p + (__builtin_ctzll(hit) >> 3);
     else
         while (m < end && *m != ' ' && *m != '"' && *m != '\n') m++;
-    m = request_target(m, end, r);
-    p = find_quote(s, m, end);
+    const char *te = request_target(m, end, r);
+    p = find_quote(s, te, end);
     if (!p || end - p < 6 || p[1] != ' ') return NULL;
+    request_words(s, m, te, p, r);
     p += 2;
     if (p[0] < '1' || p[0] > '9' || !is_digit(p[1]) || !is_digit(p[2]) || p[3] != ' ') return NULL;
     r->status = (p[0] - '0') * 100 + (p[1] - '0') * 10 + (p[2] - '0');
@@ -530,10 +582,14 @@ static const char *parse_fast(const weft_logs_format_t *f, const char *p, const 
     }
     if (f->fast >= 3) { /* combined: "$http_referer" "$http_user_agent" */
         if (end - p < 2 || p[0] != ' ' || p[1] != '"') return NULL;
+        r->referrer = p + 2;
         p = find_quote(p + 2, p + 2, end);
         if (!p || end - p < 3 || p[1] != ' ' || p[2] != '"') return NULL;
+        r->referrer_len = (size_t)(p - r->referrer);
+        r->user_agent = p + 3;
         p = find_quote(p + 3, p + 3, end);
         if (!p) return NULL;
+        r->user_agent_len = (size_t)(p - r->user_agent);
         p++;
     }
     if (f->fast != 2 && f->fast != 3) { /* $request_time */
@@ -667,11 +723,18 @@ static const struct avx2_consts {
     ((uint32_t)'/' | (uint32_t)(a) << 8 | (uint32_t)(b) << 16 | (uint32_t)(c) << 24)
 #define MON_SLOT(w) ((uint32_t)((w)*727u) >> 28)
 #define MON_ENTRY(a, b, c) [MON_SLOT(MON(a, b, c))] = MON(a, b, c)
+#define MON_NUM(a, b, c, n) [MON_SLOT(MON(a, b, c))] = n
 static const uint32_t months[16] = {
     MON_ENTRY('J', 'a', 'n'), MON_ENTRY('F', 'e', 'b'), MON_ENTRY('M', 'a', 'r'),
     MON_ENTRY('A', 'p', 'r'), MON_ENTRY('M', 'a', 'y'), MON_ENTRY('J', 'u', 'n'),
     MON_ENTRY('J', 'u', 'l'), MON_ENTRY('A', 'u', 'g'), MON_ENTRY('S', 'e', 'p'),
     MON_ENTRY('O', 'c', 't'), MON_ENTRY('N', 'o', 'v'), MON_ENTRY('D', 'e', 'c'),
+};
+static const uint8_t month_nums[16] = {
+    MON_NUM('J', 'a', 'n', 1),  MON_NUM('F', 'e', 'b', 2),  MON_NUM('M', 'a', 'r', 3),
+    MON_NUM('A', 'p', 'r', 4),  MON_NUM('M', 'a', 'y', 5),  MON_NUM('J', 'u', 'n', 6),
+    MON_NUM('J', 'u', 'l', 7),  MON_NUM('A', 'u', 'g', 8),  MON_NUM('S', 'e', 'p', 9),
+    MON_NUM('O', 'c', 't', 10), MON_NUM('N', 'o', 'v', 11), MON_NUM('D', 'e', 'c', 12),
 };
 
 AVX2_INLINE __m256i load32(const char *p)
@@ -793,7 +856,12 @@ AVX2_INLINE const char *parse_avx2(int fast, const char *p, const char *end, wef
     if (((lit & litm) | (dg & digm)) != (litm | digm) || months[MON_SLOT(mon)] != mon ||
         !_mm256_testz_si256(out, out))
         return NULL;
-    r->hour = _mm256_extract_epi16(m2, 6);
+    /* m1's 16-bit lanes hold byte pairs 2i, 2i+1 (year 8..11, minute 16), m2's 2i+1, 2i+2 per
+     * 128-bit half (day 1, hour 13, offset 23 and 25) */
+    set_time(r, _mm256_extract_epi16(m1, 4) * 100 + _mm256_extract_epi16(m1, 5),
+             month_nums[MON_SLOT(mon)], _mm256_extract_epi16(m2, 0), _mm256_extract_epi16(m2, 6),
+             _mm256_extract_epi16(m1, 8), b[22] == '-' ? -1 : 1, _mm256_extract_epi16(m2, 11),
+             _mm256_extract_epi16(m2, 12));
 
     /* "METHOD PATH[?QUERY] PROTOCOL": the method and the path within the next 64 bytes. */
     const char *rq = b + 30;
@@ -810,6 +878,9 @@ AVX2_INLINE const char *parse_avx2(int fast, const char *p, const char *end, wef
     uint64_t qn = (eq64(r0, r1, K->qt, K->qt) | eq64(r0, r1, K->nl, K->nl)) & ~UINT64_C(0) << pe;
     const char *q = qn ? rq + _tzcnt_u64(qn) : find_quote_nl(rq + 64, end, K->qt, K->nl);
     if (!q || *q != '"' || q[-1] == '\\') return NULL;
+    r->method = r->protocol = r->vhost = r->referrer = r->user_agent = NULL;
+    r->method_len = r->protocol_len = r->vhost_len = r->referrer_len = r->user_agent_len = 0;
+    request_words(rq, rq + m, rq + pe, q, r);
 
     /* " 200 1234", in a window w whose digit mask wd also serves the response time */
     if (end - q < 32) return NULL;
@@ -835,9 +906,14 @@ AVX2_INLINE const char *parse_avx2(int fast, const char *p, const char *end, wef
     }
     q += 6 + (k ? k : 1);
     if (fast >= 3) { /* "referer" "user agent" */
-        if (q[0] != ' ' || q[1] != '"' || !(q = quote_avx2(q + 2, end, K->qt, K->nl)) ||
-            q[1] != ' ' || q[2] != '"' || !(q = quote_avx2(q + 3, end, K->qt, K->nl)))
+        const char *rf = q + 2, *ua = q + 2;
+        if (q[0] != ' ' || q[1] != '"' || !(q = quote_avx2(rf, end, K->qt, K->nl)) || q[1] != ' ' ||
+            q[2] != '"' || !(q = quote_avx2(ua = q + 3, end, K->qt, K->nl)))
             return NULL;
+        r->referrer = rf;
+        r->referrer_len = (size_t)(ua - 3 - rf);
+        r->user_agent = ua;
+        r->user_agent_len = (size_t)(q - ua);
         if (end - ++q < 32) return NULL;
         w = q;
         wd = fast == 4 ? digits32(load32(q), K->zero, K->nine) : 0;
@@ -918,10 +994,7 @@ const char *weft_logs_parse(const weft_logs_format_t *f, const char *p, const ch
         return parse_fast(f, p, end, r);
     }
     if (f->kind == WEFT_LOGS_KIND_JSON) return weft_logs__parse_json(p, end, r);
-    r->path = NULL;
-    r->path_len = 0;
-    r->rt_us = -1;
-    r->bytes = 0;
+    rec_reset(r);
     const weft_logs_op_t *op = f->ops, *last = f->ops + f->nops;
     for (; op < last; op++) {
         switch (op->kind) {
@@ -937,34 +1010,54 @@ const char *weft_logs_parse(const weft_logs_format_t *f, const char *p, const ch
             p = parse_ip(p, end, r);
             if (!p) return NULL;
             break;
-        case OP_SKIP: {
-            const char *s = p;
+        case OP_SKIP:
             p = field_end(op, p, end);
             if (!p) return NULL;
-            if (op->cap) set_cap(r, op->cap, s, p);
             break;
-        }
         case OP_TIME_LOCAL:
-            p = parse_time_local(p, end, &r->hour);
+            p = parse_time_local(p, end, r);
             if (!p) return NULL;
             break;
         case OP_TIME_ISO:
-            p = parse_time_iso(p, end, &r->hour);
+            p = parse_time_iso(p, end, r);
             if (!p) return NULL;
             break;
         case OP_REQUEST: {
             /* METHOD SP TARGET [SP PROTOCOL]: the path is TARGET up to '?' */
             const char *s = p, *m = p;
             while (m < end && *m != ' ' && *m != '"' && *m != '\n') m++;
-            m = request_target(m, end, r);
-            p = find_quote(s, m, end);
+            const char *te = request_target(m, end, r);
+            p = find_quote(s, te, end);
             if (!p) return NULL;
+            request_words(s, m, te, p, r);
             break;
         }
         case OP_URI: {
             const char *e = field_end(op, p, end);
             if (!e) return NULL;
             set_path(r, p, e);
+            p = e;
+            break;
+        }
+        case OP_METHOD:
+        case OP_PROTOCOL:
+        case OP_VHOST:
+        case OP_REFERRER:
+        case OP_UA: {
+            const char *e = field_end(op, p, end);
+            if (!e) return NULL;
+            const char **slot = op->kind == OP_METHOD     ? &r->method
+                                : op->kind == OP_PROTOCOL ? &r->protocol
+                                : op->kind == OP_VHOST    ? &r->vhost
+                                : op->kind == OP_REFERRER ? &r->referrer
+                                                          : &r->user_agent;
+            size_t *len = op->kind == OP_METHOD     ? &r->method_len
+                          : op->kind == OP_PROTOCOL ? &r->protocol_len
+                          : op->kind == OP_VHOST    ? &r->vhost_len
+                          : op->kind == OP_REFERRER ? &r->referrer_len
+                                                    : &r->user_agent_len;
+            *slot = p;
+            *len = (size_t)(e - p);
             p = e;
             break;
         }
