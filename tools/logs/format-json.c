@@ -171,7 +171,7 @@ static int request_field(js_t *j, const char *k, const char *ke, void *arg)
     return str(j, s, e) ? 1 : -1;
 }
 
-/* Unix seconds with an optional fraction: the hour of the day (UTC). */
+/* Unix seconds with an optional fraction: the date, hour and minute (UTC). */
 static bool epoch(const char *s, const char *e, weft_logs_rec_t *r)
 {
     uint64_t secs = 0;
@@ -186,7 +186,11 @@ static bool epoch(const char *s, const char *e, weft_logs_rec_t *r)
         while (s < e && *s >= '0' && *s <= '9') s++;
     }
     if (s != e) return false;
+    int y, m, d;
+    weft_logs_civil_date((int32_t)(secs / 86400), &y, &m, &d);
+    r->date = WEFT_LOGS_DATE(y, m, d);
     r->hour = (int)(secs % 86400 / 3600);
+    r->minute = (int)(secs % 3600 / 60);
     return true;
 }
 
@@ -225,15 +229,21 @@ static int top_field(js_t *j, const char *k, const char *ke, void *arg)
     return 1;
 }
 
+#define SET(field, s, e)                                                                           \
+    do {                                                                                           \
+        if (s) {                                                                                   \
+            r->field = (s);                                                                        \
+            r->field##_len = (size_t)((e) - (s));                                                  \
+        }                                                                                          \
+    } while (0)
+
 const char *weft_logs__parse_json(const char *p, const char *end, weft_logs_rec_t *r)
 {
     const char *nl = memchr(p, '\n', (size_t)(end - p));
     const char *le = nl ? nl : end;
     if (le > p && le[-1] == '\r') le--;
-    r->path = NULL;
-    r->path_len = 0;
+    memset(r, 0, sizeof *r);
     r->rt_us = -1;
-    r->bytes = 0;
     caddy_t c = {.r = r};
     js_t j = {p, le};
     if (!object(&j, top_field, &c)) return NULL;
@@ -242,6 +252,11 @@ const char *weft_logs__parse_json(const char *p, const char *end, weft_logs_rec_
     const char *ip = c.client && c.cliente > c.client ? c.client : c.ip;
     const char *ipe = ip == c.client ? c.cliente : c.ipe;
     if (!ip || weft_logs__parse_ip(ip, ipe, r) != ipe) return NULL;
+    SET(method, c.method, c.methode);
+    SET(protocol, c.proto, c.protoe);
+    SET(vhost, c.host, c.hoste);
+    SET(referrer, c.ref, c.refe);
+    SET(user_agent, c.ua, c.uae);
     if (c.uri && c.urie > c.uri) {
         const char *q = memchr(c.uri, '?', (size_t)(c.urie - c.uri));
         const char *pe = q ? q : c.urie;
