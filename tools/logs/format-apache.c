@@ -6,9 +6,10 @@
  * %t writes its brackets itself), %r (request), %s %>s %<s (status), %b %B %O (bytes), %D
  * (microseconds), %T and %{s,ms,us}T (response time), %U (path), %m (method), %H (protocol),
  * %v %V %{Host}i (virtual host), %{Referer}i, %{User-Agent}i. Every other directive becomes a
- * skipped field. Modifiers (%>s, %400,501{...}i, %!200h) are accepted and ignored, and the
- * backslash escapes of httpd.conf (\" \t \\) are undone, so that a LogFormat line can be
- * pasted as it is.
+ * skipped field, or nothing when it follows another directive directly (%U%q: the path's field
+ * then runs to the next delimiter, query included, and the path is cut at '?' as always). Modifiers
+ * (%>s, %400,501{...}i, %!200h) are accepted and ignored, and the backslash escapes of httpd.conf
+ * (\" \t \\) are undone, so that a LogFormat line can be pasted as it is.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -117,6 +118,8 @@ int weft_logs__apache_to_nginx(const char *a, char *out, size_t outlen, char *er
             p++;
             const char *var = apache_var(c, arg, alen);
             char tok[48];
+            if (!var && o > 0 && out[o - 1] == '}') /* %U%q: the field before takes it in */
+                continue;
             if (c == 't' && alen == 0)
                 snprintf(tok, sizeof tok, "[$time_local]");
             else if (var)
