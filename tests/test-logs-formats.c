@@ -222,8 +222,8 @@ TEST(caddy_json_any_key_order_iso_time_and_malformed_objects)
         "",
         "{}",
         "not json",
-        "{\"level\":\"info\",\"ts\":1646861401.5,\"logger\":\"tls\",\"msg\":\"certificate "
-        "obtained\"}",                                                          /* not a request */
+        /* not a request: another logger's line */
+        "{\"ts\":1646861401.5,\"logger\":\"tls\",\"msg\":\"certificate obtained\"}",
         "{\"ts\":1,\"status\":200,\"request\":{\"client_ip\":\"10.0.0.1\"}} x", /* trailing text */
         "{\"ts\":1,\"status\":20,\"request\":{\"client_ip\":\"10.0.0.1\"}}",    /* bad status */
         "{\"ts\":1,\"status\":200,\"request\":{\"client_ip\":\"10.0.0.256\"}}", /* bad address */
