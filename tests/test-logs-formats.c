@@ -245,14 +245,8 @@ TEST(caddy_json_any_key_order_iso_time_and_malformed_objects)
 
 /* ---- runs ----------------------------------------------------------------------------------- */
 
-static char *path_in_tmp(const char *name)
-{
-    static char buf[8][512];
-    static int k;
-    char *b = buf[k++ % 8];
-    snprintf(b, 512, "%s/%s", weft_test_tmpdir(), name);
-    return b;
-}
+/* The path of `name` in the test's directory, in the caller's buffer. */
+#define TMP_PATH(buf, name) snprintf(buf, sizeof buf, "%s/%s", weft_test_tmpdir(), name)
 
 static void write_text(const char *path, const char *text)
 {
@@ -334,7 +328,8 @@ TEST(w3c_directives_are_skipped_also_repeated_mid_file_in_every_chunking)
                       "time-taken\r\n"
                       "2024-03-01 11:00:02 10.0.0.1 POST /a 200 50 7\n"
                       "bad line\n";
-    const char *path = path_in_tmp("iis.log");
+    char path[512];
+    TMP_PATH(path, "iis.log");
     write_text(path, log);
     weft_logs_part_t *ref = NULL;
     for (uint64_t chunk = 1; chunk < 400; chunk += 37) {
@@ -525,8 +520,8 @@ static void write_as(FILE *f, const char *fmt, const req_t *q)
 TEST_T(every_format_gives_the_nginx_statistics_of_the_same_requests, 120)
 {
     char src[512], out[512];
-    snprintf(src, sizeof src, "%s", path_in_tmp("src.log"));
-    snprintf(out, sizeof out, "%s", path_in_tmp("out.log"));
+    TMP_PATH(src, "src.log");
+    TMP_PATH(out, "out.log");
     weft_logs_gen_opts_t o;
     weft_logs_gen_defaults(&o);
     o.size = 400 << 10;
