@@ -315,6 +315,14 @@ int weft_logs_format_compile(const char *spec, weft_logs_format_t *out, char *er
         s += 6;
     } else if (!strchr(s, '$')) {
         if (weft_logs_format_looks_apache(s)) return fail(err, errlen, apache_hint, NULL);
+        if (strcmp(s, "apache") == 0 || strcmp(s, "nginx") == 0)
+            return fail(err, errlen,
+                        strcmp(s, "apache") == 0
+                            ? "unknown log format: apache (an Apache LogFormat string "
+                              "is given as apache:'%h %l %u %t \"%r\" %>s %b')"
+                            : "unknown log format: nginx (an nginx log_format string "
+                              "is given as nginx:'$remote_addr ...')",
+                        NULL);
         return fail(err, errlen, "unknown log format: ", spec);
     }
     rc = compile_nginx(s, out, err, errlen);
