@@ -30,6 +30,7 @@
 #include "logs/report.h"
 #include "logs/run.h"
 #include "logs/stats.h"
+#include "logs/ua.h"
 #include "common/cli-int.h"
 
 /* ---- helpers ------------------------------------------------------------------------------ */
@@ -438,7 +439,7 @@ static void check_against_ref(const char *json, const ref_t *r)
     /* the not-found panel: distinct 404 paths and the first of the top list */
     snprintf(dp, sizeof dp, "\"distinct_404_paths\":%zu,", r->distinct_404);
     CHECK_MSG(strstr(json, dp) != NULL, "%s not in %.200s", dp, strstr(json, "distinct_404"));
-    snprintf(dp, sizeof dp, "\"distinct_static_paths\":%zu,\"static_requests\":%zu,\"excluded\":0}",
+    snprintf(dp, sizeof dp, "\"distinct_static_paths\":%zu,\"static_requests\":%zu,\"excluded\":0",
              r->distinct_statics, r->nstatics);
     CHECK_MSG(strstr(json, dp) != NULL, "%s not in %.200s", dp, strstr(json, "distinct_static"));
     if (r->top404) {
@@ -1618,4 +1619,310 @@ TEST_T(filters_leave_lines_out_exactly, 60)
     }
     free(want);
     free(data);
+}
+
+/* ---- the GoAccess panels ------------------------------------------------------------------- */
+
+/* The whole report (every panel on, every row) as JSON, from a run with `filter` (NULL: none,
+ * which counts every panel). */
+static char *run_panels(const char *file, int jobs, weft_logs_mode_t mode, uint64_t chunk,
+                        const char *format, const weft_logs_filter_t *filter, weft_buf_t *partial)
+{
+    const char *files[] = {file};
+    weft_logs_run_opts_t o = {.files = files,
+                              .nfiles = 1,
+                              .jobs = jobs,
+                              .mode = mode,
+                              .chunk_size = chunk,
+                              .format = format,
+                              .filter = filter};
+    weft_logs_run_result_t res;
+    char err[256];
+    CHECK_MSG(weft_logs_run(&o, &res, err, sizeof err) == 0, "%s", err);
+    if (partial) CHECK_EQ(weft_logs_part_serialize(res.part, partial, true), 0);
+    weft_logs_report_t rep;
+    CHECK_EQ(weft_logs_report_build(res.part, 1000000, 1000000, &rep), 0);
+    weft_buf_t b;
+    weft_buf_init(&b, 0);
+    CHECK_EQ(weft_logs_write_json(&b, &rep), 0);
+    weft_logs_report_free(&rep);
+    weft_logs_run_result_free(&res);
+    return weft_buf_steal(&b, NULL);
+}
+
+/* Runs tests/logs-panels-ref.py (an independent count in Python) on the log and weft's JSON. */
+static void check_panels_ref(const char *log, const char *json, bool host)
+{
+    char src[1024], cmd[3200];
+    snprintf(src, sizeof src, "%s", __FILE__); /* .../tests/test-logs.c */
+    char *slash = strrchr(src, '/');
+    CHECK(slash != NULL);
+    *slash = '\0';
+    const char *jf = path_in_tmp("panels.json");
+    write_text(jf, json, strlen(json));
+    snprintf(cmd, sizeof cmd, "python3 '%s/logs-panels-ref.py' '%s' '%s' %s 2>&1", src, log, jf,
+             host ? "host" : "");
+    FILE *p = popen(cmd, "r");
+    CHECK(p != NULL);
+    char out[2048] = "";
+    size_t n = fread(out, 1, sizeof out - 1, p);
+    out[n] = '\0';
+    int st = pclose(p);
+    CHECK_MSG(st == 0 && strncmp(out, "ok", 2) == 0, "reference: %s", out);
+}
+
+/* Generated combined-rt lines, plus hand-written ones: escaped paths that decode to the same
+ * text, no protocol, a query string, an IPv4-mapped client, referrers with ports and queries. */
+static void panels_log(const char *path, bool host)
+{
+    const char *gen = path_in_tmp("panels-gen.log");
+    gen_file(gen, 200 << 10, 77, "combined-rt", 0, 0.1, false, 400);
+    size_t len;
+    char *data = read_all(gen, &len);
+    static const char extra[] =
+        "10.0.0.1 - - [14/Jan/2025:23:59:59 +0000] \"GET /docs/a%20b.html HTTP/1.1\" 200 10 "
+        "\"https://ex.org:8443/x?y=1\" \"Mozilla/5.0 (compatible; ExampleCrawler/1.0)\" 0.001\n"
+        "10.0.0.1 - - [14/Jan/2025:23:59:59 +0000] \"GET /docs/a b.html\" 200 10 \"-\" "
+        "\"Mozilla/5.0 (compatible; ExampleCrawler/1.0)\" "
+        "0.001\n"
+        "::ffff:10.0.0.1 - - [15/Jan/2025:00:00:00 +0000] \"GET /docs/a%20b.html?q=%20 HTTP/1.1\" "
+        "200 12 \"http://ex.org\" \"Mozilla/5.0 (compatible; ExampleCrawler/1.0)\" 1.5\n"
+        "10.0.0.2 - - [15/Jan/2025:00:00:00 +0000] \"GET /%61%2Fb%00 HTTP/1.0\" 404 - \"\" \"\" "
+        "-\n";
+    FILE *f = fopen(path, "wb");
+    CHECK(f != NULL);
+    int k = 0;
+    for (const char *p = data, *end = data + len; p < end; k++) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        size_t n = nl ? (size_t)(nl - p) + 1 : (size_t)(end - p);
+        if (host) fprintf(f, "h%d.example.org ", k % 7);
+        fwrite(p, 1, n, f);
+        p += n;
+    }
+    for (const char *p = extra; *p; k++) {
+        const char *nl = strchr(p, '\n');
+        if (host) fprintf(f, "v%d.example.org ", k % 3);
+        fwrite(p, 1, (size_t)(nl - p) + 1, f);
+        p = nl + 1;
+    }
+    CHECK(fclose(f) == 0);
+    free(data);
+}
+
+TEST_T(goaccess_panels_equal_an_independent_count_for_every_worker_count_and_mode, 120)
+{
+    const char *hosted = "nginx:$host $remote_addr $ident $remote_user [$time_local] \"$request\" "
+                         "$status $body_bytes_sent \"$http_referer\" \"$http_user_agent\" "
+                         "$request_time";
+    for (int host = 0; host < 2; host++) {
+        const char *log = path_in_tmp("panels.log");
+        panels_log(log, host);
+        const char *fmt = host ? hosted : "combined-rt";
+        weft_buf_t part;
+        weft_buf_init(&part, 0);
+        char *one = run_panels(log, 1, WEFT_LOGS_THREADS, 0, fmt, NULL, &part);
+        check_panels_ref(log, one, host);
+        CHECK(strstr(one, "{\"method\":\"GET\",\"path\":\"/docs/a b.html\",\"protocol\":"
+                          "\"HTTP/1.1\",\"hits\":2,\"bytes\":22,\"rt_avg\":0.7505,\"rt_sum\":1.501,"
+                          "\"rt_max\":1.5}") != NULL);
+        CHECK(strstr(one, "{\"name\":\"ex.org:8443\",\"hits\":1") != NULL);
+        CHECK(strstr(one, "\"path\":\"/a/b%00\"") != NULL);
+        CHECK(strstr(one, "{\"name\":\"Other crawlers\",\"hits\":") != NULL);
+        CHECK((strstr(one, "\"vhosts\":") != NULL) == (host == 1));
+        const struct {
+            int jobs;
+            weft_logs_mode_t mode;
+            uint64_t chunk;
+        } runs[] = {{2, WEFT_LOGS_THREADS, 0},
+                    {3, WEFT_LOGS_THREADS, 4099},
+                    {2, WEFT_LOGS_PROCESSES, 0},
+                    {1, WEFT_LOGS_PROCESSES, 3001}};
+        for (size_t i = 0; i < sizeof runs / sizeof runs[0]; i++) {
+            char *other =
+                run_panels(log, runs[i].jobs, runs[i].mode, runs[i].chunk, fmt, NULL, NULL);
+            CHECK_MSG(strcmp(one, other) == 0, "run %zu differs", i);
+            free(other);
+        }
+        /* the partial carries every panel */
+        weft_logs_part_t *back = weft_logs_part_create();
+        CHECK(back != NULL);
+        char err[160];
+        CHECK_EQ(weft_logs_part_merge_bytes(back, part.data, part.len, err, sizeof err), 0);
+        weft_logs_report_t rep;
+        CHECK_EQ(weft_logs_report_build(back, 1000000, 1000000, &rep), 0);
+        weft_buf_t b;
+        weft_buf_init(&b, 0);
+        CHECK_EQ(weft_logs_write_json(&b, &rep), 0);
+        CHECK_MSG(b.len == strlen(one) && memcmp(b.data, one, b.len) == 0, "partial differs");
+        weft_buf_free(&b);
+        weft_logs_report_free(&rep);
+        weft_logs_part_destroy(back);
+        weft_buf_free(&part);
+        free(one);
+    }
+}
+
+TEST(user_agents_classify_into_os_browser_and_crawler)
+{
+    static const struct {
+        const char *ua, *os, *browser, *crawler;
+    } cases[] = {
+        {"Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+         "Chrome/120.0 Safari/537.36 Edg/120.0",
+         "Windows", "Edge", NULL},
+        {"Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) "
+         "Chrome/120.0 Mobile Safari/537.36",
+         "Android", "Chrome", NULL},
+        {"Mozilla/5.0 (iPhone; CPU iPhone OS 17_2 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like "
+         "Gecko) Version/17.2 Mobile/15E148 Safari/604.1",
+         "iOS", "Safari", NULL},
+        {"Mozilla/5.0 (Macintosh; Intel Mac OS X 14_2) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+         "Version/17.2 Safari/605.1.15",
+         "macOS", "Safari", NULL},
+        {"Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Gecko/20100101 Firefox/121.0", "Linux",
+         "Firefox", NULL},
+        {"Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)", "Unknown",
+         "Crawlers", "Googlebot"},
+        {"Mozilla/5.0 (compatible; SomeNewSPIDER/0.1)", "Unknown", "Crawlers", "Other crawlers"},
+        {"curl/8.5.0", "Unknown", "curl", NULL},
+        {"-", "Unknown", "Unknown", NULL},
+        {"", "Unknown", "Unknown", NULL},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        weft_logs_ua_class_t c = weft_logs_ua_classify(cases[i].ua, strlen(cases[i].ua));
+        CHECK_MSG(strcmp(c.os, cases[i].os) == 0 && strcmp(c.browser, cases[i].browser) == 0 &&
+                      (c.crawler ? cases[i].crawler && strcmp(c.crawler, cases[i].crawler) == 0
+                                 : !cases[i].crawler),
+                  "%s: %s / %s / %s", cases[i].ua, c.os, c.browser, c.crawler ? c.crawler : "-");
+        CHECK_EQ(weft_logs_ua_is_crawler(cases[i].ua, strlen(cases[i].ua)),
+                 cases[i].crawler != NULL);
+    }
+}
+
+/* --tz (fixed and by zone), --since/--until, --ignore-crawlers, --ignore-statics and
+ * --anonymize-ip on hand-written lines whose answers are worked out below. */
+TEST_T(filters_convert_time_zones_and_leave_out_crawlers_statics_and_dates, 60)
+{
+    static const char text[] =
+        "10.1.2.3 - - [14/Jan/2025:23:30:00 +0100] \"GET /a.css HTTP/1.1\" 200 10 \"-\" "
+        "\"Googlebot/2.1\" 0.1\n"
+        "10.1.2.4 - - [14/Jan/2025:23:30:00 -0500] \"GET /b HTTP/1.1\" 200 20 \"-\" \"curl/8\" "
+        "0.2\n"
+        "2001:db8:0:1:2:3:4:5 - - [15/Jan/2025:00:10:00 +0000] \"GET /c HTTP/1.1\" 200 30 \"-\" "
+        "\"curl/8\" 0.3\n"
+        "10.1.2.5 - - [16/Jan/2025:12:00:00 +0000] \"GET /d HTTP/1.1\" 200 40 \"-\" \"curl/8\" "
+        "0.4\n";
+    const char *log = path_in_tmp("tz.log");
+    write_text(log, text, strlen(text));
+    static const struct {
+        const char *tz, *since, *until;
+        bool crawlers, statics, anon;
+        const char *want[4];
+    } cases[] = {
+        /* as written: 14th 23:30 twice, 15th 00:10, 16th 12:00 */
+        {NULL,
+         NULL,
+         NULL,
+         false,
+         false,
+         false,
+         {"\"daily\":[{\"date\":\"2025-01-14\",\"requests\":2,",
+          "{\"date\":\"2025-01-15\",\"requests\":1,", "\"excluded\":0", NULL}},
+        /* UTC: 22:30 on the 14th, 04:30 and 00:10 on the 15th, 12:00 on the 16th */
+        {"UTC",
+         NULL,
+         NULL,
+         false,
+         false,
+         false,
+         {"\"hourly\":[1,0,0,0,1,0,0,0,0,0,0,0,1,0,0,0,0,0,0,0,0,0,1,0]",
+          "{\"date\":\"2025-01-14\",\"requests\":1,", "{\"date\":\"2025-01-15\",\"requests\":2,",
+          NULL}},
+        /* +05:30: 04:00, 10:00 and 05:40 on the 15th, 17:30 on the 16th */
+        {"+05:30",
+         NULL,
+         NULL,
+         false,
+         false,
+         false,
+         {"\"hourly\":[0,0,0,0,1,1,0,0,0,0,1,0,0,0,0,0,0,1,0,0,0,0,0,0]",
+          "\"daily\":[{\"date\":\"2025-01-15\",\"requests\":3,", NULL, NULL}},
+        /* New York in January is -05:00: 17:30, 23:30 and 19:10 on the 14th, 07:00 on the 16th */
+        {"America/New_York",
+         NULL,
+         NULL,
+         false,
+         false,
+         false,
+         {"\"hourly\":[0,0,0,0,0,0,0,1,0,0,0,0,0,0,0,0,0,1,0,1,0,0,0,1]",
+          "\"daily\":[{\"date\":\"2025-01-14\",\"requests\":3,", NULL, NULL}},
+        {NULL,
+         "2025-01-15",
+         "15/Jan/2025",
+         false,
+         false,
+         false,
+         {"\"parsed\":1,", "\"excluded\":3", NULL, NULL}},
+        {"UTC",
+         "2025-01-15",
+         NULL,
+         false,
+         false,
+         false,
+         {"\"parsed\":3,", "\"excluded\":1", NULL, NULL}},
+        {NULL, NULL, NULL, true, false, false, {"\"parsed\":3,", "\"crawlers\":[]", NULL, NULL}},
+        {NULL,
+         NULL,
+         NULL,
+         false,
+         true,
+         false,
+         {"\"parsed\":3,", "\"top_static_paths\":[]", NULL, NULL}},
+        {NULL,
+         NULL,
+         NULL,
+         false,
+         false,
+         true,
+         {"\"top_ips\":[{\"ip\":\"10.1.2.0\",\"count\":3},{\"ip\":\"2001:db8::\",\"count\":1}]",
+          "\"distinct_ips\":2,", "\"visitors\":4,", NULL}},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        weft_logs_filter_t f;
+        memset(&f, 0, sizeof f);
+        if (cases[i].tz) CHECK_EQ(weft_logs_tz_parse(cases[i].tz, &f), 0);
+        if (cases[i].since) CHECK((f.since = weft_logs_date_parse(cases[i].since)) != 0);
+        if (cases[i].until) CHECK((f.until = weft_logs_date_parse(cases[i].until)) != 0);
+        f.ignore_crawlers = cases[i].crawlers;
+        f.ignore_statics = cases[i].statics;
+        f.anonymize = cases[i].anon;
+        f.any =
+            f.tz_mode || f.since || f.until || f.ignore_crawlers || f.ignore_statics || f.anonymize;
+        for (int mode = 0; mode < 2; mode++) {
+            char *json = run_panels(log, 2, mode ? WEFT_LOGS_PROCESSES : WEFT_LOGS_THREADS, 0,
+                                    "combined-rt", &f, NULL);
+            for (int k = 0; k < 4 && cases[i].want[k]; k++)
+                CHECK_MSG(strstr(json, cases[i].want[k]) != NULL, "case %zu: %s not in %s", i,
+                          cases[i].want[k], json);
+            free(json);
+        }
+    }
+    /* option values */
+    weft_logs_filter_t f;
+    memset(&f, 0, sizeof f);
+    CHECK_EQ(weft_logs_tz_parse("-0130", &f), 0);
+    CHECK_EQ(f.tz_off_min, -90);
+    CHECK_EQ(weft_logs_tz_parse("+2400", &f), -EINVAL);
+    CHECK_EQ(weft_logs_tz_parse("Not/AZone", &f), -EINVAL);
+    CHECK_EQ(weft_logs_tz_parse("../../etc/passwd", &f), -EINVAL);
+    CHECK(weft_logs_date_parse("2025-13-01") == 0 && weft_logs_date_parse("15/Foo/2025") == 0);
+    CHECK(weft_logs_date_parse("2025-01-15x") == 0);
+    unsigned off;
+    CHECK_EQ(weft_logs_panels_parse("all", &off), 0);
+    CHECK_EQ(off, 0u);
+    CHECK_EQ(weft_logs_panels_parse("+urls", &off), 0);
+    CHECK_EQ(off, WEFT_LOGS_PANEL_IPS);
+    CHECK_EQ(weft_logs_panels_parse("daily,ips", &off), 0);
+    CHECK_EQ(off, WEFT_LOGS_PANELS_ALL & ~(WEFT_LOGS_PANEL_DAILY | WEFT_LOGS_PANEL_IPS));
+    CHECK_EQ(weft_logs_panels_parse("daily,nope", &off), -EINVAL);
 }

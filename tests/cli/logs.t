@@ -75,8 +75,8 @@ $ weft logs gen --size 1K --seed 1 --malformed-rate 2
 ? 2
 ! bad --malformed-rate '2'
 
-# A small log on standard input: the JSON report, and the malformed line on stderr.
-$ weft logs --json -j 2
+# A small log on standard input: the JSON report (the seed's statistics only), and the malformed line on stderr.
+$ weft logs --json -j 2 --panels none
 < 10.0.0.1 - - [15/Jan/2025:10:30:45 +0800] "GET /a?q=1 HTTP/1.1" 200 100 0.052
 < 10.0.0.2 - - [15/Jan/2025:11:00:00 +0800] "GET /a HTTP/1.1" 404 - 0.25
 < not a log line
@@ -136,8 +136,32 @@ $ weft logs --json -j 2 --exclude-ip 10.0.0.2,::ffff:10.0.0.9 --ignore-status 50
 < 10.0.0.1 - - [15/Jan/2025:23:59:59 +0800] "POST /b HTTP/1.1" 500 7 1
 ? 0
 ~ "lines":3,"parsed":1,"malformed":0
-~ "excluded":2}
+~ "excluded":2,
 
 $ weft logs --ignore-status 42 x.log
 ? 2
 ! bad --ignore-status '42'
+
+# The GoAccess panels and CSV: byte-identical for any -j and both modes, through a partial too.
+$ weft logs gen --size 200K --format combined-rt -o p.log && weft logs -j1 --panels all --csv p.log > a.csv && weft logs -j2 --panels all --csv p.log | cmp - a.csv && weft logs -j2 --mode processes --panels all --csv p.log | cmp - a.csv && weft logs -j2 --panels all --save-partial p.part p.log > /dev/null && weft logs merge --csv p.part | cmp - a.csv && head -1 a.csv | tr -d '\r' && grep -c '^urls,' a.csv
+? 0
+> panel,name,method,protocol,hits,visitors,bytes,rt_avg,rt_sum,rt_max
+> 10
+
+$ weft logs gen --size 50K --format combined -o q.log && weft logs --tz Europe/Berlin --since 2025-01-14 --until 14/Jan/2025 --ignore-crawlers --ignore-statics --anonymize-ip q.log
+? 0
+~ Visitors
+~ Per day
+~ Browsers: top
+
+$ weft logs --tz Mars/Olympus x.log
+? 2
+! bad --tz 'Mars/Olympus'
+
+$ weft logs --since 2025-02-30x x.log
+? 2
+! bad --since
+
+$ weft logs --panels daily,charts x.log
+? 2
+! bad --panels 'daily,charts'

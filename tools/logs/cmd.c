@@ -42,34 +42,55 @@ static const char formats_help[] =
 static void usage(FILE *f)
 {
     fprintf(
+        f, "usage: weft logs [OPTIONS] [FILE...]\n"
+           "       weft logs merge [OPTIONS] PARTIAL...\n"
+           "       weft logs gen [OPTIONS]          (see 'weft logs gen --help')\n\n"
+           "Analyzes web server access logs in parallel: requests per hour of day, status codes\n"
+           "(counts, shares and classes), the top client IPs (exact) and the number of distinct\n"
+           "ones, response time average/min/max/p50/p90/p95/p99, bytes sent, the top paths and\n"
+           "the top not-found (404) and static-file paths; and GoAccess's panels: unique\n"
+           "visitors (distinct IP + date + user agent), requests, visitors and bytes per day,\n"
+           "requests per minute of the day, operating systems, browsers and crawlers (from the\n"
+           "user agent), referrers and referring sites, virtual hosts ($host), and with --panels\n"
+           "the requested URLs (method, decoded path, protocol) and the visitor IPs, each with\n"
+           "hits, bytes and average/total/maximum response time.\n"
+           "Regular files are split into chunks at line ends and read with pread (or --io\n"
+           "mmap); '-' (or no FILE) reads standard input, FIFOs and <(...) are read as streams,\n"
+           "and gzip, xz, bzip2 and zstd files (recognised by their first bytes) are decompressed\n"
+           "as streams. Several files are analyzed together. Results are identical for every\n"
+           "worker count, chunk size and mode.\n\n"
+           "Options:\n"
+           "  -j, --jobs N          workers (default: the CPUs this process may use)\n"
+           "  --mode MODE           threads (default) or processes (worker processes, partial\n"
+           "                        results returned as compact bytes)\n"
+           "  -f, --format FMT      auto (default: recognised per file from its first lines), a\n"
+           "                        preset or a format string: see Formats below\n"
+           "  --log-format STRING   an nginx log_format string, e.g.\n"
+           "                        '$remote_addr - $remote_user [$time_local] \"$request\" "
+           "$status\n"
+           "                        $body_bytes_sent $request_time' (same as -f nginx:STRING)\n"
+           "  -n, --top N           how many client IPs and paths to list (default 10)\n"
+           "  --exclude-ip IP[,IP]  leave out the lines of these clients (exact addresses;\n"
+           "                        repeatable, up to 64 of each family); counted as excluded\n"
+           "  --ignore-status CODE[,CODE]  leave out the lines with these status codes\n");
+    fprintf(
         f,
-        "usage: weft logs [OPTIONS] [FILE...]\n"
-        "       weft logs merge [OPTIONS] PARTIAL...\n"
-        "       weft logs gen [OPTIONS]          (see 'weft logs gen --help')\n\n"
-        "Analyzes web server access logs in parallel: requests per hour of day, status codes\n"
-        "(counts, shares and classes), the top client IPs (exact) and the number of distinct\n"
-        "ones, response time average/min/max/p50/p90/p95/p99, bytes sent, the top paths and\n"
-        "the top not-found (404) and static-file paths.\n"
-        "Regular files are split into chunks at line ends and read with pread (or --io\n"
-        "mmap); '-' (or no FILE) reads standard input, FIFOs and <(...) are read as streams,\n"
-        "and gzip, xz, bzip2 and zstd files (recognised by their first bytes) are decompressed\n"
-        "as streams. Several files are analyzed together. Results are identical for every\n"
-        "worker count, chunk size and mode.\n\n"
-        "Options:\n"
-        "  -j, --jobs N          workers (default: the CPUs this process may use)\n"
-        "  --mode MODE           threads (default) or processes (worker processes, partial\n"
-        "                        results returned as compact bytes)\n"
-        "  -f, --format FMT      auto (default: recognised per file from its first lines), a\n"
-        "                        preset or a format string: see Formats below\n"
-        "  --log-format STRING   an nginx log_format string, e.g.\n"
-        "                        '$remote_addr - $remote_user [$time_local] \"$request\" "
-        "$status\n"
-        "                        $body_bytes_sent $request_time' (same as -f nginx:STRING)\n"
-        "  -n, --top N           how many client IPs and paths to list (default 10)\n"
-        "  --exclude-ip IP[,IP]  leave out the lines of these clients (exact addresses;\n"
-        "                        repeatable, up to 64 of each family); counted as excluded\n"
-        "  --ignore-status CODE[,CODE]  leave out the lines with these status codes\n"
+
+        "  --ignore-crawlers     leave out the lines of crawlers (by their user agent)\n"
+        "  --ignore-statics      leave out the requests for static files (by extension)\n"
+        "  --since DATE, --until DATE  only the lines of these dates (inclusive; YYYY-MM-DD\n"
+        "                        or DD/Mon/YYYY; after --tz)\n"
+        "  --tz ZONE             show times in ZONE: UTC, +HHMM, -HH:MM or a name such as\n"
+        "                        Europe/Berlin (the log's offsets are applied); default:\n"
+        "                        the time as written in the log\n"
+        "  --anonymize-ip        count clients with IPv4's last octet and IPv6's last 80 bits\n"
+        "                        zeroed (as GoAccess)\n"
+        "  --panels LIST         default, all, none, or a comma-separated list of daily,\n"
+        "                        visitors, minutely, urls, ips, agents, referrers, vhosts\n"
+        "                        ('+urls,+ips' adds to the default: all but urls and ips)\n"
         "  --json                print one JSON object instead of the text report\n"
+        "  --csv                 print CSV (panel,name,method,protocol,hits,visitors,bytes,\n"
+        "                        rt_avg,rt_sum,rt_max; one row per item) instead\n"
         "  --html FILE           also write a self-contained HTML report to FILE\n"
         "  --save-partial FILE   also write the partial statistics to FILE, for 'merge'\n"
         "  --chunk-size SIZE     bytes per chunk (K/M/G; default 8M; with processes two chunks\n"
@@ -79,15 +100,22 @@ static void usage(FILE *f)
         "                        mmap (map the files); results never depend on it\n"
         "  --timing              print the time taken and the throughput on stderr\n"
         "  --no-progress         no progress bar (it is drawn on stderr only for inputs of\n"
-        "                        64 MiB or more, and only when stderr is a terminal)\n\n"
+        "                        64 MiB or more, and only when stderr is a terminal)\n\n");
+    fprintf(
+        f,
+
         "merge: combines partial statistics written with --save-partial (from several runs or\n"
         "machines) into the report a single run over all their inputs gives. It takes -n,\n"
-        "--json, --html and --save-partial. Each partial lists the inputs it counted (their\n"
+        "--json, --csv, --html and --save-partial. Each partial lists the inputs it counted "
+        "(their\n"
         "decoded size and a hash of their first and last 64 KiB): a partial whose inputs\n"
         "were all counted already is skipped with a warning, one that shares only some is\n"
         "refused (exit 2).\n\n"
         "Notes:\n"
-        "  The hour is the hour as written in the log: the UTC offset is not applied.\n"
+        "  Hours, minutes and dates are as written in the log (the UTC offset is not\n"
+        "  applied) unless --tz is given. Paths in the URL panel are %%XX-decoded (as GoAccess\n"
+        "  shows them; rows equal once decoded are added together). A panel with more\n"
+        "  distinct keys than it holds (65,536; IPs 1,048,576) is dropped, never shown wrong.\n"
         "  Ties in the top lists: count descending, then IPv4 before IPv6, then the address\n"
         "  in numeric order (paths: by byte order). ::ffff:a.b.c.d counts as a.b.c.d.\n"
         "  Response times are summed as integer microseconds; percentiles come from a\n"
@@ -279,7 +307,7 @@ static int filter_add(weft_logs_filter_t *f, bool exclude, const char *list)
 }
 
 typedef struct outputs {
-    bool json;
+    bool json, csv;
     const char *html, *save;
     long top;
     const ident_list_t *inputs; /* what the part counted (for --save-partial) */
@@ -326,10 +354,11 @@ static int emit(const char *cmd, const weft_logs_part_t *part, const outputs_t *
             code = weft_cli_error(cmd, rc == -ENOMEM ? WEFT_EXIT_INTERNAL : WEFT_EXIT_FAILED,
                                   "cannot write %s: %s", o->html, strerror(-rc));
     }
-    if (!code && o->json) {
+    if (!code && (o->json || o->csv)) {
         weft_buf_t b;
         weft_buf_init(&b, 0);
-        if (weft_logs_write_json(&b, &rep) != 0)
+        if ((o->json ? weft_logs_write_json(&b, &rep) : 0) != 0 ||
+            (o->csv ? weft_logs_write_csv(&b, &rep) : 0) != 0)
             code = weft_cli_error(cmd, WEFT_EXIT_INTERNAL, "out of memory");
         else
             fwrite(b.data, 1, b.len, stdout);
@@ -349,8 +378,8 @@ static int emit(const char *cmd, const weft_logs_part_t *part, const outputs_t *
 static int output_opt(const char *cmd, int argc, char **argv, int *i, outputs_t *o)
 {
     const char *a = argv[*i];
-    if (strcmp(a, "--json") == 0) {
-        o->json = true;
+    if (strcmp(a, "--json") == 0 || strcmp(a, "--csv") == 0) {
+        *(a[2] == 'j' ? &o->json : &o->csv) = true;
         return 1;
     }
     bool takes = strcmp(a, "--html") == 0 || strcmp(a, "--save-partial") == 0 ||
@@ -510,6 +539,8 @@ static int cmd_logs(int argc, char **argv)
     weft_logs_run_opts_t ro = {.jobs = weft_cpu_count(), .progress = true};
     weft_logs_filter_t filter;
     memset(&filter, 0, sizeof filter);
+    filter.no_panels = WEFT_LOGS_PANELS_ALL & ~WEFT_LOGS_PANELS_DEFAULT;
+    ro.filter = &filter;
     bool timing = false;
     const char **files = calloc((size_t)argc + 1, sizeof *files);
     char *fmtbuf = NULL;
@@ -533,6 +564,18 @@ static int cmd_logs(int argc, char **argv)
             ro.progress = false;
             continue;
         }
+        if (strcmp(a, "--ignore-crawlers") == 0 || strcmp(a, "--ignore-statics") == 0 ||
+            strcmp(a, "--anonymize-ip") == 0) {
+            if (a[2] == 'a')
+                filter.anonymize = true;
+            else if (a[9] == 'c')
+                filter.ignore_crawlers = true;
+            else
+                filter.ignore_statics = true;
+            filter.any = true;
+            ro.filter = &filter;
+            continue;
+        }
         if (strcmp(a, "-") == 0 || a[0] != '-') {
             files[ro.nfiles++] = a;
             continue;
@@ -548,7 +591,9 @@ static int cmd_logs(int argc, char **argv)
                      strcmp(a, "-f") == 0 || strcmp(a, "--format") == 0 ||
                      strcmp(a, "--log-format") == 0 || strcmp(a, "--chunk-size") == 0 ||
                      strcmp(a, "--io") == 0 || strcmp(a, "--exclude-ip") == 0 ||
-                     strcmp(a, "--ignore-status") == 0;
+                     strcmp(a, "--ignore-status") == 0 || strcmp(a, "--panels") == 0 ||
+                     strcmp(a, "--tz") == 0 || strcmp(a, "--since") == 0 ||
+                     strcmp(a, "--until") == 0;
         if (!known) {
             code = weft_cli_usage_error(cmd, "unknown option '%s'", a);
             break;
@@ -591,6 +636,25 @@ static int cmd_logs(int argc, char **argv)
         } else if (strcmp(a, "--exclude-ip") == 0 || strcmp(a, "--ignore-status") == 0) {
             if (filter_add(&filter, a[2] == 'e', v) != 0)
                 code = weft_cli_usage_error(cmd, "bad %s '%s'", a, v);
+            ro.filter = &filter;
+        } else if (strcmp(a, "--panels") == 0) {
+            if (weft_logs_panels_parse(v, &filter.no_panels) != 0)
+                code = weft_cli_usage_error(cmd,
+                                            "bad --panels '%s' (all, none, or daily, visitors, "
+                                            "minutely, urls, ips, agents, referrers, vhosts)",
+                                            v);
+            ro.filter = &filter;
+        } else if (strcmp(a, "--tz") == 0) {
+            if (weft_logs_tz_parse(v, &filter) != 0)
+                code = weft_cli_usage_error(
+                    cmd, "bad --tz '%s' (UTC, +HHMM, -HH:MM, or a zone such as Europe/Berlin)", v);
+            ro.filter = &filter;
+        } else if (strcmp(a, "--since") == 0 || strcmp(a, "--until") == 0) {
+            uint32_t d = weft_logs_date_parse(v);
+            if (!d)
+                code = weft_cli_usage_error(cmd, "bad %s '%s' (YYYY-MM-DD or DD/Mon/YYYY)", a, v);
+            *(a[2] == 's' ? &filter.since : &filter.until) = d;
+            filter.any = true;
             ro.filter = &filter;
         } else if (strcmp(a, "--chunk-size") == 0) {
             uint64_t cs;

@@ -90,15 +90,24 @@ typedef struct weft_logs_op {
     uint16_t off;   /* literal offset in lits[] */
 } weft_logs_op_t;
 
-/* Lines left out of every statistic (GoAccess's --exclude-ip and --ignore-status): counted as
- * `excluded` only. Plain data, part of a format. */
+/* Lines left out of every statistic (GoAccess's --exclude-ip, --ignore-status, --ignore-crawlers,
+ * --ignore-statics, date ranges): counted as `excluded` only; and the rewrites GoAccess applies
+ * (--tz, --anonymize-ip), done by weft_logs_filter_apply (stats-panels.h) when `any` is set.
+ * Plain data, part of a format. */
 #define WEFT_LOGS_MAX_EXCLUDE 64
 typedef struct weft_logs_filter {
     uint64_t status[16]; /* bitmap of ignored status codes (0..1023) */
     uint32_t n4, n6;
     uint32_t ip4[WEFT_LOGS_MAX_EXCLUDE]; /* host byte order */
     uint8_t ip6[WEFT_LOGS_MAX_EXCLUDE][16];
-    bool any;
+    bool any;              /* some line may be left out or rewritten: the run filters */
+    unsigned no_panels;    /* WEFT_LOGS_PANEL_* (stats-panels.h) not counted (--panels) */
+    bool ignore_crawlers;  /* --ignore-crawlers (ua.h) */
+    bool ignore_statics;   /* --ignore-statics (weft_logs_is_static) */
+    bool anonymize;        /* --anonymize-ip: IPv4's last octet, IPv6's last 80 bits zeroed */
+    uint32_t since, until; /* --since/--until: packed dates (WEFT_LOGS_DATE), inclusive; 0: open */
+    int tz_mode;           /* --tz: 0 the time as written, 1 a fixed offset, 2 the TZ zone */
+    int tz_off_min;        /* tz_mode 1: minutes east of UTC */
 } weft_logs_filter_t;
 
 /* Whether a parsed line is left out. */

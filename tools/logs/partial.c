@@ -15,7 +15,9 @@
 /* ---- serialization ------------------------------------------------------------------------- */
 
 #define MAGIC "WEFTLOGP"
-#define VERSION 2 /* 2 added the 404 and static paths after the paths; 1 is still read */
+#define VERSION                                                                                    \
+    3             /* 2 added the 404 and static paths after the paths, 3 the GoAccess panels       \
+                     (stats-panels.h) after them; 1 and 2 are still read */
 #define HEADER 28 /* magic 8, version 4, flags 4, payload length 8, crc 4 */
 #define FLAG_PATHS_OVERFLOW 1u
 #define FLAG_404_OVERFLOW 2u
@@ -95,6 +97,89 @@ static int put_paths(weft_buf_t *out, const weft_logs_tp_t *t, bool sorted)
     return rc ? -ENOMEM : 0;
 }
 
+static int cmp_ek(const void *a, const void *b)
+{
+    uint64_t x = ((const weft_logs_ek_t *)a)->hash, y = ((const weft_logs_ek_t *)b)->hash;
+    return (x > y) - (x < y);
+}
+
+static int cmp_slot(const void *a, const void *b)
+{
+    uint64_t x = ((const weft_htab_slot_t *)a)->hash, y = ((const weft_htab_slot_t *)b)->hash;
+    return (x > y) - (x < y);
+}
+
+static int cmp_day(const void *a, const void *b)
+{
+    uint32_t x = ((const weft_logs_day_t *)a)->date, y = ((const weft_logs_day_t *)b)->date;
+    return (x > y) - (x < y);
+}
+
+/* A text table: overflow flag, count, then each entry's hash, hits, bytes, response-time sum,
+ * count and maximum, length and kept text (by hash when sorted). */
+static int put_tk(weft_buf_t *out, const weft_logs_tk_t *t, bool sorted)
+{
+    weft_logs_ek_t *e = malloc((t->used + 1) * sizeof *e);
+    if (!e) return -ENOMEM;
+    if (t->used) memcpy(e, t->ents, t->used * sizeof *e);
+    if (sorted) qsort(e, t->used, sizeof *e, cmp_ek);
+    int rc = put_varint(out, t->overflow) | put_varint(out, t->used);
+    for (size_t i = 0; i < t->used && !rc; i++) {
+        uint8_t h[8];
+        tools_store_le64(h, e[i].hash);
+        rc = weft_buf_append(out, h, 8) | put_varint(out, e[i].hits) | put_varint(out, e[i].bytes) |
+             put_varint(out, e[i].rt_sum) | put_varint(out, e[i].rt_n) |
+             put_varint(out, e[i].rt_max) | put_varint(out, e[i].len) |
+             weft_buf_append(out, t->arena + e[i].off,
+                             e[i].len < WEFT_LOGS_TK_KEEP ? e[i].len : WEFT_LOGS_TK_KEEP);
+    }
+    free(e);
+    return rc ? -ENOMEM : 0;
+}
+
+/* The panels: the mask, the days (date, requests, bytes), the visitor set (hash, date), the
+ * non-zero minutes (index delta, count), then the five text tables. */
+static int put_ext(weft_buf_t *out, const weft_logs_ext_t *x, bool sorted)
+{
+    int rc = put_varint(out, x->panels) | put_varint(out, x->ndays);
+    weft_logs_day_t *d = malloc((x->ndays + 1) * sizeof *d);
+    weft_htab_slot_t *v = malloc((x->visitors.len + 1) * sizeof *v);
+    if (!d || !v) {
+        free(d);
+        free(v);
+        return -ENOMEM;
+    }
+    if (x->ndays) memcpy(d, x->days, x->ndays * sizeof *d);
+    if (sorted) qsort(d, x->ndays, sizeof *d, cmp_day);
+    for (size_t i = 0; i < x->ndays; i++)
+        rc |= put_varint(out, d[i].date) | put_varint(out, d[i].requests) |
+              put_varint(out, d[i].bytes);
+    size_t nv = 0, pos = 0;
+    for (weft_htab_slot_t *s; (s = weft_htab_next(&x->visitors, &pos));) v[nv++] = *s;
+    if (sorted) qsort(v, nv, sizeof *v, cmp_slot);
+    rc |= put_varint(out, nv);
+    if (!rc) rc = weft_buf_reserve(out, nv * 12);
+    for (size_t i = 0; i < nv && !rc; i++) {
+        uint8_t h[8];
+        tools_store_le64(h, v[i].hash);
+        rc = weft_buf_append(out, h, 8) | put_varint(out, v[i].val);
+    }
+    free(d);
+    free(v);
+    size_t nm = 0;
+    for (int i = 0; i < 1440; i++) nm += x->minutely[i] != 0;
+    rc |= put_varint(out, nm);
+    for (int i = 0, prev = 0; i < 1440; i++) {
+        if (!x->minutely[i]) continue;
+        rc |= put_varint(out, (uint64_t)(i - prev)) | put_varint(out, x->minutely[i]);
+        prev = i;
+    }
+    if (rc) return -ENOMEM;
+    const weft_logs_tk_t *t[5] = {&x->urls, &x->ips, &x->agents, &x->referrers, &x->vhosts};
+    for (int k = 0; k < 5 && !rc; k++) rc = put_tk(out, t[k], sorted);
+    return rc;
+}
+
 int weft_logs_part_serialize(const weft_logs_part_t *p, weft_buf_t *out, bool sorted)
 {
     size_t start = out->len;
@@ -161,6 +246,7 @@ int weft_logs_part_serialize(const weft_logs_part_t *p, weft_buf_t *out, bool so
     if (!rc) rc = put_paths(out, &p->paths, sorted);
     if (!rc) rc = put_paths(out, &p->paths404, sorted);
     if (!rc) rc = put_paths(out, &p->statics, sorted);
+    if (!rc) rc = put_ext(out, &p->ext, sorted);
     if (rc) return rc < 0 ? rc : -ENOMEM;
 
     uint8_t *h = (uint8_t *)out->data + start;
@@ -247,6 +333,81 @@ static bool get_paths(rd_t *r, weft_logs_tp_t *t, uint64_t most, bool apply, int
             *oom = -ENOMEM;
     }
     if (!r->what && sum > most) return bad(r, "path counts exceed lines");
+    return !r->what;
+}
+
+/* A text table (put_tk) whose hits add up to at most `most`. */
+static bool get_tk(rd_t *r, weft_logs_tk_t *t, uint64_t most, bool apply, int *oom)
+{
+    uint64_t of = get_varint(r), n = get_varint(r), sum = 0;
+    if (of > 1 || n > most || n > t->max) return bad(r, "bad panel table count");
+    for (uint64_t i = 0; i < n && !r->what; i++) {
+        const uint8_t *h = get_bytes(r, 8);
+        weft_logs_ek_t e = {0};
+        e.hits = get_varint(r);
+        e.bytes = get_varint(r);
+        e.rt_sum = get_varint(r);
+        e.rt_n = get_varint(r);
+        e.rt_max = get_varint(r);
+        uint64_t len = get_varint(r);
+        if (!h || !e.hits || e.rt_n > e.hits || len > UINT32_MAX || e.rt_max > e.rt_sum ||
+            (!e.rt_n && e.rt_sum))
+            return bad(r, "bad panel entry");
+        const uint8_t *text = get_bytes(r, len < WEFT_LOGS_TK_KEEP ? len : WEFT_LOGS_TK_KEEP);
+        if (!text) return false;
+        if (!add_ok(&sum, e.hits)) return bad(r, "panel counts overflow");
+        if (apply && !t->overflow &&
+            weft_logs_tk_add(t, tools_load_le64(h), (const char *)text, (uint32_t)len, &e) != 0)
+            *oom = -ENOMEM;
+    }
+    if (!r->what && sum > most) return bad(r, "panel counts exceed lines");
+    if (apply && of) t->overflow = true;
+    return !r->what;
+}
+
+static bool get_ext(rd_t *r, weft_logs_ext_t *x, uint64_t parsed, bool apply, int *oom)
+{
+    uint64_t panels = get_varint(r), nd = get_varint(r), sum = 0;
+    if (panels > WEFT_LOGS_PANELS_ALL || nd > parsed) return bad(r, "bad panels");
+    for (uint64_t i = 0; i < nd && !r->what; i++) {
+        uint64_t date = get_varint(r), req = get_varint(r), bytes = get_varint(r);
+        if (date > UINT32_MAX || !req) return bad(r, "bad day entry");
+        if (!add_ok(&sum, req)) return bad(r, "day counts overflow");
+        if (apply && weft_logs_ext_add_day(x, (uint32_t)date, req, bytes) != 0) *oom = -ENOMEM;
+    }
+    if (!r->what && nd && sum != parsed) return bad(r, "day counts do not add up");
+    uint64_t nv = get_varint(r);
+    if (nv > parsed || nv > (uint64_t)(r->end - r->p) / 9) return bad(r, "bad visitor count");
+    if (apply && nv && weft_htab_reserve(&x->visitors, x->visitors.len + nv) != 0) *oom = -ENOMEM;
+    for (uint64_t i = 0; i < nv && !r->what; i++) {
+        const uint8_t *h = get_bytes(r, 8);
+        uint64_t date = get_varint(r);
+        if (!h || !tools_load_le64(h) || date > UINT32_MAX) return bad(r, "bad visitor entry");
+        if (apply && !*oom) {
+            bool added;
+            uint64_t *v = weft_htab_put(&x->visitors, tools_load_le64(h), NULL, NULL, NULL, &added);
+            if (!v)
+                *oom = -ENOMEM;
+            else if (added)
+                *v = date;
+        }
+    }
+    uint64_t nm = get_varint(r);
+    if (nm > 1440) return bad(r, "bad minute count");
+    sum = 0;
+    size_t idx = 0;
+    for (uint64_t i = 0; i < nm && !r->what; i++) {
+        uint64_t dlt = get_varint(r), c = get_varint(r);
+        if ((i > 0 && dlt == 0) || dlt >= 1440 - idx || !c) return bad(r, "bad minute entry");
+        idx += (size_t)dlt;
+        if (!add_ok(&sum, c)) return bad(r, "minute counts overflow");
+        if (apply) x->minutely[idx] += c;
+    }
+    if (!r->what && nm && sum != parsed) return bad(r, "minute counts do not add up");
+    weft_logs_tk_t *t[5] = {&x->urls, &x->ips, &x->agents, &x->referrers, &x->vhosts};
+    for (int k = 0; k < 5; k++)
+        if (!get_tk(r, t[k], parsed, apply, oom)) return false;
+    if (apply) x->panels |= (unsigned)panels;
     return !r->what;
 }
 
@@ -352,6 +513,7 @@ static bool decode(weft_logs_part_t *dst, rd_t *r, uint32_t flags, bool apply, i
     if (r->version >= 2 && (!get_paths(r, &dst->paths404, status_404, apply, oom) ||
                             !get_paths(r, &dst->statics, parsed, apply, oom)))
         return false;
+    if (r->version >= 3 && !get_ext(r, &dst->ext, parsed, apply, oom)) return false;
     if (!r->what && r->p != r->end) return bad(r, "trailing bytes");
     if (r->what) return false;
 

@@ -200,12 +200,14 @@ int weft_logs_report_build(const weft_logs_part_t *p, size_t top_n, size_t top_p
     out->static_hits = 0;
     for (size_t i = 0; i < p->statics.used && !p->statics.overflow; i++)
         out->static_hits += tp_count(&p->statics, i);
+    if (!rc) rc = weft_logs_ext_report_build(&p->ext, top_paths, &out->ext);
     if (rc) return rc;
     return 0;
 }
 
 void weft_logs_report_free(weft_logs_report_t *r)
 {
+    weft_logs_ext_report_free(&r->ext);
     free(r->top);
     for (size_t i = 0; i < r->npaths; i++) free(r->top_paths[i].path);
     free(r->top_paths);

@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <stddef.h>
 #include <string.h>
 #include <weft/utf8.h>
 
@@ -51,6 +52,8 @@ static double pct(uint64_t part, uint64_t whole)
     return whole ? 100.0 * (double)part / (double)whole : 0.0;
 }
 
+static void print_panels(FILE *f, const weft_logs_report_t *r);
+
 void weft_logs_print_text(FILE *f, const weft_logs_report_t *r, const weft_logs_meta_t *m)
 {
     char a[32], b[32], c[32];
@@ -62,6 +65,9 @@ void weft_logs_print_text(FILE *f, const weft_logs_report_t *r, const weft_logs_
     if (r->excluded) fprintf(f, "   excluded %s", grouped(a, sizeof a, r->excluded));
     fputc('\n', f);
     fprintf(f, "  Clients        %s distinct IPs\n", grouped(a, sizeof a, r->distinct_ips));
+    if (r->ext.panels & WEFT_LOGS_PANEL_VISITORS)
+        fprintf(f, "  Visitors       %s unique (distinct IP + date + user agent)\n",
+                grouped(a, sizeof a, r->ext.visitors));
     fprintf(f, "  Bytes sent     %s (%s)\n", human_bytes(a, sizeof a, r->bytes),
             grouped(b, sizeof b, r->bytes));
     if (r->rt_count) {
@@ -159,6 +165,90 @@ void weft_logs_print_text(FILE *f, const weft_logs_report_t *r, const weft_logs_
             fputc('\n', f);
         }
     }
+    print_panels(f, r);
+}
+
+/* ---- the GoAccess panels ------------------------------------------------------------------- */
+
+static const char *date_text(char *buf, size_t len, uint32_t d)
+{
+    snprintf(buf, len, "%04d-%02d-%02d", WEFT_LOGS_DATE_Y(d), WEFT_LOGS_DATE_M(d),
+             WEFT_LOGS_DATE_D(d));
+    return buf;
+}
+
+/* The panels in report order, with their JSON keys and text titles. */
+typedef struct panel_desc {
+    const char *key, *title;
+    size_t off; /* of the weft_logs_panel_t in weft_logs_ext_report_t */
+} panel_desc_t;
+
+static const panel_desc_t panels[] = {
+    {"urls", "Requested URLs (method, decoded path, protocol)",
+     offsetof(weft_logs_ext_report_t, urls)},
+    {"ips", "Visitor IPs", offsetof(weft_logs_ext_report_t, ips)},
+    {"os", "Operating systems", offsetof(weft_logs_ext_report_t, os)},
+    {"browsers", "Browsers", offsetof(weft_logs_ext_report_t, browsers)},
+    {"crawlers", "Crawlers", offsetof(weft_logs_ext_report_t, crawlers)},
+    {"referring_sites", "Referring sites", offsetof(weft_logs_ext_report_t, sites)},
+    {"referrers", "Referrers", offsetof(weft_logs_ext_report_t, referrers)},
+    {"vhosts", "Virtual hosts", offsetof(weft_logs_ext_report_t, vhosts)},
+};
+#define NPANELS (sizeof panels / sizeof panels[0])
+
+static const weft_logs_panel_t *panel_at(const weft_logs_report_t *r, size_t i)
+{
+    return (const weft_logs_panel_t *)(const void *)((const char *)&r->ext + panels[i].off);
+}
+
+static void print_panels(FILE *f, const weft_logs_report_t *r)
+{
+    char a[32], b[32], c[32];
+    const weft_logs_ext_report_t *x = &r->ext;
+    if ((x->panels & WEFT_LOGS_PANEL_DAILY) && x->ndays) {
+        bool vis = x->panels & WEFT_LOGS_PANEL_VISITORS;
+        fprintf(f, "\nPer day (the date as written in the log)\n");
+        fprintf(f, "  %-10s  %12s  %12s  %11s\n", "date", "requests", vis ? "visitors" : "",
+                "bytes");
+        uint64_t dmax = 0;
+        for (size_t i = 0; i < x->ndays; i++)
+            if (x->days[i].requests > dmax) dmax = x->days[i].requests;
+        for (size_t i = 0; i < x->ndays; i++) {
+            const weft_logs_day_row_t *d = &x->days[i];
+            char dt[16];
+            fprintf(f, "  %-10s  %12s  %12s  %11s  ", date_text(dt, sizeof dt, d->date),
+                    grouped(a, sizeof a, d->requests), vis ? grouped(b, sizeof b, d->visitors) : "",
+                    human_bytes(c, sizeof c, d->bytes));
+            weft_cli_bar(f, (double)d->requests, (double)dmax, 20);
+            fputc('\n', f);
+        }
+    }
+    for (size_t k = 0; k < NPANELS; k++) {
+        const weft_logs_panel_t *p = panel_at(r, k);
+        if (!p->present) continue;
+        if (p->overflow) {
+            fprintf(f, "\n%s: not computed (more distinct keys than the panel holds)\n",
+                    panels[k].title);
+            continue;
+        }
+        fprintf(f, "\n%s: top %zu (of %s)\n", panels[k].title, p->n,
+                grouped(a, sizeof a, p->distinct));
+        for (size_t i = 0; i < p->n; i++) {
+            const weft_logs_row_t *w = &p->rows[i];
+            fprintf(f, "  %3zu  %12s  %5.2f%%  %10s  ", i + 1, grouped(a, sizeof a, w->hits),
+                    pct(w->hits, r->parsed), human_bytes(b, sizeof b, w->bytes));
+            if (w->rt_n) {
+                char avg[24], mx[24];
+                weft_logs_secs(avg, sizeof avg, w->rt_sum / w->rt_n);
+                weft_logs_secs(mx, sizeof mx, w->rt_max);
+                fprintf(f, "avg %-8s max %-8s  ", avg, mx);
+            }
+            if (w->method && *w->method) fprintf(f, "%s ", w->method);
+            weft_cli_put_safe(f, w->name, 60);
+            if (w->protocol && *w->protocol) fprintf(f, " %s", w->protocol);
+            fputc('\n', f);
+        }
+    }
 }
 
 /* ---- JSON ---------------------------------------------------------------------------------- */
@@ -184,6 +274,72 @@ static int json_paths(weft_buf_t *b, const char *key, const char *dkey, bool ove
         rc |= weft_buf_printf(b, ",\"count\":%" PRIu64 "}", list[i].count);
     }
     return rc | weft_buf_printf(b, "],\"%s\":%" PRIu64, dkey, distinct);
+}
+
+static int json_panels(weft_buf_t *b, const weft_logs_report_t *r)
+{
+    const weft_logs_ext_report_t *x = &r->ext;
+    int rc = 0;
+    char d[32];
+    if (x->panels & WEFT_LOGS_PANEL_VISITORS)
+        rc |= weft_buf_printf(b, ",\"visitors\":%" PRIu64, x->visitors);
+    if (x->panels & WEFT_LOGS_PANEL_DAILY) {
+        rc |= weft_buf_printf(b, ",\"daily\":[");
+        for (size_t i = 0; i < x->ndays; i++) {
+            const weft_logs_day_row_t *w = &x->days[i];
+            rc |= weft_buf_printf(b, "%s{\"date\":\"%s\",\"requests\":%" PRIu64, i ? "," : "",
+                                  date_text(d, sizeof d, w->date), w->requests);
+            if (x->panels & WEFT_LOGS_PANEL_VISITORS)
+                rc |= weft_buf_printf(b, ",\"visitors\":%" PRIu64, w->visitors);
+            rc |= weft_buf_printf(b, ",\"bytes\":%" PRIu64 "}", w->bytes);
+        }
+        rc |= weft_buf_printf(b, "]");
+    }
+    if (x->panels & WEFT_LOGS_PANEL_MINUTELY) {
+        rc |= weft_buf_printf(b, ",\"minutely\":[");
+        for (int i = 0; i < 1440; i++)
+            rc |= weft_buf_printf(b, "%s%" PRIu64, i ? "," : "", x->minutely[i]);
+        rc |= weft_buf_printf(b, "]");
+    }
+    for (size_t k = 0; k < NPANELS; k++) {
+        const weft_logs_panel_t *p = panel_at(r, k);
+        if (!p->present) continue;
+        if (p->overflow) {
+            rc |= weft_buf_printf(b, ",\"%s\":null", panels[k].key);
+        } else {
+            rc |= weft_buf_printf(b, ",\"%s\":[", panels[k].key);
+            for (size_t i = 0; i < p->n; i++) {
+                const weft_logs_row_t *w = &p->rows[i];
+                bool url = w->method != NULL;
+                rc |= weft_buf_printf(b, "%s{", i ? "," : "");
+                if (url) {
+                    rc |= weft_buf_printf(b, "\"method\":") | json_str(b, w->method);
+                    rc |= weft_buf_printf(b, ",\"path\":") | json_str(b, w->name);
+                    rc |= weft_buf_printf(b, ",\"protocol\":") | json_str(b, w->protocol);
+                } else {
+                    rc |= weft_buf_printf(b, "\"%s\":", k == 1 ? "ip" : "name") |
+                          json_str(b, w->name);
+                }
+                rc |= weft_buf_printf(b, ",\"hits\":%" PRIu64 ",\"bytes\":%" PRIu64, w->hits,
+                                      w->bytes);
+                if (w->rt_n) {
+                    char v[3][24];
+                    weft_logs_secs(v[0], sizeof v[0], w->rt_sum / w->rt_n);
+                    weft_logs_secs(v[1], sizeof v[1], w->rt_sum);
+                    weft_logs_secs(v[2], sizeof v[2], w->rt_max);
+                    rc |= weft_buf_printf(b, ",\"rt_avg\":%s,\"rt_sum\":%s,\"rt_max\":%s", v[0],
+                                          v[1], v[2]);
+                }
+                rc |= weft_buf_printf(b, "}");
+            }
+            rc |= weft_buf_printf(b, "]");
+        }
+        if (k == 1) continue; /* "ips": its distinct count is the summary's "distinct_ips" */
+        rc |= weft_buf_printf(b, ",\"distinct_%s\":", panels[k].key);
+        rc |=
+            p->overflow ? weft_buf_printf(b, "null") : weft_buf_printf(b, "%" PRIu64, p->distinct);
+    }
+    return rc;
 }
 
 int weft_logs_write_json(weft_buf_t *b, const weft_logs_report_t *r)
@@ -233,7 +389,113 @@ int weft_logs_write_json(weft_buf_t *b, const weft_logs_report_t *r)
     else
         rc |= weft_buf_printf(b, ",\"static_requests\":%" PRIu64, r->static_hits);
     rc |= weft_buf_printf(b, ",\"excluded\":%" PRIu64, r->excluded);
+    rc |= json_panels(b, r);
     rc |= weft_buf_printf(b, "}\n");
+    return rc ? -ENOMEM : 0;
+}
+
+/* ---- CSV ----------------------------------------------------------------------------------- */
+
+/* A field, quoted as RFC 4180 says when it holds a comma, a quote or a line break. */
+static int csv_field(weft_buf_t *b, const char *s)
+{
+    if (!strpbrk(s, ",\"\r\n")) return weft_buf_append(b, s, strlen(s));
+    int rc = weft_buf_append(b, "\"", 1);
+    for (const char *p = s; *p && !rc; p++)
+        rc = *p == '"' ? weft_buf_append(b, "\"\"", 2) : weft_buf_append(b, p, 1);
+    return rc | weft_buf_append(b, "\"", 1);
+}
+
+/* One row: panel,name,method,protocol,hits,visitors,bytes,rt_avg,rt_sum,rt_max ("" when n/a). */
+static int csv_row(weft_buf_t *b, const char *panel, const char *name, const char *method,
+                   const char *protocol, uint64_t hits, const uint64_t *visitors,
+                   const uint64_t *bytes, const weft_logs_row_t *rt)
+{
+    int rc = csv_field(b, panel) | weft_buf_append(b, ",", 1) | csv_field(b, name) |
+             weft_buf_append(b, ",", 1) | csv_field(b, method ? method : "") |
+             weft_buf_append(b, ",", 1) | csv_field(b, protocol ? protocol : "");
+    rc |= weft_buf_printf(b, ",%" PRIu64 ",", hits);
+    if (visitors) rc |= weft_buf_printf(b, "%" PRIu64, *visitors);
+    rc |= weft_buf_append(b, ",", 1);
+    if (bytes) rc |= weft_buf_printf(b, "%" PRIu64, *bytes);
+    if (rt && rt->rt_n) {
+        char v[3][24];
+        weft_logs_secs(v[0], sizeof v[0], rt->rt_sum / rt->rt_n);
+        weft_logs_secs(v[1], sizeof v[1], rt->rt_sum);
+        weft_logs_secs(v[2], sizeof v[2], rt->rt_max);
+        rc |= weft_buf_printf(b, ",%s,%s,%s\r\n", v[0], v[1], v[2]);
+    } else {
+        rc |= weft_buf_printf(b, ",,,\r\n");
+    }
+    return rc;
+}
+
+int weft_logs_write_csv(weft_buf_t *b, const weft_logs_report_t *r)
+{
+    char n[64];
+    int rc = weft_buf_printf(b, "panel,name,method,protocol,hits,visitors,bytes,rt_avg,rt_sum,"
+                                "rt_max\r\n");
+    const char *sn[] = {"lines", "parsed", "malformed", "excluded", "distinct_ips", "bytes"};
+    uint64_t sv[] = {r->lines, r->parsed, r->malformed, r->excluded, r->distinct_ips, r->bytes};
+    for (size_t i = 0; i < sizeof sn / sizeof sn[0]; i++)
+        rc |= csv_row(b, "summary", sn[i], NULL, NULL, sv[i], NULL, NULL, NULL);
+    if (r->ext.panels & WEFT_LOGS_PANEL_VISITORS)
+        rc |= csv_row(b, "summary", "visitors", NULL, NULL, r->ext.visitors, NULL, NULL, NULL);
+    if (r->rt_count) {
+        const char *qn[] = {"avg", "min", "max", "p50", "p90", "p95", "p99"};
+        uint64_t qv[] = {r->rt_avg, r->rt_min, r->rt_max, r->rt_p50,
+                         r->rt_p90, r->rt_p95, r->rt_p99};
+        for (size_t i = 0; i < 7; i++) {
+            char v[24];
+            weft_logs_secs(v, sizeof v, qv[i]);
+            rc |= weft_buf_printf(b, "response_time,%s,,,%" PRIu64 ",,,%s,,\r\n", qn[i],
+                                  r->rt_count, v); /* the value in rt_avg */
+        }
+    }
+    for (int h = 0; h < 24; h++) {
+        snprintf(n, sizeof n, "%02d", h);
+        rc |= csv_row(b, "hourly", n, NULL, NULL, r->hourly[h], NULL, NULL, NULL);
+    }
+    for (int s = 0; s < WEFT_LOGS_STATUS_MAX; s++) {
+        if (!r->status[s]) continue;
+        snprintf(n, sizeof n, "%d", s);
+        rc |= csv_row(b, "status", n, NULL, NULL, r->status[s], NULL, NULL, NULL);
+    }
+    for (size_t i = 0; i < r->ntop; i++) {
+        weft_logs_ip_text(&r->top[i], n, sizeof n);
+        rc |= csv_row(b, "top_ips", n, NULL, NULL, r->top[i].count, NULL, NULL, NULL);
+    }
+    const struct {
+        const char *name;
+        bool overflow;
+        const weft_logs_pathcount_t *list;
+        size_t n;
+    } pl[] = {{"top_paths", r->paths_overflow, r->top_paths, r->npaths},
+              {"top_404_paths", r->paths404_overflow, r->top_paths404, r->npaths404},
+              {"top_static_paths", r->statics_overflow, r->top_statics, r->nstatics}};
+    for (size_t k = 0; k < 3; k++)
+        for (size_t i = 0; i < pl[k].n && !pl[k].overflow; i++)
+            rc |= csv_row(b, pl[k].name, pl[k].list[i].path, NULL, NULL, pl[k].list[i].count, NULL,
+                          NULL, NULL);
+    const weft_logs_ext_report_t *x = &r->ext;
+    bool vis = x->panels & WEFT_LOGS_PANEL_VISITORS;
+    for (size_t i = 0; i < x->ndays && (x->panels & WEFT_LOGS_PANEL_DAILY); i++)
+        rc |= csv_row(b, "daily", date_text(n, sizeof n, x->days[i].date), NULL, NULL,
+                      x->days[i].requests, vis ? &x->days[i].visitors : NULL, &x->days[i].bytes,
+                      NULL);
+    for (int i = 0; i < 1440 && (x->panels & WEFT_LOGS_PANEL_MINUTELY); i++) {
+        if (!x->minutely[i]) continue;
+        snprintf(n, sizeof n, "%02d:%02d", i / 60, i % 60);
+        rc |= csv_row(b, "minutely", n, NULL, NULL, x->minutely[i], NULL, NULL, NULL);
+    }
+    for (size_t k = 0; k < NPANELS; k++) {
+        const weft_logs_panel_t *p = panel_at(r, k);
+        for (size_t i = 0; p->present && !p->overflow && i < p->n; i++) {
+            const weft_logs_row_t *w = &p->rows[i];
+            rc |= csv_row(b, panels[k].key, w->name, w->method, w->protocol, w->hits, NULL,
+                          &w->bytes, w);
+        }
+    }
     return rc ? -ENOMEM : 0;
 }
 

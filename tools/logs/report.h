@@ -24,6 +24,13 @@ void weft_logs_print_text(FILE *f, const weft_logs_report_t *r, const weft_logs_
  * static_requests. Returns 0 or -ENOMEM. Ownership: appends to `out`. */
 int weft_logs_write_json(weft_buf_t *out, const weft_logs_report_t *r);
 
+/* CSV (RFC 4180, CR LF line ends), one row per reported item: a header, then
+ * panel,name,method,protocol,hits,visitors,bytes,rt_avg,rt_sum,rt_max for the summary, the
+ * response-time quantiles (hits: the timed lines, rt_avg: the value), hourly, status, the top
+ * lists, daily, minutely (non-zero minutes) and every GoAccess panel, as in the JSON; empty
+ * fields where a column does not apply. Returns 0 or -ENOMEM. Ownership: appends to `out`. */
+int weft_logs_write_csv(weft_buf_t *b, const weft_logs_report_t *r);
+
 /* A self-contained HTML page (inline CSS and SVG; no scripts, nothing fetched); every text from
  * the log is escaped. Returns 0 or -ENOMEM. Ownership: appends to `out`. */
 int weft_logs_write_html(weft_buf_t *out, const weft_logs_report_t *r, const weft_logs_meta_t *m);

@@ -26,7 +26,8 @@ weft_logs_part_t *weft_logs_part_create(void)
     if (!p) return NULL;
     weft_hist_init(&p->rt);
     int rc = weft_logs_t6_init(&p->ip6, T6_INIT) | weft_logs_tp_init(&p->paths) |
-             weft_logs_tp_init(&p->paths404) | weft_logs_tp_init(&p->statics);
+             weft_logs_tp_init(&p->paths404) | weft_logs_tp_init(&p->statics) |
+             weft_logs_ext_init(&p->ext);
     for (int k = 0; k < WEFT_LOGS_PARTS; k++) rc |= weft_logs_t4_init(&p->ip4[k], T4_INIT);
     if (rc) {
         weft_logs_part_destroy(p);
@@ -43,6 +44,7 @@ void weft_logs_part_destroy(weft_logs_part_t *p)
     weft_logs_tp_free(&p->paths);
     weft_logs_tp_free(&p->paths404);
     weft_logs_tp_free(&p->statics);
+    weft_logs_ext_free(&p->ext);
     free(p);
 }
 
@@ -146,6 +148,7 @@ void weft_logs_part_record(weft_logs_part_t *p, const weft_logs_rec_t *r)
     hashes_t hs = {0, 0};
     prepare(p, r, &hs, r->path ? r->path + r->path_len : NULL);
     record(p, r, &hs);
+    if (weft_logs_ext_record(&p->ext, r, WEFT_LOGS_PANELS_ALL)) p->oom = -ENOMEM;
 }
 
 /* The static extensions (weft_logs_is_static), packed little-endian into an integer per length
@@ -214,18 +217,25 @@ void weft_logs_analyze(const weft_logs_format_t *f, const char *data, size_t len
     uint64_t lines = res->lines, bad = 0, directives = 0;
     weft_logs_rec_t recs[2][BATCH];
     hashes_t hs[2][BATCH];
+    weft_logs_exth_t xh[2][BATCH];
     size_t cnt[2] = {0, 0};
+    unsigned panels = WEFT_LOGS_PANELS_ALL & ~f->filter.no_panels;
+    acc->ext.panels |= panels;
     for (int cur = 0; p < end || cnt[cur ^ 1]; cur ^= 1) {
         size_t n = p < end ? weft_logs_parse_lines(f, &p, end, recs[cur], BATCH) : 0;
         size_t got = n;
         if (__builtin_expect(f->filter.any, 0)) { /* keep the lines the filter lets through */
             size_t k = 0;
             for (size_t i = 0; i < n; i++)
-                if (!weft_logs_filtered(&f->filter, &recs[cur][i])) recs[cur][k++] = recs[cur][i];
+                if (weft_logs_filter_apply(&f->filter, &recs[cur][i]))
+                    recs[cur][k++] = recs[cur][i];
             acc->excluded += n - k;
             n = k;
         }
         for (size_t i = 0; i < n; i++) prepare(acc, &recs[cur][i], &hs[cur][i], end);
+        if (panels)
+            for (size_t i = 0; i < n; i++)
+                weft_logs_ext_prepare(&acc->ext, &recs[cur][i], panels, &xh[cur][i]);
         lines += got;
         if (got < BATCH && p < end) { /* p is at a malformed line */
             const char *nl = memchr(p, '\n', (size_t)(end - p));
@@ -253,6 +263,10 @@ void weft_logs_analyze(const weft_logs_format_t *f, const char *data, size_t len
         cnt[cur] = n;
         int prev = cur ^ 1; /* parsed one round ago: its slots have had time to arrive */
         for (size_t i = 0; i < cnt[prev]; i++) record(acc, &recs[prev][i], &hs[prev][i]);
+        if (panels)
+            for (size_t i = 0; i < cnt[prev]; i++)
+                if (weft_logs_ext_record_h(&acc->ext, &recs[prev][i], panels, &xh[prev][i]))
+                    acc->oom = -ENOMEM;
         cnt[prev] = 0;
     }
     acc->lines += lines - res->lines - directives;
@@ -329,7 +343,8 @@ int weft_logs_part_merge_rest(weft_logs_part_t *dst, weft_logs_part_t *const *sr
             if (weft_logs_t6_add(&dst->ip6, p->ip6.ents[i].addr, p->ip6.ents[i].count) != 0)
                 rc = -ENOMEM;
         if (tp_merge(&dst->paths, &p->paths) != 0 || tp_merge(&dst->paths404, &p->paths404) != 0 ||
-            tp_merge(&dst->statics, &p->statics) != 0)
+            tp_merge(&dst->statics, &p->statics) != 0 ||
+            weft_logs_ext_merge(&dst->ext, &p->ext) != 0)
             rc = -ENOMEM;
         if (p->oom) rc = p->oom;
     }

@@ -28,6 +28,7 @@
 #include <weft/htab.h>
 
 #include "logs/format.h"
+#include "logs/stats-panels.h"
 
 #define WEFT_LOGS_PARTS 4
 #define WEFT_LOGS_MAX_PATHS 65536 /* distinct paths tracked; beyond, the panel is dropped */
@@ -93,6 +94,7 @@ typedef struct weft_logs_part {
     weft_logs_tp_t paths;
     weft_logs_tp_t paths404; /* the paths of 404 responses (GoAccess's "not found" panel) */
     weft_logs_tp_t statics;  /* the paths of static files (weft_logs_is_static) */
+    weft_logs_ext_t ext;     /* the GoAccess panels (stats-panels.h) */
     int oom;                 /* an allocation failed: the part is incomplete (-ENOMEM) */
 } weft_logs_part_t;
 
@@ -193,6 +195,7 @@ typedef struct weft_logs_report {
     uint64_t distinct_statics, static_hits;
     size_t nstatics;
     weft_logs_pathcount_t *top_statics; /* owned */
+    weft_logs_ext_report_t ext;         /* the GoAccess panels */
 } weft_logs_report_t;
 
 /* Builds the report: top `top_n` IPs (count descending, then IPv4 before IPv6, then address
