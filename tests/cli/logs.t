@@ -109,9 +109,10 @@ $ weft logs gen --size 60K --seed 7 -o a.log && weft logs gen --size 30K --seed 
 ? 2
 ! pab.bin overlaps pb.bin: both counted b.log
 
-# An Apache LogFormat gets a hint; every output that cannot be written exits 1 (a partial file
-# exited 2 and the report 1 before).
-$ weft logs --log-format '%h %l %u %t "%r" %>s %b' x.log
+# An Apache LogFormat where an nginx string is expected gets a hint (--log-format takes one, see
+# logs-formats.t); every output that cannot be written exits 1 (a partial file exited 2 and the
+# report 1 before).
+$ weft logs -f 'nginx:%h %l %u %t "%r" %>s %b' x.log
 ? 2
 ! this looks like an Apache LogFormat
 

@@ -20,6 +20,26 @@
 #include "logs/stats.h"
 #include "common/cli-int.h"
 
+/* The -f presets and format strings (tools/logs/format.c; docs/logs.md has their sources). */
+static const char formats_help[] =
+    "\nFormats (-f):\n"
+    "  default      Common Log Format + response time in seconds (nginx $request_time)\n"
+    "  common       Common Log Format\n"
+    "  combined     NCSA combined (referrer, user agent); combined-rt: + response time\n"
+    "  vcombined    combined after the virtual host:port (Apache's vhost_combined)\n"
+    "  traefik      Traefik's CLF (the router as virtual host, duration in ms)\n"
+    "  s3           Amazon S3 server access log (the bucket as virtual host)\n"
+    "  elb, alb     AWS classic and application load balancer access logs\n"
+    "  w3c          W3C extended (IIS); cloudfront: AWS CloudFront's (tab-separated).\n"
+    "               Both take their columns from each file's #Fields: line; lines\n"
+    "               starting with '#' are directives, not entries\n"
+    "  caddy        Caddy's JSON access log (one object a line)\n"
+    "  nginx:'...'  an nginx log_format string ($remote_addr, $time_local or\n"
+    "               $time_iso8601, \"$request\" or $request_uri, $status, ...)\n"
+    "  apache:'...' an Apache LogFormat string (%h %t \"%r\" %>s %b %D %{Referer}i ...);\n"
+    "               --log-format takes one too, recognised by its % directives\n"
+    "  w3c:'...'    the field names of a W3C #Fields: line\n";
+
 static void usage(FILE *f)
 {
     fprintf(
@@ -44,9 +64,8 @@ static void usage(FILE *f)
            "  -j, --jobs N          workers (default: the CPUs this process may use)\n"
            "  --mode MODE           threads (default) or processes (worker processes, partial\n"
            "                        results returned as compact bytes)\n"
-           "  -f, --format FMT      auto (default: recognised per file from its first lines),\n"
-           "                        default (Common Log Format + response time in seconds),\n"
-           "                        common, combined, combined-rt, or nginx:'LOG_FORMAT'\n"
+           "  -f, --format FMT      auto (default: recognised per file from its first lines), a\n"
+           "                        preset or a format string: see Formats below\n"
            "  --log-format STRING   an nginx log_format string, e.g.\n"
            "                        '$remote_addr - $remote_user [$time_local] \"$request\" "
            "$status\n"
@@ -129,6 +148,7 @@ static void usage(FILE *f)
         "directory, compressed data that is truncated, corrupt or followed by garbage: the\n"
         "message names the offset; corrupt partial), 3 internal error (out of memory).\n",
         WEFT_LOGS_BAD_KEEP);
+    fputs(formats_help, f);
 }
 
 /* Writes a malformed line for a terminal: printable text as is, a backslash doubled, control
@@ -666,7 +686,7 @@ static int cmd_logs(int argc, char **argv)
                 code = weft_cli_error(cmd, WEFT_EXIT_INTERNAL, "out of memory");
                 break;
             }
-            sprintf(fmtbuf, "nginx:%s", v);
+            sprintf(fmtbuf, "%s:%s", weft_logs_format_looks_apache(v) ? "apache" : "nginx", v);
             ro.format = fmtbuf;
         } else if (strcmp(a, "--io") == 0) {
             if (strcmp(v, "read") == 0)
@@ -716,13 +736,7 @@ static int cmd_logs(int argc, char **argv)
         char err[160];
         if (strcmp(ro.format, "auto") != 0 &&
             weft_logs_format_compile(ro.format, &f, err, sizeof err) != 0)
-            code = weft_cli_usage_error(
-                cmd, "%s%s", err,
-                strchr(ro.format, '%') && !strchr(ro.format, '$')
-                    ? " (this looks like an Apache LogFormat ('%h %l %u %t ...'); weft takes nginx "
-                      "log_format strings: '$remote_addr - $remote_user [$time_local] \"$request\" "
-                      "$status $body_bytes_sent', or -f common/combined)"
-                    : "");
+            code = weft_cli_usage_error(cmd, "%s", err);
     }
     if (code >= 0) {
         free(files);

@@ -2,7 +2,10 @@
  *
  * A format is compiled once from nginx `log_format` syntax into a short list of operations
  * (match this literal, parse an address up to the next delimiter, skip a quoted string, ...).
- * The presets are themselves nginx-style strings. The parser then walks one line with that list:
+ * The presets are themselves nginx-style strings; Apache `LogFormat` strings and W3C `#Fields:`
+ * headers (IIS, CloudFront) are translated into the same operations (format-apache.c,
+ * format-w3c.c). Caddy's JSON lines are read by a small JSON scanner instead (format-json.c).
+ * The parser then walks one line with that list:
  * no regex, no sscanf, no allocation, and it extracts only what the statistics need (the date,
  * hour, minute and offset of the timestamp, the status as three digits, the response time as
  * integer microseconds, the client address as 32 or 128 bits) and borrows the text fields
@@ -16,7 +19,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#define WEFT_LOGS_MAX_OPS 64
+#define WEFT_LOGS_MAX_OPS 128 /* CloudFront's 33 fields take 65 */
 #define WEFT_LOGS_SPEC_MAX 1024
 
 /* One parsed line. The slices point into the line (borrowed) and are NULL/0 when the format has
@@ -122,11 +125,17 @@ static inline bool weft_logs_filtered(const weft_logs_filter_t *f, const weft_lo
     return false;
 }
 
+/* weft_logs_format_t.kind: how lines are read */
+enum { WEFT_LOGS_KIND_OPS = 0, WEFT_LOGS_KIND_JSON = 1 };
+
 /* A compiled format. Plain data (no pointers): it may be copied, and sent to a worker process
  * as its spec string (and its filter's bytes). */
 typedef struct weft_logs_format {
-    char name[32];                 /* "default", "common", "combined", "combined-rt", "nginx" */
-    char spec[WEFT_LOGS_SPEC_MAX]; /* the nginx-style string it was compiled from */
+    char name[32];                 /* a preset's name, "nginx", "apache" or "w3c" */
+    char spec[WEFT_LOGS_SPEC_MAX]; /* what weft_logs_format_compile() takes to make it again */
+    int kind;                      /* WEFT_LOGS_KIND_OPS: ops[]; _JSON: Caddy's JSON lines */
+    bool directives;               /* lines starting with '#' are W3C directives, not entries */
+    bool needs_header;             /* W3C whose columns come from each file's #Fields: line */
     int nops;
     weft_logs_op_t ops[WEFT_LOGS_MAX_OPS];
     char lits[WEFT_LOGS_SPEC_MAX];
@@ -135,15 +144,36 @@ typedef struct weft_logs_format {
     weft_logs_filter_t filter; /* set by the run after compiling or detecting */
 } weft_logs_format_t;
 
-/* Compiles `spec`: a preset name ("default", "common", "combined", "combined-rt"), "nginx:" plus
- * a log_format string, or a bare log_format string (anything containing '$'). Returns 0, or
- * -EINVAL with a one-line reason in `err`. Ownership: borrows. Thread safety: any thread. */
+/* Compiles `spec`: a preset name (weft_logs_preset_names), "nginx:" plus a log_format string,
+ * a bare log_format string (anything containing '$'), "apache:" plus an Apache LogFormat
+ * string, or "w3c:" plus the field names of a W3C #Fields: line. Returns 0, or -EINVAL with a
+ * one-line reason in `err`. Ownership: borrows. Thread safety: any thread. */
 int weft_logs_format_compile(const char *spec, weft_logs_format_t *out, char *err, size_t errlen);
 
 /* Picks the preset that parses most of the first lines of `data` (at most 64 KiB and 50 lines
- * are looked at; ties go to the more specific preset). Returns 0, or -ENOENT when no preset
- * parses any of them (then *out is "default"). Thread safety: any thread. */
+ * are looked at; ties go to the more specific preset). A W3C `#Fields:` line among them makes
+ * the format that header's columns (CloudFront's when they have x-edge- fields). Returns 0, or
+ * -ENOENT when no preset parses any of them (then *out is "default"). Thread safety: any
+ * thread. */
 int weft_logs_format_detect(const char *data, size_t len, weft_logs_format_t *out);
+
+/* The format for one input given the format asked for: `fixed` itself, or, when `fixed` is
+ * NULL (auto), weft_logs_format_detect(); a W3C format without columns ("w3c", "cloudfront":
+ * needs_header) takes them from the first `#Fields:` line of `data`, keeping its name when
+ * there is none. Returns what detection returns (0 or -ENOENT). Thread safety: any thread. */
+int weft_logs_format_for_input(const weft_logs_format_t *fixed, const char *data, size_t len,
+                               weft_logs_format_t *out);
+
+/* Whether the line [p, p + len) that `f` did not parse is a W3C directive to skip: any line
+ * starting with '#', except a #Fields: line naming other columns than f's (a log whose
+ * columns change mid-file: that line is reported as malformed, and the entries after it parse
+ * or not with the file's first columns, whatever the chunking). For formats with
+ * f->directives. Thread safety: any thread. */
+bool weft_logs_format_directive(const weft_logs_format_t *f, const char *p, size_t len);
+
+/* Whether a format string looks like an Apache LogFormat ("%h %l %u %t ..."): for a hint when
+ * one is given where an nginx log_format string is expected. */
+bool weft_logs_format_looks_apache(const char *spec);
 
 /* The parser proper: parses the line starting at `p`, where `end` bounds the whole buffer (the
  * scan stops at the line's '\n'). Returns the end of the line's text (its '\n', the '\r' of a

@@ -250,7 +250,7 @@ int logs_run_open_inputs(run_t *r, const weft_logs_format_t *fixed)
         if (irc)
             return logs_run_failf(r, irc == -ENOMEM ? WEFT_EXIT_INTERNAL : WEFT_EXIT_USAGE,
                                   "cannot read %s: %s", in->name, strerror(-irc));
-        if (!fixed) {
+        if (!fixed || fixed->needs_header) { /* auto, or W3C columns from the file's header */
             char *head = malloc(65536);
             if (!head) return logs_run_failf(r, WEFT_EXIT_INTERNAL, "out of memory");
             ssize_t hn = pread_full(in->fd, head, in->size < 65536 ? (size_t)in->size : 65536, 0);
@@ -259,7 +259,7 @@ int logs_run_open_inputs(run_t *r, const weft_logs_format_t *fixed)
                 return logs_run_failf(r, WEFT_EXIT_USAGE, "cannot read %s: %s", in->name,
                                       strerror((int)-hn));
             }
-            if (weft_logs_format_detect(head, (size_t)hn, &in->fmt) == -ENOENT && hn > 0)
+            if (weft_logs_format_for_input(fixed, head, (size_t)hn, &in->fmt) == -ENOENT && hn > 0)
                 fprintf(stderr,
                         "weft logs: %s: no known format in the first lines; using 'default'\n",
                         in->name);
@@ -413,8 +413,10 @@ int logs_run_read_stream(run_t *r, size_t fi, uint64_t bsize, bool detect, emit_
             }
             memcpy(carry, buf + cut, clen);
         }
-        if (first && detect) {
-            if (weft_logs_format_detect(buf, cut, &in->fmt) == -ENOENT && cut)
+        if (first && (detect || in->fmt.needs_header)) {
+            weft_logs_format_t asked = in->fmt;
+            if (weft_logs_format_for_input(detect ? NULL : &asked, buf, cut, &in->fmt) == -ENOENT &&
+                cut)
                 fprintf(stderr,
                         "weft logs: %s: no known format in the first lines; using 'default'\n",
                         in->name);

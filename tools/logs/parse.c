@@ -432,6 +432,105 @@ static const char *line_rest(const char *p, const char *end)
     return e > p && e[-1] == '\r' ? e - 1 : e;
 }
 
+/* ---- weft's own variables (format-int.h), for the presets and translated formats ---------- */
+
+static inline bool all_digits(const char *p, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (!is_digit(p[i])) return false;
+    return true;
+}
+
+/* W3C's date field: 2019-12-04. */
+static const char *parse_date_ymd(const char *p, const char *end, weft_logs_rec_t *r)
+{
+    if (end - p < 10 || p[4] != '-' || p[7] != '-' || !all_digits(p, 4) || !all_digits(p + 5, 2) ||
+        !all_digits(p + 8, 2))
+        return NULL;
+    int mon = two(p + 5), day = two(p + 8);
+    if (mon < 1 || mon > 12 || day < 1 || day > 31) return NULL;
+    r->date = WEFT_LOGS_DATE(two(p) * 100 + two(p + 2), mon, day);
+    return p + 10;
+}
+
+/* W3C's time field: 21:02:31. */
+static const char *parse_hms(const char *p, const char *end, weft_logs_rec_t *r)
+{
+    if (end - p < 8 || p[2] != ':' || p[5] != ':' || !all_digits(p, 2) || !all_digits(p + 3, 2) ||
+        !all_digits(p + 6, 2))
+        return NULL;
+    int h = two(p), mi = two(p + 3);
+    if (h > 23 || mi > 59 || two(p + 6) > 60) return NULL;
+    r->hour = h;
+    r->minute = mi;
+    return p + 8;
+}
+
+/* ELB's time: 2015-05-13T23:39:43.945958Z (a fraction of any length; Z or +hh:mm). */
+static const char *parse_time_isoz(const char *p, const char *end, weft_logs_rec_t *r)
+{
+    p = parse_date_ymd(p, end, r);
+    if (!p || p == end || *p != 'T' || !(p = parse_hms(p + 1, end, r))) return NULL;
+    if (p < end && *p == '.') {
+        const char *d = ++p;
+        while (p < end && is_digit(*p)) p++;
+        if (p == d) return NULL;
+    }
+    if (p < end && *p == 'Z') return p + 1;
+    if (end - p >= 6 && (*p == '+' || *p == '-') && all_digits(p + 1, 2) && p[3] == ':' &&
+        all_digits(p + 4, 2)) {
+        r->utc_off_min = (*p == '-' ? -1 : 1) * (two(p + 1) * 60 + two(p + 4));
+        return p + 6;
+    }
+    return NULL;
+}
+
+/* A whole number of `unit_us` microseconds (at most 12 digits), or "-" for none. */
+static const char *parse_int_time(const char *p, const char *end, int64_t unit_us, int64_t *us)
+{
+    if (p < end && *p == '-') {
+        *us = -1;
+        return p + 1;
+    }
+    uint64_t v;
+    const char *e = parse_count(p, end, &v);
+    if (!e || e - p > 12) return NULL;
+    *us = (int64_t)v * unit_us;
+    return e;
+}
+
+/* ELB's client:port: IPv4:port, [IPv6]:port or IPv6:port (the last colon ends the address),
+ * up to the op's delimiter. */
+static const char *parse_ipport(const weft_logs_op_t *op, const char *p, const char *end,
+                                weft_logs_rec_t *r)
+{
+    const char *e = field_end(op, p, end), *c = e;
+    if (!e) return NULL;
+    while (c > p && c[-1] != ':') c--;
+    if (c <= p + 1 || c == e || !all_digits(c, (int)(e - c))) return NULL;
+    const char *a = p, *ae = c - 1;
+    if (*a == '[' && ae - a >= 2 && ae[-1] == ']') {
+        a++;
+        ae--;
+    }
+    return parse_ip(a, ae, r) == ae ? e : NULL;
+}
+
+const char *weft_logs__parse_ip(const char *p, const char *end, weft_logs_rec_t *r)
+{
+    return parse_ip(p, end, r);
+}
+
+const char *weft_logs__parse_rt(const char *p, const char *end, int64_t *us)
+{
+    return parse_rt(p, end, us);
+}
+
+const char *weft_logs__parse_time_isoz(const char *p, const char *end, weft_logs_rec_t *r)
+{
+    return parse_time_isoz(p, end, r);
+}
+
 /* The presets, in straight-line code: the same checks as the interpreter performs for their
  * operation lists (the fuzz target compares the two), without the dispatch. */
 static const char *parse_fast(const weft_logs_format_t *f, const char *p, const char *end,
@@ -894,6 +993,7 @@ const char *weft_logs_parse(const weft_logs_format_t *f, const char *p, const ch
 #endif
         return parse_fast(f, p, end, r);
     }
+    if (f->kind == WEFT_LOGS_KIND_JSON) return weft_logs__parse_json(p, end, r);
     rec_reset(r);
     const weft_logs_op_t *op = f->ops, *last = f->ops + f->nops;
     for (; op < last; op++) {
@@ -976,6 +1076,36 @@ const char *weft_logs_parse(const weft_logs_format_t *f, const char *p, const ch
         case OP_RT:
             p = parse_rt(p, end, &r->rt_us);
             if (!p) return NULL;
+            break;
+        /* weft's own variables (format-int.h) */
+        case OP_IPPORT:
+            p = parse_ipport(op, p, end, r);
+            if (!p) return NULL;
+            break;
+        case OP_DATE:
+            p = parse_date_ymd(p, end, r);
+            if (!p) return NULL;
+            break;
+        case OP_TIME_HMS:
+            p = parse_hms(p, end, r);
+            if (!p) return NULL;
+            break;
+        case OP_TIME_ISOZ:
+            p = parse_time_isoz(p, end, r);
+            if (!p) return NULL;
+            break;
+        case OP_RT_MS:
+        case OP_RT_US:
+            p = parse_int_time(p, end, op->kind == OP_RT_MS ? 1000 : 1, &r->rt_us);
+            if (!p) return NULL;
+            break;
+        case OP_RT_AWS:
+            if (end - p >= 2 && p[0] == '-' && p[1] == '1') {
+                r->rt_us = -1;
+                p += 2;
+            } else if (!(p = parse_rt(p, end, &r->rt_us))) {
+                return NULL;
+            }
             break;
         default:
             return NULL;

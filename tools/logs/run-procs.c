@@ -159,10 +159,7 @@ static int submit_proc(run_t *r, weft_procpool_t *pp, const input_t *in, uint32_
                        weft_future_t **f)
 {
     char spec[WEFT_LOGS_SPEC_MAX + 8];
-    if (strcmp(in->fmt.name, "nginx") == 0)
-        snprintf(spec, sizeof spec, "nginx:%s", in->fmt.spec);
-    else
-        snprintf(spec, sizeof spec, "%s", in->fmt.name);
+    snprintf(spec, sizeof spec, "%s", in->fmt.spec); /* compiles to in->fmt again */
     const char *path = kind == 0 ? in->abspath : "";
     proc_arg_t a = {.kind = kind,
                     .use_mmap = r->o->use_mmap,

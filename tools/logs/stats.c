@@ -214,7 +214,7 @@ void weft_logs_analyze(const weft_logs_format_t *f, const char *data, size_t len
                        weft_logs_part_t *acc, weft_logs_chunkres_t *res)
 {
     const char *p = data, *end = data + len;
-    uint64_t lines = res->lines, bad = 0;
+    uint64_t lines = res->lines, bad = 0, directives = 0;
     weft_logs_rec_t recs[2][BATCH];
     hashes_t hs[2][BATCH];
     weft_logs_exth_t xh[2][BATCH];
@@ -241,13 +241,17 @@ void weft_logs_analyze(const weft_logs_format_t *f, const char *data, size_t len
             const char *nl = memchr(p, '\n', (size_t)(end - p));
             const char *le = nl ? nl : end;
             if (le > p && le[-1] == '\r') le--;
+            /* A W3C directive (#Fields: ..., also repeated mid-file) is not an entry: numbered
+             * as a line, counted nowhere. */
+            bool directive = f->directives && weft_logs_format_directive(f, p, (size_t)(le - p));
             /* Without its newline it ends the input: a line the server is still writing (the
              * snapshot of a growing log), not yet a line; one that parses is counted above. */
             if (nl) {
                 lines++;
-                bad++;
+                bad += !directive;
+                directives += directive;
             }
-            if (nl && res->nbad < WEFT_LOGS_BAD_KEEP) {
+            if (nl && !directive && res->nbad < WEFT_LOGS_BAD_KEEP) {
                 weft_logs_bad_t *b = &res->bad[res->nbad++];
                 size_t k = (size_t)(le - p);
                 b->line = lines;
@@ -265,7 +269,7 @@ void weft_logs_analyze(const weft_logs_format_t *f, const char *data, size_t len
                     acc->oom = -ENOMEM;
         cnt[prev] = 0;
     }
-    acc->lines += lines - res->lines;
+    acc->lines += lines - res->lines - directives;
     acc->malformed += bad;
     res->lines = lines;
 }
