@@ -768,6 +768,34 @@ TEST_T(rate_limit_and_per_host, 120)
     weft_fixture_stop(fx);
 }
 
+/* By default a host gets at most 8 connections (curl's CURLMOPT_MAX_HOST_CONNECTIONS, Scrapy's
+ * CONCURRENT_REQUESTS_PER_DOMAIN), whatever the mode's own parallelism: counted by the fixture,
+ * which sees every connection open and close. */
+TEST_T(per_host_connection_cap_by_default, 120)
+{
+    enum { N = 40 };
+    for (int m = 1; m < CRAWL_NMODES; m++) {
+        weft_fixture_t *fx = fixture();
+        const char *paths[N];
+        for (int i = 0; i < N; i++) paths[i] = "/delay/300";
+        FILE *f = url_file(fx, paths, N);
+        crawl_opts_t o;
+        quick_opts(&o);
+        o.threads = 20;
+        got_t g = {0};
+        crawl_stats_t st;
+        run1(&g, &o, (crawl_mode_t)m, f, &st);
+        CHECK_EQ(st.ok, N);
+        size_t peak = weft_fixture_peak_connections(fx, 0);
+        CHECK_MSG(peak >= 2 && peak <= 8, "%s mode: %zu connections at once to one host",
+                  crawl_mode_name((crawl_mode_t)m), peak);
+        CHECK_EQ(st.max_inflight, 8);
+        got_free(&g);
+        fclose(f);
+        weft_fixture_stop(fx);
+    }
+}
+
 /* ---- the command: output files and the report ---- */
 
 static char *slurp(const char *path)
@@ -837,7 +865,7 @@ TEST_T(command_outputs_and_report, 120)
     CHECK(strstr(h, "onerror") == NULL || strstr(h, "<img") == NULL);
     CHECK(strstr(h, "\xE2\x80\xAE") == NULL);
     /* No limits given: the header says so rather than "per-host 0, rate 0/s". */
-    CHECK(strstr(h, "per-host limit none, rate limit none") != NULL);
+    CHECK(strstr(h, "per-host limit 8, rate limit none") != NULL);
     weft_fixture_stop(fx);
 }
 

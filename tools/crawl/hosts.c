@@ -32,6 +32,8 @@ struct crawl_host {
     uint64_t interval_ns; /* 1/rate, or the Crawl-delay if longer; auto-throttled */
     uint64_t floor_ns;    /* the least interval auto-throttle may set */
     bool sampled;         /* auto-throttle has seen a latency */
+    bool multiplexed;     /* answered over HTTP/2 or later: --per-host caps connections, and
+                             its requests share one (CURLOPT_PIPEWAIT) */
     int robots;           /* ROBOTS_* */
     crawl_robots_t *rules;
 };
@@ -369,11 +371,17 @@ static void refill(crawl_dispatch_t *d, uint64_t now)
 
 /* ---- dispatch ---- */
 
+/* At its connection cap: over HTTP/1.1 each request in flight holds a connection. */
+static bool host_capped(const crawl_dispatch_t *d, const crawl_host_t *x)
+{
+    return d->o->per_host > 0 && !x->multiplexed && x->inflight >= d->o->per_host;
+}
+
 static bool host_ready(const crawl_dispatch_t *d, const crawl_host_t *x, uint64_t now)
 {
     if (x->robots == ROBOTS_FETCHING) return false;
     if (d->o->auto_throttle && !x->sampled && x->inflight >= 1) return false;
-    if (d->o->per_host > 0 && x->inflight >= d->o->per_host) return false;
+    if (host_capped(d, x)) return false;
     return x->next_ns <= now;
 }
 
@@ -483,7 +491,7 @@ crawl_item_t *crawl_dispatch_next(crawl_dispatch_t *d, uint64_t now, uint64_t *w
                 if (!x->qhead) ring_remove(d, x);
                 return it;
             }
-            bool capped = (d->o->per_host > 0 && x->inflight >= d->o->per_host) ||
+            bool capped = host_capped(d, x) ||
                           x->robots == ROBOTS_FETCHING || /* its completion will pump */
                           (d->o->auto_throttle && !x->sampled && x->inflight >= 1);
             if (!capped && x->next_ns < *wake_ns) *wake_ns = x->next_ns;
@@ -495,7 +503,9 @@ crawl_item_t *crawl_dispatch_next(crawl_dispatch_t *d, uint64_t now, uint64_t *w
 
 void crawl_dispatch_attempt_done(crawl_dispatch_t *d, crawl_item_t *it)
 {
+    (void)d;
     it->host->inflight--;
+    if (it->http_version >= 20) it->host->multiplexed = true;
 }
 
 void crawl_dispatch_pause_host(crawl_dispatch_t *d, crawl_item_t *it, uint64_t until_ns)

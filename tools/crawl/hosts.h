@@ -1,13 +1,14 @@
 /* The dispatch window, shared by all three modes: which URL may start now.
  *
  * A bounded window of URLs is read ahead from the input and queued per host (scheme://host:port).
- * A URL may start when its host has fewer than --per-host transfers in flight and the host's
- * token bucket holds a token. The bucket has depth one and refills every 1/R seconds, so two
- * starts on one host are always at least 1/R apart: no window of one second ever holds more than
- * R starts (for integer R; ceil(R) otherwise). Hosts take turns (round robin). Retries wait in a
- * delayed list until their time, then go to the front of their host's queue. Every request takes
- * a token: retries, and redirects too, which the engine follows itself (each hop is dispatched
- * again, to the front of its target host's queue).
+ * A URL may start when its host has fewer than --per-host transfers in flight (default 8: a
+ * connection each over HTTP/1.1; no limit on requests once the host has answered over HTTP/2,
+ * whose requests share a connection) and the host's token bucket holds a token. The bucket has
+ * depth one and refills every 1/R seconds, so two starts on one host are always at least 1/R apart:
+ * no window of one second ever holds more than R starts (for integer R; ceil(R) otherwise). Hosts
+ * take turns (round robin). Retries wait in a delayed list until their time, then go to the front
+ * of their host's queue. Every request takes a token: retries, and redirects too, which the engine
+ * follows itself (each hop is dispatched again, to the front of its target host's queue).
  *
  * A host is the server, not the spelling: the key is the address and port ("127.0.0.1:8080" for
  * both http://localhost:8080 and http://127.0.0.1:8080) for address literals and names in
@@ -47,6 +48,7 @@ typedef struct crawl_item {
     uint64_t ready_ns;       /* waiting to start since */
     uint64_t not_before_ns;  /* a retry's time */
     uint64_t attempt_start_ns;
+    int http_version;  /* of the last attempt's response (10, 11, 20...; 0: none) */
     char *retry_after; /* Retry-After of the last attempt, or NULL */
     char *next_url;    /* the redirect target the next attempt fetches, or NULL: res.url */
     char *location;    /* the last attempt's redirect target, not yet followed, or NULL */

@@ -31,6 +31,7 @@ void crawl_opts_default(crawl_opts_t *o)
     o->modes = 1u << CRAWL_ASYNC;
     o->threads = 5;
     o->concurrency = 100;
+    o->per_host = 8;
     o->attempts = 3;
     o->connect_timeout_ms = 10000;
     o->timeout_ms = 30000;
