@@ -974,3 +974,87 @@ TEST(dispatch_sweeps_idle_hosts_and_keeps_order)
     crawl_input_close(in);
     fclose(f);
 }
+
+/* A resolver that answers later, as the pool does: records what it was asked. */
+typedef struct fake_dns {
+    int asked;
+    char names[8][64];
+} fake_dns_t;
+
+static int fake_resolve(void *arg, const char *name, char *addr, size_t size)
+{
+    (void)addr;
+    (void)size;
+    fake_dns_t *f = arg;
+    CHECK(f->asked < 8);
+    snprintf(f->names[f->asked++], sizeof f->names[0], "%s", name);
+    return 0;
+}
+
+/* Every name is keyed by its address: two names of one server share its limits, whichever
+ * resolver path answers; other hosts go on while a name is being resolved; a name that does not
+ * resolve keeps its spelling. */
+TEST(dispatch_keys_names_by_resolved_address)
+{
+    FILE *f = tmpfile();
+    CHECK(f);
+    fprintf(f, "http://www.a.test:8080/1\nhttp://B.test:8080/2\nhttp://127.0.0.9:80/3\n"
+               "http://gone.test/4\nhttp://www.a.test:8080/5\n");
+    rewind(f);
+    crawl_opts_t o;
+    quick_opts(&o);
+    o.per_host = 1;
+    o.ignore_robots = true;
+    crawl_input_t *in;
+    CHECK_EQ(crawl_input_open(&in, f), 0);
+    crawl_dispatch_t *d;
+    CHECK_EQ(crawl_dispatch_create(&d, &o, in, 16), 0);
+    fake_dns_t dns = {0};
+    crawl_dispatch_set_resolver(d, fake_resolve, &dns);
+    uint64_t wake, now = weft_now_ns();
+    /* Only the address literal may start: the names wait for their answers, each asked once. */
+    crawl_item_t *lit = crawl_dispatch_next(d, now, &wake);
+    CHECK(lit && lit->res.line == 3);
+    CHECK(crawl_dispatch_next(d, now, &wake) == NULL);
+    CHECK_EQ(dns.asked, 3);
+    CHECK(strcmp(dns.names[0], "www.a.test") == 0 && strcmp(dns.names[1], "b.test") == 0 &&
+          strcmp(dns.names[2], "gone.test") == 0);
+    crawl_dispatch_resolved(d, "www.a.test", "127.0.0.5");
+    crawl_dispatch_resolved(d, "b.test", "127.0.0.5");
+    crawl_dispatch_resolved(d, "gone.test", NULL);
+    /* One server: with --per-host 1, line 2 waits for line 1 although its name differs. */
+    crawl_item_t *a = crawl_dispatch_next(d, now, &wake);
+    crawl_item_t *g = crawl_dispatch_next(d, now, &wake);
+    CHECK(a && a->res.line == 1);
+    CHECK(g && g->res.line == 4); /* its own host: the spelling */
+    CHECK(crawl_dispatch_next(d, now, &wake) == NULL);
+    crawl_dispatch_attempt_done(d, a);
+    crawl_dispatch_release(d, a);
+    /* Then lines 5 and 2 (queued in the order their names answered), one at a time. */
+    crawl_item_t *b = crawl_dispatch_next(d, now, &wake);
+    CHECK(b && b->res.line == 5);
+    CHECK(crawl_dispatch_next(d, now, &wake) == NULL);
+    CHECK_EQ(dns.asked, 3); /* cached */
+    for (crawl_item_t *its[] = {b, g, lit}, **p = its; p < its + 3; p++) {
+        crawl_dispatch_attempt_done(d, *p);
+        crawl_dispatch_release(d, *p);
+    }
+    crawl_item_t *last = crawl_dispatch_next(d, now, &wake);
+    CHECK(last && last->res.line == 2);
+    crawl_dispatch_attempt_done(d, last);
+    crawl_dispatch_release(d, last);
+    CHECK(crawl_dispatch_idle(d));
+    crawl_dispatch_destroy(d);
+    crawl_input_close(in);
+    fclose(f);
+}
+
+/* The real resolver (getaddrinfo): the names of /etc/hosts and literals alike. */
+TEST(resolve_names)
+{
+    char a[64];
+    CHECK_EQ(crawl_resolve("localhost", a, sizeof a), 0);
+    CHECK(strcmp(a, "127.0.0.1") == 0);
+    CHECK_EQ(crawl_resolve("127.1", a, sizeof a), 0);
+    CHECK(strcmp(a, "127.0.0.1") == 0);
+}

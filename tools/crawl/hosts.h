@@ -11,9 +11,9 @@
  * follows itself (each hop is dispatched again, to the front of its target host's queue).
  *
  * A host is the server, not the spelling: the key is the address and port ("127.0.0.1:8080" for
- * both http://localhost:8080 and http://127.0.0.1:8080) for address literals and names in
- * /etc/hosts; other names are keyed by spelling (resolving them here would stall dispatch on
- * the network). A 429 or 503 with Retry-After pauses the whole host.
+ * both http://localhost:8080 and http://127.0.0.1:8080). Names are resolved without blocking
+ * dispatch (crawl_dispatch_set_resolver); a name that does not resolve is keyed by its spelling.
+ * A 429 or 503 with Retry-After pauses the whole host.
  *
  * robots.txt (unless --ignore-robots): a host's first request is its robots.txt (an item with
  * `robots` set, which the engine runs like an attempt and hands to crawl_dispatch_robots_done,
@@ -48,6 +48,8 @@ typedef struct crawl_item {
     uint64_t ready_ns;       /* waiting to start since */
     uint64_t not_before_ns;  /* a retry's time */
     uint64_t attempt_start_ns;
+    char *wait_key;    /* parked until its host name resolves: its crawl_url_check key */
+    bool wait_front;   /* ... and then queued at the front (a redirect hop) */
     int http_version;  /* of the last attempt's response (10, 11, 20...; 0: none) */
     char *retry_after; /* Retry-After of the last attempt, or NULL */
     char *next_url;    /* the redirect target the next attempt fetches, or NULL: res.url */
@@ -68,6 +70,25 @@ void crawl_dispatch_destroy(crawl_dispatch_t *d);
  * when nothing may start now; then *wake_ns is the earliest time something may (UINT64_MAX if
  * only a completion can help, or nothing is left). */
 crawl_item_t *crawl_dispatch_next(crawl_dispatch_t *d, uint64_t now, uint64_t *wake_ns);
+
+/* Asks for `name` (lower case) to be resolved, without blocking: returns 1 with `addr` (its
+ * canonical text, `size` bytes) filled at once, 0 if the answer will come through
+ * crawl_dispatch_resolved, or a negative error (the name keeps its spelling as the key). */
+typedef int (*crawl_resolve_fn)(void *arg, const char *name, char *addr, size_t size);
+
+/* Host names are keyed by their address from `fn`; without a resolver (the default) names keep
+ * their spelling and only address literals are canonical. Call before the first
+ * crawl_dispatch_next. */
+void crawl_dispatch_set_resolver(crawl_dispatch_t *d, crawl_resolve_fn fn, void *arg);
+
+/* The answer for `name` (passed to the resolver function): its address text, or NULL if it did
+ * not resolve. The URLs waiting for it join their host's queue. */
+void crawl_dispatch_resolved(crawl_dispatch_t *d, const char *name, const char *addr);
+
+/* Resolves `name` with getaddrinfo (blocking: the system resolver, /etc/hosts included) into
+ * the canonical text of its first IPv4 address, else its first IPv6 one. Returns 0, WEFT_EDNS
+ * or -ENOMEM. Thread safety: any thread. */
+int crawl_resolve(const char *name, char *addr, size_t size);
 
 /* An attempt of `it` ended (lowers its host's in-flight count). */
 void crawl_dispatch_attempt_done(crawl_dispatch_t *d, crawl_item_t *it);
