@@ -1058,3 +1058,52 @@ TEST(resolve_names)
     CHECK_EQ(crawl_resolve("127.1", a, sizeof a), 0);
     CHECK(strcmp(a, "127.0.0.1") == 0);
 }
+
+/* Robots.txt is kept for the --robots-cache most recently used idle hosts: a crawl across
+ * thousands of hosts holds a bounded host table; a recent host is not asked again, a forgotten
+ * one is. */
+TEST(dispatch_bounds_hosts_kept_for_robots)
+{
+    enum { N = 2000, CACHE = 16, WINDOW = 4 };
+    FILE *f = tmpfile();
+    CHECK(f);
+    for (int i = 0; i < N; i++) fprintf(f, "http://127.0.%d.%d/p\n", i / 250, i % 250 + 1);
+    fprintf(f, "http://127.0.%d.%d/again\nhttp://127.0.0.1/again\n", (N - 2) / 250,
+            (N - 2) % 250 + 1);
+    rewind(f);
+    crawl_opts_t o;
+    quick_opts(&o);
+    o.robots_cache = CACHE;
+    crawl_input_t *in;
+    CHECK_EQ(crawl_input_open(&in, f), 0);
+    crawl_dispatch_t *d;
+    CHECK_EQ(crawl_dispatch_create(&d, &o, in, WINDOW), 0);
+    size_t most = 0, robots = 0, robots_at_end = 0, pages = 0;
+    uint64_t line = 0;
+    while (!crawl_dispatch_idle(d)) {
+        uint64_t wake;
+        crawl_item_t *it = crawl_dispatch_next(d, weft_now_ns(), &wake);
+        CHECK_MSG(it != NULL, "stalled after line %llu", (unsigned long long)line);
+        if (crawl_dispatch_hosts(d) > most) most = crawl_dispatch_hosts(d);
+        crawl_dispatch_attempt_done(d, it);
+        if (it->robots) {
+            robots++;
+            if (line >= N) robots_at_end++;
+            it->robots_body = strdup("User-agent: *\nDisallow: /private\n");
+            it->robots_len = strlen(it->robots_body);
+            crawl_dispatch_robots_done(d, it);
+        } else {
+            line = it->res.line > line ? it->res.line : line;
+            pages++;
+        }
+        crawl_dispatch_release(d, it);
+    }
+    CHECK_EQ(pages, N + 2);
+    CHECK_MSG(most <= CACHE + 4 * WINDOW, "%zu hosts held at once", most);
+    /* One robots.txt per host, and once more for the host forgotten long ago. */
+    CHECK_EQ(robots, N + 1);
+    CHECK_EQ(robots_at_end, 1);
+    crawl_dispatch_destroy(d);
+    crawl_input_close(in);
+    fclose(f);
+}

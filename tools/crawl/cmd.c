@@ -55,7 +55,10 @@ static void usage(FILE *f)
                "                        (never below --rate or Crawl-delay, at most 60 s)\n"
                "  --ignore-robots       do not fetch robots.txt; by default each host's is\n"
                "                        fetched once, first: disallowed URLs fail as \"robots\"\n"
-               "                        and a Crawl-delay spaces requests to the host\n");
+               "                        and a Crawl-delay spaces requests to the host\n"
+               "  --robots-cache N      hosts with nothing left to crawl whose robots.txt is\n"
+               "                        kept, most recently used first (default 1024); an older\n"
+               "                        one that comes back fetches it again\n");
     fprintf(f,
             "  --low-speed B:S       abort an attempt slower than B bytes/s for S seconds\n"
             "                        (default 100:15; 0:0 disables)\n"
@@ -230,6 +233,7 @@ int crawl_cmd(int argc, char **argv)
         "--threads",
         "--concurrency",
         "--per-host",
+        "--robots-cache",
         "--rate",
         "--attempts",
         "--backoff",
@@ -283,6 +287,11 @@ int crawl_cmd(int argc, char **argv)
             if (weft_cli_parse_int(val, 0, 10000, &v) < 0)
                 return weft_cli_usage_error("crawl", "--per-host: '%s' is not in 0..10000", val);
             o.per_host = (int)v;
+        } else if (OPT("--robots-cache")) {
+            if (weft_cli_parse_int(val, 1, 10000000, &v) < 0)
+                return weft_cli_usage_error("crawl", "--robots-cache: '%s' is not in 1..10000000",
+                                            val);
+            o.robots_cache = (size_t)v;
         } else if (OPT("--rate")) {
             char *end;
             errno = 0;

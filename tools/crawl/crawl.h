@@ -58,6 +58,7 @@ typedef struct crawl_opts {
     bool progress;                    /* progress bar on stderr if it is a terminal */
     uint64_t seed;                    /* for the backoff jitter; 0: from the clock */
     bool ignore_robots;               /* do not fetch or obey robots.txt */
+    size_t robots_cache;              /* idle hosts whose robots.txt is kept (LRU; default 1024) */
     bool auto_throttle;               /* per-host delay from observed latency (AutoThrottle) */
 } crawl_opts_t;
 

@@ -48,6 +48,8 @@ struct crawl_host {
                              its requests share one (CURLOPT_PIPEWAIT) */
     int robots;           /* ROBOTS_* */
     crawl_robots_t *rules;
+    crawl_host_t *lru_prev, *lru_next; /* on the idle list (robots.txt known, nothing to do) */
+    bool idle;
 };
 
 enum { ROBOTS_UNKNOWN, ROBOTS_FETCHING, ROBOTS_READY };
@@ -66,6 +68,8 @@ struct crawl_dispatch {
     crawl_host_t *cursor;                     /* ring position */
     crawl_item_t *immediate, *immediate_tail; /* invalid lines, in input order */
     crawl_item_t *delayed;                    /* retries, sorted by not_before_ns */
+    crawl_host_t *lru_head, *lru_tail; /* idle hosts kept for their robots.txt, oldest first */
+    size_t lru_len, lru_max;
 };
 
 int crawl_dispatch_create(crawl_dispatch_t **out, const crawl_opts_t *o, crawl_input_t *in,
@@ -78,6 +82,7 @@ int crawl_dispatch_create(crawl_dispatch_t **out, const crawl_opts_t *o, crawl_i
     d->in = in;
     d->window = window ? window : 1;
     d->interval_ns = o->rate > 0 ? (uint64_t)(1e9 / o->rate) : 0;
+    d->lru_max = o->robots_cache ? o->robots_cache : 1;
     weft_htab_init(&d->hosts);
     weft_htab_init(&d->names);
     *out = d;
@@ -144,13 +149,27 @@ static bool is_unset(uint64_t val, const void *key, const void *ctx)
     return val == 0;
 }
 
+static void lru_remove(crawl_dispatch_t *d, crawl_host_t *x)
+{
+    if (!x->idle) return;
+    *(x->lru_prev ? &x->lru_prev->lru_next : &d->lru_head) = x->lru_next;
+    *(x->lru_next ? &x->lru_next->lru_prev : &d->lru_tail) = x->lru_prev;
+    x->lru_prev = x->lru_next = NULL;
+    x->idle = false;
+    d->lru_len--;
+}
+
 static crawl_host_t *host_get(crawl_dispatch_t *d, const char *key)
 {
     uint64_t h = weft_hash_str(key);
     bool added;
     uint64_t *v = weft_htab_put(&d->hosts, h, host_eq, key, NULL, &added);
     if (!v) return NULL;
-    if (!added) return (crawl_host_t *)(uintptr_t)*v;
+    if (!added) {
+        crawl_host_t *x = (crawl_host_t *)(uintptr_t)*v;
+        lru_remove(d, x); /* in use again */
+        return x;
+    }
     crawl_host_t *x = calloc(1, sizeof *x);
     if (!x || !(x->key = strdup(key))) {
         free(x);
@@ -164,16 +183,34 @@ static crawl_host_t *host_get(crawl_dispatch_t *d, const char *key)
     return x;
 }
 
-/* Frees `x` if no item refers to it and forgetting it changes nothing (its bucket is full
- * again, so a fresh entry would behave the same). */
-static void host_maybe_free(crawl_dispatch_t *d, crawl_host_t *x, uint64_t now)
+static void host_free(crawl_dispatch_t *d, crawl_host_t *x)
 {
-    if (x->refs || x->ring_next || x->next_ns > now) return;
-    if (!d->o->ignore_robots) return; /* its robots.txt is known: keep it for the run */
     weft_htab_remove(&d->hosts, x->hash, host_eq, x->key, NULL, NULL);
     crawl_robots_free(x->rules);
     free(x->key);
     free(x);
+}
+
+/* Frees `x` if no item refers to it and forgetting it changes nothing (its bucket is full
+ * again, so a fresh entry would behave the same); but a host whose robots.txt is known goes to
+ * the tail of the idle list instead, which keeps the --robots-cache most recent ones. */
+static void host_maybe_free(crawl_dispatch_t *d, crawl_host_t *x, uint64_t now)
+{
+    if (x->refs || x->ring_next || x->next_ns > now || x->idle) return;
+    if (d->o->ignore_robots) {
+        host_free(d, x);
+        return;
+    }
+    x->idle = true;
+    x->lru_next = NULL;
+    x->lru_prev = d->lru_tail;
+    *(d->lru_tail ? &d->lru_tail->lru_next : &d->lru_head) = x;
+    d->lru_tail = x;
+    if (++d->lru_len > d->lru_max) { /* the least recently used: its robots.txt is forgotten */
+        crawl_host_t *old = d->lru_head;
+        lru_remove(d, old);
+        host_free(d, old);
+    }
 }
 
 /* Frees every idle host whose bucket is full: called when many distinct hosts accumulate. The
@@ -467,7 +504,7 @@ static void refill(crawl_dispatch_t *d, uint64_t now)
             push_immediate(d, it);
             continue;
         }
-        if (d->o->ignore_robots && d->hosts.len > 4 * d->window + 1024) sweep(d, now);
+        if (d->hosts.len > 4 * d->window + d->lru_len + 1024) sweep(d, now);
         if (place(d, it, l.host, false) < 0) {
             it->invalid = "out of memory";
             push_immediate(d, it);
@@ -663,6 +700,11 @@ void crawl_dispatch_release(crawl_dispatch_t *d, crawl_item_t *it)
     free_item(it);
     if (counted) d->in_window--;
     if (x && --x->refs == 0) host_maybe_free(d, x, weft_now_ns());
+}
+
+size_t crawl_dispatch_hosts(const crawl_dispatch_t *d)
+{
+    return d->hosts.len;
 }
 
 bool crawl_dispatch_idle(const crawl_dispatch_t *d)

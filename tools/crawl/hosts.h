@@ -19,8 +19,10 @@
  * `robots` set, which the engine runs like an attempt and hands to crawl_dispatch_robots_done,
  * never reporting it); nothing else starts on the host until then. A disallowed URL comes back
  * from crawl_dispatch_next finished at once (invalid, kind "robots"); a Crawl-delay longer than
- * 1/--rate becomes the host's interval. The rules live as long as the host entry, and a host
- * with rules is not forgotten while the run lasts (fetched once per host).
+ * 1/--rate becomes the host's interval. The rules live as long as the host entry: a host with
+ * nothing left to do stays known (robots.txt fetched once) among the --robots-cache most
+ * recently used such hosts (default 1024); older ones are forgotten, so a crawl over millions of
+ * hosts holds bounded memory, and a forgotten host that comes back fetches robots.txt again.
  *
  * One thread uses a dispatcher (the mode's scheduler thread); no locks.
  */
@@ -117,6 +119,10 @@ void crawl_dispatch_retry(crawl_dispatch_t *d, crawl_item_t *it, uint64_t due_ns
 
 /* `it` is finished: frees it and its result. */
 void crawl_dispatch_release(crawl_dispatch_t *d, crawl_item_t *it);
+
+/* Host entries held now (for tests): those with URLs in the window, plus idle ones until their
+ * bucket is full again, plus at most --robots-cache idle ones whose robots.txt is known. */
+size_t crawl_dispatch_hosts(const crawl_dispatch_t *d);
 
 /* True once the input is exhausted and no item is left in the window. */
 bool crawl_dispatch_idle(const crawl_dispatch_t *d);

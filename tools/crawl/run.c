@@ -33,6 +33,7 @@ void crawl_opts_default(crawl_opts_t *o)
     o->threads = 5;
     o->concurrency = 100;
     o->per_host = 8;
+    o->robots_cache = 1024;
     o->attempts = 3;
     o->connect_timeout_ms = 10000;
     o->timeout_ms = 30000;
