@@ -1107,3 +1107,56 @@ TEST(dispatch_bounds_hosts_kept_for_robots)
     crawl_input_close(in);
     fclose(f);
 }
+
+/* The plain-URL fast path of crawl_url_check agrees with libcurl's parser on every URL, plain
+ * or not (the others go to libcurl anyway). */
+TEST(url_check_fast)
+{
+    static const char *const urls[] = {
+        "http://127.0.0.1:8080/1.html",
+        "https://Example.COM",
+        "http://a-b.c/x?y#z",
+        "http://a.b:65535/",
+        "http://a.b:65536/",
+        "http://a.b:0/",
+        "http://a.b:080/",
+        "http://a.b:/",
+        "http://127.1/",
+        "http://127.0.0.01/",
+        "http://256.1.1.1/",
+        "http://1.2.3.4.5/",
+        "http://12345/",
+        "http://0x7f.0.0.1/",
+        "http://a..b/",
+        "http://.a/",
+        "http://a./",
+        "http://-a.b/",
+        "http://a.-b/",
+        "http://a.b-/",
+        "http://a.1b/",
+        "http://user@a.b/",
+        "http://a_b.c/",
+        "http://[::1]:8080/",
+        "HTTP://a.b/",
+        "http:/a.b",
+        "http://a.b?q",
+        "http://a.b#f",
+        "http://a.b\\c",
+        "http://xn--nxasmq6b.com/",
+        "http://caf\xC3\xA9.fr/",
+        "http://a%41.b/",
+        "https://a.b:443/",
+        "http://localhost/",
+        "https://x:1",
+        "http://a.b:99999/",
+        "http://",
+        "ftp://a.b/",
+    };
+    for (size_t i = 0; i < sizeof urls / sizeof urls[0]; i++) {
+        char fast[CRAWL_HOSTKEY_MAX], slow[CRAWL_HOSTKEY_MAX];
+        const char *a = crawl_url_check(urls[i], fast), *b = crawl_url_check_curl(urls[i], slow);
+        CHECK_MSG((a == NULL) == (b == NULL), "%s: %s vs libcurl's %s", urls[i], a ? a : "ok",
+                  b ? b : "ok");
+        if (!a && !b) CHECK_MSG(strcmp(fast, slow) == 0, "%s: %s vs %s", urls[i], fast, slow);
+    }
+}

@@ -304,12 +304,18 @@ static void names_sweep(crawl_dispatch_t *d)
     free(all);
 }
 
-/* The entry of `name`, asking the resolver for it if it is new; NULL without memory. */
+/* The entry of `name`: an address literal in canonical form, or what the resolver answered (it
+ * is asked when the name is new). NULL without memory, or for a name when there is no
+ * resolver. Every URL looks its name up here, so after the first one of a host it costs a
+ * hash lookup, not a getaddrinfo call. */
 static name_ent_t *name_get(crawl_dispatch_t *d, const char *name)
 {
     uint64_t h = weft_hash_str(name);
     uint64_t *v = weft_htab_find(&d->names, h, name_eq, name, NULL);
     if (v) return (name_ent_t *)(uintptr_t)*v;
+    char lit[INET6_ADDRSTRLEN];
+    bool numeric = lookup(name, AI_NUMERICHOST, lit, sizeof lit) == 0;
+    if (!numeric && !d->resolve) return NULL;
     if (d->names.len >= NAMES_MAX) names_sweep(d);
     name_ent_t *e = calloc(1, sizeof *e);
     bool added;
@@ -320,6 +326,10 @@ static name_ent_t *name_get(crawl_dispatch_t *d, const char *name)
         return NULL;
     }
     *v = (uintptr_t)e;
+    if (numeric) {
+        memcpy(e->addr, lit, sizeof lit);
+        return e;
+    }
     e->pending = true;
     int rc = d->resolve(d->resolve_arg, e->name, e->addr, sizeof e->addr);
     if (rc != 0) e->pending = false; /* answered at once (rc 1), or failed: its spelling */
@@ -339,7 +349,7 @@ static const char *host_key(crawl_dispatch_t *d, const char *url_key, char *out,
     const char *colon = strrchr(url_key, ':');
     if (!host || !colon || colon < host + 3) return url_key;
     host += 3;
-    char name[CRAWL_HOSTKEY_MAX], addr[INET6_ADDRSTRLEN];
+    char name[CRAWL_HOSTKEY_MAX];
     size_t nl = (size_t)(colon - host);
     if (nl >= sizeof name || nl == 0) return url_key;
     for (size_t i = 0; i < nl; i++) name[i] = (char)tolower((unsigned char)host[i]);
@@ -348,20 +358,14 @@ static const char *host_key(crawl_dispatch_t *d, const char *url_key, char *out,
         memmove(name, name + 1, nl - 2);
         name[nl - 2] = '\0';
     }
-    const char *a = NULL;
-    if (lookup(name, AI_NUMERICHOST, addr, sizeof addr) == 0) {
-        a = addr;
-    } else if (d->resolve) {
-        name_ent_t *e = name_get(d, name);
-        if (!e) return NULL;
-        if (e->pending) {
-            *wait = e;
-            return NULL;
-        }
-        if (e->addr[0]) a = e->addr;
+    name_ent_t *e = name_get(d, name);
+    if (!e) return d->resolve ? NULL : url_key; /* without a resolver: a name, by spelling */
+    if (e->pending) {
+        *wait = e;
+        return NULL;
     }
-    if (!a) return url_key;
-    snprintf(out, size, strchr(a, ':') ? "[%s]%s" : "%s%s", a, colon);
+    if (!e->addr[0]) return url_key;
+    snprintf(out, size, strchr(e->addr, ':') ? "[%s]%s" : "%s%s", e->addr, colon);
     return out;
 }
 
