@@ -1160,3 +1160,38 @@ TEST(url_check_fast)
         if (!a && !b) CHECK_MSG(strcmp(fast, slow) == 0, "%s: %s vs %s", urls[i], fast, slow);
     }
 }
+
+/* --per-host caps connections: once a host has answered over HTTP/2 (async mode: its transfers
+ * share one connection), its requests are no longer capped. */
+TEST(dispatch_http2_host_not_capped)
+{
+    FILE *f = tmpfile();
+    CHECK(f);
+    for (int i = 0; i < 4; i++) fprintf(f, "https://127.0.0.7/%d\n", i);
+    rewind(f);
+    crawl_opts_t o;
+    quick_opts(&o);
+    o.per_host = 1;
+    o.ignore_robots = true;
+    crawl_input_t *in;
+    CHECK_EQ(crawl_input_open(&in, f), 0);
+    crawl_dispatch_t *d;
+    CHECK_EQ(crawl_dispatch_create(&d, &o, in, 8), 0);
+    uint64_t wake, now = weft_now_ns();
+    crawl_item_t *a = crawl_dispatch_next(d, now, &wake);
+    CHECK(a != NULL);
+    CHECK(crawl_dispatch_next(d, now, &wake) == NULL); /* HTTP/1.1 so far: one connection */
+    a->http_version = 20;
+    crawl_dispatch_attempt_done(d, a);
+    crawl_dispatch_release(d, a);
+    crawl_item_t *its[3];
+    for (int i = 0; i < 3; i++) CHECK((its[i] = crawl_dispatch_next(d, now, &wake)) != NULL);
+    for (int i = 0; i < 3; i++) {
+        crawl_dispatch_attempt_done(d, its[i]);
+        crawl_dispatch_release(d, its[i]);
+    }
+    CHECK(crawl_dispatch_idle(d));
+    crawl_dispatch_destroy(d);
+    crawl_input_close(in);
+    fclose(f);
+}

@@ -3,17 +3,9 @@
 # (tests/browser/package.json, installed by `npm ci` from scripts/deps.sh). See report.mjs.
 # Skipped, saying why, only where chromium or the npm packages are not installed.
 set -euo pipefail
-src=${WEFT_SRC:-$(cd "$(dirname "$0")/../.." && pwd)}
-weft=${WEFT_BIN:-$src/build/release/weft}
-chromium=${WEFT_CHROMIUM:-/usr/bin/chromium}
-[ -x "$chromium" ] || { echo "SKIP: $chromium not installed (scripts/deps.sh installs chromium)"; exit 0; }
-command -v node >/dev/null || { echo "SKIP: node not installed"; exit 0; }
-[ -d "$src/tests/browser/node_modules/playwright-core" ] ||
-  { echo "SKIP: playwright-core not installed (scripts/deps.sh runs npm ci in tests/browser)"; exit 0; }
+source "$(dirname "$0")/../browser/env.sh"
 dir=$(mktemp -d /tmp/weft-test-crawl-report.XXXXXX)
 trap 'rm -rf "$dir"' EXIT
-# The screenshot is the CI artifact: into the build directory (ctest's working directory).
-export WEFT_ARTIFACTS=${WEFT_ARTIFACTS:-$PWD}
 # A crawl of the fixture in the three modes, with failures and a retry, writing both the
 # report and the JSON Lines it must agree with.
 {

@@ -2,8 +2,9 @@
  *
  * A bounded window of URLs is read ahead from the input and queued per host (scheme://host:port).
  * A URL may start when its host has fewer than --per-host transfers in flight (default 8: a
- * connection each over HTTP/1.1; no limit on requests once the host has answered over HTTP/2,
- * whose requests share a connection) and the host's token bucket holds a token. The bucket has
+ * connection each over HTTP/1.1; no limit on requests once the host has answered over HTTP/2
+ * in async mode, whose transfers share one connection; threads mode reports no HTTP version,
+ * as each worker has a connection of its own) and the host's token bucket holds a token. The bucket has
  * depth one and refills every 1/R seconds, so two starts on one host are always at least 1/R apart:
  * no window of one second ever holds more than R starts (for integer R; ceil(R) otherwise). Hosts
  * take turns (round robin). Retries wait in a delayed list until their time, then go to the front
