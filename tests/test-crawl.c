@@ -1195,3 +1195,45 @@ TEST(dispatch_http2_host_not_capped)
     crawl_input_close(in);
     fclose(f);
 }
+
+/* With a rate limit a host is not forgotten when its last URL ends (its bucket is not full):
+ * thousands of such hosts pile up until a sweep moves them to the idle list, which evicts the
+ * oldest while the sweep runs. Time is simulated (`now` jumps to the next wake-up). */
+TEST(dispatch_sweep_with_robots_and_rate)
+{
+    enum { N = 3000, CACHE = 16, WINDOW = 4 };
+    FILE *f = tmpfile();
+    CHECK(f);
+    for (int i = 0; i < N; i++) fprintf(f, "http://127.1.%d.%d/p\n", i / 250, i % 250 + 1);
+    rewind(f);
+    crawl_opts_t o;
+    quick_opts(&o);
+    o.robots_cache = CACHE;
+    o.rate = 1;
+    crawl_input_t *in;
+    CHECK_EQ(crawl_input_open(&in, f), 0);
+    crawl_dispatch_t *d;
+    CHECK_EQ(crawl_dispatch_create(&d, &o, in, WINDOW), 0);
+    uint64_t now = weft_now_ns(), wake;
+    size_t pages = 0, most = 0;
+    while (!crawl_dispatch_idle(d)) {
+        crawl_item_t *it = crawl_dispatch_next(d, now, &wake);
+        if (!it) {
+            CHECK(wake != UINT64_MAX);
+            now = wake;
+            continue;
+        }
+        if (crawl_dispatch_hosts(d) > most) most = crawl_dispatch_hosts(d);
+        crawl_dispatch_attempt_done(d, it);
+        if (it->robots)
+            crawl_dispatch_robots_done(d, it);
+        else
+            pages++;
+        crawl_dispatch_release(d, it);
+    }
+    CHECK_EQ(pages, N);
+    CHECK_MSG(most <= 4 * WINDOW + CACHE + 1024 + 2, "%zu hosts held at once", most);
+    crawl_dispatch_destroy(d);
+    crawl_input_close(in);
+    fclose(f);
+}

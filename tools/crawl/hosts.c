@@ -213,16 +213,19 @@ static void host_maybe_free(crawl_dispatch_t *d, crawl_host_t *x, uint64_t now)
     }
 }
 
-/* Frees every idle host whose bucket is full: called when many distinct hosts accumulate. The
- * table cannot change while it is walked, so the hosts are listed first (no sweep without
- * memory for the list: it is only an optimisation). */
+/* Frees every idle host whose bucket is full, or moves it to the idle list: called when many
+ * distinct hosts accumulate. The table cannot change while it is walked, so the hosts are
+ * listed first (no sweep without memory for the list: it is only an optimisation); hosts
+ * already on the idle list are left out, as the list may evict them during the sweep. */
 static void sweep(crawl_dispatch_t *d, uint64_t now)
 {
     size_t n = 0, pos = 0;
     crawl_host_t **all = malloc(d->hosts.len * sizeof *all);
     if (!all) return;
-    for (weft_htab_slot_t *s; (s = weft_htab_next(&d->hosts, &pos));)
-        all[n++] = (crawl_host_t *)(uintptr_t)s->val;
+    for (weft_htab_slot_t *s; (s = weft_htab_next(&d->hosts, &pos));) {
+        crawl_host_t *x = (crawl_host_t *)(uintptr_t)s->val;
+        if (!x->idle) all[n++] = x; /* only idle hosts are evicted below: none of these */
+    }
     for (size_t i = 0; i < n; i++) host_maybe_free(d, all[i], now);
     free(all);
 }
