@@ -940,6 +940,24 @@ TEST(table_aligns_on_invalid_utf8)
 
 /* ---- the host table ---- */
 
+/* A dispatcher over the lines written to `f`, with `window` URLs read ahead. */
+static crawl_dispatch_t *dispatch_over(FILE *f, const crawl_opts_t *o, size_t window,
+                                       crawl_input_t **in)
+{
+    rewind(f);
+    CHECK_EQ(crawl_input_open(in, f), 0);
+    crawl_dispatch_t *d;
+    CHECK_EQ(crawl_dispatch_create(&d, o, *in, window), 0);
+    return d;
+}
+
+static void dispatch_end(crawl_dispatch_t *d, crawl_input_t *in, FILE *f)
+{
+    crawl_dispatch_destroy(d);
+    crawl_input_close(in);
+    fclose(f);
+}
+
 /* Thousands of distinct hosts through a small window: the idle ones are swept from the host
  * table (a weft_htab) while it is in use, and every URL comes out once, in input order. */
 TEST(dispatch_sweeps_idle_hosts_and_keeps_order)
@@ -948,15 +966,12 @@ TEST(dispatch_sweeps_idle_hosts_and_keeps_order)
     FILE *f = tmpfile();
     CHECK(f);
     for (int i = 0; i < N; i++) fprintf(f, "http://h%d.test:%d/p%d\n", i % 2000, 80 + i % 3, i);
-    rewind(f);
     crawl_opts_t o;
     quick_opts(&o);
     o.per_host = 1;
     o.ignore_robots = true; /* hosts are forgotten only when their robots.txt need not be kept */
     crawl_input_t *in;
-    CHECK_EQ(crawl_input_open(&in, f), 0);
-    crawl_dispatch_t *d;
-    CHECK_EQ(crawl_dispatch_create(&d, &o, in, 4), 0);
+    crawl_dispatch_t *d = dispatch_over(f, &o, 4, &in);
     uint64_t line = 0, now = weft_now_ns();
     while (!crawl_dispatch_idle(d)) {
         uint64_t wake;
@@ -970,9 +985,7 @@ TEST(dispatch_sweeps_idle_hosts_and_keeps_order)
     }
     CHECK_EQ(line, N);
     CHECK_EQ(crawl_dispatch_error(d), 0);
-    crawl_dispatch_destroy(d);
-    crawl_input_close(in);
-    fclose(f);
+    dispatch_end(d, in, f);
 }
 
 /* A resolver that answers later, as the pool does: records what it was asked. */
@@ -1000,15 +1013,12 @@ TEST(dispatch_keys_names_by_resolved_address)
     CHECK(f);
     fprintf(f, "http://www.a.test:8080/1\nhttp://B.test:8080/2\nhttp://127.0.0.9:80/3\n"
                "http://gone.test/4\nhttp://www.a.test:8080/5\n");
-    rewind(f);
     crawl_opts_t o;
     quick_opts(&o);
     o.per_host = 1;
     o.ignore_robots = true;
     crawl_input_t *in;
-    CHECK_EQ(crawl_input_open(&in, f), 0);
-    crawl_dispatch_t *d;
-    CHECK_EQ(crawl_dispatch_create(&d, &o, in, 16), 0);
+    crawl_dispatch_t *d = dispatch_over(f, &o, 16, &in);
     fake_dns_t dns = {0};
     crawl_dispatch_set_resolver(d, fake_resolve, &dns);
     uint64_t wake, now = weft_now_ns();
@@ -1044,9 +1054,7 @@ TEST(dispatch_keys_names_by_resolved_address)
     crawl_dispatch_attempt_done(d, last);
     crawl_dispatch_release(d, last);
     CHECK(crawl_dispatch_idle(d));
-    crawl_dispatch_destroy(d);
-    crawl_input_close(in);
-    fclose(f);
+    dispatch_end(d, in, f);
 }
 
 /* The real resolver (getaddrinfo): the names of /etc/hosts and literals alike. */
@@ -1070,14 +1078,11 @@ TEST(dispatch_bounds_hosts_kept_for_robots)
     for (int i = 0; i < N; i++) fprintf(f, "http://127.0.%d.%d/p\n", i / 250, i % 250 + 1);
     fprintf(f, "http://127.0.%d.%d/again\nhttp://127.0.0.1/again\n", (N - 2) / 250,
             (N - 2) % 250 + 1);
-    rewind(f);
     crawl_opts_t o;
     quick_opts(&o);
     o.robots_cache = CACHE;
     crawl_input_t *in;
-    CHECK_EQ(crawl_input_open(&in, f), 0);
-    crawl_dispatch_t *d;
-    CHECK_EQ(crawl_dispatch_create(&d, &o, in, WINDOW), 0);
+    crawl_dispatch_t *d = dispatch_over(f, &o, WINDOW, &in);
     size_t most = 0, robots = 0, robots_at_end = 0, pages = 0;
     uint64_t line = 0;
     while (!crawl_dispatch_idle(d)) {
@@ -1103,9 +1108,7 @@ TEST(dispatch_bounds_hosts_kept_for_robots)
     /* One robots.txt per host, and once more for the host forgotten long ago. */
     CHECK_EQ(robots, N + 1);
     CHECK_EQ(robots_at_end, 1);
-    crawl_dispatch_destroy(d);
-    crawl_input_close(in);
-    fclose(f);
+    dispatch_end(d, in, f);
 }
 
 /* The plain-URL fast path of crawl_url_check agrees with libcurl's parser on every URL, plain
@@ -1168,15 +1171,12 @@ TEST(dispatch_http2_host_not_capped)
     FILE *f = tmpfile();
     CHECK(f);
     for (int i = 0; i < 4; i++) fprintf(f, "https://127.0.0.7/%d\n", i);
-    rewind(f);
     crawl_opts_t o;
     quick_opts(&o);
     o.per_host = 1;
     o.ignore_robots = true;
     crawl_input_t *in;
-    CHECK_EQ(crawl_input_open(&in, f), 0);
-    crawl_dispatch_t *d;
-    CHECK_EQ(crawl_dispatch_create(&d, &o, in, 8), 0);
+    crawl_dispatch_t *d = dispatch_over(f, &o, 8, &in);
     uint64_t wake, now = weft_now_ns();
     crawl_item_t *a = crawl_dispatch_next(d, now, &wake);
     CHECK(a != NULL);
@@ -1191,9 +1191,7 @@ TEST(dispatch_http2_host_not_capped)
         crawl_dispatch_release(d, its[i]);
     }
     CHECK(crawl_dispatch_idle(d));
-    crawl_dispatch_destroy(d);
-    crawl_input_close(in);
-    fclose(f);
+    dispatch_end(d, in, f);
 }
 
 /* With a rate limit a host is not forgotten when its last URL ends (its bucket is not full):
@@ -1205,15 +1203,12 @@ TEST(dispatch_sweep_with_robots_and_rate)
     FILE *f = tmpfile();
     CHECK(f);
     for (int i = 0; i < N; i++) fprintf(f, "http://127.1.%d.%d/p\n", i / 250, i % 250 + 1);
-    rewind(f);
     crawl_opts_t o;
     quick_opts(&o);
     o.robots_cache = CACHE;
     o.rate = 1;
     crawl_input_t *in;
-    CHECK_EQ(crawl_input_open(&in, f), 0);
-    crawl_dispatch_t *d;
-    CHECK_EQ(crawl_dispatch_create(&d, &o, in, WINDOW), 0);
+    crawl_dispatch_t *d = dispatch_over(f, &o, WINDOW, &in);
     uint64_t now = weft_now_ns(), wake;
     size_t pages = 0, most = 0;
     while (!crawl_dispatch_idle(d)) {
@@ -1233,7 +1228,5 @@ TEST(dispatch_sweep_with_robots_and_rate)
     }
     CHECK_EQ(pages, N);
     CHECK_MSG(most <= 4 * WINDOW + CACHE + 1024 + 2, "%zu hosts held at once", most);
-    crawl_dispatch_destroy(d);
-    crawl_input_close(in);
-    fclose(f);
+    dispatch_end(d, in, f);
 }

@@ -16,33 +16,13 @@ trap '[ -n "$ngx" ] && kill "$ngx" 2>/dev/null && wait "$ngx" 2>/dev/null; rm -r
   -size -4M 2>/dev/null | LC_ALL=C sort | head -2000) > "$dir/files.txt"
 n=$(wc -l < "$dir/files.txt")
 [ "$n" -ge 20 ] || { echo "SKIP: only $n HTML files under /usr"; exit 0; }
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-mkdir -p "$dir/tmp"
-cat > "$dir/nginx.conf" <<NGX
-worker_processes 1;
-daemon off;
-pid $dir/nginx.pid;
-error_log $dir/error.log warn;
-events { worker_connections 256; }
-http {
-    access_log off;
+source "$(dirname "$0")/nginx.inc"
+nginx_start "$dir" "    access_log off;
     types { text/html html htm; }
     default_type application/octet-stream;
     gzip on;
-    gzip_min_length 256;
-    client_body_temp_path $dir/tmp;
-    proxy_temp_path $dir/tmp;
-    fastcgi_temp_path $dir/tmp;
-    uwsgi_temp_path $dir/tmp;
-    scgi_temp_path $dir/tmp;
-    server { listen 127.0.0.1:$port; root /usr; }
-}
-NGX
-nginx -c "$dir/nginx.conf" -p "$dir" -e "$dir/error.log" &
-ngx=$!
-for _ in $(seq 50); do
-  curl -sf -o /dev/null "http://127.0.0.1:$port/$(head -1 "$dir/files.txt")" && break; sleep 0.1
-done
+    gzip_min_length 256;" "        listen 127.0.0.1:@PORT@;
+        root /usr;" "http://127.0.0.1:@PORT@/$(head -1 "$dir/files.txt")"
 sed "s|^|http://127.0.0.1:$port/|" "$dir/files.txt" > "$dir/urls.txt"
 "$weft" crawl --mode all -q --no-progress --ignore-robots --jsonl "$dir/out.jsonl" "$dir/urls.txt" \
   > "$dir/crawl.out" || { cat "$dir/crawl.out"; echo "FAIL: weft crawl exit $?"; exit 1; }

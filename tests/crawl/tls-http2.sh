@@ -24,36 +24,14 @@ for i in $(seq 0 199); do
   printf '<!DOCTYPE html><html><head><title>Page %d</title></head><body>x</body></html>\n' "$i" > "$dir/www/$i.html"
 done
 chmod -R a+rX "$dir/www"
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-cat > "$dir/nginx.conf" <<NGX
-worker_processes 1;
-daemon off;
-pid $dir/nginx.pid;
-error_log $dir/error.log warn;
-events { worker_connections 1024; }
-http {
-    log_format conn '\$connection \$server_protocol \$request_uri';
+source "$(dirname "$0")/nginx.inc"
+nginx_start "$dir" "    log_format conn '\$connection \$server_protocol \$request_uri';
     access_log $dir/access.log conn;
-    default_type text/html;
-    client_body_temp_path $dir/tmp;
-    proxy_temp_path $dir/tmp;
-    fastcgi_temp_path $dir/tmp;
-    uwsgi_temp_path $dir/tmp;
-    scgi_temp_path $dir/tmp;
-    server {
-        listen 127.0.0.1:$port ssl http2;
+    default_type text/html;" "        listen 127.0.0.1:@PORT@ ssl http2;
         ssl_certificate $dir/cert.pem;
         ssl_certificate_key $dir/key.pem;
         http2_max_concurrent_streams 128;
-        root $dir/www;
-    }
-}
-NGX
-nginx -c "$dir/nginx.conf" -p "$dir" -e "$dir/error.log" &
-ngx=$!
-for _ in $(seq 50); do
-  curl -sf --cacert "$dir/cert.pem" -o /dev/null "https://127.0.0.1:$port/0.html" && break; sleep 0.1
-done
+        root $dir/www;" "--cacert $dir/cert.pem https://127.0.0.1:@PORT@/0.html"
 for i in $(seq 0 199); do echo "https://127.0.0.1:$port/$i.html"; done > "$dir/urls.txt"
 head -3 "$dir/urls.txt" > "$dir/few.txt"
 crawl() { "$weft" crawl -q --no-progress --no-summary --ignore-robots --attempts 1 --jsonl - "$@"; }
