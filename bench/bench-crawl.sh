@@ -5,7 +5,8 @@
 # the median and the range; the ratio printed is of the medians.
 #   1. throughput: 100 k URLs of static ~4 KB pages on nginx (loopback, HTTP/1.1), weft's async
 #      mode with title and description extraction vs `curl -Z --parallel-max 100 -o /dev/null`
-#      on the same list; Python aiohttp + asyncio + BeautifulSoup (the brief's way) on 2,000
+#      on the same list (weft by default opens at most 8 connections to the host, curl up to 100:
+#      weft with --per-host 100 is shown too); Python aiohttp + asyncio + BeautifulSoup (the brief's way) on 2,000
 #      targets: weft >= 1.2 x curl, >= 50 x Python aiohttp
 #   1b. HTTPS + HTTP/2 on one host (nginx, a self-signed certificate made here): weft --cacert
 #      vs curl -Z --parallel-max 100 --cacert; target: weft >= curl
@@ -111,16 +112,18 @@ echo "== throughput: $n URLs ($pages static ~4 KB pages x $reps), HTTP/1.1 from 
 for ((k = 0; k < runs; k++)); do
   timed weft "$WEFT" crawl -q --no-progress --mode async --concurrency 100 "$tmp/urls.txt"
   timed curl curl -s -Z --parallel-max 100 -K "$tmp/curl.cfg"
+  timed weft100 "$WEFT" crawl -q --no-progress --mode async --concurrency 100 --per-host 100 "$tmp/urls.txt"
+  timed pyasync "$PY" "$here/crawl_peer_async.py" "$tmp/urls-2k.txt" 100
 done
 async_failed=$(weft_failed "$tmp/weft.out")
-timed pyasync "$PY" "$here/crawl_peer_async.py" "$tmp/urls-2k.txt" 100
-w=$(stats weft "$n"); c=$(stats curl "$n"); pa=$(stats pyasync "$pages")
+w=$(stats weft "$n"); c=$(stats curl "$n"); pa=$(stats pyasync "$pages"); w100=$(stats weft100 "$n")
 printf '  %-50s %9s   %-22s\n' "crawler (whole process, same clock)" "median/s" "range (pages/s)"
 show "weft crawl --mode async (C=100, extraction)" "$w"
+show "  the same with --per-host 100 (curl's connections)" "$w100"
 show "curl -Z --parallel-max 100 -o /dev/null" "$c"
 show "python aiohttp + asyncio (100) + bs4, 2,000 URLs" "$pa"
 wm=${w%% *}; cm=${c%% *}; pm=${pa%% *}
-echo "  ratios of medians: weft/curl $(ratio "$wm" "$cm"), weft/python-aiohttp $(ratio "$wm" "$pm")"
+echo "  ratios of medians: weft/curl $(ratio "$wm" "$cm") (--per-host 100: $(ratio "${w100%% *}" "$cm")), weft/python-aiohttp $(ratio "$wm" "$pm")"
 check "weft / curl -Z (HTTP/1.1, extraction)" "$(ratio "$wm" "$cm")" ">=" 1.20
 check "weft / python aiohttp" "$(ratio "$wm" "$pm")" ">=" 50
 check "weft pages failed" "${async_failed:-?}" "<=" 0

@@ -768,6 +768,34 @@ TEST_T(rate_limit_and_per_host, 120)
     weft_fixture_stop(fx);
 }
 
+/* By default a host gets at most 8 connections (curl's CURLMOPT_MAX_HOST_CONNECTIONS, Scrapy's
+ * CONCURRENT_REQUESTS_PER_DOMAIN), whatever the mode's own parallelism: counted by the fixture,
+ * which sees every connection open and close. */
+TEST_T(per_host_connection_cap_by_default, 120)
+{
+    enum { N = 40 };
+    for (int m = 1; m < CRAWL_NMODES; m++) {
+        weft_fixture_t *fx = fixture();
+        const char *paths[N];
+        for (int i = 0; i < N; i++) paths[i] = "/delay/300";
+        FILE *f = url_file(fx, paths, N);
+        crawl_opts_t o;
+        quick_opts(&o);
+        o.threads = 20;
+        got_t g = {0};
+        crawl_stats_t st;
+        run1(&g, &o, (crawl_mode_t)m, f, &st);
+        CHECK_EQ(st.ok, N);
+        size_t peak = weft_fixture_peak_connections(fx, 0);
+        CHECK_MSG(peak >= 2 && peak <= 8, "%s mode: %zu connections at once to one host",
+                  crawl_mode_name((crawl_mode_t)m), peak);
+        CHECK_EQ(st.max_inflight, 8);
+        got_free(&g);
+        fclose(f);
+        weft_fixture_stop(fx);
+    }
+}
+
 /* ---- the command: output files and the report ---- */
 
 static char *slurp(const char *path)
@@ -837,7 +865,7 @@ TEST_T(command_outputs_and_report, 120)
     CHECK(strstr(h, "onerror") == NULL || strstr(h, "<img") == NULL);
     CHECK(strstr(h, "\xE2\x80\xAE") == NULL);
     /* No limits given: the header says so rather than "per-host 0, rate 0/s". */
-    CHECK(strstr(h, "per-host limit none, rate limit none") != NULL);
+    CHECK(strstr(h, "per-host limit 8, rate limit none") != NULL);
     weft_fixture_stop(fx);
 }
 
@@ -912,6 +940,24 @@ TEST(table_aligns_on_invalid_utf8)
 
 /* ---- the host table ---- */
 
+/* A dispatcher over the lines written to `f`, with `window` URLs read ahead. */
+static crawl_dispatch_t *dispatch_over(FILE *f, const crawl_opts_t *o, size_t window,
+                                       crawl_input_t **in)
+{
+    rewind(f);
+    CHECK_EQ(crawl_input_open(in, f), 0);
+    crawl_dispatch_t *d;
+    CHECK_EQ(crawl_dispatch_create(&d, o, *in, window), 0);
+    return d;
+}
+
+static void dispatch_end(crawl_dispatch_t *d, crawl_input_t *in, FILE *f)
+{
+    crawl_dispatch_destroy(d);
+    crawl_input_close(in);
+    fclose(f);
+}
+
 /* Thousands of distinct hosts through a small window: the idle ones are swept from the host
  * table (a weft_htab) while it is in use, and every URL comes out once, in input order. */
 TEST(dispatch_sweeps_idle_hosts_and_keeps_order)
@@ -920,15 +966,12 @@ TEST(dispatch_sweeps_idle_hosts_and_keeps_order)
     FILE *f = tmpfile();
     CHECK(f);
     for (int i = 0; i < N; i++) fprintf(f, "http://h%d.test:%d/p%d\n", i % 2000, 80 + i % 3, i);
-    rewind(f);
     crawl_opts_t o;
     quick_opts(&o);
     o.per_host = 1;
     o.ignore_robots = true; /* hosts are forgotten only when their robots.txt need not be kept */
     crawl_input_t *in;
-    CHECK_EQ(crawl_input_open(&in, f), 0);
-    crawl_dispatch_t *d;
-    CHECK_EQ(crawl_dispatch_create(&d, &o, in, 4), 0);
+    crawl_dispatch_t *d = dispatch_over(f, &o, 4, &in);
     uint64_t line = 0, now = weft_now_ns();
     while (!crawl_dispatch_idle(d)) {
         uint64_t wake;
@@ -942,7 +985,248 @@ TEST(dispatch_sweeps_idle_hosts_and_keeps_order)
     }
     CHECK_EQ(line, N);
     CHECK_EQ(crawl_dispatch_error(d), 0);
-    crawl_dispatch_destroy(d);
-    crawl_input_close(in);
-    fclose(f);
+    dispatch_end(d, in, f);
+}
+
+/* A resolver that answers later, as the pool does: records what it was asked. */
+typedef struct fake_dns {
+    int asked;
+    char names[8][64];
+} fake_dns_t;
+
+static int fake_resolve(void *arg, const char *name, char *addr, size_t size)
+{
+    (void)addr;
+    (void)size;
+    fake_dns_t *f = arg;
+    CHECK(f->asked < 8);
+    snprintf(f->names[f->asked++], sizeof f->names[0], "%s", name);
+    return 0;
+}
+
+/* Every name is keyed by its address: two names of one server share its limits, whichever
+ * resolver path answers; other hosts go on while a name is being resolved; a name that does not
+ * resolve keeps its spelling. */
+TEST(dispatch_keys_names_by_resolved_address)
+{
+    FILE *f = tmpfile();
+    CHECK(f);
+    fprintf(f, "http://www.a.test:8080/1\nhttp://B.test:8080/2\nhttp://127.0.0.9:80/3\n"
+               "http://gone.test/4\nhttp://www.a.test:8080/5\n");
+    crawl_opts_t o;
+    quick_opts(&o);
+    o.per_host = 1;
+    o.ignore_robots = true;
+    crawl_input_t *in;
+    crawl_dispatch_t *d = dispatch_over(f, &o, 16, &in);
+    fake_dns_t dns = {0};
+    crawl_dispatch_set_resolver(d, fake_resolve, &dns);
+    uint64_t wake, now = weft_now_ns();
+    /* Only the address literal may start: the names wait for their answers, each asked once. */
+    crawl_item_t *lit = crawl_dispatch_next(d, now, &wake);
+    CHECK(lit && lit->res.line == 3);
+    CHECK(crawl_dispatch_next(d, now, &wake) == NULL);
+    CHECK_EQ(dns.asked, 3);
+    CHECK(strcmp(dns.names[0], "www.a.test") == 0 && strcmp(dns.names[1], "b.test") == 0 &&
+          strcmp(dns.names[2], "gone.test") == 0);
+    crawl_dispatch_resolved(d, "www.a.test", "127.0.0.5");
+    crawl_dispatch_resolved(d, "b.test", "127.0.0.5");
+    crawl_dispatch_resolved(d, "gone.test", NULL);
+    /* One server: with --per-host 1, line 2 waits for line 1 although its name differs. */
+    crawl_item_t *a = crawl_dispatch_next(d, now, &wake);
+    crawl_item_t *g = crawl_dispatch_next(d, now, &wake);
+    CHECK(a && a->res.line == 1);
+    CHECK(g && g->res.line == 4); /* its own host: the spelling */
+    CHECK(crawl_dispatch_next(d, now, &wake) == NULL);
+    crawl_dispatch_attempt_done(d, a);
+    crawl_dispatch_release(d, a);
+    /* Then lines 5 and 2 (queued in the order their names answered), one at a time. */
+    crawl_item_t *b = crawl_dispatch_next(d, now, &wake);
+    CHECK(b && b->res.line == 5);
+    CHECK(crawl_dispatch_next(d, now, &wake) == NULL);
+    CHECK_EQ(dns.asked, 3); /* cached */
+    for (crawl_item_t *its[] = {b, g, lit}, **p = its; p < its + 3; p++) {
+        crawl_dispatch_attempt_done(d, *p);
+        crawl_dispatch_release(d, *p);
+    }
+    crawl_item_t *last = crawl_dispatch_next(d, now, &wake);
+    CHECK(last && last->res.line == 2);
+    crawl_dispatch_attempt_done(d, last);
+    crawl_dispatch_release(d, last);
+    CHECK(crawl_dispatch_idle(d));
+    dispatch_end(d, in, f);
+}
+
+/* The real resolver (getaddrinfo): the names of /etc/hosts and literals alike. */
+TEST(resolve_names)
+{
+    char a[64];
+    CHECK_EQ(crawl_resolve("localhost", a, sizeof a), 0);
+    CHECK(strcmp(a, "127.0.0.1") == 0);
+    CHECK_EQ(crawl_resolve("127.1", a, sizeof a), 0);
+    CHECK(strcmp(a, "127.0.0.1") == 0);
+}
+
+/* Robots.txt is kept for the --robots-cache most recently used idle hosts: a crawl across
+ * thousands of hosts holds a bounded host table; a recent host is not asked again, a forgotten
+ * one is. */
+TEST(dispatch_bounds_hosts_kept_for_robots)
+{
+    enum { N = 2000, CACHE = 16, WINDOW = 4 };
+    FILE *f = tmpfile();
+    CHECK(f);
+    for (int i = 0; i < N; i++) fprintf(f, "http://127.0.%d.%d/p\n", i / 250, i % 250 + 1);
+    fprintf(f, "http://127.0.%d.%d/again\nhttp://127.0.0.1/again\n", (N - 2) / 250,
+            (N - 2) % 250 + 1);
+    crawl_opts_t o;
+    quick_opts(&o);
+    o.robots_cache = CACHE;
+    crawl_input_t *in;
+    crawl_dispatch_t *d = dispatch_over(f, &o, WINDOW, &in);
+    size_t most = 0, robots = 0, robots_at_end = 0, pages = 0;
+    uint64_t line = 0;
+    while (!crawl_dispatch_idle(d)) {
+        uint64_t wake;
+        crawl_item_t *it = crawl_dispatch_next(d, weft_now_ns(), &wake);
+        CHECK_MSG(it != NULL, "stalled after line %llu", (unsigned long long)line);
+        if (crawl_dispatch_hosts(d) > most) most = crawl_dispatch_hosts(d);
+        crawl_dispatch_attempt_done(d, it);
+        if (it->robots) {
+            robots++;
+            if (line >= N) robots_at_end++;
+            it->robots_body = strdup("User-agent: *\nDisallow: /private\n");
+            it->robots_len = strlen(it->robots_body);
+            crawl_dispatch_robots_done(d, it);
+        } else {
+            line = it->res.line > line ? it->res.line : line;
+            pages++;
+        }
+        crawl_dispatch_release(d, it);
+    }
+    CHECK_EQ(pages, N + 2);
+    CHECK_MSG(most <= CACHE + 4 * WINDOW, "%zu hosts held at once", most);
+    /* One robots.txt per host, and once more for the host forgotten long ago. */
+    CHECK_EQ(robots, N + 1);
+    CHECK_EQ(robots_at_end, 1);
+    dispatch_end(d, in, f);
+}
+
+/* The plain-URL fast path of crawl_url_check agrees with libcurl's parser on every URL, plain
+ * or not (the others go to libcurl anyway). */
+TEST(url_check_fast)
+{
+    static const char *const urls[] = {
+        "http://127.0.0.1:8080/1.html",
+        "https://Example.COM",
+        "http://a-b.c/x?y#z",
+        "http://a.b:65535/",
+        "http://a.b:65536/",
+        "http://a.b:0/",
+        "http://a.b:080/",
+        "http://a.b:/",
+        "http://127.1/",
+        "http://127.0.0.01/",
+        "http://256.1.1.1/",
+        "http://1.2.3.4.5/",
+        "http://12345/",
+        "http://0x7f.0.0.1/",
+        "http://a..b/",
+        "http://.a/",
+        "http://a./",
+        "http://-a.b/",
+        "http://a.-b/",
+        "http://a.b-/",
+        "http://a.1b/",
+        "http://user@a.b/",
+        "http://a_b.c/",
+        "http://[::1]:8080/",
+        "HTTP://a.b/",
+        "http:/a.b",
+        "http://a.b?q",
+        "http://a.b#f",
+        "http://a.b\\c",
+        "http://xn--nxasmq6b.com/",
+        "http://caf\xC3\xA9.fr/",
+        "http://a%41.b/",
+        "https://a.b:443/",
+        "http://localhost/",
+        "https://x:1",
+        "http://a.b:99999/",
+        "http://",
+        "ftp://a.b/",
+    };
+    for (size_t i = 0; i < sizeof urls / sizeof urls[0]; i++) {
+        char fast[CRAWL_HOSTKEY_MAX], slow[CRAWL_HOSTKEY_MAX];
+        const char *a = crawl_url_check(urls[i], fast), *b = crawl_url_check_curl(urls[i], slow);
+        CHECK_MSG((a == NULL) == (b == NULL), "%s: %s vs libcurl's %s", urls[i], a ? a : "ok",
+                  b ? b : "ok");
+        if (!a && !b) CHECK_MSG(strcmp(fast, slow) == 0, "%s: %s vs %s", urls[i], fast, slow);
+    }
+}
+
+/* --per-host caps connections: once a host has answered over HTTP/2 (async mode: its transfers
+ * share one connection), its requests are no longer capped. */
+TEST(dispatch_http2_host_not_capped)
+{
+    FILE *f = tmpfile();
+    CHECK(f);
+    for (int i = 0; i < 4; i++) fprintf(f, "https://127.0.0.7/%d\n", i);
+    crawl_opts_t o;
+    quick_opts(&o);
+    o.per_host = 1;
+    o.ignore_robots = true;
+    crawl_input_t *in;
+    crawl_dispatch_t *d = dispatch_over(f, &o, 8, &in);
+    uint64_t wake, now = weft_now_ns();
+    crawl_item_t *a = crawl_dispatch_next(d, now, &wake);
+    CHECK(a != NULL);
+    CHECK(crawl_dispatch_next(d, now, &wake) == NULL); /* HTTP/1.1 so far: one connection */
+    a->http_version = 20;
+    crawl_dispatch_attempt_done(d, a);
+    crawl_dispatch_release(d, a);
+    crawl_item_t *its[3];
+    for (int i = 0; i < 3; i++) CHECK((its[i] = crawl_dispatch_next(d, now, &wake)) != NULL);
+    for (int i = 0; i < 3; i++) {
+        crawl_dispatch_attempt_done(d, its[i]);
+        crawl_dispatch_release(d, its[i]);
+    }
+    CHECK(crawl_dispatch_idle(d));
+    dispatch_end(d, in, f);
+}
+
+/* With a rate limit a host is not forgotten when its last URL ends (its bucket is not full):
+ * thousands of such hosts pile up until a sweep moves them to the idle list, which evicts the
+ * oldest while the sweep runs. Time is simulated (`now` jumps to the next wake-up). */
+TEST(dispatch_sweep_with_robots_and_rate)
+{
+    enum { N = 3000, CACHE = 16, WINDOW = 4 };
+    FILE *f = tmpfile();
+    CHECK(f);
+    for (int i = 0; i < N; i++) fprintf(f, "http://127.1.%d.%d/p\n", i / 250, i % 250 + 1);
+    crawl_opts_t o;
+    quick_opts(&o);
+    o.robots_cache = CACHE;
+    o.rate = 1;
+    crawl_input_t *in;
+    crawl_dispatch_t *d = dispatch_over(f, &o, WINDOW, &in);
+    uint64_t now = weft_now_ns(), wake;
+    size_t pages = 0, most = 0;
+    while (!crawl_dispatch_idle(d)) {
+        crawl_item_t *it = crawl_dispatch_next(d, now, &wake);
+        if (!it) {
+            CHECK(wake != UINT64_MAX);
+            now = wake;
+            continue;
+        }
+        if (crawl_dispatch_hosts(d) > most) most = crawl_dispatch_hosts(d);
+        crawl_dispatch_attempt_done(d, it);
+        if (it->robots)
+            crawl_dispatch_robots_done(d, it);
+        else
+            pages++;
+        crawl_dispatch_release(d, it);
+    }
+    CHECK_EQ(pages, N);
+    CHECK_MSG(most <= 4 * WINDOW + CACHE + 1024 + 2, "%zu hosts held at once", most);
+    dispatch_end(d, in, f);
 }

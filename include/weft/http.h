@@ -55,6 +55,7 @@ typedef struct weft_http_resp {
     char errmsg[256];   /* libcurl's message for the failure, "" if none */
     long status;        /* HTTP status of the final response, 0 if none arrived */
     long redirects;     /* redirects followed */
+    int http_version;   /* of the final response: 10, 11, 20 (HTTP/2), 30; 0 if none */
     char *final_url;    /* owned: the URL of the final response */
     char *content_type; /* owned: Content-Type of the final response, or NULL */
     char *retry_after;  /* owned: Retry-After of the final response (raw value), or NULL */

@@ -303,6 +303,13 @@ void weft__xfer_finish(CURL *e, weft__xfer_t *x, CURLcode code)
     curl_easy_getinfo(e, CURLINFO_REDIRECT_COUNT, &redirects);
     r->status = status;
     r->redirects = redirects;
+    long ver = 0;
+    curl_easy_getinfo(e, CURLINFO_HTTP_VERSION, &ver);
+    r->http_version = ver == CURL_HTTP_VERSION_1_0   ? 10
+                      : ver == CURL_HTTP_VERSION_1_1 ? 11
+                      : ver == CURL_HTTP_VERSION_2_0 ? 20
+                      : ver == CURL_HTTP_VERSION_3   ? 30
+                                                     : 0;
     char *u = NULL, *ct = NULL;
     curl_easy_getinfo(e, CURLINFO_EFFECTIVE_URL, &u);
     curl_easy_getinfo(e, CURLINFO_CONTENT_TYPE, &ct);

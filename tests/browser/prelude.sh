@@ -1,4 +1,5 @@
-# Sourced by the browser tests (tests/orders/dashboard.sh, tests/logs/html.sh): finds weft,
+# Sourced by the browser tests (tests/orders/dashboard.sh, tests/logs/html.sh,
+# tests/crawl/report.sh): finds weft,
 # Debian's chromium and playwright-core (tests/browser/package.json, installed by `npm ci` from
 # scripts/deps.sh), exits 0 with "SKIP: why" when one is missing, and makes a scratch directory
 # $dir (removed on exit) for a test named $1. Screenshots go to $WEFT_ARTIFACTS (default: the

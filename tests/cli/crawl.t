@@ -84,3 +84,12 @@ $ weft fixture run --port 0 -- bash -c 'printf "\xEF\xBB\xBF%s/page/1\n" "$WEFT_
 $ printf 'http://127.0.0.1:1/a\0b\n' | weft crawl --no-progress --jsonl - - | grep -o '"error":"[^"]*"'
 ? 0
 > "error":"line contains a NUL byte"
+
+$ weft crawl --robots-cache 0 urls.txt
+? 2
+! --robots-cache: '0' is not in 1..10000000
+
+$ weft crawl --help
+? 0
+~ --per-host K          at most K connections per host
+~ --robots-cache N

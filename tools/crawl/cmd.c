@@ -22,37 +22,44 @@ static void usage(FILE *f)
                "pool of N threads with blocking requests; async runs C transfers at once on one\n"
                "event loop. 'all' runs the three in turn and compares them.\n\n"
                "Options:\n");
+    fprintf(f, "  --mode M              seq, threads, async or all (default async)\n"
+               "  --threads N           threads in threads mode (default 5)\n"
+               "  --concurrency C       transfers in flight in async mode (default 100)\n"
+               "  --per-host K          at most K connections per host (the server: address and\n"
+               "                        port), every mode (default 8, as Scrapy's\n"
+               "                        CONCURRENT_REQUESTS_PER_DOMAIN; 0: no limit). Over\n"
+               "                        HTTP/1.1 that is K requests in flight; in async mode a\n"
+               "                        host that answered over HTTP/2 multiplexes them on one\n"
+               "                        connection and K no longer limits its requests\n"
+               "  --rate R              at most R request starts per second per host, every mode:\n"
+               "                        a token bucket of depth 1, so starts are >= 1/R s apart\n"
+               "                        and no 1-second window holds more than R (default: none)\n"
+               "  --attempts N          attempts per URL in all (default 3; 1: no retries).\n"
+               "                        Retried: timeouts, connection errors, 408, 429, 5xx;\n"
+               "                        never other 4xx. Waits: full-jitter exponential backoff,\n"
+               "                        at least what a Retry-After header asks\n"
+               "  --backoff BASE:MAX    backoff after attempt n: uniform in\n"
+               "                        [0, min(MAX, BASE * 2^(n-1))] ms (default 500:10000)\n"
+               "  --retry-after-max S   a Retry-After longer than S seconds is not waited for:\n"
+               "                        the URL fails at once, saying so (default 60)\n"
+               "  --timeout S           total time per attempt, redirects included (default 30)\n"
+               "  --connect-timeout S   (default 10)\n"
+               "  --first-byte-timeout S  an attempt with no response byte after S seconds\n"
+               "                        fails as \"timeout\" (default 10; 0: only --timeout)\n"
+               "  --cacert FILE         CA bundle for https (default: $CURL_CA_BUNDLE, else\n"
+               "                        $SSL_CERT_FILE, else the system's)\n"
+               "  --insecure            do not verify https certificates\n"
+               "  --auto-throttle       adapt each host's pace to its latency (Scrapy's\n"
+               "                        AutoThrottle): one request in flight until it answers,\n"
+               "                        then an interval moving halfway towards the latency\n"
+               "                        (never below --rate or Crawl-delay, at most 60 s)\n"
+               "  --ignore-robots       do not fetch robots.txt; by default each host's is\n"
+               "                        fetched once, first: disallowed URLs fail as \"robots\"\n"
+               "                        and a Crawl-delay spaces requests to the host\n"
+               "  --robots-cache N      hosts with nothing left to crawl whose robots.txt is\n"
+               "                        kept, most recently used first (default 1024); an older\n"
+               "                        one that comes back fetches it again\n");
     fprintf(f,
-            "  --mode M              seq, threads, async or all (default async)\n"
-            "  --threads N           threads in threads mode (default 5)\n"
-            "  --concurrency C       transfers in flight in async mode (default 100)\n"
-            "  --per-host K          at most K requests in flight per host, every mode\n"
-            "                        (default: no limit beyond the mode's own)\n"
-            "  --rate R              at most R request starts per second per host, every mode:\n"
-            "                        a token bucket of depth 1, so starts are >= 1/R s apart\n"
-            "                        and no 1-second window holds more than R (default: none)\n"
-            "  --attempts N          attempts per URL in all (default 3; 1: no retries).\n"
-            "                        Retried: timeouts, connection errors, 408, 429, 5xx;\n"
-            "                        never other 4xx. Waits: full-jitter exponential backoff,\n"
-            "                        at least what a Retry-After header asks\n"
-            "  --backoff BASE:MAX    backoff after attempt n: uniform in\n"
-            "                        [0, min(MAX, BASE * 2^(n-1))] ms (default 500:10000)\n"
-            "  --retry-after-max S   a Retry-After longer than S seconds is not waited for:\n"
-            "                        the URL fails at once, saying so (default 60)\n"
-            "  --timeout S           total time per attempt, redirects included (default 30)\n"
-            "  --connect-timeout S   (default 10)\n"
-            "  --first-byte-timeout S  an attempt with no response byte after S seconds\n"
-            "                        fails as \"timeout\" (default 10; 0: only --timeout)\n"
-            "  --cacert FILE         CA bundle for https (default: $CURL_CA_BUNDLE, else\n"
-            "                        $SSL_CERT_FILE, else the system's)\n"
-            "  --insecure            do not verify https certificates\n"
-            "  --auto-throttle       adapt each host's pace to its latency (Scrapy's\n"
-            "                        AutoThrottle): one request in flight until it answers,\n"
-            "                        then an interval moving halfway towards the latency\n"
-            "                        (never below --rate or Crawl-delay, at most 60 s)\n"
-            "  --ignore-robots       do not fetch robots.txt; by default each host's is\n"
-            "                        fetched once, first: disallowed URLs fail as \"robots\"\n"
-            "                        and a Crawl-delay spaces requests to the host\n"
             "  --low-speed B:S       abort an attempt slower than B bytes/s for S seconds\n"
             "                        (default 100:15; 0:0 disables)\n"
             "  --max-body SIZE       read at most SIZE bytes of a page (K/M suffixes; default\n"
@@ -226,6 +233,7 @@ int crawl_cmd(int argc, char **argv)
         "--threads",
         "--concurrency",
         "--per-host",
+        "--robots-cache",
         "--rate",
         "--attempts",
         "--backoff",
@@ -279,6 +287,11 @@ int crawl_cmd(int argc, char **argv)
             if (weft_cli_parse_int(val, 0, 10000, &v) < 0)
                 return weft_cli_usage_error("crawl", "--per-host: '%s' is not in 0..10000", val);
             o.per_host = (int)v;
+        } else if (OPT("--robots-cache")) {
+            if (weft_cli_parse_int(val, 1, 10000000, &v) < 0)
+                return weft_cli_usage_error("crawl", "--robots-cache: '%s' is not in 1..10000000",
+                                            val);
+            o.robots_cache = (size_t)v;
         } else if (OPT("--rate")) {
             char *end;
             errno = 0;

@@ -38,7 +38,8 @@ typedef struct crawl_opts {
     unsigned modes;    /* bit (1 << crawl_mode_t) for each mode to run, in order */
     int threads;       /* threads mode: pool size (default 5) */
     int concurrency;   /* async mode: transfers in flight (default 100) */
-    int per_host;      /* in flight per host, every mode; 0: no limit */
+    int per_host;      /* connections per host, every mode (default 8); 0: no limit. Requests
+                          in flight per host, except on a host that answered over HTTP/2 */
     double rate;       /* request starts per second per host; 0: no limit */
     int attempts;      /* attempts in all (default 3) */
     long connect_timeout_ms, timeout_ms;
@@ -57,6 +58,7 @@ typedef struct crawl_opts {
     bool progress;                    /* progress bar on stderr if it is a terminal */
     uint64_t seed;                    /* for the backoff jitter; 0: from the clock */
     bool ignore_robots;               /* do not fetch or obey robots.txt */
+    size_t robots_cache;              /* idle hosts whose robots.txt is kept (LRU; default 1024) */
     bool auto_throttle;               /* per-host delay from observed latency (AutoThrottle) */
 } crawl_opts_t;
 

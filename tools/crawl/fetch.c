@@ -143,6 +143,7 @@ void crawl_fetch_finish(crawl_item_t *it, crawl_fetcher_t *f, weft_http_resp_t *
     it->retry_after = resp->retry_after;
     resp->retry_after = NULL;
     r->status = resp->status;
+    it->http_version = resp->http_version;
     if (it->robots && resp->error == 0 && resp->status >= 200 && resp->status < 300 &&
         !it->robots_body) {
         it->robots_body = malloc(resp->body.len + 1);

@@ -4,6 +4,17 @@
  * are also on a circular "ring" that dispatch walks round robin from a cursor; a host leaves the
  * ring when its queue empties and the table when it is idle (nothing queued or in flight) and its
  * bucket is full again, so that memory follows the window, not the input.
+ *
+ * Host keys are addresses. Every host name is resolved before its URLs join a host queue, by the
+ * resolver the mode installs: getaddrinfo on a small thread pool in threads and async modes, the
+ * answer handed back to the loop thread (crawl_dispatch_resolved) and cached per name; inline in
+ * seq mode, which blocks on everything anyway. Meanwhile the name's URLs are parked on its
+ * entry and every other host goes on. Chosen over keying by libcurl's CURLINFO_PRIMARY_IP after
+ * the first connection: until then two names of one server would each start --per-host
+ * requests, fetch robots.txt twice and have two token buckets, and merging their queues
+ * afterwards would reorder them; a lookup per distinct name off the loop costs a thread hop,
+ * and getaddrinfo answers /etc/hosts and nscd-cached names at once. libcurl resolves again
+ * (its own DNS cache) and normally reaches the same address; the key only groups politeness.
  */
 #include "crawl/hosts.h"
 
@@ -17,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <weft/err.h>
 #include <weft/hash.h>
 #include <weft/htab.h>
 #include <weft/sys.h>
@@ -32,8 +44,12 @@ struct crawl_host {
     uint64_t interval_ns; /* 1/rate, or the Crawl-delay if longer; auto-throttled */
     uint64_t floor_ns;    /* the least interval auto-throttle may set */
     bool sampled;         /* auto-throttle has seen a latency */
+    bool multiplexed;     /* answered over HTTP/2 or later: --per-host caps connections, and
+                             its requests share one (CURLOPT_PIPEWAIT) */
     int robots;           /* ROBOTS_* */
     crawl_robots_t *rules;
+    crawl_host_t *lru_prev, *lru_next; /* on the idle list (robots.txt known, nothing to do) */
+    bool idle;
 };
 
 enum { ROBOTS_UNKNOWN, ROBOTS_FETCHING, ROBOTS_READY };
@@ -46,11 +62,14 @@ struct crawl_dispatch {
     int error;
     uint64_t interval_ns; /* 1/rate, 0: no rate limit */
     weft_htab_t hosts;    /* key -> crawl_host_t * */
-    weft_htab_t names;    /* /etc/hosts: name -> "name\0address" (owned) */
-    bool names_loaded;
+    weft_htab_t names;    /* host name -> name_ent_t * (resolved or being resolved) */
+    crawl_resolve_fn resolve;
+    void *resolve_arg;
     crawl_host_t *cursor;                     /* ring position */
     crawl_item_t *immediate, *immediate_tail; /* invalid lines, in input order */
     crawl_item_t *delayed;                    /* retries, sorted by not_before_ns */
+    crawl_host_t *lru_head, *lru_tail; /* idle hosts kept for their robots.txt, oldest first */
+    size_t lru_len, lru_max;
 };
 
 int crawl_dispatch_create(crawl_dispatch_t **out, const crawl_opts_t *o, crawl_input_t *in,
@@ -63,6 +82,7 @@ int crawl_dispatch_create(crawl_dispatch_t **out, const crawl_opts_t *o, crawl_i
     d->in = in;
     d->window = window ? window : 1;
     d->interval_ns = o->rate > 0 ? (uint64_t)(1e9 / o->rate) : 0;
+    d->lru_max = o->robots_cache ? o->robots_cache : 1;
     weft_htab_init(&d->hosts);
     weft_htab_init(&d->names);
     *out = d;
@@ -76,8 +96,12 @@ static void free_item(crawl_item_t *it)
     free(it->retry_after);
     free(it->next_url);
     free(it->location);
+    free(it->wait_key);
     free(it);
 }
+
+typedef struct name_ent name_ent_t;
+static void free_name(name_ent_t *e);
 
 static void free_host(crawl_host_t *h)
 {
@@ -104,7 +128,7 @@ void crawl_dispatch_destroy(crawl_dispatch_t *d)
     weft_htab_free(&d->hosts);
     pos = 0;
     for (weft_htab_slot_t *s; (s = weft_htab_next(&d->names, &pos));)
-        free((char *)(uintptr_t)s->val);
+        free_name((name_ent_t *)(uintptr_t)s->val);
     weft_htab_free(&d->names);
     free(d);
 }
@@ -125,13 +149,27 @@ static bool is_unset(uint64_t val, const void *key, const void *ctx)
     return val == 0;
 }
 
+static void lru_remove(crawl_dispatch_t *d, crawl_host_t *x)
+{
+    if (!x->idle) return;
+    *(x->lru_prev ? &x->lru_prev->lru_next : &d->lru_head) = x->lru_next;
+    *(x->lru_next ? &x->lru_next->lru_prev : &d->lru_tail) = x->lru_prev;
+    x->lru_prev = x->lru_next = NULL;
+    x->idle = false;
+    d->lru_len--;
+}
+
 static crawl_host_t *host_get(crawl_dispatch_t *d, const char *key)
 {
     uint64_t h = weft_hash_str(key);
     bool added;
     uint64_t *v = weft_htab_put(&d->hosts, h, host_eq, key, NULL, &added);
     if (!v) return NULL;
-    if (!added) return (crawl_host_t *)(uintptr_t)*v;
+    if (!added) {
+        crawl_host_t *x = (crawl_host_t *)(uintptr_t)*v;
+        lru_remove(d, x); /* in use again */
+        return x;
+    }
     crawl_host_t *x = calloc(1, sizeof *x);
     if (!x || !(x->key = strdup(key))) {
         free(x);
@@ -145,127 +183,192 @@ static crawl_host_t *host_get(crawl_dispatch_t *d, const char *key)
     return x;
 }
 
-/* Frees `x` if no item refers to it and forgetting it changes nothing (its bucket is full
- * again, so a fresh entry would behave the same). */
-static void host_maybe_free(crawl_dispatch_t *d, crawl_host_t *x, uint64_t now)
+static void host_free(crawl_dispatch_t *d, crawl_host_t *x)
 {
-    if (x->refs || x->ring_next || x->next_ns > now) return;
-    if (!d->o->ignore_robots) return; /* its robots.txt is known: keep it for the run */
     weft_htab_remove(&d->hosts, x->hash, host_eq, x->key, NULL, NULL);
     crawl_robots_free(x->rules);
     free(x->key);
     free(x);
 }
 
-/* Frees every idle host whose bucket is full: called when many distinct hosts accumulate. The
- * table cannot change while it is walked, so the hosts are listed first (no sweep without
- * memory for the list: it is only an optimisation). */
+/* Frees `x` if no item refers to it and forgetting it changes nothing (its bucket is full
+ * again, so a fresh entry would behave the same); but a host whose robots.txt is known goes to
+ * the tail of the idle list instead, which keeps the --robots-cache most recent ones. */
+static void host_maybe_free(crawl_dispatch_t *d, crawl_host_t *x, uint64_t now)
+{
+    if (x->refs || x->ring_next || x->next_ns > now || x->idle) return;
+    if (d->o->ignore_robots) {
+        host_free(d, x);
+        return;
+    }
+    x->idle = true;
+    x->lru_next = NULL;
+    x->lru_prev = d->lru_tail;
+    *(d->lru_tail ? &d->lru_tail->lru_next : &d->lru_head) = x;
+    d->lru_tail = x;
+    if (++d->lru_len > d->lru_max) { /* the least recently used: its robots.txt is forgotten */
+        crawl_host_t *old = d->lru_head;
+        lru_remove(d, old);
+        host_free(d, old);
+    }
+}
+
+/* Frees every idle host whose bucket is full, or moves it to the idle list: called when many
+ * distinct hosts accumulate. The table cannot change while it is walked, so the hosts are
+ * listed first (no sweep without memory for the list: it is only an optimisation); hosts
+ * already on the idle list are left out, as the list may evict them during the sweep. */
 static void sweep(crawl_dispatch_t *d, uint64_t now)
 {
     size_t n = 0, pos = 0;
     crawl_host_t **all = malloc(d->hosts.len * sizeof *all);
     if (!all) return;
-    for (weft_htab_slot_t *s; (s = weft_htab_next(&d->hosts, &pos));)
-        all[n++] = (crawl_host_t *)(uintptr_t)s->val;
+    for (weft_htab_slot_t *s; (s = weft_htab_next(&d->hosts, &pos));) {
+        crawl_host_t *x = (crawl_host_t *)(uintptr_t)s->val;
+        if (!x->idle) all[n++] = x; /* only idle hosts are evicted below: none of these */
+    }
     for (size_t i = 0; i < n; i++) host_maybe_free(d, all[i], now);
     free(all);
 }
 
 /* ---- host keys: the address ---- */
 
-/* An /etc/hosts entry is "NAME\0ADDRESS" (one allocation): compared by its first string. */
+/* A name and what it resolved to, cached for the run (bounded by NAMES_MAX). */
+struct name_ent {
+    char *name;                     /* lower case */
+    bool pending;                   /* the resolver has not answered yet */
+    char addr[INET6_ADDRSTRLEN];    /* "" if it did not resolve: keyed by spelling */
+    crawl_item_t *wait, *wait_tail; /* items parked until it answers */
+};
+
+#define NAMES_MAX 4096
+
 static bool name_eq(uint64_t val, const void *key, const void *ctx)
 {
     (void)ctx;
-    return strcasecmp((const char *)(uintptr_t)val, key) == 0;
+    return strcmp(((const name_ent_t *)(uintptr_t)val)->name, key) == 0;
 }
 
-/* The canonical text of an address literal ("127.1" -> "127.0.0.1"), or false. */
-static bool canon_addr(const char *s, char *out, size_t size)
+static void free_name(name_ent_t *e)
 {
-    struct addrinfo hints = {.ai_flags = AI_NUMERICHOST, .ai_socktype = SOCK_STREAM}, *ai = NULL;
-    if (getaddrinfo(s, NULL, &hints, &ai) != 0 || !ai) return false;
-    const void *a = ai->ai_family == AF_INET
-                        ? (const void *)&((struct sockaddr_in *)(void *)ai->ai_addr)->sin_addr
-                        : (const void *)&((struct sockaddr_in6 *)(void *)ai->ai_addr)->sin6_addr;
-    bool ok = inet_ntop(ai->ai_family, a, out, (socklen_t)size) != NULL;
-    freeaddrinfo(ai);
-    return ok;
-}
-
-/* Reads /etc/hosts (once): the names a resolver answers at once, without a network query. The
- * first address listed for a name wins, as with the "files" resolver. */
-static void load_hosts_file(crawl_dispatch_t *d)
-{
-    d->names_loaded = true;
-    FILE *f = fopen("/etc/hosts", "re");
-    if (!f) return;
-    char line[1024];
-    while (fgets(line, sizeof line, f)) {
-        char *save = NULL, *hash = strchr(line, '#');
-        if (hash) *hash = '\0';
-        char *addr = strtok_r(line, " \t\r\n", &save), canon[INET6_ADDRSTRLEN];
-        if (!addr || !canon_addr(addr, canon, sizeof canon)) continue;
-        for (char *name; (name = strtok_r(NULL, " \t\r\n", &save));) {
-            if (d->names.len >= 4096) break; /* a hosts file used as a block list: enough */
-            char low[256];
-            size_t nl = strlen(name), al = strlen(canon);
-            if (nl >= sizeof low) continue;
-            for (size_t i = 0; i <= nl; i++) low[i] = (char)tolower((unsigned char)name[i]);
-            uint64_t h = weft_hash_str(low);
-            bool added;
-            uint64_t *v = weft_htab_put(&d->names, h, name_eq, low, NULL, &added);
-            if (!v) continue;
-            if (!added) { /* an IPv4 address is preferred, as libcurl tries it first */
-                const char *old = (const char *)(uintptr_t)*v;
-                if (!strchr(old + strlen(old) + 1, ':') || strchr(canon, ':')) continue;
-                free((void *)(uintptr_t)*v);
-            }
-            char *e = malloc(nl + al + 2);
-            if (!e) {
-                weft_htab_remove(&d->names, h, is_unset, NULL, NULL, NULL);
-                continue;
-            }
-            memcpy(e, low, nl + 1);
-            memcpy(e + nl + 1, canon, al + 1);
-            *v = (uintptr_t)e;
-        }
+    for (crawl_item_t *it = e->wait, *next; it; it = next) {
+        next = it->next;
+        free_item(it);
     }
-    fclose(f);
+    free(e->name);
+    free(e);
 }
 
-/* "scheme://host:port" -> "address:port" when the address is known without a network query:
- * an address literal, or a name from /etc/hosts (so that localhost and 127.0.0.1 are one
- * server). Other names keep their spelling: resolving each one here would stall dispatch on
- * the network. Returns `out` or `url_key`. */
-static const char *host_key(crawl_dispatch_t *d, const char *url_key, char *out, size_t size)
+/* The canonical text of an address (first IPv4 one, as libcurl tries it first; else the first)
+ * of `ai`, or false. */
+static bool addr_text(const struct addrinfo *ai, char *out, size_t size)
 {
+    const struct addrinfo *pick = NULL;
+    for (const struct addrinfo *a = ai; a; a = a->ai_next)
+        if (a->ai_family == AF_INET && (pick = a)) break;
+    for (const struct addrinfo *a = ai; a && !pick; a = a->ai_next)
+        if (a->ai_family == AF_INET6) pick = a;
+    if (!pick) return false;
+    const void *p = pick->ai_family == AF_INET
+                        ? (const void *)&((struct sockaddr_in *)(void *)pick->ai_addr)->sin_addr
+                        : (const void *)&((struct sockaddr_in6 *)(void *)pick->ai_addr)->sin6_addr;
+    return inet_ntop(pick->ai_family, p, out, (socklen_t)size) != NULL;
+}
+
+static int lookup(const char *name, int flags, char *out, size_t size)
+{
+    struct addrinfo hints = {.ai_flags = flags, .ai_socktype = SOCK_STREAM}, *ai = NULL;
+    int rc = getaddrinfo(name, NULL, &hints, &ai);
+    if (rc != 0 || !ai) return rc == EAI_MEMORY ? -ENOMEM : WEFT_EDNS;
+    bool ok = addr_text(ai, out, size);
+    freeaddrinfo(ai);
+    return ok ? 0 : WEFT_EDNS;
+}
+
+int crawl_resolve(const char *name, char *addr, size_t size)
+{
+    return lookup(name, 0, addr, size);
+}
+
+/* Forgets the names that have answered (they are looked up again if they come back). The
+ * table cannot change while it is walked, so they are listed first. */
+static void names_sweep(crawl_dispatch_t *d)
+{
+    size_t n = 0, pos = 0;
+    name_ent_t **all = malloc(d->names.len * sizeof *all);
+    if (!all) return;
+    for (weft_htab_slot_t *s; (s = weft_htab_next(&d->names, &pos));)
+        all[n++] = (name_ent_t *)(uintptr_t)s->val;
+    for (size_t i = 0; i < n; i++)
+        if (!all[i]->pending) {
+            weft_htab_remove(&d->names, weft_hash_str(all[i]->name), name_eq, all[i]->name, NULL,
+                             NULL);
+            free_name(all[i]);
+        }
+    free(all);
+}
+
+/* The entry of `name`: an address literal in canonical form, or what the resolver answered (it
+ * is asked when the name is new). NULL without memory, or for a name when there is no
+ * resolver. Every URL looks its name up here, so after the first one of a host it costs a
+ * hash lookup, not a getaddrinfo call. */
+static name_ent_t *name_get(crawl_dispatch_t *d, const char *name)
+{
+    uint64_t h = weft_hash_str(name);
+    uint64_t *v = weft_htab_find(&d->names, h, name_eq, name, NULL);
+    if (v) return (name_ent_t *)(uintptr_t)*v;
+    char lit[INET6_ADDRSTRLEN];
+    bool numeric = lookup(name, AI_NUMERICHOST, lit, sizeof lit) == 0;
+    if (!numeric && !d->resolve) return NULL;
+    if (d->names.len >= NAMES_MAX) names_sweep(d);
+    name_ent_t *e = calloc(1, sizeof *e);
+    bool added;
+    if (!e || !(e->name = strdup(name)) ||
+        !(v = weft_htab_put(&d->names, h, name_eq, name, NULL, &added))) {
+        if (e) free(e->name);
+        free(e);
+        return NULL;
+    }
+    *v = (uintptr_t)e;
+    if (numeric) {
+        memcpy(e->addr, lit, sizeof lit);
+        return e;
+    }
+    e->pending = true;
+    int rc = d->resolve(d->resolve_arg, e->name, e->addr, sizeof e->addr);
+    if (rc != 0) e->pending = false; /* answered at once (rc 1), or failed: its spelling */
+    if (rc < 0) e->addr[0] = '\0';
+    return e;
+}
+
+/* "scheme://host:port" -> "address:port": address literals in canonical form, names resolved
+ * (so that localhost and 127.0.0.1 are one server). A name whose lookup is under way gives NULL
+ * and *wait its entry; one that did not resolve, or any name without a resolver, keeps its
+ * spelling. Returns `out` or `url_key`, or NULL with *wait NULL when out of memory. */
+static const char *host_key(crawl_dispatch_t *d, const char *url_key, char *out, size_t size,
+                            name_ent_t **wait)
+{
+    *wait = NULL;
     const char *host = strstr(url_key, "://");
     const char *colon = strrchr(url_key, ':');
     if (!host || !colon || colon < host + 3) return url_key;
     host += 3;
-    char name[CRAWL_HOSTKEY_MAX], addr[INET6_ADDRSTRLEN];
+    char name[CRAWL_HOSTKEY_MAX];
     size_t nl = (size_t)(colon - host);
     if (nl >= sizeof name || nl == 0) return url_key;
-    memcpy(name, host, nl);
+    for (size_t i = 0; i < nl; i++) name[i] = (char)tolower((unsigned char)host[i]);
     name[nl] = '\0';
     if (name[0] == '[' && nl > 1 && name[nl - 1] == ']') { /* an IPv6 literal */
         memmove(name, name + 1, nl - 2);
         name[nl - 2] = '\0';
     }
-    const char *a = NULL;
-    if (canon_addr(name, addr, sizeof addr)) {
-        a = addr;
-    } else {
-        if (!d->names_loaded) load_hosts_file(d);
-        uint64_t *v = weft_htab_find(&d->names, weft_hash_str(name), name_eq, name, NULL);
-        if (v) {
-            const char *e = (const char *)(uintptr_t)*v;
-            a = e + strlen(e) + 1;
-        }
+    name_ent_t *e = name_get(d, name);
+    if (!e) return d->resolve ? NULL : url_key; /* without a resolver: a name, by spelling */
+    if (e->pending) {
+        *wait = e;
+        return NULL;
     }
-    if (!a) return url_key;
-    snprintf(out, size, strchr(a, ':') ? "[%s]%s" : "%s%s", a, colon);
+    if (!e->addr[0]) return url_key;
+    snprintf(out, size, strchr(e->addr, ':') ? "[%s]%s" : "%s%s", e->addr, colon);
     return out;
 }
 
@@ -317,8 +420,6 @@ static void enqueue(crawl_dispatch_t *d, crawl_host_t *x, crawl_item_t *it, bool
     ring_add(d, x);
 }
 
-/* ---- reading ahead ---- */
-
 static void push_immediate(crawl_dispatch_t *d, crawl_item_t *it)
 {
     it->next = NULL;
@@ -328,6 +429,62 @@ static void push_immediate(crawl_dispatch_t *d, crawl_item_t *it)
         d->immediate = it;
     d->immediate_tail = it;
 }
+
+/* Queues `it` (not on any host) on the host of `url_key` (a crawl_url_check key), at the front
+ * or the back; or parks it on its name until the resolver answers. Returns 0 or -ENOMEM. */
+static int place(crawl_dispatch_t *d, crawl_item_t *it, const char *url_key, bool front)
+{
+    char key[CRAWL_HOSTKEY_MAX + 64];
+    name_ent_t *wait;
+    const char *k = host_key(d, url_key, key, sizeof key, &wait);
+    if (wait) {
+        if (!it->wait_key && !(it->wait_key = strdup(url_key))) return -ENOMEM;
+        it->wait_front = front;
+        it->next = NULL;
+        if (wait->wait_tail)
+            wait->wait_tail->next = it;
+        else
+            wait->wait = it;
+        wait->wait_tail = it;
+        return 0;
+    }
+    crawl_host_t *x = k ? host_get(d, k) : NULL;
+    if (!x) return -ENOMEM;
+    x->refs++;
+    it->host = x;
+    enqueue(d, x, it, front);
+    return 0;
+}
+
+void crawl_dispatch_set_resolver(crawl_dispatch_t *d, crawl_resolve_fn fn, void *arg)
+{
+    d->resolve = fn;
+    d->resolve_arg = arg;
+}
+
+void crawl_dispatch_resolved(crawl_dispatch_t *d, const char *name, const char *addr)
+{
+    uint64_t *v = weft_htab_find(&d->names, weft_hash_str(name), name_eq, name, NULL);
+    if (!v) return;
+    name_ent_t *e = (name_ent_t *)(uintptr_t)*v;
+    e->pending = false;
+    snprintf(e->addr, sizeof e->addr, "%s", addr ? addr : "");
+    crawl_item_t *it = e->wait;
+    e->wait = e->wait_tail = NULL;
+    while (it) {
+        crawl_item_t *next = it->next;
+        char *key = it->wait_key;
+        it->wait_key = NULL;
+        if (place(d, it, key, it->wait_front) < 0) {
+            it->invalid = "out of memory";
+            push_immediate(d, it);
+        }
+        free(key);
+        it = next;
+    }
+}
+
+/* ---- reading ahead ---- */
 
 static void refill(crawl_dispatch_t *d, uint64_t now)
 {
@@ -354,26 +511,27 @@ static void refill(crawl_dispatch_t *d, uint64_t now)
             push_immediate(d, it);
             continue;
         }
-        if (d->o->ignore_robots && d->hosts.len > 4 * d->window + 1024) sweep(d, now);
-        char key[CRAWL_HOSTKEY_MAX + 64];
-        it->host = host_get(d, host_key(d, l.host, key, sizeof key));
-        if (it->host) it->host->refs++;
-        if (!it->host) {
+        if (d->hosts.len > 4 * d->window + d->lru_len + 1024) sweep(d, now);
+        if (place(d, it, l.host, false) < 0) {
             it->invalid = "out of memory";
             push_immediate(d, it);
-            continue;
         }
-        enqueue(d, it->host, it, false);
     }
 }
 
 /* ---- dispatch ---- */
 
+/* At its connection cap: over HTTP/1.1 each request in flight holds a connection. */
+static bool host_capped(const crawl_dispatch_t *d, const crawl_host_t *x)
+{
+    return d->o->per_host > 0 && !x->multiplexed && x->inflight >= d->o->per_host;
+}
+
 static bool host_ready(const crawl_dispatch_t *d, const crawl_host_t *x, uint64_t now)
 {
     if (x->robots == ROBOTS_FETCHING) return false;
     if (d->o->auto_throttle && !x->sampled && x->inflight >= 1) return false;
-    if (d->o->per_host > 0 && x->inflight >= d->o->per_host) return false;
+    if (host_capped(d, x)) return false;
     return x->next_ns <= now;
 }
 
@@ -483,7 +641,7 @@ crawl_item_t *crawl_dispatch_next(crawl_dispatch_t *d, uint64_t now, uint64_t *w
                 if (!x->qhead) ring_remove(d, x);
                 return it;
             }
-            bool capped = (d->o->per_host > 0 && x->inflight >= d->o->per_host) ||
+            bool capped = host_capped(d, x) ||
                           x->robots == ROBOTS_FETCHING || /* its completion will pump */
                           (d->o->auto_throttle && !x->sampled && x->inflight >= 1);
             if (!capped && x->next_ns < *wake_ns) *wake_ns = x->next_ns;
@@ -495,7 +653,9 @@ crawl_item_t *crawl_dispatch_next(crawl_dispatch_t *d, uint64_t now, uint64_t *w
 
 void crawl_dispatch_attempt_done(crawl_dispatch_t *d, crawl_item_t *it)
 {
+    (void)d;
     it->host->inflight--;
+    if (it->http_version >= 20) it->host->multiplexed = true;
 }
 
 void crawl_dispatch_pause_host(crawl_dispatch_t *d, crawl_item_t *it, uint64_t until_ns)
@@ -507,14 +667,14 @@ void crawl_dispatch_pause_host(crawl_dispatch_t *d, crawl_item_t *it, uint64_t u
 int crawl_dispatch_redirect(crawl_dispatch_t *d, crawl_item_t *it, const char *url_key,
                             uint64_t now)
 {
-    char key[CRAWL_HOSTKEY_MAX + 64];
-    crawl_host_t *x = host_get(d, host_key(d, url_key, key, sizeof key));
-    if (!x) return -ENOMEM;
     crawl_host_t *old = it->host;
-    x->refs++;
-    it->host = x;
+    it->host = NULL;
     it->ready_ns = now;
-    enqueue(d, x, it, true);
+    int rc = place(d, it, url_key, true);
+    if (rc < 0) {
+        it->host = old;
+        return rc;
+    }
     if (old && --old->refs == 0) host_maybe_free(d, old, now);
     return 0;
 }
@@ -547,6 +707,11 @@ void crawl_dispatch_release(crawl_dispatch_t *d, crawl_item_t *it)
     free_item(it);
     if (counted) d->in_window--;
     if (x && --x->refs == 0) host_maybe_free(d, x, weft_now_ns());
+}
+
+size_t crawl_dispatch_hosts(const crawl_dispatch_t *d)
+{
+    return d->hosts.len;
 }
 
 bool crawl_dispatch_idle(const crawl_dispatch_t *d)

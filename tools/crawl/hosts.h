@@ -1,25 +1,29 @@
 /* The dispatch window, shared by all three modes: which URL may start now.
  *
  * A bounded window of URLs is read ahead from the input and queued per host (scheme://host:port).
- * A URL may start when its host has fewer than --per-host transfers in flight and the host's
- * token bucket holds a token. The bucket has depth one and refills every 1/R seconds, so two
- * starts on one host are always at least 1/R apart: no window of one second ever holds more than
- * R starts (for integer R; ceil(R) otherwise). Hosts take turns (round robin). Retries wait in a
- * delayed list until their time, then go to the front of their host's queue. Every request takes
- * a token: retries, and redirects too, which the engine follows itself (each hop is dispatched
- * again, to the front of its target host's queue).
+ * A URL may start when its host has fewer than --per-host transfers in flight (default 8: a
+ * connection each over HTTP/1.1; no limit on requests once the host has answered over HTTP/2
+ * in async mode, whose transfers share one connection; threads mode reports no HTTP version,
+ * as each worker has a connection of its own) and the host's token bucket holds a token. The bucket has
+ * depth one and refills every 1/R seconds, so two starts on one host are always at least 1/R apart:
+ * no window of one second ever holds more than R starts (for integer R; ceil(R) otherwise). Hosts
+ * take turns (round robin). Retries wait in a delayed list until their time, then go to the front
+ * of their host's queue. Every request takes a token: retries, and redirects too, which the engine
+ * follows itself (each hop is dispatched again, to the front of its target host's queue).
  *
  * A host is the server, not the spelling: the key is the address and port ("127.0.0.1:8080" for
- * both http://localhost:8080 and http://127.0.0.1:8080) for address literals and names in
- * /etc/hosts; other names are keyed by spelling (resolving them here would stall dispatch on
- * the network). A 429 or 503 with Retry-After pauses the whole host.
+ * both http://localhost:8080 and http://127.0.0.1:8080). Names are resolved without blocking
+ * dispatch (crawl_dispatch_set_resolver); a name that does not resolve is keyed by its spelling.
+ * A 429 or 503 with Retry-After pauses the whole host.
  *
  * robots.txt (unless --ignore-robots): a host's first request is its robots.txt (an item with
  * `robots` set, which the engine runs like an attempt and hands to crawl_dispatch_robots_done,
  * never reporting it); nothing else starts on the host until then. A disallowed URL comes back
  * from crawl_dispatch_next finished at once (invalid, kind "robots"); a Crawl-delay longer than
- * 1/--rate becomes the host's interval. The rules live as long as the host entry, and a host
- * with rules is not forgotten while the run lasts (fetched once per host).
+ * 1/--rate becomes the host's interval. The rules live as long as the host entry: a host with
+ * nothing left to do stays known (robots.txt fetched once) among the --robots-cache most
+ * recently used such hosts (default 1024); older ones are forgotten, so a crawl over millions of
+ * hosts holds bounded memory, and a forgotten host that comes back fetches robots.txt again.
  *
  * One thread uses a dispatcher (the mode's scheduler thread); no locks.
  */
@@ -47,6 +51,9 @@ typedef struct crawl_item {
     uint64_t ready_ns;       /* waiting to start since */
     uint64_t not_before_ns;  /* a retry's time */
     uint64_t attempt_start_ns;
+    char *wait_key;    /* parked until its host name resolves: its crawl_url_check key */
+    bool wait_front;   /* ... and then queued at the front (a redirect hop) */
+    int http_version;  /* of the last attempt's response (10, 11, 20...; 0: none) */
     char *retry_after; /* Retry-After of the last attempt, or NULL */
     char *next_url;    /* the redirect target the next attempt fetches, or NULL: res.url */
     char *location;    /* the last attempt's redirect target, not yet followed, or NULL */
@@ -66,6 +73,25 @@ void crawl_dispatch_destroy(crawl_dispatch_t *d);
  * when nothing may start now; then *wake_ns is the earliest time something may (UINT64_MAX if
  * only a completion can help, or nothing is left). */
 crawl_item_t *crawl_dispatch_next(crawl_dispatch_t *d, uint64_t now, uint64_t *wake_ns);
+
+/* Asks for `name` (lower case) to be resolved, without blocking: returns 1 with `addr` (its
+ * canonical text, `size` bytes) filled at once, 0 if the answer will come through
+ * crawl_dispatch_resolved, or a negative error (the name keeps its spelling as the key). */
+typedef int (*crawl_resolve_fn)(void *arg, const char *name, char *addr, size_t size);
+
+/* Host names are keyed by their address from `fn`; without a resolver (the default) names keep
+ * their spelling and only address literals are canonical. Call before the first
+ * crawl_dispatch_next. */
+void crawl_dispatch_set_resolver(crawl_dispatch_t *d, crawl_resolve_fn fn, void *arg);
+
+/* The answer for `name` (passed to the resolver function): its address text, or NULL if it did
+ * not resolve. The URLs waiting for it join their host's queue. */
+void crawl_dispatch_resolved(crawl_dispatch_t *d, const char *name, const char *addr);
+
+/* Resolves `name` with getaddrinfo (blocking: the system resolver, /etc/hosts included) into
+ * the canonical text of its first IPv4 address, else its first IPv6 one. Returns 0, WEFT_EDNS
+ * or -ENOMEM. Thread safety: any thread. */
+int crawl_resolve(const char *name, char *addr, size_t size);
 
 /* An attempt of `it` ended (lowers its host's in-flight count). */
 void crawl_dispatch_attempt_done(crawl_dispatch_t *d, crawl_item_t *it);
@@ -94,6 +120,10 @@ void crawl_dispatch_retry(crawl_dispatch_t *d, crawl_item_t *it, uint64_t due_ns
 
 /* `it` is finished: frees it and its result. */
 void crawl_dispatch_release(crawl_dispatch_t *d, crawl_item_t *it);
+
+/* Host entries held now (for tests): those with URLs in the window, plus idle ones until their
+ * bucket is full again, plus at most --robots-cache idle ones whose robots.txt is known. */
+size_t crawl_dispatch_hosts(const crawl_dispatch_t *d);
 
 /* True once the input is exhausted and no item is left in the window. */
 bool crawl_dispatch_idle(const crawl_dispatch_t *d);

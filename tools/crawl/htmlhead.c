@@ -72,6 +72,14 @@ static void collapse(char *dst, const char *src, size_t n)
             i++;
             continue;
         }
+        if (c < 0x80) { /* ASCII: most of most titles */
+            if (o + 1 + (space ? 1 : 0) > CRAWL_FIELD_MAX) break;
+            if (space) dst[o++] = ' ';
+            space = false;
+            dst[o++] = (char)c;
+            i++;
+            continue;
+        }
         uint32_t cp;
         int l = weft_utf8_decode(src + i, n - i, &cp);
         if (l == -EAGAIN) break; /* a truncated last character */
@@ -445,7 +453,7 @@ static int parse_bytes(crawl_head_t *h, const char *p, size_t n, bool last)
  * slices, so that a page whose whole body arrives at once is decoded only as far as its head. */
 static int process(crawl_head_t *h, const char *p, size_t n, bool last)
 {
-    const size_t slice = 2048;
+    const size_t slice = 512;
     for (int restarts = 0;;) {
         int rc = 0;
         size_t off = 0;

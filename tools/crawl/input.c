@@ -37,7 +37,79 @@ uint64_t crawl_input_offset(const crawl_input_t *in)
     return in->offset;
 }
 
+static bool is_digit(char c)
+{
+    return c >= '0' && c <= '9';
+}
+
+/* A decimal number without a leading zero ("0" itself allowed), at most `max`, from p to end. */
+static bool decimal(const char *p, const char *end, unsigned max)
+{
+    if (p == end || end - p > 5 || (*p == '0' && end - p > 1)) return false;
+    unsigned v = 0;
+    for (; p < end; p++) {
+        if (!is_digit(*p)) return false;
+        v = v * 10 + (unsigned)(*p - '0');
+    }
+    return v <= max;
+}
+
+/* The host key of a plain URL, for which libcurl's parser is known to agree (url_check_fast
+ * test): "http://" or "https://"; a host of dot-separated labels of ASCII letters, digits and
+ * '-' whose last label starts with a letter, or four decimal parts 0..255 (libcurl rewrites
+ * other numeric forms, such as 127.1); an optional port 1..65535; then the end or '/', '?',
+ * '#' (the rest has no space or control character: checked before). False: ask libcurl. */
+static bool plain_key(const char *url, char host[CRAWL_HOSTKEY_MAX])
+{
+    bool tls = strncmp(url, "https://", 8) == 0;
+    if (!tls && strncmp(url, "http://", 7) != 0) return false;
+    const char *h = url + (tls ? 8 : 7), *p = h, *last = h;
+    int labels = 0;
+    bool numeric = true;
+    for (;; p++) {
+        if (*p == '.' || *p == ':' || *p == '/' || *p == '?' || *p == '#' || !*p) {
+            if (p == last) return false; /* an empty label */
+            if (numeric && !decimal(last, p, 255)) numeric = false;
+            labels++;
+            if (*p != '.') break;
+            last = p + 1;
+            continue;
+        }
+        unsigned char c = (unsigned char)*p;
+        if (!(is_digit(*p) || ((c | 0x20) >= 'a' && (c | 0x20) <= 'z') || c == '-')) return false;
+    }
+    if (numeric ? labels != 4 : is_digit(*last) || *last == '-') return false;
+    size_t hl = (size_t)(p - h);
+    const char *port = tls ? "443" : "80", *pe = port + strlen(port);
+    if (*p == ':') {
+        port = ++p;
+        while (is_digit(*p)) p++;
+        pe = p;
+        if (!decimal(port, pe, 65535) || *port == '0') return false;
+    }
+    if (*p && *p != '/' && *p != '?' && *p != '#') return false;
+    size_t sl = tls ? 5 : 4, pl = (size_t)(pe - port);
+    if (sl + 3 + hl + 1 + pl >= CRAWL_HOSTKEY_MAX) return false;
+    char *o = host;
+    memcpy(o, url, sl + 3);
+    o += sl + 3;
+    for (size_t i = 0; i < hl; i++) *o++ = (char)tolower((unsigned char)h[i]);
+    *o++ = ':';
+    memcpy(o, port, pl);
+    o[pl] = '\0';
+    return true;
+}
+
 const char *crawl_url_check(const char *url, char host[CRAWL_HOSTKEY_MAX])
+{
+    host[0] = '\0';
+    for (const unsigned char *p = (const unsigned char *)url; *p; p++)
+        if (*p <= ' ' || *p == 0x7F) return "URL contains a space or control character";
+    if (plain_key(url, host)) return NULL;
+    return crawl_url_check_curl(url, host);
+}
+
+const char *crawl_url_check_curl(const char *url, char host[CRAWL_HOSTKEY_MAX])
 {
     host[0] = '\0';
     for (const unsigned char *p = (const unsigned char *)url; *p; p++)

@@ -41,6 +41,8 @@ static int attempt_task(void *arg, weft_ctx_t *ctx)
     weft_http_resp_t resp = {0};
     weft_http_session_perform(w->session, &ho, &resp);
     crawl_fetch_finish(it, w->fetcher, &resp);
+    it->http_version = 0; /* each worker has its own connection: HTTP/2 shares none here, so
+                             --per-host keeps capping requests (connections) */
     weft_http_resp_free(&resp);
     pthread_mutex_lock(&s->mu);
     w->next = s->free;

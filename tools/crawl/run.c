@@ -8,6 +8,7 @@
  */
 #include "crawl/run.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +32,8 @@ void crawl_opts_default(crawl_opts_t *o)
     o->modes = 1u << CRAWL_ASYNC;
     o->threads = 5;
     o->concurrency = 100;
+    o->per_host = 8;
+    o->robots_cache = 1024;
     o->attempts = 3;
     o->connect_timeout_ms = 10000;
     o->timeout_ms = 30000;
@@ -215,6 +218,63 @@ void crawl__pump(crawl_run_t *r)
     }
 }
 
+/* ---- host names: resolved off the loop thread ---- */
+
+typedef struct lookup {
+    crawl_run_t *r;
+    int rc;
+    char addr[INET6_ADDRSTRLEN];
+    char name[]; /* lower case, as the dispatcher asked */
+} lookup_t;
+
+static int lookup_task(void *arg, weft_ctx_t *ctx)
+{
+    (void)ctx;
+    lookup_t *l = arg;
+    l->rc = crawl_resolve(l->name, l->addr, sizeof l->addr);
+    return 0;
+}
+
+static void lookup_done(weft_future_t *f, void *arg, int status)
+{
+    (void)f;
+    lookup_t *l = arg;
+    if (status == 0) { /* not a loop being destroyed */
+        crawl_dispatch_resolved(l->r->d, l->name, l->rc == 0 ? l->addr : NULL);
+        crawl__pump(l->r);
+    }
+    free(l);
+}
+
+/* The dispatcher's resolver (hosts.h): inline in seq mode; else a lookup on the resolver pool
+ * (two threads, made at the first name), answered on the loop thread. */
+static int resolve(void *arg, const char *name, char *addr, size_t size)
+{
+    crawl_run_t *r = arg;
+    if (!r->loop) return crawl_resolve(name, addr, size) == 0 ? 1 : -1;
+    weft_pool_opts_t po = {.threads = 2, .name = "crawl-dns"};
+    int rc = r->resolver ? 0 : weft_pool_create(&r->resolver, &po);
+    if (rc < 0) return rc;
+    size_t n = strlen(name) + 1;
+    lookup_t *l = malloc(sizeof *l + n);
+    if (!l) return -ENOMEM;
+    l->r = r;
+    memcpy(l->name, name, n);
+    weft_future_t *f;
+    rc = weft_pool_submit(r->resolver, lookup_task, l, &f);
+    if (rc < 0) {
+        free(l);
+        return rc;
+    }
+    rc = weft_loop_await(r->loop, f, lookup_done, l);
+    if (rc < 0) { /* cannot hear the answer: wait for the task, then key by spelling */
+        weft_future_wait(f, -1);
+        free(l);
+    }
+    weft_future_release(f);
+    return rc;
+}
+
 /* Sets up the loop and its wake-up timer for threads and async modes. */
 static int loop_setup(crawl_run_t *r, int max_connections)
 {
@@ -253,6 +313,7 @@ int crawl_run_mode(const crawl_opts_t *o, crawl_mode_t mode, FILE *input, crawl_
         crawl_input_close(in);
         return rc;
     }
+    crawl_dispatch_set_resolver(r.d, resolve, &r);
     /* The total is the number of URL lines when the input is a file (counted first: fast next
      * to fetching); unknown (0) for a stream, which then shows pages done and the rate. */
     static char label[16];
@@ -273,6 +334,7 @@ int crawl_run_mode(const crawl_opts_t *o, crawl_mode_t mode, FILE *input, crawl_
         rc = loop_setup(&r, mode == CRAWL_ASYNC ? o->concurrency + 16 : 16);
         if (rc == 0) {
             rc = mode == CRAWL_THREADS ? crawl__mode_threads(&r) : crawl__mode_async(&r);
+            if (r.resolver) weft_pool_destroy(r.resolver); /* lookups done: answers cancelled */
             weft_loop_destroy(r.loop);
         }
     }

@@ -3,6 +3,7 @@
 #define WEFT_TOOLS_CRAWL_RUN_H
 
 #include <weft/loop.h>
+#include <weft/pool.h>
 
 #include "crawl/crawl.h"
 #include "crawl/hosts.h"
@@ -27,6 +28,7 @@ struct crawl_run {
     weft_loop_t *loop;
     weft_loop_timer_t *timer;
     int (*start)(crawl_run_t *r, crawl_item_t *it); /* begin an attempt; 0 or < 0 */
+    weft_pool_t *resolver; /* getaddrinfo off the loop thread; created at the first name */
     void *mode_state;
 };
 
