@@ -36,6 +36,37 @@ static int pf_sleep(const void *arg, size_t len, weft_buf_t *out)
 }
 WEFT_PROCPOOL_FN("tb.sleep", pf_sleep)
 
+/* Writes its pid to the file named by its argument, then hangs. */
+static int pf_pid_hang(const void *arg, size_t len, weft_buf_t *out)
+{
+    (void)out;
+    char path[600], tmp[610];
+    snprintf(path, sizeof path, "%.*s", (int)len, (const char *)arg);
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *f = fopen(tmp, "w");
+    if (f) {
+        fprintf(f, "%d\n", (int)getpid());
+        fclose(f);
+        rename(tmp, path);
+    }
+    for (;;) pause();
+    return 0;
+}
+WEFT_PROCPOOL_FN("tb.pid_hang", pf_pid_hang)
+
+/* Waits until the file named by its argument exists. */
+static int pf_gate(const void *arg, size_t len, weft_buf_t *out)
+{
+    char path[600];
+    snprintf(path, sizeof path, "%.*s", (int)len, (const char *)arg);
+    while (access(path, F_OK) != 0) {
+        struct timespec ts = {0, 5 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    return weft_buf_append(out, "opened", 6);
+}
+WEFT_PROCPOOL_FN("tb.gate", pf_gate)
+
 /* ---- Redis, stopped also when the test fails ---- */
 
 typedef struct redis {
@@ -486,6 +517,114 @@ TEST_T(cancel_running_remote_task, 60)
     /* The command was reaped by the worker when it recorded the cancel. */
     CHECK(kill((pid_t)pid, 0) < 0 && errno == ESRCH);
     worker_stop(w);
+    weft_broker_destroy(b);
+    redis_stop(&r);
+}
+
+/* Reads the pid a task wrote to `path`, waiting for it (bounded by the test's timeout). */
+static pid_t await_pid(weft_broker_t *b, const char *path)
+{
+    long pid = 0;
+    while (pid <= 0) {
+        FILE *f = fopen(path, "r");
+        if (f) {
+            if (fscanf(f, "%ld", &pid) != 1) pid = 0;
+            fclose(f);
+        }
+        if (pid <= 0) {
+            weft_broker_event_t ev;
+            weft_broker_events(b, "$", &ev, 1, 20);
+        }
+    }
+    return (pid_t)pid;
+}
+
+/* Counts the events of task `id` in `state`. */
+static int count_events(weft_broker_t *b, const char *id, weft_broker_state_t state)
+{
+    char after[32] = "0";
+    weft_broker_event_t ev[256];
+    int n = 0;
+    for (;;) {
+        int k = weft_broker_events(b, after, ev, 256, 0);
+        CHECK(k >= 0);
+        if (k == 0) break;
+        for (int i = 0; i < k; i++) n += ev[i].state == state && strcmp(ev[i].id, id) == 0;
+        snprintf(after, sizeof after, "%s", ev[k - 1].stream_id);
+    }
+    return n;
+}
+
+/* Cancel reaches a registered function running in a remote worker's process pool: its process
+ * is killed, the task is recorded CANCELLED once (no retry although it had attempts left), its
+ * dependent is skipped, and the task running beside it in the same worker is not disturbed. */
+TEST_T(cancel_running_registered_function, 60)
+{
+    redis_t r;
+    redis_start(&r);
+    weft_broker_t *b;
+    connect_fresh(&r, &b, NULL);
+    char pidfile[600], gate[600];
+    snprintf(pidfile, sizeof pidfile, "%s/fnpid", r.dir);
+    snprintf(gate, sizeof gate, "%s/gate", r.dir);
+    weft_broker_task_t t[] = {
+        {.id = "hang", .fn = "tb.pid_hang", .arg = pidfile, .len = strlen(pidfile), .attempts = 3},
+        {.id = "dep",
+         .fn = "tb.echo",
+         .arg = "d",
+         .len = 1,
+         .deps = (const char *[]){"hang"},
+         .ndeps = 1},
+        {.id = "beside", .fn = "tb.gate", .arg = gate, .len = strlen(gate)},
+    };
+    CHECK_EQ(weft_broker_submit(b, t, 3), 0);
+    weft_broker_worker_opts_t o = {.procs = 2, .threads = 1, .slots = 3, .lease_ms = 500};
+    pid_t w = worker_start(&r, "w1", &o, NULL);
+    pid_t pid = await_pid(b, pidfile);
+    CHECK_EQ(kill(pid, 0), 0);
+    await_state(b, "beside", WEFT_BROKER_RUNNING);
+    CHECK_EQ(weft_broker_cancel(b, "hang"), 0);
+    await_state(b, "hang", WEFT_BROKER_CANCELLED);
+    /* The process worker that ran it is killed and reaped (by the worker's process pool). */
+    while (kill(pid, 0) == 0) {
+        weft_broker_event_t ev;
+        weft_broker_events(b, "$", &ev, 1, 20);
+    }
+    CHECK_EQ(errno, ESRCH);
+    weft_broker_result_t res = result_of(b, "hang");
+    CHECK_EQ(res.status, -ECANCELED);
+    CHECK_EQ(res.deliveries, 1);
+    CHECK_STR_EQ(res.worker, "w1");
+    weft_broker_result_free(&res);
+    res = result_of(b, "beside");
+    CHECK_EQ(res.state, WEFT_BROKER_RUNNING);
+    weft_broker_result_free(&res);
+    FILE *f = fopen(gate, "w");
+    CHECK(f);
+    fclose(f);
+    CHECK_EQ(weft_broker_wait(b, 3, -1), 0);
+    res = result_of(b, "beside");
+    CHECK_EQ(res.state, WEFT_BROKER_DONE);
+    CHECK_EQ(res.deliveries, 1);
+    CHECK_STR_EQ(res.value.data, "opened");
+    weft_broker_result_free(&res);
+    res = result_of(b, "dep");
+    CHECK_EQ(res.state, WEFT_BROKER_SKIPPED);
+    weft_broker_result_free(&res);
+    /* The worker goes on with a replacement process. */
+    weft_broker_task_t more = {.id = "more", .fn = "tb.echo", .arg = "m", .len = 1};
+    CHECK_EQ(weft_broker_submit(b, &more, 1), 0);
+    CHECK_EQ(weft_broker_wait(b, 4, -1), 0);
+    res = result_of(b, "more");
+    CHECK_EQ(res.state, WEFT_BROKER_DONE);
+    weft_broker_result_free(&res);
+    worker_stop(w);
+    CHECK_EQ(count_events(b, "hang", WEFT_BROKER_CANCELLED), 1);
+    CHECK_EQ(count_events(b, "hang", WEFT_BROKER_RUNNING), 1);
+    uint64_t sub = 0, fin = 0;
+    CHECK_EQ(weft_broker_counts(b, &sub, &fin), 0);
+    CHECK_EQ(sub, 4);
+    CHECK_EQ(fin, 4);
     weft_broker_destroy(b);
     redis_stop(&r);
 }
