@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <weft/broker.h>
 #include <weft/err.h>
 #include <weft/hash.h>
@@ -31,13 +32,23 @@ static int quote(weft_buf_t *b, const char *s)
     return rc ? rc : weft_buf_append(b, "'", 1);
 }
 
-/* The command a worker runs for job j: its directory and environment, then the command. */
+/* The command a worker runs for job j: its directory and environment, then the command. A
+ * relative cwd (the job file's directory named relative to here) is made absolute: the worker
+ * runs elsewhere, so it would be relative to the worker's directory (same path on every machine:
+ * a shared or copied directory). */
 static int remote_command(const struct job *j, weft_buf_t *b)
 {
     int rc = 0;
     if (j->cwd) {
         rc = weft_buf_append(b, "cd ", 3);
-        if (rc == 0) rc = quote(b, j->cwd);
+        char here[4096], *abs = NULL;
+        if (j->cwd[0] != '/' && getcwd(here, sizeof here)) {
+            size_t l = strlen(here) + strlen(j->cwd) + 2;
+            if (!(abs = malloc(l))) return -ENOMEM;
+            snprintf(abs, l, "%s/%s", here, j->cwd);
+        }
+        if (rc == 0) rc = quote(b, abs ? abs : j->cwd);
+        free(abs);
         if (rc == 0) rc = weft_buf_append(b, " || exit 126; ", 14);
     }
     for (size_t e = 0; rc == 0 && e < j->nenv; e++) {
