@@ -97,6 +97,9 @@ int main(int argc, char **argv)
     const char *ws = getenv("WEFT_BENCH_WORKERS");
     int nworkers = ws ? atoi(ws) : 2;
     if (nworkers < 1 || nworkers > 64) nworkers = 2;
+    /* WEFT_BENCH_ONLY=round-trip|batched: that mode alone, no peers (for profiling). */
+    const char *only = getenv("WEFT_BENCH_ONLY");
+    if (only) return run(url, only, n, nworkers) > 0 ? 0 : 1;
     double rt = run(url, "round-trip", n, nworkers);
     double batched = run(url, "batched", n, nworkers);
     /* Peers on the same Redis (bench/dist_peer.py: python3-rq, python3-celery), fewer tasks:

@@ -300,6 +300,66 @@ TEST_T(one_task_value_and_errors, 60)
     redis_stop(&r);
 }
 
+/* Submit goes in windows of tasks, one script each: dependencies across windows of one call,
+ * an unknown dependency stops the call after the tasks before it (which stay submitted). */
+TEST_T(submit_windows_and_unknown_dependency, 60)
+{
+    redis_t r;
+    redis_start(&r);
+    weft_broker_t *b;
+    connect_fresh(&r, &b, NULL);
+    enum { N = 700 };
+    static char ids[N][16];
+    static const char *deps[N];
+    weft_broker_task_t t[N];
+    for (int i = 0; i < N; i++) {
+        snprintf(ids[i], sizeof ids[i], "w%d", i);
+        t[i] = (weft_broker_task_t){.id = ids[i], .cmd = "true"};
+        if (i > 0) {
+            deps[i] = ids[i * 7 / 11]; /* earlier, often in an earlier window */
+            t[i].deps = &deps[i];
+            t[i].ndeps = 1;
+        }
+    }
+    CHECK_EQ(weft_broker_submit(b, t, N), 0);
+    uint64_t sub = 0, fin = 0;
+    CHECK_EQ(weft_broker_counts(b, &sub, &fin), 0);
+    CHECK_EQ(sub, N);
+    CHECK_EQ(fin, 0);
+    weft_broker_result_t res = result_of(b, "w0");
+    CHECK_EQ(res.state, WEFT_BROKER_QUEUED);
+    weft_broker_result_free(&res);
+    res = result_of(b, ids[N - 1]);
+    CHECK_EQ(res.state, WEFT_BROKER_WAITING);
+    weft_broker_result_free(&res);
+    weft_broker_task_t two[] = {
+        {.id = "w700", .cmd = "true"}, /* submitted */
+        {.id = "o2", .cmd = "true", .deps = (const char *[]){"zz"}, .ndeps = 1},
+        {.id = "p3", .cmd = "true"}, /* not: after the error */
+    };
+    CHECK_EQ(weft_broker_submit(b, two, 3), -ENOENT);
+    CHECK_EQ(weft_broker_counts(b, &sub, NULL), 0);
+    CHECK_EQ(sub, N + 1);
+    res = result_of(b, "w700");
+    CHECK_EQ(res.state, WEFT_BROKER_QUEUED);
+    weft_broker_result_free(&res);
+    res = result_of(b, "o2");
+    CHECK_EQ(res.state, WEFT_BROKER_UNKNOWN);
+    weft_broker_result_free(&res);
+    res = result_of(b, "p3");
+    CHECK_EQ(res.state, WEFT_BROKER_UNKNOWN);
+    weft_broker_result_free(&res);
+    weft_broker_worker_opts_t o = {.procs = -1, .threads = 2};
+    pid_t w = worker_start(&r, "w1", &o, NULL);
+    CHECK_EQ(weft_broker_wait(b, N + 1, -1), 0);
+    worker_stop(w);
+    CHECK_EQ(weft_broker_counts(b, &sub, &fin), 0);
+    CHECK_EQ(fin, N + 1);
+    check_recorded_once(b, N + 1, 'w');
+    weft_broker_destroy(b);
+    redis_stop(&r);
+}
+
 TEST_T(retry_with_backoff, 60)
 {
     redis_t r;
