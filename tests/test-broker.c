@@ -212,6 +212,40 @@ static void check_recorded_once(weft_broker_t *b, long n, char prefix)
     CHECK_EQ(done, n);
 }
 
+/* Reads the pid a task wrote to `path`, waiting for it (bounded by the test's timeout). */
+static pid_t await_pid(weft_broker_t *b, const char *path)
+{
+    long pid = 0;
+    while (pid <= 0) {
+        FILE *f = fopen(path, "r");
+        if (f) {
+            if (fscanf(f, "%ld", &pid) != 1) pid = 0;
+            fclose(f);
+        }
+        if (pid <= 0) {
+            weft_broker_event_t ev;
+            weft_broker_events(b, "$", &ev, 1, 20);
+        }
+    }
+    return (pid_t)pid;
+}
+
+/* Counts the events of task `id` in `state`. */
+static int count_events(weft_broker_t *b, const char *id, weft_broker_state_t state)
+{
+    char after[32] = "0";
+    weft_broker_event_t ev[256];
+    int n = 0;
+    for (;;) {
+        int k = weft_broker_events(b, after, ev, 256, 0);
+        CHECK(k >= 0);
+        if (k == 0) break;
+        for (int i = 0; i < k; i++) n += ev[i].state == state && strcmp(ev[i].id, id) == 0;
+        snprintf(after, sizeof after, "%s", ev[k - 1].stream_id);
+    }
+    return n;
+}
+
 static void connect_fresh(const redis_t *r, weft_broker_t **b, const weft_broker_opts_t *o)
 {
     CHECK_EQ(weft_broker_create(b, r->url, o), 0);
@@ -473,6 +507,17 @@ TEST_T(killed_worker_task_reclaimed, 120)
     CHECK_STR_EQ(res.value.data, "slept");
     weft_broker_result_free(&res);
     worker_stop(rescuer);
+    /* Started twice, recorded once; the tasks behind it once each. */
+    CHECK_EQ(count_events(b, "long", WEFT_BROKER_RUNNING), 2);
+    CHECK_EQ(count_events(b, "long", WEFT_BROKER_DONE), 1);
+    for (int i = 0; i < 20; i++) {
+        CHECK_EQ(count_events(b, ids[i], WEFT_BROKER_DONE), 1);
+        CHECK_EQ(count_events(b, ids[i], WEFT_BROKER_RUNNING), 1);
+    }
+    uint64_t sub = 0, fin = 0;
+    CHECK_EQ(weft_broker_counts(b, &sub, &fin), 0);
+    CHECK_EQ(sub, 21);
+    CHECK_EQ(fin, 21);
     weft_broker_destroy(b);
     redis_stop(&r);
 }
@@ -579,40 +624,6 @@ TEST_T(cancel_running_remote_task, 60)
     worker_stop(w);
     weft_broker_destroy(b);
     redis_stop(&r);
-}
-
-/* Reads the pid a task wrote to `path`, waiting for it (bounded by the test's timeout). */
-static pid_t await_pid(weft_broker_t *b, const char *path)
-{
-    long pid = 0;
-    while (pid <= 0) {
-        FILE *f = fopen(path, "r");
-        if (f) {
-            if (fscanf(f, "%ld", &pid) != 1) pid = 0;
-            fclose(f);
-        }
-        if (pid <= 0) {
-            weft_broker_event_t ev;
-            weft_broker_events(b, "$", &ev, 1, 20);
-        }
-    }
-    return (pid_t)pid;
-}
-
-/* Counts the events of task `id` in `state`. */
-static int count_events(weft_broker_t *b, const char *id, weft_broker_state_t state)
-{
-    char after[32] = "0";
-    weft_broker_event_t ev[256];
-    int n = 0;
-    for (;;) {
-        int k = weft_broker_events(b, after, ev, 256, 0);
-        CHECK(k >= 0);
-        if (k == 0) break;
-        for (int i = 0; i < k; i++) n += ev[i].state == state && strcmp(ev[i].id, id) == 0;
-        snprintf(after, sizeof after, "%s", ev[k - 1].stream_id);
-    }
-    return n;
 }
 
 /* Cancel reaches a registered function running in a remote worker's process pool: its process
