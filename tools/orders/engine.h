@@ -28,10 +28,11 @@ typedef struct engine_opts {
     const char *redis_url;   /* NULL: no Redis */
     const char *payment_url; /* base URL of the payment API (POST {url}/pay) */
     engine_stock_mode_t stock;
-    int intake_threads;      /* thread pool for parsing/validation; 0: 2 */
-    size_t max_live;         /* orders in flight (intake to terminal) before 503; 0: 50000 */
-    uint32_t pay_timeout_ms; /* one payment attempt; 0: 1000 */
-    uint32_t batch_max;      /* operations per group commit; 0: 512 */
+    int intake_threads;       /* thread pool for parsing/validation; 0: 2 */
+    size_t max_live;          /* orders in flight (intake to terminal) before 503; 0: 50000 */
+    uint32_t pay_timeout_ms;  /* one payment attempt; 0: 1000 */
+    uint32_t pay_concurrency; /* payment attempts in flight at once; 0: 256 (the rest wait) */
+    uint32_t batch_max;       /* operations per group commit; 0: 512 */
 } engine_opts_t;
 
 typedef struct engine_call {
@@ -75,6 +76,8 @@ typedef struct engine_gauges {
     int intake_threads;                   /* the intake pool */
     size_t intake_running, intake_queued; /* its busy workers and queue */
     size_t writer_queued, loop_queued;    /* operations waiting for the writer / loop */
+    size_t pay_running, pay_queued;       /* payment attempts in flight / waiting for a slot */
+    uint32_t pay_concurrency;             /* the bound on pay_running */
 } engine_gauges_t;
 void engine_gauges(engine_t *e, engine_gauges_t *g);
 

@@ -145,12 +145,15 @@ static int prom(const stats_view_t *v, void *arg)
     put(m, "orders_live %zu\n", m->g.live);
     head(m, "workers", "gauge", "Worker threads per pool.");
     put(m, "workers{pool=\"intake\"} %d\n", m->g.intake_threads);
+    put(m, "workers{pool=\"payment\"} %" PRIu32 "\n", m->g.pay_concurrency);
     head(m, "workers_active", "gauge", "Workers busy now, per pool.");
     put(m, "workers_active{pool=\"intake\"} %zu\n", m->g.intake_running);
+    put(m, "workers_active{pool=\"payment\"} %zu\n", m->g.pay_running);
     head(m, "queue_depth", "gauge", "Items waiting, per queue.");
     put(m, "queue_depth{queue=\"intake\"} %zu\n", m->g.intake_queued);
     put(m, "queue_depth{queue=\"writer\"} %zu\n", m->g.writer_queued);
     put(m, "queue_depth{queue=\"loop\"} %zu\n", m->g.loop_queued);
+    put(m, "queue_depth{queue=\"payment\"} %zu\n", m->g.pay_queued);
     head(m, "orders_engine_uptime_seconds", "gauge", "Seconds since the engine started.");
     put(m, "orders_engine_uptime_seconds %.3f\n", v->uptime_s);
     return m->rc;
