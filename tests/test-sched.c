@@ -773,16 +773,23 @@ static bool pid_gone(int pid)
     return false;
 }
 
+/* A CPU task that writes its worker's pid to `path` (filled in: a file in the test's directory)
+ * and hangs. */
+static weft_sched_task_t pid_then_hang_task(char *path, size_t size, uint64_t timeout_ns)
+{
+    snprintf(path, size, "%s/pid", weft_test_tmpdir());
+    return (weft_sched_task_t){.type = WEFT_SCHED_CPU,
+                               .proc_fn = "test.pid_then_hang",
+                               .proc_arg = path,
+                               .proc_len = strlen(path),
+                               .timeout_ns = timeout_ns};
+}
+
 TEST(timeout_on_processes_kills_the_worker)
 {
     weft_sched_t *s = mk(1, 1, 1, -1);
     char path[512];
-    snprintf(path, sizeof path, "%s/pid", weft_test_tmpdir());
-    weft_sched_task_t t = {.type = WEFT_SCHED_CPU,
-                           .proc_fn = "test.pid_then_hang",
-                           .proc_arg = path,
-                           .proc_len = strlen(path),
-                           .timeout_ns = 200 * MS};
+    weft_sched_task_t t = pid_then_hang_task(path, sizeof path, 200 * MS);
     weft_future_t *f;
     CHECK_EQ(weft_sched_submit(s, &t, NULL, &f), 0);
     CHECK_EQ(weft_future_wait(f, -1), 0);
@@ -816,11 +823,7 @@ TEST(cancel_running_process_task_kills_it)
 {
     weft_sched_t *s = mk(1, 1, 1, -1);
     char path[512];
-    snprintf(path, sizeof path, "%s/pid", weft_test_tmpdir());
-    weft_sched_task_t t = {.type = WEFT_SCHED_CPU,
-                           .proc_fn = "test.pid_then_hang",
-                           .proc_arg = path,
-                           .proc_len = strlen(path)};
+    weft_sched_task_t t = pid_then_hang_task(path, sizeof path, 0);
     weft_future_t *f, *fd;
     weft_sched_id_t id;
     CHECK_EQ(weft_sched_submit(s, &t, &id, &f), 0);

@@ -3,19 +3,7 @@
 # job file; the plain log names the worker of each job; a failed job is resumed from the
 # broker's state; `weft workers` lists both. Redis and the workers stop also when this fails.
 set -euo pipefail
-SRC=${WEFT_SRC:-$(cd "$(dirname "$0")/../.." && pwd)}
-WEFT=${WEFT_BIN:?set WEFT_BIN to the weft binary}
-dir=$(mktemp -d)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-  bash "$SRC/scripts/services.sh" stop "$dir"
-  rm -rf "$dir"
-}
-trap cleanup EXIT
-fail() { echo "FAIL: $*" >&2; exit 1; }
-url=$(bash "$SRC/scripts/services.sh" start redis "$dir")
+. "$(dirname "$0")/common.bash"
 cd "$dir"
 "$WEFT" worker --broker "$url" --name m1 --threads 2 2>w1.err & pids+=($!)
 "$WEFT" worker --broker "$url" --name m2 --threads 2 2>w2.err & pids+=($!)

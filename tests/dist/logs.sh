@@ -3,20 +3,7 @@
 # logs on two `weft worker`s (--save-partial) and merges the partials; the merged JSON report is
 # byte-identical to one local `weft logs --json` run over the same files.
 set -euo pipefail
-SRC=${WEFT_SRC:-$(cd "$(dirname "$0")/../.." && pwd)}
-WEFT=${WEFT_BIN:?set WEFT_BIN to the weft binary}
-case $WEFT in /*) ;; *) WEFT=$PWD/$WEFT ;; esac
-dir=$(mktemp -d)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-  bash "$SRC/scripts/services.sh" stop "$dir"
-  rm -rf "$dir"
-}
-trap cleanup EXIT
-fail() { echo "FAIL: $*" >&2; exit 1; }
-url=$(bash "$SRC/scripts/services.sh" start redis "$dir")
+. "$(dirname "$0")/common.bash"
 # The jobs call `weft`: the one under test.
 mkdir "$dir/bin"
 ln -s "$WEFT" "$dir/bin/weft"
@@ -35,7 +22,7 @@ cd "$dir"
 weft run --broker "$url" --ns logs shared/logs-on-workers.yaml >run.log ||
   fail "run: $(cat run.log)"
 grep -q 'weft run: 5 jobs: 5 ok, 0 failed' run.log || fail "summary: $(cat run.log)"
-grep -Eq 'ok       merge \(on w[12]\)' run.log || fail "merge: $(cat run.log)"
+grep -Eq 'ok       merge \([0-9.]+ s on w[12]\)' run.log || fail "merge: $(cat run.log)"
 weft logs --json shared/logs/access-{1,2,3,4}.log >local.json
 cmp local.json shared/report.json || fail "merged report differs from one local run"
 # The text report: the same but for its title line (it names the files, the merge "partials").
