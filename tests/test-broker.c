@@ -770,6 +770,52 @@ TEST_T(slow_worker_no_prefetch_inversion, 120)
     redis_stop(&r);
 }
 
+/* A worker given only the high queue takes only high-priority tasks (also when idle, blocked on
+ * its streams); the others wait for a worker of their queues. */
+TEST_T(worker_takes_only_its_queues, 60)
+{
+    redis_t r;
+    redis_start(&r);
+    weft_broker_t *b;
+    connect_fresh(&r, &b, NULL);
+    weft_broker_worker_opts_t hi = {.procs = -1, .threads = 2, .queues = 1};
+    pid_t wh = worker_start(&r, "hi", &hi, NULL);
+    char ids[30][8];
+    weft_broker_task_t t[30];
+    for (int i = 0; i < 30; i++) {
+        snprintf(ids[i], sizeof ids[i], "q%d", i);
+        t[i] = (weft_broker_task_t){.id = ids[i], .cmd = "true", .priority = i % 3 - 1};
+    }
+    CHECK_EQ(weft_broker_submit(b, t, 30), 0);
+    CHECK_EQ(weft_broker_wait(b, 10, -1), 0); /* the 10 high ones */
+    for (int i = 0; i < 30; i++)
+        if (t[i].priority > 0) {
+            weft_broker_result_t res = result_of(b, ids[i]);
+            CHECK_EQ(res.state, WEFT_BROKER_DONE);
+            CHECK_STR_EQ(res.worker, "hi");
+            weft_broker_result_free(&res);
+        } else {
+            check_state(b, ids[i], WEFT_BROKER_QUEUED);
+        }
+    weft_broker_worker_opts_t rest = {.procs = -1, .threads = 2, .queues = 6};
+    pid_t wr = worker_start(&r, "rest", &rest, NULL);
+    CHECK_EQ(weft_broker_wait(b, 30, -1), 0);
+    for (int i = 0; i < 30; i++) {
+        weft_broker_result_t res = result_of(b, ids[i]);
+        CHECK_EQ(res.state, WEFT_BROKER_DONE);
+        CHECK_STR_EQ(res.worker, t[i].priority > 0 ? "hi" : "rest");
+        weft_broker_result_free(&res);
+    }
+    worker_stop(wh);
+    worker_stop(wr);
+    weft_broker_worker_t *bad;
+    weft_broker_worker_opts_t o8 = {.queues = 8};
+    CHECK_EQ(weft_broker_worker_create(&bad, r.url, NULL, &o8), -EINVAL);
+    CHECK(bad == NULL);
+    weft_broker_destroy(b);
+    redis_stop(&r);
+}
+
 /* One completion queues two dependents in two bands within one script, so both entries get
  * the same id (ids are per stream). The worker must run both (it once took the second for one
  * it already ran, and only the lease brought it back: with a long lease, never in time). */

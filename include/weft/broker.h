@@ -187,6 +187,10 @@ typedef struct weft_broker_worker_opts {
                               live workers refresh theirs every heartbeat; 0: 5000 */
     uint64_t heartbeat_ms; /* 0: lease_ms / 5 */
     int batch;             /* at most this many entries per read (COUNT); 0: 128 */
+    unsigned queues;       /* the priority bands (queues) it takes new tasks from: bit 0 high
+                              (priority > 0), bit 1 normal (0), bit 2 low (< 0); 0: all. A
+                              worker still finishes its own pending entries of any band, and
+                              reclaims only from its bands. */
 } weft_broker_worker_opts_t;
 
 /* Creates a worker: connects, creates the consumer group if needed and starts its local

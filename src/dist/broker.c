@@ -150,15 +150,19 @@ static const char lua_claim[] = LUA_COMMON LUA_CLAIM
     "end\n"
     "return out\n";
 
-/* ARGV: P TTL maxredeliver worker group count -> claim rows: reads up to `count` new entries,
- * highest band first, and claims them, in one round trip. */
+/* ARGV: P TTL maxredeliver worker group count bands -> claim rows: reads up to `count` new
+ * entries, highest band first, and claims them, in one round trip. `bands`: one character per band,
+ * '1' for the bands the worker takes. */
 static const char lua_fetch[] = LUA_COMMON LUA_CLAIM
     "local maxr, wk, g, want = tonumber(ARGV[3]), ARGV[4], ARGV[5], tonumber(ARGV[6])\n"
     "local out = {}\n"
     "for band = 0, 2 do\n"
     "  if want <= 0 then break end\n"
-    "  local r = redis.call('XREADGROUP', 'GROUP', g, wk, 'COUNT', want, 'STREAMS',\n"
-    "    P..':q:'..band, '>')\n"
+    "  local r = false\n"
+    "  if string.sub(ARGV[7], band + 1, band + 1) == '1' then\n"
+    "    r = redis.call('XREADGROUP', 'GROUP', g, wk, 'COUNT', want, 'STREAMS', P..':q:'..band,\n"
+    "      '>')\n"
+    "  end\n"
     "  if r then\n"
     "    for _, e in ipairs(r[1][2]) do\n"
     "      want = want - 1\n"

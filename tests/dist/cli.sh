@@ -52,6 +52,8 @@ fi
 # Usage errors.
 set +e
 "$WEFT" worker 2>err; [ $? -eq 2 ] || fail "worker without --broker"
+"$WEFT" worker --broker "$url" --queues high,urgent 2>err; [ $? -eq 2 ] || fail "bad --queues"
+grep -q "bad --queues 'high,urgent'" err || fail "bad --queues: $(cat err)"
 "$WEFT" workers --broker "redis://127.0.0.1:1" 2>err; [ $? -eq 2 ] || fail "unreachable broker"
 set -e
 echo "ok: weft worker / run --broker / workers"
