@@ -181,6 +181,15 @@ static void check_state(weft_broker_t *b, const char *id, weft_broker_state_t st
     weft_broker_result_free(&res);
 }
 
+/* Checks that task `id` is DONE, recorded by `worker`. */
+static void check_done_on(weft_broker_t *b, const char *id, const char *worker)
+{
+    weft_broker_result_t res = result_of(b, id);
+    CHECK_EQ(res.state, WEFT_BROKER_DONE);
+    CHECK_STR_EQ(res.worker, worker);
+    weft_broker_result_free(&res);
+}
+
 /* Waits until task `id` is in `state` (bounded by the test's timeout). */
 static void await_state(weft_broker_t *b, const char *id, weft_broker_state_t state)
 {
@@ -271,6 +280,15 @@ static int count_events(weft_broker_t *b, const char *id, weft_broker_state_t st
     struct match m = {id, state, 0};
     each_event(b, count_match, &m);
     return m.n;
+}
+
+/* n tasks running `true`, ids PREFIX<i>, priorities cycling through low, normal, high. */
+static void true_tasks(weft_broker_task_t *t, char (*ids)[8], int n, char prefix)
+{
+    for (int i = 0; i < n; i++) {
+        snprintf(ids[i], sizeof ids[i], "%c%d", prefix, i);
+        t[i] = (weft_broker_task_t){.id = ids[i], .cmd = "true", .priority = i % 3 - 1};
+    }
 }
 
 static void connect_fresh(const redis_t *r, weft_broker_t **b, const weft_broker_opts_t *o)
@@ -739,19 +757,13 @@ TEST_T(slow_worker_no_prefetch_inversion, 120)
     await_state(b, "long", WEFT_BROKER_RUNNING);
     char ids[40][8];
     weft_broker_task_t t[40];
-    for (int i = 0; i < 40; i++) {
-        snprintf(ids[i], sizeof ids[i], "s%d", i);
-        t[i] = (weft_broker_task_t){.id = ids[i], .cmd = "true", .priority = i % 3 - 1};
-    }
+    true_tasks(t, ids, 40, 's');
     CHECK_EQ(weft_broker_submit(b, t, 40), 0);
     weft_broker_worker_opts_t fast = {.procs = -1, .threads = 2, .lease_ms = 1000};
     pid_t wf = worker_start(&r, "fast", &fast, NULL);
     CHECK_EQ(weft_broker_wait(b, 40, -1), 0);
     for (int i = 0; i < 40; i++) {
-        weft_broker_result_t res = result_of(b, ids[i]);
-        CHECK_EQ(res.state, WEFT_BROKER_DONE);
-        CHECK_STR_EQ(res.worker, "fast");
-        weft_broker_result_free(&res);
+        check_done_on(b, ids[i], "fast");
     }
     check_state(b, "long", WEFT_BROKER_RUNNING);
     char go[600];
@@ -760,10 +772,7 @@ TEST_T(slow_worker_no_prefetch_inversion, 120)
     CHECK(f);
     fclose(f);
     CHECK_EQ(weft_broker_wait(b, 41, -1), 0);
-    weft_broker_result_t res = result_of(b, "long");
-    CHECK_EQ(res.state, WEFT_BROKER_DONE);
-    CHECK_STR_EQ(res.worker, "slow");
-    weft_broker_result_free(&res);
+    check_done_on(b, "long", "slow");
     worker_stop(ws);
     worker_stop(wf);
     weft_broker_destroy(b);
@@ -782,18 +791,12 @@ TEST_T(worker_takes_only_its_queues, 60)
     pid_t wh = worker_start(&r, "hi", &hi, NULL);
     char ids[30][8];
     weft_broker_task_t t[30];
-    for (int i = 0; i < 30; i++) {
-        snprintf(ids[i], sizeof ids[i], "q%d", i);
-        t[i] = (weft_broker_task_t){.id = ids[i], .cmd = "true", .priority = i % 3 - 1};
-    }
+    true_tasks(t, ids, 30, 'q');
     CHECK_EQ(weft_broker_submit(b, t, 30), 0);
     CHECK_EQ(weft_broker_wait(b, 10, -1), 0); /* the 10 high ones */
     for (int i = 0; i < 30; i++)
         if (t[i].priority > 0) {
-            weft_broker_result_t res = result_of(b, ids[i]);
-            CHECK_EQ(res.state, WEFT_BROKER_DONE);
-            CHECK_STR_EQ(res.worker, "hi");
-            weft_broker_result_free(&res);
+            check_done_on(b, ids[i], "hi");
         } else {
             check_state(b, ids[i], WEFT_BROKER_QUEUED);
         }
@@ -801,10 +804,7 @@ TEST_T(worker_takes_only_its_queues, 60)
     pid_t wr = worker_start(&r, "rest", &rest, NULL);
     CHECK_EQ(weft_broker_wait(b, 30, -1), 0);
     for (int i = 0; i < 30; i++) {
-        weft_broker_result_t res = result_of(b, ids[i]);
-        CHECK_EQ(res.state, WEFT_BROKER_DONE);
-        CHECK_STR_EQ(res.worker, t[i].priority > 0 ? "hi" : "rest");
-        weft_broker_result_free(&res);
+        check_done_on(b, ids[i], t[i].priority > 0 ? "hi" : "rest");
     }
     worker_stop(wh);
     worker_stop(wr);
