@@ -5,6 +5,8 @@
  *     round-trip: submit one task per call, workers read one entry per XREADGROUP (batch 1);
  *     batched:    one pipelined submit, workers read COUNT 128 and record in batches.
  * $WEFT_BENCH_WORKERS (default 2) worker processes, each with one process worker.
+ * Then reclaim: 5 times, a worker that holds a task is killed (SIGKILL) while another idles;
+ * prints how long until the other runs it, against the lease (1 s; the bound is 2 x lease).
  * Prints "dist <mode> N tasks: T s, R tasks/s", then runs the peers on the same Redis
  * (bench/dist_peer.py: RQ and Celery, N/10 tasks) and prints the ratios. */
 #include <signal.h>
@@ -26,6 +28,14 @@ static int pf_noop(const void *arg, size_t len, weft_buf_t *out)
 }
 WEFT_PROCPOOL_FN("bench.noop", pf_noop)
 
+static int pf_hang(const void *arg, size_t len, weft_buf_t *out)
+{
+    (void)arg, (void)len, (void)out;
+    for (;;) pause();
+    return 0;
+}
+WEFT_PROCPOOL_FN("bench.hang", pf_hang)
+
 static weft_broker_worker_t *g_w;
 static void on_term(int sig)
 {
@@ -33,15 +43,19 @@ static void on_term(int sig)
     weft_broker_worker_stop(g_w);
 }
 
-static pid_t worker(const char *url, const char *ns, int batch, int slots, int i)
+static pid_t worker(const char *url, const char *ns, int batch, int slots, int i, uint64_t lease_ms)
 {
     pid_t pid = fork();
     if (pid != 0) return pid;
     char name[32];
     snprintf(name, sizeof name, "bench%d", i);
     weft_broker_opts_t bo = {.ns = ns};
-    weft_broker_worker_opts_t wo = {
-        .name = name, .procs = 1, .threads = 1, .slots = slots, .batch = batch};
+    weft_broker_worker_opts_t wo = {.name = name,
+                                    .procs = 1,
+                                    .threads = 1,
+                                    .slots = slots,
+                                    .batch = batch,
+                                    .lease_ms = lease_ms};
     if (weft_broker_worker_create(&g_w, url, &bo, &wo) != 0) _exit(2);
     signal(SIGTERM, on_term);
     weft_broker_worker_run(g_w);
@@ -59,7 +73,7 @@ static double run(const char *url, const char *mode, long n, int nworkers)
         exit(1);
     }
     pid_t w[64];
-    for (int i = 0; i < nworkers; i++) w[i] = worker(url, mode, rt ? 1 : 128, rt ? 1 : 256, i);
+    for (int i = 0; i < nworkers; i++) w[i] = worker(url, mode, rt ? 1 : 128, rt ? 1 : 256, i, 0);
     char(*ids)[24] = malloc((size_t)n * sizeof *ids);
     weft_broker_task_t *t = calloc((size_t)n, sizeof *t);
     for (long i = 0; i < n; i++) {
@@ -72,6 +86,7 @@ static double run(const char *url, const char *mode, long n, int nworkers)
     } else {
         weft_broker_submit(b, t, (size_t)n);
     }
+    double sub_s = (double)(weft_now_ns() - t0) / 1e9;
     weft_broker_wait(b, (uint64_t)n, -1);
     double s = (double)(weft_now_ns() - t0) / 1e9;
     for (int i = 0; i < nworkers; i++) kill(w[i], SIGTERM);
@@ -80,10 +95,70 @@ static double run(const char *url, const char *mode, long n, int nworkers)
     weft_broker_destroy(b);
     free(ids);
     free(t);
-    printf("dist %-10s %ld tasks, %d workers: %.3f s, %.0f tasks/s\n", mode, n, nworkers, s,
-           (double)n / s);
+    printf("dist %-10s %ld tasks, %d workers: %.3f s, %.0f tasks/s (submitting took %.3f s)\n",
+           mode, n, nworkers, s, (double)n / s, sub_s);
     fflush(stdout);
     return (double)n / s;
+}
+
+/* Waits until task `id` is RUNNING on worker `wk`; returns when it saw it (ns). */
+static uint64_t await_running_on(weft_broker_t *b, const char *id, const char *wk)
+{
+    for (;;) {
+        weft_broker_result_t r;
+        int rc = weft_broker_result(b, id, &r);
+        bool there = rc == 0 && r.state == WEFT_BROKER_RUNNING && strcmp(r.worker, wk) == 0;
+        weft_broker_result_free(&r);
+        if (rc) exit(1);
+        if (there) return weft_now_ns();
+        weft_broker_event_t ev;
+        weft_broker_events(b, "$", &ev, 1, 5);
+    }
+}
+
+/* Reclaim: a worker holding a task is killed with SIGKILL while another one idles; the time
+ * until the other one runs the task, against the lease (the issue's bound: 2 x lease). */
+static void reclaim(const char *url, uint64_t lease_ms, int reps)
+{
+    weft_broker_opts_t bo = {.ns = "reclaim"};
+    weft_broker_t *b;
+    if (weft_broker_create(&b, url, &bo) != 0) exit(1);
+    double min = 1e9, max = 0, sum = 0;
+    for (int i = 0; i < reps; i++) {
+        weft_broker_reset(b);
+        pid_t victim = worker(url, "reclaim", 1, 1, 0, lease_ms);
+        weft_broker_task_t t = {.id = "held", .fn = "bench.hang"};
+        weft_broker_submit(b, &t, 1);
+        await_running_on(b, "held", "bench0");
+        pid_t rescuer = worker(url, "reclaim", 1, 1, 1, lease_ms);
+        for (;;) { /* the rescuer is up (heartbeat written) */
+            weft_buf_t list;
+            weft_buf_init(&list, 0);
+            int live = weft_broker_workers(b, &list);
+            weft_buf_free(&list);
+            if (live >= 2) break;
+            weft_broker_event_t ev;
+            weft_broker_events(b, "$", &ev, 1, 5);
+        }
+        kill(victim, SIGKILL);
+        uint64_t t0 = weft_now_ns();
+        waitpid(victim, NULL, 0);
+        double ms = (double)(await_running_on(b, "held", "bench1") - t0) / 1e6;
+        if (ms < min) min = ms;
+        if (ms > max) max = ms;
+        sum += ms;
+        weft_broker_cancel(b, "held"); /* the rescuer kills it */
+        weft_broker_wait(b, 1, -1);
+        kill(rescuer, SIGTERM);
+        waitpid(rescuer, NULL, 0);
+    }
+    printf("dist reclaim   lease %llu ms, %d kills: taken over after %.0f - %.0f ms (mean %.0f; "
+           "%.2f - %.2f x the lease)\n",
+           (unsigned long long)lease_ms, reps, min, max, sum / reps, min / (double)lease_ms,
+           max / (double)lease_ms);
+    fflush(stdout);
+    weft_broker_reset(b);
+    weft_broker_destroy(b);
 }
 
 int main(int argc, char **argv)
@@ -97,8 +172,16 @@ int main(int argc, char **argv)
     const char *ws = getenv("WEFT_BENCH_WORKERS");
     int nworkers = ws ? atoi(ws) : 2;
     if (nworkers < 1 || nworkers > 64) nworkers = 2;
+    /* WEFT_BENCH_ONLY=round-trip|batched|reclaim: that alone, no peers (for profiling). */
+    const char *only = getenv("WEFT_BENCH_ONLY");
+    if (only && strcmp(only, "reclaim") == 0) {
+        reclaim(url, 1000, 5);
+        return 0;
+    }
+    if (only) return run(url, only, n, nworkers) > 0 ? 0 : 1;
     double rt = run(url, "round-trip", n, nworkers);
     double batched = run(url, "batched", n, nworkers);
+    reclaim(url, 1000, 5);
     /* Peers on the same Redis (bench/dist_peer.py: python3-rq, python3-celery), fewer tasks:
      * they are slow. */
     long pn = n / 10 < 500 ? 500 : n / 10;

@@ -6,7 +6,8 @@
 #
 # Rows: bench-dist round-trip (submit one task per call, workers read COUNT 1) and batched
 # (one pipelined submit, COUNT 128, completions recorded in batches), each with
-# $WEFT_BENCH_WORKERS worker processes (default 2); then redis-benchmark XADD with one request
+# $WEFT_BENCH_WORKERS worker processes (default 2); reclaim (a worker holding a task killed with
+# SIGKILL: time until another runs it, lease 1 s, 5 kills); then redis-benchmark XADD with one request
 # per round trip and pipelined by 128: no task can go through Redis faster than its XADD.
 # Peers (run by bench-dist itself, on the same Redis, N/10 tasks): RQ and Celery with its Redis
 # broker (bench/dist_peer.py; Debian's python3-rq and python3-celery, apt-get install them).

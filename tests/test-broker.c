@@ -36,6 +36,37 @@ static int pf_sleep(const void *arg, size_t len, weft_buf_t *out)
 }
 WEFT_PROCPOOL_FN("tb.sleep", pf_sleep)
 
+/* Writes its pid to the file named by its argument, then hangs. */
+static int pf_pid_hang(const void *arg, size_t len, weft_buf_t *out)
+{
+    (void)out;
+    char path[600], tmp[610];
+    snprintf(path, sizeof path, "%.*s", (int)len, (const char *)arg);
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *f = fopen(tmp, "w");
+    if (f) {
+        fprintf(f, "%d\n", (int)getpid());
+        fclose(f);
+        rename(tmp, path);
+    }
+    for (;;) pause();
+    return 0;
+}
+WEFT_PROCPOOL_FN("tb.pid_hang", pf_pid_hang)
+
+/* Waits until the file named by its argument exists. */
+static int pf_gate(const void *arg, size_t len, weft_buf_t *out)
+{
+    char path[600];
+    snprintf(path, sizeof path, "%.*s", (int)len, (const char *)arg);
+    while (access(path, F_OK) != 0) {
+        struct timespec ts = {0, 5 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    return weft_buf_append(out, "opened", 6);
+}
+WEFT_PROCPOOL_FN("tb.gate", pf_gate)
+
 /* ---- Redis, stopped also when the test fails ---- */
 
 typedef struct redis {
@@ -142,6 +173,23 @@ static weft_broker_result_t result_of(weft_broker_t *b, const char *id)
     return res;
 }
 
+/* Checks that task `id` is in `state`. */
+static void check_state(weft_broker_t *b, const char *id, weft_broker_state_t state)
+{
+    weft_broker_result_t res = result_of(b, id);
+    CHECK_MSG(res.state == state, "task %s in state %d, not %d", id, (int)res.state, (int)state);
+    weft_broker_result_free(&res);
+}
+
+/* Checks that task `id` is DONE, recorded by `worker`. */
+static void check_done_on(weft_broker_t *b, const char *id, const char *worker)
+{
+    weft_broker_result_t res = result_of(b, id);
+    CHECK_EQ(res.state, WEFT_BROKER_DONE);
+    CHECK_STR_EQ(res.worker, worker);
+    weft_broker_result_free(&res);
+}
+
 /* Waits until task `id` is in `state` (bounded by the test's timeout). */
 static void await_state(weft_broker_t *b, const char *id, weft_broker_state_t state)
 {
@@ -154,31 +202,93 @@ static void await_state(weft_broker_t *b, const char *id, weft_broker_state_t st
     }
 }
 
-/* Counts the DONE events per task (they must be exactly one each) and checks the totals. */
-static void check_recorded_once(weft_broker_t *b, long n, char prefix)
+/* Calls fn for every event of the namespace's event stream, oldest first. */
+static void each_event(weft_broker_t *b, void (*fn)(const weft_broker_event_t *, void *), void *ctx)
 {
-    unsigned char *seen = calloc((size_t)n, 1);
-    CHECK(seen);
     char after[32] = "0";
     weft_broker_event_t ev[256];
-    long done = 0;
     for (;;) {
         int k = weft_broker_events(b, after, ev, 256, 0);
         CHECK(k >= 0);
         if (k == 0) break;
-        for (int i = 0; i < k; i++) {
-            if (ev[i].state != WEFT_BROKER_DONE) continue;
-            CHECK(ev[i].id[0] == prefix);
-            long idx = strtol(ev[i].id + 1, NULL, 10);
-            CHECK(idx >= 0 && idx < n);
-            CHECK_MSG(seen[idx] == 0, "task %s recorded twice", ev[i].id);
-            seen[idx] = 1;
-            done++;
-        }
+        for (int i = 0; i < k; i++) fn(&ev[i], ctx);
         snprintf(after, sizeof after, "%s", ev[k - 1].stream_id);
     }
-    free(seen);
-    CHECK_EQ(done, n);
+}
+
+struct once {
+    unsigned char *seen;
+    long n, done;
+    char prefix;
+};
+
+static void count_done(const weft_broker_event_t *ev, void *ctx)
+{
+    struct once *o = ctx;
+    if (ev->state != WEFT_BROKER_DONE) return;
+    CHECK(ev->id[0] == o->prefix);
+    long idx = strtol(ev->id + 1, NULL, 10);
+    CHECK(idx >= 0 && idx < o->n);
+    CHECK_MSG(o->seen[idx] == 0, "task %s recorded twice", ev->id);
+    o->seen[idx] = 1;
+    o->done++;
+}
+
+/* Counts the DONE events per task (they must be exactly one each) and checks the totals. */
+static void check_recorded_once(weft_broker_t *b, long n, char prefix)
+{
+    struct once o = {calloc((size_t)n, 1), n, 0, prefix};
+    CHECK(o.seen);
+    each_event(b, count_done, &o);
+    free(o.seen);
+    CHECK_EQ(o.done, n);
+}
+
+/* Reads the pid a task wrote to `path`, waiting for it (bounded by the test's timeout). */
+static pid_t await_pid(weft_broker_t *b, const char *path)
+{
+    long pid = 0;
+    while (pid <= 0) {
+        FILE *f = fopen(path, "r");
+        if (f) {
+            if (fscanf(f, "%ld", &pid) != 1) pid = 0;
+            fclose(f);
+        }
+        if (pid <= 0) {
+            weft_broker_event_t ev;
+            weft_broker_events(b, "$", &ev, 1, 20);
+        }
+    }
+    return (pid_t)pid;
+}
+
+struct match {
+    const char *id;
+    weft_broker_state_t state;
+    int n;
+};
+
+static void count_match(const weft_broker_event_t *ev, void *ctx)
+{
+    struct match *m = ctx;
+    m->n += ev->state == m->state && strcmp(ev->id, m->id) == 0;
+}
+
+/* Counts the events of task `id` in `state`. */
+static int count_events(weft_broker_t *b, const char *id, weft_broker_state_t state)
+{
+    struct match m = {id, state, 0};
+    each_event(b, count_match, &m);
+    return m.n;
+}
+
+/* n tasks running `true`, ids PREFIX<i>, priorities cycling through low, normal, high. */
+static void true_tasks(weft_broker_task_t *t, char (*ids)[8], int n, char prefix)
+{
+    for (int i = 0; i < n; i++) {
+        snprintf(ids[i], sizeof ids[i], "%c%d", prefix, i);
+        t[i] = (weft_broker_task_t){.id = ids[i], .cmd = "true", .priority = i % 3 - 1};
+    }
 }
 
 static void connect_fresh(const redis_t *r, weft_broker_t **b, const weft_broker_opts_t *o)
@@ -249,22 +359,68 @@ TEST_T(one_task_value_and_errors, 60)
     CHECK_EQ(res.state, WEFT_BROKER_FAILED);
     CHECK_EQ(res.status, WEFT_ENOFUNC);
     weft_broker_result_free(&res);
-    res = result_of(b, "nope");
-    CHECK_EQ(res.state, WEFT_BROKER_UNKNOWN);
-    weft_broker_result_free(&res);
+    check_state(b, "nope", WEFT_BROKER_UNKNOWN);
     /* Resume: b and c run again; b fails again the same way, a is not rerun. */
     const char *ids[] = {"a", "b", "c"};
     CHECK_EQ(weft_broker_resume(b, ids, 3), 2);
     CHECK_EQ(weft_broker_wait(b, 4, -1), 0);
-    res = result_of(b, "c");
-    CHECK_EQ(res.state, WEFT_BROKER_SKIPPED);
-    weft_broker_result_free(&res);
+    check_state(b, "c", WEFT_BROKER_SKIPPED);
     weft_buf_t list;
     weft_buf_init(&list, 0);
     CHECK_EQ(weft_broker_workers(b, &list), 1);
     CHECK(strstr(list.data, "w1") != NULL);
     weft_buf_free(&list);
     worker_stop(w);
+    weft_broker_destroy(b);
+    redis_stop(&r);
+}
+
+/* Submit goes in windows of tasks, one script each: dependencies across windows of one call,
+ * an unknown dependency stops the call after the tasks before it (which stay submitted). */
+TEST_T(submit_windows_and_unknown_dependency, 60)
+{
+    redis_t r;
+    redis_start(&r);
+    weft_broker_t *b;
+    connect_fresh(&r, &b, NULL);
+    enum { N = 700 };
+    static char ids[N][16];
+    static const char *deps[N];
+    weft_broker_task_t t[N];
+    for (int i = 0; i < N; i++) {
+        snprintf(ids[i], sizeof ids[i], "w%d", i);
+        t[i] = (weft_broker_task_t){.id = ids[i], .fn = "tb.echo", .arg = "e", .len = 1};
+        if (i > 0) {
+            deps[i] = ids[i * 7 / 11]; /* earlier, often in an earlier window */
+            t[i].deps = &deps[i];
+            t[i].ndeps = 1;
+        }
+    }
+    CHECK_EQ(weft_broker_submit(b, t, N), 0);
+    uint64_t sub = 0, fin = 0;
+    CHECK_EQ(weft_broker_counts(b, &sub, &fin), 0);
+    CHECK_EQ(sub, N);
+    CHECK_EQ(fin, 0);
+    check_state(b, "w0", WEFT_BROKER_QUEUED);
+    check_state(b, ids[N - 1], WEFT_BROKER_WAITING);
+    weft_broker_task_t two[] = {
+        {.id = "w700", .cmd = "true"}, /* submitted */
+        {.id = "o2", .cmd = "true", .deps = (const char *[]){"zz"}, .ndeps = 1},
+        {.id = "p3", .cmd = "true"}, /* not: after the error */
+    };
+    CHECK_EQ(weft_broker_submit(b, two, 3), -ENOENT);
+    CHECK_EQ(weft_broker_counts(b, &sub, NULL), 0);
+    CHECK_EQ(sub, N + 1);
+    check_state(b, "w700", WEFT_BROKER_QUEUED);
+    check_state(b, "o2", WEFT_BROKER_UNKNOWN);
+    check_state(b, "p3", WEFT_BROKER_UNKNOWN);
+    weft_broker_worker_opts_t o = {.procs = 1, .threads = 2, .slots = 16};
+    pid_t w = worker_start(&r, "w1", &o, NULL);
+    CHECK_EQ(weft_broker_wait(b, N + 1, -1), 0);
+    worker_stop(w);
+    CHECK_EQ(weft_broker_counts(b, &sub, &fin), 0);
+    CHECK_EQ(fin, N + 1);
+    check_recorded_once(b, N + 1, 'w');
     weft_broker_destroy(b);
     redis_stop(&r);
 }
@@ -382,6 +538,17 @@ TEST_T(killed_worker_task_reclaimed, 120)
     CHECK_STR_EQ(res.value.data, "slept");
     weft_broker_result_free(&res);
     worker_stop(rescuer);
+    /* Started twice, recorded once; the tasks behind it once each. */
+    CHECK_EQ(count_events(b, "long", WEFT_BROKER_RUNNING), 2);
+    CHECK_EQ(count_events(b, "long", WEFT_BROKER_DONE), 1);
+    for (int i = 0; i < 20; i++) {
+        CHECK_EQ(count_events(b, ids[i], WEFT_BROKER_DONE), 1);
+        CHECK_EQ(count_events(b, ids[i], WEFT_BROKER_RUNNING), 1);
+    }
+    uint64_t sub = 0, fin = 0;
+    CHECK_EQ(weft_broker_counts(b, &sub, &fin), 0);
+    CHECK_EQ(sub, 21);
+    CHECK_EQ(fin, 21);
     weft_broker_destroy(b);
     redis_stop(&r);
 }
@@ -429,12 +596,8 @@ TEST_T(poison_task_dead_lettered, 120)
     CHECK_EQ(res.deliveries, 4); /* 1 attempt + 2 redeliveries, the 4th goes to dead letter */
     CHECK(strstr(res.error.data, "dead-lettered") != NULL);
     weft_broker_result_free(&res);
-    res = result_of(b, "after");
-    CHECK_EQ(res.state, WEFT_BROKER_SKIPPED);
-    weft_broker_result_free(&res);
-    res = result_of(b, "fine");
-    CHECK_EQ(res.state, WEFT_BROKER_DONE);
-    weft_broker_result_free(&res);
+    check_state(b, "after", WEFT_BROKER_SKIPPED);
+    check_state(b, "fine", WEFT_BROKER_DONE);
     uint64_t dead = 0;
     CHECK_EQ(weft_broker_dead_count(b, &dead), 0);
     CHECK_EQ(dead, 1);
@@ -442,50 +605,87 @@ TEST_T(poison_task_dead_lettered, 120)
     redis_stop(&r);
 }
 
-/* Cancel reaches a task running on a remote worker: its process is killed. */
-TEST_T(cancel_running_remote_task, 60)
+/* Cancel reaches tasks running on a remote worker and kills them: a shell command (its process
+ * group) and a registered function in the worker's process pool (its process worker). Each is
+ * recorded CANCELLED once (no retry although it had attempts left), its dependent is skipped, and
+ * the task running beside them in the same worker is not disturbed. */
+TEST_T(cancel_running_remote_tasks, 60)
 {
     redis_t r;
     redis_start(&r);
     weft_broker_t *b;
     connect_fresh(&r, &b, NULL);
-    char cmd[2000], pidfile[600];
-    snprintf(pidfile, sizeof pidfile, "%s/pid", r.dir);
-    snprintf(cmd, sizeof cmd, "echo $$ > %s.tmp && mv %s.tmp %s && exec sleep 60", pidfile, pidfile,
-             pidfile);
+    char cmd[2000], cmdpid[600], pidfile[600], gate[600];
+    snprintf(cmdpid, sizeof cmdpid, "%s/pid", r.dir);
+    snprintf(cmd, sizeof cmd, "echo $$ > %s.tmp && mv %s.tmp %s && exec sleep 60", cmdpid, cmdpid,
+             cmdpid);
+    snprintf(pidfile, sizeof pidfile, "%s/fnpid", r.dir);
+    snprintf(gate, sizeof gate, "%s/gate", r.dir);
     weft_broker_task_t t[] = {
+        {.id = "hang", .fn = "tb.pid_hang", .arg = pidfile, .len = strlen(pidfile), .attempts = 3},
+        {.id = "dep",
+         .fn = "tb.echo",
+         .arg = "d",
+         .len = 1,
+         .deps = (const char *[]){"hang"},
+         .ndeps = 1},
+        {.id = "beside", .fn = "tb.gate", .arg = gate, .len = strlen(gate)},
         {.id = "sleeper", .cmd = cmd, .attempts = 3},
-        {.id = "dep", .cmd = "true", .deps = (const char *[]){"sleeper"}, .ndeps = 1},
+        {.id = "cdep", .cmd = "true", .deps = (const char *[]){"sleeper"}, .ndeps = 1},
     };
-    CHECK_EQ(weft_broker_submit(b, t, 2), 0);
-    weft_broker_worker_opts_t o = {.procs = -1, .threads = 1, .lease_ms = 500};
+    CHECK_EQ(weft_broker_submit(b, t, 5), 0);
+    weft_broker_worker_opts_t o = {.procs = 2, .threads = 1, .slots = 4, .lease_ms = 500};
     pid_t w = worker_start(&r, "w1", &o, NULL);
-    long pid = 0;
-    while (pid <= 0) {
-        FILE *f = fopen(pidfile, "r");
-        if (f) {
-            if (fscanf(f, "%ld", &pid) != 1) pid = 0;
-            fclose(f);
-        }
-        if (pid <= 0) {
-            weft_broker_event_t ev;
-            weft_broker_events(b, "$", &ev, 1, 20);
-        }
-    }
-    CHECK_EQ(kill((pid_t)pid, 0), 0);
+    pid_t pid = await_pid(b, pidfile);
+    CHECK_EQ(kill(pid, 0), 0);
+    pid_t cpid = await_pid(b, cmdpid);
+    CHECK_EQ(kill(cpid, 0), 0);
+    await_state(b, "beside", WEFT_BROKER_RUNNING);
     CHECK_EQ(weft_broker_cancel(b, "sleeper"), 0);
-    CHECK_EQ(weft_broker_wait(b, 2, -1), 0);
-    weft_broker_result_t res = result_of(b, "sleeper");
-    CHECK_EQ(res.state, WEFT_BROKER_CANCELLED);
-    weft_broker_result_free(&res);
-    res = result_of(b, "dep");
-    CHECK_EQ(res.state, WEFT_BROKER_SKIPPED);
-    weft_broker_result_free(&res);
+    await_state(b, "sleeper", WEFT_BROKER_CANCELLED);
+    /* The command was reaped by the worker when it recorded the cancel. */
+    CHECK(kill(cpid, 0) < 0 && errno == ESRCH);
     CHECK_EQ(weft_broker_cancel(b, "sleeper"), -EALREADY);
     CHECK_EQ(weft_broker_cancel(b, "nosuch"), -ENOENT);
-    /* The command was reaped by the worker when it recorded the cancel. */
-    CHECK(kill((pid_t)pid, 0) < 0 && errno == ESRCH);
+    CHECK_EQ(weft_broker_cancel(b, "hang"), 0);
+    await_state(b, "hang", WEFT_BROKER_CANCELLED);
+    /* The process worker that ran it is killed and reaped (by the worker's process pool). */
+    while (kill(pid, 0) == 0) {
+        weft_broker_event_t ev;
+        weft_broker_events(b, "$", &ev, 1, 20);
+    }
+    CHECK_EQ(errno, ESRCH);
+    weft_broker_result_t res = result_of(b, "hang");
+    CHECK_EQ(res.status, -ECANCELED);
+    CHECK_EQ(res.deliveries, 1);
+    CHECK_STR_EQ(res.worker, "w1");
+    weft_broker_result_free(&res);
+    check_state(b, "beside", WEFT_BROKER_RUNNING);
+    FILE *f = fopen(gate, "w");
+    CHECK(f);
+    fclose(f);
+    CHECK_EQ(weft_broker_wait(b, 5, -1), 0);
+    res = result_of(b, "beside");
+    CHECK_EQ(res.state, WEFT_BROKER_DONE);
+    CHECK_EQ(res.deliveries, 1);
+    CHECK_STR_EQ(res.value.data, "opened");
+    weft_broker_result_free(&res);
+    check_state(b, "dep", WEFT_BROKER_SKIPPED);
+    check_state(b, "cdep", WEFT_BROKER_SKIPPED);
+    /* The worker goes on with a replacement process. */
+    weft_broker_task_t more = {.id = "more", .fn = "tb.echo", .arg = "m", .len = 1};
+    CHECK_EQ(weft_broker_submit(b, &more, 1), 0);
+    CHECK_EQ(weft_broker_wait(b, 6, -1), 0);
+    check_state(b, "more", WEFT_BROKER_DONE);
     worker_stop(w);
+    CHECK_EQ(count_events(b, "hang", WEFT_BROKER_CANCELLED), 1);
+    CHECK_EQ(count_events(b, "hang", WEFT_BROKER_RUNNING), 1);
+    CHECK_EQ(count_events(b, "sleeper", WEFT_BROKER_CANCELLED), 1);
+    CHECK_EQ(count_events(b, "sleeper", WEFT_BROKER_RUNNING), 1);
+    uint64_t sub = 0, fin = 0;
+    CHECK_EQ(weft_broker_counts(b, &sub, &fin), 0);
+    CHECK_EQ(sub, 6);
+    CHECK_EQ(fin, 6);
     weft_broker_destroy(b);
     redis_stop(&r);
 }
@@ -557,35 +757,61 @@ TEST_T(slow_worker_no_prefetch_inversion, 120)
     await_state(b, "long", WEFT_BROKER_RUNNING);
     char ids[40][8];
     weft_broker_task_t t[40];
-    for (int i = 0; i < 40; i++) {
-        snprintf(ids[i], sizeof ids[i], "s%d", i);
-        t[i] = (weft_broker_task_t){.id = ids[i], .cmd = "true", .priority = i % 3 - 1};
-    }
+    true_tasks(t, ids, 40, 's');
     CHECK_EQ(weft_broker_submit(b, t, 40), 0);
     weft_broker_worker_opts_t fast = {.procs = -1, .threads = 2, .lease_ms = 1000};
     pid_t wf = worker_start(&r, "fast", &fast, NULL);
     CHECK_EQ(weft_broker_wait(b, 40, -1), 0);
     for (int i = 0; i < 40; i++) {
-        weft_broker_result_t res = result_of(b, ids[i]);
-        CHECK_EQ(res.state, WEFT_BROKER_DONE);
-        CHECK_STR_EQ(res.worker, "fast");
-        weft_broker_result_free(&res);
+        check_done_on(b, ids[i], "fast");
     }
-    weft_broker_result_t res = result_of(b, "long");
-    CHECK_EQ(res.state, WEFT_BROKER_RUNNING);
-    weft_broker_result_free(&res);
+    check_state(b, "long", WEFT_BROKER_RUNNING);
     char go[600];
     snprintf(go, sizeof go, "%s/go", r.dir);
     FILE *f = fopen(go, "w");
     CHECK(f);
     fclose(f);
     CHECK_EQ(weft_broker_wait(b, 41, -1), 0);
-    res = result_of(b, "long");
-    CHECK_EQ(res.state, WEFT_BROKER_DONE);
-    CHECK_STR_EQ(res.worker, "slow");
-    weft_broker_result_free(&res);
+    check_done_on(b, "long", "slow");
     worker_stop(ws);
     worker_stop(wf);
+    weft_broker_destroy(b);
+    redis_stop(&r);
+}
+
+/* A worker given only the high queue takes only high-priority tasks (also when idle, blocked on
+ * its streams); the others wait for a worker of their queues. */
+TEST_T(worker_takes_only_its_queues, 60)
+{
+    redis_t r;
+    redis_start(&r);
+    weft_broker_t *b;
+    connect_fresh(&r, &b, NULL);
+    weft_broker_worker_opts_t hi = {.procs = -1, .threads = 2, .queues = 1};
+    pid_t wh = worker_start(&r, "hi", &hi, NULL);
+    char ids[30][8];
+    weft_broker_task_t t[30];
+    true_tasks(t, ids, 30, 'q');
+    CHECK_EQ(weft_broker_submit(b, t, 30), 0);
+    CHECK_EQ(weft_broker_wait(b, 10, -1), 0); /* the 10 high ones */
+    for (int i = 0; i < 30; i++)
+        if (t[i].priority > 0) {
+            check_done_on(b, ids[i], "hi");
+        } else {
+            check_state(b, ids[i], WEFT_BROKER_QUEUED);
+        }
+    weft_broker_worker_opts_t rest = {.procs = -1, .threads = 2, .queues = 6};
+    pid_t wr = worker_start(&r, "rest", &rest, NULL);
+    CHECK_EQ(weft_broker_wait(b, 30, -1), 0);
+    for (int i = 0; i < 30; i++) {
+        check_done_on(b, ids[i], t[i].priority > 0 ? "hi" : "rest");
+    }
+    worker_stop(wh);
+    worker_stop(wr);
+    weft_broker_worker_t *bad;
+    weft_broker_worker_opts_t o8 = {.queues = 8};
+    CHECK_EQ(weft_broker_worker_create(&bad, r.url, NULL, &o8), -EINVAL);
+    CHECK(bad == NULL);
     weft_broker_destroy(b);
     redis_stop(&r);
 }

@@ -773,16 +773,23 @@ static bool pid_gone(int pid)
     return false;
 }
 
+/* A CPU task that writes its worker's pid to `path` (filled in: a file in the test's directory)
+ * and hangs. */
+static weft_sched_task_t pid_then_hang_task(char *path, size_t size, uint64_t timeout_ns)
+{
+    snprintf(path, size, "%s/pid", weft_test_tmpdir());
+    return (weft_sched_task_t){.type = WEFT_SCHED_CPU,
+                               .proc_fn = "test.pid_then_hang",
+                               .proc_arg = path,
+                               .proc_len = strlen(path),
+                               .timeout_ns = timeout_ns};
+}
+
 TEST(timeout_on_processes_kills_the_worker)
 {
     weft_sched_t *s = mk(1, 1, 1, -1);
     char path[512];
-    snprintf(path, sizeof path, "%s/pid", weft_test_tmpdir());
-    weft_sched_task_t t = {.type = WEFT_SCHED_CPU,
-                           .proc_fn = "test.pid_then_hang",
-                           .proc_arg = path,
-                           .proc_len = strlen(path),
-                           .timeout_ns = 200 * MS};
+    weft_sched_task_t t = pid_then_hang_task(path, sizeof path, 200 * MS);
     weft_future_t *f;
     CHECK_EQ(weft_sched_submit(s, &t, NULL, &f), 0);
     CHECK_EQ(weft_future_wait(f, -1), 0);
@@ -807,6 +814,43 @@ TEST(timeout_on_processes_kills_the_worker)
     weft_sched_stats_t st;
     weft_sched_stats(s, &st);
     CHECK_EQ(st.exec[WEFT_ROUTE_PROCS].timed_out, 1);
+    weft_sched_destroy(s);
+}
+
+/* Cancelling a running task on the processes route kills its worker (processes can be killed
+ * safely); its dependent is skipped and the pool goes on with a replacement. */
+TEST(cancel_running_process_task_kills_it)
+{
+    weft_sched_t *s = mk(1, 1, 1, -1);
+    char path[512];
+    weft_sched_task_t t = pid_then_hang_task(path, sizeof path, 0);
+    weft_future_t *f, *fd;
+    weft_sched_id_t id;
+    CHECK_EQ(weft_sched_submit(s, &t, &id, &f), 0);
+    weft_sched_task_t d = {.type = WEFT_SCHED_CPU, .proc_fn = "test.burn", .deps = &id, .ndeps = 1};
+    CHECK_EQ(weft_sched_submit(s, &d, NULL, &fd), 0);
+    int pid = 0;
+    while (pid <= 0) { /* the task runs once its pid is in the file */
+        FILE *pf = fopen(path, "r");
+        if (pf) {
+            if (fscanf(pf, "%d", &pid) != 1) pid = 0;
+            fclose(pf);
+        }
+        if (pid <= 0) sleep_ms(5);
+    }
+    CHECK_EQ(weft_future_cancel(f), -EBUSY);
+    CHECK_EQ(weft_future_wait(f, -1), 0);
+    CHECK_EQ(weft_future_status(f), -ECANCELED);
+    CHECK_MSG(pid_gone(pid), "worker %d still exists (running or zombie)", pid);
+    CHECK_EQ(weft_future_wait(fd, -1), 0);
+    CHECK_EQ(weft_future_status(fd), WEFT_ESKIPPED);
+    weft_future_release(f);
+    weft_future_release(fd);
+    weft_sched_task_t b = {.type = WEFT_SCHED_CPU, .proc_fn = "test.burn"};
+    CHECK_EQ(weft_sched_submit(s, &b, NULL, &f), 0);
+    CHECK_EQ(weft_future_wait(f, -1), 0);
+    CHECK_EQ(weft_future_status(f), 0);
+    weft_future_release(f);
     weft_sched_destroy(s);
 }
 

@@ -138,9 +138,9 @@ int weft_broker_result(weft_broker_t *b, const char *id, weft_broker_result_t *o
 void weft_broker_result_free(weft_broker_result_t *r);
 
 /* Cancels task `id`: one not started yet is recorded CANCELLED at once (its dependents are
- * skipped); a running shell command is killed by its worker within a heartbeat and recorded
- * CANCELLED (a running registered function is not killed: it is recorded with its outcome, or
- * CANCELLED if it fails, see docs/distributed.md).
+ * skipped); a running one is killed by its worker within a heartbeat (a shell command: its
+ * process group; a registered function: the process-pool worker that runs it) and recorded
+ * CANCELLED once, without retry.
  * Returns 0, -ENOENT (no such task) or -EALREADY (finished). */
 int weft_broker_cancel(weft_broker_t *b, const char *id);
 
@@ -187,6 +187,10 @@ typedef struct weft_broker_worker_opts {
                               live workers refresh theirs every heartbeat; 0: 5000 */
     uint64_t heartbeat_ms; /* 0: lease_ms / 5 */
     int batch;             /* at most this many entries per read (COUNT); 0: 128 */
+    unsigned queues;       /* the priority bands (queues) it takes new tasks from: bit 0 high
+                              (priority > 0), bit 1 normal (0), bit 2 low (< 0); 0: all. A
+                              worker still finishes its own pending entries of any band, and
+                              reclaims only from its bands. */
 } weft_broker_worker_opts_t;
 
 /* Creates a worker: connects, creates the consumer group if needed and starts its local

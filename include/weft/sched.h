@@ -27,7 +27,10 @@
  * safely, so the task's cancel token is set (weft_ctx_cancelled). On the thread and loop routes
  * the timed-out attempt is then waited for: the retry (or the final -ETIMEDOUT) comes only once
  * fn has returned (or the operation called weft_sched_aop_done), so two attempts of a task never
- * run at once and DONE means that no attempt holds the task's arguments.
+ * run at once and DONE means that no attempt holds the task's arguments. Cancelling a running
+ * task's future (weft_future_cancel) works the same way within one tick, ending it with
+ * -ECANCELED: processes are killed and replaced, loop I/O is cancelled, threads get the token
+ * (weft_sched_shutdown CANCEL only requests it from running processes).
  *
  * LIFETIME (the one rule, docs/lifetime.md): what a caller hands the scheduler comes back by one
  * event, the task's future becoming DONE, which happens after the last internal user (queue,

@@ -66,70 +66,78 @@
     "  redis.call('HSET', k, 'st', 'queued')\n"                                                    \
     "  redis.call('XADD', P..':q:'..redis.call('HGET', k, 'band'), '*', 'id', id)\n"              \
     "end\n"                                                                                        \
-    "local function release_dependents(id)\n"                                                      \
-    "  for _, d in ipairs(redis.call('LRANGE', P..':d:'..id, 0, -1)) do\n"                         \
-    "    local k = P..':t:'..d\n"                                                                  \
-    "    if redis.call('HINCRBY', k, 'rem', -1) <= 0 and\n"                                        \
-    "       redis.call('HGET', k, 'st') == 'waiting' then enqueue(d) end\n"                        \
-    "  end\n"                                                                                      \
-    "end\n"                                                                                        \
     "local function terminal(st)\n"                                                                \
     "  return st == 'done' or st == 'failed' or st == 'skipped' or st == 'cancelled'\n"           \
     "end\n"
 
-/* ARGV: P TTL id fn cmd arg band att bo to ndeps deps... -> 1 new, 0 known */
+/* ARGV: P TTL n, then n tasks of (id fn cmd arg band att bo to ndeps deps...) -> the number
+ * of new tasks (known ids are left as they are). One call per window of tasks: per task one
+ * EXISTS, one HSET and the XADD that queues it. An unknown dependency ends the call with an
+ * error; the tasks before it stay submitted. */
 static const char lua_submit[] = LUA_COMMON
-    "local id = ARGV[3]\n"
-    "local k = P..':t:'..id\n"
-    "if redis.call('EXISTS', k) == 1 then return 0 end\n"
-    "local nd = tonumber(ARGV[11])\n"
-    "local rem, skip, wait = 0, false, {}\n"
-    "for i = 1, nd do\n"
-    "  local d = ARGV[11 + i]\n"
-    "  local st = redis.call('HGET', P..':t:'..d, 'st')\n"
-    "  if not st then return redis.error_reply('ENOENT dependency '..d..' of '..id) end\n"
-    "  if st == 'done' then\n"
-    "  elseif terminal(st) then skip = true\n"
-    "  else rem = rem + 1; wait[#wait + 1] = d end\n"
+    "local new, i = 0, 4\n"
+    "for _ = 1, tonumber(ARGV[3]) do\n"
+    "  local id, band, nd = ARGV[i], ARGV[i + 4], tonumber(ARGV[i + 8])\n"
+    "  local k = P..':t:'..id\n"
+    "  if redis.call('EXISTS', k) == 0 then\n"
+    "    local rem, skip, wait = 0, false, {}\n"
+    "    for x = 1, nd do\n"
+    "      local d = ARGV[i + 8 + x]\n"
+    "      local st = redis.call('HGET', P..':t:'..d, 'st')\n"
+    "      if not st then\n"
+    "        if new > 0 then redis.call('INCRBY', P..':n:sub', new) end\n"
+    "        return redis.error_reply('ENOENT dependency '..d..' of '..id)\n"
+    "      end\n"
+    "      if st == 'done' then\n"
+    "      elseif terminal(st) then skip = true\n"
+    "      else rem = rem + 1; wait[#wait + 1] = d end\n"
+    "    end\n"
+    "    for _, d in ipairs(wait) do redis.call('RPUSH', P..':d:'..d, id) end\n"
+    "    local st = 'waiting'\n"
+    "    if rem == 0 and not skip then st = 'queued' end\n"
+    "    redis.call('HSET', k, 'fn', ARGV[i + 1], 'cmd', ARGV[i + 2], 'arg', ARGV[i + 3],\n"
+    "      'band', band, 'att', ARGV[i + 5], 'bo', ARGV[i + 6], 'to', ARGV[i + 7], 'rem', rem,\n"
+    "      'del', 0, 'tries', 0, 'st', st, 'status', -115, 'wk', '', 'cx', 0,\n"
+    "      'deps', table.concat(ARGV, ' ', i + 9, i + 8 + nd))\n"
+    "    new = new + 1\n"
+    "    if skip then finish(id, 'skipped', -4101, '')\n"
+    "    elseif st == 'queued' then redis.call('XADD', P..':q:'..band, '*', 'id', id) end\n"
+    "  end\n"
+    "  i = i + 9 + nd\n"
     "end\n"
-    "for _, d in ipairs(wait) do redis.call('RPUSH', P..':d:'..d, id) end\n"
-    "redis.call('HSET', k, 'fn', ARGV[4], 'cmd', ARGV[5], 'arg', ARGV[6], 'band', ARGV[7],\n"
-    "  'att', ARGV[8], 'bo', ARGV[9], 'to', ARGV[10], 'rem', rem, 'del', 0, 'tries', 0,\n"
-    "  'st', 'waiting', 'status', -115, 'wk', '', 'cx', 0,\n"
-    "  'deps', table.concat(ARGV, ' ', 12, 11 + nd))\n"
-    "redis.call('INCR', P..':n:sub')\n"
-    "if skip then finish(id, 'skipped', -4101, ''); return 1 end\n"
-    "if rem == 0 then enqueue(id) end\n"
-    "return 1\n";
+    "if new > 0 then redis.call('INCRBY', P..':n:sub', new) end\n"
+    "return new\n";
 
 /* One entry handed to worker wk: count the delivery, dead-letter it past the limit, else mark it
  * RUNNING under this entry. Returns the row the worker reads: {entry, id, action, fn, cmd, arg,
- * to, tries, att, bo, band}; action "run" or "ack" (already handled: acknowledged). */
+ * to, tries, att, bo, band}; action "run" or "ack" (already handled: acknowledged). One HMGET and
+ * one HSET per task (and the event). */
 #define LUA_CLAIM                                                                                  \
     "local function claim(band, e, id, maxr, wk, g)\n"                                            \
     "  local k = P..':t:'..id\n"                                                                  \
-    "  local st = redis.call('HGET', k, 'st')\n"                                                  \
+    "  local f = redis.call('HMGET', k, 'st', 'sid', 'del', 'att', 'fn', 'cmd', 'arg', 'to',\n"   \
+    "    'tries', 'bo')\n"                                                                        \
+    "  local st = f[1]\n"                                                                         \
     "  local act = 'ack'\n"                                                                       \
-    "  if st == 'queued' or (st == 'running' and redis.call('HGET', k, 'sid') == e) then\n"      \
-    "    local del = redis.call('HINCRBY', k, 'del', 1)\n"                                        \
-    "    local att = tonumber(redis.call('HGET', k, 'att'))\n"                                    \
+    "  if st == 'queued' or (st == 'running' and f[2] == e) then\n"                              \
+    "    local del = tonumber(f[3]) + 1\n"                                                        \
+    "    local att = tonumber(f[4])\n"                                                            \
     "    if att < 1 then att = 1 end\n"                                                           \
     "    if del > att + maxr then\n"                                                              \
     "      redis.call('XADD', P..':dead', '*', 'id', id, 'deliveries', del, 'worker', wk,\n"     \
     "        'err', redis.call('HGET', k, 'err') or 'its workers died')\n"                        \
-    "      redis.call('HSET', k, 'err', 'dead-lettered after '..del..' deliveries')\n"            \
+    "      redis.call('HSET', k, 'del', del, 'err', 'dead-lettered after '..del..' deliveries')\n"\
     "      finish(id, 'failed', -4100, wk)\n"                                                     \
     "      skip_dependents(id)\n"                                                                 \
     "    else\n"                                                                                  \
     "      act = 'run'\n"                                                                         \
-    "      redis.call('HSET', k, 'st', 'running', 'wk', wk, 'sid', e)\n"                          \
-    "      ev(id, 'running', wk, 0, redis.call('HGET', k, 'tries'))\n"                            \
+    "      redis.call('HSET', k, 'st', 'running', 'wk', wk, 'sid', e, 'del', del)\n"              \
+    "      ev(id, 'running', wk, 0, f[9])\n"                                                      \
     "    end\n"                                                                                   \
     "  end\n"                                                                                     \
     "  if act == 'ack' then redis.call('XACK', P..':q:'..band, g, e) end\n"                       \
-    "  local f = redis.call('HMGET', k, 'fn', 'cmd', 'arg', 'to', 'tries', 'att', 'bo')\n"        \
-    "  return {e, id, act, f[1] or '', f[2] or '', f[3] or '', f[4] or '0', f[5] or '0',\n"      \
-    "    f[6] or '0', f[7] or '0', tostring(band)}\n"                                             \
+    "  return {e, id, act, f[5] or '', f[6] or '', f[7] or '', f[8] or '0', f[9] or '0',\n"      \
+    "    f[4] or '0', f[10] or '0', tostring(band)}\n"                                            \
     "end\n"
 
 /* ARGV: P TTL maxredeliver worker group band (entry id)... -> a claim row per entry (entries
@@ -142,15 +150,19 @@ static const char lua_claim[] = LUA_COMMON LUA_CLAIM
     "end\n"
     "return out\n";
 
-/* ARGV: P TTL maxredeliver worker group count -> claim rows: reads up to `count` new entries,
- * highest band first, and claims them, in one round trip. */
+/* ARGV: P TTL maxredeliver worker group count bands -> claim rows: reads up to `count` new
+ * entries, highest band first, and claims them, in one round trip. `bands`: one character per band,
+ * '1' for the bands the worker takes. */
 static const char lua_fetch[] = LUA_COMMON LUA_CLAIM
     "local maxr, wk, g, want = tonumber(ARGV[3]), ARGV[4], ARGV[5], tonumber(ARGV[6])\n"
     "local out = {}\n"
     "for band = 0, 2 do\n"
     "  if want <= 0 then break end\n"
-    "  local r = redis.call('XREADGROUP', 'GROUP', g, wk, 'COUNT', want, 'STREAMS',\n"
-    "    P..':q:'..band, '>')\n"
+    "  local r = false\n"
+    "  if string.sub(ARGV[7], band + 1, band + 1) == '1' then\n"
+    "    r = redis.call('XREADGROUP', 'GROUP', g, wk, 'COUNT', want, 'STREAMS', P..':q:'..band,\n"
+    "      '>')\n"
+    "  end\n"
     "  if r then\n"
     "    for _, e in ipairs(r[1][2]) do\n"
     "      want = want - 1\n"
@@ -163,31 +175,49 @@ static const char lua_fetch[] = LUA_COMMON LUA_CLAIM
     "return out\n";
 
 /* ARGV: P TTL worker group (band entry id status val err delay)... -> recorded count.
- * delay < 0: do not retry; else retry after delay ms if attempts remain. */
+ * delay < 0: do not retry; else retry after delay ms if attempts remain. A success costs one
+ * HMGET, one HSET, the event, the EXPIRE and a look at its dependents; the entries are
+ * acknowledged with one XACK per band and the finished counter moves once. */
 static const char lua_complete[] = LUA_COMMON
     "local wk, g = ARGV[3], ARGV[4]\n"
-    "local n = 0\n"
-    "local now = redis.call('TIME')\n"
-    "local ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)\n"
+    "local n, fin, ms = 0, 0, nil\n"
+    "local acks = {{}, {}, {}}\n"
     "for i = 5, #ARGV, 7 do\n"
     "  local band, e, id = ARGV[i], ARGV[i + 1], ARGV[i + 2]\n"
     "  local status, val, err, delay = tonumber(ARGV[i + 3]), ARGV[i + 4], ARGV[i + 5],\n"
     "    tonumber(ARGV[i + 6])\n"
     "  local k = P..':t:'..id\n"
-    "  redis.call('XACK', P..':q:'..band, g, e)\n"
-    "  if redis.call('HGET', k, 'st') == 'running' and redis.call('HGET', k, 'sid') == e then\n"
+    "  local a = acks[tonumber(band) + 1]\n"
+    "  a[#a + 1] = e\n"
+    "  local f = redis.call('HMGET', k, 'st', 'sid', 'tries', 'att', 'cx')\n"
+    "  if f[1] == 'running' and f[2] == e then\n"
     "    n = n + 1\n"
-    "    local tries = redis.call('HINCRBY', k, 'tries', 1)\n"
+    "    local tries = tonumber(f[3]) + 1\n"
     "    if status == 0 then\n"
-    "      redis.call('HSET', k, 'val', val)\n"
-    "      finish(id, 'done', 0, wk)\n"
-    "      release_dependents(id)\n"
+    "      redis.call('HSET', k, 'val', val, 'tries', tries, 'st', 'done', 'status', 0, 'wk', wk)\n"
+    "      fin = fin + 1\n"
+    "      ev(id, 'done', wk, 0, tries)\n"
+    "      if TTL > 0 then redis.call('EXPIRE', k, TTL) end\n"
+    "      local dk = P..':d:'..id\n"
+    "      local ds = redis.call('LRANGE', dk, 0, -1)\n"
+    "      if #ds > 0 then\n"
+    "        if TTL > 0 then redis.call('EXPIRE', dk, TTL) end\n"
+    "        for _, d in ipairs(ds) do\n"
+    "          local dk2 = P..':t:'..d\n"
+    "          if redis.call('HINCRBY', dk2, 'rem', -1) <= 0 and\n"
+    "             redis.call('HGET', dk2, 'st') == 'waiting' then enqueue(d) end\n"
+    "        end\n"
+    "      end\n"
     "    else\n"
-    "      redis.call('HSET', k, 'err', err, 'val', val)\n"
-    "      if redis.call('HGET', k, 'cx') == '1' then\n"
+    "      redis.call('HSET', k, 'err', err, 'val', val, 'tries', tries)\n"
+    "      if f[5] == '1' then\n"
     "        finish(id, 'cancelled', -125, wk)\n"
     "        skip_dependents(id)\n"
-    "      elseif delay >= 0 and tries < tonumber(redis.call('HGET', k, 'att')) then\n"
+    "      elseif delay >= 0 and tries < tonumber(f[4]) then\n"
+    "        if not ms then\n"
+    "          local now = redis.call('TIME')\n"
+    "          ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)\n"
+    "        end\n"
     "        redis.call('HSET', k, 'st', 'backoff', 'status', status, 'wk', wk)\n"
     "        redis.call('ZADD', P..':delay', ms + delay, id)\n"
     "        ev(id, 'backoff', wk, status, tries)\n"
@@ -198,6 +228,10 @@ static const char lua_complete[] = LUA_COMMON
     "    end\n"
     "  end\n"
     "end\n"
+    "for b = 1, 3 do\n"
+    "  if #acks[b] > 0 then redis.call('XACK', P..':q:'..(b - 1), g, unpack(acks[b])) end\n"
+    "end\n"
+    "if fin > 0 then redis.call('INCRBY', P..':n:fin', fin) end\n"
     "return n\n";
 
 /* ARGV: P TTL id -> 0 cancelled now, 1 running (its worker will kill it), -2 unknown,
@@ -490,70 +524,57 @@ int weft_broker_submit(weft_broker_t *b, const weft_broker_task_t *tasks, size_t
     if (erc) return erc;
     for (size_t i = 0; i < n; i++)
         if (check_task(&tasks[i])) return -EINVAL;
-    /* Pipelined in windows, so that a large DAG does not buffer all its commands at once. */
-    const size_t window = 512;
-    size_t maxdeps = 0;
-    for (size_t i = 0; i < n; i++)
-        if (tasks[i].ndeps > maxdeps) maxdeps = tasks[i].ndeps;
-    size_t argc_max = 14 + maxdeps;
+    /* One script call per window: a window's tasks are submitted in one step, and a large DAG
+     * neither buffers all its commands nor holds Redis for long. */
+    const size_t window = 256;
+    size_t per_window = n < window ? n : window, maxdeps = 0; /* dependencies in a window */
+    for (size_t base = 0; base < n; base += window) {
+        size_t nd = 0;
+        for (size_t i = base; i < n && i < base + window; i++) nd += tasks[i].ndeps;
+        if (nd > maxdeps) maxdeps = nd;
+    }
+    size_t argc_max = 6 + 9 * per_window + maxdeps;
     const char **argv = weft__malloc(argc_max * sizeof *argv);
     size_t *argl = weft__malloc(argc_max * sizeof *argl);
-    if (!argv || !argl) {
-        weft__free(argv);
-        weft__free(argl);
-        return -ENOMEM;
-    }
-    int rc = 0;
+    char(*nums)[5][24] = weft__malloc(per_window * sizeof *nums + 1);
+    int rc = argv && argl && nums ? 0 : -ENOMEM;
     for (size_t base = 0; base < n && rc == 0; base += window) {
         size_t end = base + window < n ? base + window : n;
-        for (size_t i = base; i < end; i++) {
-            const weft_broker_task_t *t = &tasks[i];
-            char band[12], att[12], bo[24], to[24], nd[24];
-            snprintf(band, sizeof band, "%d", band_of(t->priority));
-            snprintf(att, sizeof att, "%d", t->attempts < 1 ? 1 : t->attempts);
-            snprintf(bo, sizeof bo, "%llu",
-                     (unsigned long long)(t->backoff_ms ? t->backoff_ms : 100));
-            snprintf(to, sizeof to, "%llu", (unsigned long long)t->timeout_ms);
-            snprintf(nd, sizeof nd, "%zu", t->ndeps);
-            size_t k = 0;
+        char count[24];
+        snprintf(count, sizeof count, "%zu", end - base);
+        size_t k = 0;
 #define ARG(s, l) (argv[k] = (s), argl[k] = (l), k++)
 #define ARGS(s) ARG((s), strlen(s))
-            ARGS("EVALSHA");
-            ARGS(b->sha[WEFT__S_SUBMIT]);
-            ARGS("0");
-            ARGS(b->prefix);
-            ARGS(b->ttl);
+        ARGS("EVALSHA");
+        ARGS(b->sha[WEFT__S_SUBMIT]);
+        ARGS("0");
+        ARGS(b->prefix);
+        ARGS(b->ttl);
+        ARGS(count);
+        for (size_t i = base; i < end; i++) {
+            const weft_broker_task_t *t = &tasks[i];
+            char(*num)[24] = nums[i - base];
+            snprintf(num[0], 24, "%d", band_of(t->priority));
+            snprintf(num[1], 24, "%d", t->attempts < 1 ? 1 : t->attempts);
+            snprintf(num[2], 24, "%llu", (unsigned long long)(t->backoff_ms ? t->backoff_ms : 100));
+            snprintf(num[3], 24, "%llu", (unsigned long long)t->timeout_ms);
+            snprintf(num[4], 24, "%zu", t->ndeps);
             ARGS(t->id);
             ARGS(t->fn ? t->fn : "");
             ARGS(t->cmd ? t->cmd : "");
             ARG(t->arg ? (const char *)t->arg : "", t->arg ? t->len : 0);
-            ARGS(band);
-            ARGS(att);
-            ARGS(bo);
-            ARGS(to);
-            ARGS(nd);
+            for (int x = 0; x < 5; x++) ARGS(num[x]);
             for (size_t d = 0; d < t->ndeps; d++) ARGS(t->deps[d]);
+        }
 #undef ARGS
 #undef ARG
-            if (redisAppendCommandArgv(b->c, (int)k, argv, argl) != REDIS_OK) {
-                rc = -ENOMEM;
-                end = i; /* read the replies of what was appended */
-                break;
-            }
-        }
-        for (size_t i = base; i < end; i++) {
-            redisReply *r = NULL;
-            if (redisGetReply(b->c, (void **)&r) != REDIS_OK) {
-                rc = weft__broker_err(b->c, NULL);
-                break;
-            }
-            int e = weft__broker_err(NULL, r);
-            if (e && rc == 0) rc = e;
-            freeReplyObject(r);
-        }
+        redisReply *r = redisCommandArgv(b->c, (int)k, argv, argl);
+        rc = weft__broker_err(b->c, r);
+        if (r) freeReplyObject(r);
     }
     weft__free(argv);
     weft__free(argl);
+    weft__free(nums);
     return rc;
 }
 

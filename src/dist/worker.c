@@ -80,6 +80,8 @@ struct weft_broker_worker {
     char autoclaim[WEFT__BROKER_BANDS][48];
     char pending[WEFT__BROKER_BANDS][48]; /* own pending list read so far; "" once drained */
     char last[48];                        /* the last entry id take() saw */
+    char bands[4];                        /* "110": '1' for each band it takes new tasks from */
+    char idle_read[320];                  /* its blocking read's streams part */
     bool reread_pending;                  /* set on (re)connecting */
 };
 
@@ -396,8 +398,8 @@ static int read_band(weft_broker_worker_t *w, int band, const char *id, int coun
 static int fetch(weft_broker_worker_t *w, int count)
 {
     redisReply *r =
-        wcmd(w, "EVALSHA %s 0 %s %s %d %s " WEFT__BROKER_GROUP " %d", w->sha[WEFT__S_FETCH],
-             w->prefix, w->ttl, w->conf.max_redeliveries, w->name, count);
+        wcmd(w, "EVALSHA %s 0 %s %s %d %s " WEFT__BROKER_GROUP " %d %s", w->sha[WEFT__S_FETCH],
+             w->prefix, w->ttl, w->conf.max_redeliveries, w->name, count, w->bands);
     if (!r) return -1;
     int got = 0;
     for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
@@ -613,6 +615,10 @@ int weft_broker_worker_create(weft_broker_worker_t **out, const char *url,
         return rc;
     }
     if (wopts) w->o = *wopts;
+    if (w->o.queues & ~7u) {
+        weft__free(w);
+        return -EINVAL;
+    }
     if (w->o.procs == 0) w->o.procs = 1;
     if (w->o.threads <= 0) w->o.threads = 4;
     if (w->o.slots <= 0) w->o.slots = (w->o.procs > 0 ? w->o.procs : 0) + w->o.threads;
@@ -652,6 +658,21 @@ int weft_broker_worker_create(weft_broker_worker_t **out, const char *url,
         strcpy(w->autoclaim[b], "0-0");
         strcpy(w->pending[b], "0");
     }
+    /* Its queues: the streams of the bands it takes new tasks from, for fetch and the blocking
+     * read ("STREAMS P:q:0 P:q:2 > >"). */
+    unsigned q = w->o.queues & 7 ? w->o.queues & 7 : 7;
+    size_t len = (size_t)snprintf(w->idle_read, sizeof w->idle_read, "STREAMS");
+    int nq = 0;
+    for (int b = 0; b < WEFT__BROKER_BANDS; b++) {
+        w->bands[b] = q & (1u << b) ? '1' : '0';
+        if (!(q & (1u << b))) continue;
+        nq++;
+        len += (size_t)snprintf(w->idle_read + len, sizeof w->idle_read - len, " %s:q:%d",
+                                w->prefix, b);
+    }
+    w->bands[WEFT__BROKER_BANDS] = 0;
+    for (int i = 0; i < nq; i++)
+        len += (size_t)snprintf(w->idle_read + len, sizeof w->idle_read - len, " >");
     pthread_mutex_init(&w->mu, NULL);
     pthread_cond_init(&w->cv, NULL);
     *out = w;
@@ -685,6 +706,7 @@ int weft_broker_worker_run(weft_broker_worker_t *w)
             if (!w->c) continue;
             free_slots = w->o.slots - w->nrunning;
             for (int b = 0; b < WEFT__BROKER_BANDS && free_slots > 0 && !stopping(w); b++) {
+                if (w->bands[b] != '1') continue; /* not its queue */
                 int got = reclaim(w, b, free_slots);
                 if (got < 0) break;
                 free_slots -= got;
@@ -735,10 +757,9 @@ int weft_broker_worker_run(weft_broker_worker_t *w)
              * one stream that got an entry; only if entries arrive in two bands between the
              * reads above and this one does it return one of each (at most 2 extra). */
             int block = (int)(w->o.heartbeat_ms < 100 ? w->o.heartbeat_ms : 100);
-            redisReply *r = wcmd(w,
-                                 "XREADGROUP GROUP " WEFT__BROKER_GROUP
-                                 " %s COUNT 1 BLOCK %d STREAMS %s:q:0 %s:q:1 %s:q:2 > > >",
-                                 w->name, block ? block : 1, w->prefix, w->prefix, w->prefix);
+            redisReply *r =
+                wcmd(w, "XREADGROUP GROUP " WEFT__BROKER_GROUP " %s COUNT 1 BLOCK %d %s", w->name,
+                     block ? block : 1, w->idle_read);
             if (!r) continue;
             for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
                 const redisReply *st = r->element[i];

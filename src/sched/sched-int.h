@@ -459,11 +459,13 @@ struct todo {
     struct att *discard;              /* abandoned attempts' results to free, via dnext */
     struct att *freelist;             /* attempts to free after delivery (launch failed) */
     struct att *loop_cancel;          /* via cnext */
-    uint32_t retire;                  /* records whose futures to settle, via rec->link */
-    uint32_t prop;                    /* retired records whose dependents to walk, via deps_left */
-    int resize[WEFT_ROUTE_COUNT];     /* new sizes, 0: none */
-    uint64_t now;                     /* ns since t0, read once per locked section; 0: not yet */
-    struct att *spare;                /* a finished attempt's memory for dispatch to reuse */
+    weft_future_t *proc_cancel[8];    /* process-pool futures to cancel (force), referenced */
+    int nproc_cancel;
+    uint32_t retire;              /* records whose futures to settle, via rec->link */
+    uint32_t prop;                /* retired records whose dependents to walk, via deps_left */
+    int resize[WEFT_ROUTE_COUNT]; /* new sizes, 0: none */
+    uint64_t now;                 /* ns since t0, read once per locked section; 0: not yet */
+    struct att *spare;            /* a finished attempt's memory for dispatch to reuse */
 };
 
 #define TODO_INIT                                                                                  \

@@ -722,6 +722,12 @@ void weft__run_todo(weft_sched_t *s, struct todo *t)
             unsettle(s, n);
             continue;
         }
+        if (t->nproc_cancel > 0) {
+            weft_future_t *f = t->proc_cancel[--t->nproc_cancel];
+            weft_procpool_cancel(s->pp, f, true); /* -EALREADY: it finished meanwhile */
+            weft_future_release(f);
+            continue;
+        }
         if (t->loop_cancel) {
             struct att *a = t->loop_cancel;
             t->loop_cancel = weft__attx(a)->cnext;

@@ -15,7 +15,10 @@
 #include <string.h>
 #include <time.h>
 
-/* Cancel requests made on user futures of running tasks reach their executors. */
+/* Cancel requests made on user futures of running tasks reach their executors: threads get the
+ * cancel token, processes are killed (weft_procpool_cancel with force), the loop's I/O gets its
+ * cancel hook. A shutdown (CANCEL) only requests it from running processes (weft run's commands
+ * then stop with SIGTERM first). */
 void weft__propagate_cancels(weft_sched_t *s, struct todo *t)
 {
     for (struct att *a = s->running; a; a = a->next) {
@@ -27,7 +30,17 @@ void weft__propagate_cancels(weft_sched_t *s, struct todo *t)
             weft__future_request_cancel(&a->cfut);
         } else if (a->route == WEFT_ROUTE_PROCS) {
             if (!a->xfut) continue;
-            weft__future_request_cancel(a->xfut);
+            if (!(a->ufut && weft_future_cancel_requested(a->ufut))) {
+                /* Shutdown (CANCEL) only: a request, as documented; the function may look. */
+                weft__future_request_cancel(a->xfut);
+            } else if (t->nproc_cancel < (int)(sizeof t->proc_cancel / sizeof *t->proc_cancel)) {
+                /* The task's own future was cancelled: a process can be killed safely.
+                 * weft_procpool_cancel(force) runs after the unlock (it completes the pool's
+                 * future, whose callback takes mu). */
+                t->proc_cancel[t->nproc_cancel++] = weft_future_retain(a->xfut);
+            } else {
+                continue; /* the list is full: next tick */
+            }
         } else {
             atomic_fetch_add_explicit(&weft__attx(a)->lrefs, 1,
                                       memory_order_relaxed); /* a is live */

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <weft/broker.h>
 #include <weft/err.h>
 #include <weft/hash.h>
@@ -31,13 +32,23 @@ static int quote(weft_buf_t *b, const char *s)
     return rc ? rc : weft_buf_append(b, "'", 1);
 }
 
-/* The command a worker runs for job j: its directory and environment, then the command. */
+/* The command a worker runs for job j: its directory and environment, then the command. A
+ * relative cwd (the job file's directory named relative to here) is made absolute: the worker
+ * runs elsewhere, so it would be relative to the worker's directory (same path on every machine:
+ * a shared or copied directory). */
 static int remote_command(const struct job *j, weft_buf_t *b)
 {
     int rc = 0;
     if (j->cwd) {
         rc = weft_buf_append(b, "cd ", 3);
-        if (rc == 0) rc = quote(b, j->cwd);
+        char here[4096], *abs = NULL;
+        if (j->cwd[0] != '/' && getcwd(here, sizeof here)) {
+            size_t l = strlen(here) + strlen(j->cwd) + 2;
+            if (!(abs = malloc(l))) return -ENOMEM;
+            snprintf(abs, l, "%s/%s", here, j->cwd);
+        }
+        if (rc == 0) rc = quote(b, abs ? abs : j->cwd);
+        free(abs);
         if (rc == 0) rc = weft_buf_append(b, " || exit 126; ", 14);
     }
     for (size_t e = 0; rc == 0 && e < j->nenv; e++) {
@@ -63,8 +74,57 @@ static double at(uint64_t t0_ms, uint64_t ms)
     return ms > t0_ms ? (double)(ms - t0_ms) / 1000.0 : 0.0;
 }
 
+/* What the live display knows of a job, from the event stream. */
+struct bjob {
+    bool running;
+    uint64_t seen_ns;  /* when its running event was read (local clock) */
+    uint64_t start_ms; /* the running event's time (Redis' clock) */
+    char worker[64];
+};
+
+/* The live display (a terminal): the local run's, with the workers in place of the pools and
+ * each running job's worker in place of its route. */
+static void draw(const struct jobfile *jf, const struct bjob *bj, const size_t *counts,
+                 size_t finished, size_t running, double t_s, int workers, int *lines)
+{
+    int rows, cols;
+    run_live_size(&rows, &cols);
+    struct live_job jobs[256];
+    char pools[160];
+    snprintf(pools, sizeof pools, "workers %d live   %zu jobs running on them", workers, running);
+    size_t n = jf->n;
+    struct live_view v = {
+        .n = n,
+        .finished = finished,
+        .ok = counts[WEFT_BROKER_DONE],
+        .failed = counts[WEFT_BROKER_FAILED],
+        .skipped = counts[WEFT_BROKER_SKIPPED] + counts[WEFT_BROKER_CANCELLED],
+        .running = running,
+        .waiting = n - finished - running,
+        .t_s = t_s,
+        .pools = pools,
+        .jobs = jobs,
+        .now_ns = weft_now_ns(),
+    };
+    size_t want = rows > 0 && (size_t)rows < 256 ? (size_t)rows : 256;
+    for (size_t i = 0; i < n && v.njobs < want; i++) {
+        if (!bj[i].running) continue;
+        const struct job *j = &jf->jobs[i];
+        struct live_job *lj = &jobs[v.njobs++];
+        memset(lj, 0, sizeof *lj);
+        lj->name = j->name;
+        lj->route = bj[i].worker;
+        lj->elapsed_s = v.now_ns > bj[i].seen_ns ? (double)(v.now_ns - bj[i].seen_ns) / 1e9 : 0;
+        uint64_t total = j->duration_ns ? j->duration_ns : j->timeout_ns;
+        lj->total_s = (double)total / 1e9;
+    }
+    run_live_clear(stderr, lines);
+    *lines = run_live_draw(stderr, &v, rows, cols);
+    fflush(stderr);
+}
+
 int run_broker(const struct jobfile *jf, const char *url, const char *ns, bool resume,
-               const char *log_dir)
+               const char *log_dir, bool tty)
 {
     size_t n = jf->n;
     for (size_t i = 0; i < n; i++)
@@ -90,8 +150,13 @@ int run_broker(const struct jobfile *jf, const char *url, const char *ns, bool r
     weft_buf_t *cmds = calloc(n, sizeof *cmds);
     bool *reported = calloc(n, sizeof *reported);
     int *starts = calloc(n, sizeof *starts);
+    struct bjob *bj = calloc(n, sizeof *bj);
     weft_htab_t byid = WEFT_HTAB_INIT;
-    if (!ids || !t || !deps || !cmds || !reported || !starts) goto out;
+    FILE *out = tty ? stderr : stdout; /* the log: above the live display on a terminal */
+    int lines = 0, workers = 0;
+    size_t running = 0;
+    uint64_t drawn_ns = 0, counted_ns = 0;
+    if (!ids || !t || !deps || !cmds || !reported || !starts || !bj) goto out;
     for (size_t i = 0; i < n; i++) {
         const struct job *j = &jf->jobs[i];
         size_t l = strlen(prefix) + strlen(j->name) + 2;
@@ -149,8 +214,8 @@ int run_broker(const struct jobfile *jf, const char *url, const char *ns, bool r
     for (size_t i = 0; i < n; i++) {
         weft_broker_result_t res;
         if (weft_broker_result(b, ids[i], &res) == 0 && res.state == WEFT_BROKER_DONE) {
-            printf("[%7.2fs] resumed  %s (succeeded in the earlier run, on %s)\n", 0.0,
-                   jf->jobs[i].name, res.worker);
+            fprintf(out, "[%7.2fs] resumed  %s (succeeded in the earlier run, on %s)\n", 0.0,
+                    jf->jobs[i].name, res.worker);
             reported[i] = true;
             finished++, resumed++;
             counts[WEFT_BROKER_DONE]++;
@@ -162,16 +227,18 @@ int run_broker(const struct jobfile *jf, const char *url, const char *ns, bool r
     while (finished < n) {
         if (stop_req && !cancelled) {
             cancelled = true;
+            if (tty) run_live_clear(stderr, &lines);
             fprintf(stderr, "weft run: interrupted: cancelling the jobs on the broker\n");
             for (size_t i = 0; i < n; i++)
                 if (!reported[i]) weft_broker_cancel(b, ids[i]);
         }
-        int k = weft_broker_events(b, after, ev, 128, 200);
+        int k = weft_broker_events(b, after, ev, 128, tty ? 100 : 200);
         if (k < 0) {
             rc = k;
             goto restore;
         }
         if (t0_ms == 0 && k > 0) t0_ms = ev[0].ms;
+        if (k > 0 && tty) run_live_clear(stderr, &lines);
         for (int e = 0; e < k; e++) {
             snprintf(after, sizeof after, "%s", ev[e].stream_id);
             const uint64_t *v =
@@ -180,15 +247,27 @@ int run_broker(const struct jobfile *jf, const char *url, const char *ns, bool r
             size_t idx = (size_t)*v;
             const struct job *j = &jf->jobs[idx];
             double ts = at(t0_ms, ev[e].ms);
+            struct bjob *x = &bj[idx];
+            if (x->running && ev[e].state != WEFT_BROKER_RUNNING) {
+                x->running = false;
+                running--;
+            }
             switch (ev[e].state) {
             case WEFT_BROKER_RUNNING:
-                printf("[%7.2fs] start    %s (%s on %s%s)\n", ts, j->name,
-                       weft_sched_type_name(j->type), ev[e].worker, starts[idx]++ ? ", again" : "");
+                if (!x->running) running++;
+                x->running = true;
+                x->seen_ns = weft_now_ns();
+                x->start_ms = ev[e].ms;
+                snprintf(x->worker, sizeof x->worker, "%s", ev[e].worker);
+                if (!tty) /* as a local run: on a terminal the display shows what runs */
+                    fprintf(out, "[%7.2fs] start    %s (%s on %s%s)\n", ts, j->name,
+                            weft_sched_type_name(j->type), ev[e].worker,
+                            starts[idx]++ ? ", again" : "");
                 break;
             case WEFT_BROKER_BACKOFF:
-                printf("[%7.2fs] retry    %s: attempt %d failed (%s); %d left\n", ts, j->name,
-                       ev[e].attempts, weft_err_name(ev[e].status),
-                       j->retries + 1 - ev[e].attempts);
+                fprintf(out, "[%7.2fs] retry    %s: attempt %d failed (%s); %d left\n", ts, j->name,
+                        ev[e].attempts, weft_err_name(ev[e].status),
+                        j->retries + 1 - ev[e].attempts);
                 break;
             case WEFT_BROKER_DONE:
             case WEFT_BROKER_FAILED:
@@ -209,19 +288,22 @@ int run_broker(const struct jobfile *jf, const char *url, const char *ns, bool r
                     }
                 }
                 if (ev[e].state == WEFT_BROKER_DONE) {
-                    printf("[%7.2fs] ok       %s (on %s%s)\n", ts, j->name, ev[e].worker,
-                           ev[e].attempts > 1 ? ", after a retry" : "");
+                    double took = x->start_ms && ev[e].ms > x->start_ms
+                                      ? (double)(ev[e].ms - x->start_ms) / 1000.0
+                                      : 0.0;
+                    fprintf(out, "[%7.2fs] ok       %s (%.2f s on %s%s)\n", ts, j->name, took,
+                            ev[e].worker, ev[e].attempts > 1 ? ", after a retry" : "");
                 } else {
                     static const char *const names[] = {[WEFT_BROKER_FAILED] = "failed",
                                                         [WEFT_BROKER_SKIPPED] = "skipped",
                                                         [WEFT_BROKER_CANCELLED] = "cancel"};
-                    printf("[%7.2fs] %-8s %s: ", ts, names[ev[e].state], j->name);
+                    fprintf(out, "[%7.2fs] %-8s %s: ", ts, names[ev[e].state], j->name);
                     const char *m = res.error.len ? res.error.data : weft_strerror(ev[e].status);
                     if (strncmp(m, "skipped: ", 9) == 0) m += 9;
-                    weft_cli_put_safe(stdout, m, 300);
-                    if (ev[e].worker[0]) printf(" (on %s)", ev[e].worker);
-                    if (ev[e].state == WEFT_BROKER_FAILED) printf(" (log: %s)", path);
-                    putchar('\n');
+                    weft_cli_put_safe(out, m, 300);
+                    if (ev[e].worker[0]) fprintf(out, " (on %s)", ev[e].worker);
+                    if (ev[e].state == WEFT_BROKER_FAILED) fprintf(out, " (log: %s)", path);
+                    fputc('\n', out);
                 }
                 weft_broker_result_free(&res);
                 break;
@@ -230,8 +312,22 @@ int run_broker(const struct jobfile *jf, const char *url, const char *ns, bool r
                 break;
             }
         }
-        fflush(stdout);
+        fflush(out);
+        uint64_t now = weft_now_ns();
+        if (tty && now - counted_ns >= 1000000000u) { /* the workers, once a second */
+            weft_buf_t list;
+            weft_buf_init(&list, 0);
+            int live = weft_broker_workers(b, &list);
+            weft_buf_free(&list);
+            if (live >= 0) workers = live;
+            counted_ns = now;
+        }
+        if (tty && finished < n && now - drawn_ns >= 100000000u) { /* 10 a second */
+            draw(jf, bj, counts, finished, running, (double)(now - t0) / 1e9, workers, &lines);
+            drawn_ns = now;
+        }
     }
+    if (tty) run_live_clear(stderr, &lines);
     double secs = (double)(weft_now_ns() - t0) / 1e9;
     size_t ok = counts[WEFT_BROKER_DONE];
     printf("weft run: %zu jobs: %zu ok", n, ok);
@@ -264,6 +360,7 @@ out:
     free(cmds);
     free(reported);
     free(starts);
+    free(bj);
     weft_broker_destroy(b);
     return exit_code;
 }

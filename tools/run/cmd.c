@@ -22,7 +22,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -64,7 +63,8 @@ static void usage(FILE *f)
            "      --stats-json F   append a JSON snapshot of the scheduler to F every second\n"
            "      --plain          line logs even on a terminal\n"
            "      --broker URL     run on `weft worker`s through Redis (redis://HOST:PORT):\n"
-           "                       shell and sleep jobs only; plain log with each job's worker;\n"
+           "                       shell and sleep jobs only; the live display or plain log\n"
+           "                       names each job's worker;\n"
            "                       --resume (any value) resumes from the broker's state\n"
            "      --ns NAME        the broker namespace the workers serve (default weft)\n"
            "  -h, --help           this text\n\n"
@@ -235,9 +235,7 @@ static bool final_state(weft_sched_state_t st)
 
 static void clear_live(struct run *r)
 {
-    if (!r->tty || r->live_lines == 0) return;
-    fprintf(stderr, "\033[%dF\033[J", r->live_lines);
-    r->live_lines = 0;
+    if (r->tty) run_live_clear(stderr, &r->live_lines);
 }
 
 /* AUTO (and MIXED) shell jobs are routed by measurement: the scheduler runs the first ones of a
@@ -446,12 +444,8 @@ static void draw_live(struct run *r)
     if (!r->tty) return;
     clear_live(r);
     refresh_states(r);
-    struct winsize ws = {0};
-    int rows = 24, cols = 100;
-    if (ioctl(STDERR_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_row > 4 && ws.ws_col > 0) {
-        rows = ws.ws_row;
-        cols = ws.ws_col;
-    }
+    int rows, cols;
+    run_live_size(&rows, &cols);
     size_t counts[WEFT_TASK_STATE_COUNT] = {0};
     for (size_t i = 0; i < r->jf.n; i++) counts[r->last[i].state]++;
     weft_sched_stats_t st;
@@ -660,7 +654,8 @@ static int cmd_run(int argc, char **argv)
     }
     weft_buf_free(&err);
     if (broker && !dry) {
-        int code = run_broker(&r.jf, broker, ns, resume_broker, log_dir);
+        bool tty = !plain && isatty(STDERR_FILENO) && getenv("WEFT_NO_PROGRESS") == NULL;
+        int code = run_broker(&r.jf, broker, ns, resume_broker, log_dir, tty);
         jobfile_free(&r.jf);
         return code;
     }

@@ -12,6 +12,8 @@
 #include "run/run.h"
 
 #include <stdio.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
 #include <string.h>
 
 #include "common/cli-int.h"
@@ -83,7 +85,7 @@ int run_live_draw(FILE *f, const struct live_view *v, int rows, int cols)
     snprintf(pools, sizeof pools,
              "processes %zu/%d busy   threads %zu/%d busy   loop %zu in flight", v->procs_busy,
              v->procs, v->threads_busy, v->threads, v->loop_busy);
-    put_ascii(f, pools, room);
+    put_ascii(f, v->pools ? v->pools : pools, room);
     fputc('\n', f);
     lines++;
     size_t slots = (size_t)(max_lines - lines), shown = v->njobs;
@@ -98,4 +100,21 @@ int run_live_draw(FILE *f, const struct live_view *v, int rows, int cols)
     }
     fputs("\033[?7h", f);
     return lines;
+}
+
+void run_live_clear(FILE *f, int *lines)
+{
+    if (*lines == 0) return;
+    fprintf(f, "\033[%dF\033[J", *lines);
+    *lines = 0;
+}
+
+void run_live_size(int *rows, int *cols)
+{
+    struct winsize ws = {0};
+    *rows = 24, *cols = 100;
+    if (ioctl(STDERR_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_row > 4 && ws.ws_col > 0) {
+        *rows = ws.ws_row;
+        *cols = ws.ws_col;
+    }
 }

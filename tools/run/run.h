@@ -104,6 +104,7 @@ struct live_view {
     double t_s;
     size_t procs_busy, threads_busy, loop_busy;
     int procs, threads;
+    const char *pools;           /* the line about the executors; NULL: the local pools' */
     const struct live_job *jobs; /* the first njobs running jobs (njobs <= running) */
     size_t njobs;
     uint64_t now_ns;
@@ -113,6 +114,13 @@ struct live_view {
  * wider than cols - 1 columns (so none wraps); running jobs beyond the screen are counted in a
  * last "+N more running" line. Returns the number of lines drawn. */
 int run_live_draw(FILE *f, const struct live_view *v, int rows, int cols);
+
+/* Erases the `*lines` lines of the live display last drawn into `f` (none: nothing), sets *lines
+ * to 0. */
+void run_live_clear(FILE *f, int *lines);
+
+/* The terminal's size (of stderr): rows x cols, 24 x 100 when unknown. */
+void run_live_size(int *rows, int *cols);
 
 /* ---- executing jobs (exec.c) ---- */
 
@@ -180,6 +188,6 @@ int run_shell(const char *command, const char *cwd, char *const *env, size_t nen
  * forgetting an earlier run of the same file, or resuming it), prints the plain log from the
  * workers' events and writes each job's output to LOG_DIR/NAME.log. Returns the exit code. */
 int run_broker(const struct jobfile *jf, const char *url, const char *ns, bool resume,
-               const char *log_dir);
+               const char *log_dir, bool tty);
 
 #endif

@@ -32,6 +32,8 @@ static void usage_worker(FILE *f)
                "  --threads N       threads for shell commands (default 4)\n"
                "  --slots N         tasks held at once (default procs + threads)\n"
                "  --lease MS        reclaim a dead worker's tasks after MS (default 5000)\n"
+               "  --queues Q[,Q]    take new tasks only from these priority queues: high\n"
+               "                    (priority > 0), normal (0), low (< 0); default all\n"
                "  -h, --help        this text\n\n"
                "Exit status: 0 stopped, 2 bad usage or broker unreachable, 3 internal error.\n");
 }
@@ -73,6 +75,23 @@ static int parse_common(int argc, char **argv, const char *cmd, const struct opt
                 return -weft_cli_usage_error(cmd, "bad --lease '%s' (10..3600000 ms)", optarg);
             wo->lease_ms = (uint64_t)v;
             break;
+        case 'q': {
+            static const char *const names[] = {"high", "normal", "low"};
+            wo->queues = 0;
+            for (const char *p = optarg; *p;) {
+                size_t l = strcspn(p, ",");
+                int b = 0;
+                while (b < 3 && !(strlen(names[b]) == l && strncmp(names[b], p, l) == 0)) b++;
+                if (b == 3)
+                    return -weft_cli_usage_error(cmd, "bad --queues '%s' (high, normal, low)",
+                                                 optarg);
+                wo->queues |= 1u << b;
+                p += l + (p[l] == ',');
+            }
+            if (!wo->queues)
+                return -weft_cli_usage_error(cmd, "bad --queues '%s' (high, normal, low)", optarg);
+            break;
+        }
         case ':':
             return -weft_cli_usage_error(cmd, "%s needs a value", argv[optind - 1]);
         default:
@@ -86,15 +105,12 @@ static int parse_common(int argc, char **argv, const char *cmd, const struct opt
 
 static int cmd_worker(int argc, char **argv)
 {
-    static const struct option longs[] = {{"help", no_argument, NULL, 'h'},
-                                          {"broker", required_argument, NULL, 'b'},
-                                          {"ns", required_argument, NULL, 'n'},
-                                          {"name", required_argument, NULL, 'N'},
-                                          {"procs", required_argument, NULL, 'p'},
-                                          {"threads", required_argument, NULL, 't'},
-                                          {"slots", required_argument, NULL, 's'},
-                                          {"lease", required_argument, NULL, 'l'},
-                                          {NULL, 0, NULL, 0}};
+    static const struct option longs[] = {
+        {"help", no_argument, NULL, 'h'},         {"broker", required_argument, NULL, 'b'},
+        {"ns", required_argument, NULL, 'n'},     {"name", required_argument, NULL, 'N'},
+        {"procs", required_argument, NULL, 'p'},  {"threads", required_argument, NULL, 't'},
+        {"slots", required_argument, NULL, 's'},  {"lease", required_argument, NULL, 'l'},
+        {"queues", required_argument, NULL, 'q'}, {NULL, 0, NULL, 0}};
     const char *broker = NULL, *ns = NULL;
     weft_broker_worker_opts_t wo = {0};
     int rc = parse_common(argc, argv, "worker", longs, &broker, &ns, &wo, usage_worker);
