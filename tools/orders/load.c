@@ -747,7 +747,8 @@ static void usage(FILE *f)
            "  --rate R             orders per second (default 1000)\n"
            "  --steps A:B:S        a step curve: A, A+S, ... B orders/s, --duration each\n"
            "                       (k suffix: 1k:12k:1k)\n"
-           "  --duration S         seconds (per step with --steps; default 10)\n"
+           "  --duration S         seconds (per step with --steps; default 10); 0 with --stock:\n"
+           "                       only set the stock, send no order\n"
            "  --connections N      concurrent requests at most (default 256)\n"
            "  --users N            distinct users (default 1000)\n"
            "  --skus N             distinct SKUs, named PREFIX0.. (default 100)\n"
@@ -912,8 +913,9 @@ static int cmd_load(int argc, char **argv)
             break;
         }
         case 'd':
-            if (parse_double(optarg, 0.1, 86400, &o->duration_s) < 0)
-                return weft_cli_usage_error(cmd, "--duration must be 0.1..86400 seconds");
+            if (parse_double(optarg, 0, 86400, &o->duration_s) < 0 ||
+                (o->duration_s > 0 && o->duration_s < 0.1))
+                return weft_cli_usage_error(cmd, "--duration must be 0 or 0.1..86400 seconds");
             break;
         case 'c':
             if (weft_cli_parse_int(optarg, 1, 100000, &v) < 0)
@@ -985,8 +987,15 @@ static int cmd_load(int argc, char **argv)
     if (strncmp(o->url, "http://", 7) != 0 || strlen(o->url) > 256)
         return weft_cli_usage_error(cmd, "--url must be http://HOST:PORT");
 
+    if (o->duration_s == 0 && o->stock < 0)
+        return weft_cli_usage_error(cmd, "--duration 0 only sets the stock: give --stock N");
     int rc = WEFT_EXIT_OK;
     if (o->stock >= 0 && (rc = seed_stock(o)) != WEFT_EXIT_OK) return rc;
+    if (o->duration_s == 0) {
+        printf("stock: %ld units on each of %d SKUs (%s0..%s%d)\n", o->stock, o->skus,
+               o->sku_prefix, o->sku_prefix, o->skus - 1);
+        return WEFT_EXIT_OK;
+    }
     if (o->acked && !(l.acked = fopen(o->acked, "w")))
         return weft_cli_error(cmd, WEFT_EXIT_USAGE, "cannot write %s: %s", o->acked,
                               strerror(errno));
