@@ -143,14 +143,31 @@ static int prom(const stats_view_t *v, void *arg)
 
     head(m, "orders_live", "gauge", "Orders in flight: intake to terminal.");
     put(m, "orders_live %zu\n", m->g.live);
-    head(m, "workers", "gauge", "Worker threads per pool.");
-    put(m, "workers{pool=\"intake\"} %d\n", m->g.intake_threads);
-    head(m, "workers_active", "gauge", "Workers busy now, per pool.");
-    put(m, "workers_active{pool=\"intake\"} %zu\n", m->g.intake_running);
-    head(m, "queue_depth", "gauge", "Items waiting, per queue.");
-    put(m, "queue_depth{queue=\"intake\"} %zu\n", m->g.intake_queued);
-    put(m, "queue_depth{queue=\"writer\"} %zu\n", m->g.writer_queued);
-    put(m, "queue_depth{queue=\"loop\"} %zu\n", m->g.loop_queued);
+    const engine_gauges_t *g = &m->g;
+    head(m, "workers", "gauge",
+         "Workers per pool: intake threads, the writer thread, the IO loop thread, the "
+         "statistics' CPU processes.");
+    put(m, "workers{pool=\"intake\"} %d\n", g->intake_threads);
+    put(m, "workers{pool=\"writer\"} 1\n");
+    put(m, "workers{pool=\"io\"} 1\n");
+    put(m, "workers{pool=\"cpu\"} %d\n", g->cpu_workers);
+    head(m, "workers_active", "gauge",
+         "Busy now, per pool: intake threads running a task, the writer in a transaction (0/1), "
+         "IO calls in flight on the loop (payment, Redis), CPU processes running a task.");
+    put(m, "workers_active{pool=\"intake\"} %zu\n", g->intake_running);
+    put(m, "workers_active{pool=\"writer\"} %zu\n", g->writer_running);
+    put(m, "workers_active{pool=\"io\"} %zu\n", g->io_running);
+    put(m, "workers_active{pool=\"cpu\"} %zu\n", g->cpu_running);
+    head(m, "queue_depth", "gauge",
+         "Items waiting, per queue: intake (bodies to parse), writer (operations for the next "
+         "group commit), loop (orders for their next stage), backoff (orders on a retry timer), "
+         "cpu (seconds of events for the CPU processes), stats (events not yet folded).");
+    put(m, "queue_depth{queue=\"intake\"} %zu\n", g->intake_queued);
+    put(m, "queue_depth{queue=\"writer\"} %zu\n", g->writer_queued);
+    put(m, "queue_depth{queue=\"loop\"} %zu\n", g->loop_queued);
+    put(m, "queue_depth{queue=\"backoff\"} %zu\n", g->io_backoff);
+    put(m, "queue_depth{queue=\"cpu\"} %zu\n", g->cpu_queued);
+    put(m, "queue_depth{queue=\"stats\"} %zu\n", g->stats_queued);
     head(m, "orders_engine_uptime_seconds", "gauge", "Seconds since the engine started.");
     put(m, "orders_engine_uptime_seconds %.3f\n", v->uptime_s);
     return m->rc;
@@ -199,11 +216,14 @@ static int event(const stats_view_t *v, void *arg)
             q_ms(l->stage_us[s], 0.5, 1e3), q_ms(l->stage_us[s], 0.99, 1e3), l->retries[s]);
     put(m, "},\"completion_p50\":%.0f,\"completion_p99\":%.0f}", q_ms(l->total_ms, 0.5, 1),
         q_ms(l->total_ms, 0.99, 1));
+    const engine_gauges_t *g = &m->g;
     put(m,
-        ",\"live\":%zu,\"workers\":{\"intake\":%zu,\"intake_threads\":%d},\"queues\":{"
-        "\"intake\":%zu,\"writer\":%zu,\"loop\":%zu},\"top\":[",
-        m->g.live, m->g.intake_running, m->g.intake_threads, m->g.intake_queued, m->g.writer_queued,
-        m->g.loop_queued);
+        ",\"live\":%zu,\"workers\":{\"intake\":%zu,\"intake_threads\":%d,\"writer\":%zu,"
+        "\"io\":%zu,\"cpu\":%zu,\"cpu_workers\":%d},\"queues\":{\"intake\":%zu,\"writer\":%zu,"
+        "\"loop\":%zu,\"backoff\":%zu,\"cpu\":%zu,\"stats\":%zu},\"top\":[",
+        g->live, g->intake_running, g->intake_threads, g->writer_running, g->io_running,
+        g->cpu_running, g->cpu_workers, g->intake_queued, g->writer_queued, g->loop_queued,
+        g->io_backoff, g->cpu_queued, g->stats_queued);
     for (size_t i = 0; i < v->ntop && i < m->ntop; i++) {
         put(m, "%s[", i ? "," : "");
         char sku[40];
