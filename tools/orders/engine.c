@@ -585,10 +585,16 @@ static void advance(ord_t *o)
     engine_t *e = o->e;
     if (o->holding) { /* the durable write of a Redis reservation is done: mirror or undo */
         o->holding = false;
-        if (o->so.status == ORDER_RESERVED)
+        /* Lock strategy, "already applied" (op_rc 1): the reservation was written before, by
+         * another engine that took over while this one was stopped (SIGSTOP, a long pause), or
+         * by this one in a commit whose answer was lost. Whether Redis already mirrors it is
+         * unknown here, so no DECRBY (it could be the second one): release the locks and
+         * reconcile Redis from the database instead. */
+        bool unknown = o->op_rc == 1 && e->o.stock == ENGINE_STOCK_LOCK;
+        if (o->so.status == ORDER_RESERVED && !unknown)
             stock_redis_done(e->redis, &o->hold);
         else
-            stock_redis_abort(e->redis, &o->hold, o->so.status == ORDER_REJECTED);
+            stock_redis_abort(e->redis, &o->hold, o->so.status == ORDER_REJECTED || unknown);
     }
     if (o->releasing && o->so.status != ORDER_RESERVED) {
         o->releasing = false;

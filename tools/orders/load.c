@@ -140,9 +140,18 @@ static int make_body(ld_t *l, req_t *r)
         memcpy(buf, b, n);
     } else {
         n = (size_t)snprintf(buf, sizeof buf, "{\"user\":\"u%" PRIu64 "\",\"items\":[", user);
+        if (nitems > l->o.skus) nitems = l->o.skus;
+        uint64_t chosen[100]; /* --items is at most 100 */
         for (int i = 0; i < nitems; i++) {
             uint64_t sku =
                 l->o.skus <= 1 || unif(l) < l->o.hot ? 0 : 1 + rnd(l) % (uint64_t)(l->o.skus - 1);
+            /* Distinct SKUs within an order (the engine refuses one twice): the next free one. */
+            for (int j = 0; j < i; j++)
+                if (chosen[j] == sku) {
+                    sku = (sku + 1) % (uint64_t)l->o.skus;
+                    j = -1;
+                }
+            chosen[i] = sku;
             n +=
                 (size_t)snprintf(buf + n, sizeof buf - n, "%s{\"sku\":\"%s%" PRIu64 "\",\"qty\":1}",
                                  i ? "," : "", l->o.sku_prefix, sku);
@@ -771,8 +780,9 @@ static void usage(FILE *f)
            "  --json FILE          the report as JSON ('-': stdout, instead of the table)\n"
            "  --html FILE          the report as a page with the percentile spectrum and curves\n"
            "  -h, --help           this text\n\n"
-           "Exit codes: 0 every order acknowledged (or refused as expected), 1 some gave up or a\n"
-           "resent key returned another id, 2 usage error, 3 internal error.\n");
+           "Exit codes: 0 every order acknowledged (or refused as expected), 1 some gave up, was\n"
+           "refused (a 4xx but 409), or a resent key returned another id, 2 usage error, 3\n"
+           "internal error.\n");
 }
 
 static int parse_rate(const char *s, double *out)
@@ -1048,7 +1058,9 @@ static int cmd_load(int argc, char **argv)
                                 strerror(errno));
         }
     }
-    if (rc == WEFT_EXIT_OK && (l.gave_up || l.dup_mismatch)) rc = WEFT_EXIT_FAILED;
+    uint64_t failed = 0; /* good requests answered with a final error (a 4xx but 409) */
+    for (int i = 0; i < o->nsteps; i++) failed += l.steps[i].failed;
+    if (rc == WEFT_EXIT_OK && (l.gave_up || l.dup_mismatch || failed)) rc = WEFT_EXIT_FAILED;
     free(l.secs);
     free(l.ids);
     return rc;
