@@ -77,6 +77,62 @@ start_peer() { # pg-url redis-url
   done
   "$weft" orders load --url "$url" --skus 100 --stock 1000000000 --duration 0 >/dev/null
 }
+# Where the time goes during a fixed-rate run: CPU seconds per process (the engine, the logistics
+# worker, PostgreSQL's processes, Redis) and the group commits from /metrics (commits/s, operations
+# per commit = the pipeline depth, commit p50/p99; each commit is one round trip and one WAL flush).
+cpu_of() { # pids...: CPU seconds of them and their children
+  local p t=0 c
+  for p in "$@"; do
+    [ -n "$p" ] || continue
+    [ "$p" = - ] && continue
+    for c in $p $(pgrep -P "$p" 2>/dev/null); do
+      t=$((t + $(awk '{ print $14 + $15 }' "/proc/$c/stat" 2>/dev/null || echo 0)))
+    done
+  done
+  echo "$t"
+}
+prof_pids() { # four words, "-" for none
+  local pg rd
+  pg=$(cat "$dir/postgres.pid" 2>/dev/null) rd=$(cat "$dir/redis.pid" 2>/dev/null)
+  echo "${engine_pid:--} ${worker_pid:--} ${pg:--} ${rd:--}"
+}
+prof_begin() {
+  curl -s "$url/metrics" >"$dir/m0" || true
+  read -r -a cpu0 < <(for p in $(prof_pids); do printf '%s ' "$(cpu_of "$p")"; done) || true
+  t0=$(date +%s.%N)
+}
+prof_end() { # label
+  curl -s "$url/metrics" >"$dir/m1" || true
+  read -r -a cpu1 < <(for p in $(prof_pids); do printf '%s ' "$(cpu_of "$p")"; done) || true
+  "$py" - "$1" "$dir/m0" "$dir/m1" "$t0" "$(date +%s.%N)" "$(getconf CLK_TCK)" \
+    "${cpu0[*]:-}" "${cpu1[*]:-}" "$(prof_pids)" <<'PY' || true
+import sys
+label, f0, f1, t0, t1, hz, c0, c1, pids = sys.argv[1:10]
+def m(f):
+    d = {}
+    for l in open(f):
+        if l and l[0] != "#" and " " in l:
+            k, v = l.rsplit(" ", 1); d[k] = float(v)
+    return d
+a, b = m(f0), m(f1)
+dt = float(t1) - float(t0)
+d = lambda k: b.get(k, 0) - a.get(k, 0)
+commits, ops = d("store_commits_total"), d("store_commit_operations_total")
+les = sorted((float(k.split('le="')[1].rstrip('"}')), d(k)) for k in b
+             if k.startswith("store_commit_duration_seconds_bucket") and "+Inf" not in k)
+def q(p):
+    for le, n in les:
+        if commits and n >= p * commits: return le * 1000
+    return float("nan")
+names = ["engine", "logistics worker", "postgresql", "redis"]
+c0, c1 = c0.split(), c1.split()
+cpu = ["%s %.1f s" % (names[i], (int(c1[i]) - int(c0[i])) / int(hz))
+       for i in range(min(len(c0), len(c1), len(names))) if int(c1[i]) > int(c0[i])]
+print("  profile %s: %.0f group commits/s, %.1f operations per commit (pipeline depth; one round"
+      " trip and one WAL flush each), commit p50 <= %.1f ms, p99 <= %.1f ms; CPU over %.0f s (run + drain): %s"
+      % (label, commits / dt, ops / commits if commits else 0, q(0.5), q(0.99), dt, ", ".join(cpu)))
+PY
+}
 warm() { # a short warm-up at a tenth of the rate (connections, caches, JIT-less Python imports)
   "$weft" orders load --url "$url" --rate "$(($1 / 10 + 1))" --duration 2 --skus 100 --sample 0 \
     >/dev/null 2>&1 || true
@@ -129,8 +185,10 @@ for store in $stores; do
   fi
   warm "$rate"
   echo; echo "== $rate orders/s for $seconds s: $store (after 2 s at a tenth of it)"
+  prof_begin
   "$weft" orders load --url "$url" --rate "$rate" --duration "$seconds" --skus 100 \
     --sample 0.05 --json "$out/rate-$store.json" || true
+  prof_end "$store"
   summary "weft ($store) at $rate/s" "$out/rate-$store.json"
   if [ "$store" = sqlite ]; then
     echo; echo "== Locust beside weft orders load at $lrate/s for $seconds s: $store"
@@ -182,7 +240,7 @@ if [ -n "$pg" ] && "$py" -c 'import fastapi, uvicorn, asyncpg, redis, httpx' 2>/
     read -r c50 c99 < <(psql -qtAX "${pg%/postgres}/peer2" -F ' ' -c "SELECT
       percentile_disc(0.5) WITHIN GROUP (ORDER BY completed_ms - created_ms),
       percentile_disc(0.99) WITHIN GROUP (ORDER BY completed_ms - created_ms)
-      FROM orders WHERE status = 'shipped'")
+      FROM orders WHERE status = 'shipped'")  || true
     summary "python peer at $pr/s" "$out/rate-peer.json"
     echo "  python peer completion (its database, shipped): p50 ${c50:-?} ms, p99 ${c99:-?} ms"
     stop_engine
