@@ -589,6 +589,16 @@ static int run_weft(int argc, const char **argv)
     return rc;
 }
 
+/* POSTs n orders with `body`, keys PREFIX-0.., each answered 201. */
+static void post_orders(svc_t *s, const char *prefix, int n, const char *body)
+{
+    char key[64];
+    for (int i = 0; i < n; i++) {
+        snprintf(key, sizeof key, "%s-%d", prefix, i);
+        CHECK_EQ(req(s, "POST", "/orders", key, body, NULL), 201);
+    }
+}
+
 /* Copies the SQLite database at `path` to the test's directory (copy number i), applies `sql` to
  * the copy (it must change a row) and writes its store URL. */
 static void corrupt_copy(const char *path, size_t i, const char *sql, char *url, size_t urlsz)
@@ -615,15 +625,9 @@ TEST_T(audit_passes_on_a_clean_run_and_catches_corruption, 60)
     svc_start(&s, (orders_mock_opts_t){.decline_rate = 0.5}, (engine_opts_t){0});
     set_stock(&s, "a", 30);
     set_stock(&s, "b", 10); /* 10 of 20 reserve, half of those are declined, the rest reject */
-    char key[32];
-    for (int i = 0; i < 20; i++) {
-        snprintf(key, sizeof key, "au-%d", i);
-        CHECK_EQ(req(&s, "POST", "/orders", key,
-                     "{\"user\":\"u\",\"items\":[{\"sku\":\"a\",\"qty\":1},{\"sku\":\"b\",\"qty\":"
-                     "1}],\"amount_cents\":5,\"payment_token\":\"t\"}",
-                     NULL),
-                 201);
-    }
+    post_orders(&s, "au", 20,
+                "{\"user\":\"u\",\"items\":[{\"sku\":\"a\",\"qty\":1},{\"sku\":\"b\",\"qty\":1}],"
+                "\"amount_cents\":5,\"payment_token\":\"t\"}");
     set_stock(&s, "a", 40); /* a PUT in the middle of the history: the ledger keeps its delta */
     wait_idle(&s);
     const char *argv[] = {"weft", "orders", "audit", "--db", s.db, "--payment", s.mock_url};
@@ -653,15 +657,9 @@ TEST_T(audit_fails_on_an_order_left_non_terminal_or_terminal_late, 60)
     svc_t s;
     svc_start(&s, (orders_mock_opts_t){0}, (engine_opts_t){0});
     set_stock(&s, "a", 3);
-    char key[32];
-    for (int i = 0; i < 5; i++) { /* 3 shipped, 2 rejected */
-        snprintf(key, sizeof key, "nt-%d", i);
-        CHECK_EQ(req(&s, "POST", "/orders", key,
-                     "{\"user\":\"u\",\"items\":[{\"sku\":\"a\",\"qty\":1}],"
-                     "\"amount_cents\":5,\"payment_token\":\"t\"}",
-                     NULL),
-                 201);
-    }
+    post_orders(&s, "nt", 5, /* 3 shipped, 2 rejected */
+                "{\"user\":\"u\",\"items\":[{\"sku\":\"a\",\"qty\":1}],\"amount_cents\":5,"
+                "\"payment_token\":\"t\"}");
     wait_idle(&s);
     char path[600];
     snprintf(path, sizeof path, "%s", s.db + 7);

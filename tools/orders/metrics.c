@@ -56,6 +56,13 @@ static void head(mctx_t *m, const char *name, const char *type, const char *help
     put(m, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
+/* One gauge per label value: name{label="keys[i]"} vals[i]. */
+static void labelled(mctx_t *m, const char *name, const char *label, const char *const *keys,
+                     const size_t *vals, size_t n)
+{
+    for (size_t i = 0; i < n; i++) put(m, "%s{%s=\"%s\"} %zu\n", name, label, keys[i], vals[i]);
+}
+
 /* One histogram series: `unit_per_s` converts the recorded unit to seconds (1e6 for us). */
 static void hist(mctx_t *m, const char *name, const char *labels, const weft_hist_t *h,
                  double unit_per_s)
@@ -144,30 +151,25 @@ static int prom(const stats_view_t *v, void *arg)
     head(m, "orders_live", "gauge", "Orders in flight: intake to terminal.");
     put(m, "orders_live %zu\n", m->g.live);
     const engine_gauges_t *g = &m->g;
+    static const char *const pools[] = {"intake", "writer", "io", "cpu"};
+    static const char *const queues[] = {"intake", "writer", "loop", "backoff", "cpu", "stats"};
+    const size_t size[] = {(size_t)g->intake_threads, 1, 1, (size_t)g->cpu_workers};
+    const size_t busy[] = {g->intake_running, g->writer_running, g->io_running, g->cpu_running};
+    const size_t depth[] = {g->intake_queued, g->writer_queued, g->loop_queued,
+                            g->io_backoff,    g->cpu_queued,    g->stats_queued};
     head(m, "workers", "gauge",
          "Workers per pool: intake threads, the writer thread, the IO loop thread, the "
          "statistics' CPU processes.");
-    put(m, "workers{pool=\"intake\"} %d\n", g->intake_threads);
-    put(m, "workers{pool=\"writer\"} 1\n");
-    put(m, "workers{pool=\"io\"} 1\n");
-    put(m, "workers{pool=\"cpu\"} %d\n", g->cpu_workers);
+    labelled(m, "workers", "pool", pools, size, 4);
     head(m, "workers_active", "gauge",
          "Busy now, per pool: intake threads running a task, the writer in a transaction (0/1), "
          "IO calls in flight on the loop (payment, Redis), CPU processes running a task.");
-    put(m, "workers_active{pool=\"intake\"} %zu\n", g->intake_running);
-    put(m, "workers_active{pool=\"writer\"} %zu\n", g->writer_running);
-    put(m, "workers_active{pool=\"io\"} %zu\n", g->io_running);
-    put(m, "workers_active{pool=\"cpu\"} %zu\n", g->cpu_running);
+    labelled(m, "workers_active", "pool", pools, busy, 4);
     head(m, "queue_depth", "gauge",
          "Items waiting, per queue: intake (bodies to parse), writer (operations for the next "
          "group commit), loop (orders for their next stage), backoff (orders on a retry timer), "
          "cpu (seconds of events for the CPU processes), stats (events not yet folded).");
-    put(m, "queue_depth{queue=\"intake\"} %zu\n", g->intake_queued);
-    put(m, "queue_depth{queue=\"writer\"} %zu\n", g->writer_queued);
-    put(m, "queue_depth{queue=\"loop\"} %zu\n", g->loop_queued);
-    put(m, "queue_depth{queue=\"backoff\"} %zu\n", g->io_backoff);
-    put(m, "queue_depth{queue=\"cpu\"} %zu\n", g->cpu_queued);
-    put(m, "queue_depth{queue=\"stats\"} %zu\n", g->stats_queued);
+    labelled(m, "queue_depth", "queue", queues, depth, 6);
     head(m, "orders_engine_uptime_seconds", "gauge", "Seconds since the engine started.");
     put(m, "orders_engine_uptime_seconds %.3f\n", v->uptime_s);
     return m->rc;
