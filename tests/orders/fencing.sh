@@ -74,4 +74,12 @@ cat "$dir/acked1" "$dir/acked2" >"$dir/acked"
   --wait 60 >"$dir/audit.out" 2>&1 || { cat "$dir/audit.out"; fail "audit after SIGSTOP/SIGCONT"; }
 cat "$dir/audit.out"
 grep -q "^PASSED" "$dir/audit.out" || fail "audit did not pass"
+# Both stop cleanly on SIGTERM, the resumed one included.
+kill -TERM "$a_pid" "$b_pid"
+for _ in $(seq 300); do kill -0 "$a_pid" 2>/dev/null || kill -0 "$b_pid" 2>/dev/null || break; sleep 0.1; done
+kill -0 "$a_pid" 2>/dev/null && fail "engine A did not stop on SIGTERM"
+kill -0 "$b_pid" 2>/dev/null && fail "engine B did not stop on SIGTERM"
+wait "$a_pid" || fail "engine A exited $? on SIGTERM"
+wait "$b_pid" || fail "engine B exited $? on SIGTERM"
+a_pid= b_pid=
 echo "fencing: ok ($(wc -l <"$dir/acked1") orders acknowledged by A, $(wc -l <"$dir/acked2") by B)"
