@@ -8,7 +8,7 @@
 #      store;
 #   3. the Python peer of issue 9 (bench/orders_peer.py: FastAPI/uvicorn, asyncpg, Redis) on the
 #      same PostgreSQL and Redis, at its own best rate: its step curve ORDERS_PEER_STEPS
-#      (250:2500:250, ORDERS_PEER_STEP_S 5 s each), then ORDERS_SECONDS at the last step it held;
+#      (100:1500:100, ORDERS_PEER_STEP_S 5 s each), then ORDERS_SECONDS at the last step it held;
 #      weft's best held rate on PostgreSQL over the peer's is the ratio;
 #   4. Locust (bench/locustfile.py, Debian's python3-locust) with the same traffic at
 #      ORDERS_LOCUST_RATE (1000/s) for ORDERS_SECONDS beside `weft orders load` at that rate.
@@ -23,7 +23,7 @@ weft=${WEFT_BIN:-$src/build/release/weft}
 py=${PYTHON:-/usr/bin/python3}
 steps=${ORDERS_STEPS:-1k:12k:1k} step_s=${ORDERS_STEP_S:-10}
 rate=${ORDERS_RATE:-5000} seconds=${ORDERS_SECONDS:-20} lrate=${ORDERS_LOCUST_RATE:-1000}
-psteps=${ORDERS_PEER_STEPS:-250:2500:250} pstep_s=${ORDERS_PEER_STEP_S:-5}
+psteps=${ORDERS_PEER_STEPS:-100:1500:100} pstep_s=${ORDERS_PEER_STEP_S:-5}
 stores=${ORDERS_STORES:-sqlite postgres}
 out=${ORDERS_OUT:-$src/bench-out/orders-load}
 mkdir -p "$out"
