@@ -102,13 +102,13 @@ async function main() {
   const skus = await page.locator("#skus tbody tr").count();
   if (skus < 1) fail("no hottest SKUs shown");
   // Every pool's busy workers and every queue are on the page; the pool sizes agree with /metrics.
-  const wk = (await page.locator("#workers").textContent()).match(/^(\d+)\/(\d+) · (\d+) · (\d+) · (\d+)\/(\d+)$/);
+  const wk = (await page.locator("#workers").textContent()).match(/^(\d+)\/(\d+) · (\d+) · (\d+) · (\d+) · (\d+)\/(\d+)$/);
   if (!wk) fail("workers per pool not shown: " + (await page.locator("#workers").textContent()));
   if (Number(wk[2]) !== await metric(url, 'workers{pool="intake"}') ||
-      Number(wk[6]) !== await metric(url, 'workers{pool="cpu"}'))
+      Number(wk[7]) !== await metric(url, 'workers{pool="cpu"}'))
     fail(`pool sizes on the page ${wk[0]} differ from /metrics`);
-  if (!/^(\d+\/){5}\d+$/.test(await page.locator("#queues").textContent()))
-    fail("the six queues are not shown");
+  if (!/^(\d+\/){6}\d+$/.test(await page.locator("#queues").textContent()))
+    fail("the seven queues are not shown");
   await page.screenshot({ path: path.join(artifacts, "orders-dashboard.png"), fullPage: true });
 
   // kill -9 the engine: the page says so and draws a gap; restart it: the page recovers.

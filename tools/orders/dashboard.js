@@ -29,9 +29,9 @@ const charts = {
   stage: mk("c_stage", "stage latency (last second), ms",
             STAGES.map((s) => s + " p50").concat(STAGES.map((s) => s + " p99")), "ms"),
   queue: mk("c_queue", "in flight and queues", ["live", "intake", "writer", "loop", "backoff",
-                                                  "cpu"], ""),
+                                                  "payment", "cpu"], ""),
   workers: mk("c_workers", "workers busy per pool", ["intake threads", "writer", "io calls",
-                                                     "cpu processes"], ""),
+                                                     "payment calls", "cpu processes"], ""),
   fail: mk("c_fail", "retries and failures per second", ["retries/s", "failed/s", "503/s",
                                                          "409/s"], "/s"),
 };
@@ -73,8 +73,9 @@ function onEvent(ev) {
       push(charts.stage, now, STAGES.map((s) => e.last.stages[s].n ? e.last.stages[s].p50 : null)
         .concat(STAGES.map((s) => e.last.stages[s].n ? e.last.stages[s].p99 : null)));
       const q = e.queues, w = e.workers;
-      push(charts.queue, now, [e.live, q.intake, q.writer, q.loop, q.backoff, q.cpu]);
-      push(charts.workers, now, [w.intake, w.writer, w.io, w.cpu]);
+      push(charts.queue, now, [e.live, q.intake, q.writer, q.loop, q.backoff, q.payment,
+                               q.cpu]);
+      push(charts.workers, now, [w.intake, w.writer, w.io, w.payment, w.cpu]);
       push(charts.fail, now, [retries, failed, (e.overload - prev.overload) / dt,
                               (e.in_flight - prev.in_flight) / dt]);
       dash.points++;
@@ -96,8 +97,9 @@ function onEvent(ev) {
   $("live").textContent = e.live;
   const w = e.workers, q = e.queues;
   $("workers").textContent = w.intake + "/" + w.intake_threads + " · " + w.writer + " · " + w.io +
-                             " · " + w.cpu + "/" + w.cpu_workers;
-  $("queues").textContent = [q.intake, q.writer, q.loop, q.backoff, q.cpu, q.stats].join("/");
+                             " · " + w.payment + " · " + w.cpu + "/" + w.cpu_workers;
+  $("queues").textContent = [q.intake, q.writer, q.loop, q.backoff, q.payment, q.cpu, q.stats]
+    .join("/");
   $("uptime").textContent = "up " + fmt(e.t) + " s";
   showSkus(e.top);
   dash.last = e;

@@ -30,7 +30,10 @@
  *   loaded and re-enters its stage. The payment key is the order id, so a resumed payment cannot
  *   capture twice.
  * Overload: live orders (intake to terminal) are bounded by max_live and the pool queue by its
- *   capacity; past either, 503 with Retry-After. No queue grows without bound.
+ *   capacity; past either, 503 with Retry-After. No queue grows without bound. Payment attempts
+ *   in flight are bounded by pay_concurrency (the loop's connection cache is sized to match):
+ *   the others wait in `payq` on the loop thread, in arrival order. Without that bound a slow
+ *   payment API saw one connection per live order (50,000), and the engine ran out of fds.
  * With Redis (--redis, stock.h): the loop asks Redis first (lua script or lock + fencing token),
  *   then queues the RESERVE with the decision's fences; the database re-checks every unit and
  *   token, and the loop then mirrors (lock: DECRBY, unlock) or undoes (lua: give back; a refused
@@ -131,6 +134,11 @@ struct engine {
 
     pthread_mutex_t all_mu;
     ord_t *all;
+
+    /* The payment window (loop thread only; the counts are atomic for engine_gauges). */
+    ord_t *payq_head, *payq_tail; /* waiting for a slot, linked through `next` */
+    bool pay_draining;            /* pay_next is starting attempts (no re-entry) */
+    atomic_size_t pay_running, pay_queued;
 };
 
 /* ---- order records ---- */
@@ -666,12 +674,16 @@ static void loop_drain(void *arg, int status)
     }
 }
 
+static void pay_next(engine_t *e);
+
 static void on_pay(void *arg, pay_result_t r, const char *detail)
 {
     ord_t *o = arg;
     engine_t *e = o->e;
     atomic_fetch_sub_explicit(&e->io_inflight, 1, memory_order_relaxed);
+    atomic_fetch_sub_explicit(&e->pay_running, 1, memory_order_relaxed);
     if (r == PAY_CANCELED || atomic_load_explicit(&e->stopping, memory_order_acquire)) return;
+    pay_next(e);
     switch (r) {
     case PAY_CAPTURED:
         stage_end(o, STATS_PAYMENT);
@@ -702,14 +714,47 @@ static void on_pay(void *arg, pay_result_t r, const char *detail)
     later(o, 10 + weft_backoff(20, 2000, (int)o->attempts[STATS_PAYMENT], &o->rng), pay_attempt);
 }
 
-static void pay_attempt(ord_t *o)
+static void pay_launch(ord_t *o)
 {
     engine_t *e = o->e;
     o->attempts[STATS_PAYMENT]++;
     atomic_fetch_add_explicit(&e->io_inflight, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&e->pay_running, 1, memory_order_relaxed);
     int rc = pay_start(e->loop, e->payment_url, o->so.id, o->so.req.amount_cents,
                        o->so.req.payment_token, e->o.pay_timeout_ms, on_pay, o);
     if (rc < 0) on_pay(o, PAY_RETRY, "cannot start the request");
+}
+
+/* Starts waiting attempts while slots are free. A launch that fails at once ends in on_pay,
+ * which calls back here: pay_draining makes that a no-op, so the stack stays flat. */
+static void pay_next(engine_t *e)
+{
+    if (e->pay_draining) return;
+    e->pay_draining = true;
+    while (e->payq_head &&
+           atomic_load_explicit(&e->pay_running, memory_order_relaxed) < e->o.pay_concurrency) {
+        ord_t *o = e->payq_head;
+        e->payq_head = o->next;
+        if (!e->payq_head) e->payq_tail = NULL;
+        o->next = NULL;
+        atomic_fetch_sub_explicit(&e->pay_queued, 1, memory_order_relaxed);
+        pay_launch(o);
+    }
+    e->pay_draining = false;
+}
+
+/* One payment attempt: now when a slot is free and nobody waits, else after those waiting. */
+static void pay_attempt(ord_t *o)
+{
+    engine_t *e = o->e;
+    o->next = NULL;
+    if (e->payq_tail)
+        e->payq_tail->next = o;
+    else
+        e->payq_head = o;
+    e->payq_tail = o;
+    atomic_fetch_add_explicit(&e->pay_queued, 1, memory_order_relaxed);
+    pay_next(e);
 }
 
 /* ---- intake ---- */
@@ -893,6 +938,9 @@ void engine_gauges(engine_t *e, engine_gauges_t *g)
     g->io_running = atomic_load_explicit(&e->io_inflight, memory_order_relaxed);
     g->io_backoff = atomic_load_explicit(&e->io_backoff, memory_order_relaxed);
     stats_gauges(e->stats, &g->cpu_workers, &g->cpu_running, &g->cpu_queued, &g->stats_queued);
+    g->pay_running = atomic_load_explicit(&e->pay_running, memory_order_relaxed);
+    g->pay_queued = atomic_load_explicit(&e->pay_queued, memory_order_relaxed);
+    g->pay_concurrency = e->o.pay_concurrency;
 }
 
 /* ---- lifecycle ---- */
@@ -933,6 +981,7 @@ int engine_create(const engine_opts_t *opts, engine_t **out, char *err, size_t e
     if (!e->o.intake_threads) e->o.intake_threads = 2;
     if (!e->o.max_live) e->o.max_live = 50000;
     if (!e->o.pay_timeout_ms) e->o.pay_timeout_ms = 1000;
+    if (!e->o.pay_concurrency) e->o.pay_concurrency = 256;
     if (!e->o.batch_max) e->o.batch_max = 512;
     pthread_mutex_init(&e->idem_mu, NULL);
     pthread_mutex_init(&e->wq_mu, NULL);
@@ -958,7 +1007,9 @@ int engine_create(const engine_opts_t *opts, engine_t **out, char *err, size_t e
         snprintf(err, errsz, "cannot start the intake pool: %s", strerror(-rc));
         goto fail;
     }
-    weft_loop_opts_t lo = {.own_thread = true, .name = "orders-loop", .max_connections = 1024};
+    weft_loop_opts_t lo = {.own_thread = true,
+                           .name = "orders-loop",
+                           .max_connections = (int)e->o.pay_concurrency + 64};
     if ((rc = weft_loop_create(&e->loop, &lo)) < 0) {
         snprintf(err, errsz, "cannot start the event loop: %s", strerror(-rc));
         goto fail;

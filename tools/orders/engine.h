@@ -28,10 +28,11 @@ typedef struct engine_opts {
     const char *redis_url;   /* NULL: no Redis */
     const char *payment_url; /* base URL of the payment API (POST {url}/pay) */
     engine_stock_mode_t stock;
-    int intake_threads;      /* thread pool for parsing/validation; 0: 2 */
-    size_t max_live;         /* orders in flight (intake to terminal) before 503; 0: 50000 */
-    uint32_t pay_timeout_ms; /* one payment attempt; 0: 1000 */
-    uint32_t batch_max;      /* operations per group commit; 0: 512 */
+    int intake_threads;       /* thread pool for parsing/validation; 0: 2 */
+    size_t max_live;          /* orders in flight (intake to terminal) before 503; 0: 50000 */
+    uint32_t pay_timeout_ms;  /* one payment attempt; 0: 1000 */
+    uint32_t pay_concurrency; /* payment attempts in flight at once; 0: 256 (the rest wait) */
+    uint32_t batch_max;       /* operations per group commit; 0: 512 */
 } engine_opts_t;
 
 typedef struct engine_call {
@@ -81,6 +82,8 @@ typedef struct engine_gauges {
     int cpu_workers;                      /* the statistics' process pool */
     size_t cpu_running, cpu_queued;       /* its busy workers and queue */
     size_t stats_queued;                  /* events waiting for the statistics thread */
+    size_t pay_running, pay_queued;       /* payment attempts in flight / waiting for a slot */
+    uint32_t pay_concurrency;             /* the bound on pay_running */
 } engine_gauges_t;
 void engine_gauges(engine_t *e, engine_gauges_t *g);
 

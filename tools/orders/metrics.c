@@ -151,25 +151,30 @@ static int prom(const stats_view_t *v, void *arg)
     head(m, "orders_live", "gauge", "Orders in flight: intake to terminal.");
     put(m, "orders_live %zu\n", m->g.live);
     const engine_gauges_t *g = &m->g;
-    static const char *const pools[] = {"intake", "writer", "io", "cpu"};
-    static const char *const queues[] = {"intake", "writer", "loop", "backoff", "cpu", "stats"};
-    const size_t size[] = {(size_t)g->intake_threads, 1, 1, (size_t)g->cpu_workers};
-    const size_t busy[] = {g->intake_running, g->writer_running, g->io_running, g->cpu_running};
-    const size_t depth[] = {g->intake_queued, g->writer_queued, g->loop_queued,
-                            g->io_backoff,    g->cpu_queued,    g->stats_queued};
+    static const char *const pools[] = {"intake", "writer", "io", "payment", "cpu"};
+    static const char *const queues[] = {"intake",  "writer", "loop", "backoff",
+                                         "payment", "cpu",    "stats"};
+    const size_t size[] = {(size_t)g->intake_threads, 1, 1, g->pay_concurrency,
+                           (size_t)g->cpu_workers};
+    const size_t busy[] = {g->intake_running, g->writer_running, g->io_running, g->pay_running,
+                           g->cpu_running};
+    const size_t depth[] = {g->intake_queued, g->writer_queued, g->loop_queued, g->io_backoff,
+                            g->pay_queued,    g->cpu_queued,    g->stats_queued};
     head(m, "workers", "gauge",
-         "Workers per pool: intake threads, the writer thread, the IO loop thread, the "
-         "statistics' CPU processes.");
-    labelled(m, "workers", "pool", pools, size, 4);
+         "Workers per pool: intake threads, the writer thread, the IO loop thread, payment "
+         "calls allowed at once (--payment-concurrency), the statistics' CPU processes.");
+    labelled(m, "workers", "pool", pools, size, 5);
     head(m, "workers_active", "gauge",
          "Busy now, per pool: intake threads running a task, the writer in a transaction (0/1), "
-         "IO calls in flight on the loop (payment, Redis), CPU processes running a task.");
-    labelled(m, "workers_active", "pool", pools, busy, 4);
+         "IO calls in flight on the loop (payment and Redis), payment calls in flight, CPU "
+         "processes running a task.");
+    labelled(m, "workers_active", "pool", pools, busy, 5);
     head(m, "queue_depth", "gauge",
          "Items waiting, per queue: intake (bodies to parse), writer (operations for the next "
          "group commit), loop (orders for their next stage), backoff (orders on a retry timer), "
-         "cpu (seconds of events for the CPU processes), stats (events not yet folded).");
-    labelled(m, "queue_depth", "queue", queues, depth, 6);
+         "payment (orders waiting for a payment slot), cpu (seconds of events for the CPU "
+         "processes), stats (events not yet folded).");
+    labelled(m, "queue_depth", "queue", queues, depth, 7);
     head(m, "orders_engine_uptime_seconds", "gauge", "Seconds since the engine started.");
     put(m, "orders_engine_uptime_seconds %.3f\n", v->uptime_s);
     return m->rc;
@@ -221,11 +226,12 @@ static int event(const stats_view_t *v, void *arg)
     const engine_gauges_t *g = &m->g;
     put(m,
         ",\"live\":%zu,\"workers\":{\"intake\":%zu,\"intake_threads\":%d,\"writer\":%zu,"
-        "\"io\":%zu,\"cpu\":%zu,\"cpu_workers\":%d},\"queues\":{\"intake\":%zu,\"writer\":%zu,"
-        "\"loop\":%zu,\"backoff\":%zu,\"cpu\":%zu,\"stats\":%zu},\"top\":[",
+        "\"io\":%zu,\"payment\":%zu,\"cpu\":%zu,\"cpu_workers\":%d},\"queues\":{\"intake\":%zu,"
+        "\"writer\":%zu,\"loop\":%zu,\"backoff\":%zu,\"payment\":%zu,\"cpu\":%zu,\"stats\":%zu},"
+        "\"top\":[",
         g->live, g->intake_running, g->intake_threads, g->writer_running, g->io_running,
-        g->cpu_running, g->cpu_workers, g->intake_queued, g->writer_queued, g->loop_queued,
-        g->io_backoff, g->cpu_queued, g->stats_queued);
+        g->pay_running, g->cpu_running, g->cpu_workers, g->intake_queued, g->writer_queued,
+        g->loop_queued, g->io_backoff, g->pay_queued, g->cpu_queued, g->stats_queued);
     for (size_t i = 0; i < v->ntop && i < m->ntop; i++) {
         put(m, "%s[", i ? "," : "");
         char sku[40];

@@ -45,6 +45,8 @@ static void usage(FILE *f)
             "  --http-threads N     HTTP polling threads (default 2)\n"
             "  --max-live N         orders in flight before answering 503 (default 50000)\n"
             "  --payment-timeout MS one payment attempt (default 1000); retried, same key\n"
+            "  --payment-concurrency N  payment calls in flight at once (default 256); the\n"
+            "                       others wait their turn\n"
             "  -h, --help           this text\n\n"
             "Stops on SIGTERM or SIGINT: stops accepting, answers what it accepted, exits 0.\n"
             "Exit codes: 0 stopped cleanly, 1 could not start (database, port), 2 usage error,\n"
@@ -62,6 +64,7 @@ static int cmd_serve(int argc, char **argv)
         {"http-threads", required_argument, NULL, 't'},
         {"max-live", required_argument, NULL, 'm'},
         {"payment-timeout", required_argument, NULL, 'T'},
+        {"payment-concurrency", required_argument, NULL, 'P'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -108,6 +111,12 @@ static int cmd_serve(int argc, char **argv)
             if (weft_cli_parse_int(optarg, 1, 600000, &v) < 0)
                 return weft_cli_usage_error("orders serve", "--payment-timeout must be 1..600000");
             eo.pay_timeout_ms = (uint32_t)v;
+            break;
+        case 'P':
+            if (weft_cli_parse_int(optarg, 1, 8192, &v) < 0)
+                return weft_cli_usage_error("orders serve",
+                                            "--payment-concurrency must be 1..8192");
+            eo.pay_concurrency = (uint32_t)v;
             break;
         case 'h':
             usage(stdout);
