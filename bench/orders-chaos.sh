@@ -5,7 +5,8 @@
 # unacknowledged order with the same Idempotency-Key, as a real client would. At the end
 # `weft orders audit` must pass: every acknowledged order exists exactly once, no key twice,
 # stock exact, at most one capture per order (the payment mock runs apart, so it survives the
-# engine's deaths), every order terminal within 10 s. Printed: each kill's restart time to the
+# engine's deaths), every order terminal within 10 s of the later of its creation and the last
+# restart (audit --restart-ms). Printed: each kill's restart time to the
 # first 201 and the latency around it (from the load generator's per-second timeline).
 #
 # usage: bench/orders-chaos.sh [--short] [--rate R] [--seconds S] [--kills N] [--sqlite]
@@ -44,6 +45,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 143' TERM INT # so that a timeout still runs cleanup
 now() { date +%s.%N; }
+last_restart_ms=0 # the last instant something killed was back (engine listening, service up)
+mark_restart() { last_restart_ms=$(date +%s%3N); }
 say() { echo "chaos: $*"; }
 
 redis_url= db="sqlite:$dir/orders.db" use_redis=0
@@ -83,9 +86,7 @@ if [ -n "$redis_url" ]; then
   "$weft" orders logistics --redis "$redis_url" --db "$db" >"$dir/logistics.out" 2>&1 &
   worker_pid=$!
 fi
-for s in $(seq 0 99); do
-  curl -sf -X PUT -d '{"qty":100000000}' "$url/stock/sku-$s" >/dev/null
-done
+"$weft" orders load --url "$url" --skus 100 --stock 100000000 --duration 0 >/dev/null
 
 # The first 201 after a restart: a probe order, retried until the engine takes it.
 first_201() { # t_kill what
@@ -126,6 +127,7 @@ for at in $instants; do
   kill -9 "$engine_pid" 2>/dev/null || true
   wait "$engine_pid" 2>/dev/null || true
   start_engine
+  mark_restart
   first_201 "$tk" engine || rc=1
 done
 if [ "$short" = 0 ] && [ "$use_redis" = 1 ]; then
@@ -141,6 +143,7 @@ if [ "$short" = 0 ] && [ "$use_redis" = 1 ]; then
       sleep 1
     done
     [ "$up" = 1 ] || { say "$svc did not restart:"; tail -n 5 "$dir/restart.out"; rc=1; }
+    mark_restart
     say "$svc killed -9 at $(awk -v a="$tk" -v b="$t_load" 'BEGIN { printf "%.1f", a - b }') s," \
       "restarted on port $svc_port"
     first_201 "$tk" "$svc" || rc=1
@@ -171,7 +174,9 @@ for line in open(sys.argv[2]):
                                      max(base) if base else 0))
 PY
 
+# Every order terminal within 10 s of the later of its creation and the last restart.
 audit=(orders audit --db "$db" --payment "$mock" --acked "$dir/acked" --wait 10)
+[ "$last_restart_ms" -gt 0 ] && audit+=(--restart-ms "$last_restart_ms" --within 10)
 [ -n "$redis_url" ] && audit+=(--redis "$redis_url")
 if "$weft" "${audit[@]}"; then
   say "audit passed after $kills engine kill(s)$([ "$short" = 0 ] && [ "$use_redis" = 1 ] &&

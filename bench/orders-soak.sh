@@ -61,7 +61,7 @@ if [ -n "$redis_url" ]; then
   "$weft" orders logistics --redis "$redis_url" --db "$db" --batch 512 >"$dir/logistics.out" 2>&1 &
   worker_pid=$!
 fi
-for s in $(seq 0 99); do curl -sf -X PUT -d '{"qty":1000000000}' "$url/stock/sku-$s" >/dev/null; done
+"$weft" orders load --url "$url" --skus 100 --stock 1000000000 --duration 0 >/dev/null
 say "engine $url ($db${redis_url:+, $redis_url}), $rate orders/s for $minutes min; report in $out"
 
 seconds=$((minutes * 60))

@@ -589,21 +589,45 @@ static int run_weft(int argc, const char **argv)
     return rc;
 }
 
+/* POSTs n orders with `body`, keys PREFIX-0.., each answered 201. */
+static void post_orders(svc_t *s, const char *prefix, int n, const char *body)
+{
+    char key[64];
+    for (int i = 0; i < n; i++) {
+        snprintf(key, sizeof key, "%s-%d", prefix, i);
+        CHECK_EQ(req(s, "POST", "/orders", key, body, NULL), 201);
+    }
+}
+
+/* Copies the SQLite database at `path` to the test's directory (copy number i), applies `sql` to
+ * the copy (it must change a row) and writes its store URL. */
+static void corrupt_copy(const char *path, size_t i, const char *sql, char *url, size_t urlsz)
+{
+    char copy[600];
+    snprintf(copy, sizeof copy, "%s/copy-%zu.db", weft_test_tmpdir(), i);
+    sqlite3 *src = NULL, *dst = NULL;
+    CHECK_EQ(sqlite3_open(path, &src), SQLITE_OK);
+    CHECK_EQ(sqlite3_open(copy, &dst), SQLITE_OK);
+    sqlite3_backup *bk = sqlite3_backup_init(dst, "main", src, "main");
+    CHECK(bk != NULL);
+    CHECK_EQ(sqlite3_backup_step(bk, -1), SQLITE_DONE);
+    sqlite3_backup_finish(bk);
+    CHECK_EQ(sqlite3_exec(dst, sql, NULL, NULL, NULL), SQLITE_OK);
+    CHECK(sqlite3_changes(dst) > 0);
+    sqlite3_close(src);
+    sqlite3_close(dst);
+    snprintf(url, urlsz, "sqlite:%s", copy);
+}
+
 TEST_T(audit_passes_on_a_clean_run_and_catches_corruption, 60)
 {
     svc_t s;
     svc_start(&s, (orders_mock_opts_t){.decline_rate = 0.5}, (engine_opts_t){0});
     set_stock(&s, "a", 30);
     set_stock(&s, "b", 10); /* 10 of 20 reserve, half of those are declined, the rest reject */
-    char key[32];
-    for (int i = 0; i < 20; i++) {
-        snprintf(key, sizeof key, "au-%d", i);
-        CHECK_EQ(req(&s, "POST", "/orders", key,
-                     "{\"user\":\"u\",\"items\":[{\"sku\":\"a\",\"qty\":1},{\"sku\":\"b\",\"qty\":"
-                     "1}],\"amount_cents\":5,\"payment_token\":\"t\"}",
-                     NULL),
-                 201);
-    }
+    post_orders(&s, "au", 20,
+                "{\"user\":\"u\",\"items\":[{\"sku\":\"a\",\"qty\":1},{\"sku\":\"b\",\"qty\":1}],"
+                "\"amount_cents\":5,\"payment_token\":\"t\"}");
     set_stock(&s, "a", 40); /* a PUT in the middle of the history: the ledger keeps its delta */
     wait_idle(&s);
     const char *argv[] = {"weft", "orders", "audit", "--db", s.db, "--payment", s.mock_url};
@@ -619,24 +643,50 @@ TEST_T(audit_passes_on_a_clean_run_and_catches_corruption, 60)
         "DELETE FROM stock_moves WHERE kind = 'release'",
     };
     for (size_t i = 0; i < sizeof corrupt / sizeof corrupt[0]; i++) {
-        char copy[600];
-        snprintf(copy, sizeof copy, "%s/copy-%zu.db", weft_test_tmpdir(), i);
-        sqlite3 *src = NULL, *dst = NULL;
-        CHECK_EQ(sqlite3_open(path, &src), SQLITE_OK);
-        CHECK_EQ(sqlite3_open(copy, &dst), SQLITE_OK);
-        sqlite3_backup *bk = sqlite3_backup_init(dst, "main", src, "main");
-        CHECK(bk != NULL);
-        CHECK_EQ(sqlite3_backup_step(bk, -1), SQLITE_DONE);
-        sqlite3_backup_finish(bk);
-        CHECK_EQ(sqlite3_exec(dst, corrupt[i], NULL, NULL, NULL), SQLITE_OK);
-        CHECK(sqlite3_changes(dst) > 0);
-        sqlite3_close(src);
-        sqlite3_close(dst);
         char url[620];
-        snprintf(url, sizeof url, "sqlite:%s", copy);
+        corrupt_copy(path, i, corrupt[i], url, sizeof url);
         const char *av[] = {"weft", "orders", "audit", "--db", url};
         CHECK_MSG(run_weft(5, av) == 1, "the audit missed: %s", corrupt[i]);
     }
+}
+
+/* An order left non-terminal fails the audit; with --restart-ms, so does one that became
+ * terminal more than --within seconds after the later of its creation and the last restart. */
+TEST_T(audit_fails_on_an_order_left_non_terminal_or_terminal_late, 60)
+{
+    svc_t s;
+    svc_start(&s, (orders_mock_opts_t){0}, (engine_opts_t){0});
+    set_stock(&s, "a", 3);
+    post_orders(&s, "nt", 5, /* 3 shipped, 2 rejected */
+                "{\"user\":\"u\",\"items\":[{\"sku\":\"a\",\"qty\":1}],\"amount_cents\":5,"
+                "\"payment_token\":\"t\"}");
+    wait_idle(&s);
+    char path[600];
+    snprintf(path, sizeof path, "%s", s.db + 7);
+    svc_stop(&s);
+    char restart[32], url[620];
+    snprintf(restart, sizeof restart, "%llu", (unsigned long long)order_wall_ms() - 60000);
+    snprintf(url, sizeof url, "sqlite:%s", path);
+    const char *ok[] = {"weft", "orders", "audit", "--db", url, "--restart-ms", restart};
+    CHECK_EQ(run_weft(7, ok), 0);
+    /* A rejected order back to 'accepted' (no stock moves either way): only "terminal" fails. */
+    corrupt_copy(
+        path, 100,
+        "UPDATE orders SET status = 'accepted', completed_ms = NULL WHERE id IN (SELECT id "
+        "FROM orders WHERE status = 'rejected' LIMIT 1)",
+        url, sizeof url);
+    const char *av[] = {"weft", "orders", "audit", "--db", url, "--wait", "0.2"};
+    CHECK_EQ(run_weft(7, av), 1);
+    /* Terminal, but 20 s after a restart 60 s ago that it was created before. */
+    corrupt_copy(path, 101,
+                 "UPDATE orders SET created_ms = created_ms - 70000, completed_ms = completed_ms - "
+                 "40000 WHERE id IN (SELECT id FROM orders WHERE status = 'shipped' LIMIT 1)",
+                 url, sizeof url);
+    const char *late[] = {"weft", "orders", "audit", "--db", url, "--restart-ms", restart};
+    CHECK_EQ(run_weft(7, late), 1);
+    const char *lenient[] = {"weft",         "orders", "audit",    "--db", url,
+                             "--restart-ms", restart,  "--within", "30"};
+    CHECK_EQ(run_weft(9, lenient), 0);
 }
 
 /* ---- crash safety: kill -9 under load, restart, audit ---- */

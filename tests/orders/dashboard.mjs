@@ -74,7 +74,7 @@ async function main() {
   await page.goto(url + "/");
   const dash = () => page.evaluate(() => ({ ...window.__dash, last: null }));
   await until("the page to connect", async () => (await dash()).connected);
-  if ((await page.locator(".uplot canvas").count()) < 4) fail("the four uPlot charts are missing");
+  if ((await page.locator(".uplot canvas").count()) < 5) fail("the five uPlot charts are missing");
 
   // A short open-loop load; the page's 5-second rate is read while it runs at full rate.
   const rate = 200, seconds = 9;
@@ -101,6 +101,14 @@ async function main() {
   }, 30000);
   const skus = await page.locator("#skus tbody tr").count();
   if (skus < 1) fail("no hottest SKUs shown");
+  // Every pool's busy workers and every queue are on the page; the pool sizes agree with /metrics.
+  const wk = (await page.locator("#workers").textContent()).match(/^(\d+)\/(\d+) · (\d+) · (\d+) · (\d+) · (\d+)\/(\d+)$/);
+  if (!wk) fail("workers per pool not shown: " + (await page.locator("#workers").textContent()));
+  if (Number(wk[2]) !== await metric(url, 'workers{pool="intake"}') ||
+      Number(wk[7]) !== await metric(url, 'workers{pool="cpu"}'))
+    fail(`pool sizes on the page ${wk[0]} differ from /metrics`);
+  if (!/^(\d+\/){6}\d+$/.test(await page.locator("#queues").textContent()))
+    fail("the seven queues are not shown");
   await page.screenshot({ path: path.join(artifacts, "orders-dashboard.png"), fullPage: true });
 
   // kill -9 the engine: the page says so and draws a gap; restart it: the page recovers.

@@ -16,11 +16,15 @@ pid=$!
 for _ in $(seq 300); do grep -q "listening on" "$dir/serve.out" && break; sleep 0.1; done
 url=$(grep -o 'listening on http://[0-9.:]*' "$dir/serve.out" | grep -o 'http://.*') ||
   fail "engine did not start"
-for s in 0 1 2 3; do
-  curl -sf -X PUT -d '{"qty":100000}' "$url/stock/sku-$s" >/dev/null || fail "PUT /stock"
-done
+# --stock: the load seeds the stock itself (PUT /stock on each SKU); --duration 0 only that.
+rc=0; "$weft" orders load --url "$url" --duration 0 >/dev/null 2>&1 || rc=$?
+[ "$rc" = 2 ] || fail "--duration 0 without --stock: exit $rc, not 2"
+"$weft" orders load --url "$url" --skus 4 --stock 7 --duration 0 >"$dir/seed.out" 2>&1 ||
+  fail "--stock --duration 0"
+[ "$(curl -sf "$url/stock/sku-3" | python3 -c 'import json,sys; print(json.load(sys.stdin)["available"])')" = 7 ] ||
+  fail "--stock 7 did not set sku-3"
 
-"$weft" orders load --url "$url" --rate 200 --duration 2 --skus 4 --hot-sku 0.5 --bad 0.1 \
+"$weft" orders load --url "$url" --rate 200 --duration 2 --skus 4 --stock 100000 --hot-sku 0.5 --bad 0.1 \
   --resend 0.1 --sample 1 --acked "$dir/acked" --json "$dir/r.json" --html "$dir/r.html" \
   >"$dir/load.out" 2>&1 || fail "load exited $?"
 python3 - "$dir/r.json" <<'PY' || fail "report"

@@ -56,6 +56,10 @@ for name, typ in [("orders_received", "counter"), ("orders_completed", "counter"
     assert name in fams, name
     assert fams[name].type == typ, (name, fams[name].type)
     assert fams[name].documentation, name
+for pool in ("intake", "writer", "io", "payment", "cpu"):  # every pool, busy and size
+    assert val("workers_active", pool=pool) >= 0 and val("workers", pool=pool) >= 1, pool
+for queue in ("intake", "writer", "loop", "backoff", "payment", "cpu", "stats"):
+    assert val("queue_depth", queue=queue) >= 0, queue
 acked = load["steps"][0]["acked"]
 assert val("orders_received", result="accepted") == acked, (acked, text[:400])
 assert val("orders_received", result="bad_request") == load["bad_rejected"]
@@ -108,6 +112,9 @@ acc = [l for l in open(sys.argv[2]) if l.startswith('orders_received_total{resul
 assert data["accepted"] == float(acc[0].split()[1]), (data["accepted"], acc)
 assert ids == list(range(ids[0], ids[0] + len(ids))), ids
 assert data["t"] > 0 and "queues" in data and "workers" in data
+assert set(data["workers"]) >= {"intake", "writer", "io", "payment", "cpu"}, data["workers"]
+assert set(data["queues"]) >= {"intake", "writer", "loop", "backoff", "payment", "cpu",
+                               "stats"}, data["queues"]
 PY
 
 # Each page is saved first: `curl | grep -q` under pipefail fails when grep exits before curl has

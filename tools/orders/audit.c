@@ -329,7 +329,9 @@ static int pend_row(void *arg, int n, char **c)
     return 0;
 }
 
-static void check_terminal(audit_t *a, double wait_s)
+/* restart_ms > 0: also every order terminal within `within_s` of the later of its creation and
+ * the last restart (epoch ms), from its completed_ms. */
+static void check_terminal(audit_t *a, double wait_s, int64_t restart_ms, double within_s)
 {
     uint64_t deadline = weft_now_ns() + (uint64_t)(wait_s * 1e9);
     pend_list_t p;
@@ -352,8 +354,33 @@ static void check_terminal(audit_t *a, double wait_s)
     if (p.n)
         report(a, false, "terminal", "%" PRId64 " orders not terminal: %s%s", p.n, p.ids.data,
                p.n > 10 ? ", ..." : "");
-    else
+    else if (restart_ms <= 0)
         report(a, true, "terminal", "every order is shipped, rejected or payment_failed");
+    if (p.n || restart_ms <= 0) {
+        weft_buf_free(&p.ids);
+        return;
+    }
+    char sql[400];
+    int64_t w = (int64_t)(within_s * 1000);
+    snprintf(sql, sizeof sql,
+             "SELECT id, status FROM orders WHERE completed_ms IS NULL OR completed_ms > "
+             "(CASE WHEN created_ms > %" PRId64 " THEN created_ms ELSE %" PRId64 " END) + %" PRId64
+             " ORDER BY created_ms",
+             restart_ms, restart_ms, w);
+    p.n = 0;
+    weft_buf_reset(&p.ids);
+    if (store_query(a->db, sql, pend_row, &p, a->err, sizeof a->err) < 0)
+        report(a, false, "terminal", "query failed: %s", a->err);
+    else if (p.n)
+        report(a, false, "terminal",
+               "%" PRId64 " orders terminal more than %g s after the later of their creation and "
+               "the last restart: %s%s",
+               p.n, within_s, p.ids.data, p.n > 10 ? ", ..." : "");
+    else
+        report(a, true, "terminal",
+               "every order is terminal, within %g s of the later of its creation and the last "
+               "restart",
+               within_s);
     weft_buf_free(&p.ids);
 }
 
@@ -361,7 +388,7 @@ static void usage(FILE *f)
 {
     fprintf(
         f, "usage: weft orders audit --db URL [--redis URL] [--payment URL] [--acked FILE]\n"
-           "                         [--wait SECONDS]\n\n"
+           "                         [--wait SECONDS] [--restart-ms EPOCH_MS [--within S]]\n\n"
            "Checks that the order engine lost and duplicated nothing, and prints one line per\n"
            "check:\n"
            "  keys          every order is unique by Idempotency-Key\n"
@@ -374,7 +401,10 @@ static void usage(FILE *f)
            "                capture for every paid order (skipped without --payment)\n"
            "  redis         with --redis: Redis' stock equals the database's, per SKU\n"
            "  terminal      every order is terminal, after waiting up to --wait seconds (default\n"
-           "                0) for a running engine; lists those that are not\n\n"
+           "                0) for a running engine; lists those that are not. With\n"
+           "                --restart-ms (the last restart of the engine or a service, in ms\n"
+           "                since the epoch): also each order completed within --within\n"
+           "                seconds (default 10) of the later of its creation and that restart\n\n"
            "  --db URL      sqlite:PATH or postgresql://...\n"
            "  --redis URL   also check that Redis' stock (weft:stock:{sku}) equals the database's\n"
            "Exit codes: 0 every check holds, 1 a check failed (or the database cannot be read),\n"
@@ -389,11 +419,14 @@ static int cmd_audit(int argc, char **argv)
         {"payment", required_argument, NULL, 'p'},
         {"acked", required_argument, NULL, 'a'},
         {"wait", required_argument, NULL, 'w'},
+        {"restart-ms", required_argument, NULL, 'R'},
+        {"within", required_argument, NULL, 'W'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     const char *db = NULL, *redis = NULL, *payment = NULL, *acked = NULL;
-    double wait_s = 0;
+    double wait_s = 0, within_s = 10;
+    int64_t restart_ms = 0;
     int c;
     optind = 1;
     opterr = 0;
@@ -416,6 +449,22 @@ static int cmd_audit(int argc, char **argv)
             wait_s = strtod(optarg, &end);
             if (*end || wait_s < 0 || wait_s > 86400)
                 return weft_cli_usage_error("orders audit", "--wait must be 0..86400 seconds");
+            break;
+        }
+        case 'R': {
+            char *end;
+            long long v = strtoll(optarg, &end, 10);
+            if (*end || end == optarg || v <= 0)
+                return weft_cli_usage_error("orders audit",
+                                            "--restart-ms must be milliseconds since the epoch");
+            restart_ms = v;
+            break;
+        }
+        case 'W': {
+            char *end;
+            within_s = strtod(optarg, &end);
+            if (*end || end == optarg || !(within_s > 0) || within_s > 86400)
+                return weft_cli_usage_error("orders audit", "--within must be 0..86400 seconds");
             break;
         }
         case 'h':
@@ -445,7 +494,8 @@ static int cmd_audit(int argc, char **argv)
         check_acked(&a, acked);
     else
         printf("skip acknowledged: no --acked FILE\n");
-    check_terminal(&a, wait_s); /* first: the checks below then see a settled database */
+    check_terminal(&a, wait_s, restart_ms,
+                   within_s); /* first: the checks below then see a settled database */
     check_stock(&a);
     ord_chk_t oc;
     memset(&oc, 0, sizeof oc);

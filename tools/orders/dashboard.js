@@ -28,8 +28,10 @@ const charts = {
   rate: mk("c_rate", "orders per second", ["accepted/s", "completed/s", "failed/s"], "/s"),
   stage: mk("c_stage", "stage latency (last second), ms",
             STAGES.map((s) => s + " p50").concat(STAGES.map((s) => s + " p99")), "ms"),
-  queue: mk("c_queue", "in flight and queues", ["live", "intake", "writer", "loop",
-                                                  "intake busy"], ""),
+  queue: mk("c_queue", "in flight and queues", ["live", "intake", "writer", "loop", "backoff",
+                                                  "payment", "cpu"], ""),
+  workers: mk("c_workers", "workers busy per pool", ["intake threads", "writer", "io calls",
+                                                     "payment calls", "cpu processes"], ""),
   fail: mk("c_fail", "retries and failures per second", ["retries/s", "failed/s", "503/s",
                                                          "409/s"], "/s"),
 };
@@ -70,8 +72,10 @@ function onEvent(ev) {
       push(charts.rate, now, [acc, comp, failed]);
       push(charts.stage, now, STAGES.map((s) => e.last.stages[s].n ? e.last.stages[s].p50 : null)
         .concat(STAGES.map((s) => e.last.stages[s].n ? e.last.stages[s].p99 : null)));
-      push(charts.queue, now, [e.live, e.queues.intake, e.queues.writer, e.queues.loop,
-                               e.workers.intake]);
+      const q = e.queues, w = e.workers;
+      push(charts.queue, now, [e.live, q.intake, q.writer, q.loop, q.backoff, q.payment,
+                               q.cpu]);
+      push(charts.workers, now, [w.intake, w.writer, w.io, w.payment, w.cpu]);
       push(charts.fail, now, [retries, failed, (e.overload - prev.overload) / dt,
                               (e.in_flight - prev.in_flight) / dt]);
       dash.points++;
@@ -91,8 +95,11 @@ function onEvent(ev) {
   $("accepted_total").textContent = e.accepted;
   $("shipped_total").textContent = e.completed.shipped;
   $("live").textContent = e.live;
-  $("workers").textContent = e.workers.intake + "/" + e.workers.intake_threads;
-  $("queues").textContent = e.queues.intake + "/" + e.queues.writer + "/" + e.queues.loop;
+  const w = e.workers, q = e.queues;
+  $("workers").textContent = w.intake + "/" + w.intake_threads + " · " + w.writer + " · " + w.io +
+                             " · " + w.payment + " · " + w.cpu + "/" + w.cpu_workers;
+  $("queues").textContent = [q.intake, q.writer, q.loop, q.backoff, q.payment, q.cpu, q.stats]
+    .join("/");
   $("uptime").textContent = "up " + fmt(e.t) + " s";
   showSkus(e.top);
   dash.last = e;

@@ -1,27 +1,26 @@
-/* `weft demo orders`: the order engine end to end, on this machine, in half a minute.
+/* `weft demo orders`: the order engine end to end, on this machine, in about half a minute.
  *
  * Starts Redis when redis-server is installed (a throw-away server on a free loopback port, no
  * persistence; otherwise the embedded default: stock in the engine, logistics in-process, and it
  * says so), the payment mock in this process (with latency, 5xx, timeouts and declines), `weft
- * orders serve` on SQLite and, with Redis, `weft orders logistics`; sends a burst of orders on
- * a few SKUs with less stock than orders (so some are rejected), waits until every order is
- * terminal, prints the outcomes, the per-stage latencies from GET /orders/{id}, the mock's
- * capture counts and `weft orders audit`, and stops everything it started (by pid).
+ * orders serve` on SQLite and, with Redis, `weft orders logistics`; prints the dashboard's URL;
+ * runs `weft orders load` (open loop, retries with the same Idempotency-Key) for 20 s at a rate
+ * this machine holds, with less stock than orders (so some are rejected); kills the engine with
+ * SIGKILL once mid-run and restarts it on the same port; ends with `weft orders audit` (nothing
+ * lost, nothing twice, stock exact, every order terminal) and the load's latency table; and stops
+ * everything it started (by pid).
  *
  * DESIGN
- * The engine and the worker run as child processes through their command lines (the stable
- * interface, the same the tests and the benchmark use); the burst is BURST_THREADS threads, each
- * with one keep-alive libcurl handle and its own weft_hist, merged at the end.
+ * The engine, the worker, the load and the audit run as child processes through their command
+ * lines (the stable interface, the same the tests and the benchmarks use). The mock lives in this
+ * process, so it survives the engine's death and counts captures across it.
  */
-#include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
 #include <hiredis/hiredis.h>
-#include <jansson.h>
 #include <netinet/in.h>
 #include <poll.h>
-#include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdio.h>
@@ -32,7 +31,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 #include <weft/buf.h>
-#include <weft/hist.h>
 #include <weft/sys.h>
 
 #include "demo/demo.h"
@@ -41,10 +39,10 @@
 
 extern char **environ;
 
-enum { BURST_THREADS = 8, BURST_ORDERS = 2000, SKUS = 10, STOCK_PER_SKU = 150, MAX_STAGES = 8 };
+enum { SKUS = 10, KILL_PERCENT = 40 /* of the run */ };
 
 typedef struct demo {
-    char dir[64], db[128], redis_url[64], mock_url[96], url[96], log[128];
+    char dir[64], db[128], redis_url[64], mock_url[96], url[96], log[128], listen[32];
     pid_t redis_pid, serve_pid, logistics_pid;
     int logistics_out; /* the worker's stdout: its summary line when it stops */
     orders_mock_t *mock;
@@ -166,7 +164,9 @@ static int start_redis(demo_t *d)
     return -EIO;
 }
 
-/* Starts `weft orders serve` (with Redis if d->redis_url[0]). Returns 0 or -1. */
+/* Starts `weft orders serve` (with Redis if d->redis_url[0]) on d->listen (127.0.0.1:0 the first
+ * time, then the port it got, so that a restarted engine is where clients retry). Returns 0 or
+ * -1. */
 static int start_serve(demo_t *d)
 {
     char *argv[16];
@@ -175,7 +175,7 @@ static int start_serve(demo_t *d)
     argv[n++] = "orders";
     argv[n++] = "serve";
     argv[n++] = "--listen";
-    argv[n++] = "127.0.0.1:0";
+    argv[n++] = d->listen;
     argv[n++] = "--db";
     argv[n++] = d->db;
     argv[n++] = "--payment";
@@ -194,6 +194,8 @@ static int start_serve(demo_t *d)
     int rc = read_url(fd, d->url, sizeof d->url, 30000);
     close(fd);
     if (rc < 0) stop_child(&d->serve_pid);
+    const char *port = rc == 0 ? strrchr(d->url, ':') : NULL;
+    if (port) snprintf(d->listen, sizeof d->listen, "127.0.0.1%s", port);
     return rc;
 }
 
@@ -215,169 +217,7 @@ static void stop_all(demo_t *d)
     if (d->dir[0]) nftw(d->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
-/* ---- HTTP ---- */
-
-static size_t on_body(char *p, size_t size, size_t n, void *ud)
-{
-    return weft_buf_append(ud, p, size * n) == 0 ? size * n : 0;
-}
-
-static long http(CURL *c, const char *method, const char *url, const char *key, const char *body,
-                 weft_buf_t *out)
-{
-    struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
-    char kh[300];
-    if (key) {
-        snprintf(kh, sizeof kh, "Idempotency-Key: %s", key);
-        h = curl_slist_append(h, kh);
-    }
-    weft_buf_reset(out);
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
-    if (body) {
-        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
-    } else {
-        curl_easy_setopt(c, CURLOPT_HTTPGET, 1L);
-        curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
-    }
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, out);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 10000L);
-    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    long status = 0;
-    if (curl_easy_perform(c) == CURLE_OK) curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-    curl_slist_free_all(h);
-    return status;
-}
-
-/* ---- the burst ---- */
-
-typedef struct burst {
-    const demo_t *d;
-    int index;
-    char (*ids)[64]; /* this thread's slice of the order ids ("" for a refused order) */
-    int n, created, other;
-    weft_hist_t ack_us;
-} burst_t;
-
-static void *burst_main(void *arg)
-{
-    burst_t *b = arg;
-    CURL *c = curl_easy_init();
-    weft_buf_t out;
-    weft_buf_init(&out, 1 << 16);
-    char url[160], key[64], body[256];
-    snprintf(url, sizeof url, "%s/orders", b->d->url);
-    uint64_t rng = 0x9e3779b97f4a7c15u * (uint64_t)(b->index + 1);
-    for (int i = 0; i < b->n && c; i++) {
-        snprintf(key, sizeof key, "demo-%d-%d", b->index, i);
-        snprintf(body, sizeof body,
-                 "{\"user\":\"u%d\",\"items\":[{\"sku\":\"sku-%d\",\"qty\":1}],"
-                 "\"amount_cents\":%d,\"payment_token\":\"tok_%s\"}",
-                 i % 50, (int)(weft_rand(&rng) % SKUS) + 1, 999 + (int)(weft_rand(&rng) % 9000),
-                 key);
-        uint64_t t0 = weft_now_ns();
-        long st = http(c, "POST", url, key, body, &out);
-        weft_hist_record(&b->ack_us, (weft_now_ns() - t0) / 1000);
-        b->ids[i][0] = '\0';
-        json_t *j = st == 201 ? json_loadb(out.data, out.len, 0, NULL) : NULL;
-        const char *id = json_string_value(json_object_get(j, "id"));
-        if (id) {
-            snprintf(b->ids[i], sizeof b->ids[i], "%s", id);
-            b->created++;
-        } else {
-            b->other++;
-        }
-        json_decref(j);
-    }
-    weft_buf_free(&out);
-    if (c) curl_easy_cleanup(c);
-    return NULL;
-}
-
-/* ---- results ---- */
-
-typedef struct stage_hist {
-    char name[32];
-    weft_hist_t ms;
-    uint64_t retried; /* orders whose stage took more than one attempt */
-} stage_hist_t;
-
-typedef struct results {
-    int shipped, rejected, payment_failed, pending;
-    weft_hist_t done_ms;
-    stage_hist_t st[MAX_STAGES];
-    int nst;
-} results_t;
-
-static stage_hist_t *stage(results_t *r, const char *name)
-{
-    for (int i = 0; i < r->nst; i++)
-        if (strcmp(r->st[i].name, name) == 0) return &r->st[i];
-    if (r->nst == MAX_STAGES) return NULL;
-    stage_hist_t *s = &r->st[r->nst++];
-    snprintf(s->name, sizeof s->name, "%s", name);
-    weft_hist_init(&s->ms);
-    return s;
-}
-
-/* Polls GET /orders/{id} until every order is terminal or the deadline passes. */
-static void collect(const demo_t *d, char (*ids)[64], int n, results_t *r)
-{
-    CURL *c = curl_easy_init();
-    weft_buf_t out;
-    weft_buf_init(&out, 1 << 16);
-    char url[200];
-    bool *done = calloc((size_t)n, sizeof *done);
-    uint64_t deadline = weft_now_ns() + 60 * 1000000000ull;
-    int left = n;
-    for (int i = 0; done && i < n; i++) {
-        if (ids[i][0]) continue;
-        done[i] = true; /* not accepted: nothing to wait for */
-        left--;
-    }
-    while (left > 0 && weft_now_ns() < deadline && c && done) {
-        for (int i = 0; i < n; i++) {
-            if (done[i]) continue;
-            snprintf(url, sizeof url, "%s/orders/%s", d->url, ids[i]);
-            if (http(c, "GET", url, NULL, NULL, &out) != 200) continue;
-            json_t *j = json_loadb(out.data, out.len, 0, NULL);
-            const char *s = json_string_value(json_object_get(j, "status"));
-            bool term = s && (strcmp(s, "shipped") == 0 || strcmp(s, "rejected") == 0 ||
-                              strcmp(s, "payment_failed") == 0);
-            if (term) {
-                done[i] = true;
-                left--;
-                if (strcmp(s, "shipped") == 0) r->shipped++;
-                if (strcmp(s, "rejected") == 0) r->rejected++;
-                if (strcmp(s, "payment_failed") == 0) r->payment_failed++;
-                json_int_t c0 = json_integer_value(json_object_get(j, "created_ms"));
-                json_int_t c1 = json_integer_value(json_object_get(j, "completed_ms"));
-                if (strcmp(s, "shipped") == 0 && c1 >= c0 && c0 > 0)
-                    weft_hist_record(&r->done_ms, (uint64_t)(c1 - c0));
-                const char *k;
-                json_t *v;
-                json_object_foreach(json_object_get(j, "stages"), k, v)
-                {
-                    stage_hist_t *sh = stage(r, k);
-                    json_t *ms = json_object_get(v, "ms");
-                    if (!sh || !json_is_number(ms)) continue;
-                    weft_hist_record(&sh->ms, (uint64_t)json_number_value(ms));
-                    if (json_integer_value(json_object_get(v, "attempts")) > 1) sh->retried++;
-                }
-            }
-            json_decref(j);
-        }
-        if (left > 0) usleep(200000);
-    }
-    r->pending = left;
-    free(done);
-    weft_buf_free(&out);
-    if (c) curl_easy_cleanup(c);
-}
-
-/* Runs `weft orders audit`, with the ids the burst got 201 for in `acked`; prints its lines.
+/* Runs `weft orders audit`, with the ids the load got 201 for in `acked`; prints its lines.
  * Returns its exit status, or -1. */
 static int run_audit(const demo_t *d, const char *acked)
 {
@@ -392,6 +232,8 @@ static int run_audit(const demo_t *d, const char *acked)
     argv[n++] = (char *)d->mock_url;
     argv[n++] = "--acked";
     argv[n++] = (char *)acked;
+    argv[n++] = "--wait";
+    argv[n++] = "60";
     if (d->redis_url[0]) {
         argv[n++] = "--redis";
         argv[n++] = (char *)d->redis_url;
@@ -409,10 +251,25 @@ static int run_audit(const demo_t *d, const char *acked)
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
+static double since(uint64_t t0)
+{
+    return (double)(weft_now_ns() - t0) / 1e9;
+}
+
 static int demo_orders(int argc, char **argv)
 {
+    /* --seconds S: the load's length (default 20; the test may shorten it). */
+    int seconds = 20;
+    if (argc == 3 && strcmp(argv[1], "--seconds") == 0 && atoi(argv[2]) >= 4 &&
+        atoi(argv[2]) <= 3600)
+        seconds = atoi(argv[2]);
+    else if (argc != 1) {
+        fprintf(stderr, "usage: weft demo orders [--seconds 4..3600]\n");
+        return WEFT_EXIT_USAGE;
+    }
     weft_demo_heading("weft orders: the order engine end to end");
     demo_t d = {.logistics_out = -1};
+    snprintf(d.listen, sizeof d.listen, "127.0.0.1:0");
     snprintf(d.dir, sizeof d.dir, "/tmp/weft-demo-orders-XXXXXX");
     if (!mkdtemp(d.dir)) {
         fprintf(stderr, "weft demo orders: cannot create a temporary directory\n");
@@ -420,14 +277,13 @@ static int demo_orders(int argc, char **argv)
     }
     snprintf(d.db, sizeof d.db, "sqlite:%s/orders.db", d.dir);
     snprintf(d.log, sizeof d.log, "%s/log", d.dir);
-    curl_global_init(CURL_GLOBAL_DEFAULT);
     int rc = WEFT_EXIT_OK;
 
     int r = start_redis(&d);
     if (r == 0)
-        printf("Redis:    %s (redis-server started for this demo, no persistence)\n", d.redis_url);
+        printf("Redis:     %s (redis-server started for this demo, no persistence)\n", d.redis_url);
     else
-        printf("Redis:    %s: the embedded default instead (stock in the engine, logistics "
+        printf("Redis:     %s: the embedded default instead (stock in the engine, logistics "
                "in-process)\n",
                r == -ENOENT ? "redis-server is not installed" : "redis-server did not start");
     orders_mock_opts_t mo = {
@@ -437,11 +293,11 @@ static int demo_orders(int argc, char **argv)
         stop_all(&d);
         return WEFT_EXIT_INTERNAL;
     }
-    printf("payment:  %s (the mock, in this process: latency p50 20 ms, p99 150 ms; 5%% "
+    printf("payment:   %s (the mock, in this process: latency p50 20 ms, p99 150 ms; 5%% "
            "answered 500, 1%% never answered, 3%% declined)\n",
            d.mock_url);
     if (start_serve(&d) < 0 && d.redis_url[0]) {
-        printf("engine:   did not start with --redis; trying the embedded default\n");
+        printf("engine:    did not start with --redis; trying the embedded default\n");
         d.redis_url[0] = '\0';
         stop_child(&d.redis_pid);
         start_serve(&d);
@@ -451,7 +307,7 @@ static int demo_orders(int argc, char **argv)
         stop_all(&d);
         return WEFT_EXIT_FAILED;
     }
-    printf("engine:   %s (weft orders serve, SQLite %s%s)\n", d.url, d.db + 7,
+    printf("engine:    %s (weft orders serve, SQLite %s%s)\n", d.url, d.db + 7,
            d.redis_url[0] ? ", Redis stock (lua)" : "");
     if (d.redis_url[0]) {
         char *la[] = {(char *)weft_demo_self(),
@@ -467,85 +323,96 @@ static int demo_orders(int argc, char **argv)
         if (d.logistics_pid < 0) d.logistics_pid = 0;
         printf("logistics: weft orders logistics (consumer group on weft:ship)\n");
     }
+    printf("\ndashboard: %s/  <- open it in a browser now: orders/s, stage p50/p99, workers, "
+           "queues, stock; it keeps going across the restart and shows the gap\n",
+           d.url);
 
-    /* Stock: fewer units than orders, so that some orders are rejected. */
-    CURL *c = curl_easy_init();
-    weft_buf_t out;
-    weft_buf_init(&out, 1 << 16);
-    char url[200], body[64];
-    for (int i = 1; i <= SKUS && c; i++) {
-        snprintf(url, sizeof url, "%s/stock/sku-%d", d.url, i);
-        snprintf(body, sizeof body, "{\"qty\":%d}", STOCK_PER_SKU);
-        http(c, "PUT", url, NULL, body, &out);
-    }
-    printf("\nstock:    %d units on %d SKUs; the burst asks for %d\n", SKUS * STOCK_PER_SKU, SKUS,
-           BURST_ORDERS);
-
-    char(*ids)[64] = calloc(BURST_ORDERS, sizeof *ids);
-    burst_t *b = calloc(BURST_THREADS, sizeof *b);
-    pthread_t th[BURST_THREADS];
+    /* A rate this machine holds with room to spare (the engine did ~8,000/s on 2 cores with
+     * SQLite); less stock than orders, so that the last ones are rejected. */
+    int cpus = weft_cpu_count();
+    int rate = 250 * (cpus > 0 ? cpus : 1);
+    if (rate > 1000) rate = 1000;
+    long stock = (long)rate * seconds * 9 / 10 / SKUS;
+    char rates[16], secs[16], skus[16], stocks[24], acked[96], lout[96];
+    snprintf(rates, sizeof rates, "%d", rate);
+    snprintf(secs, sizeof secs, "%d", seconds);
+    snprintf(skus, sizeof skus, "%d", SKUS);
+    snprintf(stocks, sizeof stocks, "%ld", stock);
+    snprintf(acked, sizeof acked, "%s/acked", d.dir);
+    snprintf(lout, sizeof lout, "%s/load.out", d.dir);
+    printf("load:      weft orders load --rate %d --duration %d --skus %d --stock %ld (open loop, "
+           "%d cores here; %ld units for ~%d orders: ~10%% rejected at the end)\n",
+           rate, seconds, SKUS, stock, cpus, stock * SKUS, rate * seconds);
+    char *lav[] = {(char *)weft_demo_self(),
+                   "orders",
+                   "load",
+                   "--url",
+                   d.url,
+                   "--rate",
+                   rates,
+                   "--duration",
+                   secs,
+                   "--skus",
+                   skus,
+                   "--stock",
+                   stocks,
+                   "--retry-for",
+                   "60",
+                   "--timeout",
+                   "5",
+                   "--sample",
+                   "1",
+                   "--drain",
+                   "30",
+                   "--acked",
+                   acked,
+                   NULL};
+    fflush(stdout);
+    int lfd = -1;
     uint64_t t0 = weft_now_ns();
-    int started = 0;
-    for (int i = 0; ids && b && i < BURST_THREADS; i++) {
-        b[i] = (burst_t){.d = &d, .index = i, .n = BURST_ORDERS / BURST_THREADS};
-        b[i].ids = ids + i * (BURST_ORDERS / BURST_THREADS);
-        weft_hist_init(&b[i].ack_us);
-        if (pthread_create(&th[i], NULL, burst_main, &b[i]) == 0) started++;
+    pid_t load_pid = spawn(lav, &lfd, d.log);
+    if (load_pid < 0) {
+        fprintf(stderr, "weft demo orders: weft orders load did not start\n");
+        stop_all(&d);
+        return WEFT_EXIT_FAILED;
     }
-    for (int i = 0; i < started; i++) pthread_join(th[i], NULL);
-    double secs = (double)(weft_now_ns() - t0) / 1e9;
-    weft_hist_t ack;
-    weft_hist_init(&ack);
-    int created = 0, other = 0;
-    for (int i = 0; i < started; i++) {
-        weft_hist_merge(&ack, &b[i].ack_us);
-        created += b[i].created;
-        other += b[i].other;
-    }
-    printf("burst:    %d orders from %d connections in %.2f s (%.0f/s): %d accepted (201), %d "
-           "other\n",
-           created + other, started, secs, (created + other) / (secs > 0 ? secs : 1), created,
-           other);
-    printf("          acknowledgement p50 %.1f ms, p99 %.1f ms, max %.1f ms\n",
-           weft_hist_quantile(&ack, 0.5) / 1e3, weft_hist_quantile(&ack, 0.99) / 1e3,
-           (double)ack.max / 1e3);
 
-    results_t *res = calloc(1, sizeof *res);
-    if (res && ids) {
-        weft_hist_init(&res->done_ms);
-        collect(&d, ids, started * (BURST_ORDERS / BURST_THREADS), res);
-        printf("outcomes: %d shipped, %d rejected (out of stock), %d payment_failed, %d not "
-               "terminal after 60 s\n",
-               res->shipped, res->rejected, res->payment_failed, res->pending);
-        printf("\nper-stage latency (ms, from GET /orders/{id}):\n");
-        printf("  %-22s %8s %8s %8s %8s\n", "stage", "p50", "p99", "max", "retried");
-        for (int i = 0; i < res->nst; i++) {
-            stage_hist_t *s = &res->st[i];
-            printf("  %-22s %8llu %8llu %8llu %8llu\n", s->name,
-                   (unsigned long long)weft_hist_quantile(&s->ms, 0.5),
-                   (unsigned long long)weft_hist_quantile(&s->ms, 0.99),
-                   (unsigned long long)(s->ms.count ? s->ms.max : 0),
-                   (unsigned long long)s->retried);
-        }
-        printf("  %-22s %8llu %8llu %8llu\n", "accepted -> shipped",
-               (unsigned long long)weft_hist_quantile(&res->done_ms, 0.5),
-               (unsigned long long)weft_hist_quantile(&res->done_ms, 0.99),
-               (unsigned long long)(res->done_ms.count ? res->done_ms.max : 0));
-        /* Exact stock: what shipped plus what is left is what there was. */
-        long long left = 0;
-        for (int i = 1; i <= SKUS && c; i++) {
-            snprintf(url, sizeof url, "%s/stock/sku-%d", d.url, i);
-            json_t *j = http(c, "GET", url, NULL, NULL, &out) == 200
-                            ? json_loadb(out.data, out.len, 0, NULL)
-                            : NULL;
-            left += json_integer_value(json_object_get(j, "available"));
-            json_decref(j);
-        }
-        printf("\nstock:    %d shipped + %lld left = %lld of %d units%s\n", res->shipped, left,
-               res->shipped + left, SKUS * STOCK_PER_SKU,
-               res->shipped + left == SKUS * STOCK_PER_SKU ? " (exact)" : " (WRONG)");
-        if (res->pending || res->shipped + left != SKUS * STOCK_PER_SKU) rc = WEFT_EXIT_FAILED;
+    /* Mid-run: SIGKILL the engine (no shutdown, whatever it holds in flight) and restart it on
+     * the same port; the load keeps retrying unacknowledged orders with the same key. */
+    double at = seconds * KILL_PERCENT / 100.0;
+    while (since(t0) < at && waitpid(load_pid, NULL, WNOHANG) == 0) usleep(20000);
+    double tk = since(t0);
+    kill(d.serve_pid, SIGKILL);
+    waitpid(d.serve_pid, NULL, 0);
+    d.serve_pid = 0;
+    printf("\nkill -9:   the engine at %.1f s into the load\n", tk);
+    fflush(stdout);
+    uint64_t tr = weft_now_ns();
+    for (int i = 0; i < 50 && start_serve(&d) < 0; i++) usleep(200000); /* port in TIME_WAIT */
+    if (!d.serve_pid) {
+        fprintf(stderr, "weft demo orders: the engine did not restart (log: %s)\n", d.log);
+        kill(load_pid, SIGTERM);
+        waitpid(load_pid, NULL, 0);
+        close(lfd);
+        stop_all(&d);
+        return WEFT_EXIT_FAILED;
     }
+    printf("restarted: %s again after %.0f ms (it resumes the orders it had accepted)\n", d.url,
+           since(tr) * 1e3);
+    printf("\nthe load runs to its end, then reads back every acknowledged order...\n");
+    fflush(stdout);
+
+    /* The latency table: what the load prints when it ends. */
+    weft_buf_t table;
+    weft_buf_init(&table, 1 << 20);
+    char buf[4096];
+    ssize_t n;
+    while ((n = read(lfd, buf, sizeof buf)) > 0) weft_buf_append(&table, buf, (size_t)n);
+    close(lfd);
+    int status = 0;
+    waitpid(load_pid, &status, 0);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) rc = WEFT_EXIT_FAILED;
+
     orders_mock_stats_t ms;
     orders_mock_stats(d.mock, &ms);
     printf("\npayment mock: %llu requests, %llu captures, %llu declines, %llu injected 500s, "
@@ -556,14 +423,8 @@ static int demo_orders(int argc, char **argv)
            (unsigned long long)ms.orders_captured_more_than_once);
     if (ms.orders_captured_more_than_once) rc = WEFT_EXIT_FAILED;
 
-    printf("\naudit (weft orders audit):\n");
+    printf("\naudit (weft orders audit --acked: every acknowledged order, across the kill):\n");
     fflush(stdout);
-    char acked[96];
-    snprintf(acked, sizeof acked, "%s/acked", d.dir);
-    FILE *af = fopen(acked, "w");
-    for (int i = 0; af && ids && i < BURST_ORDERS; i++)
-        if (ids[i][0]) fprintf(af, "%s\n", ids[i]);
-    if (af) fclose(af);
     int a = run_audit(&d, acked);
     if (a != 0) {
         printf("  %s\n", a == WEFT_EXIT_USAGE ? "(not available in this build)" : "FAILED");
@@ -572,23 +433,23 @@ static int demo_orders(int argc, char **argv)
     if (d.logistics_pid) {
         stop_child(&d.logistics_pid);
         char line[512];
-        ssize_t n = read(d.logistics_out, line, sizeof line - 1);
-        if (n > 0) {
-            line[n] = '\0';
+        ssize_t k = read(d.logistics_out, line, sizeof line - 1);
+        if (k > 0) {
+            line[k] = '\0';
             printf("\nlogistics worker: %s",
                    strstr(line, "applied") ? strstr(line, "applied") : line);
         }
     }
+    printf("\nlatency (weft orders load: acknowledgement from each order's scheduled start, "
+           "completion from the engine's timestamps):\n%.*s",
+           (int)table.len, table.data ? table.data : "");
+    if (rc != WEFT_EXIT_OK && WIFEXITED(status) && WEXITSTATUS(status) != 0)
+        printf("the load exited %d (some order was never acknowledged)\n", WEXITSTATUS(status));
     printf("\nstopping the engine, the worker, Redis and the mock.\n");
-    free(res);
-    free(ids);
-    free(b);
-    weft_buf_free(&out);
-    if (c) curl_easy_cleanup(c);
+    weft_buf_free(&table);
     stop_all(&d);
-    curl_global_cleanup();
     return rc;
 }
 
 WEFT_DEMO("orders", 40, demo_orders,
-          "the order engine: Redis, payment mock, a burst, stage latencies, audit")
+          "the order engine: Redis, payment mock, 20 s of load, kill -9 mid-run, audit, latency")

@@ -112,6 +112,10 @@ struct engine {
     stock_redis_t *redis; /* loop thread only; NULL without --redis */
     atomic_size_t live;
     atomic_bool stopping;
+    /* Gauges for /metrics, relaxed (read once per scrape; nothing is ordered by them). */
+    atomic_size_t writer_busy; /* 1 while the writer's transaction runs */
+    atomic_size_t io_inflight; /* payment and Redis calls started on the loop, not yet back */
+    atomic_size_t io_backoff;  /* orders on a retry timer */
 
     pthread_mutex_t idem_mu;
     weft_htab_t inflight; /* hash(key) -> ord_t* */
@@ -405,6 +409,7 @@ static void *writer_main(void *arg)
     uint64_t last_log = 0;
     pthread_mutex_lock(&e->wq_mu);
     for (;;) {
+        if (!e->wq_head) atomic_store_explicit(&e->writer_busy, 0, memory_order_relaxed);
         while (!e->wq_head && !e->wq_stop) pthread_cond_wait(&e->wq_cv, &e->wq_mu);
         if (!e->wq_head) break;
         size_t n = 0;
@@ -416,6 +421,7 @@ static void *writer_main(void *arg)
         bool stop = e->wq_stop;
         pthread_mutex_unlock(&e->wq_mu);
         uint64_t t0 = weft_now_ns();
+        atomic_store_explicit(&e->writer_busy, 1, memory_order_relaxed);
         int rc = store_apply(e->store, batch, n, err, sizeof err);
         stats_commit(e->stats, n, (weft_now_ns() - t0) / 1000, rc == 0);
         if (rc < 0 && n > 1) {
@@ -521,6 +527,7 @@ static void retire(ord_t *o)
 static void on_later_timer(weft_loop_timer_t *t, void *arg)
 {
     ord_t *o = arg;
+    atomic_fetch_sub_explicit(&o->e->io_backoff, 1, memory_order_relaxed);
     weft_loop_timer_destroy(t);
     o->later(o);
 }
@@ -530,9 +537,10 @@ static void later(ord_t *o, uint64_t ms, void (*fn)(ord_t *o))
 {
     weft_loop_timer_t *t;
     o->later = fn;
-    if (weft_loop_timer_create(o->e->loop, on_later_timer, o, &t) == 0)
+    if (weft_loop_timer_create(o->e->loop, on_later_timer, o, &t) == 0) {
+        atomic_fetch_add_explicit(&o->e->io_backoff, 1, memory_order_relaxed);
         weft_loop_timer_start(t, ms, 0);
-    else
+    } else
         fn(o);
 }
 
@@ -542,6 +550,7 @@ static void on_stock(void *arg, stock_result_t r, const char *reason)
 {
     ord_t *o = arg;
     engine_t *e = o->e;
+    atomic_fetch_sub_explicit(&e->io_inflight, 1, memory_order_relaxed);
     if (atomic_load_explicit(&e->stopping, memory_order_acquire)) return;
     switch (r) {
     case STOCK_RESERVED:
@@ -567,6 +576,7 @@ static void on_shipped(void *arg, int rc)
 {
     ord_t *o = arg;
     engine_t *e = o->e;
+    atomic_fetch_sub_explicit(&e->io_inflight, 1, memory_order_relaxed);
     if (atomic_load_explicit(&e->stopping, memory_order_acquire)) return;
     if (rc < 0) {
         o->attempts[STATS_SHIP]++;
@@ -583,10 +593,16 @@ static void advance(ord_t *o)
     engine_t *e = o->e;
     if (o->holding) { /* the durable write of a Redis reservation is done: mirror or undo */
         o->holding = false;
-        if (o->so.status == ORDER_RESERVED)
+        /* Lock strategy, "already applied" (op_rc 1): the reservation was written before, by
+         * another engine that took over while this one was stopped (SIGSTOP, a long pause), or
+         * by this one in a commit whose answer was lost. Whether Redis already mirrors it is
+         * unknown here, so no DECRBY (it could be the second one): release the locks and
+         * reconcile Redis from the database instead. */
+        bool unknown = o->op_rc == 1 && e->o.stock == ENGINE_STOCK_LOCK;
+        if (o->so.status == ORDER_RESERVED && !unknown)
             stock_redis_done(e->redis, &o->hold);
         else
-            stock_redis_abort(e->redis, &o->hold, o->so.status == ORDER_REJECTED);
+            stock_redis_abort(e->redis, &o->hold, o->so.status == ORDER_REJECTED || unknown);
     }
     if (o->releasing && o->so.status != ORDER_RESERVED) {
         o->releasing = false;
@@ -607,6 +623,7 @@ static void advance(ord_t *o)
             o->hold.items = o->so.req.items;
             o->hold.nitems = o->so.req.nitems;
             memcpy(o->hold.order_id, o->so.id, sizeof o->hold.order_id);
+            atomic_fetch_add_explicit(&e->io_inflight, 1, memory_order_relaxed);
             stock_redis_reserve(e->redis, &o->hold, on_stock, o);
         } else {
             queue_op(o, STORE_RESERVE);
@@ -619,9 +636,10 @@ static void advance(ord_t *o)
         break;
     case ORDER_PAID:
         if (!o->attempts[STATS_SHIP]) stage_begin(o, STATS_SHIP);
-        if (e->redis)
+        if (e->redis) {
+            atomic_fetch_add_explicit(&e->io_inflight, 1, memory_order_relaxed);
             stock_redis_ship(e->redis, o->so.id, o->so.req.items, o->so.req.nitems, on_shipped, o);
-        else
+        } else
             queue_op(o, STORE_SHIP);
         break;
     case ORDER_REJECTED:
@@ -662,6 +680,7 @@ static void on_pay(void *arg, pay_result_t r, const char *detail)
 {
     ord_t *o = arg;
     engine_t *e = o->e;
+    atomic_fetch_sub_explicit(&e->io_inflight, 1, memory_order_relaxed);
     atomic_fetch_sub_explicit(&e->pay_running, 1, memory_order_relaxed);
     if (r == PAY_CANCELED || atomic_load_explicit(&e->stopping, memory_order_acquire)) return;
     pay_next(e);
@@ -699,6 +718,7 @@ static void pay_launch(ord_t *o)
 {
     engine_t *e = o->e;
     o->attempts[STATS_PAYMENT]++;
+    atomic_fetch_add_explicit(&e->io_inflight, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&e->pay_running, 1, memory_order_relaxed);
     int rc = pay_start(e->loop, e->payment_url, o->so.id, o->so.req.amount_cents,
                        o->so.req.payment_token, e->o.pay_timeout_ms, on_pay, o);
@@ -914,6 +934,10 @@ void engine_gauges(engine_t *e, engine_gauges_t *g)
     pthread_mutex_lock(&e->lq_mu);
     for (ord_t *o = e->lq_head; o; o = o->next) g->loop_queued++;
     pthread_mutex_unlock(&e->lq_mu);
+    g->writer_running = atomic_load_explicit(&e->writer_busy, memory_order_relaxed);
+    g->io_running = atomic_load_explicit(&e->io_inflight, memory_order_relaxed);
+    g->io_backoff = atomic_load_explicit(&e->io_backoff, memory_order_relaxed);
+    stats_gauges(e->stats, &g->cpu_workers, &g->cpu_running, &g->cpu_queued, &g->stats_queued);
     g->pay_running = atomic_load_explicit(&e->pay_running, memory_order_relaxed);
     g->pay_queued = atomic_load_explicit(&e->pay_queued, memory_order_relaxed);
     g->pay_concurrency = e->o.pay_concurrency;

@@ -73,9 +73,15 @@ size_t engine_live(engine_t *e);
 struct stats *engine_stats(engine_t *e);
 typedef struct engine_gauges {
     size_t live;                          /* as engine_live */
-    int intake_threads;                   /* the intake pool */
+    int intake_threads;                   /* the intake pool (threads) */
     size_t intake_running, intake_queued; /* its busy workers and queue */
+    size_t writer_running;                /* the writer thread: 1 while a transaction runs */
     size_t writer_queued, loop_queued;    /* operations waiting for the writer / loop */
+    size_t io_running;                    /* the IO loop: payment and Redis calls in flight */
+    size_t io_backoff;                    /* orders waiting on the loop for a retry's backoff */
+    int cpu_workers;                      /* the statistics' process pool */
+    size_t cpu_running, cpu_queued;       /* its busy workers and queue */
+    size_t stats_queued;                  /* events waiting for the statistics thread */
     size_t pay_running, pay_queued;       /* payment attempts in flight / waiting for a slot */
     uint32_t pay_concurrency;             /* the bound on pay_running */
 } engine_gauges_t;

@@ -17,6 +17,7 @@
  * so polling does not perturb the load being measured.
  * Threads: one (the loop thread); no locks.
  */
+#include <curl/curl.h>
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
@@ -48,6 +49,7 @@ typedef struct opts {
     double retry_for_s, timeout_s, drain_s, slo_ms;
     const char *json, *html, *acked;
     const char *sku_prefix;
+    long stock; /* --stock: units PUT on each SKU before the run; -1: leave the stock alone */
     bool quiet;
 } opts_t;
 
@@ -138,9 +140,18 @@ static int make_body(ld_t *l, req_t *r)
         memcpy(buf, b, n);
     } else {
         n = (size_t)snprintf(buf, sizeof buf, "{\"user\":\"u%" PRIu64 "\",\"items\":[", user);
+        if (nitems > l->o.skus) nitems = l->o.skus;
+        uint64_t chosen[100]; /* --items is at most 100 */
         for (int i = 0; i < nitems; i++) {
             uint64_t sku =
                 l->o.skus <= 1 || unif(l) < l->o.hot ? 0 : 1 + rnd(l) % (uint64_t)(l->o.skus - 1);
+            /* Distinct SKUs within an order (the engine refuses one twice): the next free one. */
+            for (int j = 0; j < i; j++)
+                if (chosen[j] == sku) {
+                    sku = (sku + 1) % (uint64_t)l->o.skus;
+                    j = -1;
+                }
+            chosen[i] = sku;
             n +=
                 (size_t)snprintf(buf + n, sizeof buf - n, "%s{\"sku\":\"%s%" PRIu64 "\",\"qty\":1}",
                                  i ? "," : "", l->o.sku_prefix, sku);
@@ -492,21 +503,17 @@ static void spectrum(const weft_hist_t *h, double *out)
                                    : (double)weft_hist_quantile(h, quantiles[i]);
 }
 
-/* The last step that held its rate: achieved >= 95 % of offered, < 1 % dropped, p99 within the
- * SLO. -1 when none did. */
+/* The knee: the first step that did not hold its rate (achieved < 98 % of offered, or p99 over
+ * --slo-ms). Returns its index, or -1 when every step held. */
 static int knee(const ld_t *l)
 {
-    int k = -1;
     for (int i = 0; i < l->o.nsteps; i++) {
         const step_t *s = &l->steps[i];
         double d = (double)s->dur / 1e9, off = (double)s->scheduled / d,
                ach = (double)(s->acked + s->refused) / d;
-        if (ach < 0.95 * off || s->dropped * 100 > s->scheduled ||
-            ms(weft_hist_quantile(&s->lat, 0.99)) > l->o.slo_ms)
-            break;
-        k = i;
+        if (ach < 0.98 * off || ms(weft_hist_quantile(&s->lat, 0.99)) > l->o.slo_ms) return i;
     }
-    return k;
+    return -1;
 }
 
 static void print_table(const ld_t *l, const weft_hist_t *all, FILE *f)
@@ -524,7 +531,7 @@ static void print_table(const ld_t *l, const weft_hist_t *all, FILE *f)
                 s->failed, ms(weft_hist_quantile(&s->lat, 0.5)),
                 ms(weft_hist_quantile(&s->lat, 0.9)), ms(weft_hist_quantile(&s->lat, 0.99)),
                 ms(weft_hist_quantile(&s->lat, 0.999)), ms(s->lat.count ? s->lat.max : 0),
-                i == kn && kn < l->o.nsteps - 1 ? "  <- knee (last step held)" : "");
+                i == kn ? "  <- knee (first step not held)" : "");
     }
     uint64_t sch = 0, ack = 0, drop = 0, fail = 0, dur = 0;
     for (int i = 0; i < l->o.nsteps; i++) {
@@ -539,8 +546,11 @@ static void print_table(const ld_t *l, const weft_hist_t *all, FILE *f)
             "all", (double)sch / d, (double)ack / d, drop, fail, ms(weft_hist_quantile(all, 0.5)),
             ms(weft_hist_quantile(all, 0.9)), ms(weft_hist_quantile(all, 0.99)),
             ms(weft_hist_quantile(all, 0.999)), ms(all->count ? all->max : 0));
-    if (kn == -1) fprintf(f, "knee: no step held its rate\n");
-    if (kn == l->o.nsteps - 1) fprintf(f, "knee: not reached (every step held its rate)\n");
+    if (kn >= 0)
+        fprintf(f, "knee: step %d (%.0f/s): achieved < 98 %% of offered or p99 > %.0f ms\n", kn + 1,
+                l->steps[kn].rate, l->o.slo_ms);
+    if (kn == -1)
+        fprintf(f, "knee: not reached (every step held 98 %% and p99 <= %.0f ms)\n", l->o.slo_ms);
     fprintf(f,
             "answered as expected %" PRIu64 " of %" PRIu64
             " scheduled (achieved: 201/200, and 400 for bad requests); responses by status:",
@@ -746,7 +756,8 @@ static void usage(FILE *f)
            "  --rate R             orders per second (default 1000)\n"
            "  --steps A:B:S        a step curve: A, A+S, ... B orders/s, --duration each\n"
            "                       (k suffix: 1k:12k:1k)\n"
-           "  --duration S         seconds (per step with --steps; default 10)\n"
+           "  --duration S         seconds (per step with --steps; default 10); 0 with --stock:\n"
+           "                       only set the stock, send no order\n"
            "  --connections N      concurrent requests at most (default 256)\n"
            "  --users N            distinct users (default 1000)\n"
            "  --skus N             distinct SKUs, named PREFIX0.. (default 100)\n"
@@ -762,13 +773,16 @@ static void usage(FILE *f)
            "  --sample F           share of acknowledged ids read back for completion latency\n"
            "                       (default 0.05; at most 200000)\n"
            "  --drain S            wait for sampled orders to become terminal (default 10)\n"
-           "  --slo-ms MS          p99 a step must hold to count below the knee (default 50)\n"
+           "  --slo-ms MS          the knee is the first step with achieved < 98 %% of offered\n"
+           "                       or p99 > MS (default 2000)\n"
+           "  --stock N            first PUT /stock: N units on each of the --skus SKUs\n"
            "  --acked FILE         write every acknowledged id (for `weft orders audit --acked`)\n"
            "  --json FILE          the report as JSON ('-': stdout, instead of the table)\n"
            "  --html FILE          the report as a page with the percentile spectrum and curves\n"
            "  -h, --help           this text\n\n"
-           "Exit codes: 0 every order acknowledged (or refused as expected), 1 some gave up or a\n"
-           "resent key returned another id, 2 usage error, 3 internal error.\n");
+           "Exit codes: 0 every order acknowledged (or refused as expected), 1 some gave up, was\n"
+           "refused (a 4xx but 409), or a resent key returned another id, 2 usage error, 3\n"
+           "internal error.\n");
 }
 
 static int parse_rate(const char *s, double *out)
@@ -794,6 +808,47 @@ static int parse_double(const char *s, double lo, double hi, double *out)
     return 0;
 }
 
+/* --stock: PUT /stock/{sku} {"qty":N} on each SKU, one at a time before the run, on one
+ * keep-alive libcurl handle (weft_http_opts_t has no method but GET and POST). */
+static size_t discard(char *p, size_t size, size_t n, void *ud)
+{
+    (void)p, (void)ud;
+    return size * n;
+}
+
+static int seed_stock(const opts_t *o)
+{
+    CURL *c = curl_easy_init();
+    struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
+    if (!c || !h) {
+        curl_slist_free_all(h);
+        if (c) curl_easy_cleanup(c);
+        return weft_cli_error("orders load", WEFT_EXIT_INTERNAL, "--stock: out of memory");
+    }
+    char url[400], body[64];
+    snprintf(body, sizeof body, "{\"qty\":%ld}", o->stock);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, "PUT");
+    curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, discard);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 10000L);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    int rc = WEFT_EXIT_OK;
+    for (int i = 0; i < o->skus && rc == WEFT_EXIT_OK; i++) {
+        snprintf(url, sizeof url, "%s/stock/%s%d", o->url, o->sku_prefix, i);
+        curl_easy_setopt(c, CURLOPT_URL, url);
+        long status = 0;
+        CURLcode e = curl_easy_perform(c);
+        if (e == CURLE_OK) curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+        if (status != 200)
+            rc = weft_cli_error("orders load", WEFT_EXIT_FAILED, "--stock: PUT %s: %s", url,
+                                e != CURLE_OK ? curl_easy_strerror(e) : "not 200");
+    }
+    curl_slist_free_all(h);
+    curl_easy_cleanup(c);
+    return rc;
+}
+
 static int cmd_load(int argc, char **argv)
 {
     static const struct option longopts[] = {
@@ -817,6 +872,7 @@ static int cmd_load(int argc, char **argv)
         {"acked", required_argument, NULL, 'a'},
         {"json", required_argument, NULL, 'j'},
         {"html", required_argument, NULL, 'm'},
+        {"stock", required_argument, NULL, 'T'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -835,7 +891,8 @@ static int cmd_load(int argc, char **argv)
                   .retry_for_s = 30,
                   .timeout_s = 10,
                   .drain_s = 10,
-                  .slo_ms = 50,
+                  .slo_ms = 2000,
+                  .stock = -1,
                   .sku_prefix = "sku-"};
     const char *cmd = "orders load";
     long v;
@@ -866,8 +923,9 @@ static int cmd_load(int argc, char **argv)
             break;
         }
         case 'd':
-            if (parse_double(optarg, 0.1, 86400, &o->duration_s) < 0)
-                return weft_cli_usage_error(cmd, "--duration must be 0.1..86400 seconds");
+            if (parse_double(optarg, 0, 86400, &o->duration_s) < 0 ||
+                (o->duration_s > 0 && o->duration_s < 0.1))
+                return weft_cli_usage_error(cmd, "--duration must be 0 or 0.1..86400 seconds");
             break;
         case 'c':
             if (weft_cli_parse_int(optarg, 1, 100000, &v) < 0)
@@ -915,6 +973,10 @@ static int cmd_load(int argc, char **argv)
             if (parse_double(optarg, 0.001, 1e7, &o->slo_ms) < 0)
                 return weft_cli_usage_error(cmd, "--slo-ms must be > 0");
             break;
+        case 'T':
+            if (weft_cli_parse_int(optarg, 0, 1000000000000L, &o->stock) < 0)
+                return weft_cli_usage_error(cmd, "--stock must be 0..1000000000000 units");
+            break;
         case 'a':
             o->acked = optarg;
             break;
@@ -935,7 +997,15 @@ static int cmd_load(int argc, char **argv)
     if (strncmp(o->url, "http://", 7) != 0 || strlen(o->url) > 256)
         return weft_cli_usage_error(cmd, "--url must be http://HOST:PORT");
 
+    if (o->duration_s == 0 && o->stock < 0)
+        return weft_cli_usage_error(cmd, "--duration 0 only sets the stock: give --stock N");
     int rc = WEFT_EXIT_OK;
+    if (o->stock >= 0 && (rc = seed_stock(o)) != WEFT_EXIT_OK) return rc;
+    if (o->duration_s == 0) {
+        printf("stock: %ld units on each of %d SKUs (%s0..%s%d)\n", o->stock, o->skus,
+               o->sku_prefix, o->sku_prefix, o->skus - 1);
+        return WEFT_EXIT_OK;
+    }
     if (o->acked && !(l.acked = fopen(o->acked, "w")))
         return weft_cli_error(cmd, WEFT_EXIT_USAGE, "cannot write %s: %s", o->acked,
                               strerror(errno));
@@ -988,7 +1058,9 @@ static int cmd_load(int argc, char **argv)
                                 strerror(errno));
         }
     }
-    if (rc == WEFT_EXIT_OK && (l.gave_up || l.dup_mismatch)) rc = WEFT_EXIT_FAILED;
+    uint64_t failed = 0; /* good requests answered with a final error (a 4xx but 409) */
+    for (int i = 0; i < o->nsteps; i++) failed += l.steps[i].failed;
+    if (rc == WEFT_EXIT_OK && (l.gave_up || l.dup_mismatch || failed)) rc = WEFT_EXIT_FAILED;
     free(l.secs);
     free(l.ids);
     return rc;

@@ -56,6 +56,13 @@ static void head(mctx_t *m, const char *name, const char *type, const char *help
     put(m, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
+/* One gauge per label value: name{label="keys[i]"} vals[i]. */
+static void labelled(mctx_t *m, const char *name, const char *label, const char *const *keys,
+                     const size_t *vals, size_t n)
+{
+    for (size_t i = 0; i < n; i++) put(m, "%s{%s=\"%s\"} %zu\n", name, label, keys[i], vals[i]);
+}
+
 /* One histogram series: `unit_per_s` converts the recorded unit to seconds (1e6 for us). */
 static void hist(mctx_t *m, const char *name, const char *labels, const weft_hist_t *h,
                  double unit_per_s)
@@ -143,17 +150,31 @@ static int prom(const stats_view_t *v, void *arg)
 
     head(m, "orders_live", "gauge", "Orders in flight: intake to terminal.");
     put(m, "orders_live %zu\n", m->g.live);
-    head(m, "workers", "gauge", "Worker threads per pool.");
-    put(m, "workers{pool=\"intake\"} %d\n", m->g.intake_threads);
-    put(m, "workers{pool=\"payment\"} %" PRIu32 "\n", m->g.pay_concurrency);
-    head(m, "workers_active", "gauge", "Workers busy now, per pool.");
-    put(m, "workers_active{pool=\"intake\"} %zu\n", m->g.intake_running);
-    put(m, "workers_active{pool=\"payment\"} %zu\n", m->g.pay_running);
-    head(m, "queue_depth", "gauge", "Items waiting, per queue.");
-    put(m, "queue_depth{queue=\"intake\"} %zu\n", m->g.intake_queued);
-    put(m, "queue_depth{queue=\"writer\"} %zu\n", m->g.writer_queued);
-    put(m, "queue_depth{queue=\"loop\"} %zu\n", m->g.loop_queued);
-    put(m, "queue_depth{queue=\"payment\"} %zu\n", m->g.pay_queued);
+    const engine_gauges_t *g = &m->g;
+    static const char *const pools[] = {"intake", "writer", "io", "payment", "cpu"};
+    static const char *const queues[] = {"intake",  "writer", "loop", "backoff",
+                                         "payment", "cpu",    "stats"};
+    const size_t size[] = {(size_t)g->intake_threads, 1, 1, g->pay_concurrency,
+                           (size_t)g->cpu_workers};
+    const size_t busy[] = {g->intake_running, g->writer_running, g->io_running, g->pay_running,
+                           g->cpu_running};
+    const size_t depth[] = {g->intake_queued, g->writer_queued, g->loop_queued, g->io_backoff,
+                            g->pay_queued,    g->cpu_queued,    g->stats_queued};
+    head(m, "workers", "gauge",
+         "Workers per pool: intake threads, the writer thread, the IO loop thread, payment "
+         "calls allowed at once (--payment-concurrency), the statistics' CPU processes.");
+    labelled(m, "workers", "pool", pools, size, 5);
+    head(m, "workers_active", "gauge",
+         "Busy now, per pool: intake threads running a task, the writer in a transaction (0/1), "
+         "IO calls in flight on the loop (payment and Redis), payment calls in flight, CPU "
+         "processes running a task.");
+    labelled(m, "workers_active", "pool", pools, busy, 5);
+    head(m, "queue_depth", "gauge",
+         "Items waiting, per queue: intake (bodies to parse), writer (operations for the next "
+         "group commit), loop (orders for their next stage), backoff (orders on a retry timer), "
+         "payment (orders waiting for a payment slot), cpu (seconds of events for the CPU "
+         "processes), stats (events not yet folded).");
+    labelled(m, "queue_depth", "queue", queues, depth, 7);
     head(m, "orders_engine_uptime_seconds", "gauge", "Seconds since the engine started.");
     put(m, "orders_engine_uptime_seconds %.3f\n", v->uptime_s);
     return m->rc;
@@ -202,11 +223,15 @@ static int event(const stats_view_t *v, void *arg)
             q_ms(l->stage_us[s], 0.5, 1e3), q_ms(l->stage_us[s], 0.99, 1e3), l->retries[s]);
     put(m, "},\"completion_p50\":%.0f,\"completion_p99\":%.0f}", q_ms(l->total_ms, 0.5, 1),
         q_ms(l->total_ms, 0.99, 1));
+    const engine_gauges_t *g = &m->g;
     put(m,
-        ",\"live\":%zu,\"workers\":{\"intake\":%zu,\"intake_threads\":%d},\"queues\":{"
-        "\"intake\":%zu,\"writer\":%zu,\"loop\":%zu},\"top\":[",
-        m->g.live, m->g.intake_running, m->g.intake_threads, m->g.intake_queued, m->g.writer_queued,
-        m->g.loop_queued);
+        ",\"live\":%zu,\"workers\":{\"intake\":%zu,\"intake_threads\":%d,\"writer\":%zu,"
+        "\"io\":%zu,\"payment\":%zu,\"cpu\":%zu,\"cpu_workers\":%d},\"queues\":{\"intake\":%zu,"
+        "\"writer\":%zu,\"loop\":%zu,\"backoff\":%zu,\"payment\":%zu,\"cpu\":%zu,\"stats\":%zu},"
+        "\"top\":[",
+        g->live, g->intake_running, g->intake_threads, g->writer_running, g->io_running,
+        g->pay_running, g->cpu_running, g->cpu_workers, g->intake_queued, g->writer_queued,
+        g->loop_queued, g->io_backoff, g->pay_queued, g->cpu_queued, g->stats_queued);
     for (size_t i = 0; i < v->ntop && i < m->ntop; i++) {
         put(m, "%s[", i ? "," : "");
         char sku[40];

@@ -607,6 +607,19 @@ static void view_agg(struct stats_view_agg *v, const agg_t *a)
     v->commit_us = &a->commit_us;
 }
 
+void stats_gauges(stats_t *s, int *cpu_workers, size_t *cpu_running, size_t *cpu_queued,
+                  size_t *events_queued)
+{
+    weft_procpool_stats_t ps = {0};
+    if (s->pp) weft_procpool_stats(s->pp, &ps); /* NULL: folding in-process, no workers */
+    *cpu_workers = ps.workers;
+    *cpu_running = ps.running;
+    *cpu_queued = ps.queued;
+    pthread_mutex_lock(&s->ev_mu);
+    *events_queued = s->nev;
+    pthread_mutex_unlock(&s->ev_mu);
+}
+
 int stats_view(stats_t *s, int (*fn)(const stats_view_t *v, void *arg), void *arg)
 {
     stats_view_t v;

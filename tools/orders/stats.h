@@ -88,6 +88,11 @@ typedef struct stats_view {
 /* Calls fn(view, arg) with a consistent view, valid only during the call (snap_mu is held: fn
  * must be quick and must not call back into stats). Returns what fn returns. Thread safety: any
  * thread. */
+/* The process pool's workers, busy workers and queue, and the events not yet folded. Thread
+ * safety: any thread. */
+void stats_gauges(stats_t *s, int *cpu_workers, size_t *cpu_running, size_t *cpu_queued,
+                  size_t *events_queued);
+
 int stats_view(stats_t *s, int (*fn)(const stats_view_t *v, void *arg), void *arg);
 
 #endif

@@ -54,6 +54,9 @@ struct stock_redis {
     atomic_bool healthy;
     bool destroying;
     weft_loop_timer_t *retry;
+    weft_loop_timer_t *beat; /* every second: a PING, and the deadline of the previous one */
+    bool ping_out;           /* a heartbeat PING awaits its answer */
+    uint64_t ping_sent;      /* when (weft_now_ns) */
     uint64_t rng;
 };
 
@@ -181,11 +184,55 @@ static void connect_now(stock_redis_t *s)
     redisAsyncSetDisconnectCallback(ac, on_disconnect);
     s->ac = ac;
     s->connecting = true;
+    s->ping_out = false;
     schedule(s, 1000); /* the connect's deadline (see on_retry_timer) */
     /* hiredis 0.14 watches the socket only once a command is queued: without one, a refused
      * connection would never be noticed (nor a successful one reported). */
     const char *ping[] = {"PING"};
     cmd(s, NULL, NULL, 1, ping);
+}
+
+/* The heartbeat. hiredis' libuv adapter drops a poll error (a Redis killed while our commands
+ * were unread gives EPOLLERR, not EOF): the context then never learns that its connection died,
+ * no callback runs again, and a reconcile in flight never ends (chaos: Redis killed -9 just after
+ * an engine restart left the engine unreconciled, paid orders unshipped). A PING unanswered for
+ * BEAT_DEADLINE_NS declares the connection dead: free it (pending callbacks run with NULL) and
+ * reconnect. */
+#define BEAT_DEADLINE_NS 5000000000ull
+
+static void on_pong(redisAsyncContext *ac, void *r, void *priv)
+{
+    (void)r;
+    (void)priv;
+    stock_redis_t *s = ac->data;
+    s->ping_out = false;
+}
+
+static void on_beat(weft_loop_timer_t *t, void *arg)
+{
+    (void)t;
+    stock_redis_t *s = arg;
+    if (!s->ac || s->connecting || s->destroying) return;
+    uint64_t now = weft_now_ns();
+    if (s->ping_out && now - s->ping_sent > BEAT_DEADLINE_NS) {
+        fprintf(stderr, "weft orders: redis did not answer a PING for 5 s; reconnecting\n");
+        redisAsyncContext *ac = s->ac;
+        redisAsyncFree(ac); /* runs on_pong and the other callbacks with NULL; maybe
+                               on_disconnect */
+        s->ac = NULL;
+        s->ping_out = false;
+        s->state = ST_DOWN;
+        atomic_store_explicit(&s->healthy, false, memory_order_relaxed);
+        schedule(s, 100);
+        return;
+    }
+    if (!s->ping_out) {
+        const char *ping[] = {"PING"};
+        if (cmd(s, on_pong, NULL, 1, ping) == 0) {
+            s->ping_out = true;
+            s->ping_sent = now;
+        }
+    }
 }
 
 int stock_redis_create(weft_loop_t *loop, const char *url, engine_stock_mode_t mode, store_t *store,
@@ -214,6 +261,12 @@ int stock_redis_create(weft_loop_t *loop, const char *url, engine_stock_mode_t m
         free(s);
         return -ENOMEM;
     }
+    if (weft_loop_timer_create(loop, on_beat, s, &s->beat) < 0) {
+        weft_loop_timer_destroy(s->retry);
+        free(s);
+        return -ENOMEM;
+    }
+    weft_loop_timer_start(s->beat, 1000, 1000);
     connect_now(s);
     *out = s;
     return 0;
@@ -225,6 +278,8 @@ void stock_redis_destroy(stock_redis_t *s)
     s->destroying = true;
     weft_loop_timer_destroy(s->retry);
     s->retry = NULL;
+    weft_loop_timer_destroy(s->beat);
+    s->beat = NULL;
     /* Pending callbacks run now with a NULL reply (hiredis), which finishes their holds. */
     if (s->ac) redisAsyncFree(s->ac);
     s->ac = NULL;

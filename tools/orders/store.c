@@ -12,8 +12,13 @@ const char *const store_schema[] = {
     "body_hash TEXT NOT NULL, user_id TEXT, items TEXT, amount_cents BIGINT, payment_token TEXT, "
     "status TEXT NOT NULL, reason TEXT, created_ms BIGINT, completed_ms BIGINT, stages TEXT, "
     "updated_ms BIGINT)",
-    "CREATE INDEX IF NOT EXISTS orders_pending ON orders(status) WHERE status IN "
-    "('accepted','reserved','paid')",
+    /* No index on status (one existed: dropped where it still does). Every stage changes the
+     * status, and an indexed column changing rules out PostgreSQL's HOT updates: each status
+     * UPDATE then wrote new entries in every index of orders, and on this low-cardinality,
+     * high-churn index kept paying to clean up dead ones. Measured on PostgreSQL: the paid
+     * UPDATE cost 8-9x the order's INSERT with the index, ~1x without; the group commit's
+     * throughput 2.5x. The price: the resume query and the audit scan the table once. */
+    "DROP INDEX IF EXISTS orders_pending",
     "CREATE TABLE IF NOT EXISTS stock(sku TEXT PRIMARY KEY, available BIGINT NOT NULL "
     "CHECK(available >= 0), reserved BIGINT NOT NULL, fence BIGINT NOT NULL DEFAULT 0)",
     "CREATE TABLE IF NOT EXISTS stock_moves(order_id TEXT, sku TEXT, kind TEXT, qty BIGINT, "

@@ -35,19 +35,26 @@ static const char *const pg_sql[P_N] = {
         "'accepted',$8,$9,$8) ON CONFLICT (idem_key) DO NOTHING RETURNING id, body_hash) "
         "SELECT id, body_hash, 1 FROM ins UNION ALL SELECT id, body_hash, 0 FROM orders "
         "WHERE idem_key = $2 AND NOT EXISTS (SELECT 1 FROM ins)",
+    /* The joins with stock also say `s.sku = ANY($2)`: the generic plan of a prepared statement
+     * otherwise guessed 10 wanted rows against ~1,000 and scanned all of stock three times per
+     * order (a hash join); with it, stock_pkey is probed for the order's SKUs only (measured:
+     * 585-665 -> 356-367 us per call on a loaded machine with 100 SKUs; more with more SKUs). */
     [P_RESERVE] =
         "WITH want AS (SELECT * FROM unnest($2::text[], $3::bigint[], COALESCE($6::bigint[], "
         "array_fill(0::bigint, ARRAY[cardinality($2::text[])]))) AS w(sku, qty, fence)), "
         "ord AS (SELECT id FROM orders WHERE id = $1 AND status = 'accepted'), "
         "fenced AS (SELECT 1 AS f FROM ord, want w JOIN stock s ON s.sku = w.sku "
-        "WHERE $6::bigint[] IS NOT NULL AND s.fence >= w.fence LIMIT 1), "
+        "AND s.sku = ANY($2::text[]) WHERE $6::bigint[] IS NOT NULL AND s.fence >= w.fence "
+        "LIMIT 1), "
         "short AS (SELECT w.sku AS sku, s.available AS available FROM want w LEFT JOIN stock s "
-        "ON s.sku = w.sku WHERE s.sku IS NULL OR s.available < w.qty ORDER BY w.sku LIMIT 1), "
+        "ON s.sku = w.sku AND s.sku = ANY($2::text[]) WHERE s.sku IS NULL OR s.available < "
+        "w.qty ORDER BY w.sku LIMIT 1), "
         "go AS (SELECT 1 FROM ord WHERE NOT EXISTS (SELECT 1 FROM short) AND NOT EXISTS "
         "(SELECT 1 FROM fenced)), "
         "take AS (UPDATE stock s SET available = s.available - w.qty, reserved = s.reserved + "
         "w.qty, fence = CASE WHEN $6::bigint[] IS NULL THEN s.fence ELSE w.fence END FROM want w "
-        "WHERE s.sku = w.sku AND EXISTS (SELECT 1 FROM go) RETURNING s.sku), "
+        "WHERE s.sku = w.sku AND s.sku = ANY($2::text[]) AND EXISTS (SELECT 1 FROM go) "
+        "RETURNING s.sku), "
         "mv AS (INSERT INTO stock_moves(order_id, sku, kind, qty) SELECT $1, w.sku, 'reserve', "
         "w.qty FROM want w WHERE EXISTS (SELECT 1 FROM go) ON CONFLICT DO NOTHING RETURNING 1), "
         "upd AS (UPDATE orders o SET status = CASE WHEN EXISTS (SELECT 1 FROM short) THEN "
