@@ -4,12 +4,12 @@
  * A URL may start when its host has fewer than --per-host transfers in flight (default 8: a
  * connection each over HTTP/1.1; no limit on requests once the host has answered over HTTP/2
  * in async mode, whose transfers share one connection; threads mode reports no HTTP version,
- * as each worker has a connection of its own) and the host's token bucket holds a token. The bucket has
- * depth one and refills every 1/R seconds, so two starts on one host are always at least 1/R apart:
- * no window of one second ever holds more than R starts (for integer R; ceil(R) otherwise). Hosts
- * take turns (round robin). Retries wait in a delayed list until their time, then go to the front
- * of their host's queue. Every request takes a token: retries, and redirects too, which the engine
- * follows itself (each hop is dispatched again, to the front of its target host's queue).
+ * as each worker has a connection of its own) and the host's token bucket holds a token. The bucket
+ * has depth one and refills every 1/R seconds, so two starts on one host are always at least 1/R
+ * apart: no window of one second ever holds more than R starts (for integer R; ceil(R) otherwise).
+ * Hosts take turns (round robin). Retries wait in a delayed list until their time, then go to the
+ * front of their host's queue. Every request takes a token: retries, and redirects too, which the
+ * engine follows itself (each hop is dispatched again, to the front of its target host's queue).
  *
  * A host is the server, not the spelling: the key is the address and port ("127.0.0.1:8080" for
  * both http://localhost:8080 and http://127.0.0.1:8080). Names are resolved without blocking
