@@ -583,6 +583,22 @@ TEST(robots_rules)
     CHECK(crawl_robots_parse("garbage\0\xff", 9, "weft", &delay) == NULL);
 }
 
+/* A rule with NUL bytes (robots.txt is untrusted) never matches past the end of the path: the
+ * matcher compared the rule's NUL with the path's terminator and read on (found by fuzz-robots
+ * under ASan). The path is on the heap at its exact size, so ASan sees any read past it. */
+TEST(robots_rule_with_nul_bytes_stays_inside_the_path)
+{
+    static const char txt[] = "User-agent: *\nDisallow: /a\0\0\0\0b\n";
+    uint64_t delay;
+    crawl_robots_t *r = crawl_robots_parse(txt, sizeof txt - 1, "weft", &delay);
+    CHECK(r);
+    char *path = strdup("/a");
+    CHECK(path);
+    CHECK(crawl_robots_allowed(r, path));
+    free(path);
+    crawl_robots_free(r);
+}
+
 /* robots.txt is fetched once per host, disallowed URLs are never requested, and Crawl-delay
  * spaces the host's requests; --ignore-robots opts out. */
 TEST_T(robots_txt_obeyed, 120)

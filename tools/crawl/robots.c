@@ -143,7 +143,7 @@ static bool match(const char *p, size_t pl, const char *s)
             return match(p, pl, s);
         }
         if (*p == '$' && pl == 1) return *s == '\0';
-        if (*s != *p) return false;
+        if (!*s || *s != *p) return false; /* a NUL in the rule never matches the path's end */
         p++, pl--, s++;
     }
     return true;
