@@ -7,6 +7,7 @@
 #include <arpa/inet.h>
 #include <jansson.h>
 #include <netinet/in.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -596,6 +597,38 @@ TEST(robots_rule_with_nul_bytes_stays_inside_the_path)
     CHECK(path);
     CHECK(crawl_robots_allowed(r, path));
     free(path);
+    crawl_robots_free(r);
+}
+
+/* Matching is polynomial: a rule of many "*"s that almost matches a long path took exponential
+ * time (found by fuzz-robots as a timeout). The alarm only turns a hang into a failure; the
+ * linear matcher needs microseconds. */
+static void robots_hung(int sig)
+{
+    (void)sig;
+    static const char msg[] = "robots matcher still running after 20 s\n";
+    (void)!write(2, msg, sizeof msg - 1);
+    _exit(1);
+}
+
+TEST(robots_many_wildcards_match_in_polynomial_time)
+{
+    char txt[256] = "User-agent: *\nDisallow: /";
+    for (int i = 0; i < 30; i++) strcat(txt, "*a");
+    strcat(txt, "*b$\nAllow: /*a$\n");
+    char path[128] = "/";
+    for (int i = 0; i < 100; i++) strcat(path, "a");
+    uint64_t delay;
+    crawl_robots_t *r = crawl_robots_parse(txt, strlen(txt), "weft", &delay);
+    CHECK(r);
+    signal(SIGALRM, robots_hung);
+    alarm(20);
+    CHECK(crawl_robots_allowed(r, path)); /* the Allow matches, the Disallow needs a final b */
+    strcat(path, "b");
+    CHECK(!crawl_robots_allowed(r, path));
+    CHECK(crawl_robots_allowed(r, "/ab")); /* fewer a's than the rule's 30 */
+    alarm(0);
+    signal(SIGALRM, SIG_DFL);
     crawl_robots_free(r);
 }
 

@@ -1,6 +1,7 @@
 /* robots.txt parsing and matching (robots.h). */
 #include "crawl/robots.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -131,22 +132,31 @@ crawl_robots_t *crawl_robots_parse(const char *txt, size_t n, const char *agent,
     return r;
 }
 
-/* Does pattern p[0..pl) match the start of s ("*" any run, a final "$" the end)? */
+/* Does pattern p[0..pl) match the start of s ("*" any run, a final "$" the end)?
+ * Greedy with one backtrack point, the last "*": a later "*" can absorb whatever an earlier one
+ * would have, so O(pl * strlen(s)) at worst. (Recursing at every "*" was exponential: a rule
+ * "*a*a*a...b" from an untrusted robots.txt hung the crawler; found by fuzz-robots.) */
 static bool match(const char *p, size_t pl, const char *s)
 {
-    while (pl) {
-        if (*p == '*') {
-            while (pl && *p == '*') p++, pl--;
-            if (!pl) return true;
-            for (; *s; s++)
-                if (match(p, pl, s)) return true;
-            return match(p, pl, s);
+    bool anchored = pl && p[pl - 1] == '$';
+    if (anchored) pl--;
+    size_t sl = strlen(s), pi = 0, si = 0, star = SIZE_MAX, mark = 0;
+    for (;;) {
+        if (pi < pl && p[pi] == '*') {
+            star = ++pi;
+            mark = si;
+            continue;
         }
-        if (*p == '$' && pl == 1) return *s == '\0';
-        if (!*s || *s != *p) return false; /* a NUL in the rule never matches the path's end */
-        p++, pl--, s++;
+        if (pi == pl) {
+            if (!anchored || si == sl) return true;
+        } else if (si < sl && p[pi] == s[si]) { /* a NUL in the rule never matches the path's end */
+            pi++, si++;
+            continue;
+        }
+        if (star == SIZE_MAX || mark >= sl) return false;
+        pi = star;
+        si = ++mark;
     }
-    return true;
 }
 
 bool crawl_robots_allowed(const crawl_robots_t *r, const char *path)
