@@ -3,6 +3,7 @@
  * directory) and are driven over HTTP with libcurl. The crash test runs the engine as a child
  * (the weft binary from WEFT_BIN), kills it with SIGKILL under load and restarts it. */
 #include <curl/curl.h>
+#include <hiredis/hiredis.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -29,6 +30,7 @@
 #include "orders/engine.h"
 #include "orders/mock.h"
 #include "orders/order.h"
+#include "orders/stock.h"
 #include "orders/store.h"
 #include "common/cli-int.h"
 
@@ -1374,4 +1376,363 @@ TEST_T(concurrent_stock_puts_all_reach_redis, 120)
     CHECK_EQ(keys, 200);
     svc_stop(&s);
     services_stop(&sv);
+}
+
+/* ---- Redis' stock mirror against the reconciles of other engines ----
+ *
+ * Two stock_redis instances (engines A and B), each on its own loop, share one Redis and one
+ * database; this thread is the database's writer. The interleavings of fencing.sh's failure are
+ * made by hand, in order: a mirror after B's reconcile that already saw its write (A frozen
+ * between its commit and its mirror), and a snapshot of B's taken before a write but reaching
+ * Redis after that write's mirror (B's loop is held between its read and its flush; hiredis
+ * writes only when the loop runs). After each, Redis must equal the database. */
+
+typedef struct mirror_race {
+    weft_loop_t *loop[2];
+    stock_redis_t *r[2];
+    store_t *st;
+    const char *redis;
+    engine_stock_mode_t mode;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int signals;
+    bool gate; /* a held loop may go on */
+    stock_result_t res;
+    int who;
+    order_item_t item;
+    stock_hold_t hold;
+    store_level_t lv;
+    void (*fn)(struct mirror_race *m);
+} mirror_race_t;
+
+static void mr_signal(void *arg)
+{
+    mirror_race_t *m = arg;
+    pthread_mutex_lock(&m->mu);
+    m->signals++;
+    pthread_cond_broadcast(&m->cv);
+    pthread_mutex_unlock(&m->mu);
+}
+
+static void mr_wait(mirror_race_t *m, int signals)
+{
+    pthread_mutex_lock(&m->mu);
+    while (m->signals < signals) pthread_cond_wait(&m->cv, &m->mu);
+    m->signals -= signals;
+    pthread_mutex_unlock(&m->mu);
+}
+
+static void mr_trampoline(void *arg, int status)
+{
+    mirror_race_t *m = arg;
+    CHECK_EQ(status, 0);
+    m->fn(m);
+}
+
+/* Runs fn on loop `who` and waits for `signals` signals (fn or its callbacks give them). */
+static void mr_run(mirror_race_t *m, int who, void (*fn)(mirror_race_t *), int signals)
+{
+    m->who = who;
+    m->fn = fn;
+    CHECK_EQ(weft_loop_post(m->loop[who], mr_trampoline, m), 0);
+    mr_wait(m, signals);
+}
+
+static void mr_create(mirror_race_t *m)
+{
+    char err[256];
+    CHECK_EQ(stock_redis_create(m->loop[m->who], m->redis, m->mode, m->st, &m->r[m->who], err,
+                                sizeof err),
+             0);
+    mr_signal(m);
+}
+
+static void mr_destroy(mirror_race_t *m)
+{
+    stock_redis_destroy(m->r[m->who]);
+    mr_signal(m);
+}
+
+static void mr_on_reserve(void *arg, stock_result_t r, const char *reason)
+{
+    mirror_race_t *m = arg;
+    m->res = r;
+    mr_signal(m);
+}
+
+static void mr_reserve(mirror_race_t *m)
+{
+    stock_redis_reserve(m->r[m->who], &m->hold, mr_on_reserve, m);
+}
+
+static void mr_done(mirror_race_t *m)
+{
+    stock_redis_done(m->r[m->who], &m->hold, &m->lv);
+    stock_redis_sync(m->r[m->who], mr_signal, m);
+}
+
+static void mr_release_begin(mirror_race_t *m)
+{
+    stock_redis_release_begin(m->r[m->who]);
+    mr_signal(m);
+}
+
+static void mr_release_end(mirror_race_t *m)
+{
+    stock_redis_release_end(m->r[m->who], m->hold.order_id, &m->item, 1, &m->lv);
+    stock_redis_sync(m->r[m->who], mr_signal, m);
+}
+
+static void mr_reconcile(mirror_race_t *m)
+{
+    stock_redis_reconcile(m->r[m->who]);
+    stock_redis_sync(m->r[m->who], mr_signal, m);
+}
+
+/* Reads the database and queues the SETs, then holds the loop until the gate opens: nothing
+ * queued reaches Redis before. Two signals: read, then flushed and answered. */
+static void mr_reconcile_held(mirror_race_t *m)
+{
+    stock_redis_reconcile(m->r[m->who]);
+    mr_signal(m);
+    pthread_mutex_lock(&m->mu);
+    while (!m->gate) pthread_cond_wait(&m->cv, &m->mu);
+    m->gate = false;
+    pthread_mutex_unlock(&m->mu);
+    stock_redis_sync(m->r[m->who], mr_signal, m);
+}
+
+static void mr_open_gate(mirror_race_t *m)
+{
+    pthread_mutex_lock(&m->mu);
+    m->gate = true;
+    pthread_cond_broadcast(&m->cv);
+    pthread_mutex_unlock(&m->mu);
+}
+
+static void mr_wait_healthy(mirror_race_t *m, int who)
+{
+    for (int i = 0; !stock_redis_healthy(m->r[who]); i++) {
+        CHECK_MSG(i < 30000, "stock_redis %d never reconciled", who);
+        usleep(1000);
+    }
+}
+
+/* A new order for m->item in the database ('accepted'); its id in m->hold. */
+static void mr_order(mirror_race_t *m, store_order_t *o, const char *key)
+{
+    memset(o, 0, sizeof *o);
+    order_new_id(o->id);
+    o->idem_key = key;
+    o->req.user = (char *)"u";
+    o->req.payment_token = (char *)"t";
+    o->req.items = &m->item;
+    o->req.nitems = 1;
+    o->stages = "{}";
+    o->created_ms = order_wall_ms();
+    store_op_t c = op_of(STORE_CREATE, o);
+    apply1(m->st, &c);
+    CHECK_EQ(c.rc, 0);
+    o->status = ORDER_ACCEPTED;
+    memset(&m->hold, 0, sizeof m->hold);
+    m->hold.items = &m->item;
+    m->hold.nitems = 1;
+    memcpy(m->hold.order_id, o->id, sizeof m->hold.order_id);
+}
+
+/* Reserves o in Redis on A and then in the database (A's commit; its mirror is owed). */
+static void mr_reserve_and_commit(mirror_race_t *m, store_order_t *o)
+{
+    mr_run(m, 0, mr_reserve, 1);
+    CHECK_EQ(m->res, STOCK_RESERVED);
+    store_op_t r = op_of(STORE_RESERVE, o);
+    r.fences = m->hold.fences;
+    r.levels = &m->lv;
+    apply1(m->st, &r);
+    CHECK_EQ(r.rc, 0);
+    CHECK_EQ(r.status, ORDER_RESERVED);
+    CHECK(m->lv.ver > 0);
+    o->status = ORDER_RESERVED;
+}
+
+/* The payment-failed release of o, committed (its mirror owed by A). */
+static void mr_release_commit(mirror_race_t *m, store_order_t *o)
+{
+    snprintf(o->reason, sizeof o->reason, "payment declined");
+    store_op_t r = op_of(STORE_PAYFAIL, o);
+    r.levels = &m->lv;
+    apply1(m->st, &r);
+    CHECK_EQ(r.rc, 0);
+    CHECK(m->lv.ver > 0);
+    o->status = ORDER_PAYMENT_FAILED;
+}
+
+/* Redis' figure against the database's; counts and says a difference. */
+static int mr_compare(mirror_race_t *m, redisContext *rc, const char *what)
+{
+    int64_t avail, reserved;
+    CHECK_EQ(store_get_stock(m->st, m->item.sku, &avail, &reserved), 0);
+    redisReply *r = redisCommand(rc, "GET weft:stock:%s", m->item.sku);
+    CHECK(r != NULL);
+    long long got = r->type == REDIS_REPLY_STRING ? strtoll(r->str, NULL, 10) : -1;
+    freeReplyObject(r);
+    if (got == avail) return 0;
+    fprintf(stderr, "%s: %s: redis %lld, database %" PRId64 "\n",
+            m->mode == ENGINE_STOCK_LOCK ? "lock" : "lua", what, got, avail);
+    return 1;
+}
+
+static int mirror_race(const char *redis, const char *db, engine_stock_mode_t mode)
+{
+    mirror_race_t m;
+    memset(&m, 0, sizeof m);
+    pthread_mutex_init(&m.mu, NULL);
+    pthread_cond_init(&m.cv, NULL);
+    m.redis = redis;
+    m.mode = mode;
+    m.item = (order_item_t){.sku = (char *)"mirror-sku", .qty = 1};
+    char err[256];
+    CHECK_MSG(store_open(db, &m.st, err, sizeof err) == 0, "%s", err);
+    store_op_t set = {.kind = STORE_SET_STOCK, .sku = m.item.sku, .qty = 10, .levels = &m.lv};
+    apply1(m.st, &set);
+    CHECK(m.lv.ver > 0);
+    CHECK_EQ(m.lv.available, 10);
+    redis_flush(redis);
+    for (int i = 0; i < 2; i++) {
+        weft_loop_opts_t lo = {.own_thread = true};
+        CHECK_EQ(weft_loop_create(&m.loop[i], &lo), 0);
+        mr_run(&m, i, mr_create, 1);
+        mr_wait_healthy(&m, i);
+    }
+    const char *hp = redis + 8;
+    char host[64];
+    snprintf(host, sizeof host, "%.*s", (int)(strrchr(hp, ':') - hp), hp);
+    redisContext *rc = redisConnect(host, atoi(strrchr(hp, ':') + 1));
+    CHECK(rc && !rc->err);
+    int bad = 0;
+    store_order_t o[5];
+    char keys[5][48];
+    for (int i = 0; i < 5; i++)
+        snprintf(keys[i], sizeof keys[i], "mirror-%d-%s-%d", (int)mode, db[0] == 's' ? "sq" : "pg",
+                 i);
+    if (mode == ENGINE_STOCK_LOCK) {
+        /* 1. A commits a reservation and freezes; B reconciles (sees it); A mirrors. */
+        mr_order(&m, &o[0], keys[0]);
+        mr_reserve_and_commit(&m, &o[0]);
+        mr_run(&m, 1, mr_reconcile, 1);
+        mr_run(&m, 0, mr_done, 1);
+        bad += mr_compare(&m, rc, "reservation mirrored after a reconcile that saw it");
+        /* 2. B reads a snapshot; A commits and mirrors; B's snapshot arrives. */
+        mr_run(&m, 1, mr_reconcile, 1);
+        mr_order(&m, &o[1], keys[1]);
+        mr_run(&m, 0, mr_reserve, 1);
+        CHECK_EQ(m.res, STOCK_RESERVED);
+        mr_run(&m, 1, mr_reconcile_held, 1);
+        store_op_t r = op_of(STORE_RESERVE, &o[1]);
+        r.fences = m.hold.fences;
+        r.levels = &m.lv;
+        apply1(m.st, &r);
+        CHECK_EQ(r.status, ORDER_RESERVED);
+        o[1].status = ORDER_RESERVED;
+        mr_run(&m, 0, mr_done, 1);
+        mr_open_gate(&m);
+        mr_wait(&m, 1);
+        bad += mr_compare(&m, rc, "snapshot older than a reservation's mirror, arriving after it");
+    }
+    /* 3. A's release commits; B reconciles (sees it); A mirrors the release. */
+    mr_run(&m, 1, mr_reconcile, 1);
+    mr_order(&m, &o[2], keys[2]);
+    mr_reserve_and_commit(&m, &o[2]);
+    mr_run(&m, 0, mr_done, 1);
+    mr_run(&m, 0, mr_release_begin, 1);
+    mr_release_commit(&m, &o[2]);
+    mr_run(&m, 1, mr_reconcile, 1);
+    mr_run(&m, 0, mr_release_end, 1);
+    bad += mr_compare(&m, rc, "release mirrored after a reconcile that saw it");
+    if (mode == ENGINE_STOCK_LOCK) {
+        /* 4. B reads a snapshot; A's release commits and is mirrored; B's snapshot arrives. */
+        mr_run(&m, 1, mr_reconcile, 1);
+        mr_order(&m, &o[3], keys[3]);
+        mr_reserve_and_commit(&m, &o[3]);
+        mr_run(&m, 0, mr_done, 1);
+        mr_run(&m, 0, mr_release_begin, 1);
+        mr_run(&m, 1, mr_reconcile_held, 1);
+        mr_release_commit(&m, &o[3]);
+        mr_run(&m, 0, mr_release_end, 1);
+        mr_open_gate(&m);
+        mr_wait(&m, 1);
+        bad += mr_compare(&m, rc, "snapshot older than a release's mirror, arriving after it");
+    }
+    /* 5. No reconcile in between: the mirrors alone keep Redis exact. */
+    mr_run(&m, 1, mr_reconcile, 1);
+    mr_order(&m, &o[4], keys[4]);
+    mr_reserve_and_commit(&m, &o[4]);
+    mr_run(&m, 0, mr_done, 1);
+    bad += mr_compare(&m, rc, "reservation mirrored");
+    mr_run(&m, 0, mr_release_begin, 1);
+    mr_release_commit(&m, &o[4]);
+    mr_run(&m, 0, mr_release_end, 1);
+    bad += mr_compare(&m, rc, "release mirrored");
+    redisFree(rc);
+    for (int i = 0; i < 2; i++) {
+        mr_run(&m, i, mr_destroy, 1);
+        weft_loop_destroy(m.loop[i]);
+    }
+    store_close(m.st);
+    pthread_mutex_destroy(&m.mu);
+    pthread_cond_destroy(&m.cv);
+    return bad;
+}
+
+TEST_T(redis_mirror_equals_the_database_whatever_the_order_of_mirrors_and_reconciles, 180)
+{
+    services_t sv;
+    if (!services_init(&sv)) return;
+    char redis[256], pg[256];
+    if (!services_start(&sv, "redis", redis, sizeof redis)) {
+        services_stop(&sv);
+        return;
+    }
+    char db[600];
+    int bad = 0;
+    snprintf(db, sizeof db, "sqlite:%s/mirror-lock.db", weft_test_tmpdir());
+    bad += mirror_race(redis, db, ENGINE_STOCK_LOCK);
+    snprintf(db, sizeof db, "sqlite:%s/mirror-lua.db", weft_test_tmpdir());
+    bad += mirror_race(redis, db, ENGINE_STOCK_LUA);
+    if (services_start(&sv, "postgres", pg, sizeof pg)) {
+        bad += mirror_race(redis, pg, ENGINE_STOCK_LOCK);
+        bad += mirror_race(redis, pg, ENGINE_STOCK_LUA);
+    }
+    CHECK_MSG(bad == 0, "%d interleavings left Redis unlike the database (above)", bad);
+    services_stop(&sv);
+}
+
+TEST_T(an_older_database_gets_the_stock_version_column, 30)
+{
+    char path[600], db[620];
+    snprintf(path, sizeof path, "%s/old.db", weft_test_tmpdir());
+    snprintf(db, sizeof db, "sqlite:%s", path);
+    sqlite3 *old;
+    CHECK_EQ(sqlite3_open(path, &old), SQLITE_OK);
+    CHECK_EQ(sqlite3_exec(old,
+                          "CREATE TABLE stock(sku TEXT PRIMARY KEY, available BIGINT NOT NULL "
+                          "CHECK(available >= 0), reserved BIGINT NOT NULL, fence BIGINT NOT NULL "
+                          "DEFAULT 0); INSERT INTO stock VALUES('old-sku', 7, 0, 0)",
+                          NULL, NULL, NULL),
+             SQLITE_OK);
+    sqlite3_close(old);
+    store_t *st;
+    char err[256];
+    CHECK_MSG(store_open(db, &st, err, sizeof err) == 0, "%s", err);
+    store_level_t lv = {0, 0};
+    store_op_t set = {.kind = STORE_SET_STOCK, .sku = "old-sku", .qty = 9, .levels = &lv};
+    apply1(st, &set);
+    CHECK_EQ(lv.available, 9);
+    CHECK_EQ(lv.ver, 1);
+    apply1(st, &set);
+    CHECK_EQ(lv.ver, 2);
+    store_close(st);
+    /* Opening it again adds nothing twice. */
+    CHECK_MSG(store_open(db, &st, err, sizeof err) == 0, "%s", err);
+    store_close(st);
 }

@@ -89,6 +89,7 @@ typedef struct ord {
     stock_hold_t hold;
     bool holding;   /* a Redis reservation awaits its durable write */
     bool releasing; /* stock_redis_release_begin called, _end owed */
+    store_level_t *levels; /* per item: what the stock write left, for Redis' mirror (lazy) */
     int op_rc;      /* the last operation's rc, as the loop sees it */
     bool op_fenced;
     void (*later)(struct ord *o); /* what the retry timer runs */
@@ -172,6 +173,7 @@ static void ord_free(ord_t *o)
     free(o->key);
     free(o->body);
     free(o->hold.fences); /* a lock-mode hold a stop left behind (NULL otherwise) */
+    free(o->levels);
     order_req_free(&o->so.req);
     free(o);
     /* Release: pairs with the acquire loads of engine_live, which only reads a count. */
@@ -502,11 +504,20 @@ static void *writer_main(void *arg)
 
 static void pay_attempt(ord_t *o);
 
+/* The array the stock write fills with its levels for Redis (NULL: out of memory; Redis is
+ * then reconciled instead of mirrored). */
+static store_level_t *ord_levels(ord_t *o)
+{
+    if (!o->levels) o->levels = calloc(o->so.req.nitems, sizeof *o->levels);
+    return o->levels;
+}
+
 static void queue_op(ord_t *o, store_op_kind_t kind)
 {
     memset(&o->op, 0, sizeof o->op);
     o->op.kind = kind;
     o->op.ord = &o->so;
+    if (o->releasing) o->op.levels = ord_levels(o); /* PAYFAIL with Redis */
     wq_push(o->e, &o->op);
 }
 
@@ -559,6 +570,7 @@ static void on_stock(void *arg, stock_result_t r, const char *reason)
         o->op.kind = STORE_RESERVE;
         o->op.ord = &o->so;
         o->op.fences = o->hold.fences;
+        o->op.levels = ord_levels(o);
         wq_push(e, &o->op);
         return;
     case STOCK_REJECTED:
@@ -600,13 +612,19 @@ static void advance(ord_t *o)
          * reconcile Redis from the database instead. */
         bool unknown = o->op_rc == 1 && e->o.stock == ENGINE_STOCK_LOCK;
         if (o->so.status == ORDER_RESERVED && !unknown)
-            stock_redis_done(e->redis, &o->hold);
+            stock_redis_done(e->redis, &o->hold, o->op.levels);
         else
             stock_redis_abort(e->redis, &o->hold, o->so.status == ORDER_REJECTED || unknown);
     }
-    if (o->releasing && o->so.status != ORDER_RESERVED) {
+    if (o->releasing && (o->so.status != ORDER_RESERVED || o->op_rc == 1)) {
+        /* Released by this write (its levels go to Redis), or by another engine (op_rc 1:
+         * nothing to mirror here, but the _begin still ends, or this engine never reconciles
+         * again). */
         o->releasing = false;
-        stock_redis_release_end(e->redis, o->so.id, o->so.req.items, o->so.req.nitems);
+        bool wrote = o->op_rc == 0 && o->so.status == ORDER_PAYMENT_FAILED;
+        stock_redis_release_end(e->redis, o->so.id, o->so.req.items, o->so.req.nitems,
+                                wrote ? o->op.levels : NULL);
+        if (wrote && !o->op.levels) stock_redis_reconcile(e->redis);
     }
     if (o->op_rc == 1 && !o->op_fenced) {
         /* Nothing to do: another process moved this order on (the logistics worker shipped it,

@@ -4,7 +4,8 @@
  * rebuilt from the database at start, after a reconnect and after PUT /stock (reconcile).
  *
  * Keys (orders-contract): weft:stock:{sku} available units; weft:lock:{sku} lock token;
- * weft:fence:{sku} fencing counter; weft:ord:{order} the lua strategy's per-order decision;
+ * weft:fence:{sku} fencing counter; weft:stockver:{sku} the database version (stock.ver) of
+ * the level in weft:stock:{sku}; weft:ord:{order} the lua strategy's per-order decision;
  * weft:rel:{order} release done; weft:stock:ready set once reconciled; stream weft:ship with
  * group logistics.
  *
@@ -54,17 +55,25 @@ void stock_redis_destroy(stock_redis_t *s);
 bool stock_redis_healthy(stock_redis_t *s);
 
 /* Decides the order's stock in Redis. On STOCK_RESERVED the caller writes durably (with
- * h->fences in lock mode) and then calls stock_redis_done (written) or stock_redis_abort (the
- * database refused: give Redis back what it took). On the other results the hold is finished. */
+ * h->fences in lock mode) and then calls stock_redis_done (written; `levels`: the write's
+ * store_op_t levels, one per item, borrowed for the call; lock mode mirrors them) or
+ * stock_redis_abort (the database refused: give Redis back what it took). On the other results
+ * the hold is finished. */
 void stock_redis_reserve(stock_redis_t *s, stock_hold_t *h, stock_cb cb, void *arg);
-void stock_redis_done(stock_redis_t *s, stock_hold_t *h);
+void stock_redis_done(stock_redis_t *s, stock_hold_t *h, const store_level_t *levels);
 void stock_redis_abort(stock_redis_t *s, stock_hold_t *h, bool reconcile);
 
-/* A payment-failed order's release: _begin before its durable write is queued, _end (Redis
- * gets the units back, once per order) after it committed. */
+/* A payment-failed order's release: _begin before its durable write is queued, _end after it
+ * committed, with the write's levels (one per item, borrowed for the call): Redis gets the units
+ * back, once per order; `levels` NULL: this engine's write changed nothing (another one released
+ * the order), only the _begin is ended. */
 void stock_redis_release_begin(stock_redis_t *s);
 void stock_redis_release_end(stock_redis_t *s, const char *order_id, const order_item_t *items,
-                             size_t n);
+                             size_t n, const store_level_t *levels);
+
+/* Calls cb(arg) on the loop thread, exactly once, after Redis answered every command sent
+ * before (or the connection was lost): a barrier, for tests. Loop thread only. */
+void stock_redis_sync(stock_redis_t *s, void (*cb)(void *arg), void *arg);
 
 /* Rebuilds Redis from the database when nothing is in flight (after PUT /stock). */
 void stock_redis_reconcile(stock_redis_t *s);

@@ -88,10 +88,39 @@ static const char LUA_FENCE[] = "if not redis.call('GET', KEYS[1]) then return '
 static const char LUA_UNLOCK[] = "if redis.call('GET', KEYS[1]) == ARGV[1] then "
                                  "return redis.call('DEL', KEYS[1]) end return 0";
 
-/* KEYS: weft:rel:{id}, stock keys; ARGV: qty. Once per order. */
+/* KEYS: weft:rel:{id}, stock keys; ARGV: qty. Once per order. The lua strategy giving back a
+ * decision the database refused (nothing was written, so there is no version to compare). */
 static const char LUA_RELEASE[] =
     "if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', 86400) then return 0 end "
     "for i = 2, #KEYS do redis.call('INCRBY', KEYS[i], ARGV[i - 1]) end return 1";
+
+/* The versioned mirror. KEYS from index FROM on: pairs weft:stock:{sku}, weft:stockver:{sku};
+ * ARGV aligned with KEYS: available, ver. A level is set only if it is at least as new as the
+ * one Redis holds (no stockver: a restarted Redis, anything goes), so a late mirror never
+ * regresses a newer snapshot and a snapshot never erases a newer mirror. Equal versions are the
+ * same database level: setting it again changes nothing (lua: it repairs drift). */
+#define LUA_SET_NEWER(FROM)                                                                        \
+    "for i = " FROM ", #KEYS, 2 do "                                                               \
+    "  if tonumber(ARGV[i + 1]) >= tonumber(redis.call('GET', KEYS[i + 1]) or '-1') then "        \
+    "    redis.call('SET', KEYS[i], ARGV[i]) redis.call('SET', KEYS[i + 1], ARGV[i + 1]) end "    \
+    "end "
+
+/* Reconcile rows and lock-mode reservations. */
+static const char LUA_MIRROR[] = LUA_SET_NEWER("1") "return 1";
+
+/* A committed release (payment failed), once per order (weft:rel:{id}, KEYS[1]; ARGV[1] unused).
+ * Lock: the levels, as LUA_MIRROR. Lua: Redis runs ahead of the database by the decisions not yet
+ * committed, so the units are added (ARGV: qty, ver) unless a snapshot at least as new as the
+ * release's write was applied since (it counts them already). */
+static const char LUA_RELEASE_LOCK[] =
+    "if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', 86400) then return 0 end " LUA_SET_NEWER(
+        "2") "return 1";
+static const char LUA_RELEASE_LUA[] =
+    "if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', 86400) then return 0 end "
+    "for i = 2, #KEYS, 2 do "
+    "  if tonumber(ARGV[i + 1]) > tonumber(redis.call('GET', KEYS[i + 1]) or '-1') then "
+    "    redis.call('INCRBY', KEYS[i], ARGV[i]) end "
+    "end return 1";
 
 static void connect_now(stock_redis_t *s);
 static void try_reconcile(stock_redis_t *s);
@@ -302,12 +331,13 @@ typedef struct snap {
 static int snap_row(void *arg, int ncols, char **c)
 {
     snap_t *p = arg;
-    char key[300], fkey[300];
+    char key[300], vkey[300], fkey[300];
     snprintf(key, sizeof key, "weft:stock:%s", c[0]);
+    snprintf(vkey, sizeof vkey, "weft:stockver:%s", c[0]);
     snprintf(fkey, sizeof fkey, "weft:fence:%s", c[0]);
-    const char *set[] = {"SET", key, c[1]};
+    const char *set[] = {"EVAL", LUA_MIRROR, "2", key, vkey, c[1], c[3] ? c[3] : "0"};
     const char *fence[] = {"SET", fkey, c[2] ? c[2] : "0", "NX"};
-    cmd(p->s, NULL, NULL, 3, set);
+    cmd(p->s, NULL, NULL, 7, set);
     cmd(p->s, NULL, NULL, 4, fence);
     p->n++;
     return 0;
@@ -354,7 +384,7 @@ static void try_reconcile(stock_redis_t *s)
     snap_t p = {s, 0};
     char err[256];
     /* A short blocking read of the database on the loop: reconciles are rare. */
-    if (store_query(s->store, "SELECT sku, available, fence FROM stock", snap_row, &p, err,
+    if (store_query(s->store, "SELECT sku, available, fence, ver FROM stock", snap_row, &p, err,
                     sizeof err) < 0) {
         fprintf(stderr, "weft orders: redis reconcile: %s\n", err);
         s->state = ST_WAIT;
@@ -632,17 +662,64 @@ static void release_locks(stock_redis_t *s, stock_hold_t *h)
     }
 }
 
-void stock_redis_done(stock_redis_t *s, stock_hold_t *h)
+/* EVAL `script` over the items that `lv` says were written (ver > 0): KEYS are `marker` (if
+ * not NULL) then the pairs weft:stock:{sku}, weft:stockver:{sku}; ARGV is aligned with KEYS:
+ * "" for the marker, then per pair the level's available (or, by_qty, the item's qty) and its
+ * ver. Nothing written: nothing sent. Returns 0 or a negative error (the mirror is lost). */
+static int send_levels(stock_redis_t *s, const char *script, const char *marker,
+                       const order_item_t *items, const store_level_t *lv, size_t n, bool by_qty)
+{
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++) m += lv[i].ver > 0;
+    if (!m) return 0;
+    size_t nk = (marker ? 1 : 0) + 2 * m, k = 0;
+    const char **argv = calloc(3 + 2 * nk, sizeof *argv);
+    char **own = calloc(4 * m, sizeof *own);
+    char nkeys[16];
+    int rc = argv && own ? 0 : -ENOMEM;
+    if (!rc) {
+        snprintf(nkeys, sizeof nkeys, "%zu", nk);
+        argv[0] = "EVAL";
+        argv[1] = script;
+        argv[2] = nkeys;
+        if (marker) {
+            argv[3 + k] = marker;
+            argv[3 + nk + k++] = "";
+        }
+    }
+    for (size_t i = 0, j = 0; !rc && i < n; i++) {
+        if (lv[i].ver <= 0) continue;
+        size_t l = strlen(items[i].sku) + 16;
+        char **o = &own[4 * j++];
+        if (!(o[0] = malloc(l)) || !(o[1] = malloc(l)) || !(o[2] = malloc(24)) ||
+            !(o[3] = malloc(24))) {
+            rc = -ENOMEM;
+            break;
+        }
+        snprintf(o[0], l, "weft:stock:%s", items[i].sku);
+        snprintf(o[1], l, "weft:stockver:%s", items[i].sku);
+        snprintf(o[2], 24, "%" PRId64, by_qty ? items[i].qty : lv[i].available);
+        snprintf(o[3], 24, "%" PRId64, lv[i].ver);
+        for (int t = 0; t < 2; t++) {
+            argv[3 + k] = o[t];
+            argv[3 + nk + k++] = o[2 + t];
+        }
+    }
+    if (!rc) rc = cmd(s, NULL, NULL, (int)(3 + 2 * nk), argv);
+    for (size_t i = 0; own && i < 4 * m; i++) free(own[i]);
+    free(own);
+    free(argv);
+    return rc;
+}
+
+void stock_redis_done(stock_redis_t *s, stock_hold_t *h, const store_level_t *levels)
 {
     if (s->mode == ENGINE_STOCK_LOCK) {
-        /* Mirror the durable write while still holding the locks, then release them. */
-        for (size_t i = 0; i < h->nitems; i++) {
-            char key[300], q[24];
-            snprintf(key, sizeof key, "weft:stock:%s", h->items[i].sku);
-            snprintf(q, sizeof q, "%" PRId64, h->items[i].qty);
-            const char *argv[] = {"DECRBY", key, q};
-            cmd(s, NULL, NULL, 3, argv);
-        }
+        /* Mirror the durable write's levels (while still holding the locks, though the versions
+         * make the order of arrival irrelevant), then release the locks. A lost mirror: the
+         * reconcile after the reconnect restores it. */
+        if (!levels || send_levels(s, LUA_MIRROR, NULL, h->items, levels, h->nitems, false) < 0)
+            stock_redis_reconcile(s);
         release_locks(s, h);
     }
     free(h->fences);
@@ -703,10 +780,46 @@ void stock_redis_release_begin(stock_redis_t *s)
 }
 
 void stock_redis_release_end(stock_redis_t *s, const char *order_id, const order_item_t *items,
-                             size_t n)
+                             size_t n, const store_level_t *levels)
 {
-    send_release(s, order_id, items, n);
+    if (levels) {
+        char rel[ORDER_ID_LEN + 16];
+        snprintf(rel, sizeof rel, "weft:rel:%s", order_id);
+        bool lock = s->mode == ENGINE_STOCK_LOCK;
+        if (send_levels(s, lock ? LUA_RELEASE_LOCK : LUA_RELEASE_LUA, rel, items, levels, n,
+                        !lock) < 0)
+            stock_redis_reconcile(s); /* lost: the reconcile after the reconnect restores it */
+    }
     hold_end(s);
+}
+
+typedef struct sync_call {
+    void (*cb)(void *arg);
+    void *arg;
+} sync_call_t;
+
+static void on_sync(redisAsyncContext *ac, void *r, void *priv)
+{
+    (void)ac;
+    (void)r;
+    sync_call_t *c = priv;
+    void (*cb)(void *) = c->cb;
+    void *arg = c->arg;
+    free(c);
+    cb(arg);
+}
+
+void stock_redis_sync(stock_redis_t *s, void (*cb)(void *arg), void *arg)
+{
+    sync_call_t *c = malloc(sizeof *c);
+    const char *ping[] = {"PING"};
+    if (!c) {
+        cb(arg);
+        return;
+    }
+    c->cb = cb;
+    c->arg = arg;
+    if (cmd(s, on_sync, c, 1, ping) < 0) on_sync(NULL, NULL, c);
 }
 
 /* ---- logistics ---- */

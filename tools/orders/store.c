@@ -19,8 +19,12 @@ const char *const store_schema[] = {
      * UPDATE cost 8-9x the order's INSERT with the index, ~1x without; the group commit's
      * throughput 2.5x. The price: the resume query and the audit scan the table once. */
     "DROP INDEX IF EXISTS orders_pending",
+    /* ver: incremented by every write of `available`, so that Redis keeps the newest level
+     * whatever order mirrors and reconciles reach it in (stock_redis.c). Databases made by an
+     * older weft get the column at open (STORE_STOCK_VER_SQL, each backend). */
     "CREATE TABLE IF NOT EXISTS stock(sku TEXT PRIMARY KEY, available BIGINT NOT NULL "
-    "CHECK(available >= 0), reserved BIGINT NOT NULL, fence BIGINT NOT NULL DEFAULT 0)",
+    "CHECK(available >= 0), reserved BIGINT NOT NULL, fence BIGINT NOT NULL DEFAULT 0, "
+    "ver BIGINT NOT NULL DEFAULT 0)",
     "CREATE TABLE IF NOT EXISTS stock_moves(order_id TEXT, sku TEXT, kind TEXT, qty BIGINT, "
     "PRIMARY KEY(order_id, sku, kind))",
     "CREATE TABLE IF NOT EXISTS stock_sets(sku TEXT, qty BIGINT, at_ms BIGINT, "
@@ -49,6 +53,12 @@ order_status_t order_status_parse(const char *s)
     for (int i = ORDER_ACCEPTED; s && i <= ORDER_PAYMENT_FAILED; i++)
         if (strcmp(status_names[i], s) == 0) return (order_status_t)i;
     return ORDER_NEW;
+}
+
+void store_levels_clear(store_op_t *op)
+{
+    size_t n = op->kind == STORE_SET_STOCK ? 1 : op->ord ? op->ord->req.nitems : 0;
+    if (op->levels) memset(op->levels, 0, n * sizeof *op->levels);
 }
 
 int store_open(const char *url, store_t **out, char *err, size_t errsz)

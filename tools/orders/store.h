@@ -66,6 +66,14 @@ typedef struct store_order {
     char reason[160];   /* set by the caller (PAYFAIL) or the store (RESERVE -> rejected) */
 } store_order_t;
 
+/* A SKU's stock row after a write: what Redis mirrors (stock.h). Every write that changes
+ * `available` (reserve, release, PUT /stock) increments the row's `ver`, so of two levels of one
+ * SKU the one with the higher ver is the newer, whatever order they arrive in. */
+typedef struct store_level {
+    int64_t available;
+    int64_t ver; /* 0: this operation did not write the SKU */
+} store_level_t;
+
 /* One operation of a batch; caller-owned, borrowed by store_apply until it returns. */
 typedef struct store_op {
     store_op_kind_t kind;  /* in */
@@ -76,6 +84,9 @@ typedef struct store_op {
                               cannot write after a newer holder; NULL: no fencing */
     const char *sku;       /* in: SET_STOCK */
     int64_t qty;           /* in: SET_STOCK */
+    store_level_t *levels; /* in: NULL, or the caller's array to fill: RESERVE and PAYFAIL one
+                              per item (in item order), SET_STOCK one; out: each SKU's level
+                              right after this operation's write ({0, 0} if it wrote none) */
     /* out */
     int rc;                /* 0 applied, 1 nothing to do (already applied), < 0 error */
     order_status_t status; /* the order's status after the op (RESERVE: reserved/rejected) */

@@ -48,7 +48,14 @@ typedef struct store_pend {
 /* Returns cb's result, or -EIO for unreadable items. */
 int store_pending_row(void *arg, int n, char **cols);
 
+/* Sets op->levels (if any) to "nothing written": before the op runs and when it rolls back. */
+void store_levels_clear(store_op_t *op);
+
 /* The schema, as statements each backend runs (types valid in both dialects). */
 extern const char *const store_schema[];
+
+/* Adds stock.ver to a database created before it existed; each backend runs it only when the
+ * column is missing (SQLite has no ADD COLUMN IF NOT EXISTS; PostgreSQL's would lock the table). */
+#define STORE_STOCK_VER_SQL "ALTER TABLE stock ADD COLUMN ver BIGINT NOT NULL DEFAULT 0"
 
 #endif

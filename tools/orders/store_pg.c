@@ -52,9 +52,9 @@ static const char *const pg_sql[P_N] = {
         "go AS (SELECT 1 FROM ord WHERE NOT EXISTS (SELECT 1 FROM short) AND NOT EXISTS "
         "(SELECT 1 FROM fenced)), "
         "take AS (UPDATE stock s SET available = s.available - w.qty, reserved = s.reserved + "
-        "w.qty, fence = CASE WHEN $6::bigint[] IS NULL THEN s.fence ELSE w.fence END FROM want w "
-        "WHERE s.sku = w.sku AND s.sku = ANY($2::text[]) AND EXISTS (SELECT 1 FROM go) "
-        "RETURNING s.sku), "
+        "w.qty, fence = CASE WHEN $6::bigint[] IS NULL THEN s.fence ELSE w.fence END, "
+        "ver = s.ver + 1 FROM want w WHERE s.sku = w.sku AND s.sku = ANY($2::text[]) AND "
+        "EXISTS (SELECT 1 FROM go) RETURNING s.sku, s.available, s.ver), "
         "mv AS (INSERT INTO stock_moves(order_id, sku, kind, qty) SELECT $1, w.sku, 'reserve', "
         "w.qty FROM want w WHERE EXISTS (SELECT 1 FROM go) ON CONFLICT DO NOTHING RETURNING 1), "
         "upd AS (UPDATE orders o SET status = CASE WHEN EXISTS (SELECT 1 FROM short) THEN "
@@ -63,7 +63,8 @@ static const char *const pg_sql[P_N] = {
         "' available)' END FROM short), completed_ms = CASE WHEN EXISTS (SELECT 1 FROM short) "
         "THEN $4::bigint END, stages = $5, updated_ms = $4 WHERE o.id = $1 AND o.status = "
         "'accepted' AND NOT EXISTS (SELECT 1 FROM fenced) RETURNING o.status, o.reason) "
-        "SELECT status, reason FROM upd UNION ALL SELECT 'fenced', NULL FROM fenced",
+        "SELECT u.status, u.reason, t.sku, t.available, t.ver FROM upd u LEFT JOIN take t ON "
+        "true UNION ALL SELECT 'fenced', NULL, NULL, NULL, NULL FROM fenced",
     [P_PAID_SHIP] =
         "WITH upd AS (UPDATE orders SET status = 'shipped', completed_ms = $2, stages = $3, "
         "updated_ms = $2 WHERE id = $1 AND status = 'reserved' RETURNING id), "
@@ -80,17 +81,19 @@ static const char *const pg_sql[P_N] = {
         "'release', m.qty FROM stock_moves m WHERE m.order_id = $1 AND m.kind = 'reserve' AND "
         "EXISTS (SELECT 1 FROM upd) ON CONFLICT DO NOTHING RETURNING sku, qty), "
         "give AS (UPDATE stock s SET available = s.available + mv.qty, reserved = s.reserved - "
-        "mv.qty FROM mv WHERE s.sku = mv.sku RETURNING 1) SELECT 1 FROM upd",
+        "mv.qty, ver = s.ver + 1 FROM mv WHERE s.sku = mv.sku RETURNING s.sku, s.available, "
+        "s.ver) SELECT 1, g.sku, g.available, g.ver FROM upd LEFT JOIN give g ON true",
     [P_SHIP] = "WITH upd AS (UPDATE orders SET status = 'shipped', completed_ms = $2, stages = $3, "
                "updated_ms = $2 WHERE id = $1 AND status = 'paid' RETURNING id), "
                "sh AS (INSERT INTO shipments(order_id, applied_ms) SELECT id, $2 FROM upd "
                "ON CONFLICT DO NOTHING RETURNING 1) SELECT 1 FROM upd",
     [P_SET_STOCK] =
         "WITH old AS (SELECT available FROM stock WHERE sku = $1), "
-        "up AS (INSERT INTO stock(sku, available, reserved) VALUES($1, $2, 0) ON CONFLICT (sku) "
-        "DO UPDATE SET available = EXCLUDED.available RETURNING 1), "
+        "up AS (INSERT INTO stock(sku, available, reserved, ver) VALUES($1, $2, 0, 1) ON CONFLICT "
+        "(sku) DO UPDATE SET available = EXCLUDED.available, ver = stock.ver + 1 RETURNING "
+        "available, ver), "
         "ss AS (INSERT INTO stock_sets(sku, qty, at_ms, delta) VALUES($1, $2, $3, $2::bigint - "
-        "COALESCE((SELECT available FROM old), 0)) RETURNING 1) SELECT 1",
+        "COALESCE((SELECT available FROM old), 0)) RETURNING 1) SELECT 1, available, ver FROM up",
 };
 
 typedef struct pg_store {
@@ -289,7 +292,28 @@ static int send_op(pg_store_t *q, store_op_t *op, params_t *p)
     return PQsendQueryPrepared(q->w, name, p->n, p->v, NULL, NULL, 0) ? 0 : -EIO;
 }
 
-/* Reads one op's result into op (status, dup, reason). */
+/* Reads the levels of the rows of r whose columns c, c+1, c+2 are sku, available, ver into
+ * op->levels, by item (a NULL sku: no stock row written). */
+static void take_levels(store_op_t *op, PGresult *r, int c)
+{
+    if (!op->levels) return;
+    for (int i = 0; i < PQntuples(r); i++) {
+        if (op->kind == STORE_SET_STOCK) {
+            op->levels[0].available = strtoll(PQgetvalue(r, i, c + 1), NULL, 10);
+            op->levels[0].ver = strtoll(PQgetvalue(r, i, c + 2), NULL, 10);
+            continue;
+        }
+        if (PQgetisnull(r, i, c)) continue;
+        const order_req_t *q = &op->ord->req;
+        for (size_t k = 0; k < q->nitems; k++)
+            if (strcmp(q->items[k].sku, PQgetvalue(r, i, c)) == 0) {
+                op->levels[k].available = strtoll(PQgetvalue(r, i, c + 1), NULL, 10);
+                op->levels[k].ver = strtoll(PQgetvalue(r, i, c + 2), NULL, 10);
+            }
+    }
+}
+
+/* Reads one op's result into op (status, dup, reason, levels). */
 static void take_result(store_op_t *op, PGresult *r)
 {
     store_order_t *o = op->ord;
@@ -322,6 +346,7 @@ static void take_result(store_op_t *op, PGresult *r)
         }
         op->status = order_status_parse(PQgetvalue(r, 0, 0));
         if (!PQgetisnull(r, 0, 1)) snprintf(o->reason, sizeof o->reason, "%s", PQgetvalue(r, 0, 1));
+        take_levels(op, r, 2);
         break;
     case STORE_PAID:
         op->rc = rows ? 0 : 1;
@@ -335,10 +360,15 @@ static void take_result(store_op_t *op, PGresult *r)
     case STORE_PAYFAIL:
         op->rc = rows ? 0 : 1;
         if (rows) op->status = ORDER_PAYMENT_FAILED;
+        take_levels(op, r, 1);
         break;
     case STORE_REJECT:
         op->rc = rows ? 0 : 1;
         if (rows) op->status = ORDER_REJECTED;
+        break;
+    case STORE_SET_STOCK:
+        op->rc = 0;
+        take_levels(op, r, 0);
         break;
     default:
         op->rc = 0;
@@ -367,6 +397,7 @@ static int pg_apply(store_t *st, store_op_t **ops, size_t n, char *err, size_t e
         ops[i]->dup_same = false;
         ops[i]->fenced = false;
         if (ops[i]->ord) ops[i]->status = ops[i]->ord->status;
+        store_levels_clear(ops[i]);
         rc = send_op(q, ops[i], &p);
     }
     if (rc == 0) rc = PQsendQueryParams(q->w, "COMMIT", 0, NULL, NULL, NULL, NULL, 0) ? 0 : -EIO;
@@ -521,6 +552,15 @@ static const store_vt_t pg_vt = {
     .close = pg_close,
 };
 
+static bool has_stock_ver(PGconn *c)
+{
+    PGresult *r = PQexec(c, "SELECT 1 FROM pg_attribute WHERE attrelid = 'stock'::regclass AND "
+                            "attname = 'ver' AND NOT attisdropped");
+    bool has = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) > 0;
+    PQclear(r);
+    return has;
+}
+
 int store_pg_open(const char *url, store_t **out, char *err, size_t errsz)
 {
     *out = NULL;
@@ -534,6 +574,9 @@ int store_pg_open(const char *url, store_t **out, char *err, size_t errsz)
     if (rc == 0) rc = exec_simple(q->w, "SELECT pg_advisory_lock(7220411)", err, errsz);
     for (int i = 0; rc == 0 && store_schema[i]; i++)
         rc = exec_simple(q->w, store_schema[i], err, errsz);
+    /* Only when missing: ALTER TABLE takes an exclusive lock on stock even when it changes
+     * nothing, which would stall the running engines' commits at every audit's start. */
+    if (rc == 0 && !has_stock_ver(q->w)) rc = exec_simple(q->w, STORE_STOCK_VER_SQL, err, errsz);
     if (q->w) exec_simple(q->w, "SELECT pg_advisory_unlock(7220411)", NULL, 0);
     if (rc == 0) rc = writer_setup(q, err, errsz);
     if (rc == 0) rc = connect_one(url, &q->r, err, errsz);

@@ -26,14 +26,14 @@ enum {
     S_FIND_KEY,
     S_SET_STATUS, /* status=?1, reason=?2, completed_ms=?3, stages=?4, updated_ms=?5 WHERE id=?6
                      AND status=?7 */
-    S_TAKE,       /* stock -qty +reserved WHERE sku AND available >= qty */
-    S_GIVE,       /* stock +qty -reserved */
+    S_TAKE,       /* stock -qty +reserved WHERE sku AND available >= qty; returns the level */
+    S_GIVE,       /* stock +qty -reserved; returns the level */
     S_MOVE,       /* INSERT stock_moves ... ON CONFLICT DO NOTHING */
     S_AVAIL,
     S_UPSERT_STOCK,
     S_STOCK_SET,
     S_SHIPMENT,
-    S_TAKE_FENCED, /* as S_TAKE, only if fence < ?3, storing ?3 */
+    S_TAKE_FENCED, /* as S_TAKE, only if fence < ?3, storing ?3; returns the level */
     S_FENCE,
     S_NSTMT
 };
@@ -46,20 +46,22 @@ static const char *const stmt_sql[S_NSTMT] = {
     [S_FIND_KEY] = "SELECT id, body_hash FROM orders WHERE idem_key = ?1",
     [S_SET_STATUS] = "UPDATE orders SET status=?1, reason=?2, completed_ms=?3, stages=?4, "
                      "updated_ms=?5 WHERE id=?6 AND status=?7",
-    [S_TAKE] = "UPDATE stock SET available = available - ?1, reserved = reserved + ?1 "
-               "WHERE sku = ?2 AND available >= ?1",
-    [S_GIVE] = "UPDATE stock SET available = available + ?1, reserved = reserved - ?1 "
-               "WHERE sku = ?2",
+    [S_TAKE] = "UPDATE stock SET available = available - ?1, reserved = reserved + ?1, "
+               "ver = ver + 1 WHERE sku = ?2 AND available >= ?1 RETURNING available, ver",
+    [S_GIVE] = "UPDATE stock SET available = available + ?1, reserved = reserved - ?1, "
+               "ver = ver + 1 WHERE sku = ?2 RETURNING available, ver",
     [S_MOVE] = "INSERT INTO stock_moves(order_id, sku, kind, qty) VALUES(?1,?2,?3,?4) "
                "ON CONFLICT DO NOTHING",
     [S_AVAIL] = "SELECT available FROM stock WHERE sku = ?1",
-    [S_UPSERT_STOCK] = "INSERT INTO stock(sku, available, reserved) VALUES(?1, ?2, 0) "
-                       "ON CONFLICT(sku) DO UPDATE SET available = excluded.available",
+    [S_UPSERT_STOCK] = "INSERT INTO stock(sku, available, reserved, ver) VALUES(?1, ?2, 0, 1) "
+                       "ON CONFLICT(sku) DO UPDATE SET available = excluded.available, "
+                       "ver = ver + 1 RETURNING available, ver",
     [S_STOCK_SET] = "INSERT INTO stock_sets(sku, qty, at_ms, delta) VALUES(?1,?2,?3,?4)",
     [S_SHIPMENT] = "INSERT INTO shipments(order_id, applied_ms) VALUES(?1,?2) "
                    "ON CONFLICT DO NOTHING",
     [S_TAKE_FENCED] = "UPDATE stock SET available = available - ?1, reserved = reserved + ?1, "
-                      "fence = ?3 WHERE sku = ?2 AND available >= ?1 AND fence < ?3",
+                      "fence = ?3, ver = ver + 1 WHERE sku = ?2 AND available >= ?1 AND "
+                      "fence < ?3 RETURNING available, ver",
     [S_FENCE] = "SELECT fence FROM stock WHERE sku = ?1",
 };
 
@@ -134,6 +136,19 @@ static int run(sq_store_t *q, int id, char *err, size_t errsz)
     return sqlite3_changes(q->w);
 }
 
+/* Steps a bound stock write with RETURNING available, ver: stores the level (if `lv`) and
+ * returns 1 when a row was written, 0 when none, or -EIO. */
+static int run_level(sq_store_t *q, int id, store_level_t *lv, char *err, size_t errsz)
+{
+    sqlite3_stmt *s = q->st[id];
+    int rc = sqlite3_step(s), n = 0;
+    for (; rc == SQLITE_ROW; rc = sqlite3_step(s), n++)
+        if (lv) *lv = (store_level_t){sqlite3_column_int64(s, 0), sqlite3_column_int64(s, 1)};
+    sqlite3_reset(s);
+    if (rc != SQLITE_DONE) return sq_err(q->w, err, errsz, stmt_sql[id]);
+    return n > 0;
+}
+
 static int set_status(sq_store_t *q, store_order_t *o, order_status_t to, order_status_t from,
                       const char *reason, int64_t completed, char *err, size_t errsz)
 {
@@ -186,7 +201,8 @@ static int op_reserve(sq_store_t *q, store_op_t *op, char *err, size_t errsz)
             bind(q->st[take], "iti", it->qty, it->sku, op->fences[i]);
         else
             bind(q->st[take], "it", it->qty, it->sku);
-        if ((rc = run(q, take, err, errsz)) < 0) goto done;
+        if ((rc = run_level(q, take, op->levels ? &op->levels[i] : NULL, err, errsz)) < 0)
+            goto done;
         if (rc == 0 && op->fences) {
             sqlite3_stmt *s = q->st[S_FENCE];
             bind(s, "t", it->sku);
@@ -195,6 +211,7 @@ static int op_reserve(sq_store_t *q, store_op_t *op, char *err, size_t errsz)
             sqlite3_reset(s);
             if (stale) { /* a newer lock holder wrote: nothing of this order is applied */
                 op->fenced = true;
+                store_levels_clear(op);
                 if ((rc = exec(q->w, "ROLLBACK TO r", err, errsz)) < 0) goto done;
                 rc = 0; /* -> "nothing to do", status kept */
                 goto done;
@@ -209,6 +226,7 @@ static int op_reserve(sq_store_t *q, store_op_t *op, char *err, size_t errsz)
             else
                 snprintf(o->reason, sizeof o->reason, "unknown sku: %.128s", it->sku);
             sqlite3_reset(s);
+            store_levels_clear(op); /* the items taken before are given back */
             if ((rc = exec(q->w, "ROLLBACK TO r", err, errsz)) < 0) goto done;
             rc = set_status(q, o, ORDER_REJECTED, ORDER_ACCEPTED, o->reason,
                             (int64_t)order_wall_ms(), err, errsz);
@@ -243,7 +261,8 @@ static int op_payfail(sq_store_t *q, store_op_t *op, char *err, size_t errsz)
         if ((rc = run(q, S_MOVE, err, errsz)) < 0) return rc;
         if (rc == 0) continue; /* released before: the ledger says so */
         bind(q->st[S_GIVE], "it", it->qty, it->sku);
-        if ((rc = run(q, S_GIVE, err, errsz)) < 0) return rc;
+        if ((rc = run_level(q, S_GIVE, op->levels ? &op->levels[i] : NULL, err, errsz)) < 0)
+            return rc;
     }
     op->status = ORDER_PAYMENT_FAILED;
     return 0;
@@ -269,7 +288,7 @@ static int op_set_stock(sq_store_t *q, store_op_t *op, char *err, size_t errsz)
     int64_t old = sqlite3_step(s) == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
     sqlite3_reset(s);
     bind(q->st[S_UPSERT_STOCK], "ti", op->sku, op->qty);
-    int rc = run(q, S_UPSERT_STOCK, err, errsz);
+    int rc = run_level(q, S_UPSERT_STOCK, op->levels, err, errsz);
     if (rc < 0) return rc;
     bind(q->st[S_STOCK_SET], "tiii", op->sku, op->qty, (int64_t)order_wall_ms(), op->qty - old);
     rc = run(q, S_STOCK_SET, err, errsz);
@@ -286,6 +305,7 @@ static int sq_apply(store_t *st, store_op_t **ops, size_t n, char *err, size_t e
         op->dup_same = false;
         op->fenced = false;
         if (op->ord) op->status = op->ord->status;
+        store_levels_clear(op);
         int r;
         switch (op->kind) {
         case STORE_CREATE:
@@ -442,6 +462,16 @@ static const store_vt_t sq_vt = {
     .close = sq_close,
 };
 
+static bool has_stock_ver(sqlite3 *db)
+{
+    sqlite3_stmt *s = NULL;
+    bool has = sqlite3_prepare_v2(db, "SELECT 1 FROM pragma_table_info('stock') WHERE name = 'ver'",
+                                  -1, &s, NULL) == SQLITE_OK &&
+               sqlite3_step(s) == SQLITE_ROW;
+    sqlite3_finalize(s);
+    return has;
+}
+
 int store_sqlite_open(const char *path, store_t **out, char *err, size_t errsz)
 {
     *out = NULL;
@@ -455,6 +485,7 @@ int store_sqlite_open(const char *path, store_t **out, char *err, size_t errsz)
     pthread_mutex_init(&q->rd_mu, NULL);
     int rc = open_conn(path, &q->w, err, errsz);
     for (int i = 0; rc == 0 && store_schema[i]; i++) rc = exec(q->w, store_schema[i], err, errsz);
+    if (rc == 0 && !has_stock_ver(q->w)) rc = exec(q->w, STORE_STOCK_VER_SQL, err, errsz);
     if (rc == 0) rc = open_conn(path, &q->r, err, errsz);
     for (int i = 0; rc == 0 && i < S_NSTMT; i++)
         if (sqlite3_prepare_v3(q->w, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &q->st[i], NULL) !=
