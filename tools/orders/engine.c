@@ -36,16 +36,15 @@
  *   payment API saw one connection per live order (50,000), and the engine ran out of fds.
  * With Redis (--redis, stock.h): the loop asks Redis first (lua script or lock + fencing token),
  *   then queues the RESERVE with the decision's fences; the database re-checks every unit and
- *   token, and the loop then mirrors (lock: DECRBY, unlock) or undoes (lua: give back; a refused
- *   decision also triggers a reconcile). A refused fence (lease lost) leaves the order
- *   'accepted' and it tries again. A paid order is handed over by XADD weft:ship and leaves the
- *   engine; `weft orders logistics` marks it shipped. A payment-failed order's units go back to
- *   Redis only after the release committed.
- * Stages and where they run: create (intake pool + writer), reserve (writer, or Redis on the
- *   loop + writer), payment (loop: HTTP), logistics (writer, or loop: XADD), statistics (stats.c:
- *   a stats thread and a worker process, never on the request path).
- * Lock order: no two of idem_mu, wq_mu, lq_mu, all_mu, st_mu are ever held together; no
- *   callback runs under any of them.
+ *   token, and the loop then mirrors (lock: the write's levels, versioned, then unlock) or
+ *   undoes (lua: give back; a refused decision also triggers a reconcile). A refused fence (lease
+ * lost) leaves the order 'accepted' and it tries again. A paid order is handed over by XADD
+ * weft:ship and leaves the engine; `weft orders logistics` marks it shipped. A payment-failed
+ * order's units go back to Redis only after the release committed. Stages and where they run:
+ * create (intake pool + writer), reserve (writer, or Redis on the loop + writer), payment (loop:
+ * HTTP), logistics (writer, or loop: XADD), statistics (stats.c: a stats thread and a worker
+ * process, never on the request path). Lock order: no two of idem_mu, wq_mu, lq_mu, all_mu, st_mu
+ * are ever held together; no callback runs under any of them.
  */
 #include "orders/engine.h"
 
@@ -87,10 +86,10 @@ typedef struct ord {
     uint64_t rng;
     /* Redis (loop thread only) */
     stock_hold_t hold;
-    bool holding;   /* a Redis reservation awaits its durable write */
-    bool releasing; /* stock_redis_release_begin called, _end owed */
+    bool holding;          /* a Redis reservation awaits its durable write */
+    bool releasing;        /* stock_redis_release_begin called, _end owed */
     store_level_t *levels; /* per item: what the stock write left, for Redis' mirror (lazy) */
-    int op_rc;      /* the last operation's rc, as the loop sees it */
+    int op_rc;             /* the last operation's rc, as the loop sees it */
     bool op_fenced;
     void (*later)(struct ord *o); /* what the retry timer runs */
     struct ord *next;             /* loopq */
@@ -607,9 +606,8 @@ static void advance(ord_t *o)
         o->holding = false;
         /* Lock strategy, "already applied" (op_rc 1): the reservation was written before, by
          * another engine that took over while this one was stopped (SIGSTOP, a long pause), or
-         * by this one in a commit whose answer was lost. Whether Redis already mirrors it is
-         * unknown here, so no DECRBY (it could be the second one): release the locks and
-         * reconcile Redis from the database instead. */
+         * by this one in a commit whose answer was lost. This write returned no levels to
+         * mirror: release the locks and reconcile Redis from the database instead. */
         bool unknown = o->op_rc == 1 && e->o.stock == ENGINE_STOCK_LOCK;
         if (o->so.status == ORDER_RESERVED && !unknown)
             stock_redis_done(e->redis, &o->hold, o->op.levels);

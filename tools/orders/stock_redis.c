@@ -11,15 +11,34 @@
  *         TOKEN NX PX lease; then one script INCRs weft:fence:{sku} (the fencing token) and reads
  *         the stock. The durable write applies only if each token is above the SKU's stored fence
  *         (store.h), so a holder paused past its lease, whose lock another took, cannot write.
- *         After the write, DECRBY mirrors it and a compare-and-delete script releases each lock.
+ *         After the write, its levels are mirrored (below) and a compare-and-delete script
+ *         releases each lock. Redis only mirrors here: it never decrements by itself.
+ * The versioned mirror (lock mode, and every release): each write of a stock row increments its
+ * `ver` and returns the SKU's new (available, ver), its level (store.h). Redis keeps beside
+ * weft:stock:{sku} the version of that figure, weft:stockver:{sku}, and one script sets both
+ * only if the level is at least as new (LUA_SET_NEWER). Mirrors are absolute, so arriving late,
+ * twice or out of order changes nothing: Redis holds the database's level at the highest version
+ * it has seen. A relative DECRBY/INCRBY was not: engine A frozen between its commit and its
+ * mirror while engine B reconciled (its snapshot already counting A's write) counted the write
+ * twice (fencing.sh: "sku-3: database 930, redis 929"); each engine waits for its own holds
+ * before it reconciles, never for another engine's.
  * Reconcile (Redis is never the record): at connect, after a reconnect (a restarted Redis is
- * empty), after PUT /stock and when the database refused a Redis decision. New reservations get
- * STOCK_RETRY while `state` is not READY; once nothing is in flight (`inflight` counts holds
- * between decision and done/abort, and releases between begin and end) the stock rows are read
- * from the database and SET, fences SET NX (never lowered), and a new epoch is published in
- * weft:stock:ready, which invalidates every earlier weft:ord decision: an order still
- * 'accepted' in the database decides again against the reconciled stock. A release is done once
- * per order (SET NX weft:rel:{id}) and only after its database commit.
+ * empty, with no stockver: every level applies), after PUT /stock and when the database refused
+ * a Redis decision. New reservations get STOCK_RETRY while `state` is not READY; once nothing is
+ * in flight (`inflight` counts holds between decision and done/abort, and releases between begin
+ * and end) the rows are read (SELECT sku, available, fence, ver) and applied as levels, so a
+ * snapshot older than a mirror that reached Redis first is refused; fences SET NX (never
+ * lowered); and a new epoch is published in weft:stock:ready, which invalidates every earlier
+ * weft:ord decision: an order still 'accepted' in the database decides again against the
+ * reconciled stock. (Lock mode would no longer need the wait for its own holds; lua mode does.)
+ * Releases (payment failed) are mirrored once per order (SET NX weft:rel:{id}) and only after
+ * their commit: lock mode with the levels, as above; lua mode, where Redis runs ahead of the
+ * database by the decisions not yet committed (an absolute figure would erase them), by INCRBY,
+ * skipped when a snapshot at least as new as the release's write was applied (it counts the
+ * units already). Left in lua mode: a snapshot read before a release's commit and applied after
+ * its INCRBY loses those units in Redis (they are short there, never oversold) until the next
+ * reconcile, as another engine's snapshot can erase a decision still in flight (the lua design:
+ * a database refusal triggers a reconcile).
  */
 #include <errno.h>
 #include <hiredis/adapters/libuv.h>
@@ -101,8 +120,8 @@ static const char LUA_RELEASE[] =
  * same database level: setting it again changes nothing (lua: it repairs drift). */
 #define LUA_SET_NEWER(FROM)                                                                        \
     "for i = " FROM ", #KEYS, 2 do "                                                               \
-    "  if tonumber(ARGV[i + 1]) >= tonumber(redis.call('GET', KEYS[i + 1]) or '-1') then "        \
-    "    redis.call('SET', KEYS[i], ARGV[i]) redis.call('SET', KEYS[i + 1], ARGV[i + 1]) end "    \
+    "  if tonumber(ARGV[i + 1]) >= tonumber(redis.call('GET', KEYS[i + 1]) or '-1') then "         \
+    "    redis.call('SET', KEYS[i], ARGV[i]) redis.call('SET', KEYS[i + 1], ARGV[i + 1]) end "     \
     "end "
 
 /* Reconcile rows and lock-mode reservations. */
