@@ -36,15 +36,16 @@
  *   payment API saw one connection per live order (50,000), and the engine ran out of fds.
  * With Redis (--redis, stock.h): the loop asks Redis first (lua script or lock + fencing token),
  *   then queues the RESERVE with the decision's fences; the database re-checks every unit and
- *   token, and the loop then mirrors (lock: the write's levels, versioned, then unlock) or
- *   undoes (lua: give back; a refused decision also triggers a reconcile). A refused fence (lease
- * lost) leaves the order 'accepted' and it tries again. A paid order is handed over by XADD
- * weft:ship and leaves the engine; `weft orders logistics` marks it shipped. A payment-failed
- * order's units go back to Redis only after the release committed. Stages and where they run:
- * create (intake pool + writer), reserve (writer, or Redis on the loop + writer), payment (loop:
- * HTTP), logistics (writer, or loop: XADD), statistics (stats.c: a stats thread and a worker
- * process, never on the request path). Lock order: no two of idem_mu, wq_mu, lq_mu, all_mu, st_mu
- * are ever held together; no callback runs under any of them.
+ *   token, and the loop then mirrors (lock: the write's levels, versioned; then unlock) or
+ *   undoes (lua: give back; a refused decision also triggers a reconcile). A refused fence
+ *   (lease lost) leaves the order 'accepted' and it tries again. A paid order is handed over by
+ *   XADD weft:ship and leaves the engine; `weft orders logistics` marks it shipped. A
+ *   payment-failed order's units go back to Redis only after the release committed.
+ * Stages and where they run: create (intake pool + writer), reserve (writer, or Redis on the
+ *   loop + writer), payment (loop: HTTP), logistics (writer, or loop: XADD), statistics (stats.c:
+ *   a stats thread and a worker process, never on the request path).
+ * Lock order: no two of idem_mu, wq_mu, lq_mu, all_mu, st_mu are ever held together; no
+ *   callback runs under any of them.
  */
 #include "orders/engine.h"
 

@@ -19,7 +19,7 @@ const char *const store_schema[] = {
      * UPDATE cost 8-9x the order's INSERT with the index, ~1x without; the group commit's
      * throughput 2.5x. The price: the resume query and the audit scan the table once. */
     "DROP INDEX IF EXISTS orders_pending",
-    /* ver: incremented by every write of `available`, so that Redis keeps the newest level
+    /* ver: raised by every write of `available` (store.h), so that Redis keeps the newest level
      * whatever order mirrors and reconciles reach it in (stock_redis.c). Databases made by an
      * older weft get the column at open (STORE_STOCK_VER_SQL, each backend). */
     "CREATE TABLE IF NOT EXISTS stock(sku TEXT PRIMARY KEY, available BIGINT NOT NULL "

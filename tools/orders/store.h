@@ -67,8 +67,10 @@ typedef struct store_order {
 } store_order_t;
 
 /* A SKU's stock row after a write: what Redis mirrors (stock.h). Every write that changes
- * `available` (reserve, release, PUT /stock) increments the row's `ver`, so of two levels of one
- * SKU the one with the higher ver is the newer, whatever order they arrive in. */
+ * `available` (reserve, release, PUT /stock) raises the row's `ver` (to one more, and at least
+ * the clock in microseconds, so that a new database starts above an old one's versions), so of
+ * two levels of one SKU the one with the higher ver is the newer, whatever order they arrive
+ * in. */
 typedef struct store_level {
     int64_t available;
     int64_t ver; /* 0: this operation did not write the SKU */

@@ -26,6 +26,12 @@
 
 #include "orders/store_int.h"
 
+/* A stock row's next version: one more than its last, and at least the clock in microseconds,
+ * so that a database made after another (a new file, a recreated schema) under the same Redis
+ * starts above the versions Redis kept from the old one (stock_redis.c). */
+#define PG_NOW_US "(extract(epoch from clock_timestamp()) * 1000000)::bigint"
+#define PG_NEXT_VER(T) "GREATEST(" T ".ver + 1, " PG_NOW_US ")"
+
 enum { P_CREATE, P_RESERVE, P_PAID, P_PAYFAIL, P_SHIP, P_SET_STOCK, P_REJECT, P_PAID_SHIP, P_N };
 
 static const char *const pg_sql[P_N] = {
@@ -53,18 +59,24 @@ static const char *const pg_sql[P_N] = {
         "(SELECT 1 FROM fenced)), "
         "take AS (UPDATE stock s SET available = s.available - w.qty, reserved = s.reserved + "
         "w.qty, fence = CASE WHEN $6::bigint[] IS NULL THEN s.fence ELSE w.fence END, "
-        "ver = s.ver + 1 FROM want w WHERE s.sku = w.sku AND s.sku = ANY($2::text[]) AND "
-        "EXISTS (SELECT 1 FROM go) RETURNING s.sku, s.available, s.ver), "
-        "mv AS (INSERT INTO stock_moves(order_id, sku, kind, qty) SELECT $1, w.sku, 'reserve', "
-        "w.qty FROM want w WHERE EXISTS (SELECT 1 FROM go) ON CONFLICT DO NOTHING RETURNING 1), "
-        "upd AS (UPDATE orders o SET status = CASE WHEN EXISTS (SELECT 1 FROM short) THEN "
-        "'rejected' ELSE 'reserved' END, reason = (SELECT CASE WHEN available IS NULL THEN "
-        "'unknown sku: ' || sku ELSE 'out of stock: ' || sku || ' (' || available || "
-        "' available)' END FROM short), completed_ms = CASE WHEN EXISTS (SELECT 1 FROM short) "
-        "THEN $4::bigint END, stages = $5, updated_ms = $4 WHERE o.id = $1 AND o.status = "
-        "'accepted' AND NOT EXISTS (SELECT 1 FROM fenced) RETURNING o.status, o.reason) "
-        "SELECT u.status, u.reason, t.sku, t.available, t.ver FROM upd u LEFT JOIN take t ON "
-        "true UNION ALL SELECT 'fenced', NULL, NULL, NULL, NULL FROM fenced",
+        "ver = " PG_NEXT_VER(
+            "s") " FROM want w WHERE s.sku = w.sku AND s.sku = ANY($2::text[]) AND "
+                 "EXISTS (SELECT 1 FROM go) RETURNING s.sku, s.available, s.ver), "
+                 "mv AS (INSERT INTO stock_moves(order_id, sku, kind, qty) SELECT $1, w.sku, "
+                 "'reserve', "
+                 "w.qty FROM want w WHERE EXISTS (SELECT 1 FROM go) ON CONFLICT DO NOTHING "
+                 "RETURNING 1), "
+                 "upd AS (UPDATE orders o SET status = CASE WHEN EXISTS (SELECT 1 FROM short) THEN "
+                 "'rejected' ELSE 'reserved' END, reason = (SELECT CASE WHEN available IS NULL "
+                 "THEN "
+                 "'unknown sku: ' || sku ELSE 'out of stock: ' || sku || ' (' || available || "
+                 "' available)' END FROM short), completed_ms = CASE WHEN EXISTS (SELECT 1 FROM "
+                 "short) "
+                 "THEN $4::bigint END, stages = $5, updated_ms = $4 WHERE o.id = $1 AND o.status = "
+                 "'accepted' AND NOT EXISTS (SELECT 1 FROM fenced) RETURNING o.status, o.reason) "
+                 "SELECT u.status, u.reason, t.sku, t.available, t.ver FROM upd u LEFT JOIN take t "
+                 "ON "
+                 "true UNION ALL SELECT 'fenced', NULL, NULL, NULL, NULL FROM fenced",
     [P_PAID_SHIP] =
         "WITH upd AS (UPDATE orders SET status = 'shipped', completed_ms = $2, stages = $3, "
         "updated_ms = $2 WHERE id = $1 AND status = 'reserved' RETURNING id), "
@@ -81,19 +93,24 @@ static const char *const pg_sql[P_N] = {
         "'release', m.qty FROM stock_moves m WHERE m.order_id = $1 AND m.kind = 'reserve' AND "
         "EXISTS (SELECT 1 FROM upd) ON CONFLICT DO NOTHING RETURNING sku, qty), "
         "give AS (UPDATE stock s SET available = s.available + mv.qty, reserved = s.reserved - "
-        "mv.qty, ver = s.ver + 1 FROM mv WHERE s.sku = mv.sku RETURNING s.sku, s.available, "
-        "s.ver) SELECT 1, g.sku, g.available, g.ver FROM upd LEFT JOIN give g ON true",
+        "mv.qty, ver = " PG_NEXT_VER(
+            "s") " FROM mv WHERE s.sku = mv.sku RETURNING s.sku, s.available, "
+                 "s.ver) SELECT 1, g.sku, g.available, g.ver FROM upd LEFT JOIN give g ON true",
     [P_SHIP] = "WITH upd AS (UPDATE orders SET status = 'shipped', completed_ms = $2, stages = $3, "
                "updated_ms = $2 WHERE id = $1 AND status = 'paid' RETURNING id), "
                "sh AS (INSERT INTO shipments(order_id, applied_ms) SELECT id, $2 FROM upd "
                "ON CONFLICT DO NOTHING RETURNING 1) SELECT 1 FROM upd",
     [P_SET_STOCK] =
         "WITH old AS (SELECT available FROM stock WHERE sku = $1), "
-        "up AS (INSERT INTO stock(sku, available, reserved, ver) VALUES($1, $2, 0, 1) ON CONFLICT "
-        "(sku) DO UPDATE SET available = EXCLUDED.available, ver = stock.ver + 1 RETURNING "
-        "available, ver), "
-        "ss AS (INSERT INTO stock_sets(sku, qty, at_ms, delta) VALUES($1, $2, $3, $2::bigint - "
-        "COALESCE((SELECT available FROM old), 0)) RETURNING 1) SELECT 1, available, ver FROM up",
+        "up AS (INSERT INTO stock(sku, available, reserved, ver) VALUES($1, $2, 0, " PG_NOW_US ") "
+        "ON CONFLICT "
+        "(sku) DO UPDATE SET available = EXCLUDED.available, ver = " PG_NEXT_VER(
+            "stock") " RETURNING "
+                     "available, ver), "
+                     "ss AS (INSERT INTO stock_sets(sku, qty, at_ms, delta) VALUES($1, $2, $3, "
+                     "$2::bigint - "
+                     "COALESCE((SELECT available FROM old), 0)) RETURNING 1) SELECT 1, available, "
+                     "ver FROM up",
 };
 
 typedef struct pg_store {

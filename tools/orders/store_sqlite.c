@@ -21,6 +21,11 @@
 
 #include "orders/store_int.h"
 
+/* A stock row's next version: one more than its last, and at least the clock in microseconds
+ * (as in store_pg.c: a new database under an old Redis starts above its versions). */
+#define SQ_NOW_US "CAST((julianday('now') - 2440587.5) * 86400000000.0 AS INTEGER)"
+#define SQ_NEXT_VER "max(ver + 1, " SQ_NOW_US ")"
+
 enum {
     S_INSERT,
     S_FIND_KEY,
@@ -47,20 +52,21 @@ static const char *const stmt_sql[S_NSTMT] = {
     [S_SET_STATUS] = "UPDATE orders SET status=?1, reason=?2, completed_ms=?3, stages=?4, "
                      "updated_ms=?5 WHERE id=?6 AND status=?7",
     [S_TAKE] = "UPDATE stock SET available = available - ?1, reserved = reserved + ?1, "
-               "ver = ver + 1 WHERE sku = ?2 AND available >= ?1 RETURNING available, ver",
+               "ver = " SQ_NEXT_VER " WHERE sku = ?2 AND available >= ?1 RETURNING available, ver",
     [S_GIVE] = "UPDATE stock SET available = available + ?1, reserved = reserved - ?1, "
-               "ver = ver + 1 WHERE sku = ?2 RETURNING available, ver",
+               "ver = " SQ_NEXT_VER " WHERE sku = ?2 RETURNING available, ver",
     [S_MOVE] = "INSERT INTO stock_moves(order_id, sku, kind, qty) VALUES(?1,?2,?3,?4) "
                "ON CONFLICT DO NOTHING",
     [S_AVAIL] = "SELECT available FROM stock WHERE sku = ?1",
-    [S_UPSERT_STOCK] = "INSERT INTO stock(sku, available, reserved, ver) VALUES(?1, ?2, 0, 1) "
-                       "ON CONFLICT(sku) DO UPDATE SET available = excluded.available, "
-                       "ver = ver + 1 RETURNING available, ver",
+    [S_UPSERT_STOCK] =
+        "INSERT INTO stock(sku, available, reserved, ver) VALUES(?1, ?2, 0, " SQ_NOW_US ") "
+        "ON CONFLICT(sku) DO UPDATE SET available = excluded.available, "
+        "ver = " SQ_NEXT_VER " RETURNING available, ver",
     [S_STOCK_SET] = "INSERT INTO stock_sets(sku, qty, at_ms, delta) VALUES(?1,?2,?3,?4)",
     [S_SHIPMENT] = "INSERT INTO shipments(order_id, applied_ms) VALUES(?1,?2) "
                    "ON CONFLICT DO NOTHING",
     [S_TAKE_FENCED] = "UPDATE stock SET available = available - ?1, reserved = reserved + ?1, "
-                      "fence = ?3, ver = ver + 1 WHERE sku = ?2 AND available >= ?1 AND "
+                      "fence = ?3, ver = " SQ_NEXT_VER " WHERE sku = ?2 AND available >= ?1 AND "
                       "fence < ?3 RETURNING available, ver",
     [S_FENCE] = "SELECT fence FROM stock WHERE sku = ?1",
 };
