@@ -1493,13 +1493,14 @@ static void mr_reconcile(mirror_race_t *m)
  * queued reaches Redis before. Two signals: read, then flushed and answered. */
 static void mr_reconcile_held(mirror_race_t *m)
 {
-    stock_redis_reconcile(m->r[m->who]);
+    stock_redis_t *r = m->r[m->who]; /* m->who changes while this loop is held */
+    stock_redis_reconcile(r);
     mr_signal(m);
     pthread_mutex_lock(&m->mu);
     while (!m->gate) pthread_cond_wait(&m->cv, &m->mu);
     m->gate = false;
     pthread_mutex_unlock(&m->mu);
-    stock_redis_sync(m->r[m->who], mr_signal, m);
+    stock_redis_sync(r, mr_signal, m);
 }
 
 static void mr_open_gate(mirror_race_t *m)
