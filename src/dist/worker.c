@@ -81,7 +81,8 @@ struct weft_broker_worker {
     char pending[WEFT__BROKER_BANDS][48]; /* own pending list read so far; "" once drained */
     char last[48];                        /* the last entry id take() saw */
     char bands[4];                        /* "110": '1' for each band it takes new tasks from */
-    char idle_read[320];                  /* its blocking read's streams part */
+    char qkey[WEFT__BROKER_BANDS][96];    /* the streams it takes new tasks from */
+    int nq;                               /* how many */
     bool reread_pending;                  /* set on (re)connecting */
 };
 
@@ -393,6 +394,24 @@ static int read_band(weft_broker_worker_t *w, int band, const char *id, int coun
     return got;
 }
 
+/* Idle: one blocking XREADGROUP over all its streams, COUNT 1, for at most block_ms. The streams
+ * are separate arguments (each key and each ">"): a formatted "%s" would send them as one and
+ * Redis would refuse the command, dropping the connection at every idle turn. Returns the reply
+ * or NULL (connection lost or dropped). */
+static redisReply *idle_read(weft_broker_worker_t *w, int block_ms)
+{
+    char ms[16];
+    snprintf(ms, sizeof ms, "%d", block_ms);
+    const char *argv[9 + 2 * WEFT__BROKER_BANDS] = {
+        "XREADGROUP", "GROUP", WEFT__BROKER_GROUP, w->name, "COUNT", "1", "BLOCK", ms, "STREAMS"};
+    size_t argl[9 + 2 * WEFT__BROKER_BANDS];
+    int k = 9;
+    for (int i = 0; i < w->nq; i++) argv[k++] = w->qkey[i];
+    for (int i = 0; i < w->nq; i++) argv[k++] = ">";
+    for (int i = 0; i < k; i++) argl[i] = strlen(argv[i]);
+    return wcmd_argv(w, k, argv, argl);
+}
+
 /* Reads up to `count` new entries, highest band first, and claims them: one script, one round
  * trip. Returns entries taken, -1 on a lost connection. */
 static int fetch(weft_broker_worker_t *w, int count)
@@ -659,20 +678,13 @@ int weft_broker_worker_create(weft_broker_worker_t **out, const char *url,
         strcpy(w->pending[b], "0");
     }
     /* Its queues: the streams of the bands it takes new tasks from, for fetch and the blocking
-     * read ("STREAMS P:q:0 P:q:2 > >"). */
+     * read. */
     unsigned q = w->o.queues & 7 ? w->o.queues & 7 : 7;
-    size_t len = (size_t)snprintf(w->idle_read, sizeof w->idle_read, "STREAMS");
-    int nq = 0;
     for (int b = 0; b < WEFT__BROKER_BANDS; b++) {
         w->bands[b] = q & (1u << b) ? '1' : '0';
-        if (!(q & (1u << b))) continue;
-        nq++;
-        len += (size_t)snprintf(w->idle_read + len, sizeof w->idle_read - len, " %s:q:%d",
-                                w->prefix, b);
+        if (q & (1u << b)) snprintf(w->qkey[w->nq++], sizeof w->qkey[0], "%s:q:%d", w->prefix, b);
     }
     w->bands[WEFT__BROKER_BANDS] = 0;
-    for (int i = 0; i < nq; i++)
-        len += (size_t)snprintf(w->idle_read + len, sizeof w->idle_read - len, " >");
     pthread_mutex_init(&w->mu, NULL);
     pthread_cond_init(&w->cv, NULL);
     *out = w;
@@ -757,9 +769,7 @@ int weft_broker_worker_run(weft_broker_worker_t *w)
              * one stream that got an entry; only if entries arrive in two bands between the
              * reads above and this one does it return one of each (at most 2 extra). */
             int block = (int)(w->o.heartbeat_ms < 100 ? w->o.heartbeat_ms : 100);
-            redisReply *r =
-                wcmd(w, "XREADGROUP GROUP " WEFT__BROKER_GROUP " %s COUNT 1 BLOCK %d %s", w->name,
-                     block ? block : 1, w->idle_read);
+            redisReply *r = idle_read(w, block ? block : 1);
             if (!r) continue;
             for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
                 const redisReply *st = r->element[i];
