@@ -252,7 +252,75 @@ static void ensure_conn(weft_broker_worker_t *w)
 
 /* ---- taking tasks ---- */
 
-static int start_job(weft_broker_worker_t *w, int band, const redisReply *e)
+/* A batch of claimed tasks being started: the jobs and their scheduler tasks, submitted to the
+ * scheduler together (weft_sched_submit_many: one lock round, and the process pool gets the
+ * whole batch at once instead of waking its worker for each task). */
+typedef struct launch {
+    job_t **jobs;
+    weft_sched_task_t *tasks;
+    size_t n, cap;
+} launch_t;
+
+static void launch_init(launch_t *l, size_t cap)
+{
+    l->jobs = weft__malloc(cap * sizeof *l->jobs);
+    l->tasks = weft__malloc(cap * sizeof *l->tasks);
+    l->n = 0;
+    l->cap = l->jobs && l->tasks ? cap : 0;
+}
+
+/* Hands a job whose task could not be submitted to the recording (as a failure). */
+static void fail_job(job_t *j, const weft_sched_task_t *t, int rc)
+{
+    /* Not runnable here (say, an unregistered function): record the failure. */
+    j->status = rc == -EINVAL && t->proc_fn ? WEFT_ENOFUNC : rc;
+    snprintf(j->err, sizeof j->err, "%s: %s", t->proc_fn ? t->proc_fn : "cmd",
+             weft_strerror(j->status));
+    j->f = NULL;
+    on_done(NULL, j);
+}
+
+static void watch_job(job_t *j)
+{
+    if (weft_future_on_complete(j->f, on_done, j) != 0) {
+        weft_future_wait(j->f, -1);
+        on_done(j->f, j);
+    }
+}
+
+/* Submits the batch: all at once, or (if that fails: one task is not runnable here) one by one,
+ * so that each task gets its own outcome. Every job ends on `done` through on_done. */
+static void launch_flush(weft_broker_worker_t *w, launch_t *l)
+{
+    size_t n = l->n;
+    l->n = 0;
+    if (n == 0) return;
+    weft_future_t *small[64], **futs = n <= 64 ? small : weft__malloc(n * sizeof *futs);
+    if (futs && weft_sched_submit_many(w->s, l->tasks, n, NULL, futs) == 0) {
+        for (size_t i = 0; i < n; i++) l->jobs[i]->f = futs[i];
+        for (size_t i = 0; i < n; i++) watch_job(l->jobs[i]);
+    } else {
+        for (size_t i = 0; i < n; i++) {
+            int rc = weft_sched_submit(w->s, &l->tasks[i], NULL, &l->jobs[i]->f);
+            if (rc)
+                fail_job(l->jobs[i], &l->tasks[i], rc);
+            else
+                watch_job(l->jobs[i]);
+        }
+    }
+    if (futs != small) weft__free(futs);
+}
+
+static void launch_free(launch_t *l)
+{
+    weft__free(l->jobs);
+    weft__free(l->tasks);
+}
+
+/* Makes the job of one claim row and adds it to the batch (started at once if the batch could
+ * not be allocated). The task's strings point into the job (name, cmd) or into the reply (fn,
+ * arg): flush the batch before the reply is freed. */
+static int start_job(weft_broker_worker_t *w, launch_t *l, int band, const redisReply *e)
 {
     /* {entry, id, action, fn, cmd, arg, to, tries, att, bo, band} */
     const char *act = e->element[2]->str;
@@ -291,20 +359,16 @@ static int start_job(weft_broker_worker_t *w, int band, const redisReply *e)
     j->rnext = w->running;
     w->running = j;
     w->nrunning++;
-    int rc = weft_sched_submit(w->s, &t, NULL, &j->f);
-    if (rc) {
-        /* Not runnable here (say, an unregistered function): record the failure. */
-        j->status = rc == -EINVAL && fn->len ? WEFT_ENOFUNC : rc;
-        snprintf(j->err, sizeof j->err, "%s: %s", fn->len ? fn->str : "cmd",
-                 weft_strerror(j->status));
-        j->f = NULL;
-        on_done(NULL, j);
+    if (l->n < l->cap) {
+        l->jobs[l->n] = j;
+        l->tasks[l->n++] = t;
         return 0;
     }
-    if (weft_future_on_complete(j->f, on_done, j) != 0) {
-        weft_future_wait(j->f, -1);
-        on_done(j->f, j);
-    }
+    int rc = weft_sched_submit(w->s, &t, NULL, &j->f);
+    if (rc)
+        fail_job(j, &t, rc);
+    else
+        watch_job(j);
     return 0;
 }
 
@@ -363,9 +427,13 @@ static int take(weft_broker_worker_t *w, int band, const redisReply *entries)
         if (!r) {
             got = -1;
         } else {
+            launch_t l;
+            launch_init(&l, r->elements);
             for (size_t i = 0; i < r->elements; i++)
                 if (r->element[i]->type == REDIS_REPLY_ARRAY && r->element[i]->elements == 11)
-                    start_job(w, band, r->element[i]);
+                    start_job(w, &l, band, r->element[i]);
+            launch_flush(w, &l);
+            launch_free(&l);
             got = (int)r->elements;
             freeReplyObject(r);
         }
@@ -421,13 +489,17 @@ static int fetch(weft_broker_worker_t *w, int count)
              w->prefix, w->ttl, w->conf.max_redeliveries, w->name, count, w->bands);
     if (!r) return -1;
     int got = 0;
+    launch_t l;
+    launch_init(&l, r->type == REDIS_REPLY_ARRAY ? r->elements : 0);
     for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
         const redisReply *e = r->element[i];
         if (e->type != REDIS_REPLY_ARRAY || e->elements != 11) continue;
         int band = atoi(e->element[10]->str);
-        if (band >= 0 && band < WEFT__BROKER_BANDS) start_job(w, band, e);
+        if (band >= 0 && band < WEFT__BROKER_BANDS) start_job(w, &l, band, e);
         got++;
     }
+    launch_flush(w, &l);
+    launch_free(&l);
     freeReplyObject(r);
     return got;
 }
