@@ -5,35 +5,10 @@
 // server is stopped (the page says "reconnecting") and started again on the same port, more
 // lines are appended, and the page must recover ("live") and show the new totals.
 // Screenshots go to $WEFT_ARTIFACTS. Every process this starts is stopped by pid at the end.
-import { spawn, execFileSync } from "node:child_process";
-import { createRequire } from "node:module";
+import { execFileSync } from "node:child_process";
 import { appendFileSync } from "node:fs";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
-
-const here = path.dirname(fileURLToPath(import.meta.url));
-const require = createRequire(path.join(here, "../browser/package.json"));
-const { chromium } = require("playwright-core");
-const weft = process.env.WEFT_BIN, tmp = process.env.WEFT_TMP;
-const artifacts = process.env.WEFT_ARTIFACTS || tmp;
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const children = new Set();
-let browser = null;
-
-function fail(msg) { throw new Error(msg); }
-function eq(what, a, b) {
-  if (JSON.stringify(a) !== JSON.stringify(b))
-    fail(`${what}: page has ${JSON.stringify(a)}, --json has ${JSON.stringify(b)}`);
-}
-async function until(what, fn, ms = 30000) {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > end) fail("timed out waiting for " + what);
-    await sleep(100);
-  }
-}
+import { artifacts, eq, fail, finish, launch, run, tmp, until, weft } from "../browser/lib.mjs";
 
 const log = path.join(tmp, "access.log");
 function append(seed, size) {
@@ -43,13 +18,7 @@ function append(seed, size) {
 const batch = () => JSON.parse(execFileSync(weft, ["logs", "--json", log]));
 
 async function serve(listen) {
-  const c = spawn(weft, ["logs", "--follow", log, "--serve", listen],
-    { stdio: ["ignore", "pipe", "pipe"] });
-  children.add(c);
-  c.out = "";
-  c.stdout.on("data", (d) => (c.out += d));
-  c.stderr.on("data", (d) => (c.out += d));
-  c.done = new Promise((r) => c.on("exit", (code, sig) => { children.delete(c); r(code ?? sig); }));
+  const c = run(["logs", "--follow", log, "--serve", listen]);
   const m = await until("the server to listen", () =>
     c.out.match(/serving (http:\/\/[0-9.:]+\/)/) || (c.exitCode !== null && fail(c.out)));
   c.url = m[1];
@@ -83,13 +52,7 @@ async function main() {
   append(1, "40K");
   let srv = await serve("127.0.0.1:0");
   const port = srv.url.split(":")[2].replace("/", "");
-  browser = await chromium.launchPersistentContext(`${tmp}/profile`, {
-    executablePath: process.env.WEFT_CHROMIUM || "/usr/bin/chromium",
-    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-           "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-    viewport: { width: 1400, height: 900 },
-  });
-  const page = browser.pages()[0] || (await browser.newPage());
+  const page = await launch({ width: 1400, height: 900 });
   const errors = [];
   page.on("pageerror", (e) => errors.push(String(e)));
   // Network errors are expected here (the server is stopped on purpose; no favicon): not those.
@@ -98,8 +61,9 @@ async function main() {
   });
   await page.goto(srv.url);
   await until("the page to go live", () => page.evaluate(() =>
-    window.__logs?.ready && window.__live?.state === "live"));
-  await until("the first report", async () => (await shown(page)).lines === batch().lines);
+    window.__logs?.ready && window.__live?.state === "live"), 30000);
+  await until("the first report", async () => (await shown(page)).lines === batch().lines,
+    30000);
   const live = () => page.evaluate(() => ({ ...window.__live }));
   if ((await page.locator("header .live-state").textContent()) !== "live")
     fail("the header does not say live");
@@ -117,7 +81,7 @@ async function main() {
   // Lines arrive: the page redraws in place until it shows the batch report of the file.
   append(2, "30K");
   let want = batch();
-  await until("the page to show the appended lines", () => agrees(page, want));
+  await until("the page to show the appended lines", () => agrees(page, want), 30000);
   const l1 = await live();
   if (l1.updates <= u0) fail("no redraw counted");
   if (!(await page.evaluate(() => window.__marker === 1))) fail("the page reloaded");
@@ -131,13 +95,14 @@ async function main() {
   // The server stops: the page says so; it starts again on the same port: the page recovers.
   srv.kill("SIGTERM");
   if ((await srv.done) !== 0) fail("the server did not exit 0 on SIGTERM: " + srv.out);
-  await until("the page to notice", async () => (await live()).state === "reconnecting");
+  await until("the page to notice", async () => (await live()).state === "reconnecting",
+    30000);
   if ((await page.locator("header .live-state").textContent()) !== "reconnecting")
     fail("the header does not say reconnecting");
   append(3, "20K");
   srv = await serve("127.0.0.1:" + port);
   want = batch();
-  await until("the page to recover", () => agrees(page, want));
+  await until("the page to recover", () => agrees(page, want), 30000);
   const l2 = await live();
   if (l2.state !== "live" || l2.reconnects < 1) fail("not live again: " + JSON.stringify(l2));
   if (!(await page.evaluate(() => window.__marker === 1))) fail("the page reloaded");
@@ -150,8 +115,4 @@ async function main() {
               `${l2.reconnects} reconnect(s); screenshots in ${artifacts})`);
 }
 
-main().then(() => 0, (e) => { console.error("FAIL: " + e.message); return 1; }).then(async (rc) => {
-  if (browser) await browser.close().catch(() => {});
-  for (const c of children) c.kill("SIGKILL");
-  process.exit(rc);
-});
+finish(main);
