@@ -1556,6 +1556,15 @@ static void mr_reserve_and_commit(mirror_race_t *m, store_order_t *o)
     o->status = ORDER_RESERVED;
 }
 
+/* From Redis = database (B reconciles), o reserved, committed and mirrored by A. */
+static void mr_reserved(mirror_race_t *m, store_order_t *o, const char *key)
+{
+    mr_run(m, 1, mr_reconcile, 1);
+    mr_order(m, o, key);
+    mr_reserve_and_commit(m, o);
+    mr_run(m, 0, mr_done, 1);
+}
+
 /* The payment-failed release of o, committed (its mirror owed by A). */
 static void mr_release_commit(mirror_race_t *m, store_order_t *o)
 {
@@ -1643,10 +1652,7 @@ static int mirror_race(const char *redis, const char *db, engine_stock_mode_t mo
         bad += mr_compare(&m, rc, "snapshot older than a reservation's mirror, arriving after it");
     }
     /* 3. A's release commits; B reconciles (sees it); A mirrors the release. */
-    mr_run(&m, 1, mr_reconcile, 1);
-    mr_order(&m, &o[2], keys[2]);
-    mr_reserve_and_commit(&m, &o[2]);
-    mr_run(&m, 0, mr_done, 1);
+    mr_reserved(&m, &o[2], keys[2]);
     mr_run(&m, 0, mr_release_begin, 1);
     mr_release_commit(&m, &o[2]);
     mr_run(&m, 1, mr_reconcile, 1);
@@ -1654,10 +1660,7 @@ static int mirror_race(const char *redis, const char *db, engine_stock_mode_t mo
     bad += mr_compare(&m, rc, "release mirrored after a reconcile that saw it");
     if (mode == ENGINE_STOCK_LOCK) {
         /* 4. B reads a snapshot; A's release commits and is mirrored; B's snapshot arrives. */
-        mr_run(&m, 1, mr_reconcile, 1);
-        mr_order(&m, &o[3], keys[3]);
-        mr_reserve_and_commit(&m, &o[3]);
-        mr_run(&m, 0, mr_done, 1);
+        mr_reserved(&m, &o[3], keys[3]);
         mr_run(&m, 0, mr_release_begin, 1);
         mr_run(&m, 1, mr_reconcile_held, 1);
         mr_release_commit(&m, &o[3]);
@@ -1667,10 +1670,7 @@ static int mirror_race(const char *redis, const char *db, engine_stock_mode_t mo
         bad += mr_compare(&m, rc, "snapshot older than a release's mirror, arriving after it");
     }
     /* 5. No reconcile in between: the mirrors alone keep Redis exact. */
-    mr_run(&m, 1, mr_reconcile, 1);
-    mr_order(&m, &o[4], keys[4]);
-    mr_reserve_and_commit(&m, &o[4]);
-    mr_run(&m, 0, mr_done, 1);
+    mr_reserved(&m, &o[4], keys[4]);
     bad += mr_compare(&m, rc, "reservation mirrored");
     mr_run(&m, 0, mr_release_begin, 1);
     mr_release_commit(&m, &o[4]);
