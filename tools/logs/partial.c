@@ -16,8 +16,9 @@
 
 #define MAGIC "WEFTLOGP"
 #define VERSION                                                                                    \
-    3             /* 2 added the 404 and static paths after the paths, 3 the GoAccess panels       \
-                     (stats-panels.h) after them; 1 and 2 are still read */
+    4             /* 2 added the 404 and static paths after the paths, 3 the GoAccess panels       \
+                     (stats-panels.h) after them, 4 each text table's visitor pairs; 1 to 3 are    \
+                     still read */
 #define HEADER 28 /* magic 8, version 4, flags 4, payload length 8, crc 4 */
 #define FLAG_PATHS_OVERFLOW 1u
 #define FLAG_404_OVERFLOW 2u
@@ -110,7 +111,9 @@ static int cmp_day(const void *a, const void *b)
 }
 
 /* A text table: overflow flag, count, then each entry's hash, hits, bytes, response-time sum,
- * count and maximum, length and kept text (by hash when sorted). */
+ * count and maximum, length and kept text (by hash when sorted); then (version 4) whether its
+ * visitors are unknown, the number of its (visitor, entry hash) pairs and the pairs, 8 + 8
+ * bytes each, sorted in either case. */
 static int put_tk(weft_buf_t *out, const weft_logs_tk_t *t, bool sorted)
 {
     weft_logs_ek_t *e = malloc((t->used + 1) * sizeof *e);
@@ -128,6 +131,17 @@ static int put_tk(weft_buf_t *out, const weft_logs_tk_t *t, bool sorted)
                              e[i].len < WEFT_LOGS_TK_KEEP ? e[i].len : WEFT_LOGS_TK_KEEP);
     }
     free(e);
+    weft_logs_vis_t *v = NULL;
+    size_t nv = 0;
+    if (rc || weft_logs_vset_view(&t->vis, &v, &nv) != 0) return -ENOMEM;
+    rc = put_varint(out, t->novis) | put_varint(out, nv) | weft_buf_reserve(out, nv * 16);
+    for (size_t i = 0; i < nv && !rc; i++) {
+        uint8_t h[16];
+        tools_store_le64(h, v[i].hash);
+        tools_store_le64(h + 8, v[i].tag);
+        rc = weft_buf_append(out, h, 16);
+    }
+    free(v);
     return rc ? -ENOMEM : 0;
 }
 
@@ -153,7 +167,7 @@ static int put_ext(weft_buf_t *out, const weft_logs_ext_t *x, bool sorted)
     for (size_t i = 0; i < nv && !rc; i++) {
         uint8_t h[8];
         tools_store_le64(h, v[i].hash);
-        rc = weft_buf_append(out, h, 8) | put_varint(out, v[i].date);
+        rc = weft_buf_append(out, h, 8) | put_varint(out, v[i].tag);
     }
     free(d);
     free(v);
@@ -355,7 +369,22 @@ static bool get_tk(rd_t *r, weft_logs_tk_t *t, uint64_t most, bool apply, int *o
             *oom = -ENOMEM;
     }
     if (!r->what && sum > most) return bad(r, "panel counts exceed lines");
-    if (apply && of) t->overflow = true;
+    if (apply && of) weft_logs_tk_overflow(t);
+    if (r->version < 4) { /* no pairs: this table's visitors cannot be counted */
+        if (apply && n) t->novis = true;
+        return !r->what;
+    }
+    uint64_t novis = get_varint(r), np = get_varint(r);
+    if (novis > 1 || np > sum || np > (uint64_t)(r->end - r->p) / 16)
+        return bad(r, "bad panel visitor count");
+    for (uint64_t i = 0; i < np && !r->what; i++) {
+        const uint8_t *h = get_bytes(r, 16);
+        if (!h || !tools_load_le64(h)) return bad(r, "bad panel visitor entry");
+        if (apply && !*oom &&
+            weft_logs_tk_add_pair(t, tools_load_le64(h), tools_load_le64(h + 8)) != 0)
+            *oom = -ENOMEM;
+    }
+    if (apply && novis) t->novis = true;
     return !r->what;
 }
 
