@@ -1938,7 +1938,11 @@ static void panels_log(const char *path, bool host)
         "::ffff:10.0.0.1 - - [15/Jan/2025:00:00:00 +0000] \"GET /docs/a%20b.html?q=%20 HTTP/1.1\" "
         "200 12 \"http://ex.org\" \"Mozilla/5.0 (compatible; ExampleCrawler/1.0)\" 1.5\n"
         "10.0.0.2 - - [15/Jan/2025:00:00:00 +0000] \"GET /%61%2Fb%00 HTTP/1.0\" 404 - \"\" \"\" "
-        "-\n";
+        "-\n"
+        /* the first line's visitor again, the URL and the site spelled otherwise: one visitor
+         * of each row */
+        "10.0.0.1 - - [14/Jan/2025:23:59:59 +0000] \"GET /docs/%61%20b.html HTTP/1.1\" 200 10 "
+        "\"https://ex.org:8443/other\" \"Mozilla/5.0 (compatible; ExampleCrawler/1.0)\" 0.001\n";
     FILE *f = fopen(path, "wb");
     CHECK(f != NULL);
     int k = 0;
@@ -1973,9 +1977,9 @@ TEST_T(goaccess_panels_equal_an_independent_count_for_every_worker_count_and_mod
         char *one = run_panels(log, 1, WEFT_LOGS_THREADS, 0, fmt, NULL, &part);
         check_panels_ref(log, one, host);
         CHECK(strstr(one, "{\"method\":\"GET\",\"path\":\"/docs/a b.html\",\"protocol\":"
-                          "\"HTTP/1.1\",\"hits\":2,\"bytes\":22,\"rt_avg\":0.7505,\"rt_sum\":1.501,"
-                          "\"rt_max\":1.5}") != NULL);
-        CHECK(strstr(one, "{\"name\":\"ex.org:8443\",\"hits\":1") != NULL);
+                          "\"HTTP/1.1\",\"hits\":3,\"visitors\":2,\"bytes\":32,\"rt_avg\":0.500666,"
+                          "\"rt_sum\":1.502,\"rt_max\":1.5}") != NULL);
+        CHECK(strstr(one, "{\"name\":\"ex.org:8443\",\"hits\":2,\"visitors\":1,") != NULL);
         CHECK(strstr(one, "\"path\":\"/a/b%00\"") != NULL);
         CHECK(strstr(one, "{\"name\":\"Other crawlers\",\"hits\":") != NULL);
         CHECK((strstr(one, "\"vhosts\":") != NULL) == (host == 1));
@@ -2273,10 +2277,39 @@ TEST_T(visitor_set_counts_exactly_across_flushes_and_merges, 60)
         CHECK_EQ(weft_logs_vset_view(&a.visitors, &v, &n), 0);
         if (k == 1) CHECK_EQ(n, distinct);
         for (size_t i = 1; i < n; i++) CHECK(v[i - 1].hash < v[i].hash);
-        for (size_t i = 0; i < n; i++) CHECK_EQ(v[i].date, v[i].hash % 3);
+        for (size_t i = 0; i < n; i++) CHECK_EQ(v[i].tag, v[i].hash % 3);
         free(v);
         if (k == 0) CHECK_EQ(weft_logs_ext_merge(&a, &b), 0);
     }
     weft_logs_ext_free(&a);
     weft_logs_ext_free(&b);
+}
+
+/* Per-row visitors: (visitor, key) pairs. One busy visitor's pairs share its hash (one bucket of
+ * the sort): they are ordered by key and deduplicated, across flushes and merges. */
+TEST_T(visitor_pairs_of_one_busy_visitor_sort_and_dedupe, 60)
+{
+    weft_logs_vset_t a = {0}, b = {0};
+    const uint64_t keys = 5000;
+    for (uint64_t r = 0; r < 3; r++)
+        for (uint64_t i = 0; i < keys; i++) {
+            uint64_t tag = mix64(i);
+            CHECK_EQ(weft_logs_vset_add(r == 1 ? &b : &a, 42, tag), 0);
+            CHECK_EQ(weft_logs_vset_add(&b, mix64(i + r * keys) | 1, 7), 0);
+        }
+    weft_logs_vis_t *v;
+    size_t n;
+    CHECK_EQ(weft_logs_vset_view(&a, &v, &n), 0);
+    CHECK_EQ(n, keys);
+    for (size_t i = 1; i < n; i++) CHECK(v[i - 1].tag < v[i].tag);
+    free(v);
+    CHECK_EQ(weft_logs_vset_view(&b, &v, &n), 0);
+    size_t ones = 0;
+    for (size_t i = 0; i < n; i++) ones += v[i].hash == 42;
+    CHECK_EQ(ones, keys);
+    for (size_t i = 1; i < n; i++)
+        CHECK(v[i - 1].hash < v[i].hash || (v[i - 1].hash == v[i].hash && v[i - 1].tag < v[i].tag));
+    free(v);
+    weft_logs_vset_free(&a);
+    weft_logs_vset_free(&b);
 }

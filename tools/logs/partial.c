@@ -2,6 +2,7 @@
  * give equal bytes, or in table order), and checking and merging one read back. Little-endian
  * varints behind a header with a CRC-32 of the payload; see weft_logs_part_serialize.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -245,8 +246,11 @@ int weft_logs_part_serialize(const weft_logs_part_t *p, weft_buf_t *out, bool so
     for (size_t i = 0; i < p->ip6.used; i++) e6[n6++] = p->ip6.ents[i];
     if (sorted) qsort(e6, n6, sizeof *e6, cmp_e6);
     rc = put_varint(out, n6);
-    for (size_t i = 0; i < n6 && !rc; i++)
-        rc = weft_buf_append(out, e6[i].addr, 16) | put_varint(out, e6[i].count);
+    for (size_t i = 0; i < n6 && !rc; i++) { /* from version 4 with its spelling */
+        size_t tl = strlen(e6[i].text);
+        rc = weft_buf_append(out, e6[i].addr, 16) | put_varint(out, e6[i].count) |
+             put_varint(out, tl) | weft_buf_append(out, e6[i].text, tl);
+    }
     free(e6);
     if (!rc) rc = put_paths(out, &p->paths, sorted);
     if (!rc) rc = put_paths(out, &p->paths404, sorted);
@@ -518,10 +522,19 @@ static bool decode(weft_logs_part_t *dst, rd_t *r, uint32_t flags, bool apply, i
     if (n6 > parsed || n6 > (uint64_t)(r->end - r->p) / 17) return bad(r, "bad IPv6 count");
     for (uint64_t i = 0; i < n6 && !r->what; i++) {
         const uint8_t *a = get_bytes(r, 16);
-        uint64_t c = get_varint(r);
-        if (!a || !c) return bad(r, "bad IPv6 entry");
+        uint64_t c = get_varint(r), tl = r->version >= 4 ? get_varint(r) : 0;
+        if (!a || !c || tl >= WEFT_LOGS_IP6_TEXT) return bad(r, "bad IPv6 entry");
+        const char *text = tl ? (const char *)get_bytes(r, tl) : NULL;
+        char buf[WEFT_LOGS_IP6_TEXT];
+        uint8_t v6[16];
+        if (text) { /* a spelling of this address, or the partial is corrupt */
+            memcpy(buf, text, tl);
+            buf[tl] = '\0';
+            if (inet_pton(AF_INET6, buf, v6) != 1 || memcmp(v6, a, 16) != 0)
+                return bad(r, "bad IPv6 text");
+        }
         if (!add_ok(&ipsum, c)) return bad(r, "IPv6 counts overflow");
-        if (apply && weft_logs_t6_add(&dst->ip6, a, c) != 0) *oom = -ENOMEM;
+        if (apply && weft_logs_t6_add(&dst->ip6, a, text, tl, c) != 0) *oom = -ENOMEM;
     }
     if (!r->what && ipsum != parsed) return bad(r, "client counts do not add up");
 

@@ -254,7 +254,7 @@ static void print_panels(FILE *f, const weft_logs_report_t *r)
             char v[32];
             fprintf(f, "  %3zu  %12s  %5.2f%%  %10s  %10s  ", i + 1, grouped(a, sizeof a, w->hits),
                     pct(w->hits, r->parsed),
-                    w->visitors == WEFT_LOGS_VISITORS_UNKNOWN ? "?"
+                    w->visitors == WEFT_LOGS_VISITORS_UNKNOWN ? "-"
                                                               : grouped(v, sizeof v, w->visitors),
                     human_bytes(b, sizeof b, w->bytes));
             if (w->rt_n) {

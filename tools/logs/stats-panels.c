@@ -361,18 +361,22 @@ static inline uint64_t mix(uint64_t h, uint64_t x)
     return h ^ (h >> 29);
 }
 
-/* The panels whose rows count their visitors. */
-#define ROW_PANELS                                                                                 \
-    (WEFT_LOGS_PANEL_URLS | WEFT_LOGS_PANEL_IPS | WEFT_LOGS_PANEL_AGENTS |                         \
-     WEFT_LOGS_PANEL_REFERRERS | WEFT_LOGS_PANEL_VHOSTS)
+/* The panels whose rows always count their visitors, and those that do with row-visitors. */
+#define ROW_PANELS (WEFT_LOGS_PANEL_URLS | WEFT_LOGS_PANEL_IPS)
+#define ROW_PANELS_OPT (WEFT_LOGS_PANEL_AGENTS | WEFT_LOGS_PANEL_REFERRERS | WEFT_LOGS_PANEL_VHOSTS)
 
 /* Counts a line of entry `x` (of table `t`) and adds the pair (visitor `vis`, x's key) to the
- * table's visitor pairs unless its cache knows the pair already. */
+ * table's visitor pairs unless its cache knows the pair already; `vis` 0: the row's visitors are
+ * not counted (row-visitors is off), and the table says so. */
 static inline int tk_count(weft_logs_tk_t *t, weft_logs_ek_t *x, const weft_logs_rec_t *r,
                            uint64_t vis)
 {
     ek_count(x, r);
     if (__builtin_expect(t->overflow, 0)) return 0;
+    if (!vis) {
+        t->novis = true;
+        return 0;
+    }
     uint64_t p = nonzero(mix(vis, x->hash));
     uint64_t *c = &t->seen[p & (WEFT_LOGS_SEEN - 1)];
     if (*c == p) return 0;
@@ -407,13 +411,16 @@ void weft_logs_ext_prepare(const weft_logs_ext_t *e, const weft_logs_rec_t *r, u
 {
     h->agent = 0;
     h->vis = 0;
-    if (r->user_agent && (panels & (WEFT_LOGS_PANEL_VISITORS | ROW_PANELS)))
+    unsigned rows =
+        panels & (ROW_PANELS | ((panels & WEFT_LOGS_PANEL_ROWVIS) ? ROW_PANELS_OPT : 0));
+    if (r->user_agent && (panels & (WEFT_LOGS_PANEL_VISITORS | WEFT_LOGS_PANEL_AGENTS | rows)))
         h->agent = text_hash(r->user_agent, r->user_agent_len);
     uint8_t ck[16];
     size_t cklen;
     h->client = client_key(r, ck, &cklen);
-    if (panels & (WEFT_LOGS_PANEL_VISITORS | ROW_PANELS)) {
-        h->visitor = h->vis = nonzero(mix(mix(h->client, r->date), h->agent));
+    if ((panels & WEFT_LOGS_PANEL_VISITORS) || rows) {
+        h->visitor = nonzero(mix(mix(h->client, r->date), h->agent));
+        h->vis = rows ? h->visitor : 0;
         if (e->seen[h->visitor & (WEFT_LOGS_SEEN - 1)] == h->visitor)
             h->visitor = 0; /* counted already */
     }
@@ -449,7 +456,7 @@ int weft_logs_ext_record_h(weft_logs_ext_t *e, const weft_logs_rec_t *r, unsigne
         }
     }
     if (panels & WEFT_LOGS_PANEL_MINUTELY) e->minutely[r->hour * 60 + r->minute]++;
-    uint64_t hu = hs->agent;
+    uint64_t hu = hs->agent, optvis = (panels & WEFT_LOGS_PANEL_ROWVIS) ? hs->vis : 0;
     if ((panels & WEFT_LOGS_PANEL_VISITORS) && hs->visitor &&
         e->seen[hs->visitor & (WEFT_LOGS_SEEN - 1)] != hs->visitor) {
         if (weft_logs_vset_add(&e->visitors, hs->visitor, r->date) != 0)
@@ -474,18 +481,18 @@ int weft_logs_ext_record_h(weft_logs_ext_t *e, const weft_logs_rec_t *r, unsigne
     }
     if ((panels & WEFT_LOGS_PANEL_AGENTS) && r->user_agent) {
         weft_logs_ek_t *x = tk_entry(&e->agents, hu, &r->user_agent, &r->user_agent_len, 1, &rc);
-        if (x && tk_count(&e->agents, x, r, hs->vis) != 0) rc = -ENOMEM;
+        if (x && tk_count(&e->agents, x, r, optvis) != 0) rc = -ENOMEM;
     }
     if ((panels & WEFT_LOGS_PANEL_REFERRERS) && r->referrer && r->referrer_len &&
         !(r->referrer_len == 1 && r->referrer[0] == '-')) {
         weft_logs_ek_t *x = tk_entry(&e->referrers, text_hash(r->referrer, r->referrer_len),
                                      &r->referrer, &r->referrer_len, 1, &rc);
-        if (x && tk_count(&e->referrers, x, r, hs->vis) != 0) rc = -ENOMEM;
+        if (x && tk_count(&e->referrers, x, r, optvis) != 0) rc = -ENOMEM;
     }
     if ((panels & WEFT_LOGS_PANEL_VHOSTS) && r->vhost && r->vhost_len) {
         weft_logs_ek_t *x = tk_entry(&e->vhosts, text_hash(r->vhost, r->vhost_len), &r->vhost,
                                      &r->vhost_len, 1, &rc);
-        if (x && tk_count(&e->vhosts, x, r, hs->vis) != 0) rc = -ENOMEM;
+        if (x && tk_count(&e->vhosts, x, r, optvis) != 0) rc = -ENOMEM;
     }
     return rc;
 }
@@ -573,8 +580,10 @@ bool weft_logs_filter_apply(const weft_logs_filter_t *f, weft_logs_rec_t *r)
     if (f->anonymize) {
         if (r->family == 4)
             r->ip4 &= 0xFFFFFF00u;
-        else
+        else {
             memset(r->ip6 + 6, 0, 10);
+            r->ip6_text = NULL; /* printed from its value */
+        }
     }
     return true;
 }
@@ -645,7 +654,8 @@ int weft_logs_panels_parse(const char *list, unsigned *no_panels)
                  {"ips", WEFT_LOGS_PANEL_IPS},
                  {"agents", WEFT_LOGS_PANEL_AGENTS},
                  {"referrers", WEFT_LOGS_PANEL_REFERRERS},
-                 {"vhosts", WEFT_LOGS_PANEL_VHOSTS}};
+                 {"vhosts", WEFT_LOGS_PANEL_VHOSTS},
+                 {"row-visitors", WEFT_LOGS_PANEL_ROWVIS}};
     if (strcmp(list, "all") == 0) {
         *no_panels = 0;
         return 0;

@@ -35,16 +35,20 @@
 #define WEFT_LOGS_PANEL_AGENTS 32u    /* "os", "browsers", "crawlers" */
 #define WEFT_LOGS_PANEL_REFERRERS 64u /* "referrers", "referring_sites" */
 #define WEFT_LOGS_PANEL_VHOSTS 128u   /* "vhosts" */
-#define WEFT_LOGS_PANELS_ALL 255u
-/* The panels counted unless --panels says otherwise: all but "ips" and "urls", whose tables cost
- * most (measured in docs/logs.md; the seed's top paths stay in the default report). */
+/* "row-visitors": the visitors of each row of "agents", "referrers" and "vhosts" ("urls" and
+ * "ips" always count theirs) */
+#define WEFT_LOGS_PANEL_ROWVIS 256u
+#define WEFT_LOGS_PANELS_ALL 511u
+/* The panels counted unless --panels says otherwise: all but "ips", "urls" and "row-visitors",
+ * which cost most (measured in docs/logs.md; the seed's top paths stay in the default report). */
 #define WEFT_LOGS_PANELS_DEFAULT                                                                   \
-    (WEFT_LOGS_PANELS_ALL & ~(WEFT_LOGS_PANEL_IPS | WEFT_LOGS_PANEL_URLS))
+    (WEFT_LOGS_PANELS_ALL & ~(WEFT_LOGS_PANEL_IPS | WEFT_LOGS_PANEL_URLS | WEFT_LOGS_PANEL_ROWVIS))
 
 /* Parses a --panels list ("default", "all", "none", or names: daily, visitors, minutely, urls,
- * ips, agents, referrers, vhosts, comma-separated; "+NAME" adds a panel to the default set) into
- * the bits to turn off (weft_logs_filter_t.no_panels is relative to WEFT_LOGS_PANELS_ALL, so that
- * a zeroed filter counts all panels; the command sets the default). Returns 0 or -EINVAL. */
+ * ips, agents, referrers, vhosts, row-visitors, comma-separated; "+NAME" adds a panel to the
+ * default set) into the bits to turn off (weft_logs_filter_t.no_panels is relative to
+ * WEFT_LOGS_PANELS_ALL, so that a zeroed filter counts all panels; the command sets the default).
+ * Returns 0 or -EINVAL. */
 int weft_logs_panels_parse(const char *list, unsigned *no_panels);
 
 #define WEFT_LOGS_SEEN 4096
