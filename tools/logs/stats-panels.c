@@ -7,6 +7,25 @@
  * response-time sum, count and maximum. The report derives what needs no per-line work: the
  * operating systems, browsers and crawlers from the user agents' counts, the referring sites from
  * the referrers', the URL-decoded paths (rows whose decoded text is equal are added together).
+ *
+ * DESIGN: visitors per row (GoAccess's "Visitors" column). A row's visitors are the distinct
+ * (client, date, user agent) among its lines - GoAccess's definition, the global one here. They
+ * are not a sum: the same visitor on two lines of a row counts once, and once again in another
+ * row. So each text table keeps a set of (visitor hash, entry hash) pairs: the same building
+ * block as the global set (weft_logs_vset_t: a sorted array of unique 16-byte entries plus an
+ * append buffer bucket-sorted and merged in per 1 Mi entries; the global set is the case whose
+ * tag is the date), ordered by visitor, then entry, with a 4096-entry cache of recent pairs per
+ * table so that a visitor's repeated requests of one row skip the buffer. Sets are unions, so
+ * parts merge in any grouping to the same set, and partials carry them (version 4): any -j,
+ * chunking, mode or merge gives the same counts. The report reads a table's pairs once in order
+ * (a visitor's pairs are adjacent), maps each entry to the row it ended in (the rows merged after
+ * URL decoding, the site of a referrer, the OS or browser of a user agent) and counts each
+ * visitor once per row, so derived rows are exact too. Memory: 16 bytes per distinct pair, at
+ * most one per line; a table past its key limit drops its pairs with the panel (null, as before).
+ * Cost: a pair append per line missing the cache, a sort per 1 Mi pairs (docs/logs.md): urls and
+ * ips, already opt-in, always count them; agents, referrers and vhosts, in the default report,
+ * only with the row-visitors panel, and without it their rows say visitors unknown (null), as
+ * do the rows of a table merged from a version 3 partial (which has no pairs).
  */
 #include "logs/stats-panels.h"
 

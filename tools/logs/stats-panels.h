@@ -13,8 +13,10 @@
  * agent) - GoAccess's definition - with the date beside each. Operating systems, browsers and
  * crawlers are derived at report time from the per-user-agent counts (ua.h), and referring
  * sites from the per-referrer counts, so the hot path does one lookup per panel and no
- * classification. A text-keyed panel holds at most its table's limit of distinct keys; past it
- * the panel is dropped (null), never shown wrong.
+ * classification. Each text table also keeps the set of its distinct (visitor, key) pairs, from
+ * which the report counts every row's visitors exactly (stats-panels.c's DESIGN). A text-keyed
+ * panel holds at most its table's limit of distinct keys; past it the panel is dropped (null),
+ * never shown wrong.
  */
 #ifndef WEFT_TOOLS_LOGS_STATS_PANELS_H
 #define WEFT_TOOLS_LOGS_STATS_PANELS_H
