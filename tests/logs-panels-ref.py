@@ -108,6 +108,7 @@ def main():
     days, visitors, minutely = {}, set(), [0] * 1440
     urls, ips, refs, sites, vhosts = {}, {}, {}, {}, {}
     ua_lines = 0
+    spelling = {}
     with open(log, encoding="latin-1", newline="\n") as f:
         for line in f:
             line = line.rstrip("\n")
@@ -123,6 +124,8 @@ def main():
             nbytes = 0 if nbytes == "-" else int(nbytes)
             rt = rt_us(rt)
             c = client(ip)
+            if c.version == 6:  # printed as written: the least of its spellings
+                spelling[c] = min(spelling.get(c, ip), ip)
             day = days.setdefault(date, [0, set(), 0])
             day[0] += 1
             day[1].add((c, ua))
@@ -158,7 +161,7 @@ def main():
     }
     ip_rows = []  # hits descending, then IPv4 before IPv6, then by value
     for k in sorted(ips, key=lambda a: (-ips[a].hits, a.version, int(a))):
-        d = {"ip": str(k)}
+        d = {"ip": spelling.get(k, str(k))}
         d.update(ips[k].json())
         ip_rows.append(d)
     want["ips"] = ip_rows

@@ -153,6 +153,7 @@ typedef struct ref_ip {
     int family;
     uint8_t addr[16];
     uint64_t count;
+    char text[64]; /* IPv6: as written (of one address's spellings, the least by strcmp) */
 } ref_ip_t;
 
 typedef struct ref {
@@ -241,6 +242,7 @@ static bool ref_parse(const char *line, int fmt, ref_ip_t *ip, int *hour, int *s
     } else if (inet_pton(AF_INET6, tok, ip->addr) == 1) {
         static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
         ip->family = 6;
+        snprintf(ip->text, sizeof ip->text, "%.45s", tok);
         if (memcmp(ip->addr, mapped, 12) == 0) {
             memmove(ip->addr, ip->addr + 12, 4);
             memset(ip->addr + 4, 0, 12);
@@ -359,6 +361,8 @@ static void ref_run(const char *file, int fmt, ref_t *r)
     for (size_t i = 0; i < r->nips; i++) {
         if (d && cmp_ref_ip_addr(&r->ips[d - 1], &r->ips[i]) == 0) {
             r->ips[d - 1].count++;
+            if (strcmp(r->ips[i].text, r->ips[d - 1].text) < 0)
+                memcpy(r->ips[d - 1].text, r->ips[i].text, sizeof r->ips[i].text);
         } else {
             r->ips[d] = r->ips[i];
             r->ips[d++].count = 1;
@@ -415,6 +419,7 @@ static char *ref_json_prefix(const ref_t *r)
     for (size_t i = 0; i < r->distinct && i < 10; i++) {
         char t[64];
         inet_ntop(r->ips[i].family == 4 ? AF_INET : AF_INET6, r->ips[i].addr, t, sizeof t);
+        if (r->ips[i].family == 6) snprintf(t, sizeof t, "%s", r->ips[i].text);
         weft_buf_printf(&b, "%s{\"ip\":\"%s\",\"count\":%llu}", i ? "," : "", t,
                         (unsigned long long)r->ips[i].count);
     }
@@ -2254,6 +2259,8 @@ TEST_T(filters_convert_time_zones_and_leave_out_crawlers_statics_and_dates, 60)
     CHECK_EQ(weft_logs_panels_parse("all", &off), 0);
     CHECK_EQ(off, 0u);
     CHECK_EQ(weft_logs_panels_parse("+urls", &off), 0);
+    CHECK_EQ(off, WEFT_LOGS_PANEL_IPS | WEFT_LOGS_PANEL_ROWVIS);
+    CHECK_EQ(weft_logs_panels_parse("+urls,+row-visitors", &off), 0);
     CHECK_EQ(off, WEFT_LOGS_PANEL_IPS);
     CHECK_EQ(weft_logs_panels_parse("daily,ips", &off), 0);
     CHECK_EQ(off, WEFT_LOGS_PANELS_ALL & ~(WEFT_LOGS_PANEL_DAILY | WEFT_LOGS_PANEL_IPS));
