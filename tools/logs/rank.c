@@ -33,7 +33,10 @@ void weft_logs_ip_text(const weft_logs_ipcount_t *ip, char *buf, size_t len)
         snprintf(buf, len, "?");
 }
 
-/* A bounded heap of the best `cap` entries; the root is the worst kept. */
+/* A bounded heap of the best `cap` entries (at most TOPK_ITEM bytes each); the root is the worst
+ * kept. */
+#define TOPK_ITEM 128
+_Static_assert(sizeof(weft_logs_ipcount_t) <= TOPK_ITEM, "a top-list item fits the heap's swap");
 typedef struct {
     void *items;
     size_t n, cap, size;
@@ -43,7 +46,7 @@ typedef struct {
 static void topk_sift(topk_t *t, size_t i)
 {
     char *a = t->items;
-    char tmp[sizeof(weft_logs_ipcount_t) > 64 ? sizeof(weft_logs_ipcount_t) : 64];
+    char tmp[TOPK_ITEM];
     for (;;) {
         size_t l = 2 * i + 1, r = l + 1, w = i;
         if (l < t->n && t->cmp(a + l * t->size, a + w * t->size) > 0) w = l;
@@ -65,7 +68,7 @@ static void topk_push(topk_t *t, const void *item)
         while (i > 0) { /* sift up: the worse one goes to the root */
             size_t parent = (i - 1) / 2;
             if (t->cmp(a + i * t->size, a + parent * t->size) <= 0) break;
-            char tmp[64];
+            char tmp[TOPK_ITEM];
             memcpy(tmp, a + i * t->size, t->size);
             memcpy(a + i * t->size, a + parent * t->size, t->size);
             memcpy(a + parent * t->size, tmp, t->size);
@@ -82,6 +85,7 @@ typedef struct {
     uint32_t len;
     uint64_t count, hash;
 } pathc_t;
+_Static_assert(sizeof(pathc_t) <= TOPK_ITEM, "a top-list item fits the heap's swap");
 
 static int cmp_pathc(const void *x, const void *y)
 {
