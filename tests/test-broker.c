@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -145,6 +146,7 @@ static pid_t worker_start(const redis_t *r, const char *name, const weft_broker_
     CHECK(pid >= 0);
     if (pid == 0) {
         close(r->wfd);
+        prctl(PR_SET_PDEATHSIG, SIGKILL); /* a failed test leaves no worker behind */
         weft_broker_worker_opts_t wo = o ? *o : (weft_broker_worker_opts_t){0};
         wo.name = name;
         if (weft_broker_worker_create(&g_worker, r->url, bo, &wo) != 0) _exit(2);
@@ -841,6 +843,63 @@ TEST_T(same_entry_id_in_two_bands, 60)
         CHECK_EQ(res.deliveries, 1);
         weft_broker_result_free(&res);
     }
+    worker_stop(w);
+    weft_broker_destroy(b);
+    redis_stop(&r);
+}
+
+/* A field of Redis' INFO section `sec` (redis-cli), e.g. ("commandstats", "cmdstat_xreadgroup",
+ * "calls="): the number after `field` on the line that starts with `line`, 0 if none. */
+static long long redis_info(const redis_t *r, const char *sec, const char *line, const char *field)
+{
+    char cmd[512], buf[1024];
+    snprintf(cmd, sizeof cmd, "redis-cli -p %s INFO %s", strrchr(r->url, ':') + 1, sec);
+    FILE *f = popen(cmd, "r");
+    CHECK(f);
+    long long v = 0;
+    while (fgets(buf, sizeof buf, f)) {
+        if (strncmp(buf, line, strlen(line)) != 0 || buf[strlen(line)] != ':') continue;
+        const char *p = strstr(buf, field);
+        if (p) v = atoll(p + strlen(field));
+    }
+    pclose(f);
+    return v;
+}
+
+/* An idle worker blocks in one XREADGROUP over its streams and keeps its connection. It used to
+ * send the streams as one argument: Redis refused the read ("syntax error"), the worker dropped
+ * the connection, reconnected (loading its scripts again) and looped, burning a core and Redis
+ * while idle. The mechanism is checked, not the CPU time: over many idle turns no script is
+ * loaded again (only a connect loads them) and no read fails. */
+TEST_T(idle_worker_blocks_without_reconnecting, 60)
+{
+    redis_t r;
+    redis_start(&r);
+    weft_broker_t *b;
+    connect_fresh(&r, &b, NULL);
+    /* lease 250 ms: the idle read blocks for a heartbeat, 50 ms. */
+    weft_broker_worker_opts_t o = {.procs = -1, .threads = 1, .lease_ms = 250};
+    pid_t w = worker_start(&r, "idler", &o, NULL);
+    for (;;) { /* it is up: its heartbeat is written */
+        weft_buf_t list;
+        weft_buf_init(&list, 0);
+        int live = weft_broker_workers(b, &list);
+        weft_buf_free(&list);
+        CHECK(live >= 0);
+        if (live >= 1) break;
+        weft_broker_event_t ev;
+        weft_broker_events(b, "$", &ev, 1, 5);
+    }
+    long long loads = redis_info(&r, "commandstats", "cmdstat_script|load", "calls=");
+    long long reads = redis_info(&r, "commandstats", "cmdstat_xreadgroup", "calls=");
+    CHECK(loads > 0);
+    /* Wait for 10 more reads (the worker's idle turns), whatever the machine's speed. */
+    while (redis_info(&r, "commandstats", "cmdstat_xreadgroup", "calls=") < reads + 10) {
+        weft_broker_event_t ev;
+        weft_broker_events(b, "$", &ev, 1, 20);
+    }
+    CHECK_EQ(redis_info(&r, "commandstats", "cmdstat_script|load", "calls="), loads);
+    CHECK_EQ(redis_info(&r, "commandstats", "cmdstat_xreadgroup", "failed_calls="), 0);
     worker_stop(w);
     weft_broker_destroy(b);
     redis_stop(&r);

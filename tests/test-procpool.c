@@ -8,6 +8,7 @@
  */
 #include "harness.h"
 
+#include "core/cpu.h"
 #include "exec/shmring.h"
 
 #include <dirent.h>
@@ -393,6 +394,40 @@ TEST(shmring_wraps_records_contiguously_and_validates)
 }
 
 /* ---- the pool ------------------------------------------------------------------------------ */
+
+/* The idle spin of the pool's workers and supervisor (core/cpu.h): spins that run out halve the
+ * budget until the waiter sleeps at once (on an oversubscribed machine a spinner takes the CPU
+ * the other side needs: a broker worker's no-op tasks cost twice the CPU); at that point one wait
+ * in 64 probes with the full budget; spins that find work double it again. */
+TEST(spin_budget_backs_off_and_probes)
+{
+    weft__spin_t s = {0};
+    CHECK_EQ(weft__spin_budget(&s, 16000), 16000ull);
+    unsigned long long want[] = {16000, 8000, 4000, 2000, 1000};
+    for (int i = 0; i < 5; i++) {
+        CHECK_EQ(weft__spin_budget(&s, 16000), want[i]);
+        weft__spin_result(&s, 0);
+    }
+    int spins = 0;
+    for (int i = 0; i < 640; i++) {
+        unsigned long long b = weft__spin_budget(&s, 16000);
+        CHECK(b == 0 || b == 16000);
+        if (b) {
+            spins++;
+            weft__spin_result(&s, 0);
+        }
+    }
+    CHECK_EQ(spins, 10);
+    /* A probe that finds work turns spinning back on; more hits give the full budget. */
+    while (weft__spin_budget(&s, 16000) == 0) {
+    }
+    weft__spin_result(&s, 1);
+    CHECK_EQ(weft__spin_budget(&s, 16000), 1000ull);
+    for (int i = 0; i < 4; i++) weft__spin_result(&s, 1);
+    CHECK_EQ(weft__spin_budget(&s, 16000), 16000ull);
+    weft__spin_result(&s, 1);
+    CHECK_EQ(weft__spin_budget(&s, 16000), 16000ull);
+}
 
 TEST(round_trip_of_values)
 {

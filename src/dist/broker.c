@@ -5,7 +5,8 @@
  * Keys, under P = "weft:<ns>" (docs/distributed.md has the table):
  *   P:t:<id>   hash: the task (fn/cmd/arg/band/att/bo/to), its state st, deliveries del, tries,
  *              status, val, err, worker wk, the stream entry that holds it (sid), cancel flag cx,
- *              remaining dependencies rem. Expires ttl after the task finished.
+ *              remaining dependencies rem, hd = 1 once it has dependents (P:d:<id>). Expires ttl
+ *              after the task finished.
  *   P:d:<id>   list: the ids of tasks that wait for <id>.
  *   P:q:<b>    stream per priority band b (0 high, 1 normal, 2 low); consumer group "workers".
  *   P:delay    sorted set: tasks in backoff, scored by the ms they are due.
@@ -36,9 +37,9 @@
 /* clang-format off */
 #define LUA_COMMON                                                                                 \
     "local P = ARGV[1]\n"                                                                          \
-    "local TTL = tonumber(ARGV[2])\n"                                                              \
+    "local TTL, TTLS = tonumber(ARGV[2]), ARGV[2]\n"                                              \
     "local function ev(id, st, wk, status, tries)\n"                                              \
-    "  redis.call('XADD', P..':ev', 'MAXLEN', '~', 1000000, '*', 'id', id, 'st', st,\n"          \
+    "  redis.call('XADD', P..':ev', 'MAXLEN', '~', '1000000', '*', 'id', id, 'st', st,\n"          \
     "    'wk', wk or '', 'status', status or 0, 'tries', tries or 0)\n"                           \
     "end\n"                                                                                        \
     "local function finish(id, st, status, wk)\n"                                                  \
@@ -46,7 +47,7 @@
     "  redis.call('HSET', k, 'st', st, 'status', status, 'wk', wk)\n"                              \
     "  redis.call('INCR', P..':n:fin')\n"                                                          \
     "  ev(id, st, wk, status, redis.call('HGET', k, 'tries'))\n"                                   \
-    "  if TTL > 0 then redis.call('EXPIRE', k, TTL); redis.call('EXPIRE', P..':d:'..id, TTL) end\n"\
+    "  if TTL > 0 then redis.call('EXPIRE', k, TTLS); redis.call('EXPIRE', P..':d:'..id, TTLS) end\n"\
     "end\n"                                                                                        \
     "local function skip_dependents(id)\n"                                                         \
     "  local q = {id}\n"                                                                           \
@@ -92,12 +93,15 @@ static const char lua_submit[] = LUA_COMMON
     "      elseif terminal(st) then skip = true\n"
     "      else rem = rem + 1; wait[#wait + 1] = d end\n"
     "    end\n"
-    "    for _, d in ipairs(wait) do redis.call('RPUSH', P..':d:'..d, id) end\n"
+    "    for _, d in ipairs(wait) do\n"
+    "      redis.call('RPUSH', P..':d:'..d, id)\n"
+    "      redis.call('HSET', P..':t:'..d, 'hd', '1')\n"
+    "    end\n"
     "    local st = 'waiting'\n"
     "    if rem == 0 and not skip then st = 'queued' end\n"
     "    redis.call('HSET', k, 'fn', ARGV[i + 1], 'cmd', ARGV[i + 2], 'arg', ARGV[i + 3],\n"
     "      'band', band, 'att', ARGV[i + 5], 'bo', ARGV[i + 6], 'to', ARGV[i + 7], 'rem', rem,\n"
-    "      'del', 0, 'tries', 0, 'st', st, 'status', -115, 'wk', '', 'cx', 0,\n"
+    "      'del', '0', 'tries', '0', 'st', st, 'status', '-115', 'wk', '', 'cx', '0',\n"
     "      'deps', table.concat(ARGV, ' ', i + 9, i + 8 + nd))\n"
     "    new = new + 1\n"
     "    if skip then finish(id, 'skipped', -4101, '')\n"
@@ -132,7 +136,7 @@ static const char lua_submit[] = LUA_COMMON
     "    else\n"                                                                                  \
     "      act = 'run'\n"                                                                         \
     "      redis.call('HSET', k, 'st', 'running', 'wk', wk, 'sid', e, 'del', del)\n"              \
-    "      ev(id, 'running', wk, 0, f[9])\n"                                                      \
+    "      ev(id, 'running', wk, '0', f[9])\n"                                                      \
     "    end\n"                                                                                   \
     "  end\n"                                                                                     \
     "  if act == 'ack' then redis.call('XACK', P..':q:'..band, g, e) end\n"                       \
@@ -176,8 +180,10 @@ static const char lua_fetch[] = LUA_COMMON LUA_CLAIM
 
 /* ARGV: P TTL worker group (band entry id status val err delay)... -> recorded count.
  * delay < 0: do not retry; else retry after delay ms if attempts remain. A success costs one
- * HMGET, one HSET, the event, the EXPIRE and a look at its dependents; the entries are
- * acknowledged with one XACK per band and the finished counter moves once. */
+ * HMGET, one HSET, the event and the EXPIRE; its dependents list is read only if the task has one
+ * (flag `hd`, set by whoever appends to P:d:<id>); the entries are acknowledged with one XACK per
+ * band and the finished counter moves once. Numbers that Redis would format (Lua numbers are
+ * doubles, printed with "%.14g") are passed as strings where the script has them. */
 static const char lua_complete[] = LUA_COMMON
     "local wk, g = ARGV[3], ARGV[4]\n"
     "local n, fin, ms = 0, 0, nil\n"
@@ -189,19 +195,20 @@ static const char lua_complete[] = LUA_COMMON
     "  local k = P..':t:'..id\n"
     "  local a = acks[tonumber(band) + 1]\n"
     "  a[#a + 1] = e\n"
-    "  local f = redis.call('HMGET', k, 'st', 'sid', 'tries', 'att', 'cx')\n"
+    "  local f = redis.call('HMGET', k, 'st', 'sid', 'tries', 'att', 'cx', 'hd')\n"
     "  if f[1] == 'running' and f[2] == e then\n"
     "    n = n + 1\n"
     "    local tries = tonumber(f[3]) + 1\n"
     "    if status == 0 then\n"
-    "      redis.call('HSET', k, 'val', val, 'tries', tries, 'st', 'done', 'status', 0, 'wk', wk)\n"
+    "      local ts = tostring(tries)\n"
+    "      redis.call('HSET', k, 'val', val, 'tries', ts, 'st', 'done', 'status', '0', 'wk', wk)\n"
     "      fin = fin + 1\n"
-    "      ev(id, 'done', wk, 0, tries)\n"
-    "      if TTL > 0 then redis.call('EXPIRE', k, TTL) end\n"
+    "      ev(id, 'done', wk, '0', ts)\n"
+    "      if TTL > 0 then redis.call('EXPIRE', k, TTLS) end\n"
     "      local dk = P..':d:'..id\n"
-    "      local ds = redis.call('LRANGE', dk, 0, -1)\n"
+    "      local ds = f[6] and redis.call('LRANGE', dk, 0, -1) or {}\n"
     "      if #ds > 0 then\n"
-    "        if TTL > 0 then redis.call('EXPIRE', dk, TTL) end\n"
+    "        if TTL > 0 then redis.call('EXPIRE', dk, TTLS) end\n"
     "        for _, d in ipairs(ds) do\n"
     "          local dk2 = P..':t:'..d\n"
     "          if redis.call('HINCRBY', dk2, 'rem', -1) <= 0 and\n"
@@ -279,10 +286,12 @@ static const char lua_resume[] = LUA_COMMON
     "  local k = P..':t:'..id\n"
     "  local rem = 0\n"
     "  for d in string.gmatch(redis.call('HGET', k, 'deps') or '', '%S+') do\n"
-    "    if redis.call('HGET', P..':t:'..d, 'st') ~= 'done' then\n"
+    "    local dst = redis.call('HGET', P..':t:'..d, 'st')\n"
+    "    if dst ~= 'done' then\n"
     "      rem = rem + 1\n"
     "      if not redis.call('LPOS', P..':d:'..d, id) then\n"
     "        redis.call('RPUSH', P..':d:'..d, id)\n"
+    "        if dst then redis.call('HSET', P..':t:'..d, 'hd', '1') end\n"
     "      end\n"
     "    end\n"
     "  end\n"

@@ -14,9 +14,15 @@
  * idle time of the entries it holds (XCLAIM JUSTID, so a live worker's long task is never taken
  * over), look for cancel flags of running tasks, promote due retries, reclaim dead workers'
  * entries (XAUTOCLAIM, min idle = the lease); then, if slots are free, read at most that many
- * entries, highest band first (no prefetch: a slow worker holds only what it runs). At start the
- * worker reads its own pending entries (ID 0) before new ones (">"): a restarted worker finishes
- * what it had.
+ * entries, highest band first (no prefetch: a slow worker holds only what it runs), and start
+ * them on the scheduler with one submit_many (the process pool gets the batch at once). With
+ * nothing to run it blocks in one XREADGROUP over its streams. At start the worker reads its own
+ * pending entries (ID 0) before new ones (">"): a restarted worker finishes what it had.
+ *
+ * Round trips per task, batched: one fetch script per batch (XREADGROUP + claim), one completion
+ * script per batch (record, release dependents, XACK); Redis calls per task inside the scripts:
+ * 3 at submit (EXISTS, HSET, XADD), 3 at claim (HMGET, HSET, the running event), 4 at completion
+ * (HMGET, HSET, the done event, EXPIRE; LRANGE of the dependents only if it has some).
  *
  * A lost connection is not fatal: the worker reconnects with backoff and keeps the finished jobs
  * until they are recorded; tasks run on meanwhile. Lock order: only `mu`.
@@ -81,7 +87,8 @@ struct weft_broker_worker {
     char pending[WEFT__BROKER_BANDS][48]; /* own pending list read so far; "" once drained */
     char last[48];                        /* the last entry id take() saw */
     char bands[4];                        /* "110": '1' for each band it takes new tasks from */
-    char idle_read[320];                  /* its blocking read's streams part */
+    char qkey[WEFT__BROKER_BANDS][96];    /* the streams it takes new tasks from */
+    int nq;                               /* how many */
     bool reread_pending;                  /* set on (re)connecting */
 };
 
@@ -251,7 +258,75 @@ static void ensure_conn(weft_broker_worker_t *w)
 
 /* ---- taking tasks ---- */
 
-static int start_job(weft_broker_worker_t *w, int band, const redisReply *e)
+/* A batch of claimed tasks being started: the jobs and their scheduler tasks, submitted to the
+ * scheduler together (weft_sched_submit_many: one lock round, and the process pool gets the
+ * whole batch at once instead of waking its worker for each task). */
+typedef struct launch {
+    job_t **jobs;
+    weft_sched_task_t *tasks;
+    size_t n, cap;
+} launch_t;
+
+static void launch_init(launch_t *l, size_t cap)
+{
+    l->jobs = weft__malloc(cap * sizeof *l->jobs);
+    l->tasks = weft__malloc(cap * sizeof *l->tasks);
+    l->n = 0;
+    l->cap = l->jobs && l->tasks ? cap : 0;
+}
+
+/* Hands a job whose task could not be submitted to the recording (as a failure). */
+static void fail_job(job_t *j, const weft_sched_task_t *t, int rc)
+{
+    /* Not runnable here (say, an unregistered function): record the failure. */
+    j->status = rc == -EINVAL && t->proc_fn ? WEFT_ENOFUNC : rc;
+    snprintf(j->err, sizeof j->err, "%s: %s", t->proc_fn ? t->proc_fn : "cmd",
+             weft_strerror(j->status));
+    j->f = NULL;
+    on_done(NULL, j);
+}
+
+static void watch_job(job_t *j)
+{
+    if (weft_future_on_complete(j->f, on_done, j) != 0) {
+        weft_future_wait(j->f, -1);
+        on_done(j->f, j);
+    }
+}
+
+/* Submits the batch: all at once, or (if that fails: one task is not runnable here) one by one,
+ * so that each task gets its own outcome. Every job ends on `done` through on_done. */
+static void launch_flush(weft_broker_worker_t *w, launch_t *l)
+{
+    size_t n = l->n;
+    l->n = 0;
+    if (n == 0) return;
+    weft_future_t *small[64], **futs = n <= 64 ? small : weft__malloc(n * sizeof *futs);
+    if (futs && weft_sched_submit_many(w->s, l->tasks, n, NULL, futs) == 0) {
+        for (size_t i = 0; i < n; i++) l->jobs[i]->f = futs[i];
+        for (size_t i = 0; i < n; i++) watch_job(l->jobs[i]);
+    } else {
+        for (size_t i = 0; i < n; i++) {
+            int rc = weft_sched_submit(w->s, &l->tasks[i], NULL, &l->jobs[i]->f);
+            if (rc)
+                fail_job(l->jobs[i], &l->tasks[i], rc);
+            else
+                watch_job(l->jobs[i]);
+        }
+    }
+    if (futs != small) weft__free(futs);
+}
+
+static void launch_free(launch_t *l)
+{
+    weft__free(l->jobs);
+    weft__free(l->tasks);
+}
+
+/* Makes the job of one claim row and adds it to the batch (started at once if the batch could
+ * not be allocated). The task's strings point into the job (name, cmd) or into the reply (fn,
+ * arg): flush the batch before the reply is freed. */
+static int start_job(weft_broker_worker_t *w, launch_t *l, int band, const redisReply *e)
 {
     /* {entry, id, action, fn, cmd, arg, to, tries, att, bo, band} */
     const char *act = e->element[2]->str;
@@ -290,20 +365,16 @@ static int start_job(weft_broker_worker_t *w, int band, const redisReply *e)
     j->rnext = w->running;
     w->running = j;
     w->nrunning++;
-    int rc = weft_sched_submit(w->s, &t, NULL, &j->f);
-    if (rc) {
-        /* Not runnable here (say, an unregistered function): record the failure. */
-        j->status = rc == -EINVAL && fn->len ? WEFT_ENOFUNC : rc;
-        snprintf(j->err, sizeof j->err, "%s: %s", fn->len ? fn->str : "cmd",
-                 weft_strerror(j->status));
-        j->f = NULL;
-        on_done(NULL, j);
+    if (l->n < l->cap) {
+        l->jobs[l->n] = j;
+        l->tasks[l->n++] = t;
         return 0;
     }
-    if (weft_future_on_complete(j->f, on_done, j) != 0) {
-        weft_future_wait(j->f, -1);
-        on_done(j->f, j);
-    }
+    int rc = weft_sched_submit(w->s, &t, NULL, &j->f);
+    if (rc)
+        fail_job(j, &t, rc);
+    else
+        watch_job(j);
     return 0;
 }
 
@@ -362,9 +433,13 @@ static int take(weft_broker_worker_t *w, int band, const redisReply *entries)
         if (!r) {
             got = -1;
         } else {
+            launch_t l;
+            launch_init(&l, r->elements);
             for (size_t i = 0; i < r->elements; i++)
                 if (r->element[i]->type == REDIS_REPLY_ARRAY && r->element[i]->elements == 11)
-                    start_job(w, band, r->element[i]);
+                    start_job(w, &l, band, r->element[i]);
+            launch_flush(w, &l);
+            launch_free(&l);
             got = (int)r->elements;
             freeReplyObject(r);
         }
@@ -393,6 +468,24 @@ static int read_band(weft_broker_worker_t *w, int band, const char *id, int coun
     return got;
 }
 
+/* Idle: one blocking XREADGROUP over all its streams, COUNT 1, for at most block_ms. The streams
+ * are separate arguments (each key and each ">"): a formatted "%s" would send them as one and
+ * Redis would refuse the command, dropping the connection at every idle turn. Returns the reply
+ * or NULL (connection lost or dropped). */
+static redisReply *idle_read(weft_broker_worker_t *w, int block_ms)
+{
+    char ms[16];
+    snprintf(ms, sizeof ms, "%d", block_ms);
+    const char *argv[9 + 2 * WEFT__BROKER_BANDS] = {
+        "XREADGROUP", "GROUP", WEFT__BROKER_GROUP, w->name, "COUNT", "1", "BLOCK", ms, "STREAMS"};
+    size_t argl[9 + 2 * WEFT__BROKER_BANDS];
+    int k = 9;
+    for (int i = 0; i < w->nq; i++) argv[k++] = w->qkey[i];
+    for (int i = 0; i < w->nq; i++) argv[k++] = ">";
+    for (int i = 0; i < k; i++) argl[i] = strlen(argv[i]);
+    return wcmd_argv(w, k, argv, argl);
+}
+
 /* Reads up to `count` new entries, highest band first, and claims them: one script, one round
  * trip. Returns entries taken, -1 on a lost connection. */
 static int fetch(weft_broker_worker_t *w, int count)
@@ -402,13 +495,17 @@ static int fetch(weft_broker_worker_t *w, int count)
              w->prefix, w->ttl, w->conf.max_redeliveries, w->name, count, w->bands);
     if (!r) return -1;
     int got = 0;
+    launch_t l;
+    launch_init(&l, r->type == REDIS_REPLY_ARRAY ? r->elements : 0);
     for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
         const redisReply *e = r->element[i];
         if (e->type != REDIS_REPLY_ARRAY || e->elements != 11) continue;
         int band = atoi(e->element[10]->str);
-        if (band >= 0 && band < WEFT__BROKER_BANDS) start_job(w, band, e);
+        if (band >= 0 && band < WEFT__BROKER_BANDS) start_job(w, &l, band, e);
         got++;
     }
+    launch_flush(w, &l);
+    launch_free(&l);
     freeReplyObject(r);
     return got;
 }
@@ -659,20 +756,13 @@ int weft_broker_worker_create(weft_broker_worker_t **out, const char *url,
         strcpy(w->pending[b], "0");
     }
     /* Its queues: the streams of the bands it takes new tasks from, for fetch and the blocking
-     * read ("STREAMS P:q:0 P:q:2 > >"). */
+     * read. */
     unsigned q = w->o.queues & 7 ? w->o.queues & 7 : 7;
-    size_t len = (size_t)snprintf(w->idle_read, sizeof w->idle_read, "STREAMS");
-    int nq = 0;
     for (int b = 0; b < WEFT__BROKER_BANDS; b++) {
         w->bands[b] = q & (1u << b) ? '1' : '0';
-        if (!(q & (1u << b))) continue;
-        nq++;
-        len += (size_t)snprintf(w->idle_read + len, sizeof w->idle_read - len, " %s:q:%d",
-                                w->prefix, b);
+        if (q & (1u << b)) snprintf(w->qkey[w->nq++], sizeof w->qkey[0], "%s:q:%d", w->prefix, b);
     }
     w->bands[WEFT__BROKER_BANDS] = 0;
-    for (int i = 0; i < nq; i++)
-        len += (size_t)snprintf(w->idle_read + len, sizeof w->idle_read - len, " >");
     pthread_mutex_init(&w->mu, NULL);
     pthread_cond_init(&w->cv, NULL);
     *out = w;
@@ -757,9 +847,7 @@ int weft_broker_worker_run(weft_broker_worker_t *w)
              * one stream that got an entry; only if entries arrive in two bands between the
              * reads above and this one does it return one of each (at most 2 extra). */
             int block = (int)(w->o.heartbeat_ms < 100 ? w->o.heartbeat_ms : 100);
-            redisReply *r =
-                wcmd(w, "XREADGROUP GROUP " WEFT__BROKER_GROUP " %s COUNT 1 BLOCK %d %s", w->name,
-                     block ? block : 1, w->idle_read);
+            redisReply *r = idle_read(w, block ? block : 1);
             if (!r) continue;
             for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
                 const redisReply *st = r->element[i];

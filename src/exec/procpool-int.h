@@ -6,6 +6,7 @@
 #ifndef WEFT_EXEC_PROCPOOL_INT_H
 #define WEFT_EXEC_PROCPOOL_INT_H
 
+#include "core/cpu.h"
 #include "exec/shmring.h"
 
 #include <pthread.h>
@@ -204,6 +205,7 @@ struct weft_procpool {
     size_t ncompls;
     uint64_t create_start_ns;
     bool have_pwait2;
+    weft__spin_t sup_spin; /* how long the idle supervisor polls the rings (core/cpu.h) */
 };
 
 /* procpool.c: small helpers every part uses. */

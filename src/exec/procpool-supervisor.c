@@ -39,7 +39,7 @@
 #define CREATE_TIMEOUT_NS 60000000000u
 #define STARTUP_FAILURES_MAX 3 /* consecutive workers dying before ready: pool broken */
 #define POLL_NS 200000u        /* a busy supervisor still polls epoll this often */
-#define SUP_SPIN_NS 10000u     /* an idle supervisor polls the rings this long */
+#define SUP_SPIN_NS 10000u     /* an idle supervisor polls the rings at most this long */
 
 static void describe_exit(char *buf, size_t n, pid_t pid, int rc, const siginfo_t *si)
 {
@@ -387,12 +387,13 @@ void *weft__pp_supervise(void *arg)
             n = epoll_wait(pp->epfd, evs, 64, 0);
         } else {
             /* Poll a little before sleeping: a result often follows within microseconds. */
-            uint64_t t0 = now;
+            uint64_t t0 = now, spin = weft__spin_budget(&pp->sup_spin, SUP_SPIN_NS);
             bool got = false;
-            while (!got && weft_now_ns() - t0 < SUP_SPIN_NS) {
+            while (!got && weft_now_ns() - t0 < spin) {
                 got = !rings_empty(pp);
                 weft__cpu_relax();
             }
+            if (spin) weft__spin_result(&pp->sup_spin, got);
             if (got) continue;
             /* Announce the sleep, then look again (Dekker with the workers' publish and
              * running_id stores; see shmring.h). */

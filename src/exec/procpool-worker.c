@@ -152,8 +152,9 @@ weft_proc_fn weft__pp_lookup_hash(uint64_t hash, const char **name)
 
 /* ---- the worker ---------------------------------------------------------------------------- */
 
-/* How long an idle worker polls its task ring before it sleeps on the futex. Short: on a small
- * machine a spinning worker takes the CPU the parent needs to produce work. */
+/* How long an idle worker polls its task ring at most before it sleeps on the futex (adaptive
+ * below that: weft__spin_t). Short: on a small machine a spinning worker takes the CPU the parent
+ * needs to produce work. */
 #define SPIN_NS 20000
 /* Sleeps are bounded so that a worker re-checks that its parent is alive. */
 #define IDLE_CHECK_NS 1000000000
@@ -165,6 +166,7 @@ typedef struct wk {
     pid_t ppid;
     uint64_t big_out_end; /* result ring position after the last big result (0: none yet) */
     uint64_t done;
+    weft__spin_t spin; /* how long wait_for_task polls (core/cpu.h) */
 } wk_t;
 
 static int worker_pid;
@@ -244,10 +246,17 @@ static int attach(wk_t *w, pid_t ppid, const char **why)
 
 static void wait_for_task(wk_t *w)
 {
-    uint64_t t0 = weft_now_ns();
-    while (weft_now_ns() - t0 < SPIN_NS) {
-        if (!weft__shmring_empty(&w->tq)) return;
-        weft__cpu_relax();
+    uint64_t spin = weft__spin_budget(&w->spin, SPIN_NS);
+    if (spin) {
+        uint64_t t0 = weft_now_ns();
+        while (weft_now_ns() - t0 < spin) {
+            if (!weft__shmring_empty(&w->tq)) {
+                weft__spin_result(&w->spin, 1);
+                return;
+            }
+            weft__cpu_relax();
+        }
+        weft__spin_result(&w->spin, 0);
     }
     uint32_t seq;
     if (!weft__shmring_consumer_prepare(&w->tq, &seq)) return;

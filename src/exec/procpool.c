@@ -33,6 +33,8 @@
  *   Wake-ups only when the other side sleeps: the worker sleeps on a futex in the task ring; the
  *   supervisor sleeps in epoll on one eventfd that every worker writes when it publishes a
  *   result and finds the supervisor's "waiting" flag set. A busy pipeline makes no syscalls.
+ *   Both sides poll briefly before they sleep, adaptively (core/cpu.h weft__spin_t): polls that
+ *   run out (the other side did not get a CPU in time) stop, polls that find work grow back.
  *
  * Dispatch: a task goes straight from submit into the ring of the ready worker with the fewest
  *   tasks in flight, or, if every ring is at its depth, into the pool's FIFO queue (bounded by

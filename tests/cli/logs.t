@@ -175,3 +175,13 @@ $ weft logs --since 2025-02-30x x.log
 $ weft logs --panels daily,charts x.log
 ? 2
 ! bad --panels 'daily,charts'
+
+# --serve: a bad address or port is a usage error naming it; it needs --follow (tests/logs/sse.sh
+# checks a port in use and the server itself).
+$ weft logs gen --size 2K -o s.log && weft logs --follow s.log --serve 127.0.0.1:70000
+? 2
+! weft logs: bad --serve '127.0.0.1:70000' ([HOST:]PORT: an IPv4 address and a port 0..65535)
+
+$ weft logs gen --size 2K -o s.log && weft logs --serve 8080 s.log
+? 2
+! weft logs: --serve needs --follow

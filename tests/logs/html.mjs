@@ -5,23 +5,10 @@
 // viewport (no horizontal scrolling) at 1400 px and at a phone's 390 px. A hostile path must
 // stay text. Screenshots go to $WEFT_ARTIFACTS.
 import { execFileSync } from "node:child_process";
-import { createRequire } from "node:module";
 import { readFileSync, writeFileSync, appendFileSync } from "node:fs";
 import path from "node:path";
-import { fileURLToPath, pathToFileURL } from "node:url";
-
-const here = path.dirname(fileURLToPath(import.meta.url));
-const require = createRequire(path.join(here, "../browser/package.json"));
-const { chromium } = require("playwright-core");
-const weft = process.env.WEFT_BIN, tmp = process.env.WEFT_TMP;
-const artifacts = process.env.WEFT_ARTIFACTS || tmp;
-let browser = null;
-
-function fail(msg) { throw new Error(msg); }
-function eq(what, a, b) {
-  if (JSON.stringify(a) !== JSON.stringify(b))
-    fail(`${what}: page has ${JSON.stringify(a)}, --json has ${JSON.stringify(b)}`);
-}
+import { pathToFileURL } from "node:url";
+import { artifacts, eq, fail, finish, launch, tmp, weft } from "../browser/lib.mjs";
 
 async function main() {
   const log = path.join(tmp, "access.log");
@@ -34,13 +21,7 @@ async function main() {
   const json = JSON.parse(execFileSync(weft, ["logs", "--panels", "all",
     "--html", html, "--json", "-j2", log]));
 
-  browser = await chromium.launchPersistentContext(`${tmp}/profile`, {
-    executablePath: process.env.WEFT_CHROMIUM || "/usr/bin/chromium",
-    args: ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-           "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-    viewport: { width: 1400, height: 1000 },
-  });
-  const page = browser.pages()[0] || (await browser.newPage());
+  const page = await launch({ width: 1400, height: 1000 });
   const errors = [], requests = [];
   page.on("pageerror", (e) => errors.push(String(e)));
   page.on("console", (m) => { if (m.type() === "error") errors.push(m.text()); });
@@ -153,5 +134,4 @@ async function main() {
     artifacts);
 }
 
-main().then(async () => { await browser?.close(); },
-  async (e) => { console.error("FAIL:", e.message); await browser?.close(); process.exit(1); });
+finish(main);

@@ -3,41 +3,9 @@
 // the load generator's achieved rate (within 2 %) and its totals with /metrics; then the engine
 // is killed (-9) and restarted on the same port, and the page shows the gap and recovers.
 // Screenshots go to $WEFT_ARTIFACTS. Every process this starts is stopped by pid at the end.
-import { spawn } from "node:child_process";
-import { createRequire } from "node:module";
 import { readFileSync } from "node:fs";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
-
-const here = path.dirname(fileURLToPath(import.meta.url));
-const require = createRequire(path.join(here, "../browser/package.json"));
-const { chromium } = require("playwright-core");
-const weft = process.env.WEFT_BIN, tmp = process.env.WEFT_TMP;
-const artifacts = process.env.WEFT_ARTIFACTS || tmp;
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const children = new Set();
-let browser = null;
-
-function fail(msg) { throw new Error(msg); }
-async function until(what, fn, ms = 20000) {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > end) fail("timed out waiting for " + what);
-    await sleep(100);
-  }
-}
-
-function run(args, opts = {}) {
-  const c = spawn(weft, args, { stdio: ["ignore", "pipe", "pipe"], ...opts });
-  children.add(c);
-  c.out = "";
-  c.stdout.on("data", (d) => (c.out += d));
-  c.stderr.on("data", (d) => (c.out += d));
-  c.done = new Promise((r) => c.on("exit", (code, sig) => { children.delete(c); r(code ?? sig); }));
-  return c;
-}
+import { artifacts, fail, finish, launch, run, sleep, tmp, until } from "../browser/lib.mjs";
 
 async function serve(listen) {
   const c = run(["orders", "serve", "--listen", listen, "--db", `sqlite:${tmp}/o.db`]);
@@ -61,14 +29,7 @@ async function main() {
     const r = await fetch(`${url}/stock/${sku}`, { method: "PUT", body: '{"qty":1000000}' });
     if (r.status !== 200) fail("PUT /stock: " + r.status);
   }
-  // A fresh profile (--user-data-dir) per run: playwright takes it as launchPersistentContext's.
-  browser = await chromium.launchPersistentContext(`${tmp}/profile`, {
-    executablePath: process.env.WEFT_CHROMIUM || "/usr/bin/chromium",
-    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-           "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-    viewport: { width: 1240, height: 900 },
-  });
-  const page = browser.pages()[0] || (await browser.newPage());
+  const page = await launch({ width: 1240, height: 900 });
   const errors = [];
   page.on("pageerror", (e) => errors.push(String(e)));
   await page.goto(url + "/");
@@ -139,8 +100,4 @@ async function main() {
               `${after.points} points, ${after.gaps} gap(s); screenshots in ${artifacts})`);
 }
 
-main().then(() => 0, (e) => { console.error("FAIL: " + e.message); return 1; }).then(async (rc) => {
-  if (browser) await browser.close().catch(() => {});
-  for (const c of children) c.kill("SIGKILL");
-  process.exit(rc);
-});
+finish(main);

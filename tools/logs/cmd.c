@@ -17,6 +17,7 @@
 #include "logs/html.h"
 #include "logs/report.h"
 #include "logs/run.h"
+#include "logs/serve.h"
 #include "logs/stats.h"
 #include "common/cli-int.h"
 
@@ -113,6 +114,14 @@ static void usage(FILE *f)
         "                        reloads itself); Ctrl-C (SIGINT) or SIGTERM prints the final\n"
         "                        report and exits 0. Counts equal a batch run over the same\n"
         "                        lines (the rotated files and the current one)\n"
+        "  --serve [HOST:]PORT   with --follow: serve the dashboard at http://HOST:PORT/\n"
+        "                        (default host 127.0.0.1; port 0: a free one; the URL is\n"
+        "                        printed on stderr), updated in place as lines arrive: the\n"
+        "                        page gets the report's JSON (as --json prints it) over\n"
+        "                        Server-Sent Events (GET /events) each second it changes,\n"
+        "                        and reconnects by itself. No authentication: binding\n"
+        "                        another address than 127.0.0.1 shows the log's data (IPs,\n"
+        "                        paths, user agents) to whoever reaches it\n"
         "  --timing              print the time taken and the throughput (decoded bytes and\n"
         "                        lines per second) on stderr\n"
         "  --no-progress         no progress bar (drawn on stderr only when it is a terminal,\n"
@@ -148,9 +157,10 @@ static void usage(FILE *f)
         "  counted without their query string.\n\n"
         "Exit codes: 0 success (malformed lines included, with a warning when they are most),\n"
         "1 a worker failed or an output could not be written, 2 usage error, no line parsed\n"
-        "(the format tried is named), or unusable input (missing or unreadable file,\n"
-        "directory, compressed data that is truncated, corrupt or followed by garbage: the\n"
-        "message names the offset; corrupt partial), 3 internal error (out of memory).\n",
+        "(the format tried is named), a bad --serve or its port in use, or unusable input\n"
+        "(missing or unreadable file, directory, compressed data that is truncated, corrupt\n"
+        "or followed by garbage: the message names the offset; corrupt partial), 3 internal\n"
+        "error (out of memory).\n",
         WEFT_LOGS_BAD_KEEP);
     fputs(formats_help, f);
 }
@@ -408,7 +418,17 @@ typedef struct live {
     const outputs_t *o;
     const weft_logs_meta_t *meta;
     bool tty;
+    weft_logs_server_t *srv; /* --serve: gets each report's JSON */
 } live_t;
+
+/* --serve: the server sends this report from now on (out of memory: the last one stays). */
+static void live_serve(const live_t *l, const weft_logs_report_t *rep)
+{
+    weft_buf_t b;
+    weft_buf_init(&b, 0);
+    if (weft_logs_write_json(&b, rep) == 0) weft_logs_serve_publish(l->srv, b.data, b.len);
+    weft_buf_free(&b);
+}
 
 static void live_tick(void *arg, const weft_logs_part_t *part, bool changed)
 {
@@ -423,6 +443,7 @@ static void live_tick(void *arg, const weft_logs_part_t *part, bool changed)
     if (l->o->html && weft_logs_write_html(&b, &rep, l->meta, 1) == 0)
         write_file(l->o->html, b.data, b.len); /* a failure shows in the final write */
     b.len = 0;
+    if (l->srv) live_serve(l, &rep);
     if (l->o->json && weft_logs_write_json(&b, &rep) == 0) {
         fwrite(b.data, 1, b.len, stdout);
         fflush(stdout);
@@ -604,6 +625,9 @@ static int cmd_logs(int argc, char **argv)
     filter.no_panels = WEFT_LOGS_PANELS_ALL & ~WEFT_LOGS_PANELS_DEFAULT;
     ro.filter = &filter;
     bool timing = false, follow = false;
+    const char *serve = NULL; /* --serve [HOST:]PORT */
+    char serve_host[64];
+    int serve_port = 0;
     const char **files = calloc((size_t)argc + 1, sizeof *files);
     char *fmtbuf = NULL;
     if (!files) return weft_cli_error(cmd, WEFT_EXIT_INTERNAL, "out of memory");
@@ -659,7 +683,7 @@ static int cmd_logs(int argc, char **argv)
                      strcmp(a, "--io") == 0 || strcmp(a, "--exclude-ip") == 0 ||
                      strcmp(a, "--ignore-status") == 0 || strcmp(a, "--panels") == 0 ||
                      strcmp(a, "--tz") == 0 || strcmp(a, "--since") == 0 ||
-                     strcmp(a, "--until") == 0;
+                     strcmp(a, "--until") == 0 || strcmp(a, "--serve") == 0;
         if (!known) {
             code = weft_cli_usage_error(cmd, "unknown option '%s'", a);
             break;
@@ -723,6 +747,13 @@ static int cmd_logs(int argc, char **argv)
             *(a[2] == 's' ? &filter.since : &filter.until) = d;
             filter.any = true;
             ro.filter = &filter;
+        } else if (strcmp(a, "--serve") == 0) {
+            serve = v;
+            if (weft_logs_serve_parse(v, serve_host, sizeof serve_host, &serve_port) != 0)
+                code = weft_cli_usage_error(cmd,
+                                            "bad --serve '%s' ([HOST:]PORT: an IPv4 address and "
+                                            "a port 0..65535)",
+                                            v);
         } else if (strcmp(a, "--chunk-size") == 0) {
             uint64_t cs;
             if (weft_cli_parse_size(v, &cs) != 0 || cs == 0)
@@ -730,6 +761,7 @@ static int cmd_logs(int argc, char **argv)
             ro.chunk_size = cs;
         }
     }
+    if (code < 0 && serve && !follow) code = weft_cli_usage_error(cmd, "--serve needs --follow");
     if (code < 0 && ro.nfiles == 0) {
         if (isatty(STDIN_FILENO))
             code = weft_cli_usage_error(cmd, "no input files (and standard input is a terminal)");
@@ -766,6 +798,18 @@ static int cmd_logs(int argc, char **argv)
     if (follow) {
         weft_logs_meta_t lmeta = {.inputs = inputs, .formats = NULL};
         live_t live = {.o = &o, .meta = &lmeta, .tty = tty};
+        if (serve) { /* listening before anything is read: a port in use starts nothing */
+            char url[128];
+            int rc = weft_logs_serve_start(serve_host, serve_port, &lmeta, &live.srv, url,
+                                           sizeof url, err, sizeof err);
+            if (rc) {
+                free(files);
+                free(fmtbuf);
+                return weft_cli_error(cmd, rc == -ENOMEM ? WEFT_EXIT_INTERNAL : WEFT_EXIT_USAGE,
+                                      "%s", err);
+            }
+            fprintf(stderr, "weft logs: serving %s\n", url);
+        }
         weft_logs_follow_opts_t fo = {.files = files,
                                       .nfiles = ro.nfiles,
                                       .format = ro.format,
@@ -773,6 +817,7 @@ static int cmd_logs(int argc, char **argv)
                                       .tick = live_tick,
                                       .arg = &live};
         code = weft_logs_follow(&fo, &res, err, sizeof err);
+        weft_logs_serve_stop(live.srv); /* the final report is printed, not served */
         if (!code && tty && !o.json) fputs("\033[H\033[2J", stdout); /* the final replaces it */
     } else {
         code = weft_logs_run(&ro, &res, err, sizeof err);

@@ -9,7 +9,9 @@
  * objects as a bar chart and a sortable table. Text from the log reaches the page only inside
  * the JSON, where every '<' is written \u003c (so nothing can close the script element), and
  * the script inserts it as text, never as HTML. Equal reports give byte-identical pages (no
- * timestamp). Nothing is fetched: the page works offline and from file://.
+ * timestamp). Nothing is fetched: the page works offline and from file://. The page `weft logs
+ * --serve` sends (serve.c) is the same with the URL of its event stream in the description:
+ * loaded over HTTP, the script subscribes to it and redraws in place with each report.
  */
 #include "logs/html.h"
 
@@ -47,15 +49,26 @@ static int json_str(weft_buf_t *b, const char *s)
 int weft_logs_write_html(weft_buf_t *b, const weft_logs_report_t *r, const weft_logs_meta_t *m,
                          int refresh_s)
 {
-    weft_buf_t j, meta;
+    weft_buf_t j;
     weft_buf_init(&j, 0);
-    weft_buf_init(&meta, 0);
     int rc = weft_logs_write_json(&j, r);
-    rc |= weft_buf_printf(&meta, "{\"inputs\":");
+    if (!rc) rc = weft_logs_write_html_json(b, j.data ? j.data : "", j.len, m, refresh_s, NULL);
+    weft_buf_free(&j);
+    return rc ? -ENOMEM : 0;
+}
+
+int weft_logs_write_html_json(weft_buf_t *b, const char *json, size_t len,
+                              const weft_logs_meta_t *m, int refresh_s, const char *events)
+{
+    weft_buf_t meta;
+    weft_buf_init(&meta, 0);
+    int rc = weft_buf_printf(&meta, "{\"inputs\":");
     rc |= m && m->inputs ? json_str(&meta, m->inputs) : weft_buf_printf(&meta, "null");
     rc |= weft_buf_printf(&meta, ",\"formats\":");
     rc |= m && m->formats ? json_str(&meta, m->formats) : weft_buf_printf(&meta, "null");
-    rc |= weft_buf_printf(&meta, ",\"live\":%s}", refresh_s > 0 ? "true" : "false");
+    rc |= weft_buf_printf(&meta, ",\"live\":%s,\"events\":", refresh_s > 0 ? "true" : "false");
+    rc |= events ? json_str(&meta, events) : weft_buf_printf(&meta, "null");
+    rc |= weft_buf_printf(&meta, "}");
     rc |= weft_buf_printf(b, "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n"
                              "<meta name=\"viewport\" content=\"width=device-width, "
                              "initial-scale=1\">\n");
@@ -70,13 +83,12 @@ int weft_logs_write_html(weft_buf_t *b, const weft_logs_report_t *r, const weft_
                              "<script type=\"application/json\" id=\"weft-meta\">");
     rc |= append_script_safe(b, meta.data ? meta.data : "", meta.len);
     rc |= weft_buf_printf(b, "</script>\n<script type=\"application/json\" id=\"weft-report\">");
-    rc |= append_script_safe(b, j.data ? j.data : "", j.len);
+    rc |= append_script_safe(b, json, len);
     rc |= weft_buf_printf(b, "</script>\n<script>\n");
     rc |= weft_buf_append(b, uplot_js, uplot_js_len);
     rc |= weft_buf_printf(b, "\n</script>\n<script>\n");
     rc |= weft_buf_append(b, logs_js, logs_js_len);
     rc |= weft_buf_printf(b, "</script>\n</body></html>\n");
-    weft_buf_free(&j);
     weft_buf_free(&meta);
     return rc ? -ENOMEM : 0;
 }

@@ -7,7 +7,14 @@
 // panel with a bar chart of its first numeric column and a sortable table of all its columns,
 // any other object of numbers a panel of its entries. Text from the log is inserted with
 // textContent only, never as HTML. window.__logs tells tests what was drawn.
-(function () {
+//
+// Live (`weft logs --follow --serve`): the page, loaded over HTTP with an event stream named in
+// its description, subscribes to it (EventSource: "report" events carrying the report's JSON)
+// and draws each new report in place: it puts the JSON into <script id="weft-report"> and runs
+// this function again (`first` false), keeping the sorted columns and the scroll positions; no
+// reload. EventSource reconnects by itself when the server goes away (retry: 1000); the header
+// says "live" or "reconnecting". window.__live tells tests the state.
+(function render(first) {
   "use strict";
   const R = JSON.parse(document.getElementById("weft-report").textContent);
   const META = JSON.parse(document.getElementById("weft-meta").textContent);
@@ -117,9 +124,14 @@
     drawn.charts++;
   }
   const short = (s, n) => s.length > n ? s.slice(0, n - 1) + "\u2026" : s;
-  window.addEventListener("resize", () => {
+  const onResize = () => {
     for (const [u, box] of charts) u.setSize({ width: chartWidth(box), height: u.height });
-  });
+  };
+  window.addEventListener("resize", onResize);
+  drawn.teardown = () => { // before a redraw: let go of this drawing's charts
+    window.removeEventListener("resize", onResize);
+    for (const [u] of charts) u.destroy();
+  };
 
   // ---- tables ----
   // columns: [{key, label, num, fmt}]; rows: objects. Sorting by a column header click.
@@ -183,6 +195,8 @@
   // ---- panels ----
   const main = document.querySelector("main");
   const nav = document.querySelector("nav");
+  main.textContent = ""; // a redraw replaces the previous drawing
+  nav.textContent = "";
   const cards = el("div", "cards");
   const panels = el("div", "panels");
   main.appendChild(cards); // in the page before the charts are drawn: they size to their boxes
@@ -294,7 +308,8 @@
   // ---- the page ----
   const title = document.querySelector("header p");
   title.textContent = [META.inputs, META.formats ? "format: " + META.formats : "",
-    META.live ? "live: redrawn every second" : ""].filter(Boolean).join(" \u00b7 ");
+    META.live ? "live: redrawn every second" : "",
+    META.events ? "live: updated as lines arrive" : ""].filter(Boolean).join(" \u00b7 ");
   function card(key, label, value, sub) {
     const c = el("div", "card");
     c.dataset.key = key;
@@ -336,4 +351,64 @@
   }
   drawn.ready = true;
   window.__logs = drawn;
-})();
+  if (first && META.events && /^https?:$/.test(location.protocol)) live();
+
+  // ---- live updates (weft logs --serve) ----
+  function live() {
+    const st = { state: "connecting", updates: 0, reconnects: 0, id: null };
+    window.__live = st;
+    const badge = el("span", "live-state");
+    document.querySelector("header h1").appendChild(badge);
+    const set = (s) => {
+      st.state = s;
+      badge.textContent = s;
+      badge.dataset.state = s;
+    };
+    set("connecting");
+    let shown = document.getElementById("weft-report").textContent, es = null, down = false;
+    const sorts = new Map(); // panel -> [column, "ascending" | "descending"]
+    function connect() {
+      es = new EventSource(META.events);
+      es.addEventListener("open", () => { if (down) st.reconnects++; down = false; set("live"); });
+      es.addEventListener("error", () => {
+        down = true;
+        set("reconnecting");
+        if (es.readyState === EventSource.CLOSED) setTimeout(connect, 2000); // refused for good
+      });
+      es.addEventListener("report", (ev) => {
+        st.id = ev.lastEventId;
+        if (ev.data !== shown) redraw(ev.data);
+        set("live");
+      });
+    }
+    function redraw(json) {
+      JSON.parse(json); // a broken event changes nothing
+      // What the reader chose: sorted columns (by position; kept while a panel is empty) and
+      // scroll positions.
+      for (const t of document.querySelectorAll("table[data-panel]")) {
+        const ths = [...t.querySelectorAll("thead th")];
+        const i = ths.findIndex((h) => h.hasAttribute("aria-sort"));
+        if (i >= 0) sorts.set(t.dataset.panel, [i, ths[i].getAttribute("aria-sort")]);
+        else sorts.delete(t.dataset.panel);
+      }
+      const tws = [...document.querySelectorAll(".panel .tw")].map((w) =>
+        [w.closest(".panel").id, w.scrollTop, w.scrollLeft]);
+      const x = window.scrollX, y = window.scrollY;
+      document.getElementById("weft-report").textContent = json;
+      window.__logs.teardown();
+      render(false);
+      shown = json;
+      for (const [k, [i, dir]] of sorts) {
+        const th = document.querySelectorAll(`table[data-panel="${k}"] thead th`)[i];
+        for (let n = 0; th && n < 2 && th.getAttribute("aria-sort") !== dir; n++) th.click();
+      }
+      for (const [id, top, left] of tws) {
+        const w = document.querySelector(`#${id} .tw`);
+        if (w) { w.scrollTop = top; w.scrollLeft = left; }
+      }
+      window.scrollTo(x, y);
+      st.updates++;
+    }
+    connect();
+  }
+})(true);

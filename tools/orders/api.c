@@ -35,9 +35,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include <weft/sys.h>
 
 #include "common/mhd-delay-int.h"
+#include "common/mhd-sse-int.h"
 #include "orders/metrics.h"
 #include "orders/order.h"
 #include "orders/stats.h"
@@ -181,44 +181,11 @@ static int submit_stock(req_t *r)
     return engine_set_stock(r->api->e, &r->call, r->arg, r->qty);
 }
 
-/* GET /events: the state of one SSE stream; freed by libmicrohttpd with the response. */
-typedef struct sse {
-    api_t *api;
-    struct MHD_Connection *conn;
-    tools_mhd_wait_t wait;
-    uint64_t seq, next_ns;
-    weft_buf_t ev;
-    size_t off;
-} sse_t;
-
-static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max)
+/* GET /events: one event per second (tools/common/mhd-sse), numbered by the stream. */
+static int next_event(void *arg, uint64_t *id, weft_buf_t *out)
 {
-    (void)pos;
-    sse_t *s = cls;
-    if (s->off == s->ev.len) {
-        uint64_t now = weft_now_ns();
-        if (now < s->next_ns) {
-            if (!tools_mhd_delay_sleep(s->api->delay, &s->wait, s->conn, s->next_ns))
-                return MHD_CONTENT_READER_END_OF_STREAM; /* stopping */
-            return 0;                                    /* called again once resumed */
-        }
-        weft_buf_reset(&s->ev);
-        s->off = 0;
-        s->next_ns = now + 1000000000u;
-        if (metrics_event(s->api->e, ++s->seq, &s->ev) < 0)
-            return MHD_CONTENT_READER_END_WITH_ERROR;
-    }
-    size_t n = s->ev.len - s->off < max ? s->ev.len - s->off : max;
-    memcpy(buf, s->ev.data + s->off, n);
-    s->off += n;
-    return (ssize_t)n;
-}
-
-static void sse_free(void *cls)
-{
-    sse_t *s = cls;
-    weft_buf_free(&s->ev);
-    free(s);
+    ++*id;
+    return metrics_event(arg, out);
 }
 
 /* Answers the issue-10 routes that are not JSON: /metrics, /events, the dashboard. */
@@ -235,25 +202,21 @@ static enum MHD_Result send_other(req_t *r)
                                                MHD_RESPMEM_MUST_COPY);
         ct = METRICS_CONTENT_TYPE;
     } else if (r->route == R_EVENTS) {
-        sse_t *s = calloc(1, sizeof *s);
-        if (!s) return MHD_NO;
-        s->api = r->api;
-        s->conn = r->conn;
-        weft_buf_init(&s->ev, 0);
-        resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, sse_read, s, sse_free);
-        if (!resp) {
-            sse_free(s);
-            return MHD_NO;
-        }
-        MHD_add_response_header(resp, "Cache-Control", "no-cache");
-        ct = "text/event-stream";
+        tools_mhd_sse_opts_t so = {.delay = r->api->delay,
+                                   .period_ns = 1000000000u,
+                                   .retry_ms = 1000,
+                                   .next = next_event,
+                                   .arg = r->api->e};
+        resp = tools_mhd_sse_response(r->conn, &so);
+        if (!resp) return MHD_NO;
+        ct = NULL; /* the stream sets its own headers */
     } else {
         size_t n = 0;
         const char *data = metrics_asset(r->arg ? r->arg : "/", &n, &ct);
         resp = MHD_create_response_from_buffer(n, (void *)data, MHD_RESPMEM_PERSISTENT);
     }
     if (!resp) return MHD_NO;
-    MHD_add_response_header(resp, "Content-Type", ct);
+    if (ct) MHD_add_response_header(resp, "Content-Type", ct);
     enum MHD_Result ret = MHD_queue_response(r->conn, 200, resp);
     MHD_destroy_response(resp);
     r->answered = true;

@@ -243,19 +243,19 @@ static int event(const stats_view_t *v, void *arg)
     return m->rc;
 }
 
-int metrics_event(engine_t *e, uint64_t seq, weft_buf_t *out)
+int metrics_event(engine_t *e, weft_buf_t *out)
 {
     weft_buf_t ev;
     weft_buf_init(&ev, 0);
     mctx_t m = {.b = &ev, .ntop = STATS_VIEW_TOP};
     engine_gauges(e, &m.g);
-    /* At most METRICS_EVENT_MAX bytes: the fixed part is ~1.2 KiB; if long SKU names push it
-     * over, fewer of the hottest SKUs go out. */
+    /* At most METRICS_EVENT_MAX bytes once framed (id:, retry: and data: lines take < 64): the
+     * fixed part is ~1.2 KiB; if long SKU names push it over, fewer of the hottest SKUs go out. */
     for (;;) {
-        put(&m, "id: %" PRIu64 "\nretry: 1000\ndata: {", seq);
+        put(&m, "{");
         if (!m.rc) m.rc = stats_view(engine_stats(e), event, &m);
-        put(&m, "}\n\n");
-        if (m.rc || ev.len <= METRICS_EVENT_MAX || m.ntop == 0) break;
+        put(&m, "}");
+        if (m.rc || ev.len + 64 <= METRICS_EVENT_MAX || m.ntop == 0) break;
         weft_buf_reset(&ev);
         m.ntop = m.ntop > 3 ? m.ntop - 3 : 0;
     }

@@ -21,9 +21,10 @@ int metrics_prometheus(engine_t *e, weft_buf_t *out);
 
 #define METRICS_EVENT_MAX 2048 /* bytes per /events event, blank line included */
 
-/* Appends one SSE event ("id: SEQ\nretry: 1000\ndata: {JSON}\n\n", at most 2 KiB) describing
- * `e` now. Returns 0 or -ENOMEM. Ownership: borrows. Thread safety: any thread. */
-int metrics_event(engine_t *e, uint64_t seq, weft_buf_t *out);
+/* Appends the payload of one SSE event (a JSON object on one line, at most 2 KiB once framed by
+ * tools/common/mhd-sse) describing `e` now. Returns 0 or -ENOMEM. Ownership: borrows. Thread
+ * safety: any thread. */
+int metrics_event(engine_t *e, weft_buf_t *out);
 
 /* The dashboard's files, built into the binary (cmake/embed.cmake): "/" (dashboard.html),
  * "/dashboard.js", "/uPlot.iife.min.js", "/uPlot.min.css" (third_party/uplot). Returns the bytes

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# bench-dist-cost: what one no-op task costs through Redis Streams (weft/broker.h), for comparing
+# builds on a shared machine where wall time is noise: CPU per task and Redis calls per task.
+#
+#   bench/bench-dist-cost.sh [N] [MODE...]   N tasks (default 20000); modes batched, round-trip
+#                                            (default both); BENCH_DIST=path/to/bench-dist
+#
+# Per mode one line: tasks/s; CPU per task of the clients (the submitter, the worker processes
+# and their process pools: getrusage of everything bench-dist waited for) and of Redis (INFO cpu);
+# Redis calls per task (INFO commandstats, the calls inside scripts included, and the bench's own
+# reset and waiting) and round trips to a script (EVALSHA) per task. Alternate two builds
+# (BENCH_DIST=a, then b, a, b) on one machine state and compare ranges.
+# Environment (set by bench/run.sh): WEFT_BUILD, WEFT_SRC.
+set -uo pipefail
+src=${WEFT_SRC:-$(cd "$(dirname "$0")/.." && pwd)}
+build=${WEFT_BUILD:-$src/build/release}
+bin=${BENCH_DIST:-$build/bench-dist}
+n=${1:-20000}
+shift || true
+modes=${*:-batched round-trip}
+dir=$(mktemp -d)
+trap 'bash "$src/scripts/services.sh" stop "$dir"; rm -rf "$dir"' EXIT
+url=$(bash "$src/scripts/services.sh" start redis "$dir") || exit 1
+port=${url##*:}
+rc() { redis-cli -p "$port" "$@"; }
+rcpu() { rc INFO cpu | awk -F: '/used_cpu_(sys|user):/ {s += $2} END {printf "%.6f", s}'; }
+for mode in $modes; do
+  rc FLUSHALL >/dev/null
+  rc CONFIG RESETSTAT >/dev/null
+  c0=$(rcpu)
+  out=$(WEFT_BENCH_ONLY=$mode WEFT_REDIS_URL=$url /usr/bin/time -f 'cpu %U %S' "$bin" "$n" 2>&1)
+  c1=$(rcpu)
+  stats=$(rc INFO commandstats)
+  rate=$(echo "$out" | sed -nE 's/.*s, ([0-9]+) tasks\/s.*/\1/p')
+  ccpu=$(echo "$out" | awk '/^cpu / {print $2 + $3}')
+  calls=$(echo "$stats" | awk -F'[:=,]' '/^cmdstat/ {s += $3} END {print s + 0}')
+  ev=$(echo "$stats" | awk -F'[:=,]' '/^cmdstat_evalsha:/ {print $3 + 0}')
+  awk -v m="$mode" -v n="$n" -v r="${rate:-0}" -v cc="${ccpu:-0}" -v c0="$c0" -v c1="$c1" \
+    -v calls="$calls" -v ev="${ev:-0}" -v load="$(cut -d' ' -f1 /proc/loadavg)" 'BEGIN {
+      printf "dist-cost %-10s %d tasks: %d tasks/s, CPU per task: clients %.1f us, Redis %.1f us; " \
+        "Redis calls per task %.2f, EVALSHA per task %.3f (load %s)\n",
+        m, n, r, cc * 1e6 / n, (c1 - c0) * 1e6 / n, calls / n, ev / n, load }'
+done
