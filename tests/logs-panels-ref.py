@@ -67,12 +67,14 @@ def site(ref):
 
 
 class Row:
-    __slots__ = ("hits", "bytes", "rt_sum", "rt_n", "rt_max")
+    __slots__ = ("hits", "bytes", "rt_sum", "rt_n", "rt_max", "vis")
 
     def __init__(self):
         self.hits = self.bytes = self.rt_sum = self.rt_n = self.rt_max = 0
+        self.vis = set()  # distinct visitors (client, date, user agent) of the row's lines
 
-    def add(self, nbytes, rt):
+    def add(self, nbytes, rt, visitor):
+        self.vis.add(visitor)
         self.hits += 1
         self.bytes += nbytes
         if rt is not None:
@@ -81,7 +83,7 @@ class Row:
             self.rt_max = max(self.rt_max, rt)
 
     def json(self):
-        d = {"hits": self.hits, "bytes": self.bytes}
+        d = {"hits": self.hits, "visitors": len(self.vis), "bytes": self.bytes}
         if self.rt_n:
             d.update(rt_avg=float(secs(self.rt_sum // self.rt_n)), rt_sum=float(secs(self.rt_sum)),
                      rt_max=float(secs(self.rt_max)))
@@ -106,6 +108,7 @@ def main():
     days, visitors, minutely = {}, set(), [0] * 1440
     urls, ips, refs, sites, vhosts = {}, {}, {}, {}, {}
     ua_lines = 0
+    spelling = {}
     with open(log, encoding="latin-1", newline="\n") as f:
         for line in f:
             line = line.rstrip("\n")
@@ -121,11 +124,14 @@ def main():
             nbytes = 0 if nbytes == "-" else int(nbytes)
             rt = rt_us(rt)
             c = client(ip)
+            if c.version == 6:  # printed as written: the least of its spellings
+                spelling[c] = min(spelling.get(c, ip), ip)
             day = days.setdefault(date, [0, set(), 0])
             day[0] += 1
             day[1].add((c, ua))
             day[2] += nbytes
-            visitors.add((c, date, ua))
+            v = (c, date, ua)
+            visitors.add(v)
             minutely[int(hh) * 60 + int(mm)] += 1
             words = req.split(" ")
             if len(words) >= 2:
@@ -133,13 +139,13 @@ def main():
                 proto = words[-1] if len(words) >= 3 else ""
                 path = target.split("?")[0]
                 if path:
-                    urls.setdefault((method, decode(path), proto), Row()).add(nbytes, rt)
-            ips.setdefault(c, Row()).add(nbytes, rt)
+                    urls.setdefault((method, decode(path), proto), Row()).add(nbytes, rt, v)
+            ips.setdefault(c, Row()).add(nbytes, rt, v)
             if ref not in ("", "-"):
-                refs.setdefault(ref, Row()).add(nbytes, rt)
-                sites.setdefault(site(ref), Row()).add(nbytes, rt)
+                refs.setdefault(ref, Row()).add(nbytes, rt, v)
+                sites.setdefault(site(ref), Row()).add(nbytes, rt, v)
             if vh:
-                vhosts.setdefault(vh, Row()).add(nbytes, rt)
+                vhosts.setdefault(vh, Row()).add(nbytes, rt, v)
             ua_lines += 1  # every line has the field; "" and "-" are "Unknown"
     want = {
         "visitors": len(visitors),
@@ -155,7 +161,7 @@ def main():
     }
     ip_rows = []  # hits descending, then IPv4 before IPv6, then by value
     for k in sorted(ips, key=lambda a: (-ips[a].hits, a.version, int(a))):
-        d = {"ip": str(k)}
+        d = {"ip": spelling.get(k, str(k))}
         d.update(ips[k].json())
         ip_rows.append(d)
     want["ips"] = ip_rows
@@ -180,10 +186,16 @@ def main():
             print("%s: hits add up to %d, %d lines have a user agent" %
                   (k, sum(r["hits"] for r in got[k]), ua_lines))
             return 1
-    crawl = sum(r["hits"] for r in got["crawlers"])
-    if crawl != sum(r["hits"] for r in got["browsers"] if r["name"] == "Crawlers"):
-        print("crawlers: %d hits, browsers' Crawlers row differs" % crawl)
-        return 1
+        # a visitor has one user agent, so one operating system and one browser
+        if sum(r["visitors"] for r in got[k]) != len(visitors):
+            print("%s: visitors add up to %d, %d visitors" %
+                  (k, sum(r["visitors"] for r in got[k]), len(visitors)))
+            return 1
+    for f in ("hits", "visitors"):
+        crawl = sum(r[f] for r in got["crawlers"])
+        if crawl != sum(r[f] for r in got["browsers"] if r["name"] == "Crawlers"):
+            print("crawlers: %d %s, browsers' Crawlers row differs" % (crawl, f))
+            return 1
     print("ok")
     return 0
 

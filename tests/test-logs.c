@@ -153,6 +153,7 @@ typedef struct ref_ip {
     int family;
     uint8_t addr[16];
     uint64_t count;
+    char text[64]; /* IPv6: as written (of one address's spellings, the least by strcmp) */
 } ref_ip_t;
 
 typedef struct ref {
@@ -241,6 +242,7 @@ static bool ref_parse(const char *line, int fmt, ref_ip_t *ip, int *hour, int *s
     } else if (inet_pton(AF_INET6, tok, ip->addr) == 1) {
         static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
         ip->family = 6;
+        snprintf(ip->text, sizeof ip->text, "%.45s", tok);
         if (memcmp(ip->addr, mapped, 12) == 0) {
             memmove(ip->addr, ip->addr + 12, 4);
             memset(ip->addr + 4, 0, 12);
@@ -359,6 +361,8 @@ static void ref_run(const char *file, int fmt, ref_t *r)
     for (size_t i = 0; i < r->nips; i++) {
         if (d && cmp_ref_ip_addr(&r->ips[d - 1], &r->ips[i]) == 0) {
             r->ips[d - 1].count++;
+            if (strcmp(r->ips[i].text, r->ips[d - 1].text) < 0)
+                memcpy(r->ips[d - 1].text, r->ips[i].text, sizeof r->ips[i].text);
         } else {
             r->ips[d] = r->ips[i];
             r->ips[d++].count = 1;
@@ -415,6 +419,7 @@ static char *ref_json_prefix(const ref_t *r)
     for (size_t i = 0; i < r->distinct && i < 10; i++) {
         char t[64];
         inet_ntop(r->ips[i].family == 4 ? AF_INET : AF_INET6, r->ips[i].addr, t, sizeof t);
+        if (r->ips[i].family == 6) snprintf(t, sizeof t, "%s", r->ips[i].text);
         weft_buf_printf(&b, "%s{\"ip\":\"%s\",\"count\":%llu}", i ? "," : "", t,
                         (unsigned long long)r->ips[i].count);
     }
@@ -1938,7 +1943,11 @@ static void panels_log(const char *path, bool host)
         "::ffff:10.0.0.1 - - [15/Jan/2025:00:00:00 +0000] \"GET /docs/a%20b.html?q=%20 HTTP/1.1\" "
         "200 12 \"http://ex.org\" \"Mozilla/5.0 (compatible; ExampleCrawler/1.0)\" 1.5\n"
         "10.0.0.2 - - [15/Jan/2025:00:00:00 +0000] \"GET /%61%2Fb%00 HTTP/1.0\" 404 - \"\" \"\" "
-        "-\n";
+        "-\n"
+        /* the first line's visitor again, the URL and the site spelled otherwise: one visitor
+         * of each row */
+        "10.0.0.1 - - [14/Jan/2025:23:59:59 +0000] \"GET /docs/%61%20b.html HTTP/1.1\" 200 10 "
+        "\"https://ex.org:8443/other\" \"Mozilla/5.0 (compatible; ExampleCrawler/1.0)\" 0.001\n";
     FILE *f = fopen(path, "wb");
     CHECK(f != NULL);
     int k = 0;
@@ -1973,9 +1982,9 @@ TEST_T(goaccess_panels_equal_an_independent_count_for_every_worker_count_and_mod
         char *one = run_panels(log, 1, WEFT_LOGS_THREADS, 0, fmt, NULL, &part);
         check_panels_ref(log, one, host);
         CHECK(strstr(one, "{\"method\":\"GET\",\"path\":\"/docs/a b.html\",\"protocol\":"
-                          "\"HTTP/1.1\",\"hits\":2,\"bytes\":22,\"rt_avg\":0.7505,\"rt_sum\":1.501,"
-                          "\"rt_max\":1.5}") != NULL);
-        CHECK(strstr(one, "{\"name\":\"ex.org:8443\",\"hits\":1") != NULL);
+                          "\"HTTP/1.1\",\"hits\":3,\"visitors\":2,\"bytes\":32,\"rt_avg\":0.500666,"
+                          "\"rt_sum\":1.502,\"rt_max\":1.5}") != NULL);
+        CHECK(strstr(one, "{\"name\":\"ex.org:8443\",\"hits\":2,\"visitors\":1,") != NULL);
         CHECK(strstr(one, "\"path\":\"/a/b%00\"") != NULL);
         CHECK(strstr(one, "{\"name\":\"Other crawlers\",\"hits\":") != NULL);
         CHECK((strstr(one, "\"vhosts\":") != NULL) == (host == 1));
@@ -2250,6 +2259,8 @@ TEST_T(filters_convert_time_zones_and_leave_out_crawlers_statics_and_dates, 60)
     CHECK_EQ(weft_logs_panels_parse("all", &off), 0);
     CHECK_EQ(off, 0u);
     CHECK_EQ(weft_logs_panels_parse("+urls", &off), 0);
+    CHECK_EQ(off, WEFT_LOGS_PANEL_IPS | WEFT_LOGS_PANEL_ROWVIS);
+    CHECK_EQ(weft_logs_panels_parse("+urls,+row-visitors", &off), 0);
     CHECK_EQ(off, WEFT_LOGS_PANEL_IPS);
     CHECK_EQ(weft_logs_panels_parse("daily,ips", &off), 0);
     CHECK_EQ(off, WEFT_LOGS_PANELS_ALL & ~(WEFT_LOGS_PANEL_DAILY | WEFT_LOGS_PANEL_IPS));
@@ -2273,10 +2284,39 @@ TEST_T(visitor_set_counts_exactly_across_flushes_and_merges, 60)
         CHECK_EQ(weft_logs_vset_view(&a.visitors, &v, &n), 0);
         if (k == 1) CHECK_EQ(n, distinct);
         for (size_t i = 1; i < n; i++) CHECK(v[i - 1].hash < v[i].hash);
-        for (size_t i = 0; i < n; i++) CHECK_EQ(v[i].date, v[i].hash % 3);
+        for (size_t i = 0; i < n; i++) CHECK_EQ(v[i].tag, v[i].hash % 3);
         free(v);
         if (k == 0) CHECK_EQ(weft_logs_ext_merge(&a, &b), 0);
     }
     weft_logs_ext_free(&a);
     weft_logs_ext_free(&b);
+}
+
+/* Per-row visitors: (visitor, key) pairs. One busy visitor's pairs share its hash (one bucket of
+ * the sort): they are ordered by key and deduplicated, across flushes and merges. */
+TEST_T(visitor_pairs_of_one_busy_visitor_sort_and_dedupe, 60)
+{
+    weft_logs_vset_t a = {0}, b = {0};
+    const uint64_t keys = 5000;
+    for (uint64_t r = 0; r < 3; r++)
+        for (uint64_t i = 0; i < keys; i++) {
+            uint64_t tag = mix64(i);
+            CHECK_EQ(weft_logs_vset_add(r == 1 ? &b : &a, 42, tag), 0);
+            CHECK_EQ(weft_logs_vset_add(&b, mix64(i + r * keys) | 1, 7), 0);
+        }
+    weft_logs_vis_t *v;
+    size_t n;
+    CHECK_EQ(weft_logs_vset_view(&a, &v, &n), 0);
+    CHECK_EQ(n, keys);
+    for (size_t i = 1; i < n; i++) CHECK(v[i - 1].tag < v[i].tag);
+    free(v);
+    CHECK_EQ(weft_logs_vset_view(&b, &v, &n), 0);
+    size_t ones = 0;
+    for (size_t i = 0; i < n; i++) ones += v[i].hash == 42;
+    CHECK_EQ(ones, keys);
+    for (size_t i = 1; i < n; i++)
+        CHECK(v[i - 1].hash < v[i].hash || (v[i - 1].hash == v[i].hash && v[i - 1].tag < v[i].tag));
+    free(v);
+    weft_logs_vset_free(&a);
+    weft_logs_vset_free(&b);
 }

@@ -138,6 +138,16 @@ $ weft logs --json -j 2 --exclude-ip 10.0.0.2,::ffff:10.0.0.9 --ignore-status 50
 ~ "lines":3,"parsed":1,"malformed":0
 ~ "excluded":2,
 
+# IPv6 clients are counted by value but printed as written in the log (grep finds them): of the
+# spellings of one address, the least in byte order, for any -j, mode and merge; --exclude-ip
+# matches by value.
+$ printf '%s\n' '2001:db8:0:0::1 - - [15/Jan/2025:10:30:45 +0800] "GET /a HTTP/1.1" 200 1 0.1' '2001:DB8::1 - - [15/Jan/2025:10:30:46 +0800] "GET /a HTTP/1.1" 200 1 0.1' '2001:0db8::0002 - - [15/Jan/2025:10:30:47 +0800] "GET /b HTTP/1.1" 200 1 0.1' > v6.log && weft logs --json -j1 v6.log > a.json && weft logs --json -j2 --mode processes --chunk-size 1 v6.log | cmp - a.json && tail -1 v6.log > b.log && head -2 v6.log | tac > c.log && weft logs --save-partial b.part b.log > /dev/null && weft logs --save-partial c.part c.log > /dev/null && weft logs merge --json c.part b.part | cmp - a.json && grep -o '"top_ips":[^]]*]' a.json && weft logs --json --exclude-ip 2001:db8::1 v6.log | grep -o '"top_ips":[^]]*]' && weft logs --json --panels ips v6.log | grep -o '"ips":.*' | grep -o '"ip":"[^"]*"'
+? 0
+> "top_ips":[{"ip":"2001:DB8::1","count":2},{"ip":"2001:0db8::0002","count":1}]
+> "top_ips":[{"ip":"2001:0db8::0002","count":1}]
+> "ip":"2001:DB8::1"
+> "ip":"2001:0db8::0002"
+
 $ weft logs --ignore-status 42 x.log
 ? 2
 ! bad --ignore-status '42'

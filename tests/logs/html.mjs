@@ -66,6 +66,18 @@ async function main() {
       if (!rows[i].includes(String(o.count))) fail(`${k} row ${i}: count ${o.count} missing`);
     });
   }
+  // The GoAccess panels: every row's hits and visitors (GoAccess's "Visitors" column).
+  for (const k of ["urls", "ips", "os", "browsers", "referring_sites", "referrers"]) {
+    if (!Array.isArray(json[k]) || !json[k].length) fail(`no rows in ${k}`);
+    const got = await page.evaluate((k) => {
+      const t = document.querySelector(`table[data-panel="${k}"]`);
+      const keys = [...t.querySelectorAll("thead th")].map((th) => th.dataset.key);
+      const hi = keys.indexOf("hits"), vi = keys.indexOf("visitors");
+      return [...t.querySelectorAll("tbody tr")].map((tr) =>
+        [Number(tr.children[hi].dataset.v), vi < 0 ? null : Number(tr.children[vi].dataset.v)]);
+    }, k);
+    eq(`hits and visitors of ${k}`, got, json[k].map((o) => [o.hits, o.visitors]));
+  }
   const hourly = await page.evaluate(() => [...document.querySelectorAll(
     'table[data-panel="hourly"] tbody tr')].map((tr) => Number(tr.children[1].dataset.v)));
   eq("hourly", hourly, json.hourly);

@@ -55,7 +55,8 @@ static void usage(FILE *f)
            "requests per minute of the day, operating systems, browsers and crawlers (from the\n"
            "user agent), referrers and referring sites, virtual hosts ($host), and with --panels\n"
            "the requested URLs (method, decoded path, protocol) and the visitor IPs, each with\n"
-           "hits, bytes and average/total/maximum response time.\n"
+           "hits, visitors, bytes and average/total/maximum response time. IPv6 clients are\n"
+           "counted by value and shown as written in the log (the least of their spellings).\n"
            "Regular files are split into chunks at line ends and read with pread (or --io\n"
            "mmap); '-' (or no FILE) reads standard input, FIFOs and <(...) are read as streams,\n"
            "and gzip, xz, bzip2 and zstd files (recognised by their first bytes) are decompressed\n"
@@ -88,8 +89,11 @@ static void usage(FILE *f)
         "  --anonymize-ip        count clients with IPv4's last octet and IPv6's last 80 bits\n"
         "                        zeroed (as GoAccess)\n"
         "  --panels LIST         default, all, none, or a comma-separated list of daily,\n"
-        "                        visitors, minutely, urls, ips, agents, referrers, vhosts\n"
-        "                        ('+urls,+ips' adds to the default: all but urls and ips)\n"
+        "                        visitors, minutely, urls, ips, agents, referrers, vhosts,\n"
+        "                        row-visitors (the visitors of each os, browser, referrer\n"
+        "                        and vhost row; urls and ips always count theirs)\n"
+        "                        ('+urls,+ips' adds to the default: all but urls, ips and\n"
+        "                        row-visitors)\n"
         "  --json                print one JSON object instead of the text report\n"
         "  --csv                 print CSV (panel,name,method,protocol,hits,visitors,bytes,\n"
         "                        rt_avg,rt_sum,rt_max; one row per item) instead\n"
@@ -727,7 +731,8 @@ static int cmd_logs(int argc, char **argv)
             if (weft_logs_panels_parse(v, &filter.no_panels) != 0)
                 code = weft_cli_usage_error(cmd,
                                             "bad --panels '%s' (all, none, or daily, visitors, "
-                                            "minutely, urls, ips, agents, referrers, vhosts)",
+                                            "minutely, urls, ips, agents, referrers, vhosts, "
+                                            "row-visitors)",
                                             v);
             ro.filter = &filter;
         } else if (strcmp(a, "--tz") == 0) {

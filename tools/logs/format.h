@@ -27,9 +27,12 @@
  * as "-", readers treat it as absent). The time fields are the local time as written in the log;
  * utc_off_min says how far east of UTC it is (0 when the format has no offset: UTC). */
 typedef struct weft_logs_rec {
-    int family;       /* 4 or 6 */
-    uint32_t ip4;     /* host byte order, when family == 4 */
-    uint8_t ip6[16];  /* network byte order, when family == 6 */
+    int family;           /* 4 or 6 */
+    uint32_t ip4;         /* host byte order, when family == 4 */
+    uint8_t ip6[16];      /* network byte order, when family == 6 */
+    const char *ip6_text; /* the address as written in the log, when family == 6 (else unset);
+                           * NULL when it no longer spells ip6 (--anonymize-ip) */
+    size_t ip6_text_len;
     int hour;         /* 0..23, as written in the log (the UTC offset is not applied) */
     int minute;       /* 0..59, as written */
     uint32_t date;    /* the date as written, packed: WEFT_LOGS_DATE(y, m, d) (sorts as dates) */

@@ -108,6 +108,8 @@ static const char *parse_ip6(const char *p, const char *end, weft_logs_rec_t *r)
                  (uint32_t)r->ip6[14] << 8 | r->ip6[15];
     } else {
         r->family = 6;
+        r->ip6_text = p;
+        r->ip6_text_len = n;
     }
     return p + n;
 }

@@ -2,6 +2,7 @@
  * give equal bytes, or in table order), and checking and merging one read back. Little-endian
  * varints behind a header with a CRC-32 of the payload; see weft_logs_part_serialize.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,8 +17,9 @@
 
 #define MAGIC "WEFTLOGP"
 #define VERSION                                                                                    \
-    3             /* 2 added the 404 and static paths after the paths, 3 the GoAccess panels       \
-                     (stats-panels.h) after them; 1 and 2 are still read */
+    4             /* 2 added the 404 and static paths after the paths, 3 the GoAccess panels       \
+                     (stats-panels.h) after them, 4 each text table's visitor pairs; 1 to 3 are    \
+                     still read */
 #define HEADER 28 /* magic 8, version 4, flags 4, payload length 8, crc 4 */
 #define FLAG_PATHS_OVERFLOW 1u
 #define FLAG_404_OVERFLOW 2u
@@ -110,7 +112,9 @@ static int cmp_day(const void *a, const void *b)
 }
 
 /* A text table: overflow flag, count, then each entry's hash, hits, bytes, response-time sum,
- * count and maximum, length and kept text (by hash when sorted). */
+ * count and maximum, length and kept text (by hash when sorted); then (version 4) whether its
+ * visitors are unknown, the number of its (visitor, entry hash) pairs and the pairs, 8 + 8
+ * bytes each, sorted in either case. */
 static int put_tk(weft_buf_t *out, const weft_logs_tk_t *t, bool sorted)
 {
     weft_logs_ek_t *e = malloc((t->used + 1) * sizeof *e);
@@ -128,6 +132,17 @@ static int put_tk(weft_buf_t *out, const weft_logs_tk_t *t, bool sorted)
                              e[i].len < WEFT_LOGS_TK_KEEP ? e[i].len : WEFT_LOGS_TK_KEEP);
     }
     free(e);
+    weft_logs_vis_t *v = NULL;
+    size_t nv = 0;
+    if (rc || weft_logs_vset_view(&t->vis, &v, &nv) != 0) return -ENOMEM;
+    rc = put_varint(out, t->novis) | put_varint(out, nv) | weft_buf_reserve(out, nv * 16);
+    for (size_t i = 0; i < nv && !rc; i++) {
+        uint8_t h[16];
+        tools_store_le64(h, v[i].hash);
+        tools_store_le64(h + 8, v[i].tag);
+        rc = weft_buf_append(out, h, 16);
+    }
+    free(v);
     return rc ? -ENOMEM : 0;
 }
 
@@ -153,7 +168,7 @@ static int put_ext(weft_buf_t *out, const weft_logs_ext_t *x, bool sorted)
     for (size_t i = 0; i < nv && !rc; i++) {
         uint8_t h[8];
         tools_store_le64(h, v[i].hash);
-        rc = weft_buf_append(out, h, 8) | put_varint(out, v[i].date);
+        rc = weft_buf_append(out, h, 8) | put_varint(out, v[i].tag);
     }
     free(d);
     free(v);
@@ -231,8 +246,11 @@ int weft_logs_part_serialize(const weft_logs_part_t *p, weft_buf_t *out, bool so
     for (size_t i = 0; i < p->ip6.used; i++) e6[n6++] = p->ip6.ents[i];
     if (sorted) qsort(e6, n6, sizeof *e6, cmp_e6);
     rc = put_varint(out, n6);
-    for (size_t i = 0; i < n6 && !rc; i++)
-        rc = weft_buf_append(out, e6[i].addr, 16) | put_varint(out, e6[i].count);
+    for (size_t i = 0; i < n6 && !rc; i++) { /* from version 4 with its spelling */
+        size_t tl = strlen(e6[i].text);
+        rc = weft_buf_append(out, e6[i].addr, 16) | put_varint(out, e6[i].count) |
+             put_varint(out, tl) | weft_buf_append(out, e6[i].text, tl);
+    }
     free(e6);
     if (!rc) rc = put_paths(out, &p->paths, sorted);
     if (!rc) rc = put_paths(out, &p->paths404, sorted);
@@ -355,7 +373,22 @@ static bool get_tk(rd_t *r, weft_logs_tk_t *t, uint64_t most, bool apply, int *o
             *oom = -ENOMEM;
     }
     if (!r->what && sum > most) return bad(r, "panel counts exceed lines");
-    if (apply && of) t->overflow = true;
+    if (apply && of) weft_logs_tk_overflow(t);
+    if (r->version < 4) { /* no pairs: this table's visitors cannot be counted */
+        if (apply && n) t->novis = true;
+        return !r->what;
+    }
+    uint64_t novis = get_varint(r), np = get_varint(r);
+    if (novis > 1 || np > sum || np > (uint64_t)(r->end - r->p) / 16)
+        return bad(r, "bad panel visitor count");
+    for (uint64_t i = 0; i < np && !r->what; i++) {
+        const uint8_t *h = get_bytes(r, 16);
+        if (!h || !tools_load_le64(h)) return bad(r, "bad panel visitor entry");
+        if (apply && !*oom &&
+            weft_logs_tk_add_pair(t, tools_load_le64(h), tools_load_le64(h + 8)) != 0)
+            *oom = -ENOMEM;
+    }
+    if (apply && novis) t->novis = true;
     return !r->what;
 }
 
@@ -489,10 +522,19 @@ static bool decode(weft_logs_part_t *dst, rd_t *r, uint32_t flags, bool apply, i
     if (n6 > parsed || n6 > (uint64_t)(r->end - r->p) / 17) return bad(r, "bad IPv6 count");
     for (uint64_t i = 0; i < n6 && !r->what; i++) {
         const uint8_t *a = get_bytes(r, 16);
-        uint64_t c = get_varint(r);
-        if (!a || !c) return bad(r, "bad IPv6 entry");
+        uint64_t c = get_varint(r), tl = r->version >= 4 ? get_varint(r) : 0;
+        if (!a || !c || tl >= WEFT_LOGS_IP6_TEXT) return bad(r, "bad IPv6 entry");
+        const char *text = tl ? (const char *)get_bytes(r, tl) : NULL;
+        char buf[WEFT_LOGS_IP6_TEXT];
+        uint8_t v6[16];
+        if (text) { /* a spelling of this address, or the partial is corrupt */
+            memcpy(buf, text, tl);
+            buf[tl] = '\0';
+            if (inet_pton(AF_INET6, buf, v6) != 1 || memcmp(v6, a, 16) != 0)
+                return bad(r, "bad IPv6 text");
+        }
         if (!add_ok(&ipsum, c)) return bad(r, "IPv6 counts overflow");
-        if (apply && weft_logs_t6_add(&dst->ip6, a, c) != 0) *oom = -ENOMEM;
+        if (apply && weft_logs_t6_add(&dst->ip6, a, text, tl, c) != 0) *oom = -ENOMEM;
     }
     if (!r->what && ipsum != parsed) return bad(r, "client counts do not add up");
 

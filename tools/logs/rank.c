@@ -25,11 +25,18 @@ static int cmp_ipcount(const void *a, const void *b)
 
 void weft_logs_ip_text(const weft_logs_ipcount_t *ip, char *buf, size_t len)
 {
+    if (ip->family == 6 && ip->text[0]) {
+        snprintf(buf, len, "%s", ip->text);
+        return;
+    }
     if (!inet_ntop(ip->family == 4 ? AF_INET : AF_INET6, ip->addr, buf, (socklen_t)len))
         snprintf(buf, len, "?");
 }
 
-/* A bounded heap of the best `cap` entries; the root is the worst kept. */
+/* A bounded heap of the best `cap` entries (at most TOPK_ITEM bytes each); the root is the worst
+ * kept. */
+#define TOPK_ITEM 128
+_Static_assert(sizeof(weft_logs_ipcount_t) <= TOPK_ITEM, "a top-list item fits the heap's swap");
 typedef struct {
     void *items;
     size_t n, cap, size;
@@ -39,7 +46,7 @@ typedef struct {
 static void topk_sift(topk_t *t, size_t i)
 {
     char *a = t->items;
-    char tmp[sizeof(weft_logs_ipcount_t) > 64 ? sizeof(weft_logs_ipcount_t) : 64];
+    char tmp[TOPK_ITEM];
     for (;;) {
         size_t l = 2 * i + 1, r = l + 1, w = i;
         if (l < t->n && t->cmp(a + l * t->size, a + w * t->size) > 0) w = l;
@@ -61,7 +68,7 @@ static void topk_push(topk_t *t, const void *item)
         while (i > 0) { /* sift up: the worse one goes to the root */
             size_t parent = (i - 1) / 2;
             if (t->cmp(a + i * t->size, a + parent * t->size) <= 0) break;
-            char tmp[64];
+            char tmp[TOPK_ITEM];
             memcpy(tmp, a + i * t->size, t->size);
             memcpy(a + i * t->size, a + parent * t->size, t->size);
             memcpy(a + parent * t->size, tmp, t->size);
@@ -78,6 +85,7 @@ typedef struct {
     uint32_t len;
     uint64_t count, hash;
 } pathc_t;
+_Static_assert(sizeof(pathc_t) <= TOPK_ITEM, "a top-list item fits the heap's swap");
 
 static int cmp_pathc(const void *x, const void *y)
 {
@@ -183,6 +191,7 @@ int weft_logs_report_build(const weft_logs_part_t *p, size_t top_n, size_t top_p
         const weft_logs_e6_t *e = &p->ip6.ents[i];
         weft_logs_ipcount_t ic = {.family = 6, .count = e->count};
         memcpy(ic.addr, e->addr, 16);
+        memcpy(ic.text, e->text, sizeof ic.text);
         topk_push(&t, &ic);
     }
     out->ntop = t.n;
@@ -201,8 +210,21 @@ int weft_logs_report_build(const weft_logs_part_t *p, size_t top_n, size_t top_p
     for (size_t i = 0; i < p->statics.used && !p->statics.overflow && !p->statics.recounted; i++)
         out->static_hits += tp_count(&p->statics, i);
     if (!rc) rc = weft_logs_ext_report_build(&p->ext, top_paths, &out->ext);
-    if (rc) return rc;
-    return 0;
+    /* The "ips" panel's IPv6 clients as written in the log, as in top_ips. */
+    for (size_t i = 0; !rc && i < out->ext.ips.n; i++) {
+        weft_logs_row_t *w = &out->ext.ips.rows[i];
+        const weft_logs_e6_t *e = w->addr[0] == 6 ? weft_logs_t6_find(&p->ip6, w->addr + 1) : NULL;
+        if (!e || !e->text[0]) continue;
+        char *name = malloc(strlen(e->text) + 1);
+        if (name) memcpy(name, e->text, strlen(e->text) + 1);
+        if (!name) {
+            rc = -ENOMEM;
+            break;
+        }
+        free(w->name);
+        w->name = name;
+    }
+    return rc;
 }
 
 void weft_logs_report_free(weft_logs_report_t *r)

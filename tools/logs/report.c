@@ -248,10 +248,15 @@ static void print_panels(FILE *f, const weft_logs_report_t *r)
         }
         fprintf(f, "\n%s: top %zu (of %s)\n", panels[k].title, p->n,
                 grouped(a, sizeof a, p->distinct));
+        fprintf(f, "  %3s  %12s  %6s  %10s  %10s\n", "#", "hits", "share", "visitors", "bytes");
         for (size_t i = 0; i < p->n; i++) {
             const weft_logs_row_t *w = &p->rows[i];
-            fprintf(f, "  %3zu  %12s  %5.2f%%  %10s  ", i + 1, grouped(a, sizeof a, w->hits),
-                    pct(w->hits, r->parsed), human_bytes(b, sizeof b, w->bytes));
+            char v[32];
+            fprintf(f, "  %3zu  %12s  %5.2f%%  %10s  %10s  ", i + 1, grouped(a, sizeof a, w->hits),
+                    pct(w->hits, r->parsed),
+                    w->visitors == WEFT_LOGS_VISITORS_UNKNOWN ? "-"
+                                                              : grouped(v, sizeof v, w->visitors),
+                    human_bytes(b, sizeof b, w->bytes));
             if (w->rt_n) {
                 char avg[24], mx[24];
                 weft_logs_secs(avg, sizeof avg, w->rt_sum / w->rt_n);
@@ -337,8 +342,11 @@ static int json_panels(weft_buf_t *b, const weft_logs_report_t *r)
                     rc |= weft_buf_printf(b, "\"%s\":", k == 1 ? "ip" : "name") |
                           json_str(b, w->name);
                 }
-                rc |= weft_buf_printf(b, ",\"hits\":%" PRIu64 ",\"bytes\":%" PRIu64, w->hits,
-                                      w->bytes);
+                rc |= weft_buf_printf(b, ",\"hits\":%" PRIu64 ",\"visitors\":", w->hits);
+                rc |= w->visitors == WEFT_LOGS_VISITORS_UNKNOWN
+                          ? weft_buf_printf(b, "null")
+                          : weft_buf_printf(b, "%" PRIu64, w->visitors);
+                rc |= weft_buf_printf(b, ",\"bytes\":%" PRIu64, w->bytes);
                 if (w->rt_n) {
                     char v[3][24];
                     weft_logs_secs(v[0], sizeof v[0], w->rt_sum / w->rt_n);
@@ -509,7 +517,8 @@ int weft_logs_write_csv(weft_buf_t *b, const weft_logs_report_t *r)
         const weft_logs_panel_t *p = panel_at(r, k);
         for (size_t i = 0; p->present && !p->overflow && i < p->n; i++) {
             const weft_logs_row_t *w = &p->rows[i];
-            rc |= csv_row(b, panels[k].key, w->name, w->method, w->protocol, w->hits, NULL,
+            rc |= csv_row(b, panels[k].key, w->name, w->method, w->protocol, w->hits,
+                          w->visitors == WEFT_LOGS_VISITORS_UNKNOWN ? NULL : &w->visitors,
                           &w->bytes, w);
         }
     }

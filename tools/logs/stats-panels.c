@@ -7,6 +7,25 @@
  * response-time sum, count and maximum. The report derives what needs no per-line work: the
  * operating systems, browsers and crawlers from the user agents' counts, the referring sites from
  * the referrers', the URL-decoded paths (rows whose decoded text is equal are added together).
+ *
+ * DESIGN: visitors per row (GoAccess's "Visitors" column). A row's visitors are the distinct
+ * (client, date, user agent) among its lines - GoAccess's definition, the global one here. They
+ * are not a sum: the same visitor on two lines of a row counts once, and once again in another
+ * row. So each text table keeps a set of (visitor hash, entry hash) pairs: the same building
+ * block as the global set (weft_logs_vset_t: a sorted array of unique 16-byte entries plus an
+ * append buffer bucket-sorted and merged in per 1 Mi entries; the global set is the case whose
+ * tag is the date), ordered by visitor, then entry, with a 4096-entry cache of recent pairs per
+ * table so that a visitor's repeated requests of one row skip the buffer. Sets are unions, so
+ * parts merge in any grouping to the same set, and partials carry them (version 4): any -j,
+ * chunking, mode or merge gives the same counts. The report reads a table's pairs once in order
+ * (a visitor's pairs are adjacent), maps each entry to the row it ended in (the rows merged after
+ * URL decoding, the site of a referrer, the OS or browser of a user agent) and counts each
+ * visitor once per row, so derived rows are exact too. Memory: 16 bytes per distinct pair, at
+ * most one per line; a table past its key limit drops its pairs with the panel (null, as before).
+ * Cost: a pair append per line missing the cache, a sort per 1 Mi pairs (docs/logs.md): urls and
+ * ips, already opt-in, always count them; agents, referrers and vhosts, in the default report,
+ * only with the row-visitors panel, and without it their rows say visitors unknown (null), as
+ * do the rows of a table merged from a version 3 partial (which has no pairs).
  */
 #include "logs/stats-panels.h"
 
@@ -25,11 +44,13 @@
 
 /* ---- text tables --------------------------------------------------------------------------- */
 
-static void tk_init(weft_logs_tk_t *t, uint32_t max)
+static int tk_init(weft_logs_tk_t *t, uint32_t max)
 {
     memset(t, 0, sizeof *t);
     weft_htab_init(&t->index);
     t->max = max;
+    t->seen = calloc(WEFT_LOGS_SEEN, sizeof *t->seen);
+    return t->seen ? 0 : -ENOMEM;
 }
 
 static void tk_free(weft_logs_tk_t *t)
@@ -37,7 +58,17 @@ static void tk_free(weft_logs_tk_t *t)
     weft_htab_free(&t->index);
     free(t->ents);
     free(t->arena);
+    free(t->seen);
+    weft_logs_vset_free(&t->vis);
     memset(t, 0, sizeof *t);
+}
+
+/* The table holds more keys than its limit: the panel is dropped, and its visitor pairs with it
+ * (they would grow without bound and never be shown). */
+void weft_logs_tk_overflow(weft_logs_tk_t *t)
+{
+    t->overflow = true;
+    weft_logs_vset_free(&t->vis);
 }
 
 static inline weft_logs_ek_t *tk_find(const weft_logs_tk_t *t, uint64_t h)
@@ -52,7 +83,7 @@ static weft_logs_ek_t *tk_new(weft_logs_tk_t *t, uint64_t h, const char *text, u
                               uint32_t len, int *rc)
 {
     if (t->used >= t->max) {
-        t->overflow = true;
+        weft_logs_tk_overflow(t);
         return NULL;
     }
     if (t->alen + keep > t->acap) {
@@ -128,6 +159,11 @@ static void ek_add(weft_logs_ek_t *e, const weft_logs_ek_t *s)
     if (s->rt_max > e->rt_max) e->rt_max = s->rt_max;
 }
 
+int weft_logs_tk_add_pair(weft_logs_tk_t *t, uint64_t vis, uint64_t h)
+{
+    return t->overflow ? 0 : weft_logs_vset_add(&t->vis, vis, h);
+}
+
 int weft_logs_tk_add(weft_logs_tk_t *t, uint64_t h, const char *text, uint32_t len,
                      const weft_logs_ek_t *src)
 {
@@ -142,9 +178,26 @@ int weft_logs_tk_add(weft_logs_tk_t *t, uint64_t h, const char *text, uint32_t l
 
 #define VSET_PEND (1u << 20) /* buffered entries: 16 MiB, sorted and merged in when full */
 
-/* Sorts `a` by hash into `out`: one pass into 2^16 buckets by the top 16 bits (the hashes are
- * uniform, so a bucket holds a few entries), then each bucket by insertion. `count` has 2^16 + 1
- * entries. */
+static inline bool vis_less(const weft_logs_vis_t *a, const weft_logs_vis_t *b)
+{
+    return a->hash < b->hash || (a->hash == b->hash && a->tag < b->tag);
+}
+
+static inline bool vis_eq(const weft_logs_vis_t *a, const weft_logs_vis_t *b)
+{
+    return a->hash == b->hash && a->tag == b->tag;
+}
+
+static int cmp_vis(const void *x, const void *y)
+{
+    const weft_logs_vis_t *a = x, *b = y;
+    return vis_less(a, b) ? -1 : vis_less(b, a);
+}
+
+/* Sorts `a` by (hash, tag) into `out`: one pass into 2^16 buckets by the top 16 bits (the hashes
+ * are uniform, so a bucket holds a few entries), then each bucket by insertion, or by qsort when
+ * it is large (the pairs of one busy visitor share its hash: a crawler's thousands of URLs).
+ * `count` has 2^16 + 1 entries. */
 static void bucket_sort(const weft_logs_vis_t *a, weft_logs_vis_t *out, size_t n, size_t *count)
 {
     memset(count, 0, (((size_t)1 << 16) + 1) * sizeof *count);
@@ -153,10 +206,14 @@ static void bucket_sort(const weft_logs_vis_t *a, weft_logs_vis_t *out, size_t n
     for (size_t i = 0; i < n; i++) out[count[a[i].hash >> 48]++] = a[i];
     /* count[k] is now the end of bucket k */
     for (size_t k = 0, start = 0; k < (size_t)1 << 16; start = count[k++]) {
+        if (count[k] - start > 32) {
+            qsort(out + start, count[k] - start, sizeof *out, cmp_vis);
+            continue;
+        }
         for (size_t i = start + 1; i < count[k]; i++) {
             weft_logs_vis_t v = out[i];
             size_t j = i;
-            while (j > start && out[j - 1].hash > v.hash) {
+            while (j > start && vis_less(&v, &out[j - 1])) {
                 out[j] = out[j - 1];
                 j--;
             }
@@ -165,12 +222,12 @@ static void bucket_sort(const weft_logs_vis_t *a, weft_logs_vis_t *out, size_t n
     }
 }
 
-/* Drops repeated hashes from a sorted array; returns the new length. */
+/* Drops repeated entries from a sorted array; returns the new length. */
 static size_t unique(weft_logs_vis_t *a, size_t n)
 {
     size_t k = 0;
     for (size_t i = 0; i < n; i++)
-        if (!k || a[k - 1].hash != a[i].hash) a[k++] = a[i];
+        if (!k || !vis_eq(&a[k - 1], &a[i])) a[k++] = a[i];
     return k;
 }
 
@@ -181,13 +238,13 @@ static int vset_merge_sorted(weft_logs_vset_t *s, const weft_logs_vis_t *b, size
     weft_logs_vis_t *a = realloc(s->sorted, (s->n + m) * sizeof *a);
     if (!a) return -ENOMEM;
     s->sorted = a;
-    /* backwards, into the end of the grown array, dropping the hashes in both */
+    /* backwards, into the end of the grown array, dropping the entries in both */
     size_t i = s->n, j = m, o = s->n + m;
     while (i || j) {
-        if (j && (!i || b[j - 1].hash > a[i - 1].hash)) {
+        if (j && (!i || vis_less(&a[i - 1], &b[j - 1]))) {
             a[--o] = b[--j];
         } else {
-            if (j && b[j - 1].hash == a[i - 1].hash) j--;
+            if (j && vis_eq(&b[j - 1], &a[i - 1])) j--;
             a[--o] = a[--i];
         }
     }
@@ -216,14 +273,21 @@ static int vset_flush(weft_logs_vset_t *s)
     return rc;
 }
 
-int weft_logs_vset_add(weft_logs_vset_t *s, uint64_t hash, uint64_t date)
+void weft_logs_vset_free(weft_logs_vset_t *s)
+{
+    free(s->sorted);
+    free(s->pend);
+    memset(s, 0, sizeof *s);
+}
+
+int weft_logs_vset_add(weft_logs_vset_t *s, uint64_t hash, uint64_t tag)
 {
     if (!s->pend) {
         s->pend = malloc(VSET_PEND * sizeof *s->pend);
         if (!s->pend) return -ENOMEM;
     }
     if (s->npend == VSET_PEND && vset_flush(s) != 0) return -ENOMEM;
-    s->pend[s->npend++] = (weft_logs_vis_t){hash, date};
+    s->pend[s->npend++] = (weft_logs_vis_t){hash, tag};
     return 0;
 }
 
@@ -257,11 +321,13 @@ int weft_logs_ext_init(weft_logs_ext_t *e)
     memset(e, 0, sizeof *e);
     e->seen = calloc(WEFT_LOGS_SEEN, sizeof *e->seen);
     if (!e->seen) return -ENOMEM;
-    tk_init(&e->urls, WEFT_LOGS_TK_MAX);
-    tk_init(&e->ips, WEFT_LOGS_TK_MAX_IPS);
-    tk_init(&e->agents, WEFT_LOGS_TK_MAX);
-    tk_init(&e->referrers, WEFT_LOGS_TK_MAX);
-    tk_init(&e->vhosts, WEFT_LOGS_TK_MAX);
+    int rc = tk_init(&e->urls, WEFT_LOGS_TK_MAX) | tk_init(&e->ips, WEFT_LOGS_TK_MAX_IPS) |
+             tk_init(&e->agents, WEFT_LOGS_TK_MAX) | tk_init(&e->referrers, WEFT_LOGS_TK_MAX) |
+             tk_init(&e->vhosts, WEFT_LOGS_TK_MAX);
+    if (rc) {
+        weft_logs_ext_free(e);
+        return -ENOMEM;
+    }
     return 0;
 }
 
@@ -269,8 +335,7 @@ void weft_logs_ext_free(weft_logs_ext_t *e)
 {
     free(e->days);
     free(e->seen);
-    free(e->visitors.sorted);
-    free(e->visitors.pend);
+    weft_logs_vset_free(&e->visitors);
     tk_free(&e->urls);
     tk_free(&e->ips);
     tk_free(&e->agents);
@@ -315,6 +380,30 @@ static inline uint64_t mix(uint64_t h, uint64_t x)
     return h ^ (h >> 29);
 }
 
+/* The panels whose rows always count their visitors, and those that do with row-visitors. */
+#define ROW_PANELS (WEFT_LOGS_PANEL_URLS | WEFT_LOGS_PANEL_IPS)
+#define ROW_PANELS_OPT (WEFT_LOGS_PANEL_AGENTS | WEFT_LOGS_PANEL_REFERRERS | WEFT_LOGS_PANEL_VHOSTS)
+
+/* Counts a line of entry `x` (of table `t`) and adds the pair (visitor `vis`, x's key) to the
+ * table's visitor pairs unless its cache knows the pair already; `vis` 0: the row's visitors are
+ * not counted (row-visitors is off), and the table says so. */
+static inline int tk_count(weft_logs_tk_t *t, weft_logs_ek_t *x, const weft_logs_rec_t *r,
+                           uint64_t vis)
+{
+    ek_count(x, r);
+    if (__builtin_expect(t->overflow, 0)) return 0;
+    if (!vis) {
+        t->novis = true;
+        return 0;
+    }
+    uint64_t p = nonzero(mix(vis, x->hash));
+    uint64_t *c = &t->seen[p & (WEFT_LOGS_SEEN - 1)];
+    if (*c == p) return 0;
+    if (weft_logs_vset_add(&t->vis, vis, x->hash) != 0) return -ENOMEM;
+    *c = p;
+    return 0;
+}
+
 static inline uint64_t text_hash(const char *s, size_t n)
 {
     return weft_hash(s, n);
@@ -340,13 +429,17 @@ void weft_logs_ext_prepare(const weft_logs_ext_t *e, const weft_logs_rec_t *r, u
                            weft_logs_exth_t *h)
 {
     h->agent = 0;
-    if (r->user_agent && (panels & (WEFT_LOGS_PANEL_VISITORS | WEFT_LOGS_PANEL_AGENTS)))
+    h->vis = 0;
+    unsigned rows =
+        panels & (ROW_PANELS | ((panels & WEFT_LOGS_PANEL_ROWVIS) ? ROW_PANELS_OPT : 0));
+    if (r->user_agent && (panels & (WEFT_LOGS_PANEL_VISITORS | WEFT_LOGS_PANEL_AGENTS | rows)))
         h->agent = text_hash(r->user_agent, r->user_agent_len);
     uint8_t ck[16];
     size_t cklen;
     h->client = client_key(r, ck, &cklen);
-    if (panels & WEFT_LOGS_PANEL_VISITORS) {
+    if ((panels & WEFT_LOGS_PANEL_VISITORS) || rows) {
         h->visitor = nonzero(mix(mix(h->client, r->date), h->agent));
+        h->vis = rows ? h->visitor : 0;
         if (e->seen[h->visitor & (WEFT_LOGS_SEEN - 1)] == h->visitor)
             h->visitor = 0; /* counted already */
     }
@@ -382,7 +475,7 @@ int weft_logs_ext_record_h(weft_logs_ext_t *e, const weft_logs_rec_t *r, unsigne
         }
     }
     if (panels & WEFT_LOGS_PANEL_MINUTELY) e->minutely[r->hour * 60 + r->minute]++;
-    uint64_t hu = hs->agent;
+    uint64_t hu = hs->agent, optvis = (panels & WEFT_LOGS_PANEL_ROWVIS) ? hs->vis : 0;
     if ((panels & WEFT_LOGS_PANEL_VISITORS) && hs->visitor &&
         e->seen[hs->visitor & (WEFT_LOGS_SEEN - 1)] != hs->visitor) {
         if (weft_logs_vset_add(&e->visitors, hs->visitor, r->date) != 0)
@@ -395,7 +488,7 @@ int weft_logs_ext_record_h(weft_logs_ext_t *e, const weft_logs_rec_t *r, unsigne
         const char *seg[3] = {r->method ? r->method : "", r->path, r->protocol ? r->protocol : ""};
         size_t len[3] = {r->method_len, r->path_len, r->protocol_len};
         weft_logs_ek_t *x = tk_entry(&e->urls, h, seg, len, 3, &rc);
-        if (x) ek_count(x, r);
+        if (x && tk_count(&e->urls, x, r, hs->vis) != 0) rc = -ENOMEM;
     }
     if (panels & WEFT_LOGS_PANEL_IPS) {
         uint8_t ck[16];
@@ -403,22 +496,22 @@ int weft_logs_ext_record_h(weft_logs_ext_t *e, const weft_logs_rec_t *r, unsigne
         client_key(r, ck, &cklen);
         const char *seg = (const char *)ck;
         weft_logs_ek_t *x = tk_entry(&e->ips, hs->client, &seg, &cklen, 1, &rc);
-        if (x) ek_count(x, r);
+        if (x && tk_count(&e->ips, x, r, hs->vis) != 0) rc = -ENOMEM;
     }
     if ((panels & WEFT_LOGS_PANEL_AGENTS) && r->user_agent) {
         weft_logs_ek_t *x = tk_entry(&e->agents, hu, &r->user_agent, &r->user_agent_len, 1, &rc);
-        if (x) ek_count(x, r);
+        if (x && tk_count(&e->agents, x, r, optvis) != 0) rc = -ENOMEM;
     }
     if ((panels & WEFT_LOGS_PANEL_REFERRERS) && r->referrer && r->referrer_len &&
         !(r->referrer_len == 1 && r->referrer[0] == '-')) {
         weft_logs_ek_t *x = tk_entry(&e->referrers, text_hash(r->referrer, r->referrer_len),
                                      &r->referrer, &r->referrer_len, 1, &rc);
-        if (x) ek_count(x, r);
+        if (x && tk_count(&e->referrers, x, r, optvis) != 0) rc = -ENOMEM;
     }
     if ((panels & WEFT_LOGS_PANEL_VHOSTS) && r->vhost && r->vhost_len) {
         weft_logs_ek_t *x = tk_entry(&e->vhosts, text_hash(r->vhost, r->vhost_len), &r->vhost,
                                      &r->vhost_len, 1, &rc);
-        if (x) ek_count(x, r);
+        if (x && tk_count(&e->vhosts, x, r, optvis) != 0) rc = -ENOMEM;
     }
     return rc;
 }
@@ -426,11 +519,18 @@ int weft_logs_ext_record_h(weft_logs_ext_t *e, const weft_logs_rec_t *r, unsigne
 static int tk_merge(weft_logs_tk_t *dst, const weft_logs_tk_t *src)
 {
     int rc = 0;
-    if (src->overflow) dst->overflow = true;
+    if (src->overflow) weft_logs_tk_overflow(dst);
+    dst->novis |= src->novis;
     for (size_t i = 0; i < src->used && !dst->overflow; i++) {
         const weft_logs_ek_t *s = &src->ents[i];
         if (weft_logs_tk_add(dst, s->hash, src->arena + s->off, s->len, s) != 0) rc = -ENOMEM;
     }
+    weft_logs_vis_t *v;
+    size_t nv;
+    if (dst->overflow || (!src->vis.n && !src->vis.npend)) return rc;
+    if (weft_logs_vset_view(&src->vis, &v, &nv) != 0) return -ENOMEM;
+    if (vset_merge_sorted(&dst->vis, v, nv) != 0) rc = -ENOMEM;
+    free(v);
     return rc;
 }
 
@@ -499,8 +599,10 @@ bool weft_logs_filter_apply(const weft_logs_filter_t *f, weft_logs_rec_t *r)
     if (f->anonymize) {
         if (r->family == 4)
             r->ip4 &= 0xFFFFFF00u;
-        else
+        else {
             memset(r->ip6 + 6, 0, 10);
+            r->ip6_text = NULL; /* printed from its value */
+        }
     }
     return true;
 }
@@ -571,7 +673,8 @@ int weft_logs_panels_parse(const char *list, unsigned *no_panels)
                  {"ips", WEFT_LOGS_PANEL_IPS},
                  {"agents", WEFT_LOGS_PANEL_AGENTS},
                  {"referrers", WEFT_LOGS_PANEL_REFERRERS},
-                 {"vhosts", WEFT_LOGS_PANEL_VHOSTS}};
+                 {"vhosts", WEFT_LOGS_PANEL_VHOSTS},
+                 {"row-visitors", WEFT_LOGS_PANEL_ROWVIS}};
     if (strcmp(list, "all") == 0) {
         *no_panels = 0;
         return 0;
@@ -668,10 +771,48 @@ static void row_free(weft_logs_row_t *r)
     free(r->protocol);
 }
 
-/* Adds together the rows with equal keys, then ranks them and keeps `top` of them. */
-static void finish(weft_logs_panel_t *p, weft_logs_row_t *rows, size_t n, size_t top)
+/* The visitors of each of the `k` merged rows: the table's pairs, sorted by visitor, then by
+ * key, are read in one pass; `gid` maps a table entry to its row (SIZE_MAX: none), and a row
+ * counts a visitor once however many of its entries the visitor has (a referring site, an
+ * operating system, a URL written with and without escapes). Returns 0 or -ENOMEM. */
+static int count_visitors(const weft_logs_tk_t *t, const size_t *gid, weft_logs_row_t *rows,
+                          size_t k)
+{
+    if (t->novis) {
+        for (size_t i = 0; i < k; i++) rows[i].visitors = WEFT_LOGS_VISITORS_UNKNOWN;
+        return 0;
+    }
+    weft_logs_vis_t *v;
+    size_t nv;
+    size_t *stamp = malloc((k + 1) * sizeof *stamp);
+    if (!stamp || weft_logs_vset_view(&t->vis, &v, &nv) != 0) {
+        free(stamp);
+        return -ENOMEM;
+    }
+    for (size_t i = 0; i < k; i++) stamp[i] = SIZE_MAX;
+    size_t run = 0;
+    for (size_t j = 0; j < nv; j++) {
+        if (j && v[j].hash != v[j - 1].hash) run++;
+        const weft_logs_ek_t *e = tk_find(t, v[j].tag);
+        size_t g = e ? gid[e - t->ents] : SIZE_MAX;
+        if (g == SIZE_MAX || stamp[g] == run) continue;
+        stamp[g] = run;
+        rows[g].visitors++;
+    }
+    free(v);
+    free(stamp);
+    return 0;
+}
+
+/* Adds together the rows with equal keys, counts their visitors from `t`'s pairs, then ranks
+ * them and keeps `top` of them. Returns 0 or -ENOMEM (the panel is made either way). */
+static int finish(weft_logs_panel_t *p, weft_logs_row_t *rows, size_t n, size_t top,
+                  const weft_logs_tk_t *t)
 {
     qsort(rows, n, sizeof *rows, cmp_key);
+    size_t *gid = malloc((t->used + 1) * sizeof *gid);
+    if (gid)
+        for (size_t i = 0; i < t->used; i++) gid[i] = SIZE_MAX;
     size_t k = 0;
     for (size_t i = 0; i < n; i++) {
         if (k && cmp_key(&rows[k - 1], &rows[i]) == 0) {
@@ -685,18 +826,28 @@ static void finish(weft_logs_panel_t *p, weft_logs_row_t *rows, size_t n, size_t
         } else {
             rows[k++] = rows[i];
         }
+        if (gid) gid[rows[i].src] = k - 1;
     }
+    int rc = gid ? count_visitors(t, gid, rows, k) : -ENOMEM;
+    free(gid);
     qsort(rows, k, sizeof *rows, cmp_rank);
     for (size_t i = top; i < k; i++) row_free(&rows[i]);
     p->distinct = k;
     p->n = k < top ? k : top;
     p->rows = rows;
+    return rc;
 }
 
-static weft_logs_row_t row_of(const weft_logs_ek_t *e, char *name)
+/* A row of entry `e` of table `t`. */
+static weft_logs_row_t row_of(const weft_logs_tk_t *t, const weft_logs_ek_t *e, char *name)
 {
-    return (weft_logs_row_t){name,      NULL,    NULL,      e->hits, e->bytes,
-                             e->rt_sum, e->rt_n, e->rt_max, {0}};
+    return (weft_logs_row_t){.name = name,
+                             .hits = e->hits,
+                             .bytes = e->bytes,
+                             .rt_sum = e->rt_sum,
+                             .rt_n = e->rt_n,
+                             .rt_max = e->rt_max,
+                             .src = (size_t)(e - t->ents)};
 }
 
 typedef enum { AS_TEXT, AS_URL, AS_IP, AS_SITE } kind_t;
@@ -730,7 +881,7 @@ static int panel_from(weft_logs_panel_t *p, const weft_logs_tk_t *t, kind_t kind
         const weft_logs_ek_t *e = &t->ents[i];
         const char *txt = t->arena + e->off;
         size_t keep = e->len < WEFT_LOGS_TK_KEEP ? e->len : WEFT_LOGS_TK_KEEP;
-        weft_logs_row_t r = row_of(e, NULL);
+        weft_logs_row_t r = row_of(t, e, NULL);
         if (kind == AS_IP) {
             char buf[64];
             inet_ntop(e->len == 4 ? AF_INET : AF_INET6, txt, buf, sizeof buf);
@@ -765,8 +916,8 @@ static int panel_from(weft_logs_panel_t *p, const weft_logs_tk_t *t, kind_t kind
             rows[n++] = r;
         }
     }
-    finish(p, rows, n, top);
-    return rc;
+    int frc = finish(p, rows, n, top, t);
+    return rc ? rc : frc;
 }
 
 static int cmp_day(const void *x, const void *y)
@@ -802,11 +953,11 @@ static int agents_build(weft_logs_ext_report_t *out, const weft_logs_tk_t *t, si
             if (!nm)
                 rc = -ENOMEM;
             else
-                rows[k][n[k]++] = row_of(e, nm);
+                rows[k][n[k]++] = row_of(t, e, nm);
         }
     }
     for (int k = 0; k < 3; k++) {
-        if (rows[k]) finish(ps[k], rows[k], n[k], top);
+        if (rows[k] && finish(ps[k], rows[k], n[k], top, t) != 0) rc = -ENOMEM;
     }
     return rc;
 }
@@ -831,7 +982,7 @@ int weft_logs_ext_report_build(const weft_logs_ext_t *e, size_t top_n, weft_logs
         if (weft_logs_vset_view(&e->visitors, &v, &nv) != 0) return -ENOMEM;
         out->visitors = nv;
         for (size_t i = 0; i < nv && out->ndays; i++) {
-            weft_logs_day_row_t key = {.date = (uint32_t)v[i].date};
+            weft_logs_day_row_t key = {.date = (uint32_t)v[i].tag};
             weft_logs_day_row_t *d =
                 bsearch(&key, out->days, out->ndays, sizeof *out->days, cmp_day);
             if (d) d->visitors++;

@@ -13,8 +13,10 @@
  * agent) - GoAccess's definition - with the date beside each. Operating systems, browsers and
  * crawlers are derived at report time from the per-user-agent counts (ua.h), and referring
  * sites from the per-referrer counts, so the hot path does one lookup per panel and no
- * classification. A text-keyed panel holds at most its table's limit of distinct keys; past it
- * the panel is dropped (null), never shown wrong.
+ * classification. Each text table also keeps the set of its distinct (visitor, key) pairs, from
+ * which the report counts every row's visitors exactly (stats-panels.c's DESIGN). A text-keyed
+ * panel holds at most its table's limit of distinct keys; past it the panel is dropped (null),
+ * never shown wrong.
  */
 #ifndef WEFT_TOOLS_LOGS_STATS_PANELS_H
 #define WEFT_TOOLS_LOGS_STATS_PANELS_H
@@ -35,17 +37,46 @@
 #define WEFT_LOGS_PANEL_AGENTS 32u    /* "os", "browsers", "crawlers" */
 #define WEFT_LOGS_PANEL_REFERRERS 64u /* "referrers", "referring_sites" */
 #define WEFT_LOGS_PANEL_VHOSTS 128u   /* "vhosts" */
-#define WEFT_LOGS_PANELS_ALL 255u
-/* The panels counted unless --panels says otherwise: all but "ips" and "urls", whose tables cost
- * most (measured in docs/logs.md; the seed's top paths stay in the default report). */
+/* "row-visitors": the visitors of each row of "agents", "referrers" and "vhosts" ("urls" and
+ * "ips" always count theirs) */
+#define WEFT_LOGS_PANEL_ROWVIS 256u
+#define WEFT_LOGS_PANELS_ALL 511u
+/* The panels counted unless --panels says otherwise: all but "ips", "urls" and "row-visitors",
+ * which cost most (measured in docs/logs.md; the seed's top paths stay in the default report). */
 #define WEFT_LOGS_PANELS_DEFAULT                                                                   \
-    (WEFT_LOGS_PANELS_ALL & ~(WEFT_LOGS_PANEL_IPS | WEFT_LOGS_PANEL_URLS))
+    (WEFT_LOGS_PANELS_ALL & ~(WEFT_LOGS_PANEL_IPS | WEFT_LOGS_PANEL_URLS | WEFT_LOGS_PANEL_ROWVIS))
 
 /* Parses a --panels list ("default", "all", "none", or names: daily, visitors, minutely, urls,
- * ips, agents, referrers, vhosts, comma-separated; "+NAME" adds a panel to the default set) into
- * the bits to turn off (weft_logs_filter_t.no_panels is relative to WEFT_LOGS_PANELS_ALL, so that
- * a zeroed filter counts all panels; the command sets the default). Returns 0 or -EINVAL. */
+ * ips, agents, referrers, vhosts, row-visitors, comma-separated; "+NAME" adds a panel to the
+ * default set) into the bits to turn off (weft_logs_filter_t.no_panels is relative to
+ * WEFT_LOGS_PANELS_ALL, so that a zeroed filter counts all panels; the command sets the default).
+ * Returns 0 or -EINVAL. */
 int weft_logs_panels_parse(const char *list, unsigned *no_panels);
+
+#define WEFT_LOGS_SEEN 4096
+
+/* Unique visitors: the 64-bit hash of (client, date, user agent) and a tag: for the global set
+ * the date (a function of the hash), for a text panel's set the hash of the row's key, so that
+ * the set holds each distinct (visitor, row) pair once. */
+typedef struct weft_logs_vis {
+    uint64_t hash, tag;
+} weft_logs_vis_t;
+
+/* A set of (visitor, tag) pairs kept as a sorted array of unique entries plus a buffer of new
+ * ones, sorted (radix) and merged in when full: appending is a sequential write per line where a
+ * hash table takes a cache miss (measured: docs/logs.md). Ordered by hash, then tag, so that a
+ * visitor's pairs are adjacent. */
+typedef struct weft_logs_vset {
+    weft_logs_vis_t *sorted; /* unique, ascending by hash */
+    size_t n;
+    weft_logs_vis_t *pend; /* appended, not yet merged */
+    size_t npend;
+} weft_logs_vset_t;
+
+int weft_logs_vset_add(weft_logs_vset_t *s, uint64_t hash, uint64_t tag);
+void weft_logs_vset_free(weft_logs_vset_t *s);
+/* The whole set as a new sorted array of unique entries (*out owned; free()). */
+int weft_logs_vset_view(const weft_logs_vset_t *s, weft_logs_vis_t **out, size_t *n);
 
 #define WEFT_LOGS_TK_MAX 65536       /* distinct keys of a text panel */
 #define WEFT_LOGS_TK_MAX_IPS 1048576 /* distinct clients of the "ips" panel */
@@ -65,33 +96,17 @@ typedef struct weft_logs_tk {
     size_t alen, acap;
     uint32_t max;
     bool overflow;
+    /* Per-row visitors: the distinct (visitor, entry hash) pairs, with a cache of WEFT_LOGS_SEEN
+     * pairs known to be in the set (as weft_logs_ext_t.seen). Freed when the table overflows. */
+    weft_logs_vset_t vis;
+    uint64_t *seen;
+    bool novis; /* counts arrived without their pairs (a version 3 partial): visitors unknown */
 } weft_logs_tk_t;
 
 typedef struct weft_logs_day {
     uint32_t date; /* WEFT_LOGS_DATE */
     uint64_t requests, bytes;
 } weft_logs_day_t;
-
-#define WEFT_LOGS_SEEN 4096
-
-/* Unique visitors: the 64-bit hash of (client, date, user agent) and the date. */
-typedef struct weft_logs_vis {
-    uint64_t hash, date;
-} weft_logs_vis_t;
-
-/* A set of visitors kept as a sorted array of unique entries plus a buffer of new ones, sorted
- * (radix) and merged in when full: appending is a sequential write per line where a hash table
- * takes a cache miss (measured: docs/logs.md). */
-typedef struct weft_logs_vset {
-    weft_logs_vis_t *sorted; /* unique, ascending by hash */
-    size_t n;
-    weft_logs_vis_t *pend; /* appended, not yet merged */
-    size_t npend;
-} weft_logs_vset_t;
-
-int weft_logs_vset_add(weft_logs_vset_t *s, uint64_t hash, uint64_t date);
-/* The whole set as a new sorted array of unique entries (*out owned; free()). */
-int weft_logs_vset_view(const weft_logs_vset_t *s, weft_logs_vis_t **out, size_t *n);
 
 typedef struct weft_logs_ext {
     unsigned panels; /* WEFT_LOGS_PANEL_* counted (the union over merged parts) */
@@ -114,6 +129,7 @@ void weft_logs_ext_free(weft_logs_ext_t *e);
  * tables do (stats.c). */
 typedef struct weft_logs_exth {
     uint64_t agent, visitor, url, client;
+    uint64_t vis; /* the visitor's hash for the per-row visitors (0: no text panel on) */
 } weft_logs_exth_t;
 
 void weft_logs_ext_prepare(const weft_logs_ext_t *e, const weft_logs_rec_t *r, unsigned panels,
@@ -132,6 +148,11 @@ int weft_logs_ext_merge(weft_logs_ext_t *dst, const weft_logs_ext_t *src);
  * length) when the key is new; past the table's limit it only sets overflow. */
 int weft_logs_tk_add(weft_logs_tk_t *t, uint64_t h, const char *text, uint32_t len,
                      const weft_logs_ek_t *src);
+/* Adds the pair (visitor hash `vis`, entry hash `h`) to the table's per-row visitors (nothing
+ * once it overflowed). Returns 0 or -ENOMEM. */
+int weft_logs_tk_add_pair(weft_logs_tk_t *t, uint64_t vis, uint64_t h);
+/* Marks the table as past its limit and drops its visitor pairs. */
+void weft_logs_tk_overflow(weft_logs_tk_t *t);
 int weft_logs_ext_add_day(weft_logs_ext_t *e, uint32_t date, uint64_t requests, uint64_t bytes);
 
 /* Filters (weft_logs_filter_t): applies --tz, then leaves out by --since/--until, status,
@@ -155,8 +176,13 @@ typedef struct weft_logs_row {
     char *method;   /* URLs only: owned, "" when absent */
     char *protocol; /* URLs only: owned, "" when absent */
     uint64_t hits, bytes, rt_sum, rt_n, rt_max;
-    uint8_t addr[17]; /* IPs only: the family (4 or 6), then the address in network order */
+    uint64_t visitors; /* distinct (client, date, user agent) of the row's lines;
+                        * WEFT_LOGS_VISITORS_UNKNOWN when merged from a partial without them */
+    size_t src;        /* private: the table entry the row was made from */
+    uint8_t addr[17];  /* IPs only: the family (4 or 6), then the address in network order */
 } weft_logs_row_t;
+
+#define WEFT_LOGS_VISITORS_UNKNOWN UINT64_MAX
 
 typedef struct weft_logs_panel {
     bool present;  /* counted (the panel was on and the format has its field) */

@@ -109,7 +109,7 @@ record(weft_logs_part_t *p, const weft_logs_rec_t *r, const hashes_t *hs)
             t->slots[i].count++;
         else
             t4_count_slow(p, t, r->ip4, hs->h4, i);
-    } else if (weft_logs_t6_add_h(&p->ip6, r->ip6, hs->h4, 1) != 0) {
+    } else if (weft_logs_t6_add_h(&p->ip6, r->ip6, r->ip6_text, r->ip6_text_len, hs->h4, 1) != 0) {
         p->oom = -ENOMEM;
     }
     bool is_static = false; /* decided once per distinct path: a flag in its count */
@@ -340,7 +340,8 @@ int weft_logs_part_merge_rest(weft_logs_part_t *dst, weft_logs_part_t *const *sr
         for (int c = 0; c < WEFT_LOGS_STATUS_MAX; c++) dst->status[c] += p->status[c];
         weft_hist_merge(&dst->rt, &p->rt);
         for (size_t i = 0; i < p->ip6.used; i++)
-            if (weft_logs_t6_add(&dst->ip6, p->ip6.ents[i].addr, p->ip6.ents[i].count) != 0)
+            if (weft_logs_t6_add(&dst->ip6, p->ip6.ents[i].addr, p->ip6.ents[i].text,
+                                 strlen(p->ip6.ents[i].text), p->ip6.ents[i].count) != 0)
                 rc = -ENOMEM;
         if (tp_merge(&dst->paths, &p->paths) != 0 || tp_merge(&dst->paths404, &p->paths404) != 0 ||
             tp_merge(&dst->statics, &p->statics) != 0 ||

@@ -55,9 +55,15 @@ typedef struct weft_logs_t4 {
     uint64_t probes; /* slots examined by weft_logs_t4_slot (inserts and merges), for tests */
 } weft_logs_t4_t;
 
+#define WEFT_LOGS_IP6_TEXT 46 /* the longest IPv6 text (45 bytes) and a NUL */
+
 typedef struct weft_logs_e6 {
     uint8_t addr[16];
     uint64_t count; /* 0: empty */
+    /* The address as written in the log (NUL-terminated; "" when unknown): of the spellings
+     * seen, the least in byte order, so that any -j, chunking or merge order keeps the same
+     * one; the report prints it, so that grep finds the client in the log. */
+    char text[WEFT_LOGS_IP6_TEXT];
 } weft_logs_e6_t;
 
 /* IPv6 clients: entries in first-seen order, found through a weft_htab (hash6 -> index). */
@@ -178,6 +184,7 @@ typedef struct weft_logs_ipcount {
     int family;       /* 4 or 6 */
     uint8_t addr[16]; /* network byte order; IPv4 in the first 4 bytes */
     uint64_t count;
+    char text[WEFT_LOGS_IP6_TEXT]; /* IPv6: as written in the log (weft_logs_e6_t), or "" */
 } weft_logs_ipcount_t;
 
 typedef struct weft_logs_pathcount {
@@ -229,7 +236,8 @@ uint64_t weft_logs_round_quantile(uint64_t us);
 /* Orders two IP counts as the report does: negative if `a` ranks first. */
 int weft_logs_ipcount_cmp(const weft_logs_ipcount_t *a, const weft_logs_ipcount_t *b);
 
-/* Formats an address as text (inet_ntop). `buf` holds at least 46 bytes. */
+/* Formats an address as text: an IPv6 one as written in the log when known, else inet_ntop.
+ * `buf` holds at least 46 bytes. */
 void weft_logs_ip_text(const weft_logs_ipcount_t *ip, char *buf, size_t len);
 
 #endif

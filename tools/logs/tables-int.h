@@ -168,9 +168,15 @@ void weft_logs_spill_add(weft_logs_t4_t *t, uint32_t key, uint64_t carry, int *o
 /* IPv6. Return 0 or -ENOMEM. */
 int weft_logs_t6_init(weft_logs_t6_t *t, size_t cap);
 void weft_logs_t6_free(weft_logs_t6_t *t);
-int weft_logs_t6_add(weft_logs_t6_t *t, const uint8_t *addr, uint64_t n);
+/* Adds `n` to `addr`; `text` (`tlen` bytes, at most 45; NULL or "": unknown) is a spelling of
+ * the address, kept when it is the least seen (weft_logs_e6_t). */
+int weft_logs_t6_add(weft_logs_t6_t *t, const uint8_t *addr, const char *text, size_t tlen,
+                     uint64_t n);
 /* The same, with `h` = nonzero(hash6(addr)) computed (and prefetched) ahead. */
-int weft_logs_t6_add_h(weft_logs_t6_t *t, const uint8_t *addr, uint64_t h, uint64_t n);
+int weft_logs_t6_add_h(weft_logs_t6_t *t, const uint8_t *addr, const char *text, size_t tlen,
+                       uint64_t h, uint64_t n);
+/* The entry of `addr`, or NULL. */
+const weft_logs_e6_t *weft_logs_t6_find(const weft_logs_t6_t *t, const uint8_t *addr);
 
 /* Paths. Return 0 or -ENOMEM. */
 int weft_logs_tp_init(weft_logs_tp_t *t);

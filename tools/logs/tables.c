@@ -198,12 +198,27 @@ static inline bool e6_eq(uint64_t val, const void *key, const void *ctx)
     return memcmp(((const weft_logs_e6_t *)ctx)[val].addr, key, 16) == 0;
 }
 
+/* Keeps `text` as e's spelling when it is less (in byte order) than the one kept, or none is. */
+static inline void e6_spell(weft_logs_e6_t *e, const char *text, size_t tlen)
+{
+    if (!text || !tlen || tlen >= WEFT_LOGS_IP6_TEXT) return;
+    size_t el = strlen(e->text);
+    if (el) {
+        int c = memcmp(text, e->text, tlen < el ? tlen : el);
+        if (c > 0 || (c == 0 && tlen >= el)) return;
+    }
+    memcpy(e->text, text, tlen);
+    e->text[tlen] = '\0';
+}
+
 /* Adds `n` to `addr`, whose nonzero(hash6()) is `h`. */
-int weft_logs_t6_add_h(weft_logs_t6_t *t, const uint8_t *addr, uint64_t h, uint64_t n)
+int weft_logs_t6_add_h(weft_logs_t6_t *t, const uint8_t *addr, const char *text, size_t tlen,
+                       uint64_t h, uint64_t n)
 {
     uint64_t *v = weft_htab_find(&t->index, h, e6_eq, addr, t->ents);
     if (v) {
         t->ents[*v].count += n;
+        e6_spell(&t->ents[*v], text, tlen);
         return 0;
     }
     if (t->used == t->cap) {
@@ -220,12 +235,21 @@ int weft_logs_t6_add_h(weft_logs_t6_t *t, const uint8_t *addr, uint64_t h, uint6
     weft_logs_e6_t *e = &t->ents[t->used++];
     memcpy(e->addr, addr, 16);
     e->count = n;
+    e->text[0] = '\0';
+    e6_spell(e, text, tlen);
     return 0;
 }
 
-int weft_logs_t6_add(weft_logs_t6_t *t, const uint8_t *addr, uint64_t n)
+int weft_logs_t6_add(weft_logs_t6_t *t, const uint8_t *addr, const char *text, size_t tlen,
+                     uint64_t n)
 {
-    return weft_logs_t6_add_h(t, addr, nonzero(hash6(addr)), n);
+    return weft_logs_t6_add_h(t, addr, text, tlen, nonzero(hash6(addr)), n);
+}
+
+const weft_logs_e6_t *weft_logs_t6_find(const weft_logs_t6_t *t, const uint8_t *addr)
+{
+    uint64_t *v = weft_htab_find(&t->index, nonzero(hash6(addr)), e6_eq, addr, t->ents);
+    return v ? &t->ents[*v] : NULL;
 }
 
 /* ---- path table ---------------------------------------------------------------------------- */
