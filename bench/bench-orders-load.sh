@@ -148,7 +148,7 @@ r = json.load(open(sys.argv[1]))
 k = r["knee_step"]  # 1-based; 0: every step held
 st = r["steps"] if k == 0 else r["steps"][:k - 1]
 best = max(s["achieved"] for s in r["steps"])
-print("%.0f %.0f %.0f" % ((st[-1]["rate"], st[-1]["achieved"]) if st else (0, 0)) + (best,))
+print("%.0f %.0f %.0f" % (((st[-1]["rate"], st[-1]["achieved"]) if st else (0, 0)) + (best,)))
 PY
 }
 summary() { # label json: one line, acknowledgement and completion
