@@ -29,9 +29,14 @@ out=${ORDERS_OUT:-$src/bench-out/orders-load}
 mkdir -p "$out"
 dir=$(mktemp -d /tmp/weft-bench-load.XXXXXX)
 engine_pid= mock_pid= worker_pid=
-stop_engine() {
+stop_engine() { # SIGTERM, then SIGKILL after 10 s (the Python peer drains its backlog first)
+  local p
   for p in $engine_pid $worker_pid $mock_pid; do kill "$p" 2>/dev/null || true; done
-  for p in $engine_pid $worker_pid $mock_pid; do wait "$p" 2>/dev/null || true; done
+  for p in $engine_pid $worker_pid $mock_pid; do
+    for _ in $(seq 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$p" 2>/dev/null || true
+    wait "$p" 2>/dev/null || true
+  done
   engine_pid= worker_pid= mock_pid=
 }
 cleanup() {
