@@ -77,6 +77,23 @@ rc=0; wait "$pid" || rc=$?
 [ "$(tail -1 "$dir/out")" = "$want" ] || fail "the final report differs from --json"
 wait "$cpid" || true
 
+# Before the first report is published (a FIFO nobody writes to yet: the follower waits in its
+# open), GET / embeds an empty object, valid JSON; it embedded two bytes of an empty buffer's
+# storage and the page failed to parse them and never went live (logs-serve, a CI failure).
+mkfifo "$dir/fifo"
+"$weft" logs --follow "$dir/fifo" --serve 127.0.0.1:0 >"$dir/out5" 2>"$dir/err5" &
+fpid=$!; pids+=("$fpid")
+until_ok grep -q serving "$dir/err5"
+curl -s --max-time 10 "$(served "$dir/err5")" >"$dir/page5.html" || fail "GET / before a report"
+python3 - "$dir/page5.html" <<'PY' || fail "GET / before the first report: the embedded report is not JSON"
+import json, re, sys
+page = open(sys.argv[1], "rb").read()
+m = re.search(rb'<script[^>]*id="weft-report"[^>]*>(.*?)</script>', page, re.S)
+assert m, "no embedded report"
+json.loads(m.group(1).decode("utf-8"))
+PY
+kill -9 "$fpid"; wait "$fpid" 2>/dev/null || true
+
 # Bad --serve values and --serve without --follow: usage errors (2), one line naming the value.
 for bad in 99999 127.0.0.1:65536 127.0.0.1:x 300.1.1.1:80 example.com:80 ""; do
   rc=0

@@ -144,8 +144,8 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const cha
     pthread_mutex_unlock(&s->mu);
     weft_logs_meta_t m = {.inputs = s->inputs, .formats = s->formats};
     if (!rc)
-        rc = weft_logs_write_html_json(&b, j.data ? j.data : "{}", j.len ? j.len : 2, &m, 0,
-                                       "/events");
+        rc = weft_logs_write_html_json(&b, j.len ? j.data : "{}", j.len ? j.len : 2, &m, 0,
+                                       "/events"); /* "{}": nothing published yet */
     weft_buf_free(&j);
     if (rc) {
         weft_buf_free(&b);
