@@ -111,6 +111,7 @@ static void redis_start(redis_t *r)
     r->watchdog = fork();
     CHECK(r->watchdog >= 0);
     if (r->watchdog == 0) {
+        setpgid(0, 0); /* outlives the harness's kill of a timed-out test's process group */
         close(p[1]);
         char c;
         while (read(p[0], &c, 1) > 0) {
@@ -901,6 +902,33 @@ TEST_T(idle_worker_blocks_without_reconnecting, 60)
     CHECK_EQ(redis_info(&r, "commandstats", "cmdstat_script|load", "calls="), loads);
     CHECK_EQ(redis_info(&r, "commandstats", "cmdstat_xreadgroup", "failed_calls="), 0);
     worker_stop(w);
+    weft_broker_destroy(b);
+    redis_stop(&r);
+}
+
+/* A task an older weft submitted has no `hd` flag (the "has dependents" flag added later): a new
+ * worker that completes it must still read its dependents list and release them. It read the
+ * list only when the flag was set, so the dependent waited forever (the test's timeout). */
+TEST_T(dependents_of_a_task_without_the_hd_flag_are_released, 60)
+{
+    redis_t r;
+    redis_start(&r);
+    weft_broker_t *b;
+    connect_fresh(&r, &b, NULL);
+    weft_broker_task_t t[] = {
+        {.id = "old", .cmd = "true"},
+        {.id = "dep", .cmd = "true", .deps = (const char *[]){"old"}, .ndeps = 1},
+    };
+    CHECK_EQ(weft_broker_submit(b, t, 2), 0);
+    check_state(b, "dep", WEFT_BROKER_WAITING);
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "redis-cli -p %s HDEL weft:weft:t:old hd >/dev/null",
+             strrchr(r.url, ':') + 1);
+    CHECK_EQ(system(cmd), 0); /* as an older weft wrote it */
+    pid_t w = worker_start(&r, "w1", NULL, NULL);
+    CHECK_EQ(weft_broker_wait(b, 2, -1), 0);
+    worker_stop(w);
+    check_state(b, "dep", WEFT_BROKER_DONE);
     weft_broker_destroy(b);
     redis_stop(&r);
 }

@@ -101,7 +101,7 @@ static const char lua_submit[] = LUA_COMMON
     "    if rem == 0 and not skip then st = 'queued' end\n"
     "    redis.call('HSET', k, 'fn', ARGV[i + 1], 'cmd', ARGV[i + 2], 'arg', ARGV[i + 3],\n"
     "      'band', band, 'att', ARGV[i + 5], 'bo', ARGV[i + 6], 'to', ARGV[i + 7], 'rem', rem,\n"
-    "      'del', '0', 'tries', '0', 'st', st, 'status', '-115', 'wk', '', 'cx', '0',\n"
+    "      'del', '0', 'tries', '0', 'st', st, 'status', '-115', 'wk', '', 'cx', '0', 'hd', '0',\n"
     "      'deps', table.concat(ARGV, ' ', i + 9, i + 8 + nd))\n"
     "    new = new + 1\n"
     "    if skip then finish(id, 'skipped', -4101, '')\n"
@@ -181,7 +181,8 @@ static const char lua_fetch[] = LUA_COMMON LUA_CLAIM
 /* ARGV: P TTL worker group (band entry id status val err delay)... -> recorded count.
  * delay < 0: do not retry; else retry after delay ms if attempts remain. A success costs one
  * HMGET, one HSET, the event and the EXPIRE; its dependents list is read only if the task has one
- * (flag `hd`, set by whoever appends to P:d:<id>); the entries are acknowledged with one XACK per
+ * (flag `hd`: '0' at submit, '1' from whoever appends to P:d:<id>; a task an older weft submitted
+ * has no flag and its list is read); the entries are acknowledged with one XACK per
  * band and the finished counter moves once. Numbers that Redis would format (Lua numbers are
  * doubles, printed with "%.14g") are passed as strings where the script has them. */
 static const char lua_complete[] = LUA_COMMON
@@ -206,7 +207,7 @@ static const char lua_complete[] = LUA_COMMON
     "      ev(id, 'done', wk, '0', ts)\n"
     "      if TTL > 0 then redis.call('EXPIRE', k, TTLS) end\n"
     "      local dk = P..':d:'..id\n"
-    "      local ds = f[6] and redis.call('LRANGE', dk, 0, -1) or {}\n"
+    "      local ds = f[6] ~= '0' and redis.call('LRANGE', dk, 0, -1) or {}\n"
     "      if #ds > 0 then\n"
     "        if TTL > 0 then redis.call('EXPIRE', dk, TTLS) end\n"
     "        for _, d in ipairs(ds) do\n"
