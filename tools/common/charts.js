@@ -1,7 +1,7 @@
 // The charts of weft's static HTML reports (`weft crawl --report`, `weft orders load --html`),
 // drawn with the vendored uPlot. tools/common/html.c writes each chart as a <figure
 // class="weft-chart"> holding its description as JSON (<script type="application/json">):
-//   {title, xlabel, ylabel, logx, xmax, ymax, categories, series: [{label, color, x, y}]}
+//   {title, xlabel, ylabel, logx, xmax, ymax, categories, series: [{label, color, x, y, dashed}]}
 // With categories it is a bar chart (series i's y[k] is its bar in category k, null for none);
 // otherwise lines, each series with its own x (joined on one x axis, gaps spanned). Text is
 // inserted by uPlot as text, never as HTML. The legend sits below the plot. window.__charts
@@ -12,6 +12,7 @@
   const drawn = (window.__charts = []);
   const fmt = (v) => v === null || v === undefined ? "-" :
     Math.abs(v) >= 100 ? v.toFixed(0) : Math.abs(v) >= 1 ? v.toFixed(2) : v.toPrecision(3);
+  const tick = (v) => v === null ? "" : String(+v.toPrecision(4)); // null: an unlabelled tick
   const width = (fig) => Math.max(320, Math.min(900, fig.clientWidth || 640));
   // Series with their own x, joined: one sorted x array, each series null where it has no point
   // (at an x it has twice, its last point: a CDF's share answered within x).
@@ -39,13 +40,14 @@
       axes: [
         bars ? { label: c.xlabel, splits: () => data[0],
                  values: (_, v) => v.map((i) => c.categories[i] ?? "") }
-             : { label: c.xlabel, values: (_, v) => v.map(fmt) },
-        { label: c.ylabel, size: 60, values: (_, v) => v.map(fmt) },
+             : { label: c.xlabel, values: (_, v) => v.map(tick) },
+        { label: c.ylabel, size: 60, values: (_, v) => v.map(tick) },
       ],
       series: [
         { label: c.xlabel, value: (_, v) => bars ? (c.categories[v] ?? "") : fmt(v) },
         ...c.series.map((s) => ({
-          label: s.label, stroke: s.color, width: 2, spanGaps: true,
+          label: s.label, stroke: s.color, width: s.dashed ? 1.5 : 2, spanGaps: true,
+          dash: s.dashed ? [6, 6] : undefined,
           value: (_, v) => fmt(v),
           ...(bars ? { fill: s.color + "cc", paths: barPaths, points: { show: false } } : {}),
         })),

@@ -29,6 +29,7 @@ typedef struct tools_html_series {
     const char *color; /* CSS colour, e.g. "#0275d8" */
     const double *x, *y;
     size_t n;
+    bool dashed; /* thin and dashed: a reference line, visible over a series it coincides with */
 } tools_html_series_t;
 
 typedef struct tools_html_chart {

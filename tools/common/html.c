@@ -89,7 +89,7 @@ static int chart_json(weft_buf_t *j, const tools_html_chart_t *c)
         rc |= se->x ? json_nums(j, se->x, se->n) : weft_buf_printf(j, "null");
         rc |= weft_buf_printf(j, ",\"y\":");
         rc |= json_nums(j, se->y, se->n);
-        rc |= weft_buf_append(j, "}", 1);
+        rc |= weft_buf_printf(j, ",\"dashed\":%s}", se->dashed ? "true" : "false");
     }
     rc |= weft_buf_printf(j, "]}");
     return rc ? -ENOMEM : 0;

@@ -45,7 +45,8 @@ static int bar_chart(weft_buf_t *b, const crawl_stats_t *st, size_t n)
         cats[i] = crawl_mode_name(st[i].mode);
         snprintf(labels[i], sizeof labels[i], "%s (%.2f s)", cats[i], st[i].wall_s);
         for (size_t k = 0; k < n; k++) ys[i][k] = k == i ? st[i].wall_s : NAN;
-        ser[i] = (tools_html_series_t){labels[i], colors[st[i].mode], NULL, ys[i], n};
+        ser[i] = (tools_html_series_t){
+            .label = labels[i], .color = colors[st[i].mode], .y = ys[i], .n = n};
     }
     tools_html_chart_t c = {.title = "total time per mode",
                             .xlabel = "mode",
@@ -74,8 +75,11 @@ static int cdf_chart(weft_buf_t *b, const crawl_stats_t *st, size_t n)
         if (!st[i].latency_us.count) continue;
         for (size_t k = 0; k < NQS; k++)
             xs[ns][k] = (double)weft_hist_quantile(&st[i].latency_us, qs[k]) / 1000.0;
-        ser[ns] =
-            (tools_html_series_t){crawl_mode_name(st[i].mode), colors[st[i].mode], xs[ns], ys, NQS};
+        ser[ns] = (tools_html_series_t){.label = crawl_mode_name(st[i].mode),
+                                        .color = colors[st[i].mode],
+                                        .x = xs[ns],
+                                        .y = ys,
+                                        .n = NQS};
         ns++;
     }
     tools_html_chart_t c = {.title = "latency distribution",
