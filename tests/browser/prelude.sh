@@ -1,5 +1,5 @@
-# Sourced by the browser tests (tests/orders/dashboard.sh, tests/logs/html.sh and serve.sh,
-# tests/crawl/report.sh): finds weft, Debian's chromium and playwright-core
+# Sourced by the browser tests (tests/orders/dashboard.sh and load-report.sh, tests/logs/html.sh
+# and serve.sh, tests/crawl/report.sh): finds weft, Debian's chromium and playwright-core
 # (tests/browser/package.json, installed by `npm ci` from scripts/deps.sh), exits 0 with
 # "SKIP: why" when one is missing, and makes a scratch directory $dir (removed on exit) for a
 # test named $1. Screenshots go to $WEFT_ARTIFACTS (default: the build directory, ctest's working

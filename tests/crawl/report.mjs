@@ -1,19 +1,13 @@
 // weft crawl's HTML report in headless chromium (playwright-core): the summary table's numbers
 // per mode (pages, failed, retries, mean ms) agree with the JSON Lines of the same run; both
-// charts are drawn, each with a legend outside the plotted area (it must not cover a curve);
-// nothing from the pages runs as script. A screenshot goes to $WEFT_ARTIFACTS.
-import { createRequire } from "node:module";
+// uPlot charts are drawn (tests/browser/charts.mjs: a series per mode with its points, pixels of
+// each series' colour on the canvas, the legend below the plot), the bars' times are the
+// table's; no page error, and nothing from the pages runs as script (the /xss page's title
+// stays text). A screenshot goes to $WEFT_ARTIFACTS.
 import { readFileSync } from "node:fs";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
-
-const here = path.dirname(fileURLToPath(import.meta.url));
-const require = createRequire(path.join(here, "../browser/package.json"));
-const { chromium } = require("playwright-core");
-const tmp = process.env.WEFT_TMP;
-const artifacts = process.env.WEFT_ARTIFACTS || tmp;
-
-function fail(msg) { throw new Error(msg); }
+import { artifacts, fail, finish, launch, tmp } from "../browser/lib.mjs";
+import { checkCharts } from "../browser/charts.mjs";
 
 // Per mode, from the JSON Lines: pages, failed, retries (attempts beyond the first), mean ms.
 function fromJsonl() {
@@ -32,63 +26,58 @@ function fromJsonl() {
 
 async function main() {
   const want = fromJsonl();
-  if (Object.keys(want).length !== 3) fail("the JSON Lines hold modes " + Object.keys(want));
-  const browser = await chromium.launch({
-    executablePath: process.env.WEFT_CHROMIUM || "/usr/bin/chromium",
-    args: ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-           "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+  const modes = Object.keys(want);
+  if (modes.length !== 3) fail("the JSON Lines hold modes " + modes);
+  const page = await launch({ width: 1100, height: 900 });
+  const errors = [], dialogs = [];
+  page.on("pageerror", (e) => errors.push(String(e)));
+  page.on("dialog", (d) => { dialogs.push(d.message()); d.dismiss(); });
+  await page.goto("file://" + tmp + "/report.html");
+  const rows = await page.evaluate(() => {
+    const t = [...document.querySelectorAll("table")][0];
+    const head = [...t.querySelectorAll("th")].map((th) => th.textContent.trim());
+    return [...t.querySelectorAll("tr")].slice(1).map((tr) => {
+      const cells = [...tr.querySelectorAll("td")].map((td) => td.textContent.trim());
+      return Object.fromEntries(head.map((h, i) => [h, cells[i]]));
+    });
   });
-  try {
-    const page = await browser.newPage({ viewport: { width: 1100, height: 900 } });
-    const errors = [], dialogs = [];
-    page.on("pageerror", (e) => errors.push(String(e)));
-    page.on("dialog", (d) => { dialogs.push(d.message()); d.dismiss(); });
-    await page.goto("file://" + tmp + "/report.html");
-    const rows = await page.evaluate(() => {
-      const t = [...document.querySelectorAll("table")][0];
-      const head = [...t.querySelectorAll("th")].map((th) => th.textContent.trim());
-      return [...t.querySelectorAll("tr")].slice(1).map((tr) => {
-        const cells = [...tr.querySelectorAll("td")].map((td) => td.textContent.trim());
-        return Object.fromEntries(head.map((h, i) => [h, cells[i]]));
-      });
-    });
-    if (rows.length !== 3) fail(`${rows.length} summary rows, want 3`);
-    for (const row of rows) {
-      const w = want[row.mode];
-      if (!w) fail("a row for an unknown mode " + row.mode);
-      for (const k of ["pages", "failed", "retries"])
-        if (Number(row[k]) !== w[k]) fail(`${row.mode}: ${k} ${row[k]} in the report, ${w[k]} in the JSON`);
-      const mean = w.msSum / w.timed;
-      // The report's mean is over microseconds, shown rounded to 1 ms.
-      if (Math.abs(Number(row["mean ms"]) - mean) > 1) fail(`${row.mode}: mean ${row["mean ms"]} ms vs ${mean.toFixed(2)}`);
-      const rate = Number(row["pages/s"]), total = Number(row["total s"]);
-      // total s is shown to 0.01 s, pages/s to 0.1: pages / rate must round to the total.
-      if (!(rate > 0) || Math.abs(w.pages / rate - total) > 0.0051 + w.pages / rate * 0.001)
-        fail(`${row.mode}: ${rate} pages/s but ${w.pages} pages in ${total} s`);
-    }
-    // The charts: one bar per mode; a CDF curve per mode, its legend below the plot area.
-    const charts = await page.evaluate(() => {
-      const svgs = [...document.querySelectorAll("svg")];
-      const box = (e) => { const b = e.getBoundingClientRect(); return { top: b.top, bottom: b.bottom, left: b.left, right: b.right }; };
-      return svgs.map((s) => ({
-        rects: s.querySelectorAll("rect").length,
-        curves: [...s.querySelectorAll("polyline")].map(box),
-        legends: [...s.querySelectorAll("text")].filter((t) => t.textContent.includes("\u25ac")).map(box),
-      }));
-    });
-    if (charts.length !== 2) fail(`${charts.length} charts, want 2`);
-    if (charts[0].rects < 3) fail(`the time chart has ${charts[0].rects} bars`);
-    const cdf = charts[1];
-    if (cdf.curves.length !== 3 || cdf.legends.length !== 3) fail(`CDF: ${cdf.curves.length} curves, ${cdf.legends.length} legends`);
-    const plotBottom = Math.max(...cdf.curves.map((c) => c.bottom));
-    for (const l of cdf.legends) if (l.top < plotBottom) fail("a legend overlaps the plotted curves");
-    if (errors.length || dialogs.length) fail("script ran in the report: " + errors.concat(dialogs).join("; "));
-    if ((await page.locator("script").count()) !== 0) fail("a <script> element in the report");
-    await page.screenshot({ path: path.join(artifacts, "crawl-report.png"), fullPage: true });
-    console.log("crawl report: summary agrees with the JSON Lines in 3 modes; screenshot crawl-report.png");
-  } finally {
-    await browser.close();
+  if (rows.length !== 3) fail(`${rows.length} summary rows, want 3`);
+  for (const row of rows) {
+    const w = want[row.mode];
+    if (!w) fail("a row for an unknown mode " + row.mode);
+    for (const k of ["pages", "failed", "retries"])
+      if (Number(row[k]) !== w[k]) fail(`${row.mode}: ${k} ${row[k]} in the report, ${w[k]} in the JSON`);
+    const mean = w.msSum / w.timed;
+    // The report's mean is over microseconds, shown rounded to 1 ms.
+    if (Math.abs(Number(row["mean ms"]) - mean) > 1) fail(`${row.mode}: mean ${row["mean ms"]} ms vs ${mean.toFixed(2)}`);
+    const rate = Number(row["pages/s"]), total = Number(row["total s"]);
+    // total s is shown to 0.01 s, pages/s to 0.1: pages / rate must round to the total.
+    if (!(rate > 0) || Math.abs(w.pages / rate - total) > 0.0051 + w.pages / rate * 0.001)
+      fail(`${row.mode}: ${rate} pages/s but ${w.pages} pages in ${total} s`);
   }
+  // The charts: a bar per mode (its time the table's total s), a CDF curve per mode.
+  const charts = await checkCharts(page, [
+    { title: "total time per mode", series: modes.map(() => 1) },
+    { title: "latency distribution", series: modes.map(() => null) },
+  ]);
+  const mode = (label) => label.split(" ")[0];
+  for (const c of charts)
+    if (JSON.stringify(c.labels.map(mode).sort()) !== JSON.stringify([...modes].sort()))
+      fail(`${c.title}: series ${c.labels}, modes ${modes}`);
+  for (const [k, label] of charts[0].labels.entries()) {
+    const row = rows.find((r) => r.mode === mode(label));
+    const bar = charts[0].data[k + 1].find((v) => v !== null);
+    if (bar.toFixed(2) !== row["total s"]) fail(`${row.mode}: bar ${bar} s, table ${row["total s"]} s`);
+  }
+  if (errors.length || dialogs.length) fail("page errors or script from a page: " + errors.concat(dialogs).join("; "));
+  // The /xss page's title is text in the failed/slowest table, never an element.
+  const xss = await page.evaluate(() => [...document.querySelectorAll("td")].some((td) =>
+    td.textContent.includes("<script>alert(1)</script>")));
+  const scripts = await page.locator("script:not([type])").count();
+  if (scripts !== 2) fail(`${scripts} scripts in the report, want 2 (uPlot, charts.js)`);
+  await page.screenshot({ path: path.join(artifacts, "crawl-report.png"), fullPage: true });
+  console.log(`crawl report: summary agrees with the JSON Lines in 3 modes; both charts drawn` +
+              `${xss ? "; the /xss title shown as text" : ""}; screenshot crawl-report.png`);
 }
 
-main().catch((e) => { console.error("FAIL:", e.message); process.exit(1); });
+finish(main);

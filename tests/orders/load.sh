@@ -42,7 +42,7 @@ assert r["status"]["201"] == s["acked"], r
 assert r["completion_ms"]["count"] == s["acked"] and r["not_terminal"] == 0, r
 PY
 [ "$(wc -l <"$dir/acked")" -gt 0 ] || fail "no acknowledged ids"
-grep -q "<svg" "$dir/r.html" || fail "HTML report has no chart"
+grep -q "<figure class=\"weft-chart\">" "$dir/r.html" || fail "HTML report has no chart"
 "$weft" orders audit --db "sqlite:$dir/o.db" --acked "$dir/acked" --wait 10 >"$dir/audit.out" 2>&1 ||
   fail "audit"
 echo "load: ok"

@@ -1,12 +1,15 @@
-/* `weft crawl --report FILE.html`: one self-contained page with the comparison of the modes as
- * inline SVG charts (total time per mode; latency distribution as CDF curves), the summary
- * table, and the slowest and failed pages. No scripts, no external resources; everything that
- * came from a page (titles, URLs, error messages) is HTML-escaped. */
+/* `weft crawl --report FILE.html`: one self-contained page with the comparison of the modes: the
+ * summary table, two charts (total time per mode; latency distribution as CDF curves) drawn by
+ * the embedded uPlot from JSON in the page (common/html-int.h), and the slowest and failed
+ * pages. No external resources; everything that came from a page (titles, URLs, error
+ * messages) is HTML-escaped text, and no page's text reaches a script other than as JSON. */
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 #include <weft/utf8.h>
 
+#include "common/html-int.h"
 #include "crawl/crawl.h"
 
 static const char *const colors[CRAWL_NMODES] = {"#d9534f", "#f0ad4e", "#0275d8"};
@@ -30,65 +33,70 @@ static double mean_ms(const crawl_stats_t *s)
     return h->count ? (double)h->sum / (double)h->count / 1000.0 : 0;
 }
 
-static void bar_chart(FILE *f, const crawl_stats_t *st, size_t n)
+/* Total time per mode: one bar each, its figure in the legend. */
+static int bar_chart(weft_buf_t *b, const crawl_stats_t *st, size_t n)
 {
-    double maxw = 0;
-    for (size_t i = 0; i < n; i++)
-        if (st[i].wall_s > maxw) maxw = st[i].wall_s;
-    int w = 640, row = 34, left = 90, h = (int)n * row + 30;
-    fprintf(f, "<svg width=\"%d\" height=\"%d\" role=\"img\" aria-label=\"total time per mode\">\n",
-            w, h);
+    const char *cats[CRAWL_NMODES];
+    char labels[CRAWL_NMODES][48];
+    double ys[CRAWL_NMODES][CRAWL_NMODES];
+    tools_html_series_t ser[CRAWL_NMODES];
+    if (n > CRAWL_NMODES) n = CRAWL_NMODES;
     for (size_t i = 0; i < n; i++) {
-        double frac = maxw > 0 ? st[i].wall_s / maxw : 0;
-        int y = 10 + (int)i * row, bw = (int)(frac * (w - left - 120));
-        fprintf(f,
-                "<text x=\"0\" y=\"%d\">%s</text><rect x=\"%d\" y=\"%d\" width=\"%d\" "
-                "height=\"22\" fill=\"%s\"/><text x=\"%d\" y=\"%d\">%.2f s</text>\n",
-                y + 16, crawl_mode_name(st[i].mode), left, y, bw > 1 ? bw : 1, colors[st[i].mode],
-                left + bw + 8, y + 16, st[i].wall_s);
+        cats[i] = crawl_mode_name(st[i].mode);
+        snprintf(labels[i], sizeof labels[i], "%s (%.2f s)", cats[i], st[i].wall_s);
+        for (size_t k = 0; k < n; k++) ys[i][k] = k == i ? st[i].wall_s : NAN;
+        ser[i] = (tools_html_series_t){
+            .label = labels[i], .color = colors[st[i].mode], .y = ys[i], .n = n};
     }
-    fprintf(f, "</svg>\n");
+    tools_html_chart_t c = {.title = "total time per mode",
+                            .xlabel = "mode",
+                            .ylabel = "s",
+                            .categories = cats,
+                            .ncategories = n,
+                            .series = ser,
+                            .nseries = n};
+    return tools_html_chart(b, &c);
 }
 
-static void cdf_chart(FILE *f, const crawl_stats_t *st, size_t n)
+/* The latency distribution: per mode, the share of pages (y, %) answered within a time (x, ms),
+ * the x axis cut at the slowest mode's p99.9. */
+static int cdf_chart(weft_buf_t *b, const crawl_stats_t *st, size_t n)
 {
     static const double qs[] = {0.001, 0.01, 0.05, 0.1,  0.2,  0.3,  0.4,   0.5,   0.6, 0.7,
                                 0.8,   0.9,  0.95, 0.97, 0.98, 0.99, 0.995, 0.999, 1.0};
-    const size_t nq = sizeof qs / sizeof qs[0];
-    double maxx = 0;
-    for (size_t i = 0; i < n; i++) {
+    enum { NQS = sizeof qs / sizeof qs[0] };
+    double xs[CRAWL_NMODES][NQS], ys[NQS], maxx = 0;
+    tools_html_series_t ser[CRAWL_NMODES];
+    size_t ns = 0;
+    for (size_t k = 0; k < NQS; k++) ys[k] = qs[k] * 100;
+    for (size_t i = 0; i < n && i < CRAWL_NMODES; i++) {
         double x = (double)weft_hist_quantile(&st[i].latency_us, 0.999) / 1000.0;
         if (x > maxx) maxx = x;
-    }
-    if (maxx <= 0) maxx = 1;
-    /* The legend sits in a row of its own below the axis labels: inside the plot it would
-     * cover the curves, which all end in the top right corner. */
-    int w = 640, h = 300, left = 50, bottom = 30, pw = w - left - 20, ph = h - bottom - 10;
-    int legend_y = h + 14;
-    fprintf(f,
-            "<svg width=\"%d\" height=\"%d\" role=\"img\" aria-label=\"latency distribution\">\n"
-            "<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"#888\"/>\n"
-            "<line x1=\"%d\" y1=\"10\" x2=\"%d\" y2=\"%d\" stroke=\"#888\"/>\n",
-            w, h + 24, left, 10 + ph, left + pw, 10 + ph, left, left, 10 + ph);
-    for (int t = 0; t <= 4; t++) {
-        fprintf(f, "<text x=\"%d\" y=\"%d\" font-size=\"11\">%.0f ms</text>\n",
-                left + t * pw / 4 - 12, h - 8, maxx * t / 4);
-        fprintf(f, "<text x=\"0\" y=\"%d\" font-size=\"11\">%d%%</text>\n",
-                10 + ph - t * ph / 4 + 4, t * 25);
-    }
-    for (size_t i = 0; i < n; i++) {
         if (!st[i].latency_us.count) continue;
-        fprintf(f, "<polyline fill=\"none\" stroke-width=\"2\" stroke=\"%s\" points=\"",
-                colors[st[i].mode]);
-        for (size_t k = 0; k < nq; k++) {
-            double x = (double)weft_hist_quantile(&st[i].latency_us, qs[k]) / 1000.0;
-            if (x > maxx) x = maxx;
-            fprintf(f, "%.1f,%.1f ", left + x / maxx * pw, 10 + ph - qs[k] * ph);
-        }
-        fprintf(f, "\"/>\n<text x=\"%d\" y=\"%d\" fill=\"%s\">&#9644; %s</text>\n",
-                left + (int)i * 110, legend_y, colors[st[i].mode], crawl_mode_name(st[i].mode));
+        for (size_t k = 0; k < NQS; k++)
+            xs[ns][k] = (double)weft_hist_quantile(&st[i].latency_us, qs[k]) / 1000.0;
+        ser[ns] = (tools_html_series_t){.label = crawl_mode_name(st[i].mode),
+                                        .color = colors[st[i].mode],
+                                        .x = xs[ns],
+                                        .y = ys,
+                                        .n = NQS};
+        ns++;
     }
-    fprintf(f, "</svg>\n");
+    tools_html_chart_t c = {.title = "latency distribution",
+                            .xlabel = "ms",
+                            .ylabel = "% of pages",
+                            .xmax = maxx > 0 ? maxx : 1,
+                            .ymax = 100,
+                            .series = ser,
+                            .nseries = ns};
+    return tools_html_chart(b, &c);
+}
+
+/* Writes out what b holds and empties it. */
+static void put(FILE *f, weft_buf_t *b)
+{
+    if (b->len) fwrite(b->data, 1, b->len, f);
+    weft_buf_reset(b);
 }
 
 int crawl_report_write(const char *path, const crawl_opts_t *o, const crawl_stats_t *st, size_t n,
@@ -104,7 +112,12 @@ int crawl_report_write(const char *path, const crawl_opts_t *o, const crawl_stat
                "body{font-family:sans-serif;margin:2em;max-width:60em}\n"
                "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 8px;"
                "text-align:right}td.t{text-align:left;max-width:30em;overflow-wrap:anywhere}\n"
-               "</style></head><body>\n<h1>weft crawl report</h1>\n<p>Input: <code>");
+               "</style>\n");
+    weft_buf_t charts;
+    weft_buf_init(&charts, 0);
+    int rc = tools_html_charts_style(&charts);
+    put(f, &charts);
+    fprintf(f, "</head><body>\n<h1>weft crawl report</h1>\n<p>Input: <code>");
     crawl_html_escape(f, o->input);
     char per_host[32] = "none", rate[48] = "none";
     if (o->per_host > 0) snprintf(per_host, sizeof per_host, "%d", o->per_host);
@@ -133,10 +146,11 @@ int crawl_report_write(const char *path, const crawl_opts_t *o, const crawl_stat
             fprintf(f, "<td>-</td></tr>\n");
     }
     fprintf(f, "</table>\n<h2>Total time per mode</h2>\n");
-    bar_chart(f, st, n);
-    fprintf(f, "<h2>Latency distribution</h2>\n<p>Share of pages (y) answered within a time "
-               "(x): further left is faster.</p>\n");
-    cdf_chart(f, st, n);
+    rc |= bar_chart(&charts, st, n);
+    rc |= weft_buf_printf(&charts, "<h2>Latency distribution</h2>\n<p>Share of pages (y) "
+                                   "answered within a time (x): further left is faster.</p>\n");
+    rc |= cdf_chart(&charts, st, n);
+    put(f, &charts);
     for (size_t i = 0; i < n; i++) {
         if (!st[i].nkinds) continue;
         fprintf(f, "<h3>Errors in %s</h3>\n<ul>\n", crawl_mode_name(st[i].mode));
@@ -161,8 +175,11 @@ int crawl_report_write(const char *path, const crawl_opts_t *o, const crawl_stat
         }
         fprintf(f, "</table>\n");
     }
+    rc |= tools_html_charts_script(&charts);
+    put(f, &charts);
+    weft_buf_free(&charts);
     fprintf(f, "</body></html>\n");
-    int rc = ferror(f) ? -EIO : 0;
+    rc = rc ? -ENOMEM : ferror(f) ? -EIO : 0;
     if (fclose(f) != 0) rc = -EIO;
     return rc;
 }

@@ -32,7 +32,9 @@
 #include <weft/http.h>
 #include <weft/loop.h>
 #include <weft/sys.h>
+#include <weft/utf8.h>
 
+#include "common/html-int.h"
 #include "orders/orders.h"
 
 #define MAX_STEPS 256
@@ -637,55 +639,56 @@ static void write_json(const ld_t *l, const weft_hist_t *all, FILE *f)
     fprintf(f, "]}\n");
 }
 
-/* An SVG polyline chart: n series of npts points (x, y) with a log or linear x axis. */
-static void svg_chart(FILE *f, const char *title, const char *xlabel, const char *ylabel, int n,
-                      const char *const *names, const double *x, const double *const *y, int npts,
-                      bool logx)
+/* A line chart of n series over one x (common/html-int.h draws it with uPlot); with `ref`, the
+ * last series is a reference line (offered: what achieved should equal), drawn dashed. */
+static int line_chart(weft_buf_t *b, const char *title, const char *xlabel, const char *ylabel,
+                      int n, const char *const *names, const double *x, const double *const *y,
+                      size_t npts, bool logx, bool ref)
 {
     static const char *const colors[] = {"#1f77b4", "#d62728", "#2ca02c", "#9467bd"};
-    const double W = 640, H = 300, L = 60, R = 20, T = 30, B = 40;
-    double x0 = 1e300, x1 = -1e300, y1 = 0;
-    for (int i = 0; i < npts; i++) {
-        double xv = logx ? log10(x[i]) : x[i];
-        if (xv < x0) x0 = xv;
-        if (xv > x1) x1 = xv;
-        for (int s = 0; s < n; s++)
-            if (y[s][i] > y1) y1 = y[s][i];
-    }
-    if (x1 <= x0) x1 = x0 + 1;
-    if (y1 <= 0) y1 = 1;
-    fprintf(f, "<svg width='%.0f' height='%.0f' xmlns='http://www.w3.org/2000/svg'>", W, H);
-    fprintf(f, "<text x='%.0f' y='%.0f' font-size='11'>%.4g</text>", L, H - B + 14,
-            logx ? pow(10, x0) : x0);
-    fprintf(f, "<text x='%.0f' y='%.0f' font-size='11' text-anchor='end'>%.4g</text>", W - R,
-            H - B + 14, logx ? pow(10, x1) : x1);
-    fprintf(f, "<text x='%.0f' y='18' font-weight='bold'>%s</text>", L, title);
-    fprintf(f, "<line x1='%.0f' y1='%.0f' x2='%.0f' y2='%.0f' stroke='#000'/>", L, H - B, W - R,
-            H - B);
-    fprintf(f, "<line x1='%.0f' y1='%.0f' x2='%.0f' y2='%.0f' stroke='#000'/>", L, T, L, H - B);
-    fprintf(f, "<text x='%.0f' y='%.0f'>%s</text><text x='4' y='%.0f'>%.4g</text>", W / 2, H - 8,
-            xlabel, T + 4, y1);
-    fprintf(f, "<text x='4' y='%.0f' font-size='11'>%s</text>", H - B, ylabel);
-    for (int s = 0; s < n; s++) {
-        fprintf(f, "<polyline fill='none' stroke='%s' stroke-width='2' points='", colors[s % 4]);
-        for (int i = 0; i < npts; i++) {
-            double xv = logx ? log10(x[i]) : x[i];
-            fprintf(f, "%.1f,%.1f ", L + (xv - x0) / (x1 - x0) * (W - L - R),
-                    H - B - y[s][i] / y1 * (H - T - B));
-        }
-        fprintf(f, "'/><text x='%.0f' y='%.0f' fill='%s' font-size='12'>%s</text>", L + 10,
-                T + 14.0 * (s + 1), colors[s % 4], names[s]);
-    }
-    fprintf(f, "</svg>\n");
+    tools_html_series_t ser[4];
+    for (int s = 0; s < n && s < 4; s++)
+        ser[s] = (tools_html_series_t){.label = names[s],
+                                       .color = colors[s],
+                                       .x = x,
+                                       .y = y[s],
+                                       .n = npts,
+                                       .dashed = ref && s == n - 1};
+    tools_html_chart_t c = {.title = title,
+                            .xlabel = xlabel,
+                            .ylabel = ylabel,
+                            .logx = logx,
+                            .series = ser,
+                            .nseries = (size_t)(n < 4 ? n : 4)};
+    return tools_html_chart(b, &c);
 }
 
-static void write_html(const ld_t *l, const weft_hist_t *all, FILE *f)
+/* The page: the table as text, then the charts, drawn by the embedded uPlot (no resource from
+ * elsewhere: it works offline and from file://). */
+static int write_html(const ld_t *l, const weft_hist_t *all, FILE *f)
 {
-    fprintf(f, "<!doctype html><html><head><meta charset='utf-8'><title>weft orders load</title>"
-               "<style>body{font-family:sans-serif;margin:2em}pre{background:#f4f4f4;"
-               "padding:1em}</style></head><body><h1>weft orders load</h1><pre>");
-    print_table(l, all, f);
-    fprintf(f, "</pre>\n");
+    weft_buf_t b;
+    weft_buf_init(&b, 0);
+    char *table = NULL;
+    size_t tlen = 0;
+    FILE *tf = open_memstream(&table, &tlen);
+    if (!tf) return -ENOMEM;
+    print_table(l, all, tf);
+    int rc = fclose(tf) ? -ENOMEM : 0;
+    rc |= weft_buf_printf(&b, "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
+                              "<title>weft orders load</title><style>body{font-family:sans-serif;"
+                              "margin:2em}pre{background:#f4f4f4;padding:1em}</style>\n");
+    rc |= tools_html_charts_style(&b);
+    rc |= weft_buf_printf(&b, "</head><body><h1>weft orders load</h1><pre>");
+    for (size_t i = 0; i < tlen && !rc;) { /* line by line: the escape makes '\n' a space */
+        const char *nl = memchr(table + i, '\n', tlen - i);
+        size_t k = nl ? (size_t)(nl - (table + i)) : tlen - i;
+        rc = weft_utf8_escape_html(&b, table + i, k);
+        if (!rc) rc = weft_buf_append(&b, "\n", 1);
+        i += k + 1;
+    }
+    free(table);
+    rc |= weft_buf_printf(&b, "</pre>\n");
     /* the percentile spectrum: x = 1 / (1 - q) on a log axis */
     double x[NQ - 1], ys[NQ], *y[1] = {ys};
     const char *names[] = {"acknowledgement latency, ms", "achieved/s", "p99 ms", "offered/s"};
@@ -695,25 +698,28 @@ static void write_html(const ld_t *l, const weft_hist_t *all, FILE *f)
         x[i] = 1 / (1 - quantiles[i]);
         ys[i] = q[i] / 1000;
     }
-    svg_chart(f, "percentile spectrum (x = 1/(1-q): 2 is p50, 100 p99, 1000 p99.9)",
-              "1/(1-quantile), log", "ms", 1, names, x, (const double *const *)y, NQ - 1, true);
+    rc |= line_chart(&b, "percentile spectrum (x = 1/(1-q): 2 is p50, 100 p99, 1000 p99.9)",
+                     "1/(1-quantile), log", "ms", 1, names, x, (const double *const *)y, NQ - 1,
+                     true, false);
     if (l->o.nsteps > 1) {
-        double *sx = calloc((size_t)l->o.nsteps, sizeof *sx),
-               *sa = calloc((size_t)l->o.nsteps, sizeof *sa),
-               *sp = calloc((size_t)l->o.nsteps, sizeof *sp);
+        size_t n = (size_t)l->o.nsteps;
+        double *sx = calloc(n, sizeof *sx), *sa = calloc(n, sizeof *sa),
+               *sp = calloc(n, sizeof *sp);
         if (sx && sa && sp) {
-            for (int i = 0; i < l->o.nsteps; i++) {
+            for (size_t i = 0; i < n; i++) {
                 double d = (double)l->steps[i].dur / 1e9;
                 sx[i] = (double)l->steps[i].scheduled / d;
-                sa[i] = (double)l->steps[i].acked / d;
+                sa[i] = (double)(l->steps[i].acked + l->steps[i].refused) / d;
                 sp[i] = ms(weft_hist_quantile(&l->steps[i].lat, 0.99));
             }
             const double *ya[2] = {sa, sx}, *yp[1] = {sp};
             const char *an[2] = {names[1], names[3]};
-            svg_chart(f, "step curve: achieved vs offered", "offered orders/s", "/s", 2, an, sx, ya,
-                      l->o.nsteps, false);
-            svg_chart(f, "step curve: p99 vs offered", "offered orders/s", "ms", 1, names + 2, sx,
-                      yp, l->o.nsteps, false);
+            rc |= line_chart(&b, "step curve: achieved vs offered", "offered orders/s", "/s", 2, an,
+                             sx, ya, n, false, true);
+            rc |= line_chart(&b, "step curve: p99 vs offered", "offered orders/s", "ms", 1,
+                             names + 2, sx, yp, n, false, false);
+        } else {
+            rc = -ENOMEM;
         }
         free(sx);
         free(sa);
@@ -729,16 +735,25 @@ static void write_html(const ld_t *l, const weft_hist_t *all, FILE *f)
                 tp[i] = ms(l->secs[i].p99);
             }
             const double *ya[1] = {ta}, *yp[1] = {tp};
-            svg_chart(f, "acknowledged per second", "seconds", "/s", 1, names + 1, tx, ya,
-                      (int)l->nsecs, false);
-            svg_chart(f, "p99 per second", "seconds", "ms", 1, names + 2, tx, yp, (int)l->nsecs,
-                      false);
+            rc |= line_chart(&b, "acknowledged per second", "seconds", "/s", 1, names + 1, tx, ya,
+                             l->nsecs, false, false);
+            rc |= line_chart(&b, "p99 per second", "seconds", "ms", 1, names + 2, tx, yp, l->nsecs,
+                             false, false);
+        } else {
+            rc = -ENOMEM;
         }
         free(tx);
         free(ta);
         free(tp);
     }
-    fprintf(f, "</body></html>\n");
+    rc |= tools_html_charts_script(&b);
+    rc |= weft_buf_printf(&b, "</body></html>\n");
+    if (rc)
+        rc = -ENOMEM;
+    else if (b.len && fwrite(b.data, 1, b.len, f) != b.len)
+        rc = -EIO;
+    weft_buf_free(&b);
+    return rc;
 }
 
 /* ---- command line ---- */
@@ -779,6 +794,7 @@ static void usage(FILE *f)
            "  --acked FILE         write every acknowledged id (for `weft orders audit --acked`)\n"
            "  --json FILE          the report as JSON ('-': stdout, instead of the table)\n"
            "  --html FILE          the report as a page with the percentile spectrum and curves\n"
+           "                       (self-contained: uPlot inlined, works offline)\n"
            "  -h, --help           this text\n\n"
            "Exit codes: 0 every order acknowledged (or refused as expected), 1 some gave up, was\n"
            "refused (a 4xx but 409), or a resent key returned another id, 2 usage error, 3\n"
@@ -1050,12 +1066,11 @@ static int cmd_load(int argc, char **argv)
     if (!jf || jf != stdout) print_table(&l, &all, stdout);
     if (o->html) {
         FILE *hf = fopen(o->html, "w");
-        if (hf) {
-            write_html(&l, &all, hf);
-            fclose(hf);
-        } else {
+        int hrc = hf ? write_html(&l, &all, hf) : -errno;
+        if (hf && fclose(hf) != 0 && !hrc) hrc = -EIO;
+        if (hrc) {
             rc = weft_cli_error(cmd, WEFT_EXIT_INTERNAL, "cannot write %s: %s", o->html,
-                                strerror(errno));
+                                strerror(-hrc));
         }
     }
     uint64_t failed = 0; /* good requests answered with a final error (a 4xx but 409) */
