@@ -2,14 +2,18 @@
 # bench-dist-cost: what one no-op task costs through Redis Streams (weft/broker.h), for comparing
 # builds on a shared machine where wall time is noise: CPU per task and Redis calls per task.
 #
-#   bench/bench-dist-cost.sh [N] [MODE...]   N tasks (default 20000); modes batched, round-trip
-#                                            (default both); BENCH_DIST=path/to/bench-dist
+#   bench/bench-dist-cost.sh [N] [MODE...]   N tasks (default 20000); modes batched, round-trip,
+#                                            floor, floor-lua (default all four);
+#                                            BENCH_DIST=path/to/bench-dist
 #
 # Per mode one line: tasks/s; CPU per task of the clients (the submitter, the worker processes
 # and their process pools: getrusage of everything bench-dist waited for) and of Redis (INFO cpu);
 # Redis calls per task (INFO commandstats, the calls inside scripts included, and the bench's own
 # reset and waiting) and round trips to a script (EVALSHA) per task. Alternate two builds
-# (BENCH_DIST=a, then b, a, b) on one machine state and compare ranges.
+# (BENCH_DIST=a, then b, a, b) on one machine state and compare ranges. The floors, from the same
+# run: the fewest commands a task needs (XADD, XREADGROUP COUNT 128, HSET, XACK) from one client
+# with no scheduler, pipelined (floor) and in three scripts per batch (floor-lua): no build of
+# the broker can cost Redis less per task than these.
 # Environment (set by bench/run.sh): WEFT_BUILD, WEFT_SRC.
 set -uo pipefail
 src=${WEFT_SRC:-$(cd "$(dirname "$0")/.." && pwd)}
@@ -17,7 +21,7 @@ build=${WEFT_BUILD:-$src/build/release}
 bin=${BENCH_DIST:-$build/bench-dist}
 n=${1:-20000}
 shift || true
-modes=${*:-batched round-trip}
+modes=${*:-batched round-trip floor floor-lua}
 dir=$(mktemp -d)
 trap 'bash "$src/scripts/services.sh" stop "$dir"; rm -rf "$dir"' EXIT
 url=$(bash "$src/scripts/services.sh" start redis "$dir") || exit 1
@@ -31,7 +35,7 @@ for mode in $modes; do
   out=$(WEFT_BENCH_ONLY=$mode WEFT_REDIS_URL=$url /usr/bin/time -f 'cpu %U %S' "$bin" "$n" 2>&1)
   c1=$(rcpu)
   stats=$(rc INFO commandstats)
-  rate=$(echo "$out" | sed -nE 's/.*s, ([0-9]+) tasks\/s.*/\1/p')
+  rate=$(echo "$out" | sed -nE 's/.*s, ([0-9]+) tasks\/s.*/\1/p' | head -1)
   ccpu=$(echo "$out" | awk '/^cpu / {print $2 + $3}')
   calls=$(echo "$stats" | awk -F'[:=,]' '/^cmdstat/ {s += $3} END {print s + 0}')
   ev=$(echo "$stats" | awk -F'[:=,]' '/^cmdstat_evalsha:/ {print $3 + 0}')
