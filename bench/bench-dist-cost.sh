@@ -4,7 +4,8 @@
 #
 #   bench/bench-dist-cost.sh [N] [MODE...]   N tasks (default 20000); modes batched, round-trip,
 #                                            floor, floor-lua (default all four);
-#                                            BENCH_DIST=path/to/bench-dist
+#                                            BENCH_DIST=path/to/bench-dist (BENCH_FLOOR: the one
+#                                            for the floors, default the same)
 #
 # Per mode one line: tasks/s; CPU per task of the clients (the submitter, the worker processes
 # and their process pools: getrusage of everything bench-dist waited for) and of Redis (INFO cpu);
@@ -19,6 +20,7 @@ set -uo pipefail
 src=${WEFT_SRC:-$(cd "$(dirname "$0")/.." && pwd)}
 build=${WEFT_BUILD:-$src/build/release}
 bin=${BENCH_DIST:-$build/bench-dist}
+fbin=${BENCH_FLOOR:-$bin}
 n=${1:-20000}
 shift || true
 modes=${*:-batched round-trip floor floor-lua}
@@ -32,7 +34,9 @@ for mode in $modes; do
   rc FLUSHALL >/dev/null
   rc CONFIG RESETSTAT >/dev/null
   c0=$(rcpu)
-  out=$(WEFT_BENCH_ONLY=$mode WEFT_REDIS_URL=$url /usr/bin/time -f 'cpu %U %S' "$bin" "$n" 2>&1)
+  b=$bin
+  case $mode in floor*) b=$fbin ;; esac
+  out=$(WEFT_BENCH_ONLY=$mode WEFT_REDIS_URL=$url /usr/bin/time -f 'cpu %U %S' "$b" "$n" 2>&1)
   c1=$(rcpu)
   stats=$(rc INFO commandstats)
   rate=$(echo "$out" | sed -nE 's/.*s, ([0-9]+) tasks\/s.*/\1/p' | head -1)

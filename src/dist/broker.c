@@ -10,7 +10,9 @@
  *   P:d:<id>   list: the ids of tasks that wait for <id>.
  *   P:q:<b>    stream per priority band b (0 high, 1 normal, 2 low); consumer group "workers".
  *   P:delay    sorted set: tasks in backoff, scored by the ms they are due.
- *   P:ev       stream: what happened (running, backoff, done, failed, skipped, cancelled).
+ *   P:ev       stream: what happened (running, backoff, done, failed, skipped, cancelled);
+ *              'running' only while P:follow exists (set, with a TTL of a minute, by whoever
+ *              reads the events: weft_broker_events, weft_broker_events_last).
  *   P:dead     stream: tasks given up after too many deliveries, with their last error.
  *   P:n:sub, P:n:fin  counters: tasks submitted, tasks finished.
  *   P:w:<name> hash with a TTL: a worker's heartbeat; P:workers: the set of names seen.
@@ -38,6 +40,11 @@
 #define LUA_COMMON                                                                                 \
     "local P = ARGV[1]\n"                                                                          \
     "local TTL, TTLS = tonumber(ARGV[2]), ARGV[2]\n"                                              \
+    "local FOLLOWED = nil\n"                                                                      \
+    "local function followed()\n"                                                                 \
+    "  if FOLLOWED == nil then FOLLOWED = redis.call('EXISTS', P..':follow') == 1 end\n"           \
+    "  return FOLLOWED\n"                                                                         \
+    "end\n"                                                                                       \
     "local function ev(id, st, wk, status, tries)\n"                                              \
     "  redis.call('XADD', P..':ev', 'MAXLEN', '~', '1000000', '*', 'id', id, 'st', st,\n"          \
     "    'wk', wk or '', 'status', status or 0, 'tries', tries or 0)\n"                           \
@@ -73,8 +80,10 @@
 
 /* ARGV: P TTL n, then n tasks of (id fn cmd arg band att bo to ndeps deps...) -> the number
  * of new tasks (known ids are left as they are). One call per window of tasks: per task one
- * EXISTS, one HSET and the XADD that queues it. An unknown dependency ends the call with an
- * error; the tasks before it stay submitted. */
+ * EXISTS, one HSET and the XADD that queues it. The HSET writes only the fields that are not at
+ * their default (a missing fn, cmd, arg: empty; to, rem, cx: 0; status: -115; wk, deps: empty;
+ * every reader defaults them); del, tries and hd stay (hd: its absence marks a task of an older
+ * weft). An unknown dependency ends the call with an error; the tasks before it stay submitted. */
 static const char lua_submit[] = LUA_COMMON
     "local new, i = 0, 4\n"
     "for _ = 1, tonumber(ARGV[3]) do\n"
@@ -99,10 +108,18 @@ static const char lua_submit[] = LUA_COMMON
     "    end\n"
     "    local st = 'waiting'\n"
     "    if rem == 0 and not skip then st = 'queued' end\n"
-    "    redis.call('HSET', k, 'fn', ARGV[i + 1], 'cmd', ARGV[i + 2], 'arg', ARGV[i + 3],\n"
-    "      'band', band, 'att', ARGV[i + 5], 'bo', ARGV[i + 6], 'to', ARGV[i + 7], 'rem', rem,\n"
-    "      'del', '0', 'tries', '0', 'st', st, 'status', '-115', 'wk', '', 'cx', '0', 'hd', '0',\n"
-    "      'deps', table.concat(ARGV, ' ', i + 9, i + 8 + nd))\n"
+    "    local h = {'band', band, 'att', ARGV[i + 5], 'bo', ARGV[i + 6], 'del', '0', 'tries', '0',\n"
+    "      'st', st, 'hd', '0'}\n"
+    "    local fn, cmd, arg, to = ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 7]\n"
+    "    if fn ~= '' then h[#h + 1] = 'fn'; h[#h + 1] = fn end\n"
+    "    if cmd ~= '' then h[#h + 1] = 'cmd'; h[#h + 1] = cmd end\n"
+    "    if arg ~= '' then h[#h + 1] = 'arg'; h[#h + 1] = arg end\n"
+    "    if to ~= '0' then h[#h + 1] = 'to'; h[#h + 1] = to end\n"
+    "    if nd > 0 then\n"
+    "      h[#h + 1] = 'rem'; h[#h + 1] = rem\n"
+    "      h[#h + 1] = 'deps'; h[#h + 1] = table.concat(ARGV, ' ', i + 9, i + 8 + nd)\n"
+    "    end\n"
+    "    redis.call('HSET', k, unpack(h))\n"
     "    new = new + 1\n"
     "    if skip then finish(id, 'skipped', -4101, '')\n"
     "    elseif st == 'queued' then redis.call('XADD', P..':q:'..band, '*', 'id', id) end\n"
@@ -115,7 +132,8 @@ static const char lua_submit[] = LUA_COMMON
 /* One entry handed to worker wk: count the delivery, dead-letter it past the limit, else mark it
  * RUNNING under this entry. Returns the row the worker reads: {entry, id, action, fn, cmd, arg,
  * to, tries, att, bo, band}; action "run" or "ack" (already handled: acknowledged). One HMGET and
- * one HSET per task (and the event). */
+ * one HSET per task; the 'running' event only while someone follows the events (P:follow exists,
+ * looked up once per call), as `weft run --broker` does: no one else reads it. */
 #define LUA_CLAIM                                                                                  \
     "local function claim(band, e, id, maxr, wk, g)\n"                                            \
     "  local k = P..':t:'..id\n"                                                                  \
@@ -136,7 +154,7 @@ static const char lua_submit[] = LUA_COMMON
     "    else\n"                                                                                  \
     "      act = 'run'\n"                                                                         \
     "      redis.call('HSET', k, 'st', 'running', 'wk', wk, 'sid', e, 'del', del)\n"              \
-    "      ev(id, 'running', wk, '0', f[9])\n"                                                      \
+    "      if followed() then ev(id, 'running', wk, '0', f[9]) end\n"                             \
     "    end\n"                                                                                   \
     "  end\n"                                                                                     \
     "  if act == 'ack' then redis.call('XACK', P..':q:'..band, g, e) end\n"                       \
@@ -311,6 +329,7 @@ struct weft_broker {
     char sha[WEFT__S_COUNT][41];
     char prefix[80];
     char ttl[24];
+    uint64_t follow_next_ns; /* when to renew P:follow (0: not set by this handle) */
 };
 
 int weft__broker_conf(weft__broker_conf_t *c, const char *url, const weft_broker_opts_t *o)
@@ -505,6 +524,7 @@ int weft_broker_reset(weft_broker_t *b)
         }
         freeReplyObject(r);
     } while (strcmp(cursor, "0") != 0);
+    b->follow_next_ns = 0; /* P:follow went too */
     /* The consumer groups went with the streams: make them again. */
     redisFree(b->c);
     b->c = NULL;
@@ -667,7 +687,8 @@ int weft_broker_result(weft_broker_t *b, const char *id, weft_broker_result_t *o
     }
     if (r->element[0]->type == REDIS_REPLY_STRING) {
         out->state = weft__broker_state(r->element[0]->str, r->element[0]->len);
-        out->status = field_int(r, 1);
+        /* Not written until the task has an outcome (submit leaves it out). */
+        out->status = r->element[1]->type == REDIS_REPLY_STRING ? field_int(r, 1) : -EINPROGRESS;
         out->deliveries = field_int(r, 2);
         out->attempts = field_int(r, 3);
         if (r->element[4]->type == REDIS_REPLY_STRING)
@@ -720,12 +741,27 @@ static const redisReply *kv(const redisReply *fields, const char *key)
     return NULL;
 }
 
+/* Whoever reads the events asks the workers for the 'running' ones too: P:follow, which the claim
+ * script looks up, lives a minute and is renewed every 20 s of reading. Returns 0 or an error. */
+static int follow(weft_broker_t *b)
+{
+    uint64_t now = weft_now_ns();
+    if (now < b->follow_next_ns) return 0;
+    int rc;
+    redisReply *r = cmd(b, &rc, "SET %s:follow 1 PX 60000", b->prefix);
+    if (!r) return rc;
+    freeReplyObject(r);
+    b->follow_next_ns = now + 20000000000ull;
+    return 0;
+}
+
 int weft_broker_events(weft_broker_t *b, const char *after, weft_broker_event_t *ev, int max,
                        int block_ms)
 {
     if (!b || !after || (max > 0 && !ev) || max < 0 || block_ms < 0) return -EINVAL;
     if (max == 0) return 0;
-    int rc;
+    int rc = follow(b);
+    if (rc) return rc;
     redisReply *r = block_ms > 0
                         ? cmd(b, &rc, "XREAD COUNT %d BLOCK %d STREAMS %s:ev %s", max, block_ms,
                               b->prefix, after)
@@ -817,7 +853,8 @@ int weft_broker_forget(weft_broker_t *b, const char *const *ids, size_t n)
 int weft_broker_events_last(weft_broker_t *b, char id[32])
 {
     if (!b || !id) return -EINVAL;
-    int rc;
+    int rc = follow(b);
+    if (rc) return rc;
     redisReply *r = cmd(b, &rc, "XREVRANGE %s:ev + - COUNT 1", b->prefix);
     if (!r) return rc;
     snprintf(id, 32, "0-0");
