@@ -41,6 +41,10 @@
     "local P = ARGV[1]\n"                                                                          \
     "local TTL, TTLS = tonumber(ARGV[2]), ARGV[2]\n"                                              \
     "local FOLLOWED = nil\n"                                                                      \
+    "local function itoa(n)\n"                                                                    \
+    "  if n >= 0 and n < 10 then return string.char(48 + n) end\n"                                \
+    "  return tostring(n)\n"                                                                      \
+    "end\n"                                                                                       \
     "local function followed()\n"                                                                 \
     "  if FOLLOWED == nil then FOLLOWED = redis.call('EXISTS', P..':follow') == 1 end\n"           \
     "  return FOLLOWED\n"                                                                         \
@@ -84,7 +88,7 @@
  * their default (a missing fn, cmd, arg: empty; to, rem, cx: 0; status: -115; wk, deps: empty;
  * every reader defaults them); del, tries and hd stay (hd: its absence marks a task of an older
  * weft). An unknown dependency ends the call with an error; the tasks before it stay submitted. */
-static const char lua_submit[] = LUA_COMMON
+static const char lua_submit[] =
     "local new, i = 0, 4\n"
     "for _ = 1, tonumber(ARGV[3]) do\n"
     "  local id, band, nd = ARGV[i], ARGV[i + 4], tonumber(ARGV[i + 8])\n"
@@ -142,10 +146,10 @@ static const char lua_submit[] = LUA_COMMON
     "  local st = f[1]\n"                                                                         \
     "  local act = 'ack'\n"                                                                       \
     "  if st == 'queued' or (st == 'running' and f[2] == e) then\n"                              \
-    "    local del = tonumber(f[3]) + 1\n"                                                        \
+    "    local del = itoa(tonumber(f[3]) + 1)\n"                                                  \
     "    local att = tonumber(f[4])\n"                                                            \
     "    if att < 1 then att = 1 end\n"                                                           \
-    "    if del > att + maxr then\n"                                                              \
+    "    if tonumber(del) > att + maxr then\n"                                                    \
     "      redis.call('XADD', P..':dead', '*', 'id', id, 'deliveries', del, 'worker', wk,\n"     \
     "        'err', redis.call('HGET', k, 'err') or 'its workers died')\n"                        \
     "      redis.call('HSET', k, 'del', del, 'err', 'dead-lettered after '..del..' deliveries')\n"\
@@ -159,12 +163,12 @@ static const char lua_submit[] = LUA_COMMON
     "  end\n"                                                                                     \
     "  if act == 'ack' then redis.call('XACK', P..':q:'..band, g, e) end\n"                       \
     "  return {e, id, act, f[5] or '', f[6] or '', f[7] or '', f[8] or '0', f[9] or '0',\n"      \
-    "    f[4] or '0', f[10] or '0', tostring(band)}\n"                                            \
+    "    f[4] or '0', f[10] or '0', band}\n"                                                      \
     "end\n"
 
 /* ARGV: P TTL maxredeliver worker group band (entry id)... -> a claim row per entry (entries
  * read by the caller: its own pending list, or taken over with XAUTOCLAIM). */
-static const char lua_claim[] = LUA_COMMON LUA_CLAIM
+static const char lua_claim[] =
     "local maxr, wk, g, band = tonumber(ARGV[3]), ARGV[4], ARGV[5], ARGV[6]\n"
     "local out = {}\n"
     "for i = 7, #ARGV, 2 do\n"
@@ -172,54 +176,61 @@ static const char lua_claim[] = LUA_COMMON LUA_CLAIM
     "end\n"
     "return out\n";
 
-/* ARGV: P TTL maxredeliver worker group count bands -> claim rows: reads up to `count` new
- * entries, highest band first, and claims them, in one round trip. `bands`: one character per band,
- * '1' for the bands the worker takes. */
-static const char lua_fetch[] = LUA_COMMON LUA_CLAIM
-    "local maxr, wk, g, want = tonumber(ARGV[3]), ARGV[4], ARGV[5], tonumber(ARGV[6])\n"
-    "local out = {}\n"
-    "for band = 0, 2 do\n"
-    "  if want <= 0 then break end\n"
-    "  local r = false\n"
-    "  if string.sub(ARGV[7], band + 1, band + 1) == '1' then\n"
-    "    r = redis.call('XREADGROUP', 'GROUP', g, wk, 'COUNT', want, 'STREAMS', P..':q:'..band,\n"
-    "      '>')\n"
-    "  end\n"
-    "  if r then\n"
-    "    for _, e in ipairs(r[1][2]) do\n"
-    "      want = want - 1\n"
-    "      local f, id = e[2], nil\n"
-    "      for x = 1, #f, 2 do if f[x] == 'id' then id = f[x + 1] end end\n"
-    "      if id then out[#out + 1] = claim(band, e[1], id, maxr, wk, g) end\n"
-    "    end\n"
-    "  end\n"
+/* Reads up to `want` new entries, highest band first, and claims them: -> claim rows. `bands`:
+ * one character per band, '1' for the bands the worker takes. */
+#define LUA_FETCH                                                                                  \
+    "local function fetch(maxr, wk, g, want, bands)\n"                                            \
+    "  local out = {}\n"                                                                          \
+    "  for b = 0, 2 do\n"                                                                         \
+    "    if want <= 0 then break end\n"                                                           \
+    "    local band = itoa(b)\n"                                                                  \
+    "    local r = false\n"                                                                       \
+    "    if string.sub(bands, b + 1, b + 1) == '1' then\n"                                        \
+    "      r = redis.call('XREADGROUP', 'GROUP', g, wk, 'COUNT', want, 'STREAMS',\n"              \
+    "        P..':q:'..band, '>')\n"                                                              \
+    "    end\n"                                                                                   \
+    "    if r then\n"                                                                             \
+    "      for _, e in ipairs(r[1][2]) do\n"                                                      \
+    "        want = want - 1\n"                                                                   \
+    "        local f, id = e[2], nil\n"                                                           \
+    "        for x = 1, #f, 2 do if f[x] == 'id' then id = f[x + 1] end end\n"                    \
+    "        if id then out[#out + 1] = claim(band, e[1], id, maxr, wk, g) end\n"                 \
+    "      end\n"                                                                                 \
+    "    end\n"                                                                                   \
+    "  end\n"                                                                                     \
+    "  return out\n"                                                                              \
     "end\n"
-    "return out\n";
 
-/* ARGV: P TTL worker group (band entry id status val err delay)... -> recorded count.
+/* ARGV: P TTL maxredeliver worker group count bands -> claim rows (LUA_FETCH), in one round
+ * trip. */
+static const char lua_fetch[] =
+    "return fetch(tonumber(ARGV[3]), ARGV[4], ARGV[5], tonumber(ARGV[6]), ARGV[7])\n";
+
+/* ARGV: P TTL worker group maxredeliver count bands (band entry id status val err delay)...
+ * -> claim rows: records the outcomes, then (count > 0) fetches the worker's next tasks as
+ * lua_fetch does, saving the worker a round trip per batch (per task, one at a time).
  * delay < 0: do not retry; else retry after delay ms if attempts remain. A success costs one
  * HMGET, one HSET, the event and the EXPIRE; its dependents list is read only if the task has one
  * (flag `hd`: '0' at submit, '1' from whoever appends to P:d:<id>; a task an older weft submitted
  * has no flag and its list is read); the entries are acknowledged with one XACK per
  * band and the finished counter moves once. Numbers that Redis would format (Lua numbers are
  * doubles, printed with "%.14g") are passed as strings where the script has them. */
-static const char lua_complete[] = LUA_COMMON
+static const char lua_complete[] =
     "local wk, g = ARGV[3], ARGV[4]\n"
     "local n, fin, ms = 0, 0, nil\n"
-    "local acks = {{}, {}, {}}\n"
-    "for i = 5, #ARGV, 7 do\n"
+    "local acks = {['0'] = {}, ['1'] = {}, ['2'] = {}}\n"
+    "for i = 8, #ARGV, 7 do\n"
     "  local band, e, id = ARGV[i], ARGV[i + 1], ARGV[i + 2]\n"
-    "  local status, val, err, delay = tonumber(ARGV[i + 3]), ARGV[i + 4], ARGV[i + 5],\n"
-    "    tonumber(ARGV[i + 6])\n"
+    "  local status, val, err = ARGV[i + 3], ARGV[i + 4], ARGV[i + 5]\n"
     "  local k = P..':t:'..id\n"
-    "  local a = acks[tonumber(band) + 1]\n"
+    "  local a = acks[band]\n"
     "  a[#a + 1] = e\n"
     "  local f = redis.call('HMGET', k, 'st', 'sid', 'tries', 'att', 'cx', 'hd')\n"
     "  if f[1] == 'running' and f[2] == e then\n"
     "    n = n + 1\n"
     "    local tries = tonumber(f[3]) + 1\n"
-    "    if status == 0 then\n"
-    "      local ts = tostring(tries)\n"
+    "    if status == '0' then\n"
+    "      local ts = itoa(tries)\n"
     "      redis.call('HSET', k, 'val', val, 'tries', ts, 'st', 'done', 'status', '0', 'wk', wk)\n"
     "      fin = fin + 1\n"
     "      ev(id, 'done', wk, '0', ts)\n"
@@ -235,6 +246,7 @@ static const char lua_complete[] = LUA_COMMON
     "        end\n"
     "      end\n"
     "    else\n"
+    "      local delay = tonumber(ARGV[i + 6])\n"
     "      redis.call('HSET', k, 'err', err, 'val', val, 'tries', tries)\n"
     "      if f[5] == '1' then\n"
     "        finish(id, 'cancelled', -125, wk)\n"
@@ -254,15 +266,16 @@ static const char lua_complete[] = LUA_COMMON
     "    end\n"
     "  end\n"
     "end\n"
-    "for b = 1, 3 do\n"
-    "  if #acks[b] > 0 then redis.call('XACK', P..':q:'..(b - 1), g, unpack(acks[b])) end\n"
+    "for b, a in pairs(acks) do\n"
+    "  if #a > 0 then redis.call('XACK', P..':q:'..b, g, unpack(a)) end\n"
     "end\n"
     "if fin > 0 then redis.call('INCRBY', P..':n:fin', fin) end\n"
-    "return n\n";
+    "if tonumber(ARGV[6]) <= 0 then return {} end\n"
+    "return fetch(tonumber(ARGV[5]), wk, g, tonumber(ARGV[6]), ARGV[7])\n";
 
 /* ARGV: P TTL id -> 0 cancelled now, 1 running (its worker will kill it), -2 unknown,
  * -114 finished */
-static const char lua_cancel[] = LUA_COMMON
+static const char lua_cancel[] =
     "local id = ARGV[3]\n"
     "local k = P..':t:'..id\n"
     "local st = redis.call('HGET', k, 'st')\n"
@@ -276,7 +289,7 @@ static const char lua_cancel[] = LUA_COMMON
     "return 0\n";
 
 /* ARGV: P TTL -> tasks moved from backoff to their streams */
-static const char lua_promote[] = LUA_COMMON
+static const char lua_promote[] =
     "local now = redis.call('TIME')\n"
     "local ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)\n"
     "local due = redis.call('ZRANGEBYSCORE', P..':delay', '-inf', ms, 'LIMIT', 0, 256)\n"
@@ -288,7 +301,7 @@ static const char lua_promote[] = LUA_COMMON
 
 /* ARGV: P TTL ids... -> tasks reset (failed/skipped/cancelled -> waiting, then queued once
  * their dependencies are done) */
-static const char lua_resume[] = LUA_COMMON
+static const char lua_resume[] =
     "local reset = {}\n"
     "for i = 3, #ARGV do\n"
     "  local id = ARGV[i]\n"
@@ -320,8 +333,16 @@ static const char lua_resume[] = LUA_COMMON
     "return #reset\n";
 /* clang-format on */
 
-static const char *const scripts[WEFT__S_COUNT] = {
-    lua_submit, lua_claim, lua_complete, lua_cancel, lua_promote, lua_resume, lua_fetch};
+/* Each script is its parts joined (C99 promises string literals of 4095 bytes only). */
+static const char *const scripts[WEFT__S_COUNT][5] = {
+    [WEFT__S_SUBMIT] = {LUA_COMMON, lua_submit},
+    [WEFT__S_CLAIM] = {LUA_COMMON, LUA_CLAIM, lua_claim},
+    [WEFT__S_COMPLETE] = {LUA_COMMON, LUA_CLAIM, LUA_FETCH, lua_complete},
+    [WEFT__S_CANCEL] = {LUA_COMMON, lua_cancel},
+    [WEFT__S_PROMOTE] = {LUA_COMMON, lua_promote},
+    [WEFT__S_RESUME] = {LUA_COMMON, lua_resume},
+    [WEFT__S_FETCH] = {LUA_COMMON, LUA_CLAIM, LUA_FETCH, lua_fetch},
+};
 
 struct weft_broker {
     weft__broker_conf_t conf;
@@ -407,7 +428,15 @@ int weft__broker_connect(const weft__broker_conf_t *c, redisContext **out,
         if (r) freeReplyObject(r);
     }
     for (int i = 0; rc == 0 && i < WEFT__S_COUNT; i++) {
-        r = redisCommand(ctx, "SCRIPT LOAD %s", scripts[i]);
+        char src[16384];
+        size_t len = 0;
+        for (int p = 0; scripts[i][p]; p++) {
+            size_t l = strlen(scripts[i][p]);
+            if (len + l > sizeof src) abort(); /* a script grew past the buffer: a build bug */
+            memcpy(src + len, scripts[i][p], l);
+            len += l;
+        }
+        r = redisCommand(ctx, "SCRIPT LOAD %b", src, len);
         rc = weft__broker_err(ctx, r);
         if (rc == 0 && (r->type != REDIS_REPLY_STRING || r->len != 40)) rc = -EPROTO;
         if (rc == 0) memcpy(sha[i], r->str, 41);
@@ -658,7 +687,8 @@ int weft_broker_wait(weft_broker_t *b, uint64_t n, int64_t timeout_ns)
         if (fin >= n) return 0;
         if (weft_now_ns() >= deadline) return -ETIMEDOUT;
         /* Sleep until something happens (an event) or 100 ms pass. */
-        redisReply *r = cmd(b, &rc, "XREAD BLOCK 100 STREAMS %s:ev $", b->prefix);
+        /* COUNT 1: only the wake-up matters, not the batch of events that woke it. */
+        redisReply *r = cmd(b, &rc, "XREAD COUNT 1 BLOCK 100 STREAMS %s:ev $", b->prefix);
         if (!r) return rc;
         freeReplyObject(r);
     }

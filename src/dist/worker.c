@@ -486,14 +486,10 @@ static redisReply *idle_read(weft_broker_worker_t *w, int block_ms)
     return wcmd_argv(w, k, argv, argl);
 }
 
-/* Reads up to `count` new entries, highest band first, and claims them: one script, one round
- * trip. Returns entries taken, -1 on a lost connection. */
-static int fetch(weft_broker_worker_t *w, int count)
+/* Starts the tasks of the claim rows of a fetch (the fetch or the completion script). Returns
+ * entries taken. */
+static int start_rows(weft_broker_worker_t *w, const redisReply *r)
 {
-    redisReply *r =
-        wcmd(w, "EVALSHA %s 0 %s %s %d %s " WEFT__BROKER_GROUP " %d %s", w->sha[WEFT__S_FETCH],
-             w->prefix, w->ttl, w->conf.max_redeliveries, w->name, count, w->bands);
-    if (!r) return -1;
     int got = 0;
     launch_t l;
     launch_init(&l, r->type == REDIS_REPLY_ARRAY ? r->elements : 0);
@@ -506,6 +502,18 @@ static int fetch(weft_broker_worker_t *w, int count)
     }
     launch_flush(w, &l);
     launch_free(&l);
+    return got;
+}
+
+/* Reads up to `count` new entries, highest band first, and claims them: one script, one round
+ * trip. Returns entries taken, -1 on a lost connection. */
+static int fetch(weft_broker_worker_t *w, int count)
+{
+    redisReply *r =
+        wcmd(w, "EVALSHA %s 0 %s %s %d %s " WEFT__BROKER_GROUP " %d %s", w->sha[WEFT__S_FETCH],
+             w->prefix, w->ttl, w->conf.max_redeliveries, w->name, count, w->bands);
+    if (!r) return -1;
+    int got = start_rows(w, r);
     freeReplyObject(r);
     return got;
 }
@@ -521,14 +529,23 @@ static bool retryable(int status)
     return false;
 }
 
-/* Records every job on w->unrecorded in one script call. Returns 0, or -1 on a lost
- * connection (the jobs stay on the list). */
-static int record(weft_broker_worker_t *w)
+/* Records every job on w->unrecorded in one script call; with `then_fetch`, the same call then
+ * takes as many new tasks as the slots freed allow (as fetch() does) and *fetched is set.
+ * Returns the entries taken (0 if none or no fetch), or -1 on a lost connection (the jobs stay
+ * on the list). */
+static int record(weft_broker_worker_t *w, bool then_fetch, bool *fetched)
 {
+    *fetched = false;
     size_t n = 0;
     for (job_t *j = w->unrecorded; j; j = j->next) n++;
     if (n == 0) return 0;
-    size_t argc = 7 + 7 * n;
+    int count = w->o.slots - (w->nrunning - (int)n);
+    if (count > w->o.batch) count = w->o.batch;
+    if (!then_fetch || count < 0) count = 0;
+    char maxr[16], cnt[16];
+    snprintf(maxr, sizeof maxr, "%d", w->conf.max_redeliveries);
+    snprintf(cnt, sizeof cnt, "%d", count);
+    size_t argc = 10 + 7 * n;
     const char **argv = weft__malloc(argc * sizeof *argv);
     size_t *argl = weft__malloc(argc * sizeof *argl);
     char(*nums)[3][24] = weft__malloc(n * sizeof *nums);
@@ -547,6 +564,9 @@ static int record(weft_broker_worker_t *w)
     ARG(w->ttl, strlen(w->ttl));
     ARG(w->name, strlen(w->name));
     ARG(WEFT__BROKER_GROUP, strlen(WEFT__BROKER_GROUP));
+    ARG(maxr, strlen(maxr));
+    ARG(cnt, strlen(cnt));
+    ARG(w->bands, strlen(w->bands));
     for (job_t *j = w->unrecorded; j; j = j->next, i++) {
         int status = j->f ? weft_future_status(j->f) : j->status;
         const char *val = "";
@@ -585,7 +605,6 @@ static int record(weft_broker_worker_t *w)
     weft__free(argl);
     weft__free(nums);
     if (!r) return -1;
-    freeReplyObject(r);
     while (w->unrecorded) {
         job_t *j = w->unrecorded;
         w->unrecorded = j->next;
@@ -599,7 +618,10 @@ static int record(weft_broker_worker_t *w)
         w->ndone++;
         job_free(j);
     }
-    return 0;
+    int got = count > 0 ? start_rows(w, r) : 0;
+    *fetched = count > 0;
+    freeReplyObject(r);
+    return got;
 }
 
 /* Moves finished jobs from `done` to `unrecorded`; waits up to wait_ms for one if none. */
@@ -788,7 +810,11 @@ int weft_broker_worker_run(weft_broker_worker_t *w)
             own_pending = true;
         }
         collect(w, 0);
-        if (record(w) < 0) continue;
+        /* Recording also fetches what the freed slots can take (not while the own pending list
+         * comes first). */
+        bool fetched;
+        int pre = record(w, !own_pending && !stopping(w), &fetched);
+        if (pre < 0) continue;
         uint64_t now = weft_now_ns();
         if (now >= next_hb) {
             next_hb = now + w->o.heartbeat_ms * 1000000ull;
@@ -838,7 +864,7 @@ int weft_broker_worker_run(weft_broker_worker_t *w)
             if (!w->c || own_pending) continue;
             count = free_slots < w->o.batch ? free_slots : w->o.batch;
         }
-        got = fetch(w, count);
+        got = fetched ? pre : fetch(w, count);
         if (got != 0) continue;
         if (w->nrunning > 0) {
             collect(w, 20); /* tasks run: wake up for their ends, poll the streams again */
@@ -860,7 +886,8 @@ int weft_broker_worker_run(weft_broker_worker_t *w)
     }
     /* Finish: record what is left if the connection allows. */
     collect(w, 0);
-    if (w->unrecorded && w->c) record(w);
+    bool fetched;
+    if (w->unrecorded && w->c) record(w, false, &fetched);
     return 0;
 }
 
