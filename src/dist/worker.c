@@ -14,15 +14,19 @@
  * idle time of the entries it holds (XCLAIM JUSTID, so a live worker's long task is never taken
  * over), look for cancel flags of running tasks, promote due retries, reclaim dead workers'
  * entries (XAUTOCLAIM, min idle = the lease); then, if slots are free, read at most that many
- * entries, highest band first (no prefetch: a slow worker holds only what it runs), and start
- * them on the scheduler with one submit_many (the process pool gets the batch at once). With
- * nothing to run it blocks in one XREADGROUP over its streams. At start the worker reads its own
- * pending entries (ID 0) before new ones (">"): a restarted worker finishes what it had.
+ * entries, highest band first (no prefetch: a slow worker holds only what it runs; the recording
+ * call already did this read when it had outcomes to record and the own pending list is done),
+ * and start them on the scheduler with one submit_many (the process pool gets the batch at
+ * once). With nothing to run it blocks in one XREADGROUP over its streams. At start the worker
+ * reads its own pending entries (ID 0) before new ones (">"): a restarted worker finishes what
+ * it had.
  *
- * Round trips per task, batched: one fetch script per batch (XREADGROUP + claim), one completion
- * script per batch (record, release dependents, XACK); Redis calls per task inside the scripts:
- * 3 at submit (EXISTS, HSET, XADD), 3 at claim (HMGET, HSET, the running event), 4 at completion
- * (HMGET, HSET, the done event, EXPIRE; LRANGE of the dependents only if it has some).
+ * Round trips per task, batched: one completion script per batch (record, release dependents,
+ * XACK, then XREADGROUP + claim of the next batch for the slots it freed), and a fetch script
+ * only when nothing was recorded; Redis calls per task inside the scripts: 3 at submit (EXISTS,
+ * HSET of the fields not at their default, XADD), 2 at claim (HMGET, HSET; the running event
+ * only while someone follows the events), 4 at completion (HMGET, HSET, the done event, EXPIRE;
+ * LRANGE of the dependents only if it has some).
  *
  * A lost connection is not fatal: the worker reconnects with backoff and keeps the finished jobs
  * until they are recorded; tasks run on meanwhile. Lock order: only `mu`.
