@@ -4,13 +4,23 @@
  *
  * DESIGN
  * Signals are blocked before any thread starts, so every thread inherits the mask and the main
- * thread alone takes SIGTERM/SIGINT with sigwait: no handler runs on an arbitrary thread.
+ * thread alone takes SIGTERM/SIGINT with sigtimedwait: no handler runs on an arbitrary thread.
  * Stop order: the HTTP API first (no new requests; every request already handed to the engine
  * is answered), then the engine (group commits finish; payment attempts in progress are dropped
  * and resume on the next start from the database), then the mock.
+ * Memory: every 10 s, while it waits, the main thread gives glibc's free pages back to the system
+ * (malloc_trim). A stall (a slow fsync, a paused process) piles thousands of orders into the
+ * queues; once they drain, their memory is free but scattered through the HTTP, intake and loop
+ * threads' arenas, and glibc returns it only from the top of a heap. Without the trim, RSS kept
+ * the high-water mark of every such surge: +13 % over the 1-hour soak at 5,000/s (4,514/s
+ * achieved); 41 -> 56 MiB after two debugger pauses of about a second in a 12-minute run. With
+ * it, RSS came back to 41.5 MiB within a minute of each of two 2 s SIGSTOPs. Cost, measured at
+ * 5,000/s: 0.5-9 ms per call (median 2) on this otherwise idle thread; allocating threads wait
+ * for an arena only while it is trimmed.
  */
 #include <errno.h>
 #include <getopt.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <signal.h>
@@ -175,8 +185,9 @@ static int cmd_serve(int argc, char **argv)
     }
     printf("weft orders: listening on %s\n", url);
     fflush(stdout);
-    int sig = 0;
-    sigwait(&set, &sig);
+    int sig;
+    const struct timespec every = {.tv_sec = 10};
+    while ((sig = sigtimedwait(&set, NULL, &every)) < 0) malloc_trim(0);
     fprintf(stderr, "weft orders: %s: stopping\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
     api_stop(api);
     engine_destroy(e);
