@@ -46,7 +46,7 @@ fi
 rc() { redis-cli -p "$port" "$@"; }
 # Redis' instructions since the last zeroing, all and inside EVALSHA (callgrind only).
 cg_instr() {
-  callgrind_control -d "$vpid" >/dev/null
+  callgrind_control -d "$vpid" >/dev/null 2>&1
   local f
   f=$(ls -t "$dir"/cg.*.* | head -1)
   callgrind_annotate --inclusive=yes "$f" 2>/dev/null |
@@ -58,7 +58,7 @@ rcpu() { rc INFO cpu | awk -F: '/used_cpu_(sys|user):/ {s += $2} END {printf "%.
 for mode in $modes; do
   rc FLUSHALL >/dev/null
   rc CONFIG RESETSTAT >/dev/null
-  [ "$cg" = 1 ] && callgrind_control -z "$vpid" >/dev/null
+  [ "$cg" = 1 ] && callgrind_control -z "$vpid" >/dev/null 2>&1
   c0=$(rcpu)
   b=$bin
   case $mode in floor*) b=$fbin ;; esac
