@@ -53,8 +53,8 @@
 #define OUT_MAX 4096
 
 typedef struct job {
-    struct job *next;  /* on `done` or `unrecorded` */
-    struct job *rnext; /* on `running` */
+    struct job *next;          /* on `done` or `unrecorded` */
+    struct job *rnext, *rprev; /* on `running` (unlinked in O(1) when recorded) */
     weft_broker_worker_t *w;
     char entry[48];
     char *id;
@@ -367,6 +367,7 @@ static int start_job(weft_broker_worker_t *w, launch_t *l, int band, const redis
         return -ENOMEM;
     }
     j->rnext = w->running;
+    if (w->running) w->running->rprev = j;
     w->running = j;
     w->nrunning++;
     if (l->n < l->cap) {
@@ -613,11 +614,11 @@ static int record(weft_broker_worker_t *w, bool then_fetch, bool *fetched)
         job_t *j = w->unrecorded;
         w->unrecorded = j->next;
         /* Unlink from running. */
-        for (job_t **pp = &w->running; *pp; pp = &(*pp)->rnext)
-            if (*pp == j) {
-                *pp = j->rnext;
-                break;
-            }
+        if (j->rprev)
+            j->rprev->rnext = j->rnext;
+        else
+            w->running = j->rnext;
+        if (j->rnext) j->rnext->rprev = j->rprev;
         w->nrunning--;
         w->ndone++;
         job_free(j);
