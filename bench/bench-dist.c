@@ -7,13 +7,15 @@
  * $WEFT_BENCH_WORKERS (default 2) worker processes, each with one process worker.
  * Then reclaim: 5 times, a worker that holds a task is killed (SIGKILL) while another idles;
  * prints how long until the other runs it, against the lease (1 s; the bound is 2 x lease).
- * Prints "dist <mode> N tasks: T s, R tasks/s", then runs the peers on the same Redis
- * (bench/dist_peer.py: RQ and Celery, N/10 tasks) and prints the ratios. */
+ * Prints "dist <mode> N tasks: T s, R tasks/s", then the floors (floor_run: the fewest Redis
+ * commands a task needs, plain and in scripts, one connection), then runs the peers on the same
+ * Redis (bench/dist_peer.py: RQ and Celery, N/10 tasks) and prints the ratios. */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <hiredis.h>
 #include <unistd.h>
 #include <weft/broker.h>
 #include <weft/procpool.h>
@@ -101,6 +103,114 @@ static double run(const char *url, const char *mode, long n, int nworkers)
     return (double)n / s;
 }
 
+/* The floor: what the fewest Redis commands a task needs cost, with no scheduler, no worker
+ * process and one connection. Per batch of 128 tasks, pipelined: an XADD each, one XREADGROUP
+ * COUNT 128, an HSET each (its state) and one XACK. lua = 1: the same state machine in three
+ * scripts per batch (submit: HSET + XADD each; fetch: XREADGROUP, HSET each; complete: HSET
+ * each, XACK), the form weft's broker has, to show what the scripts alone cost. */
+static const char floor_submit[] = "for i = 1, #ARGV do\n"
+                                   "  redis.call('HSET', 'floor:t:'..ARGV[i], 'st', 'queued')\n"
+                                   "  redis.call('XADD', 'floor:q', '*', 'id', ARGV[i])\n"
+                                   "end\n";
+static const char floor_fetch[] =
+    "local r = redis.call('XREADGROUP', 'GROUP', 'g', 'c', 'COUNT', ARGV[1], 'STREAMS',\n"
+    "  'floor:q', '>')\n"
+    "local out = {}\n"
+    "for _, e in ipairs(r[1][2]) do\n"
+    "  redis.call('HSET', 'floor:t:'..e[2][2], 'st', 'running', 'sid', e[1])\n"
+    "  out[#out + 1] = {e[1], e[2][2]}\n"
+    "end\n"
+    "return out\n";
+static const char floor_complete[] = "local ids = {}\n"
+                                     "for i = 1, #ARGV, 2 do\n"
+                                     "  redis.call('HSET', 'floor:t:'..ARGV[i + 1], 'st', 'done')\n"
+                                     "  ids[#ids + 1] = ARGV[i]\n"
+                                     "end\n"
+                                     "redis.call('XACK', 'floor:q', 'g', unpack(ids))\n";
+
+static void floor_reply(redisContext *c, int n)
+{
+    for (int i = 0; i < n; i++) {
+        redisReply *r = NULL;
+        if (redisGetReply(c, (void **)&r) != REDIS_OK || r->type == REDIS_REPLY_ERROR) {
+            fprintf(stderr, "bench-dist floor: %s\n", r ? r->str : c->errstr);
+            exit(1);
+        }
+        freeReplyObject(r);
+    }
+}
+
+static void floor_run(const char *url, long n, bool lua)
+{
+    const char *h = url + 8, *colon = strrchr(h, ':');
+    char host[256];
+    snprintf(host, sizeof host, "%.*s", (int)(colon - h), h);
+    redisContext *c = redisConnect(host, atoi(colon + 1));
+    if (!c || c->err) exit(1);
+    redisAppendCommand(c, "DEL floor:q");
+    redisAppendCommand(c, "XGROUP CREATE floor:q g $ MKSTREAM");
+    floor_reply(c, 2);
+    enum { B = 128 };
+    char ids[B][24], entries[B][48], sha[3][41];
+    const char *argv[2 * B + 8];
+    size_t argl[2 * B + 8];
+    const char *src[3] = {floor_submit, floor_fetch, floor_complete};
+    for (int i = 0; i < 3; i++) {
+        redisReply *r = redisCommand(c, "SCRIPT LOAD %s", src[i]);
+        if (!r || r->type != REDIS_REPLY_STRING) exit(1);
+        snprintf(sha[i], sizeof sha[i], "%s", r->str);
+        freeReplyObject(r);
+    }
+    uint64_t t0 = weft_now_ns();
+    for (long base = 0; base < n; base += B) {
+        int m = n - base < B ? (int)(n - base) : B, k = 0;
+        for (int i = 0; i < m; i++) snprintf(ids[i], sizeof ids[i], "f%ld", base + i);
+        if (lua) {
+            argv[k++] = "EVALSHA", argv[k++] = sha[0], argv[k++] = "0";
+            for (int i = 0; i < m; i++) argv[k++] = ids[i];
+            for (int i = 0; i < k; i++) argl[i] = strlen(argv[i]);
+            redisAppendCommandArgv(c, k, argv, argl);
+            floor_reply(c, 1);
+        } else {
+            for (int i = 0; i < m; i++) redisAppendCommand(c, "XADD floor:q * id %s", ids[i]);
+            floor_reply(c, m);
+        }
+        redisReply *r = lua ? redisCommand(c, "EVALSHA %s 0 %d", sha[1], m)
+                            : redisCommand(c, "XREADGROUP GROUP g c COUNT %d STREAMS floor:q >", m);
+        const redisReply *es = lua ? r : r->element[0]->element[1];
+        int got = (int)es->elements;
+        for (int i = 0; i < got; i++) {
+            const redisReply *e = es->element[i];
+            snprintf(entries[i], sizeof entries[i], "%s", e->element[0]->str);
+            snprintf(ids[i], sizeof ids[i], "%s",
+                     lua ? e->element[1]->str : e->element[1]->element[1]->str);
+        }
+        freeReplyObject(r);
+        k = 0;
+        if (lua) {
+            argv[k++] = "EVALSHA", argv[k++] = sha[2], argv[k++] = "0";
+            for (int i = 0; i < got; i++) argv[k++] = entries[i], argv[k++] = ids[i];
+            for (int i = 0; i < k; i++) argl[i] = strlen(argv[i]);
+            redisAppendCommandArgv(c, k, argv, argl);
+            floor_reply(c, 1);
+        } else {
+            for (int i = 0; i < got; i++) redisAppendCommand(c, "HSET floor:t:%s st done", ids[i]);
+            argv[k++] = "XACK", argv[k++] = "floor:q", argv[k++] = "g";
+            for (int i = 0; i < got; i++) argv[k++] = entries[i];
+            for (int i = 0; i < k; i++) argl[i] = strlen(argv[i]);
+            redisAppendCommandArgv(c, k, argv, argl);
+            floor_reply(c, got + 1);
+        }
+    }
+    double s = (double)(weft_now_ns() - t0) / 1e9;
+    printf("dist %-10s %ld tasks, 1 client: %.3f s, %.0f tasks/s (XADD, XREADGROUP COUNT %d, "
+           "HSET, XACK%s)\n",
+           lua ? "floor-lua" : "floor", n, s, (double)n / s, B,
+           lua ? ": in 3 scripts per batch" : ", pipelined");
+    fflush(stdout);
+    redisFree(c);
+}
+
 /* Waits until task `id` is RUNNING on worker `wk`; returns when it saw it (ns). */
 static uint64_t await_running_on(weft_broker_t *b, const char *id, const char *wk)
 {
@@ -172,8 +282,12 @@ int main(int argc, char **argv)
     const char *ws = getenv("WEFT_BENCH_WORKERS");
     int nworkers = ws ? atoi(ws) : 2;
     if (nworkers < 1 || nworkers > 64) nworkers = 2;
-    /* WEFT_BENCH_ONLY=round-trip|batched|reclaim: that alone, no peers (for profiling). */
+    /* WEFT_BENCH_ONLY=round-trip|batched|floor|floor-lua|reclaim: that alone, no peers. */
     const char *only = getenv("WEFT_BENCH_ONLY");
+    if (only && strncmp(only, "floor", 5) == 0) {
+        floor_run(url, n, strcmp(only, "floor-lua") == 0);
+        return 0;
+    }
     if (only && strcmp(only, "reclaim") == 0) {
         reclaim(url, 1000, 5);
         return 0;
@@ -181,6 +295,8 @@ int main(int argc, char **argv)
     if (only) return run(url, only, n, nworkers) > 0 ? 0 : 1;
     double rt = run(url, "round-trip", n, nworkers);
     double batched = run(url, "batched", n, nworkers);
+    floor_run(url, n, false);
+    floor_run(url, n, true);
     reclaim(url, 1000, 5);
     /* Peers on the same Redis (bench/dist_peer.py: python3-rq, python3-celery), fewer tasks:
      * they are slow. */

@@ -9,6 +9,7 @@
 # $WEFT_BENCH_WORKERS worker processes (default 2); reclaim (a worker holding a task killed with
 # SIGKILL: time until another runs it, lease 1 s, 5 kills); then redis-benchmark XADD with one request
 # per round trip and pipelined by 128: no task can go through Redis faster than its XADD.
+# (bench-dist also prints the floors of a whole task: see bench-dist-cost.sh.)
 # Peers (run by bench-dist itself, on the same Redis, N/10 tasks): RQ and Celery with its Redis
 # broker (bench/dist_peer.py; Debian's python3-rq and python3-celery, apt-get install them).
 # Environment (set by bench/run.sh): WEFT_BUILD, WEFT_SRC.

@@ -300,6 +300,13 @@ static void connect_fresh(const redis_t *r, weft_broker_t **b, const weft_broker
     CHECK_EQ(weft_broker_reset(*b), 0);
 }
 
+/* Follows the events as `weft run --broker` does, so that the workers write RUNNING events. */
+static void follow(weft_broker_t *b)
+{
+    char last[32];
+    CHECK_EQ(weft_broker_events_last(b, last), 0);
+}
+
 /* ---- tests ---- */
 
 TEST_T(url_and_misuse, 30)
@@ -513,6 +520,7 @@ TEST_T(killed_worker_task_reclaimed, 120)
     redis_start(&r);
     weft_broker_t *b;
     connect_fresh(&r, &b, NULL);
+    follow(b);
     weft_broker_worker_opts_t o = {.procs = 1, .threads = 1, .slots = 1, .lease_ms = 600};
     pid_t victim = worker_start(&r, "victim", &o, NULL);
     weft_broker_task_t t = {.id = "long", .fn = "tb.sleep", .arg = "400", .len = 3};
@@ -618,6 +626,7 @@ TEST_T(cancel_running_remote_tasks, 60)
     redis_start(&r);
     weft_broker_t *b;
     connect_fresh(&r, &b, NULL);
+    follow(b);
     char cmd[2000], cmdpid[600], pidfile[600], gate[600];
     snprintf(cmdpid, sizeof cmdpid, "%s/pid", r.dir);
     snprintf(cmd, sizeof cmd, "echo $$ > %s.tmp && mv %s.tmp %s && exec sleep 60", cmdpid, cmdpid,
@@ -929,6 +938,54 @@ TEST_T(dependents_of_a_task_without_the_hd_flag_are_released, 60)
     CHECK_EQ(weft_broker_wait(b, 2, -1), 0);
     worker_stop(w);
     check_state(b, "dep", WEFT_BROKER_DONE);
+    weft_broker_destroy(b);
+    redis_stop(&r);
+}
+
+/* RUNNING events cost Redis an XADD per task: the workers write them only while someone follows
+ * the events (weft_broker_events_last / weft_broker_events). The other events always come. A
+ * task's fields left at their default at submit read as before (status -EINPROGRESS, no worker,
+ * no value). */
+TEST_T(running_events_only_while_followed, 60)
+{
+    redis_t r;
+    redis_start(&r);
+    weft_broker_t *b;
+    connect_fresh(&r, &b, NULL);
+    weft_broker_task_t t[6];
+    char ids[6][8];
+    for (int i = 0; i < 6; i++) {
+        snprintf(ids[i], sizeof ids[i], "%c%d", i < 3 ? 'q' : 'f', i);
+        t[i] = (weft_broker_task_t){.id = ids[i], .fn = "tb.echo", .arg = "0", .len = 1};
+    }
+    CHECK_EQ(weft_broker_submit(b, t, 3), 0);
+    weft_broker_result_t res = result_of(b, "q0");
+    CHECK_EQ(res.state, WEFT_BROKER_QUEUED);
+    CHECK_EQ(res.status, -EINPROGRESS);
+    CHECK_EQ(res.deliveries, 0);
+    CHECK_EQ(res.attempts, 0);
+    CHECK_STR_EQ(res.worker, "");
+    CHECK_EQ(res.value.len, 0);
+    weft_broker_result_free(&res);
+    pid_t w = worker_start(&r, "w1", NULL, NULL);
+    CHECK_EQ(weft_broker_wait(b, 3, -1), 0); /* reads no events: not following */
+    for (int i = 0; i < 3; i++) {
+        CHECK_EQ(count_events(b, ids[i], WEFT_BROKER_RUNNING), 0);
+        CHECK_EQ(count_events(b, ids[i], WEFT_BROKER_DONE), 1);
+        res = result_of(b, ids[i]);
+        CHECK_EQ(res.status, 0);
+        CHECK_STR_EQ(res.worker, "w1");
+        CHECK_STR_EQ(res.value.data, "0"); /* an argument "0" is kept */
+        weft_broker_result_free(&res);
+    }
+    follow(b); /* (count_events read them too) */
+    CHECK_EQ(weft_broker_submit(b, t + 3, 3), 0);
+    CHECK_EQ(weft_broker_wait(b, 6, -1), 0);
+    worker_stop(w);
+    for (int i = 3; i < 6; i++) {
+        CHECK_EQ(count_events(b, ids[i], WEFT_BROKER_RUNNING), 1);
+        CHECK_EQ(count_events(b, ids[i], WEFT_BROKER_DONE), 1);
+    }
     weft_broker_destroy(b);
     redis_stop(&r);
 }

@@ -166,7 +166,10 @@ int weft_broker_events(weft_broker_t *b, const char *after, weft_broker_event_t 
                        int block_ms);
 
 /* Sets `id` to the stream id of the newest event ("0-0" if none): read from there to see only
- * what happens next. Returns 0 or a negative error. */
+ * what happens next. Returns 0 or a negative error.
+ * RUNNING events are written only while someone follows: this call and weft_broker_events ask
+ * the workers for them (for a minute, renewed while reading), so call this before submitting to
+ * see every start; the other events are always written. */
 int weft_broker_events_last(weft_broker_t *b, char id[32]);
 
 /* Appends a table of live workers (name, host, pid, slots, running, done, and the tasks each

@@ -10,7 +10,9 @@
  *   P:d:<id>   list: the ids of tasks that wait for <id>.
  *   P:q:<b>    stream per priority band b (0 high, 1 normal, 2 low); consumer group "workers".
  *   P:delay    sorted set: tasks in backoff, scored by the ms they are due.
- *   P:ev       stream: what happened (running, backoff, done, failed, skipped, cancelled).
+ *   P:ev       stream: what happened (running, backoff, done, failed, skipped, cancelled);
+ *              'running' only while P:follow exists (set, with a TTL of a minute, by whoever
+ *              reads the events: weft_broker_events, weft_broker_events_last).
  *   P:dead     stream: tasks given up after too many deliveries, with their last error.
  *   P:n:sub, P:n:fin  counters: tasks submitted, tasks finished.
  *   P:w:<name> hash with a TTL: a worker's heartbeat; P:workers: the set of names seen.
@@ -38,6 +40,15 @@
 #define LUA_COMMON                                                                                 \
     "local P = ARGV[1]\n"                                                                          \
     "local TTL, TTLS = tonumber(ARGV[2]), ARGV[2]\n"                                              \
+    "local FOLLOWED = nil\n"                                                                      \
+    "local function itoa(n)\n"                                                                    \
+    "  if n >= 0 and n < 10 then return string.char(48 + n) end\n"                                \
+    "  return tostring(n)\n"                                                                      \
+    "end\n"                                                                                       \
+    "local function followed()\n"                                                                 \
+    "  if FOLLOWED == nil then FOLLOWED = redis.call('EXISTS', P..':follow') == 1 end\n"           \
+    "  return FOLLOWED\n"                                                                         \
+    "end\n"                                                                                       \
     "local function ev(id, st, wk, status, tries)\n"                                              \
     "  redis.call('XADD', P..':ev', 'MAXLEN', '~', '1000000', '*', 'id', id, 'st', st,\n"          \
     "    'wk', wk or '', 'status', status or 0, 'tries', tries or 0)\n"                           \
@@ -73,9 +84,11 @@
 
 /* ARGV: P TTL n, then n tasks of (id fn cmd arg band att bo to ndeps deps...) -> the number
  * of new tasks (known ids are left as they are). One call per window of tasks: per task one
- * EXISTS, one HSET and the XADD that queues it. An unknown dependency ends the call with an
- * error; the tasks before it stay submitted. */
-static const char lua_submit[] = LUA_COMMON
+ * EXISTS, one HSET and the XADD that queues it. The HSET writes only the fields that are not at
+ * their default (a missing fn, cmd, arg: empty; to, rem, cx: 0; status: -115; wk, deps: empty;
+ * every reader defaults them); del, tries and hd stay (hd: its absence marks a task of an older
+ * weft). An unknown dependency ends the call with an error; the tasks before it stay submitted. */
+static const char lua_submit[] =
     "local new, i = 0, 4\n"
     "for _ = 1, tonumber(ARGV[3]) do\n"
     "  local id, band, nd = ARGV[i], ARGV[i + 4], tonumber(ARGV[i + 8])\n"
@@ -99,10 +112,18 @@ static const char lua_submit[] = LUA_COMMON
     "    end\n"
     "    local st = 'waiting'\n"
     "    if rem == 0 and not skip then st = 'queued' end\n"
-    "    redis.call('HSET', k, 'fn', ARGV[i + 1], 'cmd', ARGV[i + 2], 'arg', ARGV[i + 3],\n"
-    "      'band', band, 'att', ARGV[i + 5], 'bo', ARGV[i + 6], 'to', ARGV[i + 7], 'rem', rem,\n"
-    "      'del', '0', 'tries', '0', 'st', st, 'status', '-115', 'wk', '', 'cx', '0', 'hd', '0',\n"
-    "      'deps', table.concat(ARGV, ' ', i + 9, i + 8 + nd))\n"
+    "    local h = {'band', band, 'att', ARGV[i + 5], 'bo', ARGV[i + 6], 'del', '0', 'tries', '0',\n"
+    "      'st', st, 'hd', '0'}\n"
+    "    local fn, cmd, arg, to = ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 7]\n"
+    "    if fn ~= '' then h[#h + 1] = 'fn'; h[#h + 1] = fn end\n"
+    "    if cmd ~= '' then h[#h + 1] = 'cmd'; h[#h + 1] = cmd end\n"
+    "    if arg ~= '' then h[#h + 1] = 'arg'; h[#h + 1] = arg end\n"
+    "    if to ~= '0' then h[#h + 1] = 'to'; h[#h + 1] = to end\n"
+    "    if nd > 0 then\n"
+    "      h[#h + 1] = 'rem'; h[#h + 1] = rem\n"
+    "      h[#h + 1] = 'deps'; h[#h + 1] = table.concat(ARGV, ' ', i + 9, i + 8 + nd)\n"
+    "    end\n"
+    "    redis.call('HSET', k, unpack(h))\n"
     "    new = new + 1\n"
     "    if skip then finish(id, 'skipped', -4101, '')\n"
     "    elseif st == 'queued' then redis.call('XADD', P..':q:'..band, '*', 'id', id) end\n"
@@ -115,7 +136,8 @@ static const char lua_submit[] = LUA_COMMON
 /* One entry handed to worker wk: count the delivery, dead-letter it past the limit, else mark it
  * RUNNING under this entry. Returns the row the worker reads: {entry, id, action, fn, cmd, arg,
  * to, tries, att, bo, band}; action "run" or "ack" (already handled: acknowledged). One HMGET and
- * one HSET per task (and the event). */
+ * one HSET per task; the 'running' event only while someone follows the events (P:follow exists,
+ * looked up once per call), as `weft run --broker` does: no one else reads it. */
 #define LUA_CLAIM                                                                                  \
     "local function claim(band, e, id, maxr, wk, g)\n"                                            \
     "  local k = P..':t:'..id\n"                                                                  \
@@ -124,10 +146,10 @@ static const char lua_submit[] = LUA_COMMON
     "  local st = f[1]\n"                                                                         \
     "  local act = 'ack'\n"                                                                       \
     "  if st == 'queued' or (st == 'running' and f[2] == e) then\n"                              \
-    "    local del = tonumber(f[3]) + 1\n"                                                        \
+    "    local del = itoa(tonumber(f[3]) + 1)\n"                                                  \
     "    local att = tonumber(f[4])\n"                                                            \
     "    if att < 1 then att = 1 end\n"                                                           \
-    "    if del > att + maxr then\n"                                                              \
+    "    if tonumber(del) > att + maxr then\n"                                                    \
     "      redis.call('XADD', P..':dead', '*', 'id', id, 'deliveries', del, 'worker', wk,\n"     \
     "        'err', redis.call('HGET', k, 'err') or 'its workers died')\n"                        \
     "      redis.call('HSET', k, 'del', del, 'err', 'dead-lettered after '..del..' deliveries')\n"\
@@ -136,17 +158,17 @@ static const char lua_submit[] = LUA_COMMON
     "    else\n"                                                                                  \
     "      act = 'run'\n"                                                                         \
     "      redis.call('HSET', k, 'st', 'running', 'wk', wk, 'sid', e, 'del', del)\n"              \
-    "      ev(id, 'running', wk, '0', f[9])\n"                                                      \
+    "      if followed() then ev(id, 'running', wk, '0', f[9]) end\n"                             \
     "    end\n"                                                                                   \
     "  end\n"                                                                                     \
     "  if act == 'ack' then redis.call('XACK', P..':q:'..band, g, e) end\n"                       \
     "  return {e, id, act, f[5] or '', f[6] or '', f[7] or '', f[8] or '0', f[9] or '0',\n"      \
-    "    f[4] or '0', f[10] or '0', tostring(band)}\n"                                            \
+    "    f[4] or '0', f[10] or '0', band}\n"                                                      \
     "end\n"
 
 /* ARGV: P TTL maxredeliver worker group band (entry id)... -> a claim row per entry (entries
  * read by the caller: its own pending list, or taken over with XAUTOCLAIM). */
-static const char lua_claim[] = LUA_COMMON LUA_CLAIM
+static const char lua_claim[] =
     "local maxr, wk, g, band = tonumber(ARGV[3]), ARGV[4], ARGV[5], ARGV[6]\n"
     "local out = {}\n"
     "for i = 7, #ARGV, 2 do\n"
@@ -154,54 +176,61 @@ static const char lua_claim[] = LUA_COMMON LUA_CLAIM
     "end\n"
     "return out\n";
 
-/* ARGV: P TTL maxredeliver worker group count bands -> claim rows: reads up to `count` new
- * entries, highest band first, and claims them, in one round trip. `bands`: one character per band,
- * '1' for the bands the worker takes. */
-static const char lua_fetch[] = LUA_COMMON LUA_CLAIM
-    "local maxr, wk, g, want = tonumber(ARGV[3]), ARGV[4], ARGV[5], tonumber(ARGV[6])\n"
-    "local out = {}\n"
-    "for band = 0, 2 do\n"
-    "  if want <= 0 then break end\n"
-    "  local r = false\n"
-    "  if string.sub(ARGV[7], band + 1, band + 1) == '1' then\n"
-    "    r = redis.call('XREADGROUP', 'GROUP', g, wk, 'COUNT', want, 'STREAMS', P..':q:'..band,\n"
-    "      '>')\n"
-    "  end\n"
-    "  if r then\n"
-    "    for _, e in ipairs(r[1][2]) do\n"
-    "      want = want - 1\n"
-    "      local f, id = e[2], nil\n"
-    "      for x = 1, #f, 2 do if f[x] == 'id' then id = f[x + 1] end end\n"
-    "      if id then out[#out + 1] = claim(band, e[1], id, maxr, wk, g) end\n"
-    "    end\n"
-    "  end\n"
+/* Reads up to `want` new entries, highest band first, and claims them: -> claim rows. `bands`:
+ * one character per band, '1' for the bands the worker takes. */
+#define LUA_FETCH                                                                                  \
+    "local function fetch(maxr, wk, g, want, bands)\n"                                            \
+    "  local out = {}\n"                                                                          \
+    "  for b = 0, 2 do\n"                                                                         \
+    "    if want <= 0 then break end\n"                                                           \
+    "    local band = itoa(b)\n"                                                                  \
+    "    local r = false\n"                                                                       \
+    "    if string.sub(bands, b + 1, b + 1) == '1' then\n"                                        \
+    "      r = redis.call('XREADGROUP', 'GROUP', g, wk, 'COUNT', want, 'STREAMS',\n"              \
+    "        P..':q:'..band, '>')\n"                                                              \
+    "    end\n"                                                                                   \
+    "    if r then\n"                                                                             \
+    "      for _, e in ipairs(r[1][2]) do\n"                                                      \
+    "        want = want - 1\n"                                                                   \
+    "        local f, id = e[2], nil\n"                                                           \
+    "        for x = 1, #f, 2 do if f[x] == 'id' then id = f[x + 1] end end\n"                    \
+    "        if id then out[#out + 1] = claim(band, e[1], id, maxr, wk, g) end\n"                 \
+    "      end\n"                                                                                 \
+    "    end\n"                                                                                   \
+    "  end\n"                                                                                     \
+    "  return out\n"                                                                              \
     "end\n"
-    "return out\n";
 
-/* ARGV: P TTL worker group (band entry id status val err delay)... -> recorded count.
+/* ARGV: P TTL maxredeliver worker group count bands -> claim rows (LUA_FETCH), in one round
+ * trip. */
+static const char lua_fetch[] =
+    "return fetch(tonumber(ARGV[3]), ARGV[4], ARGV[5], tonumber(ARGV[6]), ARGV[7])\n";
+
+/* ARGV: P TTL worker group maxredeliver count bands (band entry id status val err delay)...
+ * -> claim rows: records the outcomes, then (count > 0) fetches the worker's next tasks as
+ * lua_fetch does, saving the worker a round trip per batch (per task, one at a time).
  * delay < 0: do not retry; else retry after delay ms if attempts remain. A success costs one
  * HMGET, one HSET, the event and the EXPIRE; its dependents list is read only if the task has one
  * (flag `hd`: '0' at submit, '1' from whoever appends to P:d:<id>; a task an older weft submitted
  * has no flag and its list is read); the entries are acknowledged with one XACK per
  * band and the finished counter moves once. Numbers that Redis would format (Lua numbers are
  * doubles, printed with "%.14g") are passed as strings where the script has them. */
-static const char lua_complete[] = LUA_COMMON
+static const char lua_complete[] =
     "local wk, g = ARGV[3], ARGV[4]\n"
     "local n, fin, ms = 0, 0, nil\n"
-    "local acks = {{}, {}, {}}\n"
-    "for i = 5, #ARGV, 7 do\n"
+    "local acks = {['0'] = {}, ['1'] = {}, ['2'] = {}}\n"
+    "for i = 8, #ARGV, 7 do\n"
     "  local band, e, id = ARGV[i], ARGV[i + 1], ARGV[i + 2]\n"
-    "  local status, val, err, delay = tonumber(ARGV[i + 3]), ARGV[i + 4], ARGV[i + 5],\n"
-    "    tonumber(ARGV[i + 6])\n"
+    "  local status, val, err = ARGV[i + 3], ARGV[i + 4], ARGV[i + 5]\n"
     "  local k = P..':t:'..id\n"
-    "  local a = acks[tonumber(band) + 1]\n"
+    "  local a = acks[band]\n"
     "  a[#a + 1] = e\n"
     "  local f = redis.call('HMGET', k, 'st', 'sid', 'tries', 'att', 'cx', 'hd')\n"
     "  if f[1] == 'running' and f[2] == e then\n"
     "    n = n + 1\n"
     "    local tries = tonumber(f[3]) + 1\n"
-    "    if status == 0 then\n"
-    "      local ts = tostring(tries)\n"
+    "    if status == '0' then\n"
+    "      local ts = itoa(tries)\n"
     "      redis.call('HSET', k, 'val', val, 'tries', ts, 'st', 'done', 'status', '0', 'wk', wk)\n"
     "      fin = fin + 1\n"
     "      ev(id, 'done', wk, '0', ts)\n"
@@ -217,6 +246,7 @@ static const char lua_complete[] = LUA_COMMON
     "        end\n"
     "      end\n"
     "    else\n"
+    "      local delay = tonumber(ARGV[i + 6])\n"
     "      redis.call('HSET', k, 'err', err, 'val', val, 'tries', tries)\n"
     "      if f[5] == '1' then\n"
     "        finish(id, 'cancelled', -125, wk)\n"
@@ -236,15 +266,16 @@ static const char lua_complete[] = LUA_COMMON
     "    end\n"
     "  end\n"
     "end\n"
-    "for b = 1, 3 do\n"
-    "  if #acks[b] > 0 then redis.call('XACK', P..':q:'..(b - 1), g, unpack(acks[b])) end\n"
+    "for b, a in pairs(acks) do\n"
+    "  if #a > 0 then redis.call('XACK', P..':q:'..b, g, unpack(a)) end\n"
     "end\n"
     "if fin > 0 then redis.call('INCRBY', P..':n:fin', fin) end\n"
-    "return n\n";
+    "if tonumber(ARGV[6]) <= 0 then return {} end\n"
+    "return fetch(tonumber(ARGV[5]), wk, g, tonumber(ARGV[6]), ARGV[7])\n";
 
 /* ARGV: P TTL id -> 0 cancelled now, 1 running (its worker will kill it), -2 unknown,
  * -114 finished */
-static const char lua_cancel[] = LUA_COMMON
+static const char lua_cancel[] =
     "local id = ARGV[3]\n"
     "local k = P..':t:'..id\n"
     "local st = redis.call('HGET', k, 'st')\n"
@@ -258,7 +289,7 @@ static const char lua_cancel[] = LUA_COMMON
     "return 0\n";
 
 /* ARGV: P TTL -> tasks moved from backoff to their streams */
-static const char lua_promote[] = LUA_COMMON
+static const char lua_promote[] =
     "local now = redis.call('TIME')\n"
     "local ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)\n"
     "local due = redis.call('ZRANGEBYSCORE', P..':delay', '-inf', ms, 'LIMIT', 0, 256)\n"
@@ -270,7 +301,7 @@ static const char lua_promote[] = LUA_COMMON
 
 /* ARGV: P TTL ids... -> tasks reset (failed/skipped/cancelled -> waiting, then queued once
  * their dependencies are done) */
-static const char lua_resume[] = LUA_COMMON
+static const char lua_resume[] =
     "local reset = {}\n"
     "for i = 3, #ARGV do\n"
     "  local id = ARGV[i]\n"
@@ -302,8 +333,16 @@ static const char lua_resume[] = LUA_COMMON
     "return #reset\n";
 /* clang-format on */
 
-static const char *const scripts[WEFT__S_COUNT] = {
-    lua_submit, lua_claim, lua_complete, lua_cancel, lua_promote, lua_resume, lua_fetch};
+/* Each script is its parts joined (C99 promises string literals of 4095 bytes only). */
+static const char *const scripts[WEFT__S_COUNT][5] = {
+    [WEFT__S_SUBMIT] = {LUA_COMMON, lua_submit},
+    [WEFT__S_CLAIM] = {LUA_COMMON, LUA_CLAIM, lua_claim},
+    [WEFT__S_COMPLETE] = {LUA_COMMON, LUA_CLAIM, LUA_FETCH, lua_complete},
+    [WEFT__S_CANCEL] = {LUA_COMMON, lua_cancel},
+    [WEFT__S_PROMOTE] = {LUA_COMMON, lua_promote},
+    [WEFT__S_RESUME] = {LUA_COMMON, lua_resume},
+    [WEFT__S_FETCH] = {LUA_COMMON, LUA_CLAIM, LUA_FETCH, lua_fetch},
+};
 
 struct weft_broker {
     weft__broker_conf_t conf;
@@ -311,6 +350,7 @@ struct weft_broker {
     char sha[WEFT__S_COUNT][41];
     char prefix[80];
     char ttl[24];
+    uint64_t follow_next_ns; /* when to renew P:follow (0: not set by this handle) */
 };
 
 int weft__broker_conf(weft__broker_conf_t *c, const char *url, const weft_broker_opts_t *o)
@@ -388,7 +428,15 @@ int weft__broker_connect(const weft__broker_conf_t *c, redisContext **out,
         if (r) freeReplyObject(r);
     }
     for (int i = 0; rc == 0 && i < WEFT__S_COUNT; i++) {
-        r = redisCommand(ctx, "SCRIPT LOAD %s", scripts[i]);
+        char src[16384];
+        size_t len = 0;
+        for (int p = 0; scripts[i][p]; p++) {
+            size_t l = strlen(scripts[i][p]);
+            if (len + l > sizeof src) abort(); /* a script grew past the buffer: a build bug */
+            memcpy(src + len, scripts[i][p], l);
+            len += l;
+        }
+        r = redisCommand(ctx, "SCRIPT LOAD %b", src, len);
         rc = weft__broker_err(ctx, r);
         if (rc == 0 && (r->type != REDIS_REPLY_STRING || r->len != 40)) rc = -EPROTO;
         if (rc == 0) memcpy(sha[i], r->str, 41);
@@ -505,6 +553,7 @@ int weft_broker_reset(weft_broker_t *b)
         }
         freeReplyObject(r);
     } while (strcmp(cursor, "0") != 0);
+    b->follow_next_ns = 0; /* P:follow went too */
     /* The consumer groups went with the streams: make them again. */
     redisFree(b->c);
     b->c = NULL;
@@ -638,7 +687,8 @@ int weft_broker_wait(weft_broker_t *b, uint64_t n, int64_t timeout_ns)
         if (fin >= n) return 0;
         if (weft_now_ns() >= deadline) return -ETIMEDOUT;
         /* Sleep until something happens (an event) or 100 ms pass. */
-        redisReply *r = cmd(b, &rc, "XREAD BLOCK 100 STREAMS %s:ev $", b->prefix);
+        /* COUNT 1: only the wake-up matters, not the batch of events that woke it. */
+        redisReply *r = cmd(b, &rc, "XREAD COUNT 1 BLOCK 100 STREAMS %s:ev $", b->prefix);
         if (!r) return rc;
         freeReplyObject(r);
     }
@@ -667,7 +717,8 @@ int weft_broker_result(weft_broker_t *b, const char *id, weft_broker_result_t *o
     }
     if (r->element[0]->type == REDIS_REPLY_STRING) {
         out->state = weft__broker_state(r->element[0]->str, r->element[0]->len);
-        out->status = field_int(r, 1);
+        /* Not written until the task has an outcome (submit leaves it out). */
+        out->status = r->element[1]->type == REDIS_REPLY_STRING ? field_int(r, 1) : -EINPROGRESS;
         out->deliveries = field_int(r, 2);
         out->attempts = field_int(r, 3);
         if (r->element[4]->type == REDIS_REPLY_STRING)
@@ -720,12 +771,27 @@ static const redisReply *kv(const redisReply *fields, const char *key)
     return NULL;
 }
 
+/* Whoever reads the events asks the workers for the 'running' ones too: P:follow, which the claim
+ * script looks up, lives a minute and is renewed every 20 s of reading. Returns 0 or an error. */
+static int follow(weft_broker_t *b)
+{
+    uint64_t now = weft_now_ns();
+    if (now < b->follow_next_ns) return 0;
+    int rc;
+    redisReply *r = cmd(b, &rc, "SET %s:follow 1 PX 60000", b->prefix);
+    if (!r) return rc;
+    freeReplyObject(r);
+    b->follow_next_ns = now + 20000000000ull;
+    return 0;
+}
+
 int weft_broker_events(weft_broker_t *b, const char *after, weft_broker_event_t *ev, int max,
                        int block_ms)
 {
     if (!b || !after || (max > 0 && !ev) || max < 0 || block_ms < 0) return -EINVAL;
     if (max == 0) return 0;
-    int rc;
+    int rc = follow(b);
+    if (rc) return rc;
     redisReply *r = block_ms > 0
                         ? cmd(b, &rc, "XREAD COUNT %d BLOCK %d STREAMS %s:ev %s", max, block_ms,
                               b->prefix, after)
@@ -817,7 +883,8 @@ int weft_broker_forget(weft_broker_t *b, const char *const *ids, size_t n)
 int weft_broker_events_last(weft_broker_t *b, char id[32])
 {
     if (!b || !id) return -EINVAL;
-    int rc;
+    int rc = follow(b);
+    if (rc) return rc;
     redisReply *r = cmd(b, &rc, "XREVRANGE %s:ev + - COUNT 1", b->prefix);
     if (!r) return rc;
     snprintf(id, 32, "0-0");

@@ -14,15 +14,19 @@
  * idle time of the entries it holds (XCLAIM JUSTID, so a live worker's long task is never taken
  * over), look for cancel flags of running tasks, promote due retries, reclaim dead workers'
  * entries (XAUTOCLAIM, min idle = the lease); then, if slots are free, read at most that many
- * entries, highest band first (no prefetch: a slow worker holds only what it runs), and start
- * them on the scheduler with one submit_many (the process pool gets the batch at once). With
- * nothing to run it blocks in one XREADGROUP over its streams. At start the worker reads its own
- * pending entries (ID 0) before new ones (">"): a restarted worker finishes what it had.
+ * entries, highest band first (no prefetch: a slow worker holds only what it runs; the recording
+ * call already did this read when it had outcomes to record and the own pending list is done),
+ * and start them on the scheduler with one submit_many (the process pool gets the batch at
+ * once). With nothing to run it blocks in one XREADGROUP over its streams. At start the worker
+ * reads its own pending entries (ID 0) before new ones (">"): a restarted worker finishes what
+ * it had.
  *
- * Round trips per task, batched: one fetch script per batch (XREADGROUP + claim), one completion
- * script per batch (record, release dependents, XACK); Redis calls per task inside the scripts:
- * 3 at submit (EXISTS, HSET, XADD), 3 at claim (HMGET, HSET, the running event), 4 at completion
- * (HMGET, HSET, the done event, EXPIRE; LRANGE of the dependents only if it has some).
+ * Round trips per task, batched: one completion script per batch (record, release dependents,
+ * XACK, then XREADGROUP + claim of the next batch for the slots it freed), and a fetch script
+ * only when nothing was recorded; Redis calls per task inside the scripts: 3 at submit (EXISTS,
+ * HSET of the fields not at their default, XADD), 2 at claim (HMGET, HSET; the running event
+ * only while someone follows the events), 4 at completion (HMGET, HSET, the done event, EXPIRE;
+ * LRANGE of the dependents only if it has some).
  *
  * A lost connection is not fatal: the worker reconnects with backoff and keeps the finished jobs
  * until they are recorded; tasks run on meanwhile. Lock order: only `mu`.
@@ -49,8 +53,8 @@
 #define OUT_MAX 4096
 
 typedef struct job {
-    struct job *next;  /* on `done` or `unrecorded` */
-    struct job *rnext; /* on `running` */
+    struct job *next;          /* on `done` or `unrecorded` */
+    struct job *rnext, *rprev; /* on `running` (unlinked in O(1) when recorded) */
     weft_broker_worker_t *w;
     char entry[48];
     char *id;
@@ -363,6 +367,7 @@ static int start_job(weft_broker_worker_t *w, launch_t *l, int band, const redis
         return -ENOMEM;
     }
     j->rnext = w->running;
+    if (w->running) w->running->rprev = j;
     w->running = j;
     w->nrunning++;
     if (l->n < l->cap) {
@@ -486,14 +491,10 @@ static redisReply *idle_read(weft_broker_worker_t *w, int block_ms)
     return wcmd_argv(w, k, argv, argl);
 }
 
-/* Reads up to `count` new entries, highest band first, and claims them: one script, one round
- * trip. Returns entries taken, -1 on a lost connection. */
-static int fetch(weft_broker_worker_t *w, int count)
+/* Starts the tasks of the claim rows of a fetch (the fetch or the completion script). Returns
+ * entries taken. */
+static int start_rows(weft_broker_worker_t *w, const redisReply *r)
 {
-    redisReply *r =
-        wcmd(w, "EVALSHA %s 0 %s %s %d %s " WEFT__BROKER_GROUP " %d %s", w->sha[WEFT__S_FETCH],
-             w->prefix, w->ttl, w->conf.max_redeliveries, w->name, count, w->bands);
-    if (!r) return -1;
     int got = 0;
     launch_t l;
     launch_init(&l, r->type == REDIS_REPLY_ARRAY ? r->elements : 0);
@@ -506,6 +507,18 @@ static int fetch(weft_broker_worker_t *w, int count)
     }
     launch_flush(w, &l);
     launch_free(&l);
+    return got;
+}
+
+/* Reads up to `count` new entries, highest band first, and claims them: one script, one round
+ * trip. Returns entries taken, -1 on a lost connection. */
+static int fetch(weft_broker_worker_t *w, int count)
+{
+    redisReply *r =
+        wcmd(w, "EVALSHA %s 0 %s %s %d %s " WEFT__BROKER_GROUP " %d %s", w->sha[WEFT__S_FETCH],
+             w->prefix, w->ttl, w->conf.max_redeliveries, w->name, count, w->bands);
+    if (!r) return -1;
+    int got = start_rows(w, r);
     freeReplyObject(r);
     return got;
 }
@@ -521,14 +534,23 @@ static bool retryable(int status)
     return false;
 }
 
-/* Records every job on w->unrecorded in one script call. Returns 0, or -1 on a lost
- * connection (the jobs stay on the list). */
-static int record(weft_broker_worker_t *w)
+/* Records every job on w->unrecorded in one script call; with `then_fetch`, the same call then
+ * takes as many new tasks as the slots freed allow (as fetch() does) and *fetched is set.
+ * Returns the entries taken (0 if none or no fetch), or -1 on a lost connection (the jobs stay
+ * on the list). */
+static int record(weft_broker_worker_t *w, bool then_fetch, bool *fetched)
 {
+    *fetched = false;
     size_t n = 0;
     for (job_t *j = w->unrecorded; j; j = j->next) n++;
     if (n == 0) return 0;
-    size_t argc = 7 + 7 * n;
+    int count = w->o.slots - (w->nrunning - (int)n);
+    if (count > w->o.batch) count = w->o.batch;
+    if (!then_fetch || count < 0) count = 0;
+    char maxr[16], cnt[16];
+    snprintf(maxr, sizeof maxr, "%d", w->conf.max_redeliveries);
+    snprintf(cnt, sizeof cnt, "%d", count);
+    size_t argc = 10 + 7 * n;
     const char **argv = weft__malloc(argc * sizeof *argv);
     size_t *argl = weft__malloc(argc * sizeof *argl);
     char(*nums)[3][24] = weft__malloc(n * sizeof *nums);
@@ -547,6 +569,9 @@ static int record(weft_broker_worker_t *w)
     ARG(w->ttl, strlen(w->ttl));
     ARG(w->name, strlen(w->name));
     ARG(WEFT__BROKER_GROUP, strlen(WEFT__BROKER_GROUP));
+    ARG(maxr, strlen(maxr));
+    ARG(cnt, strlen(cnt));
+    ARG(w->bands, strlen(w->bands));
     for (job_t *j = w->unrecorded; j; j = j->next, i++) {
         int status = j->f ? weft_future_status(j->f) : j->status;
         const char *val = "";
@@ -585,21 +610,23 @@ static int record(weft_broker_worker_t *w)
     weft__free(argl);
     weft__free(nums);
     if (!r) return -1;
-    freeReplyObject(r);
     while (w->unrecorded) {
         job_t *j = w->unrecorded;
         w->unrecorded = j->next;
         /* Unlink from running. */
-        for (job_t **pp = &w->running; *pp; pp = &(*pp)->rnext)
-            if (*pp == j) {
-                *pp = j->rnext;
-                break;
-            }
+        if (j->rprev)
+            j->rprev->rnext = j->rnext;
+        else
+            w->running = j->rnext;
+        if (j->rnext) j->rnext->rprev = j->rprev;
         w->nrunning--;
         w->ndone++;
         job_free(j);
     }
-    return 0;
+    int got = count > 0 ? start_rows(w, r) : 0;
+    *fetched = count > 0;
+    freeReplyObject(r);
+    return got;
 }
 
 /* Moves finished jobs from `done` to `unrecorded`; waits up to wait_ms for one if none. */
@@ -788,7 +815,11 @@ int weft_broker_worker_run(weft_broker_worker_t *w)
             own_pending = true;
         }
         collect(w, 0);
-        if (record(w) < 0) continue;
+        /* Recording also fetches what the freed slots can take (not while the own pending list
+         * comes first). */
+        bool fetched;
+        int pre = record(w, !own_pending && !stopping(w), &fetched);
+        if (pre < 0) continue;
         uint64_t now = weft_now_ns();
         if (now >= next_hb) {
             next_hb = now + w->o.heartbeat_ms * 1000000ull;
@@ -838,7 +869,7 @@ int weft_broker_worker_run(weft_broker_worker_t *w)
             if (!w->c || own_pending) continue;
             count = free_slots < w->o.batch ? free_slots : w->o.batch;
         }
-        got = fetch(w, count);
+        got = fetched ? pre : fetch(w, count);
         if (got != 0) continue;
         if (w->nrunning > 0) {
             collect(w, 20); /* tasks run: wake up for their ends, poll the streams again */
@@ -860,7 +891,8 @@ int weft_broker_worker_run(weft_broker_worker_t *w)
     }
     /* Finish: record what is left if the connection allows. */
     collect(w, 0);
-    if (w->unrecorded && w->c) record(w);
+    bool fetched;
+    if (w->unrecorded && w->c) record(w, false, &fetched);
     return 0;
 }
 

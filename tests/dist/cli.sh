@@ -21,6 +21,8 @@ set -e
 [ $rc -eq 1 ] || fail "first run: exit $rc"
 grep -q 'weft run: 4 jobs: 2 ok, 1 failed, 1 skipped, 0 cancelled' log1 || fail "summary: $(cat log1)"
 grep -Eq '^\[ *[0-9.]+s\] ok       a \([0-9.]+ s on m[12]\)$' log1 || fail "no worker named: $(cat log1)"
+# start lines come from RUNNING events, which workers write only while someone follows (P:follow)
+grep -Eq '^\[ *[0-9.]+s\] start    a \(.* on m[12]\)$' log1 || fail "no start line: $(cat log1)"
 grep -q 'failed   b: exit status 1 (on m' log1 || fail "b: $(cat log1)"
 grep -q 'skipped  c: a dependency failed' log1 || fail "c: $(cat log1)"
 [ "$(cat weft-run.logs/a.log)" = hello-a ] || fail "a's log"
