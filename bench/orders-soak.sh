@@ -6,7 +6,8 @@
 # (the mean of the last third of the samples within +-10 % of the first third's, after the first
 # 10 % of the run: a drift, not noise), all fds not growing past 10 % (sockets follow the
 # clients' connections), and the audit; it writes a
-# report (CSV + an HTML page with the RSS/fd curves and the load generator's report).
+# report (CSV + an HTML page with the RSS/fd curves, drawn like weft's reports with the vendored
+# uPlot and tools/common/charts.js, and the load generator's report).
 #
 # usage: bench/orders-soak.sh [--minutes M] [--rate R] [--sqlite] [--out DIR]
 #   --out DIR: where the report goes (default bench-out/orders-soak-DATE). Not run in CI.
@@ -21,7 +22,7 @@ while [ $# -gt 0 ]; do
     --rate) rate=$2; shift ;;
     --sqlite) sqlite=1 ;;
     --out) out=$2; shift ;;
-    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
     *) echo "orders-soak.sh: unknown option $1" >&2; exit 2 ;;
   esac
   shift
@@ -46,6 +47,7 @@ if [ "$sqlite" = 0 ]; then
   db=$("$src/scripts/services.sh" start postgres "$dir")
   redis_url=$("$src/scripts/services.sh" start redis "$dir")
 fi
+touch "$dir/mock.out" "$dir/engine.out"
 "$weft" orders payment-mock --listen 127.0.0.1:0 >"$dir/mock.out" 2>&1 &
 mock_pid=$!
 for _ in $(seq 100); do grep -q "listening on" "$dir/mock.out" && break; sleep 0.1; done
@@ -94,9 +96,9 @@ audit=(orders audit --db "$db" --payment "$mock" --acked "$dir/acked" --wait 30)
 "$weft" "${audit[@]}" | tee "$out/audit.txt" || rc=1
 [ "$crashed" = 0 ] || rc=1
 
-python3 - "$out" "$minutes" "$rate" <<'PY' || rc=1
-import csv, json, sys
-out, minutes, rate = sys.argv[1], sys.argv[2], sys.argv[3]
+python3 - "$out" "$minutes" "$rate" "$src" <<'PY' || rc=1
+import csv, html, json, sys
+out, minutes, rate, src = sys.argv[1:5]
 rows = list(csv.DictReader(open(out + "/samples.csv")))
 t = [int(r["t_s"]) for r in rows]
 rss = [int(r["rss_kb"]) / 1024 for r in rows]
@@ -127,26 +129,27 @@ else:
     lines.append("too few samples for a flatness check")
 for l in lines:
     print("soak: " + l)
-def svg(title, ys, unit):
-    W, H, L, B = 640, 220, 50, 30
-    top = max(ys) * 1.15 if ys and max(ys) > 0 else 1
-    span = t[-1] if t and t[-1] > 0 else 1
-    pts = " ".join("%.1f,%.1f" % (L + x / span * (W - L - 10), H - B - y / top * (H - B - 20))
-                   for x, y in zip(t, ys))
-    return ("<svg width='%d' height='%d'><text x='%d' y='14'>%s</text>"
-            "<polyline fill='none' stroke='#1f77b4' stroke-width='2' points='%s'/>"
-            "<text x='2' y='24'>%.0f %s</text><text x='%d' y='%d'>%d s</text></svg>"
-            % (W, H, L, title, pts, top, unit, W - 60, H - 8, span))
-load = json.load(open(out + "/load.json"))
+# The curves are drawn as weft's own reports draw theirs (tools/common/charts.js with the
+# vendored uPlot, both inlined): the page works offline, from file://.
+def chart(title, ys, unit):
+    c = {"title": title, "xlabel": "s", "ylabel": unit,
+         "series": [{"label": unit, "color": "#0275d8", "x": t, "y": ys}]}
+    return ("<figure class='weft-chart'><script type='application/json'>%s</script></figure>"
+            % json.dumps(c).replace("<", "\\u003c"))
+read = lambda p: open(src + "/" + p).read()
 with open(out + "/report.html", "w") as f:
     f.write("<!doctype html><meta charset='utf-8'><title>weft orders soak</title>"
+            "<style>%s figure.weft-chart{margin:1em 0;max-width:60em}</style>"
             "<body style='font-family:sans-serif'><h1>weft orders soak: %s min at %s/s</h1>"
-            "<pre>%s</pre>" % (minutes, rate, "\n".join(lines)))
-    f.write(svg("engine RSS, MiB (every 10 s)", rss, "MiB"))
-    f.write(svg("engine open file descriptors", fds, "fds"))
-    f.write(svg("engine file descriptors other than sockets", nonsock, "fds"))
+            "<pre>%s</pre>" % (read("third_party/uplot/uPlot.min.css"), minutes, rate,
+                               html.escape("\n".join(lines))))
+    f.write(chart("engine RSS, MiB (every 10 s)", rss, "MiB"))
+    f.write(chart("engine open file descriptors", fds, "fds"))
+    f.write(chart("engine file descriptors other than sockets", nonsock, "fds"))
     f.write("<pre>%s</pre><pre>%s</pre><p><a href='load.html'>load report</a></p>"
-            % (open(out + "/load.txt").read(), open(out + "/audit.txt").read()))
+            % (html.escape(open(out + "/load.txt").read()), html.escape(open(out + "/audit.txt").read())))
+    f.write("<script>%s</script><script>%s</script>"
+            % (read("third_party/uplot/uPlot.iife.min.js"), read("tools/common/charts.js")))
 sys.exit(0 if ok else 1)
 PY
 say "$([ "$rc" = 0 ] && echo PASSED || echo FAILED): crashes $crashed; report $out/report.html"
