@@ -146,7 +146,11 @@ static void floor_run(const char *url, long n, bool lua)
     char host[256];
     snprintf(host, sizeof host, "%.*s", (int)(colon - h), h);
     redisContext *c = redisConnect(host, atoi(colon + 1));
-    if (!c || c->err) exit(1);
+    if (!c || c->err) {
+        fprintf(stderr, "bench-dist floor: cannot connect to %s: %s\n", url,
+                c ? c->errstr : "out of memory");
+        exit(1);
+    }
     redisAppendCommand(c, "DEL floor:q");
     redisAppendCommand(c, "XGROUP CREATE floor:q g $ MKSTREAM");
     floor_reply(c, 2);
@@ -157,7 +161,10 @@ static void floor_run(const char *url, long n, bool lua)
     const char *src[3] = {floor_submit, floor_fetch, floor_complete};
     for (int i = 0; i < 3; i++) {
         redisReply *r = redisCommand(c, "SCRIPT LOAD %s", src[i]);
-        if (!r || r->type != REDIS_REPLY_STRING) exit(1);
+        if (!r || r->type != REDIS_REPLY_STRING) {
+            fprintf(stderr, "bench-dist floor: SCRIPT LOAD failed: %s\n", r ? r->str : c->errstr);
+            exit(1);
+        }
         snprintf(sha[i], sizeof sha[i], "%s", r->str);
         freeReplyObject(r);
     }

@@ -31,6 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <weft/buf.h>
 #include <weft/err.h>
 #include <weft/sys.h>
 
@@ -428,15 +429,16 @@ int weft__broker_connect(const weft__broker_conf_t *c, redisContext **out,
         if (r) freeReplyObject(r);
     }
     for (int i = 0; rc == 0 && i < WEFT__S_COUNT; i++) {
-        char src[16384];
-        size_t len = 0;
-        for (int p = 0; scripts[i][p]; p++) {
-            size_t l = strlen(scripts[i][p]);
-            if (len + l > sizeof src) abort(); /* a script grew past the buffer: a build bug */
-            memcpy(src + len, scripts[i][p], l);
-            len += l;
+        weft_buf_t src;
+        weft_buf_init(&src, 0);
+        for (int p = 0; scripts[i][p] && rc == 0; p++)
+            rc = weft_buf_append(&src, scripts[i][p], strlen(scripts[i][p]));
+        if (rc < 0) {
+            weft_buf_free(&src);
+            break;
         }
-        r = redisCommand(ctx, "SCRIPT LOAD %b", src, len);
+        r = redisCommand(ctx, "SCRIPT LOAD %b", src.data, src.len);
+        weft_buf_free(&src);
         rc = weft__broker_err(ctx, r);
         if (rc == 0 && (r->type != REDIS_REPLY_STRING || r->len != 40)) rc = -EPROTO;
         if (rc == 0) memcpy(sha[i], r->str, 41);

@@ -2,7 +2,7 @@
  *
  * DESIGN
  * A chart is data, not markup: tools_html_chart writes its description and points as one JSON
- * object in a <script type="application/json" class="weft-chart"> element inside a <figure>,
+ * object in a <script type="application/json"> element inside a <figure class="weft-chart">,
  * and charts.js (run once at the end of the page) draws each with uPlot into its figure. Text
  * reaches the page only inside that JSON, escaped for JSON and with '<' as \u003c, and the
  * script inserts it as text, never as HTML. Single-threaded per buffer; no state.
